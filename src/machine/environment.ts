@@ -1,0 +1,71 @@
+/**
+ * The determinism boundary.
+ *
+ * Everything the guest can observe that does not follow from the machine's own state enters
+ * through this module's types, by exactly two routes:
+ *
+ * 1. Environment reads (the paper's environment instructions, rules P0/P6). When the guest
+ *    executes an instruction whose value comes from outside the VM (CLINT mtime, the time CSR,
+ *    the RTC), the machine asks its {@link EnvironmentPort} synchronously, passing the exact
+ *    instruction count. The primary answers from the host and records; the backup replays.
+ * 2. Events (rules P1/P4). Asynchronous happenings (the clock advanced past a deadline, console
+ *    bytes arrived, a disk request completed) are applied by the machine's caller between two
+ *    instructions with `Machine.applyEvent`. Never from inside a run.
+ *
+ * What the machine wants done in the world (console bytes, disk requests) leaves as
+ * {@link MachineOutput}s that the caller drains; the machine itself never performs I/O.
+ */
+
+/** Which environment value an instruction reads. */
+export type EnvironmentReadKind =
+  /** CLINT mtime or the time CSR: the 10 MHz machine timer, 64 bits. */
+  | 'mtime'
+  /** The goldfish RTC: wall-clock nanoseconds since the Unix epoch, 64 bits. */
+  | 'wall-clock-ns';
+
+/**
+ * The machine's only window on the host for values (P0 at the primary, P6 at the backup).
+ * `retiredInstructions` is the machine's exact instruction count at the reading instruction,
+ * so a recorder can log it and a replayer can check it.
+ */
+export interface EnvironmentPort {
+  read(kind: EnvironmentReadKind, retiredInstructions: number): bigint;
+}
+
+/** An asynchronous input, applied between two instructions by the machine's caller. */
+export type MachineEvent =
+  /** The clock has advanced to `mtime` (P2's clock state): timer interrupts follow from it. */
+  | { readonly kind: 'clock'; readonly mtime: bigint }
+  /** Bytes typed on the console; at most `Machine.consoleInputRoom()` of them. */
+  | { readonly kind: 'console-input'; readonly bytes: Uint8Array }
+  /** A disk request finished; `data` carries what a read returned. */
+  | {
+      readonly kind: 'disk-completion';
+      readonly slot: number;
+      readonly requestId: number;
+      readonly status: DiskCompletionStatus;
+      readonly data?: Uint8Array;
+    };
+
+export type DiskCompletionStatus = 'ok' | 'io-error';
+
+/** A disk operation the machine asks the host to perform on the image of virtio slot `slot`. */
+export type DiskRequest =
+  | { readonly op: 'read'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly lengthBytes: number }
+  | { readonly op: 'write'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly data: Uint8Array }
+  | { readonly op: 'flush'; readonly slot: number; readonly requestId: number };
+
+/** What the machine wants done outside the VM, in the order the guest asked for it. */
+export type MachineOutput =
+  | { readonly kind: 'console-output'; readonly bytes: Uint8Array }
+  | { readonly kind: 'disk-request'; readonly request: DiskRequest };
+
+/** Where device models put their outputs; the machine owns the one instance. */
+export interface OutputSink {
+  emit(output: MachineOutput): void;
+}
+
+/** A value read that lets devices reach the environment port with the current instruction count. */
+export interface EnvironmentReader {
+  readEnvironment(kind: EnvironmentReadKind): bigint;
+}

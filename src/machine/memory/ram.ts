@@ -1,0 +1,126 @@
+/**
+ * Guest RAM: one ArrayBuffer with typed views for every access width.
+ *
+ * The views assume a little-endian host, like the guest; this is checked when the module loads.
+ * Code pages (pages the interpreter has decoded) are tracked here, so that any write to one
+ * (from the CPU's slow path or a device's DMA) reaches the code cache.
+ */
+import { SnapshotError, type SnapshotReader, type SnapshotWriter, type Snapshottable } from '../snapshot.js';
+
+export const ramBaseAddress = 0x8000_0000;
+export const pageBytes = 4096;
+export const ramBytesMin = 1 << 20;
+/** RAM ends below 2^32 because the board maps it at 2 GiB. */
+export const ramBytesMax = 2 ** 31 - pageBytes * 256;
+
+{
+  const probe = new Uint8Array(new Uint16Array([0x0102]).buffer);
+  if (probe[0] !== 0x02) throw new Error('understudy needs a little-endian host');
+}
+
+/** Receives notice that guest RAM bytes changed outside the CPU's fast path. */
+export interface CodeWatcher {
+  /** Bytes [offset, offset + length) of RAM, within page `page`, were written. */
+  ramWritten(page: number, offset: number, length: number): void;
+}
+
+export class Ram implements Snapshottable {
+  readonly sizeBytes: number;
+  readonly pages: number;
+  readonly u8: Uint8Array;
+  readonly i8: Int8Array;
+  readonly u16: Uint16Array;
+  readonly i16: Int16Array;
+  readonly i32: Int32Array;
+  /** Per page: bit 0 = holds decoded code, bit 1 = watched (HTIF tohost). Stores to flagged pages take the slow path. */
+  readonly pageFlags: Uint8Array;
+  watcher: CodeWatcher | undefined;
+
+  constructor(sizeBytes: number) {
+    if (!Number.isInteger(sizeBytes) || sizeBytes < ramBytesMin || sizeBytes > ramBytesMax || sizeBytes % pageBytes !== 0) {
+      throw new RangeError(`RAM size ${sizeBytes} bytes is out of range (${ramBytesMin} to ${ramBytesMax}, a multiple of 4 KiB)`);
+    }
+    this.sizeBytes = sizeBytes;
+    this.pages = sizeBytes / pageBytes;
+    const buffer = new ArrayBuffer(sizeBytes);
+    this.u8 = new Uint8Array(buffer);
+    this.i8 = new Int8Array(buffer);
+    this.u16 = new Uint16Array(buffer);
+    this.i16 = new Int16Array(buffer);
+    this.i32 = new Int32Array(buffer);
+    this.pageFlags = new Uint8Array(this.pages);
+  }
+
+  /** True when [physical, physical + length) lies inside RAM. */
+  contains(physical: number, length: number): boolean {
+    return physical >= ramBaseAddress && length >= 0 && physical + length <= ramBaseAddress + this.sizeBytes;
+  }
+
+  /** Copies guest bytes out (for devices); the range must be inside RAM. */
+  readBytes(physical: number, length: number): Uint8Array {
+    if (!this.contains(physical, length)) throw new RangeError(`RAM read outside RAM at 0x${physical.toString(16)}`);
+    const offset = physical - ramBaseAddress;
+    return this.u8.slice(offset, offset + length);
+  }
+
+  /** Copies bytes into guest RAM (device DMA, loaders); notifies the code cache. */
+  writeBytes(physical: number, data: Uint8Array): void {
+    if (!this.contains(physical, data.length)) throw new RangeError(`RAM write outside RAM at 0x${physical.toString(16)}`);
+    const offset = physical - ramBaseAddress;
+    this.u8.set(data, offset);
+    this.noteWritten(offset, data.length);
+  }
+
+  /** Tells the code cache about a write to [offset, offset + length) of RAM. */
+  noteWritten(offset: number, length: number): void {
+    if (length <= 0 || this.watcher === undefined) return;
+    const first = Math.floor(offset / pageBytes);
+    const last = Math.floor((offset + length - 1) / pageBytes);
+    for (let page = first; page <= last; page++) {
+      if ((this.pageFlags[page]! & 1) === 0) continue;
+      const start = Math.max(offset, page * pageBytes);
+      const end = Math.min(offset + length, (page + 1) * pageBytes);
+      this.watcher.ramWritten(page, start - page * pageBytes, end - start);
+    }
+  }
+
+  save(writer: SnapshotWriter): void {
+    writer.section('ram').uint(this.sizeBytes);
+    // Sparse: only pages that hold a non-zero byte, as (page, bytes).
+    let nonZero = 0;
+    const present = new Uint8Array(this.pages);
+    for (let page = 0; page < this.pages; page++) {
+      const words = this.i32.subarray(page * 1024, page * 1024 + 1024);
+      for (let i = 0; i < 1024; i++) {
+        if (words[i] !== 0) {
+          present[page] = 1;
+          nonZero++;
+          break;
+        }
+      }
+    }
+    writer.uint(nonZero);
+    for (let page = 0; page < this.pages; page++) {
+      if (present[page] === 0) continue;
+      writer.uint(page).bytes(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes));
+    }
+  }
+
+  restore(reader: SnapshotReader): void {
+    reader.section('ram');
+    const size = reader.uint();
+    if (size !== this.sizeBytes) throw new SnapshotError(`snapshot has ${size} bytes of RAM, this machine ${this.sizeBytes}`);
+    this.u8.fill(0);
+    const count = reader.uint();
+    let previous = -1;
+    for (let i = 0; i < count; i++) {
+      const page = reader.uint();
+      if (page <= previous || page >= this.pages) throw new SnapshotError(`bad RAM page ${page} in snapshot`);
+      previous = page;
+      const data = reader.bytes();
+      if (data.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${data.length} bytes`);
+      this.u8.set(data, page * pageBytes);
+    }
+    this.noteWritten(0, this.sizeBytes);
+  }
+}

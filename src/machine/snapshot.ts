@@ -1,0 +1,179 @@
+/**
+ * Versioned binary snapshots of machine state.
+ *
+ * Every stateful part writes its state with a {@link SnapshotWriter} and reads it back with a
+ * {@link SnapshotReader}, in the same order. The encoding is plain little-endian data with
+ * section tags, so a digest of the bytes is a digest of the state, and a corrupt or foreign
+ * snapshot fails with a clear {@link SnapshotError} instead of loading garbage.
+ */
+
+export class SnapshotError extends Error {
+  override readonly name = 'SnapshotError';
+}
+
+const initialCapacityBytes = 1 << 16;
+
+export class SnapshotWriter {
+  private buffer = new Uint8Array(initialCapacityBytes);
+  private view = new DataView(this.buffer.buffer);
+  private length = 0;
+
+  private reserve(bytes: number): void {
+    if (this.length + bytes <= this.buffer.length) return;
+    let capacity = this.buffer.length * 2;
+    while (capacity < this.length + bytes) capacity *= 2;
+    const grown = new Uint8Array(capacity);
+    grown.set(this.buffer.subarray(0, this.length));
+    this.buffer = grown;
+    this.view = new DataView(grown.buffer);
+  }
+
+  /** Opens a named section: readers check the tag, so misordered state is caught at once. */
+  section(tag: string): this {
+    return this.string(tag);
+  }
+
+  u8(value: number): this {
+    this.reserve(1);
+    this.buffer[this.length++] = value & 0xff;
+    return this;
+  }
+
+  bool(value: boolean): this {
+    return this.u8(value ? 1 : 0);
+  }
+
+  u32(value: number): this {
+    this.reserve(4);
+    this.view.setUint32(this.length, value >>> 0, true);
+    this.length += 4;
+    return this;
+  }
+
+  i32(value: number): this {
+    return this.u32(value | 0);
+  }
+
+  u64(value: bigint): this {
+    this.reserve(8);
+    this.view.setBigUint64(this.length, BigInt.asUintN(64, value), true);
+    this.length += 8;
+    return this;
+  }
+
+  /** A non-negative integer below 2^53 (instruction counts, byte offsets). */
+  uint(value: number): this {
+    if (!Number.isSafeInteger(value) || value < 0) throw new SnapshotError(`not a safe unsigned integer: ${value}`);
+    return this.u64(BigInt(value));
+  }
+
+  bytes(data: Uint8Array): this {
+    this.uint(data.length);
+    this.reserve(data.length);
+    this.buffer.set(data, this.length);
+    this.length += data.length;
+    return this;
+  }
+
+  u32Array(data: Int32Array | Uint32Array): this {
+    this.uint(data.length);
+    for (const value of data) this.u32(value);
+    return this;
+  }
+
+  string(text: string): this {
+    return this.bytes(new TextEncoder().encode(text));
+  }
+
+  finish(): Uint8Array {
+    return this.buffer.slice(0, this.length);
+  }
+}
+
+export class SnapshotReader {
+  private readonly view: DataView;
+  private offset = 0;
+
+  constructor(private readonly data: Uint8Array) {
+    this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  private need(bytes: number): void {
+    if (this.offset + bytes > this.data.length) {
+      throw new SnapshotError(`snapshot truncated: needed ${bytes} bytes at offset ${this.offset}, ${this.data.length - this.offset} left`);
+    }
+  }
+
+  section(tag: string): void {
+    const found = this.string();
+    if (found !== tag) throw new SnapshotError(`snapshot section mismatch: expected "${tag}", found "${found.slice(0, 40)}"`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.data[this.offset++]!;
+  }
+
+  bool(): boolean {
+    const value = this.u8();
+    if (value > 1) throw new SnapshotError(`bad boolean ${value} at offset ${this.offset - 1}`);
+    return value === 1;
+  }
+
+  u32(): number {
+    this.need(4);
+    const value = this.view.getUint32(this.offset, true);
+    this.offset += 4;
+    return value;
+  }
+
+  i32(): number {
+    return this.u32() | 0;
+  }
+
+  u64(): bigint {
+    this.need(8);
+    const value = this.view.getBigUint64(this.offset, true);
+    this.offset += 8;
+    return value;
+  }
+
+  uint(): number {
+    const value = this.u64();
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new SnapshotError(`integer out of range at offset ${this.offset - 8}`);
+    return Number(value);
+  }
+
+  bytes(): Uint8Array {
+    const length = this.uint();
+    this.need(length);
+    const result = this.data.slice(this.offset, this.offset + length);
+    this.offset += length;
+    return result;
+  }
+
+  /** Reads an array written by `u32Array` into `target`, which must have the same length. */
+  u32ArrayInto(target: Int32Array | Uint32Array): void {
+    const length = this.uint();
+    if (length !== target.length) throw new SnapshotError(`array length ${length}, expected ${target.length}`);
+    for (let i = 0; i < length; i++) target[i] = this.u32();
+  }
+
+  string(): string {
+    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes());
+  }
+
+  get remainingBytes(): number {
+    return this.data.length - this.offset;
+  }
+
+  expectEnd(): void {
+    if (this.remainingBytes !== 0) throw new SnapshotError(`${this.remainingBytes} unexpected bytes after the snapshot`);
+  }
+}
+
+/** Anything whose state is part of the machine's snapshot and digest. */
+export interface Snapshottable {
+  save(writer: SnapshotWriter): void;
+  restore(reader: SnapshotReader): void;
+}

@@ -13,17 +13,30 @@ _start:
     sw zero, 0(t0)
     addi t0, t0, 4
     j 1b
-2:  la t0, rt_trap_entry
+2:  csrw mscratch, zero            # 0: traps taken in M-mode keep their stack (see below)
+    la t0, rt_trap_entry
     csrw mtvec, t0
     call main
     call rt_exit
 3:  j 3b
 
-# Default trap entry: save caller-saved state, call rt_trap(frame), restore, mret.
+# Default M-mode trap entry: save the caller-saved registers and sp in a struct trap_frame,
+# call rt_trap(frame), restore, mret.
+#
+# Stack choice: mscratch is 0 while M-mode runs. rt_run_in_mode puts an M-mode stack in it
+# before dropping to S or U, so a trap from a lower mode (whose sp may be a virtual address,
+# or no stack at all) lands on that stack; a trap taken in M-mode keeps the interrupted sp.
+# While the handler runs mscratch is 0 again, and it is set back on the way out if the trap
+# returns to a lower mode.
+    .equ FRAME_BYTES, 80
+    .equ FRAME_SP, 64
     .align 4
     .globl rt_trap_entry
 rt_trap_entry:
-    addi sp, sp, -128
+    csrrw sp, mscratch, sp
+    bnez sp, 1f
+    csrrw sp, mscratch, sp          # from M-mode: back to the interrupted stack
+1:  addi sp, sp, -FRAME_BYTES
     sw ra, 0(sp)
     sw t0, 4(sp)
     sw t1, 8(sp)
@@ -40,9 +53,19 @@ rt_trap_entry:
     sw t4, 52(sp)
     sw t5, 56(sp)
     sw t6, 60(sp)
+    csrrw t0, mscratch, zero        # the lower mode's sp, or 0 if the trap came from M-mode
+    bnez t0, 2f
+    addi t0, sp, FRAME_BYTES
+2:  sw t0, FRAME_SP(sp)
     mv a0, sp
     call rt_trap
-    lw ra, 0(sp)
+    csrr t0, mstatus                # returning to a lower mode: re-arm mscratch
+    li t1, 0x1800
+    and t0, t0, t1
+    beq t0, t1, 3f
+    addi t0, sp, FRAME_BYTES
+    csrw mscratch, t0
+3:  lw ra, 0(sp)
     lw t0, 4(sp)
     lw t1, 8(sp)
     lw t2, 12(sp)
@@ -58,5 +81,5 @@ rt_trap_entry:
     lw t4, 52(sp)
     lw t5, 56(sp)
     lw t6, 60(sp)
-    addi sp, sp, 128
+    lw sp, FRAME_SP(sp)
     mret

@@ -5,7 +5,8 @@
 #define UART_LSR_THRE 0x20
 
 int rt_failures;
-static trap_hook current_hook;
+static trap_hook current_hook, current_strap_hook;
+volatile struct trap_note rt_mnote, rt_snote;
 
 void rt_putchar(int c) {
     while ((MMIO8(UART_BASE + UART_LSR) & UART_LSR_THRE) == 0) {
@@ -25,14 +26,75 @@ void rt_exit(int code) {
 
 void rt_set_trap_hook(trap_hook hook) { current_hook = hook; }
 
+void rt_set_strap_hook(trap_hook hook) { current_strap_hook = hook; }
+
 void rt_trap(struct trap_frame *frame) {
     uint32_t mcause = csr_read(mcause), mepc = csr_read(mepc), mtval = csr_read(mtval);
+    /* Lower-mode code handing control back to rt_run_in_mode's caller (modes.S). */
+    if ((mcause == CAUSE_ECALL_U || mcause == CAUSE_ECALL_S) && frame->a7 == RT_ECALL_RETURN)
+        rt_mode_return(frame->a0);
     if (current_hook) {
         current_hook(frame, mcause, mepc, mtval);
         return;
     }
     rt_printf("unexpected trap: mcause=0x%x mepc=0x%x mtval=0x%x\n", mcause, mepc, mtval);
     rt_exit(99);
+}
+
+void rt_strap(struct trap_frame *frame) {
+    uint32_t scause = csr_read(scause), sepc = csr_read(sepc), stval = csr_read(stval);
+    if (current_strap_hook) {
+        current_strap_hook(frame, scause, sepc, stval);
+        return;
+    }
+    rt_printf("unexpected S-mode trap: scause=0x%x sepc=0x%x stval=0x%x\n", scause, sepc, stval);
+    rt_exit(98);
+}
+
+static int is_fetch_fault(uint32_t cause) {
+    return cause == CAUSE_FETCH_ACCESS || cause == CAUSE_FETCH_PAGE;
+}
+
+static void note_trap(volatile struct trap_note *note, uint32_t cause, uint32_t epc, uint32_t tval,
+                      uint32_t from_mode, uint32_t status) {
+    if (cause & CAUSE_INTERRUPT) {
+        rt_printf("unexpected interrupt: cause=0x%x epc=0x%x\n", cause, epc);
+        rt_exit(97);
+    }
+    note->count++;
+    note->cause = cause;
+    note->epc = epc;
+    note->tval = tval;
+    note->from_mode = from_mode;
+    note->status = status;
+}
+
+static void note_mtrap(struct trap_frame *frame, uint32_t cause, uint32_t epc, uint32_t tval) {
+    uint32_t status = csr_read(mstatus);
+    note_trap(&rt_mnote, cause, epc, tval, (status & MSTATUS_MPP) >> 11, status);
+    csr_write(mepc, is_fetch_fault(cause) ? frame->ra : epc + 4);
+}
+
+static void note_strap(struct trap_frame *frame, uint32_t cause, uint32_t epc, uint32_t tval) {
+    uint32_t status = csr_read(sstatus);
+    note_trap(&rt_snote, cause, epc, tval, (status & MSTATUS_SPP) ? MODE_S : MODE_U, status);
+    csr_write(sepc, is_fetch_fault(cause) ? frame->ra : epc + 4);
+}
+
+void rt_clear_notes(void) {
+    memset((void *)&rt_mnote, 0, sizeof rt_mnote);
+    memset((void *)&rt_snote, 0, sizeof rt_snote);
+}
+
+void rt_note_mtraps(void) {
+    memset((void *)&rt_mnote, 0, sizeof rt_mnote);
+    rt_set_trap_hook(note_mtrap);
+}
+
+void rt_note_straps(void) {
+    memset((void *)&rt_snote, 0, sizeof rt_snote);
+    rt_set_strap_hook(note_strap);
+    csr_write(stvec, (uint32_t)(uintptr_t)rt_strap_entry);
 }
 
 void rt_check(int ok, const char *what, const char *file, int line) {
@@ -45,6 +107,12 @@ void rt_check_eq(uint32_t actual, uint32_t expected, const char *what, const cha
     if (actual == expected) return;
     rt_failures++;
     rt_printf("FAIL %s:%d: %s = 0x%x, expected 0x%x\n", file, line, what, actual, expected);
+}
+
+void rt_expect(const char *what, const char *field, uint32_t actual, uint32_t expected) {
+    if (actual == expected) return;
+    rt_failures++;
+    rt_printf("FAIL %s: %s = 0x%x, expected 0x%x\n", what, field, actual, expected);
 }
 
 int rt_check_done(const char *name) {

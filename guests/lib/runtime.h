@@ -48,9 +48,11 @@
 #define MIP_SEIP (1u << 9)
 #define MIP_MEIP (1u << 11)
 
-/* The registers rt_trap_entry saves, in order. */
+/* The registers rt_trap_entry (and rt_strap_entry) save, in order; sp is the interrupted
+ * stack pointer. A hook may change any of them; they are restored on the way out. */
 struct trap_frame {
     uint32_t ra, t0, t1, t2, a0, a1, a2, a3, a4, a5, a6, a7, t3, t4, t5, t6;
+    uint32_t sp;
 };
 
 /* Installed trap hook: return to resume at mepc (which the hook may change). */
@@ -58,6 +60,53 @@ typedef void (*trap_hook)(struct trap_frame *frame, uint32_t mcause, uint32_t me
 void rt_set_trap_hook(trap_hook hook);
 void rt_trap(struct trap_frame *frame);
 extern void rt_trap_entry(void);
+
+/* --- lower privilege modes (lib/modes.S) ------------------------------------------------- */
+
+#define MODE_U 0u
+#define MODE_S 1u
+#define MODE_M 3u
+
+/* The a7 value of the ecall with which lower-mode code hands control back to
+ * rt_run_in_mode's caller (keep equal to the constant in modes.S). rt_trap handles it
+ * before any hook, for ecalls from S and U; do not delegate those ecalls while using it. */
+#define RT_ECALL_RETURN 0x52540001u
+
+/* Runs entry(arg) in `mode` (MODE_S or MODE_U) from M-mode and returns its a0. Sets
+ * mstatus.MPP and mepc and mrets, so the lower mode starts with MIE = the caller's MPIE.
+ * The code runs on stack_top (0: an 8 KiB stack of the runtime's), and returns to
+ * rt_lower_return, which executes the return ecall; code that cannot reach that address
+ * (a page S or U may not execute) ends with the ecall itself. Traps from the lower mode
+ * that are not delegated reach rt_trap on the caller's stack (through mscratch). On the
+ * way back the caller's callee-saved registers and mstatus.MIE are restored; mstatus.MPP
+ * and MPIE are left as the return ecall set them. Not reentrant; M-mode only. */
+uint32_t rt_run_in_mode(uint32_t mode, uint32_t entry, uint32_t arg, uint32_t stack_top);
+extern void rt_lower_return(void);
+void rt_mode_return(uint32_t value) __attribute__((noreturn));
+#define RUN_IN_S(fn, arg) rt_run_in_mode(MODE_S, (uint32_t)(uintptr_t)(fn), (uint32_t)(arg), 0)
+#define RUN_IN_U(fn, arg) rt_run_in_mode(MODE_U, (uint32_t)(uintptr_t)(fn), (uint32_t)(arg), 0)
+
+/* S-mode trap entry (for stvec): calls the S hook with scause, sepc, stval and srets.
+ * Without a hook an S-mode trap prints and exits (code 98). */
+extern void rt_strap_entry(void);
+void rt_set_strap_hook(trap_hook hook);
+void rt_strap(struct trap_frame *frame);
+
+/* Trap notes: hooks that record a trap and resume, for tests that provoke one on purpose.
+ * A synchronous trap resumes at the next instruction (epc + 4), except an instruction
+ * fetch fault (causes 1, 12), which resumes at frame->ra: make the faulting jump a
+ * `jalr ra, ...` (a call). (A misaligned jump target, cause 0, is reported on the jump
+ * itself, so it resumes after the jump like other exceptions.) An interrupt is
+ * unexpected: it prints and exits (code 97).
+ * from_mode is the privilege the trap came from (mstatus.MPP, or sstatus.SPP for S);
+ * status is mstatus (sstatus for S) as the handler found it. */
+struct trap_note {
+    uint32_t count, cause, epc, tval, from_mode, status;
+};
+extern volatile struct trap_note rt_mnote, rt_snote;
+void rt_note_mtraps(void);  /* clears rt_mnote and installs the noting M hook */
+void rt_note_straps(void);  /* clears rt_snote, installs the noting S hook, stvec = rt_strap_entry */
+void rt_clear_notes(void);  /* clears both notes, keeps the hooks */
 
 void rt_putchar(int c);
 void rt_puts(const char *s);
@@ -74,6 +123,8 @@ extern int rt_failures;
 void rt_check(int ok, const char *what, const char *file, int line);
 void rt_check_eq(uint32_t actual, uint32_t expected, const char *what, const char *file, int line);
 int rt_check_done(const char *name);
+/* A check with a context: prints "FAIL <what>: <field> = 0x.., expected 0x..". */
+void rt_expect(const char *what, const char *field, uint32_t actual, uint32_t expected);
 
 static inline uint32_t rdinstret(void) { uint32_t v; __asm__ volatile("csrr %0, minstret" : "=r"(v)); return v; }
 static inline uint64_t read_mtime(void) {
@@ -89,6 +140,32 @@ static inline void set_mtimecmp(uint64_t when) {
     MMIO32(CLINT_MTIMECMP) = (uint32_t)when;
     MMIO32(CLINT_MTIMECMP + 4) = (uint32_t)(when >> 32);
 }
+
+/* Declares a tiny assembly function for tests that must know where an instruction is:
+ * `name` (a0 = argument, returns a0) runs `before`, then `insn` at the global label
+ * `name_at`, then returns. With the trap notes, a trap at `name_at` resumes after it. */
+#define ASM_STUB(name, before, insn)                                                          \
+    __asm__(".text\n.balign 4\n.globl " #name "\n" #name ":\n" before "\n.globl " #name "_at\n" \
+            #name "_at:\n" insn "\nret\n");                                                   \
+    extern uint32_t name(uint32_t);                                                           \
+    extern const uint32_t name##_at[]
+
+/* Causes (mcause/scause); interrupts have bit 31 set. */
+#define CAUSE_MISALIGNED_FETCH 0u
+#define CAUSE_FETCH_ACCESS     1u
+#define CAUSE_ILLEGAL          2u
+#define CAUSE_BREAKPOINT       3u
+#define CAUSE_MISALIGNED_LOAD  4u
+#define CAUSE_LOAD_ACCESS      5u
+#define CAUSE_MISALIGNED_STORE 6u
+#define CAUSE_STORE_ACCESS     7u
+#define CAUSE_ECALL_U          8u
+#define CAUSE_ECALL_S          9u
+#define CAUSE_ECALL_M          11u
+#define CAUSE_FETCH_PAGE       12u
+#define CAUSE_LOAD_PAGE        13u
+#define CAUSE_STORE_PAGE       15u
+#define CAUSE_INTERRUPT        0x80000000u
 
 /* Opens every physical address to S and U mode (QEMU enforces PMP; so do we). */
 static inline void pmp_allow_all(void) {

@@ -15,7 +15,6 @@
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress, pageBytes } from '../memory/ram.js';
 import type { AccessWidth } from '../devices/device.js';
-import type { EnvironmentReadKind } from '../environment.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 import { decode, Op } from './decode.js';
 import {
@@ -26,8 +25,8 @@ import {
 /** Entries in each software TLB (fetch, load, store); a power of two. */
 export const tlbEntries = 512;
 const tlbMask = tlbEntries - 1;
-/** After this many invalidating stores into one code page, the page stops being cached as code. */
-const codePageStoresMax = 64;
+/** Most RAM pages with decoded instructions (8 KiB each) before the whole cache is dropped. */
+export const codePagesMax = 8192;
 /** The sink register index that decoded instructions use for rd = x0. */
 const sinkRegister = 32;
 
@@ -44,8 +43,8 @@ export interface RunResult {
 export interface HartPorts {
   readonly ram: Ram;
   readonly bus: Bus;
-  /** P0/P6: an environment read at the hart's current instruction count. */
-  readEnvironment(kind: EnvironmentReadKind): bigint;
+  /** The time CSR: the CLINT's mtime, an environment read (P0/P6). */
+  readTime(): bigint;
   /** A store to a watched RAM page (HTIF tohost) has completed. */
   watchedStore(physical: number, width: AccessWidth): void;
 }
@@ -118,9 +117,10 @@ export class Hart {
   reservationAddress = -1;
   reservationValue = 0;
 
-  // Software TLBs: tag = vpn | context << 20 (-1 = empty), add = RAM index - virtual address.
+  // Software TLBs: tag = vpn | context << 20 (-1 = empty), add = RAM index - virtual address;
+  // the fetch TLB maps straight to the page's decoded instructions.
   readonly fetchTag = new Int32Array(tlbEntries).fill(-1);
-  readonly fetchAdd = new Int32Array(tlbEntries);
+  readonly fetchWordBase = new Int32Array(tlbEntries);
   readonly fetchCode: (Int32Array | undefined)[] = new Array<Int32Array | undefined>(tlbEntries).fill(undefined);
   readonly loadTag = new Int32Array(tlbEntries).fill(-1);
   readonly loadAdd = new Int32Array(tlbEntries);
@@ -129,7 +129,7 @@ export class Hart {
 
   /** Decoded instructions per RAM page: 1024 slots of [word, imm]. */
   private readonly codePages: (Int32Array | undefined)[];
-  private readonly codePageStores: Uint16Array;
+  private codePageCount = 0;
   /** Instructions retired so far in the current `run` call, published before slow-path calls. */
   private runRetired = 0;
   /** Set by slow paths when the run loop must stop and look (interrupts, fetch state, halt). */
@@ -137,7 +137,6 @@ export class Hart {
 
   constructor(private readonly ports: HartPorts) {
     this.codePages = new Array<Int32Array | undefined>(ports.ram.pages).fill(undefined);
-    this.codePageStores = new Uint16Array(ports.ram.pages);
     ports.ram.watcher = { ramWritten: (page, offset, length) => this.invalidateCode(page, offset, length) };
   }
 
@@ -213,12 +212,13 @@ export class Hart {
     const ramU16 = ram.u16;
     const ramI16 = ram.i16;
     const fetchTag = this.fetchTag;
-    const fetchAdd = this.fetchAdd;
     const fetchCode = this.fetchCode;
     const loadTag = this.loadTag;
     const loadAdd = this.loadAdd;
     const storeTag = this.storeTag;
     const storeAdd = this.storeAdd;
+    const fetchWordBase = this.fetchWordBase;
+    const codePages = this.codePages;
 
     let pc = this.pc | 0;
     let n = 0;
@@ -259,13 +259,13 @@ export class Hart {
             const e = vpn & tlbMask;
             if (fetchTag[e] === (vpn | fetchContext)) {
               code = fetchCode[e]!;
-              fetchBase = ((pc & ~0xfff) + fetchAdd[e]!) >> 2;
+              fetchBase = fetchWordBase[e]!;
               fetchVpn = vpn;
             } else {
               this.runRetired = n;
               const cacheable = this.fillFetch(pc);
               code = this.fetchedCode;
-              fetchBase = this.fetchedBase;
+              fetchBase = this.fetchedWordBase;
               // A page whose PMP rules vary inside it is looked up again for every instruction.
               fetchVpn = cacheable ? vpn : -1;
             }
@@ -306,42 +306,48 @@ export class Hart {
             }
             case Op.BEQ:
               if (x[rs1] === x[rs2]) {
-                pc = this.branchTarget(pc, imm);
+                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
+                pc = (pc + imm) | 0;
                 n++;
                 continue;
               }
               break;
             case Op.BNE:
               if (x[rs1] !== x[rs2]) {
-                pc = this.branchTarget(pc, imm);
+                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
+                pc = (pc + imm) | 0;
                 n++;
                 continue;
               }
               break;
             case Op.BLT:
               if (x[rs1]! < x[rs2]!) {
-                pc = this.branchTarget(pc, imm);
+                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
+                pc = (pc + imm) | 0;
                 n++;
                 continue;
               }
               break;
             case Op.BGE:
               if (x[rs1]! >= x[rs2]!) {
-                pc = this.branchTarget(pc, imm);
+                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
+                pc = (pc + imm) | 0;
                 n++;
                 continue;
               }
               break;
             case Op.BLTU:
               if (x[rs1]! >>> 0 < x[rs2]! >>> 0) {
-                pc = this.branchTarget(pc, imm);
+                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
+                pc = (pc + imm) | 0;
                 n++;
                 continue;
               }
               break;
             case Op.BGEU:
               if (x[rs1]! >>> 0 >= x[rs2]! >>> 0) {
-                pc = this.branchTarget(pc, imm);
+                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
+                pc = (pc + imm) | 0;
                 n++;
                 continue;
               }
@@ -425,7 +431,13 @@ export class Hart {
             case Op.SB: {
               const va = (x[rs1]! + imm) | 0;
               const e = (va >>> 12) & tlbMask;
-              if (storeTag[e] === ((va >>> 12) | dataContext)) ramU8[(va + storeAdd[e]!) | 0] = x[rs2]!;
+              if (storeTag[e] === ((va >>> 12) | dataContext)) {
+                const i = (va + storeAdd[e]!) | 0;
+                ramU8[i] = x[rs2]!;
+                // A store into a page with decoded instructions empties that word's slot.
+                const stale = codePages[i >>> 12];
+                if (stale !== undefined) stale[(i >>> 1) & 0x7fe] = 0;
+              }
               else {
                 this.runRetired = n;
                 this.storeSlow(va, 1, x[rs2]!);
@@ -440,7 +452,13 @@ export class Hart {
             case Op.SH: {
               const va = (x[rs1]! + imm) | 0;
               const e = (va >>> 12) & tlbMask;
-              if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 1) === 0) ramU16[((va + storeAdd[e]!) | 0) >> 1] = x[rs2]!;
+              if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 1) === 0) {
+                const i = (va + storeAdd[e]!) | 0;
+                ramU16[i >> 1] = x[rs2]!;
+                // A store into a page with decoded instructions empties that word's slot.
+                const stale = codePages[i >>> 12];
+                if (stale !== undefined) stale[(i >>> 1) & 0x7fe] = 0;
+              }
               else {
                 this.runRetired = n;
                 this.storeSlow(va, 2, x[rs2]!);
@@ -455,7 +473,13 @@ export class Hart {
             case Op.SW: {
               const va = (x[rs1]! + imm) | 0;
               const e = (va >>> 12) & tlbMask;
-              if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) ram32[((va + storeAdd[e]!) | 0) >> 2] = x[rs2]!;
+              if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) {
+                const i = (va + storeAdd[e]!) | 0;
+                ram32[i >> 2] = x[rs2]!;
+                // A store into a page with decoded instructions empties that word's slot.
+                const stale = codePages[i >>> 12];
+                if (stale !== undefined) stale[(i >>> 1) & 0x7fe] = 0;
+              }
               else {
                 this.runRetired = n;
                 this.storeSlow(va, 4, x[rs2]!);
@@ -589,12 +613,6 @@ export class Hart {
     return { reason, retired: n };
   }
 
-  private branchTarget(pc: number, offset: number): number {
-    const target = (pc + offset) | 0;
-    if ((target & 3) !== 0) raise(Cause.InstructionMisaligned, target);
-    return target;
-  }
-
   private decodeSlot(code: Int32Array, slot: number, insn: number): void {
     const d = decode(insn);
     code[slot] = d.op | ((d.rd === 0 ? sinkRegister : d.rd) << 8) | (d.rs1 << 14) | (d.rs2 << 19);
@@ -657,7 +675,8 @@ export class Hart {
         this.pc = this.enterTrap(Cause.EcallFromU + this.priv, 0, pc);
         return true;
       case Op.EBREAK:
-        this.pc = this.enterTrap(Cause.Breakpoint, pc, pc);
+        // tval 0: the spec allows 0 or the pc; QEMU writes 0.
+        this.pc = this.enterTrap(Cause.Breakpoint, 0, pc);
         return true;
       case Op.ILLEGAL:
         this.pc = this.enterTrap(Cause.IllegalInstruction, imm, pc);
@@ -820,8 +839,8 @@ export class Hart {
       case Csr.cycleh: case Csr.mcycleh: return Number(this.counter(this.cycleOffset) >> 32n) | 0;
       case Csr.instret: case Csr.minstret: return Number(this.counter(this.instretOffset) & 0xffff_ffffn) | 0;
       case Csr.instreth: case Csr.minstreth: return Number(this.counter(this.instretOffset) >> 32n) | 0;
-      case Csr.time: return Number(this.ports.readEnvironment('mtime') & 0xffff_ffffn) | 0;
-      case Csr.timeh: return Number(BigInt.asUintN(64, this.ports.readEnvironment('mtime')) >> 32n) | 0;
+      case Csr.time: return Number(this.ports.readTime() & 0xffff_ffffn) | 0;
+      case Csr.timeh: return Number(this.ports.readTime() >> 32n) | 0;
       case Csr.sstatus: return this.readMstatus() & sstatusMask;
       case Csr.sie: return this.mie & this.mideleg;
       case Csr.stvec: return this.stvec;
@@ -1088,9 +1107,9 @@ export class Hart {
     return true;
   }
 
-  /** Results of the last `fillFetch`: the page's code cache and its RAM word index. */
+  /** Result of the last `fillFetch`: the page's decoded instructions and its first RAM word. */
   private fetchedCode: Int32Array = emptyCodePage;
-  private fetchedBase = 0;
+  private fetchedWordBase = 0;
 
   /** Translates a fetch from `pc`'s page; returns whether the page went into the fetch TLB. */
   private fillFetch(pc: number): boolean {
@@ -1100,42 +1119,38 @@ export class Hart {
     const page = (physical - ramBaseAddress) >>> 12;
     let code = this.codePages[page];
     if (code === undefined) {
+      if (this.codePageCount >= codePagesMax) this.flushCodeCache();
       code = new Int32Array(2048);
       this.codePages[page] = code;
-      this.codePageStores[page] = 0;
-      ram.pageFlags[page]! |= 1;
-      // No store TLB entry may point at a code page: stores to it must invalidate decodes.
-      this.storeTag.fill(-1);
+      this.codePageCount++;
     }
     this.fetchedCode = code;
-    this.fetchedBase = page * 1024;
+    this.fetchedWordBase = page * 1024;
     if (!this.lastTranslationCacheable) return false;
     const vpn = pc >>> 12;
     const e = vpn & tlbMask;
     this.fetchTag[e] = vpn | (this.priv << 20);
-    this.fetchAdd[e] = (physical - ramBaseAddress - (pc & 0xfff) - (vpn << 12)) | 0;
     this.fetchCode[e] = code;
+    this.fetchWordBase[e] = page * 1024;
     return true;
   }
 
+  /** Drops every decoded page (the cache is full): QEMU's tb_flush, in small. */
+  private flushCodeCache(): void {
+    this.codePages.fill(undefined);
+    this.codePageCount = 0;
+    this.fetchTag.fill(-1);
+    this.fetchCode.fill(undefined);
+    this.attention = true;
+  }
+
+  /** RAM bytes changed behind the fast path (slow-path stores, DMA, page-table A/D updates). */
   private invalidateCode(page: number, offset: number, length: number): void {
     const code = this.codePages[page];
     if (code === undefined) return;
-    const stores = this.codePageStores[page]! + 1;
-    if (stores > codePageStoresMax) {
-      // This page is data now: stop caching it, so its stores take the fast path again.
-      this.codePages[page] = undefined;
-      this.ports.ram.pageFlags[page]! &= ~1;
-      code.fill(0);
-      this.fetchCode.fill(undefined);
-      this.fetchTag.fill(-1);
-      this.attention = true;
-      return;
-    }
-    this.codePageStores[page] = stores;
-    const first = (offset >>> 2) * 2;
-    const last = ((offset + length - 1) >>> 2) * 2;
-    for (let slot = first; slot <= last; slot += 2) code[slot] = 0;
+    const first = offset >>> 2;
+    const last = (offset + length - 1) >>> 2;
+    for (let slot = first; slot <= last; slot++) code[slot * 2] = 0;
   }
 
   /** Load of `width` bytes through translation, PMP, RAM or MMIO. Returns the raw value. */
@@ -1193,13 +1208,12 @@ export class Hart {
     if (width === 4) ram.i32[index >>> 2] = value;
     else if (width === 2) ram.u16[index >>> 1] = value;
     else ram.u8[index] = value;
-    const flags = ram.pageFlags[index >>> 12]!;
-    if (flags === 0) {
+    this.invalidateCode(index >>> 12, index & 0xfff, width);
+    if (ram.pageFlags[index >>> 12] === 0) {
       if (this.lastTranslationCacheable) this.fillData(this.storeTag, this.storeAdd, va, physical, priv);
       return;
     }
-    if (flags & 1) ram.noteWritten(index, width);
-    if (flags & 2) this.ports.watchedStore(physical, width);
+    this.ports.watchedStore(physical, width);
   }
 
   private storeMisaligned(va: number, width: number, value: number, priv: PrivilegeLevel): void {
@@ -1213,9 +1227,8 @@ export class Hart {
     for (let i = 0; i < width; i++) {
       const index = physicals[i]! - ramBaseAddress;
       ram.u8[index] = value >>> (8 * i);
-      const flags = ram.pageFlags[index >>> 12]!;
-      if (flags & 1) ram.noteWritten(index, 1);
-      if (flags & 2) this.ports.watchedStore(physicals[i]!, 1);
+      this.invalidateCode(index >>> 12, index & 0xfff, 1);
+      if (ram.pageFlags[index >>> 12] !== 0) this.ports.watchedStore(physicals[i]!, 1);
     }
   }
 

@@ -1,35 +1,90 @@
 /** CSR numbers, status bits and trap causes (RISC-V privileged spec 1.12, RV32). */
 
-export const Csr = {
-  // Unprivileged counters
-  cycle: 0xc00, time: 0xc01, instret: 0xc02, hpmcounter3: 0xc03, hpmcounter31: 0xc1f,
-  cycleh: 0xc80, timeh: 0xc81, instreth: 0xc82, hpmcounter3h: 0xc83, hpmcounter31h: 0xc9f,
-  // Supervisor
-  sstatus: 0x100, sie: 0x104, stvec: 0x105, scounteren: 0x106, senvcfg: 0x10a,
-  sscratch: 0x140, sepc: 0x141, scause: 0x142, stval: 0x143, sip: 0x144, satp: 0x180,
-  // Machine information
-  mvendorid: 0xf11, marchid: 0xf12, mimpid: 0xf13, mhartid: 0xf14, mconfigptr: 0xf15,
-  // Machine trap setup
-  mstatus: 0x300, misa: 0x301, medeleg: 0x302, mideleg: 0x303, mie: 0x304, mtvec: 0x305,
-  mcounteren: 0x306, mstatush: 0x310, menvcfg: 0x30a, menvcfgh: 0x31a,
-  mcountinhibit: 0x320, mhpmevent3: 0x323, mhpmevent31: 0x33f,
-  // Machine trap handling
-  mscratch: 0x340, mepc: 0x341, mcause: 0x342, mtval: 0x343, mip: 0x344,
-  // Physical memory protection
-  pmpcfg0: 0x3a0, pmpcfg3: 0x3a3, pmpaddr0: 0x3b0, pmpaddr15: 0x3bf,
-  // Machine counters
-  mcycle: 0xb00, minstret: 0xb02, mhpmcounter3: 0xb03, mhpmcounter31: 0xb1f,
-  mcycleh: 0xb80, minstreth: 0xb82, mhpmcounter3h: 0xb83, mhpmcounter31h: 0xb9f,
-} as const;
+export const enum Csr {
+  cycle = 0xc00,
+  time = 0xc01,
+  instret = 0xc02,
+  hpmcounter3 = 0xc03,
+  hpmcounter31 = 0xc1f,
+  cycleh = 0xc80,
+  timeh = 0xc81,
+  instreth = 0xc82,
+  hpmcounter3h = 0xc83,
+  hpmcounter31h = 0xc9f,
+  sstatus = 0x100,
+  sie = 0x104,
+  stvec = 0x105,
+  scounteren = 0x106,
+  senvcfg = 0x10a,
+  sscratch = 0x140,
+  sepc = 0x141,
+  scause = 0x142,
+  stval = 0x143,
+  sip = 0x144,
+  satp = 0x180,
+  mvendorid = 0xf11,
+  marchid = 0xf12,
+  mimpid = 0xf13,
+  mhartid = 0xf14,
+  mconfigptr = 0xf15,
+  mstatus = 0x300,
+  misa = 0x301,
+  medeleg = 0x302,
+  mideleg = 0x303,
+  mie = 0x304,
+  mtvec = 0x305,
+  mcounteren = 0x306,
+  mstatush = 0x310,
+  menvcfg = 0x30a,
+  menvcfgh = 0x31a,
+  mcountinhibit = 0x320,
+  mhpmevent3 = 0x323,
+  mhpmevent31 = 0x33f,
+  mscratch = 0x340,
+  mepc = 0x341,
+  mcause = 0x342,
+  mtval = 0x343,
+  mip = 0x344,
+  pmpcfg0 = 0x3a0,
+  pmpcfg3 = 0x3a3,
+  pmpaddr0 = 0x3b0,
+  pmpaddr15 = 0x3bf,
+  mcycle = 0xb00,
+  minstret = 0xb02,
+  mhpmcounter3 = 0xb03,
+  mhpmcounter31 = 0xb1f,
+  mcycleh = 0xb80,
+  minstreth = 0xb82,
+  mhpmcounter3h = 0xb83,
+  mhpmcounter31h = 0xb9f,
+}
 
-export const Priv = { U: 0, S: 1, M: 3 } as const;
-export type PrivilegeLevel = 0 | 1 | 3;
+export const enum Priv {
+  U = 0,
+  S = 1,
+  M = 3,
+}
+export type PrivilegeLevel = Priv;
 
-export const Status = {
-  SIE: 1 << 1, MIE: 1 << 3, SPIE: 1 << 5, UBE: 1 << 6, MPIE: 1 << 7, SPP: 1 << 8,
-  MPP_SHIFT: 11, MPP: 3 << 11, FS: 3 << 13, XS: 3 << 15,
-  MPRV: 1 << 17, SUM: 1 << 18, MXR: 1 << 19, TVM: 1 << 20, TW: 1 << 21, TSR: 1 << 22, SD: 1 << 31,
-} as const;
+export const enum Status {
+  SIE = 1 << 1,
+  MIE = 1 << 3,
+  SPIE = 1 << 5,
+  UBE = 1 << 6,
+  MPIE = 1 << 7,
+  SPP = 1 << 8,
+  MPP_SHIFT = 11,
+  MPP = 3 << 11,
+  FS = 3 << 13,
+  XS = 3 << 15,
+  MPRV = 1 << 17,
+  SUM = 1 << 18,
+  MXR = 1 << 19,
+  TVM = 1 << 20,
+  TW = 1 << 21,
+  TSR = 1 << 22,
+  SD = 1 << 31,
+}
 
 /** mstatus bits that exist on this machine (no F, V or big-endian support). */
 export const mstatusWritable =
@@ -39,10 +94,22 @@ export const mstatusWritable =
 export const sstatusMask = Status.SIE | Status.SPIE | Status.UBE | Status.SPP | Status.FS | Status.XS | Status.SUM | Status.MXR | Status.SD;
 
 /** Interrupt bit numbers in mip/mie, and their cause codes. */
-export const Irq = { SSI: 1, MSI: 3, STI: 5, MTI: 7, SEI: 9, MEI: 11 } as const;
-export const Mip = {
-  SSIP: 1 << Irq.SSI, MSIP: 1 << Irq.MSI, STIP: 1 << Irq.STI, MTIP: 1 << Irq.MTI, SEIP: 1 << Irq.SEI, MEIP: 1 << Irq.MEI,
-} as const;
+export const enum Irq {
+  SSI = 1,
+  MSI = 3,
+  STI = 5,
+  MTI = 7,
+  SEI = 9,
+  MEI = 11,
+}
+export const enum Mip {
+  SSIP = 1 << Irq.SSI,
+  MSIP = 1 << Irq.MSI,
+  STIP = 1 << Irq.STI,
+  MTIP = 1 << Irq.MTI,
+  SEIP = 1 << Irq.SEI,
+  MEIP = 1 << Irq.MEI,
+}
 export const interruptsImplemented = Mip.SSIP | Mip.MSIP | Mip.STIP | Mip.MTIP | Mip.SEIP | Mip.MEIP;
 export const supervisorInterrupts = Mip.SSIP | Mip.STIP | Mip.SEIP;
 /** Bits of mip that M-mode software may write; MSIP, MTIP and MEIP follow the CLINT and PLIC. */
@@ -50,12 +117,22 @@ export const mipWritable = Mip.SSIP | Mip.STIP | Mip.SEIP;
 /** Priority order for taking interrupts (privileged spec 3.1.9): MEI, MSI, MTI, SEI, SSI, STI. */
 export const interruptPriority: readonly number[] = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
 
-export const Cause = {
-  InstructionMisaligned: 0, InstructionAccessFault: 1, IllegalInstruction: 2, Breakpoint: 3,
-  LoadMisaligned: 4, LoadAccessFault: 5, StoreMisaligned: 6, StoreAccessFault: 7,
-  EcallFromU: 8, EcallFromS: 9, EcallFromM: 11,
-  InstructionPageFault: 12, LoadPageFault: 13, StorePageFault: 15,
-} as const;
+export const enum Cause {
+  InstructionMisaligned = 0,
+  InstructionAccessFault = 1,
+  IllegalInstruction = 2,
+  Breakpoint = 3,
+  LoadMisaligned = 4,
+  LoadAccessFault = 5,
+  StoreMisaligned = 6,
+  StoreAccessFault = 7,
+  EcallFromU = 8,
+  EcallFromS = 9,
+  EcallFromM = 11,
+  InstructionPageFault = 12,
+  LoadPageFault = 13,
+  StorePageFault = 15,
+}
 /** Exceptions that medeleg can delegate (ecall from M cannot be). */
 export const medelegWritable = 0xb3ff;
 

@@ -14,30 +14,94 @@
  * traps (see docs/ARCHITECTURE.md, "Counting instructions").
  */
 
-export const Op = {
-  LUI: 1, AUIPC: 2, JAL: 3, JALR: 4,
-  BEQ: 5, BNE: 6, BLT: 7, BGE: 8, BLTU: 9, BGEU: 10,
-  LB: 11, LH: 12, LW: 13, LBU: 14, LHU: 15,
-  SB: 16, SH: 17, SW: 18,
-  ADDI: 19, SLTI: 20, SLTIU: 21, XORI: 22, ORI: 23, ANDI: 24, SLLI: 25, SRLI: 26, SRAI: 27,
-  ADD: 28, SUB: 29, SLL: 30, SLT: 31, SLTU: 32, XOR: 33, SRL: 34, SRA: 35, OR: 36, AND: 37,
-  FENCE: 38, FENCE_I: 39,
-  ECALL: 40, EBREAK: 41, MRET: 42, SRET: 43, WFI: 44, SFENCE_VMA: 45,
-  CSRRW: 46, CSRRS: 47, CSRRC: 48, CSRRWI: 49, CSRRSI: 50, CSRRCI: 51,
-  MUL: 52, MULH: 53, MULHSU: 54, MULHU: 55, DIV: 56, DIVU: 57, REM: 58, REMU: 59,
-  LR_W: 60, SC_W: 61,
-  AMOSWAP_W: 62, AMOADD_W: 63, AMOXOR_W: 64, AMOAND_W: 65, AMOOR_W: 66,
-  AMOMIN_W: 67, AMOMAX_W: 68, AMOMINU_W: 69, AMOMAXU_W: 70,
-  ILLEGAL: 71,
-} as const;
-export type OpCode = (typeof Op)[keyof typeof Op];
+export const enum Op {
+  LUI = 1,
+  AUIPC = 2,
+  JAL = 3,
+  JALR = 4,
+  BEQ = 5,
+  BNE = 6,
+  BLT = 7,
+  BGE = 8,
+  BLTU = 9,
+  BGEU = 10,
+  LB = 11,
+  LH = 12,
+  LW = 13,
+  LBU = 14,
+  LHU = 15,
+  SB = 16,
+  SH = 17,
+  SW = 18,
+  ADDI = 19,
+  SLTI = 20,
+  SLTIU = 21,
+  XORI = 22,
+  ORI = 23,
+  ANDI = 24,
+  SLLI = 25,
+  SRLI = 26,
+  SRAI = 27,
+  ADD = 28,
+  SUB = 29,
+  SLL = 30,
+  SLT = 31,
+  SLTU = 32,
+  XOR = 33,
+  SRL = 34,
+  SRA = 35,
+  OR = 36,
+  AND = 37,
+  FENCE = 38,
+  FENCE_I = 39,
+  ECALL = 40,
+  EBREAK = 41,
+  MRET = 42,
+  SRET = 43,
+  WFI = 44,
+  SFENCE_VMA = 45,
+  CSRRW = 46,
+  CSRRS = 47,
+  CSRRC = 48,
+  CSRRWI = 49,
+  CSRRSI = 50,
+  CSRRCI = 51,
+  MUL = 52,
+  MULH = 53,
+  MULHSU = 54,
+  MULHU = 55,
+  DIV = 56,
+  DIVU = 57,
+  REM = 58,
+  REMU = 59,
+  LR_W = 60,
+  SC_W = 61,
+  AMOSWAP_W = 62,
+  AMOADD_W = 63,
+  AMOXOR_W = 64,
+  AMOAND_W = 65,
+  AMOOR_W = 66,
+  AMOMIN_W = 67,
+  AMOMAX_W = 68,
+  AMOMINU_W = 69,
+  AMOMAXU_W = 70,
+  ILLEGAL = 71,
+}
+export type OpCode = Op;
 export const opCount = 72;
 
-export const opNames: readonly string[] = (() => {
-  const names: string[] = new Array<string>(opCount).fill('?');
-  for (const [name, code] of Object.entries(Op)) names[code] = name.toLowerCase().replace('_w', '.w').replace('_i', '.i').replace('_vma', '.vma');
-  return names;
-})();
+/** Mnemonics by op number (the enum itself does not exist at run time). */
+export const opNames: readonly string[] = [
+  '?', 'lui', 'auipc', 'jal', 'jalr', 'beq', 'bne', 'blt',
+  'bge', 'bltu', 'bgeu', 'lb', 'lh', 'lw', 'lbu', 'lhu',
+  'sb', 'sh', 'sw', 'addi', 'slti', 'sltiu', 'xori', 'ori',
+  'andi', 'slli', 'srli', 'srai', 'add', 'sub', 'sll', 'slt',
+  'sltu', 'xor', 'srl', 'sra', 'or', 'and', 'fence', 'fence.i',
+  'ecall', 'ebreak', 'mret', 'sret', 'wfi', 'sfence.vma', 'csrrw', 'csrrs',
+  'csrrc', 'csrrwi', 'csrrsi', 'csrrci', 'mul', 'mulh', 'mulhsu', 'mulhu',
+  'div', 'divu', 'rem', 'remu', 'lr.w', 'sc.w', 'amoswap.w', 'amoadd.w',
+  'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w', 'illegal',
+];
 
 export interface Decoded {
   readonly op: OpCode;
@@ -59,7 +123,8 @@ export function decodeInto(insn: number, cache: Int32Array, slot: number): void 
   cache[slot * 2 + 1] = d.imm;
 }
 
-const illegal = (insn: number): Decoded => ({ op: Op.ILLEGAL, rd: 0, rs1: 0, rs2: 0, imm: insn | 0 });
+/** ILLEGAL carries the bits for tval: with C absent, low bits other than 0b11 mean a 16-bit encoding. */
+const illegal = (insn: number): Decoded => ({ op: Op.ILLEGAL, rd: 0, rs1: 0, rs2: 0, imm: (insn & 3) === 3 ? insn | 0 : insn & 0xffff });
 
 function immI(insn: number): number {
   return insn >> 20;

@@ -2,8 +2,8 @@
  * Guest RAM: one ArrayBuffer with typed views for every access width.
  *
  * The views assume a little-endian host, like the guest; this is checked when the module loads.
- * Code pages (pages the interpreter has decoded) are tracked here, so that any write to one
- * (from the CPU's slow path or a device's DMA) reaches the code cache.
+ * Writes that bypass the CPU's fast path (device DMA, loaders) are reported to a watcher, so
+ * that the interpreter's cache of decoded instructions never goes stale.
  */
 import { SnapshotError, type SnapshotReader, type SnapshotWriter, type Snapshottable } from '../snapshot.js';
 
@@ -32,7 +32,7 @@ export class Ram implements Snapshottable {
   readonly u16: Uint16Array;
   readonly i16: Int16Array;
   readonly i32: Int32Array;
-  /** Per page: bit 0 = holds decoded code, bit 1 = watched (HTIF tohost). Stores to flagged pages take the slow path. */
+  /** Per page: non-zero = watched (HTIF tohost); stores to watched pages always take the slow path. */
   readonly pageFlags: Uint8Array;
   watcher: CodeWatcher | undefined;
 
@@ -77,7 +77,6 @@ export class Ram implements Snapshottable {
     const first = Math.floor(offset / pageBytes);
     const last = Math.floor((offset + length - 1) / pageBytes);
     for (let page = first; page <= last; page++) {
-      if ((this.pageFlags[page]! & 1) === 0) continue;
       const start = Math.max(offset, page * pageBytes);
       const end = Math.min(offset + length, (page + 1) * pageBytes);
       this.watcher.ramWritten(page, start - page * pageBytes, end - start);

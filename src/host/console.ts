@@ -1,0 +1,117 @@
+/**
+ * The guest's console on the host terminal: raw mode on a TTY (every key goes to the guest),
+ * plain pipes otherwise. On a TTY, Ctrl-A x quits and Ctrl-A Ctrl-A sends a Ctrl-A, as in QEMU.
+ */
+
+const ctrlA = 0x01;
+
+export interface ConsolePort {
+  write(bytes: Uint8Array): void;
+  /** Takes up to `max` bytes of pending input. */
+  takeInput(max: number): Uint8Array;
+  readonly hasInput: boolean;
+  /** No more input will ever come (stdin closed). */
+  readonly inputEnded: boolean;
+  /** The user asked to quit (Ctrl-A x). */
+  readonly quitRequested: boolean;
+  /** Resolves when input arrives or ends (or at once if there is some). */
+  inputReady(): Promise<void>;
+  /** Resolves when everything written has been handed to the OS. */
+  drain(): Promise<void>;
+  close(): void;
+}
+
+export class TerminalConsole implements ConsolePort {
+  private pending: number[] = [];
+  private ended = false;
+  private quit = false;
+  private escape = false;
+  private waiters: (() => void)[] = [];
+  private readonly raw: boolean;
+  private readonly onData = (chunk: Buffer): void => this.received(chunk);
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.wake();
+  };
+
+  constructor(
+    private readonly input: NodeJS.ReadStream = process.stdin,
+    private readonly output: NodeJS.WriteStream = process.stdout,
+  ) {
+    this.raw = input.isTTY === true;
+    if (this.raw) input.setRawMode(true);
+    input.on('data', this.onData);
+    input.on('end', this.onEnd);
+    input.on('error', this.onEnd);
+    input.resume();
+  }
+
+  private received(chunk: Buffer): void {
+    for (const byte of chunk) {
+      if (this.raw && this.escape) {
+        this.escape = false;
+        if (byte === 0x78 /* x */ || byte === 0x58) {
+          this.quit = true;
+          continue;
+        }
+        if (byte === ctrlA) {
+          this.pending.push(ctrlA);
+          continue;
+        }
+      }
+      if (this.raw && byte === ctrlA) {
+        this.escape = true;
+        continue;
+      }
+      this.pending.push(byte);
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  write(bytes: Uint8Array): void {
+    this.output.write(bytes);
+  }
+
+  takeInput(max: number): Uint8Array {
+    return Uint8Array.from(this.pending.splice(0, Math.max(0, max)));
+  }
+
+  get hasInput(): boolean {
+    return this.pending.length > 0;
+  }
+
+  get inputEnded(): boolean {
+    return this.ended && this.pending.length === 0;
+  }
+
+  get quitRequested(): boolean {
+    return this.quit;
+  }
+
+  inputReady(): Promise<void> {
+    if (this.pending.length > 0 || this.ended || this.quit) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  drain(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.output.writableLength === 0) resolve();
+      else this.output.write('', () => resolve());
+    });
+  }
+
+  close(): void {
+    this.input.off('data', this.onData);
+    this.input.off('end', this.onEnd);
+    this.input.off('error', this.onEnd);
+    if (this.raw) this.input.setRawMode(false);
+    this.input.pause();
+    this.wake();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * A raw disk image file on the host, performing the machine's disk requests.
+ *
+ * This is the edge: the only place where guest disk I/O touches the host. Errors from the
+ * host (EIO, ENOSPC) become an I/O-error completion for the guest, never an exception.
+ */
+import * as fs from 'node:fs';
+import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import { sectorBytes } from '../machine/board.js';
+
+export class DiskImageError extends Error {
+  override readonly name = 'DiskImageError';
+}
+
+export class DiskImage {
+  readonly capacityBytes: number;
+  private readonly fd: number;
+
+  constructor(readonly path: string, readonly readOnly: boolean) {
+    try {
+      this.fd = fs.openSync(path, readOnly ? 'r' : 'r+');
+    } catch (error) {
+      throw new DiskImageError(`cannot open disk image ${path}: ${describe(error)}`);
+    }
+    const stat = fs.fstatSync(this.fd);
+    if (!stat.isFile() && !stat.isBlockDevice()) {
+      fs.closeSync(this.fd);
+      throw new DiskImageError(`disk image ${path} is not a regular file`);
+    }
+    this.capacityBytes = Math.floor(stat.size / sectorBytes) * sectorBytes;
+    if (this.capacityBytes === 0) {
+      fs.closeSync(this.fd);
+      throw new DiskImageError(`disk image ${path} is empty (a disk needs at least ${sectorBytes} bytes)`);
+    }
+  }
+
+  /** Performs `request` synchronously and returns its completion event. */
+  perform(request: DiskRequest): MachineEvent {
+    const done = (status: 'ok' | 'io-error', data?: Uint8Array): MachineEvent =>
+      data === undefined
+        ? { kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status }
+        : { kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status, data };
+    try {
+      switch (request.op) {
+        case 'read': {
+          const data = new Uint8Array(request.lengthBytes);
+          let done_ = 0;
+          while (done_ < data.length) {
+            const n = fs.readSync(this.fd, data, done_, data.length - done_, request.offsetBytes + done_);
+            if (n === 0) break; // past the end of a file that shrank: zeros
+            done_ += n;
+          }
+          return done('ok', data);
+        }
+        case 'write': {
+          if (this.readOnly) return done('io-error');
+          let written = 0;
+          while (written < request.data.length) {
+            written += fs.writeSync(this.fd, request.data, written, request.data.length - written, request.offsetBytes + written);
+          }
+          return done('ok');
+        }
+        case 'flush':
+          if (!this.readOnly) fs.fsyncSync(this.fd);
+          return done('ok');
+      }
+    } catch {
+      return done('io-error');
+    }
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error && 'code' in error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'no such file';
+    if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+    if (code === 'EISDIR') return 'is a directory';
+    return code ?? error.message;
+  }
+  return String(error);
+}

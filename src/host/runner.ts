@@ -1,0 +1,97 @@
+/**
+ * The host loop for one machine running alone (`understudy run`).
+ *
+ * It runs the machine in slices, performs the outputs between slices (console bytes to the
+ * terminal, disk requests on the image files), and applies the results as events at the next
+ * boundary: disk completions, console input, and the clock. While the guest waits in WFI it
+ * sleeps until the next timer deadline or input.
+ */
+import { setImmediate as yieldToHost } from 'node:timers/promises';
+import type { Machine } from '../machine/board.js';
+import type { MachineEvent } from '../machine/environment.js';
+import type { MachineClock } from './clocks.js';
+import type { ConsolePort } from './console.js';
+import type { DiskImage } from './disk-image.js';
+
+/** Instructions per slice: about 10 ms of guest time at 100 MIPS. */
+export const sliceInstructions = 1_000_000;
+/** Longest stretch of guest execution before the host looks at its I/O again. */
+const hostYieldIntervalMs = 20;
+
+export type RunOutcome =
+  | { readonly kind: 'poweroff'; readonly status: number }
+  | { readonly kind: 'reset' }
+  | { readonly kind: 'quit' }
+  | { readonly kind: 'timeout'; readonly seconds: number }
+  | { readonly kind: 'instruction-limit' }
+  | { readonly kind: 'stuck'; readonly reason: string };
+
+export interface RunnerOptions {
+  readonly machine: Machine;
+  readonly clock: MachineClock;
+  readonly console: ConsolePort;
+  /** Virtio slot -> image. */
+  readonly disks: ReadonlyMap<number, DiskImage>;
+  readonly timeoutSeconds?: number;
+  readonly instructionLimit?: number;
+}
+
+export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
+  const { machine, clock, console: terminal } = options;
+  const startedMs = performance.now();
+  let lastYieldMs = startedMs;
+  const events: MachineEvent[] = [];
+  for (;;) {
+    const budget = options.instructionLimit === undefined ? sliceInstructions : Math.min(sliceInstructions, options.instructionLimit - machine.retiredInstructions);
+    const result = machine.run(Math.max(0, budget));
+    for (const output of machine.takeOutputs()) {
+      if (output.kind === 'console-output') {
+        terminal.write(output.bytes);
+        continue;
+      }
+      const disk = options.disks.get(output.request.slot);
+      if (disk === undefined) throw new Error(`disk request for slot ${output.request.slot}, which has no image`);
+      events.push(disk.perform(output.request));
+    }
+    if (machine.power !== undefined) return machine.power.kind === 'reset' ? { kind: 'reset' } : { kind: 'poweroff', status: machine.power.status };
+    if (terminal.quitRequested) return { kind: 'quit' };
+    if (options.instructionLimit !== undefined && machine.retiredInstructions >= options.instructionLimit) return { kind: 'instruction-limit' };
+
+    // The boundary: apply what happened meanwhile.
+    for (const event of events.splice(0)) machine.applyEvent(event);
+    const room = machine.consoleInputRoom;
+    if (room > 0 && terminal.hasInput) machine.applyEvent({ kind: 'console-input', bytes: terminal.takeInput(room) });
+    machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+
+    const nowMs = performance.now();
+    if (options.timeoutSeconds !== undefined && nowMs - startedMs > options.timeoutSeconds * 1000) {
+      return { kind: 'timeout', seconds: options.timeoutSeconds };
+    }
+    if (result.reason === 'wfi' && machine.isIdle) {
+      const waited = await waitWhileIdle(options);
+      if (waited !== undefined) return waited;
+      lastYieldMs = performance.now();
+    } else if (nowMs - lastYieldMs > hostYieldIntervalMs) {
+      await yieldToHost();
+      lastYieldMs = performance.now();
+    }
+  }
+}
+
+/** The guest sleeps: wait for its next deadline or input, or say why it never wakes. */
+async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undefined> {
+  const { machine, clock, console: terminal } = options;
+  const deadline = machine.clockDeadline;
+  if (deadline !== undefined && clock.skipTo(deadline, machine.retiredInstructions)) return undefined;
+  if (deadline === undefined && terminal.inputEnded) {
+    return { kind: 'stuck', reason: 'the guest waits for an interrupt (WFI) with no timer set and no more console input' };
+  }
+  const waits: Promise<unknown>[] = [terminal.inputReady()];
+  let timer: NodeJS.Timeout | undefined;
+  const limitMs = options.timeoutSeconds === undefined ? Infinity : options.timeoutSeconds * 1000;
+  const sleepMs = Math.min(deadline === undefined ? Infinity : clock.msUntil(deadline, machine.retiredInstructions), limitMs, 1000);
+  waits.push(new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, sleepMs)))));
+  await Promise.race(waits);
+  if (timer !== undefined) clearTimeout(timer);
+  return undefined;
+}

@@ -1,0 +1,394 @@
+/**
+ * The `virt` board: QEMU's riscv32 virt memory map with one hart.
+ *
+ *   0x0010_0000  sifive,test0 exit device
+ *   0x0010_1000  goldfish RTC                   IRQ 11
+ *   0x0200_0000  CLINT (mtime at 10 MHz)
+ *   0x0c00_0000  PLIC (context 0 = M, 1 = S)
+ *   0x1000_0000  NS16550A UART                  IRQ 10
+ *   0x1000_1000 + k * 0x1000, k = 0..7          virtio-mmio slots, IRQ 1 + k
+ *   0x8000_0000  RAM
+ *
+ * The Machine is the whole deterministic state machine: it runs instructions, takes events
+ * between runs, and hands out the outputs it wants performed. It never touches the host; see
+ * environment.ts for the boundary.
+ */
+import { createHash } from 'node:crypto';
+import { Hart, type RunResult } from './cpu/cpu.js';
+import { Mip } from './cpu/csr.js';
+import { Bus } from './memory/bus.js';
+import { Ram, ramBaseAddress, pageBytes } from './memory/ram.js';
+import { Clint } from './devices/clint.js';
+import { Plic } from './devices/plic.js';
+import { Uart16550 } from './devices/uart.js';
+import { GoldfishRtc } from './devices/rtc.js';
+import { TestDevice, type PowerRequest } from './devices/test-device.js';
+import { VirtioBlockDevice, VirtioEmptySlot } from './devices/virtio-blk.js';
+import type { MmioDevice } from './devices/device.js';
+import { ImageError, type LoadedImage } from './loader/elf.js';
+import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
+import { SnapshotError, SnapshotReader, SnapshotWriter } from './snapshot.js';
+
+export const BoardMap = {
+  test: 0x0010_0000,
+  rtc: 0x0010_1000,
+  clint: 0x0200_0000,
+  plic: 0x0c00_0000,
+  uart: 0x1000_0000,
+  virtio: 0x1000_1000,
+  virtioStride: 0x1000,
+  ram: ramBaseAddress,
+} as const;
+export const BoardIrq = { virtioFirst: 1, uart: 10, rtc: 11 } as const;
+export const virtioSlots = 8;
+export const sectorBytes = 512;
+/** Largest disk: offsets must stay exact in a double. */
+export const diskBytesMax = 2 ** 40;
+
+export interface DiskConfig {
+  readonly capacityBytes: number;
+  readonly readOnly: boolean;
+  readonly serial: string;
+}
+
+export interface BoardConfig {
+  readonly ramBytes: number;
+  readonly disks: readonly DiskConfig[];
+}
+
+/** Which virtio slot the n-th disk occupies: like QEMU, the first device takes the highest slot. */
+export function diskSlot(index: number): number {
+  return virtioSlots - 1 - index;
+}
+
+const snapshotMagic = 'understudy-machine';
+const snapshotVersion = 1;
+
+export class Machine {
+  readonly config: BoardConfig;
+  readonly ram: Ram;
+  readonly bus = new Bus();
+  readonly hart: Hart;
+  readonly clint: Clint;
+  readonly plic: Plic;
+  readonly uart: Uart16550;
+  readonly rtc: GoldfishRtc;
+  /** Virtio slot index -> block device. */
+  readonly disks = new Map<number, VirtioBlockDevice>();
+  /** Set when the guest asked to power off or reset; the hart is halted. */
+  power: PowerRequest | undefined;
+
+  private readonly outputs: MachineOutput[] = [];
+  private consoleBytes: number[] = [];
+  private htif: { tohost: number; fromhost: number | undefined } | undefined;
+  private readonly stateful: { save(w: SnapshotWriter): void; restore(r: SnapshotReader): void }[] = [];
+
+  constructor(config: BoardConfig, private readonly environment: EnvironmentPort) {
+    validateConfig(config);
+    this.config = config;
+    this.ram = new Ram(config.ramBytes);
+    this.hart = new Hart({
+      ram: this.ram,
+      bus: this.bus,
+      readTime: () => this.clint.readMtime(),
+      watchedStore: (physical) => this.htifStore(physical),
+    });
+    const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };
+    const sink = { emit: (output: MachineOutput) => this.emit(output) };
+    this.clint = new Clint({
+      environment: reader,
+      pins: {
+        setSoftware: (level) => this.hart.setInterruptLine(Mip.MSIP, level),
+        setTimer: (level) => this.hart.setInterruptLine(Mip.MTIP, level),
+      },
+    });
+    this.plic = new Plic({ setContext: (context, level) => this.hart.setInterruptLine(context === 0 ? Mip.MEIP : Mip.SEIP, level) });
+    this.uart = new Uart16550({ irq: this.plic.line(BoardIrq.uart), outputs: sink });
+    const clint = this.clint;
+    this.rtc = new GoldfishRtc({
+      environment: reader,
+      clock: { readHostMtime: () => this.readHostMtime(), get latestHostMtime() { return clint.latestHostMtime; } },
+      irq: this.plic.line(BoardIrq.rtc),
+    });
+    const test = new TestDevice((request) => {
+      this.power = request;
+      this.hart.halt();
+    });
+    this.mapDevice(BoardMap.test, test);
+    this.mapDevice(BoardMap.rtc, this.rtc);
+    this.mapDevice(BoardMap.clint, this.clint);
+    this.mapDevice(BoardMap.plic, this.plic);
+    this.mapDevice(BoardMap.uart, this.uart);
+    const slotDevices = new Map<number, MmioDevice>();
+    config.disks.forEach((disk, index) => {
+      const slot = diskSlot(index);
+      const device = new VirtioBlockDevice(
+        { slot, capacityBytes: disk.capacityBytes, readOnly: disk.readOnly, serial: disk.serial },
+        { ram: this.ram, irq: this.plic.line(BoardIrq.virtioFirst + slot), outputs: sink },
+      );
+      this.disks.set(slot, device);
+      slotDevices.set(slot, device);
+    });
+    for (let slot = 0; slot < virtioSlots; slot++) {
+      this.mapDevice(BoardMap.virtio + slot * BoardMap.virtioStride, slotDevices.get(slot) ?? new VirtioEmptySlot());
+    }
+  }
+
+  private mapDevice(base: number, device: MmioDevice): void {
+    this.bus.map(base, device);
+    this.stateful.push(device);
+  }
+
+  /** P0/P6: every environment read goes through here with the exact instruction count. */
+  private readEnvironment(kind: EnvironmentReadKind): bigint {
+    return this.environment.read(kind, this.hart.currentRetired);
+  }
+
+  private readHostMtime(): bigint {
+    this.clint.readMtime();
+    return this.clint.latestHostMtime;
+  }
+
+  private emit(output: MachineOutput): void {
+    if (output.kind === 'console-output') {
+      for (const byte of output.bytes) this.consoleBytes.push(byte);
+      return;
+    }
+    this.flushConsole();
+    this.outputs.push(output);
+  }
+
+  private flushConsole(): void {
+    if (this.consoleBytes.length === 0) return;
+    this.outputs.push({ kind: 'console-output', bytes: Uint8Array.from(this.consoleBytes) });
+    this.consoleBytes = [];
+  }
+
+  /** Copies an image into RAM and points the hart at its entry, in M-mode, as after reset. */
+  load(image: LoadedImage): void {
+    for (const segment of image.segments) {
+      if (!this.ram.contains(segment.physicalAddress, segment.memoryBytes)) {
+        const end = segment.physicalAddress + segment.memoryBytes;
+        throw new ImageError(
+          `segment at 0x${segment.physicalAddress.toString(16)}..0x${end.toString(16)} lies outside RAM ` +
+            `(0x${ramBaseAddress.toString(16)}..0x${(ramBaseAddress + this.ram.sizeBytes).toString(16)})`,
+        );
+      }
+    }
+    for (const segment of image.segments) {
+      this.ram.writeBytes(segment.physicalAddress, segment.data);
+      const zeroStart = segment.physicalAddress + segment.data.length;
+      const zeroBytes = segment.memoryBytes - segment.data.length;
+      if (zeroBytes > 0) this.ram.u8.fill(0, zeroStart - ramBaseAddress, zeroStart - ramBaseAddress + zeroBytes);
+    }
+    if (!this.ram.contains(image.entry, 4)) throw new ImageError(`entry point 0x${image.entry.toString(16)} is outside RAM`);
+    this.hart.reset(image.entry);
+    this.hart.x[10] = 0; // a0: hart id, as QEMU's reset code passes
+    const tohost = image.symbols.get('tohost');
+    if (tohost !== undefined && this.ram.contains(tohost, 8) && tohost % 8 === 0) {
+      this.htif = { tohost, fromhost: image.symbols.get('fromhost') };
+      this.ram.pageFlags[(tohost - ramBaseAddress) / pageBytes] = 1;
+    }
+  }
+
+  /** Runs up to `budget` instructions (see Hart.run). */
+  run(budget: number): RunResult {
+    return this.hart.run(budget);
+  }
+
+  /** Applies an asynchronous input between two instructions (P1/P4 at the backup). */
+  applyEvent(event: MachineEvent): void {
+    switch (event.kind) {
+      case 'clock':
+        this.clint.advanceClock(event.mtime);
+        this.rtc.advanceClock();
+        return;
+      case 'console-input':
+        this.uart.receive(event.bytes);
+        return;
+      case 'disk-completion': {
+        const disk = this.disks.get(event.slot);
+        if (disk === undefined) throw new RangeError(`disk completion for empty virtio slot ${event.slot}`);
+        disk.complete(event.requestId, event.status, event.data);
+        return;
+      }
+    }
+  }
+
+  /** The outputs produced since the last call, in order. */
+  takeOutputs(): MachineOutput[] {
+    this.flushConsole();
+    return this.outputs.splice(0, this.outputs.length);
+  }
+
+  /** How many console bytes the machine can take in one console-input event now. */
+  get consoleInputRoom(): number {
+    return this.uart.inputRoom;
+  }
+
+  /** The earliest host mtime at which a clock event changes something (timer, RTC alarm). */
+  get clockDeadline(): bigint | undefined {
+    const timer = this.clint.timerDeadlineHostMtime;
+    const alarm = this.rtc.alarmDeadlineHostMtime;
+    if (timer === undefined) return alarm;
+    if (alarm === undefined) return timer;
+    return timer < alarm ? timer : alarm;
+  }
+
+  /** The hart waits in WFI and nothing pending would wake it: only an event can. */
+  get isIdle(): boolean {
+    return this.hart.waiting && (this.hart.mip & this.hart.mie) === 0;
+  }
+
+  get retiredInstructions(): number {
+    return this.hart.retired;
+  }
+
+  // HTIF (Spike's host-target interface): tohost = 1 passes, (n << 1) | 1 fails with n; an
+  // even value points at a syscall block whose SYS_write prints to the console.
+  private htifStore(physical: number): void {
+    const htif = this.htif;
+    if (htif === undefined || physical < htif.tohost || physical >= htif.tohost + 4) return;
+    const index = (htif.tohost - ramBaseAddress) >>> 2;
+    const low = this.ram.i32[index]! >>> 0;
+    const high = this.ram.i32[index + 1]! >>> 0;
+    if (low === 0 && high === 0) return;
+    this.ram.i32[index] = 0;
+    this.ram.i32[index + 1] = 0;
+    const device = high >>> 24;
+    const command = (high >>> 16) & 0xff;
+    if (device === 0 && command === 0) {
+      if (low & 1) {
+        this.power = { kind: 'poweroff', status: low >>> 1 };
+        this.hart.halt();
+        return;
+      }
+      this.htifSyscall(low);
+    } else if (device === 1 && command === 1) {
+      this.emit({ kind: 'console-output', bytes: Uint8Array.of(low & 0xff) });
+    }
+    if (htif.fromhost !== undefined && this.ram.contains(htif.fromhost, 8)) {
+      const from = (htif.fromhost - ramBaseAddress) >>> 2;
+      this.ram.i32[from] = 1;
+      this.ram.i32[from + 1] = 0;
+      this.ram.noteWritten(htif.fromhost - ramBaseAddress, 8);
+    }
+  }
+
+  private htifSyscall(block: number): void {
+    const sysWrite = 64;
+    const enosys = -38;
+    if (!this.ram.contains(block, 64)) return;
+    const word = (i: number): number => this.ram.i32[((block - ramBaseAddress) >>> 2) + i * 2]! >>> 0;
+    let result = enosys;
+    if (word(0) === sysWrite) {
+      const buffer = word(2);
+      const length = word(3);
+      if ((word(1) === 1 || word(1) === 2) && this.ram.contains(buffer, length)) {
+        this.emit({ kind: 'console-output', bytes: this.ram.readBytes(buffer, length) });
+        result = length;
+      } else {
+        result = -14; // EFAULT
+      }
+    }
+    const index = (block - ramBaseAddress) >>> 2;
+    this.ram.i32[index] = result;
+    this.ram.i32[index + 1] = result < 0 ? -1 : 0;
+    this.ram.noteWritten(block - ramBaseAddress, 8);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Snapshots and digests
+
+  /** The complete machine state: CPU, RAM, devices, requests in flight, undrained outputs. */
+  save(): Uint8Array {
+    const writer = new SnapshotWriter();
+    writer.section(snapshotMagic).u32(snapshotVersion);
+    writer.string(configKey(this.config));
+    this.hart.save(writer);
+    this.ram.save(writer);
+    for (const part of this.stateful) part.save(writer);
+    writer.section('board');
+    writer.bool(this.power !== undefined).u8(this.power?.kind === 'reset' ? 1 : 0).u32(this.power?.kind === 'poweroff' ? this.power.status : 0);
+    writer.bool(this.htif !== undefined).u32(this.htif?.tohost ?? 0).bool(this.htif?.fromhost !== undefined).u32(this.htif?.fromhost ?? 0);
+    this.flushConsole();
+    writer.uint(this.outputs.length);
+    for (const output of this.outputs) writeOutput(writer, output);
+    return writer.finish();
+  }
+
+  /** Restores a state from `save`; the snapshot must come from a machine of the same configuration. */
+  restore(snapshot: Uint8Array): void {
+    const reader = new SnapshotReader(snapshot);
+    reader.section(snapshotMagic);
+    const version = reader.u32();
+    if (version !== snapshotVersion) throw new SnapshotError(`snapshot version ${version}, this build reads ${snapshotVersion}`);
+    const key = reader.string();
+    if (key !== configKey(this.config)) throw new SnapshotError(`snapshot is of a different machine configuration (${key})`);
+    this.hart.restore(reader);
+    this.ram.restore(reader);
+    for (const part of this.stateful) part.restore(reader);
+    reader.section('board');
+    const powered = reader.bool();
+    const reset = reader.u8() === 1;
+    const status = reader.u32();
+    this.power = powered ? (reset ? { kind: 'reset' } : { kind: 'poweroff', status }) : undefined;
+    const hasHtif = reader.bool();
+    const tohost = reader.u32();
+    const hasFromhost = reader.bool();
+    const fromhost = reader.u32();
+    this.htif = hasHtif ? { tohost, fromhost: hasFromhost ? fromhost : undefined } : undefined;
+    this.ram.pageFlags.fill(0);
+    if (this.htif !== undefined) this.ram.pageFlags[(this.htif.tohost - ramBaseAddress) / pageBytes] = 1;
+    this.outputs.length = 0;
+    this.consoleBytes = [];
+    const count = reader.uint();
+    for (let i = 0; i < count; i++) this.outputs.push(readOutput(reader));
+    reader.expectEnd();
+  }
+
+  /** One hash of the whole state: equal digests mean equal machines. */
+  digest(): string {
+    return createHash('sha256').update(this.save()).digest('hex');
+  }
+}
+
+function validateConfig(config: BoardConfig): void {
+  if (config.disks.length > virtioSlots) throw new RangeError(`at most ${virtioSlots} disks, got ${config.disks.length}`);
+  for (const disk of config.disks) {
+    if (!Number.isInteger(disk.capacityBytes) || disk.capacityBytes < sectorBytes || disk.capacityBytes > diskBytesMax || disk.capacityBytes % sectorBytes !== 0) {
+      throw new RangeError(`disk size ${disk.capacityBytes} bytes: must be a multiple of ${sectorBytes} between ${sectorBytes} and ${diskBytesMax}`);
+    }
+  }
+}
+
+/** A canonical description of the configuration, part of every snapshot. */
+export function configKey(config: BoardConfig): string {
+  const disks = config.disks.map((d) => `${d.capacityBytes}${d.readOnly ? 'r' : 'w'}:${d.serial}`).join(',');
+  return `ram=${config.ramBytes};disks=[${disks}]`;
+}
+
+function writeOutput(writer: SnapshotWriter, output: MachineOutput): void {
+  if (output.kind === 'console-output') {
+    writer.u8(0).bytes(output.bytes);
+    return;
+  }
+  const request = output.request;
+  writer.u8(1).u8(request.slot).uint(request.requestId);
+  if (request.op === 'read') writer.u8(0).uint(request.offsetBytes).uint(request.lengthBytes);
+  else if (request.op === 'write') writer.u8(1).uint(request.offsetBytes).bytes(request.data);
+  else writer.u8(2);
+}
+
+function readOutput(reader: SnapshotReader): MachineOutput {
+  const kind = reader.u8();
+  if (kind === 0) return { kind: 'console-output', bytes: reader.bytes() };
+  if (kind !== 1) throw new SnapshotError(`bad output kind ${kind}`);
+  const slot = reader.u8();
+  const requestId = reader.uint();
+  const op = reader.u8();
+  if (op === 0) return { kind: 'disk-request', request: { op: 'read', slot, requestId, offsetBytes: reader.uint(), lengthBytes: reader.uint() } };
+  if (op === 1) return { kind: 'disk-request', request: { op: 'write', slot, requestId, offsetBytes: reader.uint(), data: reader.bytes() } };
+  if (op === 2) return { kind: 'disk-request', request: { op: 'flush', slot, requestId } };
+  throw new SnapshotError(`bad disk request op ${op}`);
+}

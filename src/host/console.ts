@@ -115,3 +115,56 @@ export class TerminalConsole implements ConsolePort {
     this.wake();
   }
 }
+
+/** A console in memory: collects output, serves scripted input. For tests and embedding. */
+export class BufferConsole implements ConsolePort {
+  private readonly chunks: Uint8Array[] = [];
+  private pending: number[];
+  private ended: boolean;
+
+  constructor(input: string | Uint8Array = '', options: { inputEnded?: boolean } = {}) {
+    this.pending = Array.from(typeof input === 'string' ? new TextEncoder().encode(input) : input);
+    this.ended = options.inputEnded ?? true;
+  }
+
+  write(bytes: Uint8Array): void {
+    this.chunks.push(bytes.slice());
+  }
+
+  /** Adds input as if typed. */
+  type(text: string): void {
+    for (const byte of new TextEncoder().encode(text)) this.pending.push(byte);
+  }
+
+  takeInput(max: number): Uint8Array {
+    return Uint8Array.from(this.pending.splice(0, Math.max(0, max)));
+  }
+
+  get hasInput(): boolean {
+    return this.pending.length > 0;
+  }
+
+  get inputEnded(): boolean {
+    return this.ended && this.pending.length === 0;
+  }
+
+  readonly quitRequested = false;
+
+  inputReady(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  drain(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  close(): void {}
+
+  get outputBytes(): Uint8Array {
+    return Buffer.concat(this.chunks);
+  }
+
+  get text(): string {
+    return new TextDecoder().decode(this.outputBytes);
+  }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set-up for a fresh machine: Debian packages (apt-get, when root), npm packages, then the
+# build (TypeScript and guest programs). Idempotent and incremental: run it before anything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# Debian packages: the bare-metal cross toolchain for guests, QEMU as the reference machine,
+# e2fsprogs for disk images, and what the Linux guest's build needs.
+packages=(gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "missing Debian packages: ${missing[*]}"
+    say "install them with: sudo apt-get install ${missing[*]}"
+    exit 1
+  fi
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  say "Node.js 20 or later is needed (found $(node --version))"
+  exit 1
+fi
+
+# npm packages, exactly as locked; again only when the lock file changed.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+npx --no-install tsc -p tsconfig.json
+make -s -C guests

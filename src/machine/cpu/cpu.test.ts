@@ -1,0 +1,255 @@
+/** Unit tests for the decoder and the interpreter, with hand-encoded programs and tiny fakes. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Hart, mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
+import { decode, Op } from './decode.js';
+import { asm, li } from './encode.js';
+import { Csr } from './csr.js';
+import { Bus } from '../memory/bus.js';
+import { Ram, ramBaseAddress } from '../memory/ram.js';
+import type { AccessWidth, MmioDevice } from '../devices/device.js';
+import { SnapshotReader, SnapshotWriter } from '../snapshot.js';
+
+const base = ramBaseAddress;
+const handlerOffset = 0x100;
+const handler = base + handlerOffset;
+const u = (value: number): number => value >>> 0;
+
+/** A device that remembers accesses; reads return 0x1234 + offset. */
+class RecordingDevice implements MmioDevice {
+  readonly name = 'recorder';
+  readonly windowBytes = 0x1000;
+  readonly log: string[] = [];
+  read(offset: number, width: AccessWidth): number {
+    this.log.push(`r${width}@${offset}`);
+    return 0x1234 + offset;
+  }
+  write(offset: number, width: AccessWidth, value: number): void {
+    this.log.push(`w${width}@${offset}=${value.toString(16)}`);
+  }
+  save(): void {}
+  restore(): void {}
+}
+
+function machine(program: number[], options: { at?: number } = {}): { hart: Hart; ram: Ram; device: RecordingDevice } {
+  const ram = new Ram(1 << 20);
+  const bus = new Bus();
+  const device = new RecordingDevice();
+  bus.map(0x1000_0000, device);
+  const hart = new Hart({ ram, bus, readTime: () => 77n, watchedStore: () => {} });
+  const at = options.at ?? base;
+  // A trap handler that spins, so a test can run past a trap and look at what it recorded.
+  ram.i32[handlerOffset / 4] = asm.jal(0, 0);
+  program.forEach((word, index) => (ram.i32[(at - base) / 4 + index] = word));
+  hart.reset(base);
+  return { hart, ram, device };
+}
+
+test('decode: fields and immediates of each format', () => {
+  assert.deepEqual(decode(asm.addi(5, 6, -1)), { op: Op.ADDI, rd: 5, rs1: 6, rs2: 31, imm: -1 });
+  assert.equal(decode(asm.lui(1, 0xfffff000)).imm, 0xfffff000 | 0);
+  assert.equal(decode(asm.jal(1, -2048)).imm, -2048);
+  assert.equal(decode(asm.jal(1, 0xffffe)).imm, 0xffffe);
+  assert.equal(decode(asm.beq(1, 2, -4096)).imm, -4096);
+  assert.equal(decode(asm.bne(1, 2, 4094)).imm, 4094);
+  assert.equal(decode(asm.sw(7, 8, -2048)).imm, -2048);
+  assert.equal(decode(asm.sw(7, 8, 2047)).imm, 2047);
+  assert.deepEqual(decode(asm.srai(3, 4, 31)), { op: Op.SRAI, rd: 3, rs1: 4, rs2: 31, imm: 31 });
+  assert.equal(decode(asm.csrrs(1, Csr.mstatus, 0)).imm, Csr.mstatus);
+});
+
+test('decode: reserved encodings are illegal, with the instruction bits (16 for a 16-bit encoding)', () => {
+  const cases = [
+    asm.slli(1, 1, 1) | (1 << 25), // shamt[5] set on RV32
+    asm.srli(1, 1, 1) | (1 << 26),
+    asm.lw(1, 2, 0) | (3 << 12), // LD is RV64 only
+    asm.lrw(1, 2) | (3 << 20), // LR with rs2 != 0
+    asm.add(1, 2, 3) | (2 << 25), // unknown funct7
+    0x00200073, // an unknown SYSTEM funct12
+    0xffffffff,
+  ];
+  for (const insn of cases) {
+    const d = decode(insn);
+    assert.equal(d.op, Op.ILLEGAL, `0x${(insn >>> 0).toString(16)}`);
+    assert.equal(d.imm, insn | 0);
+  }
+  assert.equal(decode(0x00010001).imm, 0x0001);
+  assert.equal(decode(0).op, Op.ILLEGAL);
+});
+
+test('run(budget) retires exactly the budget, and says so', () => {
+  const { hart } = machine([asm.addi(1, 1, 1), asm.jal(0, -4)]);
+  assert.deepEqual(hart.run(1001), { reason: 'budget', retired: 1001 });
+  assert.equal(hart.x[1], 501);
+  assert.equal(hart.retired, 1001);
+  assert.deepEqual(hart.run(0), { reason: 'budget', retired: 0 });
+  assert.deepEqual(hart.run(1), { reason: 'budget', retired: 1 });
+  assert.equal(hart.retired, 1002);
+});
+
+test('minstret reads the number of instructions retired before the reading one', () => {
+  const { hart } = machine([asm.addi(0, 0, 0), asm.addi(0, 0, 0), asm.csrrs(5, Csr.minstret, 0), asm.csrrs(6, Csr.minstreth, 0), asm.jal(0, 0)]);
+  hart.run(10);
+  assert.equal(hart.x[5], 2);
+  assert.equal(hart.x[6], 0);
+});
+
+test('a write to minstret is what the next instruction reads (Zicsr)', () => {
+  const { hart } = machine([...li(1, 1000), asm.csrrw(0, Csr.minstret, 1), asm.csrrs(2, Csr.minstret, 0), asm.jal(0, 0)]);
+  hart.run(10);
+  assert.equal(hart.x[2], 1000);
+});
+
+test('x0 stays zero whatever is written to it', () => {
+  const { hart } = machine([asm.addi(0, 0, 5), asm.lui(0, 0x12345000), asm.add(1, 0, 0), asm.jal(0, 0)]);
+  hart.run(4);
+  assert.equal(hart.x[0], 0);
+  assert.equal(hart.x[1], 0);
+});
+
+test('multiply high halves agree with 64-bit arithmetic', () => {
+  let seed = 1;
+  const next = (): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) | 0;
+    return seed;
+  };
+  const samples = [0, 1, -1, 0x7fffffff, -0x80000000, 0x10000, 0xffff];
+  for (let n = 0; n < 2000; n++) samples.push(next());
+  for (const a of samples) {
+    for (const b of [samples[(a >>> 3) % samples.length]!, -1, 0x7fffffff, -0x80000000]) {
+      const signed = Number(BigInt.asIntN(32, (BigInt(a) * BigInt(b)) >> 32n));
+      const unsigned = Number(BigInt.asIntN(32, (BigInt(a >>> 0) * BigInt(b >>> 0)) >> 32n));
+      const mixed = Number(BigInt.asIntN(32, (BigInt(a) * BigInt(b >>> 0)) >> 32n));
+      assert.equal(mulhSigned(a, b), signed);
+      assert.equal(mulhUnsigned(a, b), unsigned);
+      assert.equal(mulhSignedUnsigned(a, b), mixed);
+    }
+  }
+});
+
+test('division by zero and overflow follow the M extension (no trap)', () => {
+  const program = [
+    ...li(1, -0x80000000), ...li(2, -1), asm.addi(3, 0, 0), asm.addi(4, 0, 7),
+    asm.div(10, 1, 2), asm.rem(11, 1, 2), asm.div(12, 4, 3), asm.divu(13, 4, 3), asm.rem(14, 4, 3), asm.remu(15, 4, 3),
+    asm.jal(0, 0),
+  ];
+  const { hart } = machine(program);
+  hart.run(program.length - 1);
+  assert.deepEqual([...hart.x.slice(10, 16)], [-0x80000000, 0, -1, -1, 7, 7]);
+});
+
+test('an illegal instruction traps with mcause 2, mepc, mtval = its bits, and counts as executed', () => {
+  const { hart } = machine([...li(1, handler), asm.csrrw(0, Csr.mtvec, 1), 0xffffffff]);
+  hart.run(4); // lui, addi, csrw, the illegal instruction: the fourth "retires" into the trap
+  assert.equal(u(hart.pc), handler);
+  assert.equal(hart.mcause, 2);
+  assert.equal(u(hart.mepc), base + 12);
+  assert.equal(hart.mtval, -1);
+  assert.equal(hart.retired, 4);
+});
+
+test('a CSR access refused at run time traps without retiring, tval = the instruction', () => {
+  const program = [...li(1, handler), asm.csrrw(0, Csr.mtvec, 1), asm.csrrw(0, Csr.mvendorid, 1)];
+  const { hart } = machine(program);
+  hart.run(3);
+  assert.equal(u(hart.pc), base + 12);
+  hart.run(1); // the refused write traps, then the handler's first instruction runs
+  assert.equal(hart.mcause, 2);
+  assert.equal(u(hart.mtval), program[3]);
+  assert.equal(u(hart.mepc), base + 12);
+  assert.equal(hart.retired, 4);
+});
+
+test('jumping nowhere is an instruction access fault for the guest, not a host error', () => {
+  const { hart } = machine([...li(1, handler), asm.csrrw(0, Csr.mtvec, 1), ...li(2, 0x5000_0000), asm.jalr(0, 2, 0)]);
+  hart.run(100);
+  assert.equal(hart.mcause, 1);
+  assert.equal(hart.mtval, 0x5000_0000);
+  assert.equal(hart.mepc, 0x5000_0000);
+  assert.equal(u(hart.pc), handler);
+});
+
+test('loads and stores reach MMIO devices; unmapped addresses fault', () => {
+  const { hart, device } = machine([
+    ...li(1, 0x1000_0000), asm.lw(2, 1, 8), asm.sb(2, 1, 3), ...li(3, handler), asm.csrrw(0, Csr.mtvec, 3),
+    ...li(4, 0x0500_0000), asm.sw(2, 4, 0),
+  ]);
+  hart.run(100);
+  assert.equal(hart.x[2], 0x123c);
+  assert.deepEqual(device.log, ['r4@8', 'w1@3=3c']);
+  assert.equal(hart.mcause, 7);
+  assert.equal(hart.mtval, 0x0500_0000);
+});
+
+test('misaligned loads and stores to RAM complete, also across a page boundary', () => {
+  const { hart, ram } = machine([...li(1, base + 0x1ffe), ...li(2, 0x11223344), asm.sw(2, 1, 0), asm.lw(3, 1, 0), asm.lh(4, 1, 1), asm.jal(0, 0)]);
+  hart.run(7);
+  assert.equal(hart.x[3], 0x11223344);
+  assert.equal(hart.x[4], 0x2233);
+  assert.deepEqual([...ram.u8.slice(0x1ffe, 0x2002)], [0x44, 0x33, 0x22, 0x11]);
+});
+
+test('a store over an instruction that already ran takes effect (self-modifying code)', () => {
+  // Loop: x5 += 1 at `target`; after the first pass, overwrite `target` with x5 += 100.
+  const target = base + 0x40;
+  const program = [...li(1, target), ...li(2, asm.addi(5, 5, 100))];
+  const { hart, ram } = machine(program);
+  const loop = base + 0x40;
+  ram.i32[(loop - base) / 4] = asm.addi(5, 5, 1);
+  ram.i32[(loop - base) / 4 + 1] = asm.sw(2, 1, 0);
+  ram.i32[(loop - base) / 4 + 2] = asm.jal(0, -8);
+  ram.i32[program.length] = asm.jal(0, loop - (base + program.length * 4));
+  hart.run(program.length + 1 + 3 + 1);
+  assert.equal(hart.x[5], 101);
+});
+
+test('a device write into RAM (DMA) replaces decoded instructions', () => {
+  const { hart, ram } = machine([asm.addi(5, 5, 1), asm.jal(0, -4)]);
+  hart.run(10);
+  assert.equal(hart.x[5], 5);
+  const replacement = new Uint8Array(new Int32Array([asm.addi(5, 5, 10)]).buffer);
+  ram.writeBytes(base, replacement);
+  hart.run(2);
+  assert.equal(hart.x[5], 15);
+});
+
+test('WFI stops the run when nothing is pending; an enabled pending interrupt wakes it', () => {
+  const program = [...li(1, 1 << 7), asm.csrrs(0, Csr.mie, 1), asm.wfi(), asm.addi(6, 6, 1), asm.jal(0, 0)];
+  const { hart } = machine(program);
+  const first = hart.run(100);
+  assert.deepEqual(first, { reason: 'wfi', retired: 3 }); // li is one addi here, then csrs and wfi
+  assert.deepEqual(hart.run(100), { reason: 'wfi', retired: 0 });
+  // MTIE is set but MIE (global) is not: WFI still wakes, no trap is taken.
+  hart.setInterruptLine(1 << 7, true);
+  const woken = hart.run(2);
+  assert.deepEqual(woken, { reason: 'budget', retired: 2 });
+  assert.equal(hart.x[6], 1);
+  assert.equal(hart.mcause, 0);
+});
+
+test('an interrupt is taken between instructions with the next pc in mepc', () => {
+  const program = [...li(1, handler), asm.csrrw(0, Csr.mtvec, 1), ...li(2, 1 << 7), asm.csrrs(0, Csr.mie, 2), asm.csrrsi(0, Csr.mstatus, 8), asm.addi(7, 7, 1), asm.jal(0, -4)];
+  const { hart } = machine(program);
+  hart.run(program.length + 3); // into the loop: addi, jal, addi, jal
+  const resume = u(hart.pc);
+  hart.setInterruptLine(1 << 7, true);
+  hart.run(1);
+  assert.equal(u(hart.mcause), 0x8000_0007);
+  assert.equal(u(hart.mepc), resume);
+  assert.equal(u(hart.pc), handler); // the handler's spin loop has run once
+});
+
+test('hart state survives save and restore bit for bit', () => {
+  const { hart } = machine([asm.addi(1, 1, 3), asm.mul(2, 1, 1), asm.jal(0, -8)]);
+  hart.run(1234);
+  const writer = new SnapshotWriter();
+  hart.save(writer);
+  const saved = writer.finish();
+  const other = machine([]);
+  other.hart.restore(new SnapshotReader(saved));
+  const again = new SnapshotWriter();
+  other.hart.save(again);
+  assert.deepEqual(again.finish(), saved);
+  assert.equal(other.hart.x[1], hart.x[1]);
+  assert.equal(other.hart.pc, hart.pc);
+});

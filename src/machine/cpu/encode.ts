@@ -1,0 +1,90 @@
+/**
+ * A small RV32 instruction encoder: the inverse of decode.ts, for tests and tools that need
+ * machine code without an assembler.
+ */
+
+const r = (funct7: number, rs2: number, rs1: number, funct3: number, rd: number, opcode: number): number =>
+  ((funct7 << 25) | (rs2 << 20) | (rs1 << 15) | (funct3 << 12) | (rd << 7) | opcode) >>> 0;
+const i = (imm: number, rs1: number, funct3: number, rd: number, opcode: number): number =>
+  (((imm & 0xfff) << 20) | (rs1 << 15) | (funct3 << 12) | (rd << 7) | opcode) >>> 0;
+const s = (imm: number, rs2: number, rs1: number, funct3: number, opcode: number): number =>
+  ((((imm >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (funct3 << 12) | ((imm & 0x1f) << 7) | opcode) >>> 0;
+const b = (imm: number, rs2: number, rs1: number, funct3: number): number =>
+  ((((imm >> 12) & 1) << 31) | (((imm >> 5) & 0x3f) << 25) | (rs2 << 20) | (rs1 << 15) | (funct3 << 12) |
+    (((imm >> 1) & 0xf) << 8) | (((imm >> 11) & 1) << 7) | 0x63) >>> 0;
+const u = (imm: number, rd: number, opcode: number): number => ((imm & 0xfffff000) | (rd << 7) | opcode) >>> 0;
+const j = (imm: number, rd: number): number =>
+  ((((imm >> 20) & 1) << 31) | (((imm >> 1) & 0x3ff) << 21) | (((imm >> 11) & 1) << 20) | (((imm >> 12) & 0xff) << 12) | (rd << 7) | 0x6f) >>> 0;
+
+export const asm = {
+  lui: (rd: number, imm: number) => u(imm, rd, 0x37),
+  auipc: (rd: number, imm: number) => u(imm, rd, 0x17),
+  jal: (rd: number, offset: number) => j(offset, rd),
+  jalr: (rd: number, rs1: number, offset: number) => i(offset, rs1, 0, rd, 0x67),
+  beq: (rs1: number, rs2: number, offset: number) => b(offset, rs2, rs1, 0),
+  bne: (rs1: number, rs2: number, offset: number) => b(offset, rs2, rs1, 1),
+  blt: (rs1: number, rs2: number, offset: number) => b(offset, rs2, rs1, 4),
+  bge: (rs1: number, rs2: number, offset: number) => b(offset, rs2, rs1, 5),
+  bltu: (rs1: number, rs2: number, offset: number) => b(offset, rs2, rs1, 6),
+  bgeu: (rs1: number, rs2: number, offset: number) => b(offset, rs2, rs1, 7),
+  lb: (rd: number, rs1: number, offset: number) => i(offset, rs1, 0, rd, 0x03),
+  lh: (rd: number, rs1: number, offset: number) => i(offset, rs1, 1, rd, 0x03),
+  lw: (rd: number, rs1: number, offset: number) => i(offset, rs1, 2, rd, 0x03),
+  lbu: (rd: number, rs1: number, offset: number) => i(offset, rs1, 4, rd, 0x03),
+  lhu: (rd: number, rs1: number, offset: number) => i(offset, rs1, 5, rd, 0x03),
+  sb: (rs2: number, rs1: number, offset: number) => s(offset, rs2, rs1, 0, 0x23),
+  sh: (rs2: number, rs1: number, offset: number) => s(offset, rs2, rs1, 1, 0x23),
+  sw: (rs2: number, rs1: number, offset: number) => s(offset, rs2, rs1, 2, 0x23),
+  addi: (rd: number, rs1: number, imm: number) => i(imm, rs1, 0, rd, 0x13),
+  slti: (rd: number, rs1: number, imm: number) => i(imm, rs1, 2, rd, 0x13),
+  sltiu: (rd: number, rs1: number, imm: number) => i(imm, rs1, 3, rd, 0x13),
+  xori: (rd: number, rs1: number, imm: number) => i(imm, rs1, 4, rd, 0x13),
+  ori: (rd: number, rs1: number, imm: number) => i(imm, rs1, 6, rd, 0x13),
+  andi: (rd: number, rs1: number, imm: number) => i(imm, rs1, 7, rd, 0x13),
+  slli: (rd: number, rs1: number, shamt: number) => i(shamt, rs1, 1, rd, 0x13),
+  srli: (rd: number, rs1: number, shamt: number) => i(shamt, rs1, 5, rd, 0x13),
+  srai: (rd: number, rs1: number, shamt: number) => i(0x400 | shamt, rs1, 5, rd, 0x13),
+  add: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 0, rd, 0x33),
+  sub: (rd: number, rs1: number, rs2: number) => r(0x20, rs2, rs1, 0, rd, 0x33),
+  sll: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 1, rd, 0x33),
+  slt: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 2, rd, 0x33),
+  sltu: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 3, rd, 0x33),
+  xor: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 4, rd, 0x33),
+  srl: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 5, rd, 0x33),
+  sra: (rd: number, rs1: number, rs2: number) => r(0x20, rs2, rs1, 5, rd, 0x33),
+  or: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 6, rd, 0x33),
+  and: (rd: number, rs1: number, rs2: number) => r(0, rs2, rs1, 7, rd, 0x33),
+  mul: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 0, rd, 0x33),
+  mulh: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 1, rd, 0x33),
+  mulhsu: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 2, rd, 0x33),
+  mulhu: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 3, rd, 0x33),
+  div: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 4, rd, 0x33),
+  divu: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 5, rd, 0x33),
+  rem: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 6, rd, 0x33),
+  remu: (rd: number, rs1: number, rs2: number) => r(1, rs2, rs1, 7, rd, 0x33),
+  lrw: (rd: number, rs1: number) => r(0x08, 0, rs1, 2, rd, 0x2f),
+  scw: (rd: number, rs1: number, rs2: number) => r(0x0c, rs2, rs1, 2, rd, 0x2f),
+  amoaddw: (rd: number, rs1: number, rs2: number) => r(0x00, rs2, rs1, 2, rd, 0x2f),
+  amoswapw: (rd: number, rs1: number, rs2: number) => r(0x04, rs2, rs1, 2, rd, 0x2f),
+  fence: () => 0x0ff0000f,
+  fencei: () => 0x0000100f,
+  ecall: () => 0x00000073,
+  ebreak: () => 0x00100073,
+  mret: () => 0x30200073,
+  sret: () => 0x10200073,
+  wfi: () => 0x10500073,
+  sfencevma: (rs1: number, rs2: number) => r(0x09, rs2, rs1, 0, 0, 0x73),
+  csrrw: (rd: number, csr: number, rs1: number) => i(csr, rs1, 1, rd, 0x73),
+  csrrs: (rd: number, csr: number, rs1: number) => i(csr, rs1, 2, rd, 0x73),
+  csrrc: (rd: number, csr: number, rs1: number) => i(csr, rs1, 3, rd, 0x73),
+  csrrwi: (rd: number, csr: number, zimm: number) => i(csr, zimm, 5, rd, 0x73),
+  csrrsi: (rd: number, csr: number, zimm: number) => i(csr, zimm, 6, rd, 0x73),
+  csrrci: (rd: number, csr: number, zimm: number) => i(csr, zimm, 7, rd, 0x73),
+} as const;
+
+/** Loads a 32-bit constant into `rd` (lui + addi, like the `li` pseudo-instruction). */
+export function li(rd: number, value: number): number[] {
+  const low = (value << 20) >> 20;
+  const high = (value - low) | 0;
+  return high === 0 ? [asm.addi(rd, 0, low)] : [asm.lui(rd, high), asm.addi(rd, rd, low)];
+}

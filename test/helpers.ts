@@ -1,0 +1,71 @@
+/** Shared helpers for the test suite: paths, running guests in-process and on QEMU. */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Machine, type BoardConfig } from '../src/machine/board.js';
+import { VirtualClock } from '../src/host/clocks.js';
+import { BufferConsole } from '../src/host/console.js';
+import { DiskImage } from '../src/host/disk-image.js';
+import { runMachine, type RunOutcome } from '../src/host/runner.js';
+import { readKernel } from '../src/cli/main.js';
+
+/** The repository root (this file runs from dist/test/). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const guestBuild = path.join(repoRoot, 'guests/build');
+export const cliPath = path.join(repoRoot, 'bin/understudy.js');
+
+export function guestElf(name: string): string {
+  const file = path.join(guestBuild, `${name}.elf`);
+  if (!fs.existsSync(file)) throw new Error(`guest ${name} is not built (${file}); run make -C guests`);
+  return file;
+}
+
+export interface GuestRun {
+  readonly outcome: RunOutcome;
+  readonly output: string;
+  readonly machine: Machine;
+}
+
+/** Runs a guest ELF on a fresh machine with virtual time, in this process. */
+export async function runGuest(
+  name: string,
+  options: { disks?: { path: string; readOnly: boolean }[]; ramBytes?: number; instructionLimit?: number; input?: string } = {},
+): Promise<GuestRun> {
+  const images = (options.disks ?? []).map((disk) => new DiskImage(disk.path, disk.readOnly));
+  try {
+    const config: BoardConfig = {
+      ramBytes: options.ramBytes ?? 128 * 1024 * 1024,
+      disks: images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `understudy-disk${index}` })),
+    };
+    const clock = new VirtualClock();
+    const machine = new Machine(config, clock);
+    machine.load(readKernel(guestElf(name)));
+    const terminal = new BufferConsole(options.input ?? '');
+    const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));
+    const outcome = await runMachine({ machine, clock, console: terminal, disks, instructionLimit: options.instructionLimit ?? 500_000_000 });
+    return { outcome, output: terminal.text, machine };
+  } finally {
+    for (const image of images) image.close();
+  }
+}
+
+export const qemuBinary = 'qemu-system-riscv32';
+
+export function haveQemu(): boolean {
+  return spawnSync(qemuBinary, ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Runs a guest ELF on QEMU's virt board with exact instruction counting; returns its console output. */
+export function runOnQemu(elf: string, extraArgs: string[] = [], timeoutMs = 60_000): { status: number | null; output: string } {
+  const result = spawnSync(
+    qemuBinary,
+    [
+      '-M', 'virt', '-bios', 'none', '-nographic', '-icount', 'shift=0,sleep=off',
+      '-cpu', 'rv32,c=false,f=false,d=false', '-global', 'virtio-mmio.force-legacy=false',
+      ...extraArgs, '-kernel', elf,
+    ],
+    { timeout: timeoutMs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return { status: result.status, output: result.stdout };
+}

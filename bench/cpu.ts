@@ -1,0 +1,72 @@
+/**
+ * `npm run bench`: the CPU-bound guest (guests/bench/cpubench.c) on understudy's interpreter
+ * and on QEMU, in one run, side by side. Prints MIPS for each and their ratio.
+ *
+ * Each figure is the median of several runs of a fresh process; a run's start-up cost (the
+ * same process running the tiny hello guest) is subtracted, so the figures compare execution
+ * speed. Times are wall-clock on a shared machine: compare the ratio, not the absolute MIPS.
+ */
+import { spawnSync } from 'node:child_process';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const benchElf = path.join(root, 'guests/build/cpubench.elf');
+const helloElf = path.join(root, 'guests/build/hello.elf');
+const runs = Number(process.env['BENCH_RUNS'] ?? 5);
+
+interface Timed {
+  readonly seconds: number;
+  readonly output: string;
+}
+
+function time(command: string, args: string[]): Timed {
+  const start = process.hrtime.bigint();
+  const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (result.status !== 0) throw new Error(`${command} failed (${result.status}): ${result.stderr}`);
+  return { seconds, output: result.stdout };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+interface Engine {
+  readonly name: string;
+  readonly command: string;
+  readonly args: (elf: string) => string[];
+}
+
+const engines: Engine[] = [
+  { name: 'understudy (interpreter)', command: process.execPath, args: (elf) => [path.join(root, 'bin/understudy.js'), 'run', '--clock', 'virtual', '--kernel', elf] },
+  { name: 'QEMU TCG, -icount shift=0', command: 'qemu-system-riscv32', args: (elf) => ['-M', 'virt', '-bios', 'none', '-nographic', '-icount', 'shift=0', '-kernel', elf] },
+  { name: 'QEMU TCG', command: 'qemu-system-riscv32', args: (elf) => ['-M', 'virt', '-bios', 'none', '-nographic', '-kernel', elf] },
+];
+
+function measure(engine: Engine): { mips: number; instructions: number } {
+  const startups: number[] = [];
+  const totals: number[] = [];
+  let instructions = 0;
+  for (let i = 0; i < runs; i++) {
+    startups.push(time(engine.command, engine.args(helloElf)).seconds);
+    const run = time(engine.command, engine.args(benchElf));
+    totals.push(run.seconds);
+    const match = /instructions (\d+)/.exec(run.output);
+    if (match === null) throw new Error(`${engine.name}: no instruction count in the output: ${run.output}`);
+    instructions = Number(match[1]);
+  }
+  const seconds = median(totals) - median(startups);
+  return { mips: instructions / seconds / 1e6, instructions };
+}
+
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+console.log(`cpubench: ${runs} runs each, median, start-up subtracted; ${cpu}, ${os.cpus().length} cores, Node ${process.version}`);
+const results = engines.map((engine) => ({ engine, ...measure(engine) }));
+const ours = results[0]!;
+for (const result of results) {
+  const ratio = result === ours ? '' : `   understudy/this = ${(ours.mips / result.mips).toFixed(2)}`;
+  console.log(`${result.engine.name.padEnd(28)} ${result.mips.toFixed(1).padStart(7)} MIPS  (${result.instructions} instructions)${ratio}`);
+}

@@ -15,6 +15,7 @@ import { HostClock, VirtualClock, type MachineClock } from '../host/clocks.js';
 import { TerminalConsole } from '../host/console.js';
 import { DiskImage, DiskImageError } from '../host/disk-image.js';
 import { runMachine, type RunOutcome } from '../host/runner.js';
+import { checkInitramfs, defaultBootargs, ensureDataDisk, linuxDefaults, readBootFile } from '../host/linux-guest.js';
 import { SnapshotError } from '../machine/snapshot.js';
 
 export class UsageError extends Error {
@@ -33,11 +34,16 @@ commands:
 
 run options:
   --kernel FILE        RV32 ELF executable (or a raw image loaded at 0x80000000), started in M-mode
+  --guest linux        boot the Linux guest (kernel and initramfs from linux/build.sh) to its
+                       shell; its ext2 data disk is --disk, or .cache/linux/data.img, created
+                       if missing. --kernel, --initrd and --append override its parts
   --disk FILE          a raw disk image as a virtio block device (read-write); repeatable
   --disk-ro FILE       the same, read-only
   --memory SIZE        RAM size, e.g. 128M or 1G (default 128M)
   --clock host|virtual host: real time (default); virtual: time from the instruction count
                        (exactly repeatable, like QEMU's -icount shift=0)
+  --initrd FILE        (Linux) the initramfs
+  --append TEXT        (Linux) the kernel command line (default "${defaultBootargs}")
   --timeout SECONDS    stop a run that takes longer (exit status 124)
   --max-instructions N stop after N instructions (exit status 125)
 `;
@@ -69,7 +75,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 interface RunSettings {
+  guest: 'bare' | 'linux';
   kernel: string;
+  initrd?: string;
+  bootargs: string;
   disks: { path: string; readOnly: boolean }[];
   memoryBytes: number;
   clock: 'host' | 'virtual';
@@ -84,6 +93,9 @@ function parseRunOptions(argv: string[]): RunSettings {
       args: argv,
       options: {
         kernel: { type: 'string' },
+        guest: { type: 'string' },
+        initrd: { type: 'string' },
+        append: { type: 'string' },
         disk: { type: 'string', multiple: true },
         'disk-ro': { type: 'string', multiple: true },
         memory: { type: 'string' },
@@ -96,10 +108,15 @@ function parseRunOptions(argv: string[]): RunSettings {
       tokens: true,
     });
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    // Some of parseArgs' messages span several lines; ours are one line.
+    throw new UsageError((error instanceof Error ? error.message : String(error)).replace(/\s*\n\s*/g, ' '));
   }
   const { values, tokens } = parsed;
-  if (values.kernel === undefined) throw new UsageError('run needs --kernel FILE');
+  const guest = values.guest ?? 'bare';
+  if (guest !== 'bare' && guest !== 'linux') throw new UsageError(`--guest must be linux, not "${guest}"`);
+  if (guest === 'bare' && values.kernel === undefined) throw new UsageError('run needs --kernel FILE (or --guest linux)');
+  if (guest === 'bare' && (values.initrd !== undefined || values.append !== undefined)) throw new UsageError('--initrd and --append go with --guest linux');
+  const linux = linuxDefaults(projectRoot);
   const disks: { path: string; readOnly: boolean }[] = [];
   for (const token of tokens) {
     if (token.kind === 'option' && (token.name === 'disk' || token.name === 'disk-ro') && token.value !== undefined) {
@@ -108,14 +125,18 @@ function parseRunOptions(argv: string[]): RunSettings {
   }
   const clock = values.clock ?? 'host';
   if (clock !== 'host' && clock !== 'virtual') throw new UsageError(`--clock must be host or virtual, not "${clock}"`);
+  if (guest === 'linux' && disks.length === 0) disks.push({ path: linux.dataDisk, readOnly: false });
   const settings: RunSettings = {
-    kernel: values.kernel,
+    guest,
+    kernel: values.kernel ?? linux.kernel,
+    bootargs: values.append ?? defaultBootargs,
     disks,
     memoryBytes: values.memory === undefined ? defaultMemoryBytes : parseSize(values.memory),
     clock,
   };
+  if (guest === 'linux') settings.initrd = values.initrd ?? linux.initrd;
   if (values.timeout !== undefined) settings.timeoutSeconds = parsePositive(values.timeout, '--timeout');
-  if (values['max-instructions'] !== undefined) settings.instructionLimit = parsePositive(values['max-instructions'], '--max-instructions');
+  if (values['max-instructions'] !== undefined) settings.instructionLimit = parseCount(values['max-instructions'], '--max-instructions');
   return settings;
 }
 
@@ -135,6 +156,13 @@ export function parseSize(text: string): number {
 function parsePositive(text: string, option: string): number {
   const value = Number(text);
   if (!Number.isFinite(value) || value <= 0) throw new UsageError(`${option} needs a positive number, not "${text}"`);
+  return value;
+}
+
+/** An instruction count: the machine runs whole instructions, so fractions are a usage error. */
+function parseCount(text: string, option: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new UsageError(`${option} needs a positive whole number, not "${text}"`);
   return value;
 }
 
@@ -159,26 +187,47 @@ export function readKernel(file: string): LoadedImage {
   return { entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: bytes, memoryBytes: bytes.length }], symbols: new Map() };
 }
 
+/** What to put in a fresh machine: a bare-metal program, or Linux with its initramfs. */
+type BootPlan = { kind: 'bare'; image: LoadedImage } | { kind: 'linux'; kernel: Uint8Array; initrd: Uint8Array | undefined; bootargs: string };
+
+function planBoot(settings: RunSettings): BootPlan {
+  if (settings.guest === 'bare') return { kind: 'bare', image: readKernel(settings.kernel) };
+  const kernel = readBootFile(settings.kernel, 'kernel');
+  let initrd: Uint8Array | undefined;
+  if (settings.initrd !== undefined) {
+    initrd = readBootFile(settings.initrd, 'initramfs');
+    checkInitramfs(initrd, settings.initrd);
+  }
+  for (const disk of settings.disks) if (!disk.readOnly) ensureDataDisk(disk.path);
+  return { kind: 'linux', kernel, initrd, bootargs: settings.bootargs };
+}
+
+function boot(machine: Machine, plan: BootPlan, settings: RunSettings): void {
+  try {
+    if (plan.kind === 'bare') machine.load(plan.image);
+    else machine.bootLinux(plan.kernel, plan.initrd === undefined ? { bootargs: plan.bootargs } : { bootargs: plan.bootargs, initrd: plan.initrd });
+  } catch (error) {
+    if (error instanceof ImageError) throw new ImageError(`kernel ${settings.kernel}: ${error.message}`);
+    throw error;
+  }
+}
+
 async function runCommand(argv: string[]): Promise<number> {
   const settings = parseRunOptions(argv);
-  const image = readKernel(settings.kernel);
+  const plan = planBoot(settings);
   const images = settings.disks.map((disk) => new DiskImage(disk.path, disk.readOnly));
   const diskConfigs: DiskConfig[] = images.map((image, index) => ({
     capacityBytes: image.capacityBytes,
     readOnly: image.readOnly,
     serial: `understudy-disk${index}`,
   }));
-  const clock: MachineClock = settings.clock === 'virtual' ? new VirtualClock() : new HostClock();
   const terminal = new TerminalConsole();
   try {
     for (;;) {
+      // A reset starts the machine's clock from zero again, as a power cycle would.
+      const clock: MachineClock = settings.clock === 'virtual' ? new VirtualClock() : new HostClock();
       const machine = new Machine({ ramBytes: settings.memoryBytes, disks: diskConfigs }, clock);
-      try {
-        machine.load(image);
-      } catch (error) {
-        if (error instanceof ImageError) throw new ImageError(`kernel ${settings.kernel}: ${error.message}`);
-        throw error;
-      }
+      boot(machine, plan, settings);
       const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));
       const outcome = await runMachine({
         machine,
@@ -206,6 +255,9 @@ function reportOutcome(outcome: Exclude<RunOutcome, { kind: 'reset' }>): number 
     case 'quit':
       process.stderr.write('\nunderstudy: quit\n');
       return 0;
+    case 'panic':
+      process.stderr.write('\nunderstudy: the guest kernel panicked\n');
+      return 4;
     case 'timeout':
       process.stderr.write(`\nunderstudy: timed out after ${outcome.seconds} s\n`);
       return 124;

@@ -21,6 +21,7 @@ const hostYieldIntervalMs = 20;
 export type RunOutcome =
   | { readonly kind: 'poweroff'; readonly status: number }
   | { readonly kind: 'reset' }
+  | { readonly kind: 'panic' }
   | { readonly kind: 'quit' }
   | { readonly kind: 'timeout'; readonly seconds: number }
   | { readonly kind: 'instruction-limit' }
@@ -53,7 +54,7 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
       if (disk === undefined) throw new Error(`disk request for slot ${output.request.slot}, which has no image`);
       events.push(disk.perform(output.request));
     }
-    if (machine.power !== undefined) return machine.power.kind === 'reset' ? { kind: 'reset' } : { kind: 'poweroff', status: machine.power.status };
+    if (machine.power !== undefined) return machine.power;
     if (terminal.quitRequested) return { kind: 'quit' };
     if (options.instructionLimit !== undefined && machine.retiredInstructions >= options.instructionLimit) return { kind: 'instruction-limit' };
 

@@ -3,6 +3,7 @@
  *
  *   0x0010_0000  sifive,test0 exit device
  *   0x0010_1000  goldfish RTC                   IRQ 11
+ *   0x0010_2000  pvpanic (qemu,pvpanic-mmio): the guest kernel reports panics here
  *   0x0200_0000  CLINT (mtime at 10 MHz)
  *   0x0c00_0000  PLIC (context 0 = M, 1 = S)
  *   0x1000_0000  NS16550A UART                  IRQ 10
@@ -15,7 +16,6 @@
  */
 import { createHash } from 'node:crypto';
 import { Hart, type RunResult } from './cpu/cpu.js';
-import { Mip } from './cpu/csr.js';
 import { Bus } from './memory/bus.js';
 import { Ram, ramBaseAddress, pageBytes } from './memory/ram.js';
 import { Clint } from './devices/clint.js';
@@ -23,6 +23,10 @@ import { Plic } from './devices/plic.js';
 import { Uart16550 } from './devices/uart.js';
 import { GoldfishRtc } from './devices/rtc.js';
 import { TestDevice, type PowerRequest } from './devices/test-device.js';
+import { PvpanicDevice } from './devices/pvpanic.js';
+import { SbiFirmware } from './firmware/sbi.js';
+import { deviceTreeBlob } from './firmware/device-tree.js';
+import { Mip, Priv, Status } from './cpu/csr.js';
 import { VirtioBlockDevice, VirtioEmptySlot } from './devices/virtio-blk.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
@@ -32,6 +36,7 @@ import { SnapshotError, SnapshotReader, SnapshotWriter } from './snapshot.js';
 export const BoardMap = {
   test: 0x0010_0000,
   rtc: 0x0010_1000,
+  pvpanic: 0x0010_2000,
   clint: 0x0200_0000,
   plic: 0x0c00_0000,
   uart: 0x1000_0000,
@@ -110,12 +115,10 @@ export class Machine {
       clock: { readHostMtime: () => this.readHostMtime(), get latestHostMtime() { return clint.latestHostMtime; } },
       irq: this.plic.line(BoardIrq.rtc),
     });
-    const test = new TestDevice((request) => {
-      this.power = request;
-      this.hart.halt();
-    });
+    const test = new TestDevice((request) => this.requestPower(request));
     this.mapDevice(BoardMap.test, test);
     this.mapDevice(BoardMap.rtc, this.rtc);
+    this.mapDevice(BoardMap.pvpanic, new PvpanicDevice(() => this.requestPower({ kind: 'panic' })));
     this.mapDevice(BoardMap.clint, this.clint);
     this.mapDevice(BoardMap.plic, this.plic);
     this.mapDevice(BoardMap.uart, this.uart);
@@ -132,6 +135,11 @@ export class Machine {
     for (let slot = 0; slot < virtioSlots; slot++) {
       this.mapDevice(BoardMap.virtio + slot * BoardMap.virtioStride, slotDevices.get(slot) ?? new VirtioEmptySlot());
     }
+  }
+
+  private requestPower(request: PowerRequest): void {
+    this.power = request;
+    this.hart.halt();
   }
 
   private mapDevice(base: number, device: MmioDevice): void {
@@ -190,6 +198,65 @@ export class Machine {
       this.ram.pageFlags[(tohost - ramBaseAddress) / pageBytes] = 1;
     }
   }
+
+  /**
+   * Boots a Linux kernel `Image` the way QEMU's virt board does with its default firmware:
+   * the kernel at RAM + text_offset, the initrd halfway into RAM (at most 128 MiB above the
+   * kernel), the device tree in the last 2 MiB-aligned slot of RAM; the hart enters the kernel
+   * in S-mode with a0 = hart id and a1 = the device tree, and the hypervisor's SBI firmware
+   * owns M-mode.
+   */
+  bootLinux(kernel: Uint8Array, options: { readonly initrd?: Uint8Array; readonly bootargs: string }): LinuxLayout {
+    const header = parseLinuxImageHeader(kernel);
+    const kernelStart = ramBaseAddress + header.textOffset;
+    const kernelEnd = kernelStart + Math.max(header.imageBytes, kernel.length);
+    const ramEnd = ramBaseAddress + this.ram.sizeBytes;
+    let initrd: { start: number; end: number } | undefined;
+    if (options.initrd !== undefined) {
+      const start = pageAlignUp(kernelStart + Math.min(this.ram.sizeBytes / 2, 128 * 1024 * 1024));
+      initrd = { start: Math.max(start, pageAlignUp(kernelEnd)), end: 0 };
+      initrd.end = initrd.start + options.initrd.length;
+    }
+    const blob = deviceTreeBlob(this.config, initrd === undefined ? { bootargs: options.bootargs } : { bootargs: options.bootargs, initrd });
+    const dtbAddress = Math.floor((ramEnd - blob.length) / deviceTreeAlignBytes) * deviceTreeAlignBytes;
+    const used = initrd?.end ?? kernelEnd;
+    if (used > dtbAddress) {
+      throw new ImageError(`kernel and initrd (${Math.ceil((used - ramBaseAddress) / 2 ** 20)} MiB) do not fit in ${this.ram.sizeBytes / 2 ** 20} MiB of RAM`);
+    }
+    this.ram.writeBytes(kernelStart, kernel);
+    if (initrd !== undefined && options.initrd !== undefined) this.ram.writeBytes(initrd.start, options.initrd);
+    this.ram.writeBytes(dtbAddress, blob);
+
+    const hart = this.hart;
+    hart.reset(kernelStart);
+    this.installFirmware();
+    hart.priv = Priv.S;
+    hart.x[10] = 0; // a0: hart id
+    hart.x[11] = dtbAddress; // a1: the device tree
+    // What OpenSBI leaves behind for the kernel: everything delegable delegated to S except
+    // the ecalls that are SBI calls, counters readable, and PMP opening all memory to S/U.
+    hart.medeleg = 0xb1ff;
+    hart.mideleg = Mip.SSIP | Mip.STIP | Mip.SEIP;
+    hart.mcounteren = -1;
+    hart.pmpaddr[0] = -1;
+    hart.pmpcfg[0] = 0x1f;
+    hart.mstatus = Priv.S << Status.MPP_SHIFT;
+    hart.flushTlb();
+    return { kernelStart, dtbAddress, initrd, deviceTree: blob };
+  }
+
+  private installFirmware(): void {
+    this.firmware = new SbiFirmware({
+      setTimerCompare: (value) => this.clint.setTimerCompare(value),
+      putchar: (byte) => this.emit({ kind: 'console-output', bytes: Uint8Array.of(byte) }),
+      getchar: () => this.uart.takeInputByte(),
+      power: (request) => this.requestPower(request),
+    });
+    this.hart.firmware = this.firmware;
+  }
+
+  /** The hypervisor's SBI firmware, when the machine booted Linux. */
+  firmware: SbiFirmware | undefined;
 
   /** Runs up to `budget` instructions (see Hart.run). */
   run(budget: number): RunResult {
@@ -259,8 +326,7 @@ export class Machine {
     const command = (high >>> 16) & 0xff;
     if (device === 0 && command === 0) {
       if (low & 1) {
-        this.power = { kind: 'poweroff', status: low >>> 1 };
-        this.hart.halt();
+        this.requestPower({ kind: 'poweroff', status: low >>> 1 });
         return;
       }
       this.htifSyscall(low);
@@ -309,7 +375,8 @@ export class Machine {
     this.ram.save(writer);
     for (const part of this.stateful) part.save(writer);
     writer.section('board');
-    writer.bool(this.power !== undefined).u8(this.power?.kind === 'reset' ? 1 : 0).u32(this.power?.kind === 'poweroff' ? this.power.status : 0);
+    writer.u8(powerCode(this.power)).u32(this.power?.kind === 'poweroff' ? this.power.status : 0);
+    writer.bool(this.firmware !== undefined);
     writer.bool(this.htif !== undefined).u32(this.htif?.tohost ?? 0).bool(this.htif?.fromhost !== undefined).u32(this.htif?.fromhost ?? 0);
     this.flushConsole();
     writer.uint(this.outputs.length);
@@ -329,10 +396,14 @@ export class Machine {
     this.ram.restore(reader);
     for (const part of this.stateful) part.restore(reader);
     reader.section('board');
-    const powered = reader.bool();
-    const reset = reader.u8() === 1;
+    const code = reader.u8();
     const status = reader.u32();
-    this.power = powered ? (reset ? { kind: 'reset' } : { kind: 'poweroff', status }) : undefined;
+    this.power = powerFromCode(code, status);
+    if (reader.bool()) this.installFirmware();
+    else {
+      this.firmware = undefined;
+      this.hart.firmware = undefined;
+    }
     const hasHtif = reader.bool();
     const tohost = reader.u32();
     const hasFromhost = reader.bool();
@@ -350,6 +421,48 @@ export class Machine {
   /** One hash of the whole state: equal digests mean equal machines. */
   digest(): string {
     return createHash('sha256').update(this.save()).digest('hex');
+  }
+}
+
+export interface LinuxLayout {
+  readonly kernelStart: number;
+  readonly dtbAddress: number;
+  readonly initrd: { readonly start: number; readonly end: number } | undefined;
+  readonly deviceTree: Uint8Array;
+}
+
+/** QEMU puts the device tree at a 2 MiB boundary near the end of RAM. */
+const deviceTreeAlignBytes = 2 * 1024 * 1024;
+
+function pageAlignUp(address: number): number {
+  return Math.ceil(address / pageBytes) * pageBytes;
+}
+
+/** The RISC-V Linux image header (Documentation/riscv/boot-image-header.rst). */
+export function parseLinuxImageHeader(image: Uint8Array): { textOffset: number; imageBytes: number } {
+  const headerBytes = 64;
+  if (image.length < headerBytes) throw new ImageError(`not a RISC-V Linux Image: ${image.length} bytes is shorter than its header`);
+  const view = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  const magic2 = view.getUint32(0x38, true);
+  if (magic2 !== 0x05435352) throw new ImageError('not a RISC-V Linux Image (no "RSC\\x05" magic at offset 0x38)');
+  const textOffset = Number(view.getBigUint64(0x08, true));
+  const imageBytes = Number(view.getBigUint64(0x10, true));
+  if (textOffset % pageBytes !== 0 || textOffset > 64 * 1024 * 1024) throw new ImageError(`Linux Image has an implausible text_offset 0x${textOffset.toString(16)}`);
+  return { textOffset, imageBytes };
+}
+
+function powerCode(power: PowerRequest | undefined): number {
+  if (power === undefined) return 0;
+  return power.kind === 'poweroff' ? 1 : power.kind === 'reset' ? 2 : 3;
+}
+
+function powerFromCode(code: number, status: number): PowerRequest | undefined {
+  switch (code) {
+    case 0: return undefined;
+    case 1: return { kind: 'poweroff', status };
+    case 2: return { kind: 'reset' };
+    case 3: return { kind: 'panic' };
+    default: throw new SnapshotError(`bad power state ${code}`);
   }
 }
 

@@ -27,6 +27,8 @@ export const tlbEntries = 512;
 const tlbMask = tlbEntries - 1;
 /** Most RAM pages with decoded instructions (8 KiB each) before the whole cache is dropped. */
 export const codePagesMax = 8192;
+/** Interrupts taken back to back without an instruction between them; more is a bug of ours. */
+const interruptsInARowMax = 8;
 /** The sink register index that decoded instructions use for rd = x0. */
 const sinkRegister = 32;
 
@@ -47,6 +49,14 @@ export interface HartPorts {
   readTime(): bigint;
   /** A store to a watched RAM page (HTIF tohost) has completed. */
   watchedStore(physical: number, width: AccessWidth): void;
+}
+
+/**
+ * M-mode firmware implemented by the host program (the SBI for Linux). When installed, a trap
+ * that would enter M-mode calls `trap` instead, which returns where the hart continues.
+ */
+export interface MachineModeFirmware {
+  trap(hart: Hart, cause: number, tval: number, pc: number): number;
 }
 
 /** A synchronous exception on its way to the trap handler. One instance, reused. */
@@ -85,6 +95,8 @@ export class Hart {
   waiting = false;
   /** Set when the board powers off; `run` returns 'halt' until reset. */
   halted = false;
+  /** Native M-mode firmware, if the board boots an OS that expects one (see firmware/sbi.ts). */
+  firmware: MachineModeFirmware | undefined;
 
   // CSR state
   mstatus = 0;
@@ -223,6 +235,7 @@ export class Hart {
     let pc = this.pc | 0;
     let n = 0;
     let reason: StopReason = 'budget';
+    let interruptsInARow = 0;
     let fetchContext = 0;
     let dataContext = 0;
     let fetchVpn = -1;
@@ -240,7 +253,12 @@ export class Hart {
       if (interrupt >= 0) {
         this.waiting = false;
         pc = this.enterTrap(interrupt | 0x8000_0000, 0, pc);
-      } else if (this.waiting) {
+        // Taking it may make another deliverable (firmware turning MTI into STI): look again.
+        if (++interruptsInARow > interruptsInARowMax) throw new Error(`interrupt ${interrupt} stays deliverable after being taken`);
+        continue;
+      }
+      interruptsInARow = 0;
+      if (this.waiting) {
         if ((this.mip & this.mie) === 0) {
           reason = 'wfi';
           break;
@@ -751,30 +769,36 @@ export class Hart {
     const interrupt = cause < 0;
     const code = cause & 0x7fff_ffff;
     const delegated = this.priv <= Priv.S && ((interrupt ? this.mideleg : this.medeleg) >>> code) & 1;
-    let handler: number;
-    if (delegated) {
-      this.scause = cause;
-      this.sepc = pc;
-      this.stval = tval;
-      let status = this.mstatus & ~(Status.SPP | Status.SPIE | Status.SIE);
-      if (this.mstatus & Status.SIE) status |= Status.SPIE;
-      if (this.priv === Priv.S) status |= Status.SPP;
-      this.mstatus = status;
-      this.priv = Priv.S;
-      handler = trapVector(this.stvec, interrupt, code);
-    } else {
-      this.mcause = cause;
-      this.mepc = pc;
-      this.mtval = tval;
-      let status = this.mstatus & ~(Status.MPP | Status.MPIE | Status.MIE);
-      if (this.mstatus & Status.MIE) status |= Status.MPIE;
-      status |= this.priv << Status.MPP_SHIFT;
-      this.mstatus = status;
-      this.priv = Priv.M;
-      handler = trapVector(this.mtvec, interrupt, code);
-    }
     this.attention = true;
-    return handler;
+    if (delegated) return this.trapToSupervisor(cause, tval, pc);
+    if (this.firmware !== undefined) return this.firmware.trap(this, cause, tval, pc);
+    this.mcause = cause;
+    this.mepc = pc;
+    this.mtval = tval;
+    let status = this.mstatus & ~(Status.MPP | Status.MPIE | Status.MIE);
+    if (this.mstatus & Status.MIE) status |= Status.MPIE;
+    status |= this.priv << Status.MPP_SHIFT;
+    this.mstatus = status;
+    this.priv = Priv.M;
+    return trapVector(this.mtvec, interrupt, code);
+  }
+
+  /** For firmware: hands a trap that reached M to S-mode, as if it had been delegated. */
+  redirectToSupervisor(cause: number, tval: number, pc: number): number {
+    this.attention = true;
+    return this.trapToSupervisor(cause, tval, pc);
+  }
+
+  private trapToSupervisor(cause: number, tval: number, pc: number): number {
+    this.scause = cause;
+    this.sepc = pc;
+    this.stval = tval;
+    let status = this.mstatus & ~(Status.SPP | Status.SPIE | Status.SIE);
+    if (this.mstatus & Status.SIE) status |= Status.SPIE;
+    if (this.priv === Priv.S) status |= Status.SPP;
+    this.mstatus = status;
+    this.priv = Priv.S;
+    return trapVector(this.stvec, cause < 0, cause & 0x7fff_ffff);
   }
 
   private mret(): number {

@@ -52,6 +52,12 @@ export class Clint implements MmioDevice {
     return BigInt.asUintN(64, host + this.offset);
   }
 
+  /** Programs mtimecmp (the SBI firmware's set_timer). */
+  setTimerCompare(value: bigint): void {
+    this.mtimecmp = BigInt.asUintN(64, value);
+    this.updateTimer();
+  }
+
   /** The host time at which MTIP will rise, or undefined if the timer is off; may be in the past. */
   get timerDeadlineHostMtime(): bigint | undefined {
     if (this.mtimecmp === u64Max) return undefined;

@@ -10,8 +10,8 @@
 import type { AccessWidth, InterruptLine, MmioDevice } from './device.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 
-/** Interrupt sources 1..plicSources-1 exist (QEMU virt's riscv,ndev is 95). */
-export const plicSources = 96;
+/** Interrupt sources 1..plicSources-1 exist (QEMU 7.2 virt's riscv,ndev is 96). */
+export const plicSources = 97;
 export const plicContexts = 2;
 /** Priorities 0..7 (QEMU virt: 7 priority levels besides "never"). */
 export const plicPriorityMax = 7;
@@ -24,7 +24,7 @@ const Layout = {
   CONTEXT: 0x20_0000,
   CONTEXT_STRIDE: 0x1000,
 } as const;
-const words = plicSources / 32;
+const words = Math.ceil(plicSources / 32);
 
 export interface PlicOutputs {
   /** Sets the external-interrupt pin of `context` (0: MEIP, 1: SEIP). */
@@ -126,8 +126,9 @@ export class Plic implements MmioDevice {
       const context = Math.floor((offset - Layout.ENABLE) / Layout.ENABLE_STRIDE);
       const word = ((offset - Layout.ENABLE) % Layout.ENABLE_STRIDE) >>> 2;
       if (context >= plicContexts || word >= words) return;
-      // Source 0 does not exist: its enable bit stays clear.
-      this.enable[context * words + word] = word === 0 ? value & ~1 : value;
+      // Source 0 and sources past the last do not exist: their enable bits stay clear.
+      const existing = word === words - 1 && plicSources % 32 !== 0 ? (2 ** (plicSources % 32) - 1) | 0 : -1;
+      this.enable[context * words + word] = (word === 0 ? value & ~1 : value) & existing;
     } else if (offset >= Layout.CONTEXT) {
       const context = Math.floor((offset - Layout.CONTEXT) / Layout.CONTEXT_STRIDE);
       const register = (offset - Layout.CONTEXT) % Layout.CONTEXT_STRIDE;

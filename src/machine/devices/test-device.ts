@@ -5,7 +5,11 @@
 import type { AccessWidth, MmioDevice } from './device.js';
 import type { SnapshotReader, SnapshotWriter } from '../snapshot.js';
 
-export type PowerRequest = { readonly kind: 'poweroff'; readonly status: number } | { readonly kind: 'reset' };
+export type PowerRequest =
+  | { readonly kind: 'poweroff'; readonly status: number }
+  | { readonly kind: 'reset' }
+  /** The guest kernel reported a panic (pvpanic). */
+  | { readonly kind: 'panic' };
 
 const Command = { FAIL: 0x3333, PASS: 0x5555, RESET: 0x7777 } as const;
 

@@ -68,10 +68,13 @@ export class GoldfishRtc implements MmioDevice {
 
   private fire(): void {
     this.alarmArmed = false;
-    if (this.irqEnabled) {
-      this.irqPending = true;
-      this.deps.irq.set(true);
-    }
+    this.irqPending = true;
+    this.updateIrq();
+  }
+
+  /** The line is pending AND enabled, as in QEMU's goldfish_rtc_update. */
+  private updateIrq(): void {
+    this.deps.irq.set(this.irqPending && this.irqEnabled);
   }
 
   read(offset: number, _width: AccessWidth): number {
@@ -118,13 +121,14 @@ export class GoldfishRtc implements MmioDevice {
       }
       case Reg.IRQ_ENABLED:
         this.irqEnabled = (value & 1) !== 0;
+        this.updateIrq();
         break;
       case Reg.CLEAR_ALARM:
         this.alarmArmed = false;
         break;
       case Reg.CLEAR_INTERRUPT:
         this.irqPending = false;
-        this.deps.irq.set(false);
+        this.updateIrq();
         break;
     }
   }
@@ -145,6 +149,6 @@ export class GoldfishRtc implements MmioDevice {
     this.alarmArmed = reader.bool();
     this.irqEnabled = reader.bool();
     this.irqPending = reader.bool();
-    this.deps.irq.set(this.irqPending);
+    this.updateIrq();
   }
 }

@@ -42,17 +42,28 @@ export class Uart16550 implements MmioDevice {
 
   constructor(private readonly deps: { irq: InterruptLine; outputs: OutputSink }) {}
 
-  /** How many console bytes the receiver can take now. */
+  /**
+   * How many console bytes the receiver can take now. None in loopback, where the receiver
+   * hears only the transmitter: typed bytes wait with the caller instead of being lost.
+   */
   get inputRoom(): number {
+    if ((this.mcr & Mcr.LOOP) !== 0) return 0;
     return (this.fifoEnabled ? uartFifoBytes : 1) - this.rx.length;
   }
 
   /** Console input (an event): at most `inputRoom` bytes; the caller keeps the rest. */
   receive(bytes: Uint8Array): void {
     if (bytes.length > this.inputRoom) throw new RangeError(`UART receiver has room for ${this.inputRoom} bytes, got ${bytes.length}`);
-    if ((this.mcr & Mcr.LOOP) !== 0) return; // in loopback the receiver hears only the transmitter
     for (const byte of bytes) this.rx.push(byte);
     this.update();
+  }
+
+  /** Takes one received byte, or -1 (the SBI firmware's legacy console_getchar). */
+  takeInputByte(): number {
+    const byte = this.rx.shift();
+    if (byte === undefined) return -1;
+    this.update();
+    return byte;
   }
 
   read(offset: number, _width: AccessWidth): number {
@@ -141,8 +152,14 @@ export class Uart16550 implements MmioDevice {
 
   private transmit(byte: number): void {
     if ((this.mcr & Mcr.LOOP) !== 0) {
-      if (this.rx.length < (this.fifoEnabled ? uartFifoBytes : 1)) this.rx.push(byte);
-      else this.lsrErrors |= Lsr.OE;
+      if (this.rx.length < (this.fifoEnabled ? uartFifoBytes : 1)) {
+        this.rx.push(byte);
+      } else {
+        // Overrun: a full FIFO keeps its contents; without the FIFO the new character
+        // overwrites the unread one in RBR (16550A datasheet, LSR bit 1; QEMU does the same).
+        this.lsrErrors |= Lsr.OE;
+        if (!this.fifoEnabled) this.rx[0] = byte;
+      }
     } else {
       this.deps.outputs.emit({ kind: 'console-output', bytes: Uint8Array.of(byte) });
     }
@@ -196,7 +213,8 @@ export class Uart16550 implements MmioDevice {
     this.threEmptyPending = reader.bool();
     this.lineLevel = reader.bool();
     const rx = reader.bytes();
-    if (rx.length > uartFifoBytes) throw new SnapshotError(`UART FIFO holds ${rx.length} bytes`);
+    const capacity = this.fifoEnabled ? uartFifoBytes : 1;
+    if (rx.length > capacity) throw new SnapshotError(`UART receiver holds ${rx.length} bytes, more than its ${capacity}`);
     this.rx = Array.from(rx);
     this.deps.irq.set(this.lineLevel);
   }

@@ -160,7 +160,14 @@ export class SnapshotReader {
   }
 
   string(): string {
-    return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes());
+    const offset = this.offset;
+    const data = this.bytes();
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(data);
+    } catch {
+      // A corrupt snapshot must fail as a SnapshotError, not as the decoder's TypeError.
+      throw new SnapshotError(`snapshot text at offset ${offset} is not valid UTF-8`);
+    }
   }
 
   get remainingBytes(): number {

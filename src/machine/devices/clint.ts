@@ -44,12 +44,13 @@ export class Clint implements MmioDevice {
 
   /** Reads mtime through the environment (an environment instruction). Used by the time CSR too. */
   readMtime(): bigint {
+    // The guest never sees time go backwards, even if the environment's answer did.
     const host = BigInt.asUintN(64, this.deps.environment.readEnvironment('mtime'));
     if (host > this.hostMtime) {
       this.hostMtime = host;
       this.updateTimer();
     }
-    return BigInt.asUintN(64, host + this.offset);
+    return BigInt.asUintN(64, this.hostMtime + this.offset);
   }
 
   /** Programs mtimecmp (the SBI firmware's set_timer). */

@@ -39,17 +39,11 @@ export class GoldfishRtc implements MmioDevice {
 
   constructor(private readonly deps: { environment: EnvironmentReader; clock: RtcClock; irq: InterruptLine }) {}
 
-  private base(): bigint {
-    if (this.baseNs === undefined) {
-      const wall = this.deps.environment.readEnvironment('wall-clock-ns');
-      this.baseNs = wall - this.deps.clock.readHostMtime() * nanosecondsPerTick;
-    }
-    return this.baseNs;
-  }
-
+  /** The RTC's time now: one mtime read, plus one wall-clock read the first time. */
   private nowNs(): bigint {
-    const base = this.base();
-    return BigInt.asUintN(64, base + this.deps.clock.readHostMtime() * nanosecondsPerTick);
+    const mtime = this.deps.clock.readHostMtime();
+    if (this.baseNs === undefined) this.baseNs = this.deps.environment.readEnvironment('wall-clock-ns') - mtime * nanosecondsPerTick;
+    return BigInt.asUintN(64, this.baseNs + mtime * nanosecondsPerTick);
   }
 
   /** The clock advanced (a clock event): fire the alarm if its time has come. */
@@ -107,7 +101,8 @@ export class GoldfishRtc implements MmioDevice {
       case Reg.TIME_LOW: {
         // Setting the time: TIME_HIGH was written first (the goldfish protocol).
         const wanted = (BigInt(this.timeHighLatch) << 32n) | BigInt(value >>> 0);
-        this.baseNs = this.base() + (wanted - this.nowNs());
+        const now = this.nowNs();
+        this.baseNs = this.baseNs! + (wanted - now);
         break;
       }
       case Reg.ALARM_HIGH:

@@ -29,11 +29,12 @@ export class Uart16550 implements MmioDevice {
 
   private ier = 0;
   private lcr = 0;
-  private mcr = 0;
+  /** QEMU's reset values: OUT2 set, divisor 12 (9600 baud from the 1.8432 MHz reference). */
+  private mcr: number = Mcr.OUT2;
   private lsrErrors = 0;
   private msr = Msr.DCD | Msr.DSR | Msr.CTS;
   private scr = 0;
-  private dll = 0;
+  private dll = 0x0c;
   private dlm = 0;
   private fifoEnabled = false;
   private threEmptyPending = false;

@@ -210,7 +210,8 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   // --- VirtioBackend ----------------------------------------------------------------------------
 
   readConfig(offsetBytes: number, width: AccessWidth): number {
-    if (offsetBytes + width > configSpaceBytes) return 0;
+    // Past the block configuration: all ones, as QEMU answers.
+    if (offsetBytes + width > configSpaceBytes) return width === 4 ? 0xffff_ffff : (1 << (8 * width)) - 1;
     let value = 0;
     for (let i = width - 1; i >= 0; i--) value = value * 256 + this.configSpace[offsetBytes + i]!;
     return value;

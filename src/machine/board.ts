@@ -240,8 +240,8 @@ export class Machine {
     hart.mcounteren = -1;
     hart.pmpaddr[0] = -1;
     hart.pmpcfg[0] = 0x1f;
+    hart.pmpChanged();
     hart.mstatus = Priv.S << Status.MPP_SHIFT;
-    hart.flushTlb();
     return { kernelStart, dtbAddress, initrd, deviceTree: blob };
   }
 

@@ -187,7 +187,7 @@ export class Hart {
     this.pmpcfg.fill(0);
     this.pmpaddr.fill(0);
     this.reservationAddress = -1;
-    this.flushTlb();
+    this.pmpChanged();
   }
 
   /** Drives a hardware interrupt-pending bit (CLINT: MSIP, MTIP; PLIC: MEIP, SEIP). */
@@ -941,7 +941,7 @@ export class Hart {
     }
     if (csr >= Csr.pmpcfg0 && csr <= Csr.pmpcfg3) {
       for (let i = 0; i < 4; i++) this.writePmpcfg((csr - Csr.pmpcfg0) * 4 + i, (value >>> (8 * i)) & 0xff);
-      this.flushTlb();
+      this.pmpChanged();
       return;
     }
     if (csr >= Csr.pmpaddr0 && csr <= Csr.pmpaddr15) {
@@ -949,7 +949,7 @@ export class Hart {
       const locked = (this.pmpcfg[index]! & PmpCfg.L) !== 0;
       const nextLockedTor = index + 1 < pmpEntries && (this.pmpcfg[index + 1]! & (PmpCfg.L | PmpCfg.A)) === (PmpCfg.L | 0x08);
       if (!locked && !nextLockedTor) this.pmpaddr[index] = value;
-      this.flushTlb();
+      this.pmpChanged();
       return;
     }
     if (isZeroCounter(csr)) return;
@@ -1013,8 +1013,8 @@ export class Hart {
       physical = this.walk(va, access, priv);
     }
     const pmp = this.pmpCheck(physical, width, access, priv);
-    if (!pmp.allowed) raise(accessFaultCause[access]!, va);
-    this.lastTranslationCacheable = pmp.uniformPage;
+    if ((pmp & 1) === 0) raise(accessFaultCause[access]!, va);
+    this.lastTranslationCacheable = (pmp & 2) !== 0;
     return physical;
   }
   private lastTranslationCacheable = false;
@@ -1029,7 +1029,7 @@ export class Hart {
     for (;;) {
       const index = level === 1 ? va >>> 22 : (va >>> 12) & 0x3ff;
       pteAddress = table + index * 4;
-      if (!this.pmpCheck(pteAddress, 4, Access.Load, Priv.S).allowed || !ram.contains(pteAddress, 4)) {
+      if ((this.pmpCheck(pteAddress, 4, Access.Load, Priv.S) & 1) === 0 || !ram.contains(pteAddress, 4)) {
         raise(accessFaultCause[access]!, va);
       }
       pte = ram.i32[(pteAddress - ramBaseAddress) >>> 2]!;
@@ -1067,48 +1067,14 @@ export class Hart {
     return pageNumber * pageBytes + (va & 0xfff);
   }
 
-  /** PMP (privileged spec 3.7): whether the access is allowed, and whether that holds for its whole page. */
-  private pmpCheck(physical: number, width: number, access: Access, priv: PrivilegeLevel): { allowed: boolean; uniformPage: boolean } {
-    const pageStart = physical - (physical % pageBytes);
-    const pageEnd = pageStart + pageBytes;
+  /** Active PMP regions in priority order, rebuilt whenever pmpcfg or pmpaddr change. */
+  private pmpRegions: { bottom: number; top: number; cfg: number }[] = [];
+
+  /** Rebuilds the active PMP regions (privileged spec 3.7.1: TOR, NA4, NAPOT). */
+  pmpChanged(): void {
+    const regions: { bottom: number; top: number; cfg: number }[] = [];
     let previousTop = 0;
     for (let i = 0; i < pmpEntries; i++) {
-      const cfg = this.pmpcfg[i]!;
-      const mode = (cfg & PmpCfg.A) >>> 3;
-      const address = (this.pmpaddr[i]! >>> 0) * 4;
-      let bottom = 0;
-      let top = 0;
-      if (mode === 1) {
-        bottom = previousTop;
-        top = address;
-      } else if (mode === 2) {
-        bottom = address;
-        top = address + 4;
-      } else if (mode === 3) {
-        const ones = countTrailingOnes(this.pmpaddr[i]! >>> 0);
-        const size = 2 ** (ones + 3);
-        bottom = Math.floor(address / size) * size;
-        top = bottom + size;
-      }
-      previousTop = address;
-      if (mode === 0 || bottom >= top) continue;
-      if (top <= physical || bottom >= physical + width) {
-        continue;
-      }
-      // The first entry that touches the access decides; all its bytes must be inside.
-      const inside = bottom <= physical && physical + width <= top;
-      const uniformPage = bottom <= pageStart && pageEnd <= top && this.noEarlierPmpOverlap(i, pageStart, pageEnd);
-      if (!inside) return { allowed: false, uniformPage: false };
-      if (priv === Priv.M && (cfg & PmpCfg.L) === 0) return { allowed: true, uniformPage };
-      return { allowed: (cfg & pmpPermission[access]!) !== 0, uniformPage };
-    }
-    const uniformPage = this.noEarlierPmpOverlap(pmpEntries, pageStart, pageEnd);
-    return { allowed: priv === Priv.M, uniformPage };
-  }
-
-  private noEarlierPmpOverlap(limit: number, pageStart: number, pageEnd: number): boolean {
-    let previousTop = 0;
-    for (let i = 0; i < limit; i++) {
       const cfg = this.pmpcfg[i]!;
       const mode = (cfg & PmpCfg.A) >>> 3;
       const address = (this.pmpaddr[i]! >>> 0) * 4;
@@ -1126,9 +1092,34 @@ export class Hart {
         top = bottom + size;
       }
       previousTop = address;
-      if (mode !== 0 && bottom < top && bottom < pageEnd && top > pageStart) return false;
+      if (mode !== 0 && bottom < top) regions.push({ bottom, top, cfg });
     }
-    return true;
+    this.pmpRegions = regions;
+    this.flushTlb();
+  }
+
+  /**
+   * PMP (privileged spec 3.7): bit 0 of the result says whether the access is allowed, bit 1
+   * whether that holds for its whole page (so the page may enter a TLB).
+   */
+  private pmpCheck(physical: number, width: number, access: Access, priv: PrivilegeLevel): number {
+    const regions = this.pmpRegions;
+    const pageStart = physical - (physical % pageBytes);
+    const pageEnd = pageStart + pageBytes;
+    for (let i = 0; i < regions.length; i++) {
+      const { bottom, top, cfg } = regions[i]!;
+      if (top <= physical || bottom >= physical + width) continue;
+      // The first region that touches the access decides; all its bytes must be inside.
+      if (!(bottom <= physical && physical + width <= top)) return 0;
+      let uniform = bottom <= pageStart && pageEnd <= top;
+      for (let j = 0; j < i && uniform; j++) if (regions[j]!.bottom < pageEnd && regions[j]!.top > pageStart) uniform = false;
+      const allowed = (priv === Priv.M && (cfg & PmpCfg.L) === 0) || (cfg & pmpPermission[access]!) !== 0;
+      return (allowed ? 1 : 0) | (uniform ? 2 : 0);
+    }
+    let uniform = true;
+    for (let j = 0; j < regions.length && uniform; j++) if (regions[j]!.bottom < pageEnd && regions[j]!.top > pageStart) uniform = false;
+    // No region matches: M-mode may, S and U may not (16 entries are implemented).
+    return (priv === Priv.M ? 1 : 0) | (uniform ? 2 : 0);
   }
 
   /** Result of the last `fillFetch`: the page's decoded instructions and its first RAM word. */
@@ -1348,7 +1339,7 @@ export class Hart {
     if (pmpcfg.length !== pmpEntries) throw new SnapshotError('bad PMP configuration in snapshot');
     this.pmpcfg.set(pmpcfg);
     reader.u32ArrayInto(this.pmpaddr);
-    this.flushTlb();
+    this.pmpChanged();
   }
 }
 

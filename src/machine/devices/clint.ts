@@ -111,6 +111,7 @@ export class Clint implements MmioDevice {
 
 /** The `width` bytes at byte `index` of a 64-bit value. */
 export function extract(value: bigint, index: number, width: AccessWidth): number {
+  if (width === 4) return index === 0 ? Number(BigInt.asUintN(32, value)) : Number(BigInt.asUintN(32, value >> 32n));
   const mask = (1n << BigInt(width * 8)) - 1n;
   return Number((value >> BigInt(index * 8)) & mask);
 }

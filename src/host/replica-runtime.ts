@@ -1,0 +1,404 @@
+/**
+ * A replica as a real process: the protocol core (src/replication) driven by real TCP, a real
+ * disk image, the host clock, the terminal and a file-based arbiter.
+ *
+ * The core is synchronous; this loop calls `step()` whenever something may have changed and
+ * sleeps while it is blocked, so socket data, disk completions and console input are taken
+ * between steps. Nothing a peer sends can crash the process: a frame that does not parse
+ * closes that connection with a reason.
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { setImmediate as yieldToHost } from 'node:timers/promises';
+import type { Machine } from '../machine/board.js';
+import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import { ReplicaEnvironment, type LiveEnvironment } from '../replication/environment.js';
+import { encodeMessage, FrameDecoder, ProtocolError, type Message, type ReplicaIdentity } from '../replication/messages.js';
+import { PrimaryReplica, type Reboot } from '../replication/primary.js';
+import { BackupReplica, ReplicaExit, type FailoverReport } from '../replication/backup.js';
+import type { ReplicaIo, ReplicaStatus, ReplicationOptions, StepResult } from '../replication/replica.js';
+import type { ConsolePort } from './console.js';
+import type { DiskImage } from './disk-image.js';
+
+/** Longest stretch of guest execution before the loop looks at sockets and timers. */
+const hostYieldIntervalMs = 5;
+/** How long a backup keeps trying to reach a primary that is not listening yet. */
+export const connectRetryMs = 15_000;
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export function parseEndpoint(text: string): Endpoint {
+  const match = /^(.*):(\d+)$/.exec(text);
+  const port = match === null ? NaN : Number(match[2]);
+  if (match === null || !(port >= 0 && port < 65536)) throw new RangeError(`"${text}" is not HOST:PORT`);
+  return { host: match[1] === '' ? '127.0.0.1' : match[1]!, port };
+}
+
+/** The go-live test-and-set on shared storage: one file per generation, created exclusively. */
+export class FileArbiter {
+  constructor(private readonly directory: string) {
+    fs.mkdirSync(directory, { recursive: true });
+  }
+
+  tryGoLive(clusterId: string, generation: number, replica: string): boolean {
+    const file = path.join(this.directory, `${clusterId}.live-${generation}`);
+    try {
+      const fd = fs.openSync(file, 'wx');
+      fs.writeSync(fd, `${replica} ${process.pid}\n`);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+  }
+}
+
+export interface ReplicaEvents {
+  listening?(port: number): void;
+  role?(role: string): void;
+  failover?(report: FailoverReport): void;
+  log?(line: string): void;
+}
+
+export interface ReplicaProcessOptions {
+  readonly role: 'primary' | 'backup';
+  readonly endpoint: Endpoint;
+  readonly createMachine: () => Machine;
+  /** A booted machine (primary) and the reboot used after a guest reset. */
+  readonly boot: (machine: Machine) => void;
+  readonly environment: ReplicaEnvironment;
+  readonly liveClock: LiveEnvironment;
+  readonly disks: ReadonlyMap<number, DiskImage>;
+  readonly console: ConsolePort;
+  readonly options: ReplicationOptions;
+  readonly identity: ReplicaIdentity;
+  readonly arbiter: FileArbiter;
+  readonly clusterId: string;
+  readonly statusPort?: number;
+  readonly events?: ReplicaEvents;
+}
+
+/** Runs a replica until the guest finishes or the replica stops; returns the exit status. */
+export async function runReplica(options: ReplicaProcessOptions): Promise<{ status: number; reason: string }> {
+  const runtime = new ReplicaRuntime(options);
+  try {
+    return await runtime.run();
+  } finally {
+    runtime.close();
+  }
+}
+
+class ReplicaRuntime implements ReplicaIo {
+  private core: PrimaryReplica | BackupReplica | undefined;
+  private server: net.Server | undefined;
+  private socket: net.Socket | undefined;
+  private statusServer: http.Server | undefined;
+  private wakeUp: (() => void) | undefined;
+  private readonly completions: MachineEvent[] = [];
+  private readonly clusterId: string;
+  private reportedFailover = false;
+  private lastRole = '';
+
+  constructor(private readonly options: ReplicaProcessOptions) {
+    this.clusterId = options.clusterId;
+  }
+
+  async run(): Promise<{ status: number; reason: string }> {
+    const o = this.options;
+    const reboot: Reboot = () => {
+      const machine = o.createMachine();
+      o.boot(machine);
+      return machine;
+    };
+    if (o.role === 'primary') {
+      const machine = o.createMachine();
+      o.boot(machine);
+      if (!o.arbiter.tryGoLive(this.clusterId, 1, 'primary')) throw new Error(`the arbiter already has a live replica for cluster ${this.clusterId}`);
+      this.core = new PrimaryReplica(machine, o.environment, this, o.options, o.identity, reboot, { epoch: 0, generation: 1, role: 'waiting', clusterId: this.clusterId });
+      await this.listen();
+    } else {
+      this.core = new BackupReplica(o.createMachine, o.environment, o.liveClock, this, o.options, o.identity, reboot);
+      await this.connect();
+    }
+    if (o.statusPort !== undefined) this.serveStatus(o.statusPort);
+    return await this.loop();
+  }
+
+  private async loop(): Promise<{ status: number; reason: string }> {
+    let lastYieldMs = performance.now();
+    for (;;) {
+      const core = this.core!;
+      for (const event of this.completions.splice(0)) core.onDiskCompletion(event);
+      const result: StepResult = core.step();
+      this.noticeRole();
+      if (result.kind === 'finished') return { status: result.status, reason: result.reason };
+      if (result.kind === 'progress') {
+        if (performance.now() - lastYieldMs > hostYieldIntervalMs) {
+          await yieldToHost();
+          lastYieldMs = performance.now();
+        }
+        continue;
+      }
+      if (this.completions.length > 0) continue;
+      await this.sleep(result.untilMs);
+      lastYieldMs = performance.now();
+    }
+  }
+
+  /** Sleeps until `untilMs` (monotonic ms) or until something arrives. */
+  private sleep(untilMs: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      const limit = untilMs === undefined ? 1000 : Math.max(0, Math.min(1000, untilMs - this.nowMs()));
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, limit);
+      this.wakeUp = done;
+      void this.options.console.inputReady().then(() => {
+        if (this.options.console.hasInput) this.wakeUp?.();
+      });
+    });
+  }
+
+  private wake(): void {
+    this.wakeUp?.();
+  }
+
+  private noticeRole(): void {
+    const status = this.core!.status();
+    const role = status.role;
+    if (role !== this.lastRole) {
+      this.lastRole = role;
+      this.options.events?.role?.(role);
+    }
+    const core = this.core;
+    if (!this.reportedFailover && core instanceof BackupReplica && core.report !== undefined) {
+      this.reportedFailover = true;
+      this.options.events?.failover?.(core.report);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The connection
+
+  private listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer((socket) => this.accept(socket));
+      server.on('error', reject);
+      server.listen(this.options.endpoint.port, this.options.endpoint.host, () => {
+        const address = server.address();
+        const port = typeof address === 'object' && address !== null ? address.port : this.options.endpoint.port;
+        this.log(`listening on ${this.options.endpoint.host}:${port}`);
+        this.options.events?.listening?.(port);
+        resolve();
+      });
+      this.server = server;
+    });
+  }
+
+  /** A backup connects: its first frame must be a hello. */
+  private accept(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder();
+    let joined = false;
+    socket.on('data', (chunk: Buffer) => {
+      let messages: Message[];
+      try {
+        messages = decoder.push(chunk);
+      } catch (error) {
+        this.refuse(socket, error);
+        return;
+      }
+      const primary = this.core as PrimaryReplica;
+      for (const message of messages) {
+        if (!joined) {
+          if (message.type !== 'hello') {
+            this.refuse(socket, new ProtocolError('malformed', `expected a hello, got ${message.type}`));
+            return;
+          }
+          if (this.socket !== undefined) {
+            socket.end(encodeMessage({ type: 'reject', code: 'busy', reason: 'this primary already has a backup' }));
+            return;
+          }
+          this.socket = socket;
+          if (!primary.onHello(message.identity)) {
+            this.socket = undefined;
+            socket.end();
+            return;
+          }
+          joined = true;
+          continue;
+        }
+        primary.onMessage(message);
+      }
+      this.wake();
+    });
+    const closed = (reason: string): void => {
+      if (this.socket === socket) {
+        this.socket = undefined;
+        (this.core as PrimaryReplica).onDisconnect(reason);
+        this.wake();
+      }
+    };
+    socket.on('error', (error) => closed(error.message));
+    socket.on('close', () => closed('closed'));
+  }
+
+  private refuse(socket: net.Socket, error: unknown): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    this.log(`refused a connection from ${socket.remoteAddress ?? '?'}: ${reason}`);
+    if (this.socket === socket) {
+      this.socket = undefined;
+      (this.core as PrimaryReplica).onDisconnect(reason);
+    }
+    socket.destroy();
+    this.wake();
+  }
+
+  private async connect(): Promise<void> {
+    const deadline = Date.now() + connectRetryMs;
+    for (;;) {
+      try {
+        await this.connectOnce();
+        return;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ECONNREFUSED' || Date.now() > deadline) {
+          throw new ReplicaStartError(`cannot reach the primary at ${this.options.endpoint.host}:${this.options.endpoint.port}: ${code ?? String(error)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  private connectOnce(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(this.options.endpoint.port, this.options.endpoint.host);
+      socket.setNoDelay(true);
+      const decoder = new FrameDecoder();
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        this.socket = socket;
+        const backup = this.core as BackupReplica;
+        socket.on('data', (chunk: Buffer) => {
+          let messages: Message[];
+          try {
+            messages = decoder.push(chunk);
+          } catch (error) {
+            this.log(`the primary sent something this backup cannot read: ${error instanceof Error ? error.message : String(error)}`);
+            this.socket = undefined;
+            socket.destroy();
+            backup.onDisconnect(error instanceof Error ? error.message : String(error));
+            this.wake();
+            return;
+          }
+          for (const message of messages) backup.onMessage(message, chunk.length / Math.max(1, messages.length));
+          this.wake();
+        });
+        const closed = (reason: string): void => {
+          if (this.socket === socket) this.socket = undefined;
+          backup.onDisconnect(reason);
+          this.wake();
+        };
+        socket.on('error', (error) => closed(error.message));
+        socket.on('close', () => closed('closed'));
+        backup.sayHello();
+        resolve();
+      });
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ReplicaIo
+
+  nowMs(): number {
+    return performance.now();
+  }
+
+  send(message: Message): number {
+    const bytes = encodeMessage(message);
+    this.socket?.write(bytes);
+    return bytes.length;
+  }
+
+  consoleWrite(bytes: Uint8Array): void {
+    this.options.console.write(bytes);
+  }
+
+  diskSubmit(request: DiskRequest): void {
+    const disk = this.options.disks.get(request.slot);
+    if (disk === undefined) throw new Error(`disk request for virtio slot ${request.slot}, which has no image`);
+    // Completions are delivered between steps, never inside the step that issued the request.
+    this.completions.push(disk.perform(request));
+  }
+
+  takeConsoleInput(max: number): Uint8Array {
+    return this.options.console.takeInput(max);
+  }
+
+  get consoleInputWaiting(): boolean {
+    return this.options.console.hasInput;
+  }
+
+  tryGoLive(generation: number): boolean {
+    const core = this.core;
+    const clusterId = core instanceof BackupReplica ? core.clusterId : this.clusterId;
+    return this.options.arbiter.tryGoLive(clusterId, generation, this.options.role);
+  }
+
+  crashPoint(): void {}
+
+  epochDone(): void {}
+
+  log(line: string): void {
+    this.options.events?.log?.(line);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Status
+
+  private serveStatus(port: number): void {
+    const server = http.createServer((request, response) => {
+      if (request.url !== '/status' && request.url !== '/') {
+        response.writeHead(404).end('not found\n');
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(this.status(), null, 2) + '\n');
+    });
+    server.on('error', (error) => this.log(`status endpoint: ${error.message}`));
+    server.listen(port, '127.0.0.1');
+    this.statusServer = server;
+  }
+
+  status(): ReplicaStatus & { pid: number; uptimeMs: number } {
+    return { ...this.core!.status(), pid: process.pid, uptimeMs: Math.round(performance.now()) };
+  }
+
+  /** The replica is done: late socket events must change nothing any more. */
+  close(): void {
+    this.socket?.removeAllListeners('close');
+    this.socket?.removeAllListeners('error');
+    this.socket?.on('error', () => {});
+    this.socket?.destroy();
+    this.server?.close();
+    this.statusServer?.close();
+  }
+}
+
+/** The replica could not start (the primary is unreachable, the port is taken...). */
+export class ReplicaStartError extends Error {
+  override readonly name = 'ReplicaStartError';
+}
+
+export { ReplicaExit };

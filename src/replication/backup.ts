@@ -1,0 +1,377 @@
+/**
+ * The backup (rules P3–P8), as a sans-IO state machine.
+ *
+ * It joins with a hello, restores the primary's state, acknowledges each epoch entry on
+ * receipt (P4) and executes it one epoch behind with the primary's values (P5, P6), its own
+ * outputs suppressed (P3). When the primary fails it finishes the epochs it has (P7), wins
+ * the arbiter, waits out the primary's lease, runs the failover epoch, settles the I/O left
+ * in flight (P8), and hands its machine to a {@link PrimaryReplica} running alone.
+ */
+import type { Machine } from '../machine/board.js';
+import { SnapshotError } from '../machine/snapshot.js';
+import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
+import { DivergenceError, type LiveEnvironment, type ReplicaEnvironment } from './environment.js';
+import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
+import { PrimaryReplica, type Reboot } from './primary.js';
+import { leaseMarginMs, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+
+export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
+
+/** Exit statuses of a replica that stops for a reason of its own (not the guest's). */
+export const ReplicaExit = { rejected: 2, notLive: 3, divergence: 5, noState: 6 } as const;
+
+export interface FailoverReport {
+  /** When the primary was declared failed, and why. */
+  readonly detectedAtMs: number;
+  readonly reason: string;
+  /** How long the primary had been silent when it was declared failed. */
+  readonly silenceMs: number;
+  /** When the failover epoch started (the new primary's first instruction). */
+  readonly liveAtMs: number;
+  readonly epoch: number;
+  readonly pendingRequests: number;
+  readonly consoleBytesRepeated: number;
+}
+
+export class BackupReplica {
+  private role: BackupRole = 'joining';
+  private machine: Machine | undefined;
+  private generation = 0;
+  private clusterIdentifier = '';
+  private readonly queue: EpochEntry[] = [];
+  private receivedThrough = 0;
+  private executedThrough = 0;
+  private releasedThrough = 0;
+  private state: { epoch: number; total: number; chunks: Uint8Array[] } | undefined;
+  private lastHeardMs: number;
+  private lastAckSentMs = -Infinity;
+  private primaryFinished: number | undefined;
+  private disconnected: string | undefined;
+  private failover: { detectedAtMs: number; reason: string; silenceMs: number; arbiterWon: boolean } | undefined;
+  /** Disk requests our machine issued with no completion in the log yet (P8), by request id. */
+  private readonly inFlight = new Map<number, DiskRequest>();
+  /** Console bytes of epochs whose release by the primary is not known yet. */
+  private unreleasedConsole: { epoch: number; bytes: Uint8Array }[] = [];
+  private promotedPrimary: PrimaryReplica | undefined;
+  private finishedWith: { status: number; reason: string } | undefined;
+  private logBytesReceived = 0;
+  report: FailoverReport | undefined;
+
+  constructor(
+    /** A machine of the agreed configuration, into which the primary's state is restored. */
+    private readonly createMachine: () => Machine,
+    private readonly environment: ReplicaEnvironment,
+    /** The clock this replica uses once it is live. */
+    private readonly liveEnvironment: LiveEnvironment,
+    private readonly io: ReplicaIo,
+    private readonly options: ReplicationOptions,
+    private readonly identity: ReplicaIdentity,
+    private readonly reboot: Reboot,
+  ) {
+    validateOptions(options);
+    this.lastHeardMs = io.nowMs();
+  }
+
+  get currentRole(): BackupRole {
+    return this.role;
+  }
+
+  /** After promotion: the primary this backup became. */
+  get promoted(): PrimaryReplica | undefined {
+    return this.promotedPrimary;
+  }
+
+  get clusterId(): string {
+    return this.clusterIdentifier;
+  }
+
+  get currentMachine(): Machine | undefined {
+    return this.promotedPrimary?.currentMachine ?? this.machine;
+  }
+
+  /** The first message on a new connection. */
+  sayHello(): void {
+    this.io.send({ type: 'hello', identity: this.identity });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Inputs
+
+  onMessage(message: Message, wireBytes = 0): void {
+    if (this.role === 'promoted' || this.role === 'finished') return; // the old primary, still talking
+    this.lastHeardMs = this.io.nowMs();
+    switch (message.type) {
+      case 'welcome':
+        this.generation = message.generation;
+        this.clusterIdentifier = message.clusterId;
+        return;
+      case 'reject':
+        this.finish(ReplicaExit.rejected, `the primary refused this backup: ${message.reason}`);
+        return;
+      case 'state':
+        this.logBytesReceived += wireBytes;
+        this.onState(message.epoch, message.index, message.total, message.bytes);
+        return;
+      case 'epoch':
+        this.logBytesReceived += wireBytes;
+        this.onEntry(message.entry);
+        return;
+      case 'heartbeat':
+        this.noteReleased(message.releasedThrough);
+        this.sendAck(message.sequence);
+        return;
+      case 'goodbye':
+        this.primaryFinished = message.status;
+        return;
+      default:
+        return; // hello and ack mean nothing to a backup
+    }
+  }
+
+  private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
+    if (this.role !== 'joining') return;
+    if (this.state === undefined || this.state.epoch !== epoch || this.state.total !== total) this.state = { epoch, total, chunks: [] };
+    if (index !== this.state.chunks.length) {
+      this.finish(ReplicaExit.noState, `state chunk ${index} arrived out of order (expected ${this.state.chunks.length})`);
+      return;
+    }
+    this.state.chunks.push(bytes);
+    if (this.state.chunks.length < total) return;
+    const machine = this.createMachine();
+    try {
+      machine.restore(Buffer.concat(this.state.chunks));
+    } catch (error) {
+      if (!(error instanceof SnapshotError)) throw error;
+      this.finish(ReplicaExit.noState, `the primary's state does not load here: ${error.message}`);
+      return;
+    }
+    this.machine = machine;
+    this.receivedThrough = epoch;
+    this.executedThrough = epoch;
+    this.releasedThrough = epoch;
+    this.state = undefined;
+    this.role = 'following';
+    this.sendAck(0);
+    this.io.log(`following from epoch ${epoch}`);
+  }
+
+  private onEntry(entry: EpochEntry): void {
+    if (this.role !== 'following') return;
+    if (entry.epoch !== this.receivedThrough + 1) {
+      this.finish(ReplicaExit.divergence, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
+      return;
+    }
+    this.queue.push(entry);
+    this.receivedThrough = entry.epoch;
+    this.io.crashPoint('backup:before-ack');
+    this.sendAck(0); // P4: acknowledge on receipt
+    this.io.crashPoint('backup:after-ack');
+  }
+
+  private sendAck(heartbeat: number): void {
+    if (this.role !== 'following') return;
+    this.lastAckSentMs = this.io.nowMs();
+    this.io.send({ type: 'ack', epoch: this.receivedThrough, heartbeat });
+  }
+
+  onDisconnect(reason: string): void {
+    if (this.disconnected === undefined) this.disconnected = reason;
+  }
+
+  onDiskCompletion(event: MachineEvent): void {
+    // Only a live replica performs I/O, so only the promoted primary can get completions.
+    this.promotedPrimary?.onDiskCompletion(event);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The step
+
+  step(): StepResult {
+    if (this.promotedPrimary !== undefined) return this.promotedPrimary.step();
+    if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
+    const now = this.io.nowMs();
+    if (this.role === 'joining') {
+      if (this.disconnected !== undefined || now - this.lastHeardMs > this.options.failureTimeoutMs) {
+        return this.finish(ReplicaExit.noState, `the primary went away before this backup had its state (${this.disconnected ?? 'timeout'})`);
+      }
+      return { kind: 'blocked', untilMs: this.lastHeardMs + this.options.failureTimeoutMs + 1 };
+    }
+    if (this.role === 'following') {
+      if (this.queue.length > 0) {
+        this.executeNext();
+        return { kind: 'progress' };
+      }
+      const machine = this.machine!;
+      if (this.primaryFinished !== undefined && machine.power !== undefined && machine.power.kind !== 'reset') {
+        return this.finish(this.primaryFinished, 'the guest powered off');
+      }
+      const silence = now - this.lastHeardMs;
+      if (this.disconnected === undefined && silence <= this.options.failureTimeoutMs) {
+        return { kind: 'blocked', untilMs: this.lastHeardMs + this.options.failureTimeoutMs + 1 };
+      }
+      this.role = 'failing-over';
+      const reason = this.disconnected !== undefined ? `connection closed: ${this.disconnected}` : `nothing heard for ${Math.round(silence)} ms`;
+      this.failover = { detectedAtMs: now, reason, silenceMs: silence, arbiterWon: false };
+      this.io.log(`primary failed (${reason}) after epoch ${this.executedThrough}`);
+    }
+    return this.continueFailover(now);
+  }
+
+  /** P5/P6: executes the next logged epoch exactly as the primary did. */
+  private executeNext(): void {
+    const entry = this.queue.shift()!;
+    let machine = this.machine!;
+    try {
+      if (machine.power?.kind === 'reset') {
+        machine = this.reboot();
+        this.machine = machine;
+        this.inFlight.clear();
+      }
+      const budget = entry.endRetired - machine.retiredInstructions;
+      if (budget < 0) throw new DivergenceError(`epoch ${entry.epoch} ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
+      this.environment.beginReplay(entry.epoch, entry.reads);
+      const result = machine.run(budget);
+      this.environment.endReplay();
+      const stop = machine.power !== undefined ? 'halt' : result.reason;
+      if (machine.retiredInstructions !== entry.endRetired || stop !== entry.stop) {
+        throw new DivergenceError(
+          `epoch ${entry.epoch}: the primary stopped at instruction ${entry.endRetired} (${entry.stop}), this machine at ${machine.retiredInstructions} (${stop})`,
+        );
+      }
+    } catch (error) {
+      if (!(error instanceof DivergenceError)) throw error;
+      this.finish(ReplicaExit.divergence, `divergence: ${error.message}`);
+      return;
+    }
+    this.track(entry.epoch, machine.takeOutputs());
+    for (const event of entry.events) {
+      machine.applyEvent(event);
+      if (event.kind === 'disk-completion') this.inFlight.delete(event.requestId);
+      else if (event.kind === 'clock') this.environment.noteClock(event.mtime);
+    }
+    this.executedThrough = entry.epoch;
+    this.noteReleased(entry.releasedThrough);
+    this.io.epochDone(entry.epoch, machine);
+  }
+
+  /** The primary says it has released the outputs of every epoch up to `epoch`. */
+  private noteReleased(epoch: number): void {
+    if (epoch > this.releasedThrough) this.releasedThrough = epoch;
+    if (this.unreleasedConsole.length > 0 && this.unreleasedConsole[0]!.epoch <= this.releasedThrough) {
+      this.unreleasedConsole = this.unreleasedConsole.filter((chunk) => chunk.epoch > this.releasedThrough);
+    }
+  }
+
+  /** P3: the backup's outputs go nowhere, but it remembers what it would need after a failover. */
+  private track(epoch: number, outputs: readonly MachineOutput[]): void {
+    for (const output of outputs) {
+      if (output.kind === 'disk-request') this.inFlight.set(output.request.requestId, output.request);
+      else this.unreleasedConsole.push({ epoch, bytes: output.bytes });
+    }
+  }
+
+  private continueFailover(now: number): StepResult {
+    const failover = this.failover!;
+    // P7: first the epochs already received (none arrive any more: the primary is failed).
+    if (this.queue.length > 0) {
+      this.executeNext();
+      return { kind: 'progress' };
+    }
+    if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
+    if (!failover.arbiterWon) {
+      this.io.crashPoint('backup:before-go-live');
+      if (!this.io.tryGoLive(this.generation + 1)) return this.finish(ReplicaExit.notLive, 'the primary is still live (it won the arbiter)');
+      failover.arbiterWon = true;
+    }
+    // The old primary may release outputs until its lease ends; only then may this one start.
+    const liveAfter = this.lastAckSentMs + this.options.leaseMs + leaseMarginMs;
+    if (now < liveAfter) return { kind: 'blocked', untilMs: liveAfter };
+    this.promote(now);
+    return { kind: 'progress' };
+  }
+
+  /** The failover epoch, P8, and the hand-over to a primary running alone. */
+  private promote(now: number): void {
+    const failover = this.failover!;
+    let machine = this.machine!;
+    if (machine.power?.kind === 'reset') {
+      machine = this.reboot();
+      this.machine = machine;
+      this.inFlight.clear();
+    }
+    this.environment.goLive(this.liveEnvironment, machine.retiredInstructions);
+    const epoch = this.executedThrough + 1;
+    // The failover epoch: the backup's own execution, with no events delivered (P7).
+    this.environment.beginRecording();
+    this.io.crashPoint('backup:failover-epoch');
+    if (machine.power === undefined) machine.run(machine.isIdle ? 0 : this.options.epochInstructions);
+    this.environment.takeRecorded();
+    const failoverOutputs = machine.takeOutputs();
+    const pending = [...this.inFlight.values()].sort((a, b) => a.requestId - b.requestId);
+    // Repeats, never losses: console bytes the old primary may not have printed come first.
+    let repeated = 0;
+    for (const chunk of this.unreleasedConsole) {
+      this.io.consoleWrite(chunk.bytes, chunk.epoch);
+      repeated += chunk.bytes.length;
+    }
+    this.unreleasedConsole = [];
+    // P8: the I/O the old primary may or may not have done.
+    if (this.options.pendingIo === 'reissue') {
+      for (const request of pending) this.io.diskSubmit(request, epoch);
+    } else {
+      for (const request of pending) machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'io-error' });
+    }
+    this.inFlight.clear();
+    for (const output of failoverOutputs) {
+      if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
+      else this.io.diskSubmit(output.request, epoch);
+    }
+    this.report = {
+      detectedAtMs: failover.detectedAtMs,
+      reason: failover.reason,
+      silenceMs: failover.silenceMs,
+      liveAtMs: now,
+      epoch,
+      pendingRequests: pending.length,
+      consoleBytesRepeated: repeated,
+    };
+    this.role = 'promoted';
+    this.promotedPrimary = new PrimaryReplica(machine, this.environment, this.io, this.options, this.identity, this.reboot, {
+      epoch,
+      generation: this.generation + 1,
+      role: 'solo',
+      clusterId: this.clusterIdentifier,
+      releasedThrough: epoch,
+    });
+    this.io.log(
+      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}, ${repeated} console byte(s) repeated`,
+    );
+  }
+
+  private finish(status: number, reason: string): StepResult {
+    this.role = 'finished';
+    this.finishedWith = { status, reason };
+    return { kind: 'finished', status, reason };
+  }
+
+  status(): ReplicaStatus {
+    if (this.promotedPrimary !== undefined) {
+      const status = this.promotedPrimary.status();
+      return {
+        ...status,
+        logBytesReceived: this.logBytesReceived,
+        lastFailover: this.report === undefined ? undefined : { atMs: this.report.detectedAtMs, tookMs: this.report.liveAtMs - this.report.detectedAtMs, detectionMs: this.report.silenceMs },
+      };
+    }
+    return {
+      role: this.role === 'joining' ? 'joining' : this.role === 'finished' ? 'halted' : 'backup',
+      epoch: this.executedThrough,
+      lagEpochs: this.receivedThrough - this.executedThrough,
+      logBytesSent: 0,
+      logBytesReceived: this.logBytesReceived,
+      outputsWaiting: 0,
+      generation: this.generation,
+      lastFailover: undefined,
+    };
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The replica's environment port: the one place where values from outside enter a replicated
+ * machine (P0/P6).
+ *
+ * - record (the primary): answer from the live clock and keep every reading for the epoch's log entry;
+ * - replay (the backup): answer from the primary's log, checking that each value is taken at
+ *   the same instruction count and for the same kind of read; any mismatch is divergence;
+ * - after promotion the backup records again, from its own clock, continued so that the guest
+ *   never sees time go backwards.
+ */
+import type { EnvironmentPort, EnvironmentReadKind } from '../machine/environment.js';
+import type { EnvironmentReading } from './messages.js';
+
+/** The backup's execution left the primary's: a bug, or a machine that is not deterministic. */
+export class DivergenceError extends Error {
+  override readonly name = 'DivergenceError';
+}
+
+/** A live source of environment values (host or simulated clocks). */
+export interface LiveEnvironment {
+  read(kind: EnvironmentReadKind, retiredInstructions: number): bigint;
+}
+
+export class ReplicaEnvironment implements EnvironmentPort {
+  private mode: 'record' | 'replay' = 'record';
+  private recorded: EnvironmentReading[] = [];
+  private replaying: readonly EnvironmentReading[] = [];
+  private next = 0;
+  private epoch = 0;
+  /** Added to live mtime readings (clock continuity after a failover). */
+  private mtimeOffset = 0n;
+  /** The largest mtime this machine has been given, recorded or replayed. */
+  private latestMtime = 0n;
+
+  constructor(private live: LiveEnvironment) {}
+
+  read(kind: EnvironmentReadKind, retired: number): bigint {
+    if (this.mode === 'replay') return this.replay(kind, retired);
+    let value = this.live.read(kind, retired);
+    if (kind === 'mtime') {
+      value += this.mtimeOffset;
+      if (value < this.latestMtime) value = this.latestMtime;
+      this.latestMtime = value;
+    }
+    this.recorded.push({ retired, kind, value });
+    return value;
+  }
+
+  private replay(kind: EnvironmentReadKind, retired: number): bigint {
+    const reading = this.replaying[this.next];
+    if (reading === undefined) {
+      throw new DivergenceError(`epoch ${this.epoch}: the machine read ${kind} at instruction ${retired}, but the primary's log has no more values`);
+    }
+    if (reading.retired !== retired || reading.kind !== kind) {
+      throw new DivergenceError(
+        `epoch ${this.epoch}: the machine read ${kind} at instruction ${retired}; the primary read ${reading.kind} at instruction ${reading.retired}`,
+      );
+    }
+    this.next++;
+    if (kind === 'mtime' && reading.value > this.latestMtime) this.latestMtime = reading.value;
+    return reading.value;
+  }
+
+  /** The host mtime for a clock event (primary), continued like the readings. */
+  clockNow(retired: number): bigint {
+    let value = this.live.read('mtime', retired) + this.mtimeOffset;
+    if (value < this.latestMtime) value = this.latestMtime;
+    this.latestMtime = value;
+    return value;
+  }
+
+  /** Primary: starts recording the readings of a new epoch. */
+  beginRecording(): void {
+    this.mode = 'record';
+    this.recorded = [];
+  }
+
+  /** Primary: the readings of the epoch just run. */
+  takeRecorded(): EnvironmentReading[] {
+    const readings = this.recorded;
+    this.recorded = [];
+    return readings;
+  }
+
+  /** Backup: serve `readings` for epoch `epoch`. */
+  beginReplay(epoch: number, readings: readonly EnvironmentReading[]): void {
+    this.mode = 'replay';
+    this.epoch = epoch;
+    this.replaying = readings;
+    this.next = 0;
+  }
+
+  /** Backup: the epoch is over; every value must have been used. */
+  endReplay(): void {
+    const left = this.replaying.length - this.next;
+    if (left !== 0) {
+      const first = this.replaying[this.next]!;
+      throw new DivergenceError(`epoch ${this.epoch}: ${left} environment values were not used (the first: ${first.kind} at instruction ${first.retired})`);
+    }
+    this.replaying = [];
+  }
+
+  /** Notes mtime values that reached the machine as clock events (replayed or recorded). */
+  noteClock(mtime: bigint): void {
+    if (mtime > this.latestMtime) this.latestMtime = mtime;
+  }
+
+  /**
+   * After promotion: record again, from `live`, offset so that its mtime continues from the
+   * latest value this machine has seen: another host's clock reads differently, and the guest
+   * must see neither a jump back nor a jump ahead (the failover looks like a short pause).
+   */
+  goLive(live: LiveEnvironment, retired: number): void {
+    this.live = live;
+    this.mtimeOffset = this.latestMtime - live.read('mtime', retired);
+    this.mode = 'record';
+    this.recorded = [];
+  }
+
+  get latestMtimeSeen(): bigint {
+    return this.latestMtime;
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * The replication protocol's messages and their framing on a byte stream.
+ *
+ * Frame: magic "US" (2 bytes), protocol version (1), message type (1), payload length (u32,
+ * little-endian), payload. Payloads use the snapshot encoding (src/machine/snapshot.ts). The
+ * decoder accepts input split at any byte, and rejects a frame that is not ours, of another
+ * version, of an unknown type, oversized, or whose payload does not parse, with a
+ * {@link ProtocolError} naming the cause. Nothing a peer sends can throw anything else.
+ */
+import { SnapshotError, SnapshotReader, SnapshotWriter } from '../machine/snapshot.js';
+import type { DiskCompletionStatus, EnvironmentReadKind, MachineEvent } from '../machine/environment.js';
+
+export const protocolVersion = 1;
+const frameMagic = [0x55, 0x53]; // "US"
+export const frameHeaderBytes = 8;
+/** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
+export const framePayloadBytesMax = 8 * 1024 * 1024;
+/** Size of the chunks a machine snapshot travels in. */
+export const stateChunkBytes = 1024 * 1024;
+/** An epoch entry's payload stays below this; later completions wait for the next boundary. */
+export const epochEntryBytesTarget = 4 * 1024 * 1024;
+
+export type ProtocolErrorCode = 'not-understudy' | 'version' | 'type' | 'oversized' | 'malformed';
+
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+  constructor(
+    readonly code: ProtocolErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type StopKind = 'budget' | 'wfi' | 'halt';
+
+/** P0: one environment read, at an exact instruction count. */
+export interface EnvironmentReading {
+  readonly retired: number;
+  readonly kind: EnvironmentReadKind;
+  readonly value: bigint;
+}
+
+/** Everything the backup needs to execute epoch `epoch` exactly as the primary did. */
+export interface EpochEntry {
+  readonly epoch: number;
+  /** The machine's instruction count at the end of the epoch. */
+  readonly endRetired: number;
+  readonly stop: StopKind;
+  readonly reads: readonly EnvironmentReading[];
+  /** Delivered at the boundary after the epoch, in this order (P1/P2). */
+  readonly events: readonly MachineEvent[];
+  /** The primary has released the outputs of every epoch up to this one. */
+  readonly releasedThrough: number;
+}
+
+/** What a backup says about itself; the primary compares each part with its own. */
+export interface ReplicaIdentity {
+  /** The machine configuration (RAM, disks). */
+  readonly configKey: string;
+  /** SHA-256 of the guest image(s). */
+  readonly imageDigest: string;
+  /** Protocol options both sides must share. */
+  readonly optionsKey: string;
+}
+
+export type RejectCode = 'version' | 'config' | 'image' | 'options' | 'busy' | 'malformed';
+
+export type Message =
+  | { readonly type: 'hello'; readonly identity: ReplicaIdentity }
+  | { readonly type: 'welcome'; readonly clusterId: string; readonly generation: number; readonly epoch: number }
+  | { readonly type: 'reject'; readonly code: RejectCode; readonly reason: string }
+  | { readonly type: 'state'; readonly epoch: number; readonly index: number; readonly total: number; readonly bytes: Uint8Array }
+  | { readonly type: 'epoch'; readonly entry: EpochEntry }
+  | { readonly type: 'ack'; readonly epoch: number; readonly heartbeat: number }
+  /** Keeps the link alive and the lease renewed; also says how far outputs have been released. */
+  | { readonly type: 'heartbeat'; readonly sequence: number; readonly releasedThrough: number }
+  | { readonly type: 'goodbye'; readonly status: number };
+
+const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8 } as const;
+const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
+const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
+const stopKinds: readonly StopKind[] = ['budget', 'wfi', 'halt'];
+const rejectCodes: readonly RejectCode[] = ['version', 'config', 'image', 'options', 'busy', 'malformed'];
+const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+export function encodeMessage(message: Message): Uint8Array {
+  const payload = new SnapshotWriter();
+  writePayload(payload, message);
+  const body = payload.finish();
+  if (body.length > framePayloadBytesMax) throw new RangeError(`${message.type} message of ${body.length} bytes exceeds the frame limit`);
+  const frame = new Uint8Array(frameHeaderBytes + body.length);
+  frame[0] = frameMagic[0]!;
+  frame[1] = frameMagic[1]!;
+  frame[2] = protocolVersion;
+  frame[3] = typeCodes[message.type];
+  new DataView(frame.buffer).setUint32(4, body.length, true);
+  frame.set(body, frameHeaderBytes);
+  return frame;
+}
+
+function writePayload(w: SnapshotWriter, message: Message): void {
+  switch (message.type) {
+    case 'hello':
+      w.string(message.identity.configKey).string(message.identity.imageDigest).string(message.identity.optionsKey);
+      return;
+    case 'welcome':
+      w.string(message.clusterId).uint(message.generation).uint(message.epoch);
+      return;
+    case 'reject':
+      w.u8(rejectCodes.indexOf(message.code)).string(message.reason);
+      return;
+    case 'state':
+      w.uint(message.epoch).uint(message.index).uint(message.total).bytes(message.bytes);
+      return;
+    case 'epoch':
+      writeEntry(w, message.entry);
+      return;
+    case 'ack':
+      w.uint(message.epoch).uint(message.heartbeat);
+      return;
+    case 'heartbeat':
+      w.uint(message.sequence).uint(message.releasedThrough);
+      return;
+    case 'goodbye':
+      w.u32(message.status);
+      return;
+  }
+}
+
+function writeEntry(w: SnapshotWriter, entry: EpochEntry): void {
+  w.uint(entry.epoch).uint(entry.endRetired).u8(stopKinds.indexOf(entry.stop)).uint(entry.releasedThrough);
+  w.uint(entry.reads.length);
+  for (const reading of entry.reads) w.uint(reading.retired).u8(readKinds.indexOf(reading.kind)).u64(reading.value);
+  w.uint(entry.events.length);
+  for (const event of entry.events) writeEvent(w, event);
+}
+
+function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
+  switch (event.kind) {
+    case 'clock':
+      w.u8(0).u64(event.mtime);
+      return;
+    case 'console-input':
+      w.u8(1).bytes(event.bytes);
+      return;
+    case 'disk-completion':
+      w.u8(2).u8(event.slot).uint(event.requestId).u8(completionStatuses.indexOf(event.status)).bool(event.data !== undefined);
+      if (event.data !== undefined) w.bytes(event.data);
+      return;
+  }
+}
+
+/** Bytes an entry will take on the wire (for keeping entries under the target size). */
+export function eventWireBytes(event: MachineEvent): number {
+  if (event.kind === 'disk-completion') return 32 + (event.data?.length ?? 0);
+  if (event.kind === 'console-input') return 16 + event.bytes.length;
+  return 16;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+function readPayload(type: Message['type'], r: SnapshotReader): Message {
+  switch (type) {
+    case 'hello':
+      return { type, identity: { configKey: r.string(), imageDigest: r.string(), optionsKey: r.string() } };
+    case 'welcome':
+      return { type, clusterId: r.string(), generation: r.uint(), epoch: r.uint() };
+    case 'reject': {
+      const code = rejectCodes[r.u8()];
+      if (code === undefined) throw new ProtocolError('malformed', 'reject with an unknown code');
+      return { type, code, reason: r.string() };
+    }
+    case 'state': {
+      const epoch = r.uint();
+      const index = r.uint();
+      const total = r.uint();
+      if (total === 0 || index >= total) throw new ProtocolError('malformed', `state chunk ${index} of ${total}`);
+      return { type, epoch, index, total, bytes: r.bytes() };
+    }
+    case 'epoch':
+      return { type, entry: readEntry(r) };
+    case 'ack':
+      return { type, epoch: r.uint(), heartbeat: r.uint() };
+    case 'heartbeat':
+      return { type, sequence: r.uint(), releasedThrough: r.uint() };
+    case 'goodbye':
+      return { type, status: r.u32() };
+  }
+}
+
+function readEntry(r: SnapshotReader): EpochEntry {
+  const epoch = r.uint();
+  const endRetired = r.uint();
+  const stop = stopKinds[r.u8()];
+  if (stop === undefined) throw new ProtocolError('malformed', 'epoch entry with an unknown stop reason');
+  const releasedThrough = r.uint();
+  const readCount = r.uint();
+  if (readCount > r.remainingBytes / 17) throw new ProtocolError('malformed', `epoch entry claims ${readCount} reads`);
+  const reads: EnvironmentReading[] = [];
+  for (let i = 0; i < readCount; i++) {
+    const retired = r.uint();
+    const kind = readKinds[r.u8()];
+    if (kind === undefined) throw new ProtocolError('malformed', 'environment read of an unknown kind');
+    reads.push({ retired, kind, value: r.u64() });
+  }
+  const eventCount = r.uint();
+  if (eventCount > r.remainingBytes / 9) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);
+  const events: MachineEvent[] = [];
+  for (let i = 0; i < eventCount; i++) events.push(readEvent(r));
+  return { epoch, endRetired, stop, reads, events, releasedThrough };
+}
+
+function readEvent(r: SnapshotReader): MachineEvent {
+  const kind = r.u8();
+  if (kind === 0) return { kind: 'clock', mtime: r.u64() };
+  if (kind === 1) return { kind: 'console-input', bytes: r.bytes() };
+  if (kind === 2) {
+    const slot = r.u8();
+    const requestId = r.uint();
+    const status = completionStatuses[r.u8()];
+    if (status === undefined) throw new ProtocolError('malformed', 'disk completion with an unknown status');
+    const hasData = r.bool();
+    return hasData ? { kind: 'disk-completion', slot, requestId, status, data: r.bytes() } : { kind: 'disk-completion', slot, requestId, status };
+  }
+  throw new ProtocolError('malformed', `unknown event kind ${kind}`);
+}
+
+/**
+ * Turns a byte stream into messages. Feed it chunks as they come; it returns the complete
+ * messages and keeps the rest. After an error the stream is unusable (close the connection).
+ */
+export class FrameDecoder {
+  private buffer = new Uint8Array(0);
+  private failed: ProtocolError | undefined;
+
+  push(chunk: Uint8Array): Message[] {
+    if (this.failed !== undefined) throw this.failed;
+    const joined = new Uint8Array(this.buffer.length + chunk.length);
+    joined.set(this.buffer);
+    joined.set(chunk, this.buffer.length);
+    const messages: Message[] = [];
+    let offset = 0;
+    try {
+      while (joined.length - offset >= frameHeaderBytes) {
+        const length = checkHeader(joined, offset);
+        if (joined.length - offset < frameHeaderBytes + length) break;
+        const type = typeNames.get(joined[offset + 3]!)!;
+        const payload = joined.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + length);
+        messages.push(decodePayload(type, payload));
+        offset += frameHeaderBytes + length;
+      }
+      // A partial header is checked as far as it goes, so a stranger is refused at once.
+      if (joined.length - offset > 0) checkPartialHeader(joined, offset);
+    } catch (error) {
+      this.failed = error instanceof ProtocolError ? error : new ProtocolError('malformed', String(error));
+      throw this.failed;
+    }
+    this.buffer = joined.slice(offset);
+    return messages;
+  }
+
+  /** Bytes held for an incomplete frame. */
+  get bufferedBytes(): number {
+    return this.buffer.length;
+  }
+}
+
+function checkPartialHeader(bytes: Uint8Array, offset: number): void {
+  for (let i = 0; i < 2 && offset + i < bytes.length; i++) {
+    if (bytes[offset + i] !== frameMagic[i]) throw notUnderstudy(bytes, offset);
+  }
+  if (offset + 2 < bytes.length && bytes[offset + 2] !== protocolVersion) throw wrongVersion(bytes[offset + 2]!);
+}
+
+function checkHeader(bytes: Uint8Array, offset: number): number {
+  checkPartialHeader(bytes, offset);
+  const type = bytes[offset + 3]!;
+  if (!typeNames.has(type)) throw new ProtocolError('type', `unknown message type ${type}`);
+  const length = new DataView(bytes.buffer, bytes.byteOffset + offset + 4, 4).getUint32(0, true);
+  if (length > framePayloadBytesMax) throw new ProtocolError('oversized', `frame of ${length} bytes exceeds the limit of ${framePayloadBytesMax}`);
+  return length;
+}
+
+function notUnderstudy(bytes: Uint8Array, offset: number): ProtocolError {
+  const start = new TextDecoder('latin1').decode(bytes.subarray(offset, offset + 8)).replace(/[^\x20-\x7e]/g, '.');
+  return new ProtocolError('not-understudy', `the peer does not speak the understudy protocol (it sent "${start}")`);
+}
+
+function wrongVersion(version: number): ProtocolError {
+  return new ProtocolError('version', `the peer speaks protocol version ${version}, this is version ${protocolVersion}`);
+}
+
+function decodePayload(type: Message['type'], payload: Uint8Array): Message {
+  const reader = new SnapshotReader(payload);
+  try {
+    const message = readPayload(type, reader);
+    reader.expectEnd();
+    return message;
+  } catch (error) {
+    if (error instanceof ProtocolError) throw error;
+    if (error instanceof SnapshotError) throw new ProtocolError('malformed', `malformed ${type} message: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Decodes exactly one whole frame (for tests and tools). */
+export function decodeFrame(frame: Uint8Array): Message {
+  const messages = new FrameDecoder().push(frame);
+  if (messages.length !== 1) throw new ProtocolError('malformed', `expected one whole frame, found ${messages.length}`);
+  return messages[0]!;
+}

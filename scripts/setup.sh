@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # Debian packages: the bare-metal cross toolchain for guests, QEMU as the reference machine,
-# e2fsprogs for disk images, and what the Linux guest's build needs.
-packages=(gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make)
+# e2fsprogs for disk images, and what the Linux guest's build needs (linux/README.md).
+packages=(
+  gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make
+  gcc libc6-dev bison flex bc perl xz-utils gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
+)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
@@ -40,3 +43,5 @@ fi
 
 npx --no-install tsc -p tsconfig.json
 make -s -C guests
+# The Linux guest: kernel, userland, initramfs; rebuilt only when their inputs change.
+bash linux/build.sh

@@ -296,7 +296,7 @@ export async function pairCommand(argv: string[]): Promise<number> {
     const forwardInput = setInterval(() => forward(terminal, children), 10);
     const codes = await Promise.all(children.map((child) => child.exited));
     clearInterval(forwardInput);
-    const guestDone = children.find((child) => child.finished !== undefined && /powered off|panicked/.test(child.finished.reason));
+    const guestDone = children.find((child) => child.finished !== undefined && /powered off|panicked|stuck/.test(child.finished.reason));
     if (guestDone?.finished !== undefined) return exitStatus(guestDone.finished.status);
     const reasons = children.map((child, index) => `${child.name}: ${child.finished?.reason ?? `exited with ${codes[index]}`}`).join('; ');
     process.stderr.write(`understudy: the pair stopped without the guest finishing (${reasons})\n`);

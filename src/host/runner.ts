@@ -54,7 +54,9 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
       if (disk === undefined) throw new Error(`disk request for slot ${output.request.slot}, which has no image`);
       events.push(disk.perform(output.request));
     }
-    if (machine.power !== undefined) return machine.power;
+    if (machine.power !== undefined) {
+      return machine.power.kind === 'stuck' ? { kind: 'stuck', reason: `the guest is stuck: ${machine.power.reason}` } : machine.power;
+    }
     if (terminal.quitRequested) return { kind: 'quit' };
     if (options.instructionLimit !== undefined && machine.retiredInstructions >= options.instructionLimit) return { kind: 'instruction-limit' };
 

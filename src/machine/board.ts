@@ -97,6 +97,7 @@ export class Machine {
       bus: this.bus,
       readTime: () => this.clint.readMtime(),
       watchedStore: (physical) => this.htifStore(physical),
+      trapLoop: (reason) => this.requestPower({ kind: 'stuck', reason }),
     });
     const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };
     const sink = { emit: (output: MachineOutput) => this.emit(output) };
@@ -375,7 +376,7 @@ export class Machine {
     this.ram.save(writer);
     for (const part of this.stateful) part.save(writer);
     writer.section('board');
-    writer.u8(powerCode(this.power)).u32(this.power?.kind === 'poweroff' ? this.power.status : 0);
+    writer.u8(powerCode(this.power)).u32(this.power?.kind === 'poweroff' ? this.power.status : 0).string(this.power?.kind === 'stuck' ? this.power.reason : '');
     writer.bool(this.firmware !== undefined);
     writer.bool(this.htif !== undefined).u32(this.htif?.tohost ?? 0).bool(this.htif?.fromhost !== undefined).u32(this.htif?.fromhost ?? 0);
     this.flushConsole();
@@ -398,7 +399,7 @@ export class Machine {
     reader.section('board');
     const code = reader.u8();
     const status = reader.u32();
-    this.power = powerFromCode(code, status);
+    this.power = powerFromCode(code, status, reader.string());
     if (reader.bool()) this.installFirmware();
     else {
       this.firmware = undefined;
@@ -453,15 +454,16 @@ export function parseLinuxImageHeader(image: Uint8Array): { textOffset: number; 
 
 function powerCode(power: PowerRequest | undefined): number {
   if (power === undefined) return 0;
-  return power.kind === 'poweroff' ? 1 : power.kind === 'reset' ? 2 : 3;
+  return power.kind === 'poweroff' ? 1 : power.kind === 'reset' ? 2 : power.kind === 'panic' ? 3 : 4;
 }
 
-function powerFromCode(code: number, status: number): PowerRequest | undefined {
+function powerFromCode(code: number, status: number, reason: string): PowerRequest | undefined {
   switch (code) {
     case 0: return undefined;
     case 1: return { kind: 'poweroff', status };
     case 2: return { kind: 'reset' };
     case 3: return { kind: 'panic' };
+    case 4: return { kind: 'stuck', reason };
     default: throw new SnapshotError(`bad power state ${code}`);
   }
 }

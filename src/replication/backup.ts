@@ -13,7 +13,7 @@ import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/enviro
 import { DivergenceError, type LiveEnvironment, type ReplicaEnvironment } from './environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot } from './primary.js';
-import { leaseMarginMs, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { guestOutcome, leaseMarginMs, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
 
 export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
 
@@ -203,7 +203,7 @@ export class BackupReplica {
       }
       const machine = this.machine!;
       if (this.primaryFinished !== undefined && machine.power !== undefined && machine.power.kind !== 'reset') {
-        return this.finish(this.primaryFinished, 'the guest powered off');
+        return this.finish(this.primaryFinished, guestOutcome(machine.power).reason);
       }
       const silence = now - this.lastHeardMs;
       if (this.disconnected === undefined && silence <= this.options.failureTimeoutMs) {

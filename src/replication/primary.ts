@@ -10,7 +10,7 @@ import type { Machine } from '../machine/board.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
 import { epochEntryBytesTarget, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type StopKind } from './messages.js';
-import { pendingEpochsMax, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { guestOutcome, pendingEpochsMax, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
 
 export type PrimaryRole =
   /** No backup yet: nothing runs until one joins (an unprotected start is not the point). */
@@ -38,7 +38,6 @@ export interface PrimaryStart {
 /** Creates a fresh machine for a guest that asked for a reset (both replicas do the same). */
 export type Reboot = () => Machine;
 
-const panicStatus = 4;
 
 export class PrimaryReplica {
   private role: PrimaryRole;
@@ -174,9 +173,9 @@ export class PrimaryReplica {
     if (power !== undefined && power.kind !== 'reset') {
       if (this.pending.length > 0) return this.waitForAcks(now);
       this.io.crashPoint('primary:before-goodbye');
-      const status = power.kind === 'poweroff' ? power.status : panicStatus;
+      const { status, reason } = guestOutcome(power);
       if (this.role === 'protected') this.sendMessage({ type: 'goodbye', status });
-      return this.finish(status, power.kind === 'poweroff' ? 'the guest powered off' : 'the guest kernel panicked');
+      return this.finish(status, reason);
     }
     if (this.role === 'protected') {
       if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2

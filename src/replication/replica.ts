@@ -6,6 +6,7 @@
  */
 import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
+import type { PowerRequest } from '../machine/devices/test-device.js';
 import type { Message } from './messages.js';
 
 export type ProtocolVariant = 'relaxed' | 'original';
@@ -96,6 +97,16 @@ export interface ReplicaStatus {
   readonly outputsWaiting: number;
   readonly generation: number;
   readonly lastFailover: { readonly atMs: number; readonly tookMs: number; readonly detectionMs: number } | undefined;
+}
+
+/** Exit status and reason for a guest that stopped (powered off, panicked, or stuck). */
+export function guestOutcome(power: PowerRequest): { status: number; reason: string } {
+  switch (power.kind) {
+    case 'poweroff': return { status: power.status, reason: 'the guest powered off' };
+    case 'panic': return { status: 4, reason: 'the guest kernel panicked' };
+    case 'stuck': return { status: 3, reason: `the guest is stuck: ${power.reason}` };
+    case 'reset': return { status: 0, reason: 'the guest asked for a reset' };
+  }
 }
 
 export function isDiskCompletion(event: MachineEvent): event is Extract<MachineEvent, { kind: 'disk-completion' }> {

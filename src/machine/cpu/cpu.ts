@@ -29,6 +29,8 @@ const tlbMask = tlbEntries - 1;
 export const codePagesMax = 8192;
 /** Interrupts taken back to back without an instruction between them; more is a bug of ours. */
 const interruptsInARowMax = 8;
+/** Exceptions in a row at the first instruction of the handler just entered: the guest is dead. */
+export const trapLoopMax = 10_000;
 /** The sink register index that decoded instructions use for rd = x0. */
 const sinkRegister = 32;
 
@@ -49,6 +51,8 @@ export interface HartPorts {
   readTime(): bigint;
   /** A store to a watched RAM page (HTIF tohost) has completed. */
   watchedStore(physical: number, width: AccessWidth): void;
+  /** The guest can never run again: every trap handler faults on its first instruction. */
+  trapLoop?(description: string): void;
 }
 
 /**
@@ -146,6 +150,9 @@ export class Hart {
   private runRetired = 0;
   /** Set by slow paths when the run loop must stop and look (interrupts, fetch state, halt). */
   private attention = false;
+  /** Where the last trap went, and how many exceptions in a row have hit exactly there. */
+  private lastHandler = -1;
+  private faultsAtHandler = 0;
 
   constructor(private readonly ports: HartPorts) {
     this.codePages = new Array<Int32Array | undefined>(ports.ram.pages).fill(undefined);
@@ -621,7 +628,9 @@ export class Hart {
       } catch (error) {
         if (error !== trapSignal) throw error;
         // A synchronous exception at `pc`: the instruction does not retire.
+        this.noteException(pc);
         pc = this.enterTrap(trapSignal.cause, trapSignal.tval, pc);
+        this.lastHandler = pc;
       }
     }
     x[0] = 0;
@@ -750,6 +759,22 @@ export class Hart {
 
   // ---------------------------------------------------------------------------------------
   // Traps and interrupts
+
+  /**
+   * An exception at the very instruction the previous trap jumped to, many times in a row,
+   * means no handler can ever run (a vector into nowhere, a corrupt kernel): stop the machine
+   * instead of spinning for ever.
+   */
+  private noteException(pc: number): void {
+    if (pc !== this.lastHandler) {
+      this.faultsAtHandler = 0;
+      return;
+    }
+    if (++this.faultsAtHandler < trapLoopMax) return;
+    const description = `every trap faults at once: cause ${trapSignal.cause} at pc 0x${(pc >>> 0).toString(16)}, ${trapLoopMax} times in a row`;
+    if (this.ports.trapLoop !== undefined) this.ports.trapLoop(description);
+    else this.halt();
+  }
 
   /** The interrupt to take now, or -1 (privileged spec 3.1.6.1 and 3.1.9). */
   pendingInterrupt(): number {

@@ -9,7 +9,9 @@ export type PowerRequest =
   | { readonly kind: 'poweroff'; readonly status: number }
   | { readonly kind: 'reset' }
   /** The guest kernel reported a panic (pvpanic). */
-  | { readonly kind: 'panic' };
+  | { readonly kind: 'panic' }
+  /** The guest can never run again (see Hart's trap-loop check). */
+  | { readonly kind: 'stuck'; readonly reason: string };
 
 const Command = { FAIL: 0x3333, PASS: 0x5555, RESET: 0x7777 } as const;
 

@@ -1,0 +1,126 @@
+/** The protocol's framing: every message round-trips, streams split anywhere, bad input is refused. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeFrame, encodeMessage, FrameDecoder, ProtocolError, framePayloadBytesMax, protocolVersion, type Message } from './messages.js';
+import { Prng } from './simulator/prng.js';
+
+const samples: Message[] = [
+  { type: 'hello', identity: { configKey: 'ram=134217728;disks=[]', imageDigest: 'ab'.repeat(32), optionsKey: 'epoch=100000' } },
+  { type: 'welcome', clusterId: 'c0ffee', generation: 3, epoch: 17 },
+  { type: 'reject', code: 'image', reason: 'different guest image' },
+  { type: 'state', epoch: 0, index: 1, total: 3, bytes: Uint8Array.from([1, 2, 3, 250]) },
+  {
+    type: 'epoch',
+    entry: {
+      epoch: 42,
+      endRetired: 4_200_000,
+      stop: 'wfi',
+      releasedThrough: 40,
+      reads: [
+        { retired: 4_100_000, kind: 'mtime', value: 123456789n },
+        { retired: 4_100_007, kind: 'wall-clock-ns', value: 1_795_538_072_000_000_000n },
+      ],
+      events: [
+        { kind: 'disk-completion', slot: 7, requestId: 9, status: 'ok', data: Uint8Array.from({ length: 512 }, (_, i) => i & 0xff) },
+        { kind: 'disk-completion', slot: 7, requestId: 10, status: 'io-error' },
+        { kind: 'console-input', bytes: Uint8Array.from([104, 105, 10]) },
+        { kind: 'clock', mtime: 2n ** 63n + 5n },
+      ],
+    },
+  },
+  { type: 'ack', epoch: 42, heartbeat: 7 },
+  { type: 'heartbeat', sequence: 8, releasedThrough: 41 },
+  { type: 'goodbye', status: 0 },
+];
+
+test('every message survives encoding and decoding', () => {
+  for (const message of samples) assert.deepEqual(decodeFrame(encodeMessage(message)), message);
+});
+
+test('a stream split at every byte offset decodes to the same messages', () => {
+  const stream = Buffer.concat(samples.map(encodeMessage));
+  for (let cut = 0; cut <= stream.length; cut++) {
+    const decoder = new FrameDecoder();
+    const messages = [...decoder.push(stream.subarray(0, cut)), ...decoder.push(stream.subarray(cut))];
+    assert.deepEqual(messages, samples, `cut at ${cut}`);
+    assert.equal(decoder.bufferedBytes, 0);
+  }
+});
+
+test('a stream fed one byte at a time decodes to the same messages', () => {
+  const stream = Buffer.concat(samples.map(encodeMessage));
+  const decoder = new FrameDecoder();
+  const messages: Message[] = [];
+  for (const byte of stream) messages.push(...decoder.push(Uint8Array.of(byte)));
+  assert.deepEqual(messages, samples);
+});
+
+function refusal(bytes: Uint8Array): ProtocolError {
+  try {
+    new FrameDecoder().push(bytes);
+  } catch (error) {
+    assert.ok(error instanceof ProtocolError, `expected a ProtocolError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('the decoder accepted bad input');
+}
+
+test('a stranger on the port is refused at once, naming what it sent', () => {
+  const error = refusal(Buffer.from('GET /status HTTP/1.1\r\n'));
+  assert.equal(error.code, 'not-understudy');
+  assert.match(error.message, /GET \/sta/);
+  assert.equal(refusal(Uint8Array.of(0x55, 0x00)).code, 'not-understudy');
+});
+
+test('a frame of another protocol version is refused with both versions named', () => {
+  const frame = encodeMessage(samples[5]!);
+  frame[2] = protocolVersion + 1;
+  const error = refusal(frame);
+  assert.equal(error.code, 'version');
+  assert.match(error.message, new RegExp(`version ${protocolVersion + 1}.*version ${protocolVersion}`));
+  assert.equal(refusal(frame.subarray(0, 3)).code, 'version', 'the version is checked as soon as it arrives');
+});
+
+test('unknown types and oversized frames are refused', () => {
+  const frame = encodeMessage(samples[5]!);
+  frame[3] = 99;
+  assert.equal(refusal(frame).code, 'type');
+  const huge = encodeMessage(samples[7]!);
+  new DataView(huge.buffer).setUint32(4, framePayloadBytesMax + 1, true);
+  assert.equal(refusal(huge.subarray(0, 8)).code, 'oversized');
+});
+
+test('truncated or padded payloads are malformed, never a crash', () => {
+  for (const message of samples) {
+    const frame = encodeMessage(message);
+    const payloadBytes = frame.length - 8;
+    for (const delta of [-1, 1]) {
+      if (payloadBytes + delta < 0) continue;
+      const altered = new Uint8Array(frame.length + Math.max(delta, 0));
+      altered.set(frame.subarray(0, Math.min(frame.length, altered.length)));
+      new DataView(altered.buffer).setUint32(4, payloadBytes + delta, true);
+      const body = altered.subarray(0, 8 + payloadBytes + delta);
+      assert.equal(refusal(body).code, 'malformed', `${message.type} with ${delta} bytes`);
+    }
+  }
+});
+
+test('random garbage inside valid frames is refused or decoded, never anything else', () => {
+  const prng = new Prng(2024);
+  for (let round = 0; round < 3000; round++) {
+    const frame = encodeMessage(prng.pick(samples));
+    const flips = prng.int(1, 4);
+    for (let i = 0; i < flips; i++) frame[prng.int(8, frame.length - 1)] = prng.int(0, 255);
+    try {
+      new FrameDecoder().push(frame);
+    } catch (error) {
+      assert.ok(error instanceof ProtocolError, `round ${round}: ${String(error)}`);
+    }
+  }
+});
+
+test('after an error the decoder stays failed', () => {
+  const decoder = new FrameDecoder();
+  assert.throws(() => decoder.push(Buffer.from('nope')), ProtocolError);
+  assert.throws(() => decoder.push(encodeMessage(samples[5]!)), ProtocolError);
+});

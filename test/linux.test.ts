@@ -1,0 +1,163 @@
+/**
+ * Unmodified Linux on understudy: boot to the shell, use it through the console, write to the
+ * ext2 data disk, power off, and check the disk image from the host with e2fsprogs' debugfs.
+ * Bad kernels, initramfs files and panics end with a clear error and a non-zero status.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { cliPath, repoRoot } from './helpers.js';
+import { ConsoleSession, shellPrompt } from './support/console-session.js';
+
+const kernel = path.join(repoRoot, '.cache/linux/Image');
+const initramfs = path.join(repoRoot, '.cache/linux/initramfs.cpio');
+const bootTimeoutMs = 120_000;
+
+function scratch(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-linux-'));
+}
+
+function debugfs(image: string, request: string): string {
+  const result = spawnSync('debugfs', ['-R', request, image], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  return result.stdout;
+}
+
+test('the Linux guest is built (linux/build.sh, run by the set-up)', () => {
+  assert.ok(fs.existsSync(kernel), `${kernel} is missing: run linux/build.sh`);
+  assert.ok(fs.existsSync(initramfs), `${initramfs} is missing: run linux/build.sh`);
+});
+
+test('Linux boots to the shell; commands work; a file written in /data lands in the disk image', { timeout: 240_000 }, async () => {
+  const dir = scratch();
+  const image = path.join(dir, 'data.img');
+  const session = new ConsoleSession(['run', '--guest', 'linux', '--disk', image, '--timeout', '200']);
+  try {
+    await session.waitFor('understudy: /data mounted', bootTimeoutMs);
+    await session.waitFor(shellPrompt, 30_000, session.text.lastIndexOf('understudy: /data mounted'));
+    assert.ok(fs.existsSync(image), 'the data disk was created on first use');
+
+    assert.equal((await session.command('echo hello from the guest')).trim(), 'hello from the guest');
+    const root = await session.command('ls /');
+    for (const entry of ['bin', 'data', 'dev', 'proc', 'tmp']) assert.match(root, new RegExp(`\\b${entry}\\b`));
+    assert.equal((await session.command('mkdir /data/notes')).trim(), '');
+    await session.command('echo understudy keeps this line > /data/notes/first.txt');
+    await session.command('echo and this one >> /data/notes/first.txt');
+    assert.equal((await session.command('cat /data/notes/first.txt')).trim(), 'understudy keeps this line\nand this one');
+    await session.command('write /data/scratch.txt temporary');
+    assert.match(await session.command('ls /data'), /scratch\.txt/);
+    assert.equal((await session.command('rm /data/scratch.txt')).trim(), '');
+    assert.doesNotMatch(await session.command('ls /data'), /scratch\.txt/);
+    assert.match(await session.command('mount'), /\/dev\/vda \/data ext2/);
+    assert.match(await session.command('uptime'), /up \d+\.\d+ s/);
+    assert.match(await session.command('date'), /20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+    assert.match(await session.command('cpubench 2'), /checksum/);
+    assert.match(await session.command('diskbench 1'), /OK/);
+    assert.match(await session.command('nosuchcommand'), /nosuchcommand/);
+    await session.command('sync');
+    session.type('poweroff\n');
+    assert.equal(await session.exit(60_000), 0, session.tail());
+
+    assert.equal(debugfs(image, 'cat /notes/first.txt'), 'understudy keeps this line\nand this one\n');
+    assert.doesNotMatch(debugfs(image, 'ls /'), /scratch\.txt/);
+    const fsck = spawnSync('e2fsck', ['-fn', image], { encoding: 'utf8' });
+    assert.equal(fsck.status, 0, `e2fsck finds the disk clean:\n${fsck.stdout}${fsck.stderr}`);
+  } finally {
+    session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('reboot restarts the machine; the shell comes back', { timeout: 240_000 }, async () => {
+  const dir = scratch();
+  const session = new ConsoleSession(['run', '--guest', 'linux', '--disk', path.join(dir, 'data.img'), '--timeout', '200']);
+  try {
+    await session.waitFor(shellPrompt, bootTimeoutMs, 0);
+    session.type('reboot\n');
+    const again = await session.waitFor('Linux version', bootTimeoutMs, session.text.length);
+    await session.waitFor(shellPrompt, bootTimeoutMs, again);
+    session.type('poweroff\n');
+    assert.equal(await session.exit(60_000), 0, session.tail());
+  } finally {
+    session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a full data disk: the guest reports "no space left" and keeps going', { timeout: 240_000 }, async () => {
+  const dir = scratch();
+  const image = path.join(dir, 'small.img');
+  assert.equal(spawnSync('mkfs.ext2', ['-q', '-F', image, '512k']).status, 0);
+  const session = new ConsoleSession(['run', '--guest', 'linux', '--disk', image, '--timeout', '200']);
+  try {
+    await session.waitFor('understudy: /data mounted', bootTimeoutMs);
+    await session.waitFor(shellPrompt, 30_000, session.text.lastIndexOf('understudy: /data mounted'));
+    const output = await session.command('diskbench 2', 120_000);
+    assert.match(output, /no space left on device/i);
+    assert.equal((await session.command('echo still here')).trim(), 'still here');
+    session.type('poweroff\n');
+    assert.equal(await session.exit(60_000), 0, session.tail());
+  } finally {
+    session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a kernel panic ends the run with a clear error and status 4', { timeout: 240_000 }, async () => {
+  const dir = scratch();
+  const session = new ConsoleSession(['run', '--guest', 'linux', '--disk', path.join(dir, 'data.img'), '--append', 'console=ttyS0 rdinit=/nope init=/nope', '--timeout', '200']);
+  try {
+    assert.equal(await session.exit(bootTimeoutMs), 4, session.tail());
+    assert.match(session.text, /Kernel panic/);
+    assert.match(session.stderr, /the guest kernel panicked/);
+  } finally {
+    session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function runCli(args: string[], timeoutMs = 60_000): { status: number | null; stderr: string } {
+  const result = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', timeout: timeoutMs, input: '' });
+  return { status: result.status, stderr: result.stderr };
+}
+
+test('a missing or corrupt kernel or initramfs: one clear line and status 2', () => {
+  const dir = scratch();
+  try {
+    const disk = ['--disk', path.join(dir, 'data.img')];
+    const garbage = path.join(dir, 'garbage.bin');
+    fs.writeFileSync(garbage, Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7919) & 0xff)));
+    const cases: [string[], RegExp][] = [
+      [['--kernel', path.join(dir, 'missing-Image')], /kernel .*missing-Image does not exist/],
+      [['--kernel', garbage], /not a RISC-V Linux Image/],
+      [['--initrd', path.join(dir, 'missing.cpio')], /initramfs .*missing\.cpio does not exist/],
+      [['--initrd', garbage], /initramfs .* is not a cpio archive/],
+    ];
+    for (const [args, message] of cases) {
+      const result = runCli(['run', '--guest', 'linux', ...disk, ...args]);
+      assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a kernel whose header is fine but whose body is cut short does not hang', { timeout: 240_000 }, () => {
+  const dir = scratch();
+  try {
+    const truncated = path.join(dir, 'truncated-Image');
+    fs.writeFileSync(truncated, fs.readFileSync(kernel).subarray(0, 64 * 1024));
+    const result = runCli(['run', '--guest', 'linux', '--disk', path.join(dir, 'data.img'), '--kernel', truncated], 200_000);
+    assert.notEqual(result.status, 0);
+    assert.notEqual(result.status, null, 'the run ended by itself');
+    assert.match(result.stderr, /stuck|panicked|waits for an interrupt/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -12,6 +12,7 @@ import { ReplicaStartError } from '../host/replica-runtime.js';
 import { machineOptionsHelp, projectRoot, UsageError } from './machine-options.js';
 import { runCommand, runOptionsHelp } from './run.js';
 import { backupCommand, pairCommand, primaryCommand, replicationOptionsHelp, statusCommand } from './replicate.js';
+import { simulateCommand, simulateHelp } from './simulate.js';
 
 export { UsageError, readKernel } from './machine-options.js';
 
@@ -23,12 +24,14 @@ commands:
   primary   run the primary of a pair, waiting for its backup on --listen HOST:PORT
   backup    run the backup of a pair, following the primary at --connect HOST:PORT
   status    show a replica's status (--port N, its --status-port)
+  simulate  run the seeded protocol simulator (--seed N replays one seed)
   demo      run the bundled demo
   help      show this text
 
 ${machineOptionsHelp}
 ${runOptionsHelp}
-${replicationOptionsHelp}`;
+${replicationOptionsHelp}
+${simulateHelp}`;
 
 export async function main(argv: string[]): Promise<number> {
   try {
@@ -44,6 +47,8 @@ export async function main(argv: string[]): Promise<number> {
         return await backupCommand(rest);
       case 'status':
         return await statusCommand(rest);
+      case 'simulate':
+        return await simulateCommand(rest);
       case 'demo':
         return await runCommand(['--kernel', path.join(projectRoot, 'guests/build/demo.elf'), ...rest]);
       case undefined:

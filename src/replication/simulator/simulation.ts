@@ -22,9 +22,10 @@ import type { LoadedImage } from '../../machine/loader/elf.js';
 import { ReplicaEnvironment, type LiveEnvironment } from '../environment.js';
 import { encodeMessage, FrameDecoder, type Message, type ReplicaIdentity } from '../messages.js';
 import { PrimaryReplica } from '../primary.js';
-import { BackupReplica } from '../backup.js';
+import { BackupReplica, ReplicaExit } from '../backup.js';
 import { optionsKey, type ReplicaIo, type ReplicationOptions, type StepResult } from '../replica.js';
 import { Prng } from './prng.js';
+import { VirtualClock } from '../../host/clocks.js';
 
 export const primaryCrashPoints = [
   'primary:before-send-epoch', 'primary:after-send-epoch', 'primary:before-release', 'primary:after-release',
@@ -41,6 +42,8 @@ export interface FaultPlan {
   };
   /** The link is cut at this time (both replicas stay up). */
   readonly partitionAtMs?: number;
+  /** The connection is reset at this time: both replicas stay up and each sees it close, at different moments. */
+  readonly resetAtMs?: number;
   readonly linkLatencyMs: number;
   readonly linkJitterMs: number;
   readonly diskLatencyMs: number;
@@ -72,26 +75,40 @@ export interface SimulationResult {
   readonly outcome: Partial<Record<ReplicaName, string>>;
   readonly trace: string[];
   readonly failoverMs: number | undefined;
+  /** Instructions each replica executed (its final machine's count). */
+  readonly instructions: Partial<Record<ReplicaName, number>>;
 }
 
-/** Instructions a simulated replica executes per virtual millisecond (100 MIPS). */
-const instructionsPerMs = 100_000;
+/**
+ * Instructions a simulated replica executes per virtual millisecond (20 MIPS). Slower than
+ * the real interpreter on purpose: a guest polling for a disk completion spins for the
+ * disk's latency times this rate, and those instructions cost real time in every seed.
+ */
+const instructionsPerMs = 20_000;
 /** Virtual time a step costs beyond its instructions. */
 const stepOverheadMs = 0.005;
+/** Between the end of a step and the next one, where waiting input is taken. */
+const stepGapMs = 1e-6;
 
 class SimulatedCrash extends Error {
   override readonly name = 'SimulatedCrash';
 }
 
+/**
+ * The faults of a seed. A run of the simulator workload lasts about 100 ms of virtual time
+ * and some hundreds of epochs, so crash times and crash-point occurrences are drawn from
+ * ranges that land inside it: before the backup has joined, during, and near the end.
+ */
 export function chooseFaultPlan(prng: Prng): FaultPlan {
-  const base = { linkLatencyMs: prng.between(0.05, 0.5), linkJitterMs: prng.between(0, 0.5), diskLatencyMs: prng.between(0.05, 2) };
+  const base = { linkLatencyMs: prng.between(0.05, 0.5), linkJitterMs: prng.between(0, 0.5), diskLatencyMs: prng.between(0.02, 0.3) };
   const kind = prng.int(0, 9);
   if (kind === 0) return base; // no fault
-  if (kind <= 3) return { ...base, crash: { replica: 'primary', at: { point: prng.pick(primaryCrashPoints), occurrence: prng.int(1, 60) } } };
-  if (kind <= 5) return { ...base, crash: { replica: 'primary', at: { timeMs: prng.between(1, 400) } } };
-  if (kind === 6) return { ...base, crash: { replica: 'backup', at: { point: prng.pick(backupCrashPoints), occurrence: prng.int(1, 60) } } };
-  if (kind === 7) return { ...base, crash: { replica: 'backup', at: { timeMs: prng.between(1, 400) } } };
-  return { ...base, partitionAtMs: prng.between(1, 400) };
+  if (kind <= 3) return { ...base, crash: { replica: 'primary', at: { point: prng.pick(primaryCrashPoints), occurrence: prng.int(1, 40) } } };
+  if (kind <= 5) return { ...base, crash: { replica: 'primary', at: { timeMs: prng.between(2, 110) } } };
+  if (kind === 6) return { ...base, crash: { replica: 'backup', at: { point: prng.pick(backupCrashPoints), occurrence: prng.int(1, 40) } } };
+  if (kind === 7) return { ...base, crash: { replica: 'backup', at: { timeMs: prng.between(2, 110) } } };
+  if (kind === 8) return { ...base, partitionAtMs: prng.between(2, 110) };
+  return { ...base, resetAtMs: prng.between(2, 110) };
 }
 
 interface OutputRecord {
@@ -161,6 +178,17 @@ export class Simulation {
       const victim = this.plan.crash.replica;
       this.queue.push(this.plan.crash.at.timeMs, () => this.crash(victim, 'at a moment in time'));
     }
+    if (this.plan.resetAtMs !== undefined) {
+      this.queue.push(this.plan.resetAtMs, () => {
+        this.linkCut = true;
+        this.note('connection reset');
+        // Each side's operating system reports the reset on its own schedule.
+        for (const name of ['primary', 'backup'] as const) {
+          const replica = this.replicas.get(name)!;
+          this.queue.push(this.now + this.prng.between(0, 3), () => this.whenIdle(name, () => replica.core.onDisconnect('connection reset')));
+        }
+      });
+    }
     if (this.plan.partitionAtMs !== undefined) {
       this.queue.push(this.plan.partitionAtMs, () => {
         this.linkCut = true;
@@ -198,6 +226,7 @@ export class Simulation {
       outcome: Object.fromEntries([...this.replicas].map(([name, replica]) => [name, replica.describe()])),
       trace: this.trace,
       failoverMs: backupReport === undefined ? undefined : backupReport.liveAtMs - backupReport.detectedAtMs + backupReport.silenceMs,
+      instructions: Object.fromEntries([...this.replicas].map(([name, replica]) => [name, replica.retired()])),
     };
   }
 
@@ -242,14 +271,17 @@ export class Simulation {
       throw error;
     }
     const cost = stepOverheadMs + Math.max(0, replica.retired() - before) / instructionsPerMs;
+    replica.busyUntilMs = this.now + cost;
     replica.io.flush(cost);
     if (result.kind === 'finished') {
       replica.result = result;
       this.note(`${replica.name} finished: ${result.reason} (status ${result.status})`);
       return;
     }
-    if (result.kind === 'progress') this.wake(replica.name, this.now + cost);
-    else if (result.untilMs !== undefined) this.wake(replica.name, Math.max(result.untilMs, this.now + cost));
+    // The next step comes a moment after this one ends, so that input that arrived meanwhile
+    // is taken first (a real replica reads its socket between steps).
+    if (result.kind === 'progress') this.wake(replica.name, this.now + cost + stepGapMs);
+    else if (result.untilMs !== undefined) this.wake(replica.name, Math.max(result.untilMs, this.now + cost + stepGapMs));
   }
 
   private crash(name: ReplicaName, how: string): void {
@@ -285,11 +317,24 @@ export class Simulation {
 
   private deliverLater(to: ReplicaName, atMs: number, deliver: () => void): void {
     this.queue.push(atMs, () => {
-      const target = this.replicas.get(to)!;
-      if (!target.alive || target.result !== undefined || this.linkCut) return;
-      this.invoke(target, deliver);
-      this.wake(to, this.now);
+      if (this.linkCut) return;
+      this.whenIdle(to, deliver);
     });
+  }
+
+  /**
+   * Runs `call` on a replica once it is not busy executing a step: a real replica runs an
+   * epoch to completion before it reads its socket again, so what arrives meanwhile waits.
+   */
+  private whenIdle(name: ReplicaName, call: () => void): void {
+    const replica = this.replicas.get(name)!;
+    if (!replica.alive || replica.result !== undefined) return;
+    if (replica.busyUntilMs > this.now) {
+      this.queue.push(replica.busyUntilMs, () => this.whenIdle(name, call));
+      return;
+    }
+    this.invoke(replica, call);
+    this.wake(name, this.now);
   }
 
   /** Calls into a replica; a crash point reached on the way kills it there. */
@@ -319,12 +364,7 @@ export class Simulation {
     const done = start + this.plan.diskLatencyMs;
     this.diskBusyUntil = done;
     const completion = this.perform(request);
-    this.queue.push(done, () => {
-      const replica = this.replicas.get(from)!;
-      if (!replica.alive || replica.result !== undefined) return;
-      this.invoke(replica, () => replica.core.onDiskCompletion(completion));
-      this.wake(from, this.now);
-    });
+    this.queue.push(done, () => this.whenIdle(from, () => this.replicas.get(from)!.core.onDiskCompletion(completion)));
   }
 
   private perform(request: DiskRequest): MachineEvent {
@@ -378,6 +418,13 @@ export class Simulation {
     if (this.failures.length > 0) return;
     const results = [...this.replicas.values()];
     const guestFinished = results.filter((replica) => replica.result?.reason === 'the guest powered off');
+    const backup = this.replicas.get('backup')!;
+    if (guestFinished.length === 0 && backup.result?.status === ReplicaExit.noState && this.outputs.length === 0) {
+      // The primary died before its backup had the state: the guest was never protected, and
+      // (outputs waiting for acknowledgements the backup could not yet give) the world saw nothing.
+      this.note('the primary died before the backup had its state: nothing to fail over, nothing was seen');
+      return;
+    }
     if (guestFinished.length === 0) {
       this.fail(`the guest did not finish: ${results.map((replica) => `${replica.name} ${replica.describe()}`).join('; ')}`);
       return;
@@ -416,6 +463,8 @@ class SimulatedReplica {
   result: Extract<StepResult, { kind: 'finished' }> | undefined;
   wakeAtMs = Infinity;
   wakeToken = 0;
+  /** The end of the step it is executing: input waits until then. */
+  busyUntilMs = 0;
   readonly incoming = new FrameDecoder();
   readonly outgoing = { lastArrivalMs: 0 };
 
@@ -572,4 +621,38 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const length = Math.min(a.length, b.length);
   for (let i = 0; i < length; i++) if (a[i] !== b[i]) return i;
   return length;
+}
+
+/**
+ * A failure-free run of `kernel` on one machine, disk requests completed at the next
+ * boundary, time from the instruction count: what the world should see from a pair.
+ */
+export function referenceRun(kernel: LoadedImage, disk: Uint8Array, ramBytes: number, instructionLimit = 1_000_000_000): { console: string; disk: Uint8Array; status: number } {
+  const image = disk.slice();
+  const clock = new VirtualClock();
+  const machine = new Machine({ ramBytes, disks: [{ capacityBytes: image.length, readOnly: false, serial: 'understudy-disk0' }] }, clock);
+  machine.load(kernel);
+  const chunks: Uint8Array[] = [];
+  const completions: MachineEvent[] = [];
+  while (machine.power === undefined && machine.retiredInstructions < instructionLimit) {
+    const result = machine.run(20_000);
+    for (const output of machine.takeOutputs()) {
+      if (output.kind === 'console-output') {
+        chunks.push(output.bytes);
+        continue;
+      }
+      const request = output.request;
+      const base = { kind: 'disk-completion' as const, slot: request.slot, requestId: request.requestId, status: 'ok' as const };
+      if (request.op === 'read') completions.push({ ...base, data: image.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes) });
+      else {
+        if (request.op === 'write') image.set(request.data, request.offsetBytes);
+        completions.push(base);
+      }
+    }
+    for (const event of completions.splice(0)) machine.applyEvent(event);
+    if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+    machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+  }
+  const power = machine.power;
+  return { console: Buffer.concat(chunks).toString('latin1'), disk: image, status: power?.kind === 'poweroff' ? power.status : -1 };
 }

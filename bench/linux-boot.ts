@@ -1,0 +1,110 @@
+/**
+ * `npm run bench:linux`: time from start to the Linux shell prompt, and the instructions
+ * retired on the way, on understudy and on QEMU (same kernel and initramfs; QEMU boots it with
+ * linux/firmware, understudy with its built-in SBI). Each figure is the median of several
+ * fresh processes, measured from spawn to the prompt on the console.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Machine } from '../src/machine/board.js';
+import { VirtualClock } from '../src/host/clocks.js';
+import { ReplicaEnvironment } from '../src/replication/environment.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cache = path.join(root, '.cache/linux');
+const kernel = path.join(cache, 'Image');
+const initramfs = path.join(cache, 'initramfs.cpio');
+const firmware = path.join(cache, 'understudy-sbi.bin');
+const prompt = 'understudy$ ';
+const runs = Number(process.env['BENCH_RUNS'] ?? 5);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/** Spawns `command`, resolves with the seconds until `prompt` appears on its stdout, then kills it. */
+function timeToPrompt(command: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+    let output = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${command}: no prompt after 120 s:\n${output.slice(-500)}`));
+    }, 120_000);
+    child.stdout.setEncoding('latin1');
+    child.stdout.on('data', (chunk: string) => {
+      output += chunk;
+      if (output.includes(prompt)) {
+        clearTimeout(timer);
+        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+        child.kill('SIGKILL');
+        resolve(seconds);
+      }
+    });
+  });
+}
+
+/** Instructions to the prompt on understudy, counted in-process with time from the instruction count. */
+function instructionsToPrompt(disk: string): number {
+  const size = fs.statSync(disk).size;
+  const environment = new ReplicaEnvironment(new VirtualClock());
+  const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: [{ capacityBytes: size, readOnly: false, serial: 'understudy-disk0' }] }, environment);
+  machine.bootLinux(fs.readFileSync(kernel), { bootargs: 'console=ttyS0 earlycon=sbi', initrd: fs.readFileSync(initramfs) });
+  const clock = new VirtualClock();
+  const fd = fs.openSync(disk, 'r+');
+  let output = '';
+  try {
+    while (!output.includes(prompt) && machine.power === undefined) {
+      const result = machine.run(1_000_000);
+      for (const out of machine.takeOutputs()) {
+        if (out.kind === 'console-output') output += Buffer.from(out.bytes).toString('latin1');
+        else {
+          const request = out.request;
+          if (request.op === 'read') {
+            const data = new Uint8Array(request.lengthBytes);
+            fs.readSync(fd, data, 0, data.length, request.offsetBytes);
+            machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'ok', data });
+          } else {
+            if (request.op === 'write') fs.writeSync(fd, request.data, 0, request.data.length, request.offsetBytes);
+            machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'ok' });
+          }
+        }
+      }
+      if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+      machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return machine.retiredInstructions;
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-boot-'));
+const disk = path.join(dir, 'data.img');
+spawnSync('mkfs.ext2', ['-q', '-F', disk, '32M']);
+try {
+  console.log(`Linux boot to the shell prompt: ${runs} runs each, median; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}`);
+  const ours: number[] = [];
+  for (let i = 0; i < runs; i++) ours.push(await timeToPrompt(process.execPath, [path.join(root, 'bin/understudy.js'), 'run', '--guest', 'linux', '--disk', disk]));
+  const qemu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    qemu.push(
+      await timeToPrompt('qemu-system-riscv32', [
+        '-M', 'virt', '-cpu', 'rv32,c=false,f=false,d=false,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false', '-m', '128M',
+        '-nographic', '-bios', firmware, '-kernel', kernel, '-initrd', initramfs, '-append', 'console=ttyS0 earlycon=sbi',
+        '-drive', `file=${disk},if=none,format=raw,id=d0`, '-device', 'virtio-blk-device,drive=d0', '-global', 'virtio-mmio.force-legacy=false',
+      ]),
+    );
+  }
+  const instructions = instructionsToPrompt(disk);
+  console.log(`understudy   ${median(ours).toFixed(2)} s to the prompt (host clock)`);
+  console.log(`QEMU TCG     ${median(qemu).toFixed(2)} s to the prompt   understudy/QEMU time = ${(median(ours) / median(qemu)).toFixed(2)}`);
+  console.log(`instructions to the prompt on understudy (virtual clock): ${(instructions / 1e6).toFixed(1)} million`);
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}

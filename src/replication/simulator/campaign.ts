@@ -1,0 +1,101 @@
+/**
+ * Runs the seeded simulator over many seeds with the simulator workload
+ * (guests/tests/sim_workload.c): the reference run once, then each seed with the faults and
+ * protocol options it chooses. A failing seed is reported with everything needed to replay it
+ * (`understudy simulate --seed N`): the same seed always gives the same run.
+ */
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { LoadedImage } from '../../machine/loader/elf.js';
+import { defaultReplicationOptions, type ReplicationOptions } from '../replica.js';
+import { checkOutputWithRepeats } from './console-check.js';
+import { Prng } from './prng.js';
+import { referenceRun, Simulation, type FaultPlan, type SimulationResult } from './simulation.js';
+import type { RangeSummary, SeedRange } from './worker.js';
+
+/** The workload's disk: 64 KiB (it uses 48 sectors). */
+export const simulatorDiskBytes = 64 * 1024;
+/** The workload links its stack at 16 MiB. */
+export const simulatorRamBytes = 16 * 1024 * 1024;
+export const simulatorWorkload = (projectRoot: string): string => path.join(projectRoot, 'guests/build/sim_workload.elf');
+
+export interface Campaign {
+  readonly kernel: LoadedImage;
+  readonly disk: Uint8Array;
+  readonly reference: { readonly console: string; readonly disk: Uint8Array };
+}
+
+export function prepareCampaign(kernel: LoadedImage): Campaign {
+  const disk = new Uint8Array(simulatorDiskBytes);
+  const reference = referenceRun(kernel, disk, simulatorRamBytes);
+  if (reference.status !== 0) throw new Error(`the simulator workload fails on its own (status ${reference.status}):\n${reference.console}`);
+  return { kernel, disk, reference };
+}
+
+/** The protocol options a seed runs with: every variant, several epoch lengths. */
+export function seedOptions(seed: number): ReplicationOptions {
+  const prng = new Prng(seed ^ 0x5eed0001);
+  return {
+    ...defaultReplicationOptions,
+    epochInstructions: prng.pick([5_000, 20_000, 50_000]),
+    protocol: prng.chance(0.3) ? 'original' : 'relaxed',
+    pendingIo: prng.chance(0.3) ? 'uncertain' : 'reissue',
+  };
+}
+
+export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan } = {}): SimulationResult {
+  const simulation = new Simulation({
+    seed,
+    kernel: campaign.kernel,
+    disk: campaign.disk,
+    ramBytes: simulatorRamBytes,
+    options: overrides.options ?? seedOptions(seed),
+    expected: { disk: campaign.reference.disk },
+    checkConsole: (observed) => checkOutputWithRepeats(campaign.reference.console, observed),
+    ...(overrides.plan === undefined ? {} : { plan: overrides.plan }),
+  });
+  return simulation.run();
+}
+
+/** A failing seed, as a report a person can act on. */
+export function describeFailure(result: SimulationResult, traceLines = 25): string {
+  const options = seedOptions(result.seed);
+  return [
+    `seed ${result.seed} failed (replay: npx understudy simulate --seed ${result.seed} --verbose)`,
+    `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}`,
+    `  faults:  ${JSON.stringify(result.plan)}`,
+    ...result.failures.map((failure) => `  FAIL ${failure}`),
+    `  replicas: ${JSON.stringify(result.outcome)}`,
+    '  trace (last lines):',
+    ...result.trace.slice(-traceLines).map((line) => `    ${line}`),
+  ].join('\n');
+}
+
+/** Runs seeds [first, first + count) on `threads` worker threads and merges their summaries. */
+export async function runSeedsInParallel(kernelPath: string, first: number, count: number, threads: number): Promise<RangeSummary> {
+  const size = Math.ceil(count / threads);
+  const ranges: SeedRange[] = [];
+  for (let start = first; start < first + count; start += size) ranges.push({ kernelPath, first: start, count: Math.min(size, first + count - start) });
+  const summaries = await Promise.all(
+    ranges.map(
+      (range) =>
+        new Promise<RangeSummary>((resolve, reject) => {
+          const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: range });
+          worker.once('message', (summary: RangeSummary) => resolve(summary));
+          worker.once('error', reject);
+          worker.once('exit', (code) => {
+            if (code !== 0) reject(new Error(`simulator worker for seeds ${range.first}.. exited with ${code}`));
+          });
+        }),
+    ),
+  );
+  const outcomes: Record<string, number> = {};
+  for (const summary of summaries) for (const [key, value] of Object.entries(summary.outcomes)) outcomes[key] = (outcomes[key] ?? 0) + value;
+  return {
+    seeds: summaries.reduce((sum, s) => sum + s.seeds, 0),
+    failures: summaries.flatMap((s) => s.failures),
+    outcomes,
+    failovers: summaries.reduce((sum, s) => sum + s.failovers, 0),
+    failoverMsTotal: summaries.reduce((sum, s) => sum + s.failoverMsTotal, 0),
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * The seeded simulator: the production protocol classes (PrimaryReplica, BackupReplica) and
+ * machines, with a simulated link, shared disk and arbiter, crashed at every named step of
+ * the protocol and at random moments, partitioned, reset. Invariants are checked as each run
+ * goes (see src/replication/simulator/simulation.ts). A failing seed prints how to replay it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as os from 'node:os';
+import { readKernel } from '../src/cli/machine-options.js';
+import { defaultReplicationOptions, type ReplicationOptions } from '../src/replication/replica.js';
+import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, simulatorWorkload } from '../src/replication/simulator/campaign.js';
+import { backupCrashPoints, primaryCrashPoints, type FaultPlan } from '../src/replication/simulator/simulation.js';
+import { repoRoot } from './helpers.js';
+
+/** Seeds in the campaign: thousands by default; SIM_SEEDS=N for more or fewer. */
+const campaignSeeds = Number(process.env['SIM_SEEDS'] ?? 2000);
+const kernelPath = simulatorWorkload(repoRoot);
+const campaign = prepareCampaign(readKernel(kernelPath));
+const quiet: Omit<FaultPlan, 'crash'> = { linkLatencyMs: 0.2, linkJitterMs: 0.1, diskLatencyMs: 0.1 };
+
+test('the simulator workload runs alone and passes (the reference)', () => {
+  assert.match(campaign.reference.console, /sim_workload: PASS/);
+  assert.ok(campaign.reference.disk.some((byte) => byte !== 0), 'it wrote to its disk');
+});
+
+test('a seed replays exactly: same faults, same trace, same output', () => {
+  for (const seed of [7, 1234]) {
+    const first = runSeed(campaign, seed);
+    const again = runSeed(campaign, seed);
+    assert.deepEqual(again.plan, first.plan);
+    assert.deepEqual(again.trace, first.trace);
+    assert.equal(again.console, first.console);
+    assert.deepEqual(again.outcome, first.outcome);
+  }
+});
+
+const variants: { name: string; options: ReplicationOptions }[] = [
+  { name: 'relaxed, re-issue', options: { ...defaultReplicationOptions, epochInstructions: 20_000 } },
+  { name: 'original, uncertain', options: { ...defaultReplicationOptions, epochInstructions: 20_000, protocol: 'original', pendingIo: 'uncertain' } },
+];
+
+for (const variant of variants) {
+  test(`a crash at every named step of the protocol (${variant.name})`, () => {
+    const failures: string[] = [];
+    let seed = 10_000;
+    for (const [replica, points] of [['primary', primaryCrashPoints], ['backup', backupCrashPoints]] as const) {
+      for (const point of points) {
+        for (const occurrence of [1, 3, 12, 30]) {
+          const result = runSeed(campaign, seed++, { options: variant.options, plan: { ...quiet, crash: { replica, at: { point, occurrence } } } });
+          if (result.failures.length > 0) failures.push(describeFailure(result));
+        }
+      }
+    }
+    assert.deepEqual(failures, []);
+  });
+
+  test(`partitions and connection resets at many moments (${variant.name})`, () => {
+    const failures: string[] = [];
+    let oneSideLost = 0;
+    for (let i = 0; i < 24; i++) {
+      const at = 2 + i * 4;
+      for (const plan of [{ ...quiet, partitionAtMs: at }, { ...quiet, resetAtMs: at }]) {
+        const result = runSeed(campaign, 20_000 + i, { options: variant.options, plan });
+        if (result.failures.length > 0) failures.push(describeFailure(result));
+        if (Object.values(result.outcome).some((outcome) => /arbiter/.test(outcome ?? ''))) oneSideLost++;
+      }
+    }
+    assert.deepEqual(failures, []);
+    assert.ok(oneSideLost > 10, `in most cut-offs one side loses the arbiter and stops (${oneSideLost})`);
+  });
+}
+
+test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, every protocol variant`, { timeout: 30 * 60_000 }, async () => {
+  const summary = await runSeedsInParallel(kernelPath, 1, campaignSeeds, Math.max(1, os.availableParallelism()));
+  assert.equal(summary.seeds, campaignSeeds);
+  assert.deepEqual(summary.failures, [], summary.failures.join('\n\n'));
+  // The faults must really bite: many runs go through a failover.
+  assert.ok(summary.failovers > campaignSeeds * 0.3, `${summary.failovers} failovers in ${campaignSeeds} seeds`);
+});

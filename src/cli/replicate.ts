@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { diskSlot } from '../machine/board.js';
 import { HostClock, VirtualClock } from '../host/clocks.js';
 import { TerminalConsole, type ConsolePort } from '../host/console.js';
-import { FileArbiter, parseEndpoint, runReplica, type Endpoint } from '../host/replica-runtime.js';
+import { FileArbiter, parseEndpoint, runReplica, type Endpoint, type ReplicaProcessStatus } from '../host/replica-runtime.js';
 import { ReplicaEnvironment, type LiveEnvironment } from '../replication/environment.js';
 import { defaultReplicationOptions, optionsKey, validateOptions, type ReplicationOptions } from '../replication/replica.js';
 import type { FailoverReport } from '../replication/backup.js';
@@ -33,10 +33,10 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --status-port N              serve the status view as JSON on 127.0.0.1:N
   --verbose                    log the protocol's events on stderr
 primary:  --listen HOST:PORT   where the backup connects
-backup:   --connect HOST:PORT  the primary
+backup:   --connect HOST:PORT  the primary (--connect-timeout MS: keep trying this long, default 15000)
 pair:     --kill-primary-after MS / --kill-backup-after MS
                                SIGKILL that process this long after the backup has joined
-status:   --port N             the replica's (or pair's) status port
+status:   --port N             the replica's (or pair's) status port; --json for the raw data
 `;
 
 const replicationOptionSpec = {
@@ -99,6 +99,7 @@ function replicationSettings(values: {
 type ChildMessage =
   | { type: 'listening'; port: number }
   | { type: 'role'; role: string }
+  | { type: 'status'; status: ReplicaProcessStatus }
   | { type: 'failover'; report: FailoverReport }
   | { type: 'finished'; status: number; reason: string }
   | { type: 'log'; line: string };
@@ -114,7 +115,14 @@ export function backupCommand(argv: string[]): Promise<number> {
 }
 
 async function replicaCommand(role: 'primary' | 'backup', argv: string[]): Promise<number> {
-  const { values, tokens } = parseOptions(argv, { ...machineOptionSpec, ...replicationOptionSpec, listen: { type: 'string' }, connect: { type: 'string' }, ipc: { type: 'boolean' } });
+  const { values, tokens } = parseOptions(argv, {
+    ...machineOptionSpec,
+    ...replicationOptionSpec,
+    listen: { type: 'string' },
+    connect: { type: 'string' },
+    'connect-timeout': { type: 'string' },
+    ipc: { type: 'boolean' },
+  });
   const machine = machineSettings(values, tokens, role);
   const replication = replicationSettings(values);
   const address = role === 'primary' ? values.listen : values.connect;
@@ -155,8 +163,10 @@ async function replicaCommand(role: 'primary' | 'backup', argv: string[]): Promi
       identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(replication.options) },
       arbiter: new FileArbiter(arbiterDirectory),
       clusterId: randomUUID(),
-      ...(replication.statusPort === undefined ? {} : { statusPort: replication.statusPort }),
+      ...(replication.statusPort === undefined || viaIpc ? {} : { statusPort: replication.statusPort }),
+      ...(values['connect-timeout'] === undefined ? {} : { connectTimeoutMs: parsePositive(values['connect-timeout'], '--connect-timeout') }),
       events: {
+        ...(viaIpc ? { status: (status: ReplicaProcessStatus) => tell({ type: 'status', status }) } : {}),
         listening: (port) => tell({ type: 'listening', port }),
         role: (newRole) => {
           say(`role: ${newRole}`);
@@ -251,14 +261,13 @@ export async function pairCommand(argv: string[]): Promise<number> {
   const killPrimaryAfterMs = values['kill-primary-after'] === undefined ? undefined : parsePositive(values['kill-primary-after'], '--kill-primary-after');
   const killBackupAfterMs = values['kill-backup-after'] === undefined ? undefined : parsePositive(values['kill-backup-after'], '--kill-backup-after');
   // Check the machine options here, so that bad input fails once, before any process starts.
-  const { images } = openDisks({ ...machine, disks: machine.disks });
   planBoot(machine);
-  for (const image of images) image.close();
+  for (const image of openDisks(machine).images) image.close();
 
   const arbiter = replication.arbiter ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
   const passOn = childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'arbiter', 'status-port']);
   const terminal = new TerminalConsole();
-  const status = { primary: undefined as unknown, backup: undefined as unknown, failover: undefined as FailoverReport | undefined };
+  const status: PairStatus = { primary: undefined, backup: undefined, failover: undefined };
   const statusServer = replication.statusPort === undefined ? undefined : servePairStatus(replication.statusPort, () => status);
   try {
     const primary = spawnReplica('primary', ['--listen', '127.0.0.1:0', '--arbiter', arbiter, ...passOn]);
@@ -272,7 +281,9 @@ export async function pairCommand(argv: string[]): Promise<number> {
     const children = [primary, backup];
     for (const child of children) {
       child.process.on('message', (message: ChildMessage) => {
-        if (message.type === 'role') {
+        if (message.type === 'status') {
+          status[child.name] = { ...message.status, exited: false };
+        } else if (message.type === 'role') {
           child.role = message.role;
           if (child.name === 'backup' && message.role === 'backup') scheduleKills();
         } else if (message.type === 'finished') {
@@ -294,6 +305,12 @@ export async function pairCommand(argv: string[]): Promise<number> {
       if (killBackupAfterMs !== undefined) setTimeout(() => kill(backup), killBackupAfterMs).unref();
     };
     const forwardInput = setInterval(() => forward(terminal, children), 10);
+    for (const child of children) {
+      void child.exited.then((code) => {
+        const last = status[child.name];
+        if (last !== undefined) status[child.name] = { ...last, exited: true, exitCode: code };
+      });
+    }
     const codes = await Promise.all(children.map((child) => child.exited));
     clearInterval(forwardInput);
     const guestDone = children.find((child) => child.finished !== undefined && /powered off|panicked|stuck/.test(child.finished.reason));
@@ -343,6 +360,12 @@ function childArguments(argv: string[], parentOnly: string[]): string[] {
   return out;
 }
 
+interface PairStatus {
+  primary: (ReplicaProcessStatus & { exited: boolean; exitCode?: number | null }) | undefined;
+  backup: (ReplicaProcessStatus & { exited: boolean; exitCode?: number | null }) | undefined;
+  failover: FailoverReport | undefined;
+}
+
 function servePairStatus(port: number, snapshot: () => unknown): http.Server {
   const server = http.createServer((_request, response) => {
     response.writeHead(200, { 'content-type': 'application/json' });
@@ -356,8 +379,8 @@ function servePairStatus(port: number, snapshot: () => unknown): http.Server {
 // status
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const { values } = parseOptions(argv, { port: { type: 'string' } });
-  if (values.port === undefined) throw new UsageError('status needs --port N (a replica\'s --status-port)');
+  const { values } = parseOptions(argv, { port: { type: 'string' }, json: { type: 'boolean' } });
+  if (values.port === undefined) throw new UsageError("status needs --port N (a replica's or a pair's --status-port)");
   const port = parseCount(values.port, '--port');
   const body = await new Promise<string>((resolve, reject) => {
     const request = http.get({ host: '127.0.0.1', port, path: '/status', timeout: 2000 }, (response) => {
@@ -371,6 +394,51 @@ export async function statusCommand(argv: string[]): Promise<number> {
   }).catch((error: unknown) => {
     throw new UsageError(`no status at 127.0.0.1:${port}: ${error instanceof Error ? error.message : String(error)}`);
   });
-  process.stdout.write(body);
+  if (values.json === true) {
+    process.stdout.write(body);
+    return 0;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    throw new UsageError(`127.0.0.1:${port} did not answer with a status (is it an understudy status port?)`);
+  }
+  process.stdout.write(formatStatus(parsed));
   return 0;
+}
+
+/** The status view, for people: one line per replica, then the last failover. */
+export function formatStatus(status: unknown): string {
+  const lines: string[] = [];
+  const replica = (name: string, value: unknown): void => {
+    if (typeof value !== 'object' || value === null) {
+      lines.push(`${name}: no report yet`);
+      return;
+    }
+    const r = value as Partial<ReplicaProcessStatus> & { exited?: boolean };
+    const rate = r.logBytesPerSecond === undefined ? '?' : `${(r.logBytesPerSecond / 1024).toFixed(1)} KiB/s`;
+    lines.push(
+      `${name.padEnd(8)} pid ${r.pid ?? '?'}${r.exited === true ? ' (exited)' : ''}: ${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
+        `lag ${r.lagEpochs ?? '?'} epochs, log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}`,
+    );
+    if (r.lastFailover !== undefined && r.lastFailover !== null) {
+      lines.push(`         last failover: live ${Math.round(r.lastFailover.tookMs)} ms after the primary was declared failed (it had been silent ${Math.round(r.lastFailover.detectionMs)} ms)`);
+    }
+  };
+  const pair = status as Partial<PairStatus>;
+  if (typeof status === 'object' && status !== null && ('primary' in status || 'backup' in status)) {
+    replica('primary', pair.primary);
+    replica('backup', pair.backup);
+    const failover = pair.failover;
+    lines.push(
+      failover === undefined || failover === null
+        ? 'no failover so far'
+        : `failover: ${failover.reason}; the backup was live ${Math.round(failover.liveAtMs - failover.detectedAtMs)} ms later, from epoch ${failover.epoch} ` +
+            `(${failover.pendingRequests} disk request(s) settled, ${failover.consoleBytesRepeated} console byte(s) repeated)`,
+    );
+  } else {
+    replica('replica', status);
+  }
+  return `${lines.join('\n')}\n`;
 }

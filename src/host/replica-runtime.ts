@@ -24,8 +24,10 @@ import type { DiskImage } from './disk-image.js';
 
 /** Longest stretch of guest execution before the loop looks at sockets and timers. */
 const hostYieldIntervalMs = 5;
-/** How long a backup keeps trying to reach a primary that is not listening yet. */
+/** How long a backup keeps trying, by default, to reach a primary that is not listening yet. */
 export const connectRetryMs = 15_000;
+/** How often a replica reports its status to its parent (`pair`). */
+const statusReportIntervalMs = 250;
 
 export interface Endpoint {
   readonly host: string;
@@ -63,6 +65,7 @@ export class FileArbiter {
 export interface ReplicaEvents {
   listening?(port: number): void;
   role?(role: string): void;
+  status?(status: ReplicaProcessStatus): void;
   failover?(report: FailoverReport): void;
   log?(line: string): void;
 }
@@ -82,6 +85,8 @@ export interface ReplicaProcessOptions {
   readonly arbiter: FileArbiter;
   readonly clusterId: string;
   readonly statusPort?: number;
+  /** How long a backup keeps trying to connect (default connectRetryMs). */
+  readonly connectTimeoutMs?: number;
   readonly events?: ReplicaEvents;
 }
 
@@ -133,7 +138,12 @@ class ReplicaRuntime implements ReplicaIo {
 
   private async loop(): Promise<{ status: number; reason: string }> {
     let lastYieldMs = performance.now();
+    let lastStatusMs = -Infinity;
     for (;;) {
+      if (this.options.events?.status !== undefined && performance.now() - lastStatusMs > statusReportIntervalMs) {
+        lastStatusMs = performance.now();
+        this.options.events.status(this.status());
+      }
       const core = this.core!;
       for (const event of this.completions.splice(0)) core.onDiskCompletion(event);
       const result: StepResult = core.step();
@@ -265,7 +275,7 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   private async connect(): Promise<void> {
-    const deadline = Date.now() + connectRetryMs;
+    const deadline = Date.now() + (this.options.connectTimeoutMs ?? connectRetryMs);
     for (;;) {
       try {
         await this.connectOnce();
@@ -381,8 +391,17 @@ class ReplicaRuntime implements ReplicaIo {
     this.statusServer = server;
   }
 
-  status(): ReplicaStatus & { pid: number; uptimeMs: number } {
-    return { ...this.core!.status(), pid: process.pid, uptimeMs: Math.round(performance.now()) };
+  private rateSample = { atMs: 0, bytes: 0, rate: 0 };
+
+  status(): ReplicaProcessStatus {
+    const core = this.core!.status();
+    // Log bytes per second, over the last second or so.
+    const now = performance.now();
+    const bytes = core.logBytesSent + core.logBytesReceived;
+    if (now - this.rateSample.atMs >= 1000) {
+      this.rateSample = { atMs: now, bytes, rate: this.rateSample.atMs === 0 ? 0 : ((bytes - this.rateSample.bytes) * 1000) / (now - this.rateSample.atMs) };
+    }
+    return { ...core, logBytesPerSecond: Math.round(this.rateSample.rate), pid: process.pid, uptimeMs: Math.round(now) };
   }
 
   /** The replica is done: late socket events must change nothing any more. */
@@ -395,6 +414,8 @@ class ReplicaRuntime implements ReplicaIo {
     this.statusServer?.close();
   }
 }
+
+export type ReplicaProcessStatus = ReplicaStatus & { logBytesPerSecond: number; pid: number; uptimeMs: number };
 
 /** The replica could not start (the primary is unreachable, the port is taken...). */
 export class ReplicaStartError extends Error {

@@ -100,7 +100,7 @@ type ChildMessage =
   | { type: 'listening'; port: number }
   | { type: 'role'; role: string }
   | { type: 'status'; status: ReplicaProcessStatus }
-  | { type: 'failover'; report: FailoverReport }
+  | { type: 'failover'; report: FailoverReport; wallClockMs: number }
   | { type: 'finished'; status: number; reason: string }
   | { type: 'log'; line: string };
 
@@ -172,7 +172,7 @@ async function replicaCommand(role: 'primary' | 'backup', argv: string[]): Promi
           say(`role: ${newRole}`);
           tell({ type: 'role', role: newRole });
         },
-        failover: (report) => tell({ type: 'failover', report }),
+        failover: (report) => tell({ type: 'failover', report, wallClockMs: Date.now() }),
         log: say,
       },
     });
@@ -291,17 +291,24 @@ export async function pairCommand(argv: string[]): Promise<number> {
         } else if (message.type === 'failover') {
           status.failover = message.report;
           const tookMs = Math.round(message.report.liveAtMs - message.report.detectedAtMs);
-          process.stderr.write(`\nunderstudy: the primary failed (${message.report.reason}); the backup went live after ${tookMs} ms\n`);
+          const sinceKill = killedAtMs === undefined ? '' : `, ${Math.round(message.wallClockMs - killedAtMs)} ms after the kill`;
+          process.stderr.write(`\nunderstudy: the primary failed (${message.report.reason}); the backup went live after ${tookMs} ms${sinceKill}\n`);
         } else if (message.type === 'log') {
           if (replication.verbose) process.stderr.write(`[${child.name}] ${message.line}\n`);
         }
       });
     }
     let killsScheduled = false;
+    let killedAtMs: number | undefined;
     const scheduleKills = (): void => {
       if (killsScheduled) return;
       killsScheduled = true;
-      if (killPrimaryAfterMs !== undefined) setTimeout(() => kill(primary), killPrimaryAfterMs).unref();
+      if (killPrimaryAfterMs !== undefined) {
+        setTimeout(() => {
+          killedAtMs = Date.now();
+          kill(primary);
+        }, killPrimaryAfterMs).unref();
+      }
       if (killBackupAfterMs !== undefined) setTimeout(() => kill(backup), killBackupAfterMs).unref();
     };
     const forwardInput = setInterval(() => forward(terminal, children), 10);

@@ -133,7 +133,21 @@ class ReplicaRuntime implements ReplicaIo {
       await this.connect();
     }
     if (o.statusPort !== undefined) this.serveStatus(o.statusPort);
-    return await this.loop();
+    const startedMs = performance.now();
+    const result = await this.loop();
+    this.logSummary(performance.now() - startedMs);
+    return result;
+  }
+
+  /** One line on the log traffic of the whole run (the benchmark reads it). */
+  private logSummary(elapsedMs: number): void {
+    const status = this.core!.status();
+    const bytes = status.logBytesSent + status.logBytesReceived;
+    const seconds = elapsedMs / 1000;
+    this.log(
+      `log summary: ${bytes} bytes ${status.logBytesSent > 0 ? 'sent' : 'received'} over ${status.epoch} epochs in ${seconds.toFixed(2)} s ` +
+        `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s)`,
+    );
   }
 
   private async loop(): Promise<{ status: number; reason: string }> {
@@ -301,9 +315,9 @@ class ReplicaRuntime implements ReplicaIo {
         this.socket = socket;
         const backup = this.core as BackupReplica;
         socket.on('data', (chunk: Buffer) => {
-          let messages: Message[];
+          let frames: { message: Message; wireBytes: number }[];
           try {
-            messages = decoder.push(chunk);
+            frames = decoder.pushFrames(chunk);
           } catch (error) {
             this.log(`the primary sent something this backup cannot read: ${error instanceof Error ? error.message : String(error)}`);
             this.socket = undefined;
@@ -312,7 +326,7 @@ class ReplicaRuntime implements ReplicaIo {
             this.wake();
             return;
           }
-          for (const message of messages) backup.onMessage(message, chunk.length / Math.max(1, messages.length));
+          for (const frame of frames) backup.onMessage(frame.message, frame.wireBytes);
           this.wake();
         });
         const closed = (reason: string): void => {

@@ -239,11 +239,16 @@ export class FrameDecoder {
   private failed: ProtocolError | undefined;
 
   push(chunk: Uint8Array): Message[] {
+    return this.pushFrames(chunk).map((frame) => frame.message);
+  }
+
+  /** As `push`, with each message's size on the wire. */
+  pushFrames(chunk: Uint8Array): { message: Message; wireBytes: number }[] {
     if (this.failed !== undefined) throw this.failed;
     const joined = new Uint8Array(this.buffer.length + chunk.length);
     joined.set(this.buffer);
     joined.set(chunk, this.buffer.length);
-    const messages: Message[] = [];
+    const messages: { message: Message; wireBytes: number }[] = [];
     let offset = 0;
     try {
       while (joined.length - offset >= frameHeaderBytes) {
@@ -251,7 +256,7 @@ export class FrameDecoder {
         if (joined.length - offset < frameHeaderBytes + length) break;
         const type = typeNames.get(joined[offset + 3]!)!;
         const payload = joined.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + length);
-        messages.push(decodePayload(type, payload));
+        messages.push({ message: decodePayload(type, payload), wireBytes: frameHeaderBytes + length });
         offset += frameHeaderBytes + length;
       }
       // A partial header is checked as far as it goes, so a stranger is refused at once.

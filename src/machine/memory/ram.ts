@@ -27,11 +27,12 @@ export interface CodeWatcher {
 export class Ram implements Snapshottable {
   readonly sizeBytes: number;
   readonly pages: number;
-  readonly u8: Uint8Array;
-  readonly i8: Int8Array;
-  readonly u16: Uint16Array;
-  readonly i16: Int16Array;
-  readonly i32: Int32Array;
+  // The views are replaced together when a snapshot is restored (a fresh, zeroed buffer).
+  u8!: Uint8Array;
+  i8!: Int8Array;
+  u16!: Uint16Array;
+  i16!: Int16Array;
+  i32!: Int32Array;
   /** Per page: non-zero = watched (HTIF tohost); stores to watched pages always take the slow path. */
   readonly pageFlags: Uint8Array;
   watcher: CodeWatcher | undefined;
@@ -42,13 +43,18 @@ export class Ram implements Snapshottable {
     }
     this.sizeBytes = sizeBytes;
     this.pages = sizeBytes / pageBytes;
-    const buffer = new ArrayBuffer(sizeBytes);
+    this.useFreshBuffer();
+    this.pageFlags = new Uint8Array(this.pages);
+  }
+
+  /** Points every view at a new zeroed buffer (the operating system zeroes it lazily). */
+  private useFreshBuffer(): void {
+    const buffer = new ArrayBuffer(this.sizeBytes);
     this.u8 = new Uint8Array(buffer);
     this.i8 = new Int8Array(buffer);
     this.u16 = new Uint16Array(buffer);
     this.i16 = new Int16Array(buffer);
     this.i32 = new Int32Array(buffer);
-    this.pageFlags = new Uint8Array(this.pages);
   }
 
   /** True when [physical, physical + length) lies inside RAM. */
@@ -109,8 +115,21 @@ export class Ram implements Snapshottable {
     reader.section('ram');
     const size = reader.uint();
     if (size !== this.sizeBytes) throw new SnapshotError(`snapshot has ${size} bytes of RAM, this machine ${this.sizeBytes}`);
-    this.u8.fill(0);
     const count = reader.uint();
+    if (count > this.pages) throw new SnapshotError(`snapshot claims ${count} RAM pages, this machine has ${this.pages}`);
+    // Zeroing a fresh buffer is the operating system's job, and much faster than fill(0).
+    const previous = { u8: this.u8, i8: this.i8, u16: this.u16, i16: this.i16, i32: this.i32 };
+    this.useFreshBuffer();
+    try {
+      this.restorePages(reader, count);
+    } catch (error) {
+      Object.assign(this, previous); // a bad snapshot leaves the RAM as it was
+      throw error;
+    }
+    this.noteWritten(0, this.sizeBytes);
+  }
+
+  private restorePages(reader: SnapshotReader, count: number): void {
     let previous = -1;
     for (let i = 0; i < count; i++) {
       const page = reader.uint();
@@ -120,6 +139,5 @@ export class Ram implements Snapshottable {
       if (data.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${data.length} bytes`);
       this.u8.set(data, page * pageBytes);
     }
-    this.noteWritten(0, this.sizeBytes);
   }
 }

@@ -310,7 +310,7 @@ export class Simulation {
       // Arbitrary splits: the decoder must take a stream cut anywhere.
       const cut = this.prng.int(0, bytes.length);
       for (const part of [bytes.subarray(0, cut), bytes.subarray(cut)]) {
-        for (const message of target.incoming.push(part)) target.receive(message, bytes.length);
+        for (const frame of target.incoming.pushFrames(part)) target.receive(frame.message, frame.wireBytes);
       }
     });
   }

@@ -226,7 +226,7 @@ function initialQueueState(sizeMax: number): QueueState {
  */
 export class SplitVirtqueue {
   private state: QueueState;
-  private readonly view: DataView;
+  private cachedView: DataView | undefined;
   private readonly scratch = new Uint8Array(usedElementBytes);
   private readonly scratchView = new DataView(this.scratch.buffer);
 
@@ -237,7 +237,17 @@ export class SplitVirtqueue {
   ) {
     if (!isPowerOfTwo(sizeMax) || sizeMax > splitQueueSizeLimit) throw new RangeError(`queue size ${sizeMax} is not a power of two up to ${splitQueueSizeLimit}`);
     this.state = initialQueueState(sizeMax);
-    this.view = new DataView(ram.u8.buffer, ram.u8.byteOffset, ram.u8.byteLength);
+  }
+
+  /** A view of guest RAM; made again when RAM gets a new buffer (a snapshot restore). */
+  private get view(): DataView {
+    const bytes = this.ram.u8;
+    let view = this.cachedView;
+    if (view === undefined || view.buffer !== bytes.buffer) {
+      view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      this.cachedView = view;
+    }
+    return view;
   }
 
   get ready(): boolean {

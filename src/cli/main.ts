@@ -4,15 +4,15 @@
  * Bad input (a missing file, a wrong option, an image that is not an RV32 ELF) ends in one
  * line on stderr and a non-zero status, never a stack trace; only a bug of our own shows one.
  */
-import * as path from 'node:path';
 import { ImageError } from '../machine/loader/elf.js';
 import { DiskImageError } from '../host/disk-image.js';
 import { SnapshotError } from '../machine/snapshot.js';
 import { ReplicaStartError } from '../host/replica-runtime.js';
-import { machineOptionsHelp, projectRoot, UsageError } from './machine-options.js';
+import { machineOptionsHelp, UsageError } from './machine-options.js';
 import { runCommand, runOptionsHelp } from './run.js';
 import { backupCommand, pairCommand, primaryCommand, replicationOptionsHelp, statusCommand } from './replicate.js';
 import { simulateCommand, simulateHelp } from './simulate.js';
+import { demoCommand } from './demo.js';
 
 export { UsageError, readKernel } from './machine-options.js';
 
@@ -25,7 +25,7 @@ commands:
   backup    run the backup of a pair, following the primary at --connect HOST:PORT
   status    show a replica's status (--port N, its --status-port)
   simulate  run the seeded protocol simulator (--seed N replays one seed)
-  demo      run the bundled demo
+  demo      Linux on a primary and a backup, with a failover (on a terminal: Ctrl-A k kills the primary)
   help      show this text
 
 ${machineOptionsHelp}
@@ -50,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'simulate':
         return await simulateCommand(rest);
       case 'demo':
-        return await runCommand(['--kernel', path.join(projectRoot, 'guests/build/demo.elf'), ...rest]);
+        return await demoCommand(rest);
       case undefined:
       case 'help':
       case '--help':

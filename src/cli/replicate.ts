@@ -35,7 +35,8 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
 primary:  --listen HOST:PORT   where the backup connects
 backup:   --connect HOST:PORT  the primary (--connect-timeout MS: keep trying this long, default 15000)
 pair:     --kill-primary-after MS / --kill-backup-after MS
-                               SIGKILL that process this long after the backup has joined
+                               SIGKILL that process this long after the backup has joined;
+                               on a terminal, Ctrl-A k kills the primary, Ctrl-A b the backup
 status:   --port N             the replica's (or pair's) status port; --json for the raw data
 `;
 
@@ -311,6 +312,11 @@ export async function pairCommand(argv: string[]): Promise<number> {
       }
       if (killBackupAfterMs !== undefined) setTimeout(() => kill(backup), killBackupAfterMs).unref();
     };
+    terminal.escapeCommands.set('k', () => {
+      killedAtMs = Date.now();
+      kill(primary);
+    });
+    terminal.escapeCommands.set('b', () => kill(backup));
     const forwardInput = setInterval(() => forward(terminal, children), 10);
     for (const child of children) {
       void child.exited.then((code) => {

@@ -1,6 +1,7 @@
 /**
  * The guest's console on the host terminal: raw mode on a TTY (every key goes to the guest),
- * plain pipes otherwise. On a TTY, Ctrl-A x quits and Ctrl-A Ctrl-A sends a Ctrl-A, as in QEMU.
+ * plain pipes otherwise. On a TTY, Ctrl-A x quits and Ctrl-A Ctrl-A sends a Ctrl-A, as in QEMU;
+ * other Ctrl-A commands go to whoever registered for them (`pair`: Ctrl-A k kills the primary).
  */
 
 const ctrlA = 0x01;
@@ -34,6 +35,9 @@ export class TerminalConsole implements ConsolePort {
     this.wake();
   };
 
+  /** Ctrl-A commands besides x: key -> action. */
+  readonly escapeCommands = new Map<string, () => void>();
+
   constructor(
     private readonly input: NodeJS.ReadStream = process.stdin,
     private readonly output: NodeJS.WriteStream = process.stdout,
@@ -56,6 +60,11 @@ export class TerminalConsole implements ConsolePort {
         }
         if (byte === ctrlA) {
           this.pending.push(ctrlA);
+          continue;
+        }
+        const command = this.escapeCommands.get(String.fromCharCode(byte).toLowerCase());
+        if (command !== undefined) {
+          command();
           continue;
         }
       }

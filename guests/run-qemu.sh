@@ -7,8 +7,9 @@ cd "$(dirname "$0")" || exit 2
 QEMU="${QEMU:-qemu-system-riscv32}"
 CPU="${CPU:-rv32,c=false,f=false,d=false}"
 ICOUNT="${ICOUNT:-shift=0}"
-# Programs that need a prepared disk image run from test/disk.test.ts instead.
-needs_disk=" disk disk_ro virtio_hostile "
+# Programs that need a prepared disk image (or, for htif, Spike's host interface) run from the
+# node tests instead.
+needs_disk=" disk disk_ro virtio_hostile pair_workload pair_small sim_workload htif "
 if [ $# -eq 0 ]; then
     set -- $(for f in tests/*.c tests/*.S; do
         [ -e "$f" ] || continue

@@ -43,3 +43,9 @@ for (const name of selfChecking) {
     assert.deepEqual(ours.output.split('\n'), expected);
   });
 }
+
+test('HTIF: tohost carries a syscall block (SYS_write) and the exit status, as in Spike', async () => {
+  const run = await runGuest('htif');
+  assert.deepEqual(run.outcome, { kind: 'poweroff', status: 3 });
+  assert.equal(run.output, 'hello through HTIF\n');
+});

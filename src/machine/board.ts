@@ -196,7 +196,7 @@ export class Machine {
     const tohost = image.symbols.get('tohost');
     if (tohost !== undefined && this.ram.contains(tohost, 8) && tohost % 8 === 0) {
       this.htif = { tohost, fromhost: image.symbols.get('fromhost') };
-      this.ram.pageFlags[(tohost - ramBaseAddress) / pageBytes] = 1;
+      this.ram.pageFlags[Math.floor((tohost - ramBaseAddress) / pageBytes)] = 1;
     }
   }
 
@@ -411,7 +411,7 @@ export class Machine {
     const fromhost = reader.u32();
     this.htif = hasHtif ? { tohost, fromhost: hasFromhost ? fromhost : undefined } : undefined;
     this.ram.pageFlags.fill(0);
-    if (this.htif !== undefined) this.ram.pageFlags[(this.htif.tohost - ramBaseAddress) / pageBytes] = 1;
+    if (this.htif !== undefined) this.ram.pageFlags[Math.floor((this.htif.tohost - ramBaseAddress) / pageBytes)] = 1;
     this.outputs.length = 0;
     this.consoleBytes = [];
     const count = reader.uint();

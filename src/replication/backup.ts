@@ -17,6 +17,9 @@ import { guestOutcome, leaseMarginMs, validateOptions, type ReplicaIo, type Repl
 
 export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
 
+/** The most chunks a machine's state can take (RAM at most 2 GiB, 1 MiB chunks, room for devices). */
+const stateChunksMax = 2048 + 64;
+
 /** Exit statuses of a replica that stops for a reason of its own (not the guest's). */
 export const ReplicaExit = { rejected: 2, notLive: 3, divergence: 5, noState: 6 } as const;
 
@@ -130,6 +133,10 @@ export class BackupReplica {
 
   private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
     if (this.role !== 'joining') return;
+    if (total > stateChunksMax) {
+      this.finish(ReplicaExit.noState, `the primary announced a state of ${total} chunks, more than any machine needs`);
+      return;
+    }
     if (this.state === undefined || this.state.epoch !== epoch || this.state.total !== total) this.state = { epoch, total, chunks: [] };
     if (index !== this.state.chunks.length) {
       this.finish(ReplicaExit.noState, `state chunk ${index} arrived out of order (expected ${this.state.chunks.length})`);
@@ -229,6 +236,9 @@ export class BackupReplica {
       }
       const budget = entry.endRetired - machine.retiredInstructions;
       if (budget < 0) throw new DivergenceError(`epoch ${entry.epoch} ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
+      if (budget > this.options.epochInstructions) {
+        throw new DivergenceError(`epoch ${entry.epoch} claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
+      }
       this.environment.beginReplay(entry.epoch, entry.reads);
       const result = machine.run(budget);
       this.environment.endReplay();
@@ -245,7 +255,15 @@ export class BackupReplica {
     }
     this.track(entry.epoch, machine.takeOutputs());
     for (const event of entry.events) {
-      machine.applyEvent(event);
+      try {
+        machine.applyEvent(event);
+      } catch (error) {
+        // An event the primary's machine could not have produced (more console bytes than the
+        // UART takes, a completion for a disk that does not exist): refuse it, do not crash.
+        if (!(error instanceof RangeError)) throw error;
+        this.finish(ReplicaExit.divergence, `divergence: epoch ${entry.epoch}: the primary's ${event.kind} event does not apply here (${error.message})`);
+        return;
+      }
       if (event.kind === 'disk-completion') this.inFlight.delete(event.requestId);
       else if (event.kind === 'clock') this.environment.noteClock(event.mtime);
     }

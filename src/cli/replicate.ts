@@ -382,7 +382,8 @@ interface PairStatus {
 function servePairStatus(port: number, snapshot: () => unknown): http.Server {
   const server = http.createServer((_request, response) => {
     response.writeHead(200, { 'content-type': 'application/json' });
-    response.end(JSON.stringify(snapshot(), null, 2) + '\n');
+    // A replica with no report yet is null, not left out, so that the view still names it.
+    response.end(JSON.stringify(snapshot(), (_key, value: unknown) => (value === undefined ? null : value), 2) + '\n');
   });
   server.listen(port, '127.0.0.1');
   return server;

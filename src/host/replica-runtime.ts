@@ -28,6 +28,10 @@ const hostYieldIntervalMs = 5;
 export const connectRetryMs = 15_000;
 /** How often a replica reports its status to its parent (`pair`). */
 const statusReportIntervalMs = 250;
+/** The status view's log rate covers about this much recent time... */
+const rateWindowMs = 1000;
+/** ... from samples taken at most this often (so at most rateWindowMs / rateSampleIntervalMs + 2 are kept). */
+const rateSampleIntervalMs = 100;
 
 export interface Endpoint {
   readonly host: string;
@@ -217,7 +221,11 @@ class ReplicaRuntime implements ReplicaIo {
   private listen(): Promise<void> {
     return new Promise((resolve, reject) => {
       const server = net.createServer((socket) => this.accept(socket));
-      server.on('error', reject);
+      // A port in use or an address not on this host is bad input: one line, no stack trace.
+      server.on('error', (error: NodeJS.ErrnoException) => {
+        const { host, port } = this.options.endpoint;
+        reject(new ReplicaStartError(`cannot listen on ${host}:${port}: ${error.code ?? error.message}`));
+      });
       server.listen(this.options.endpoint.port, this.options.endpoint.host, () => {
         const address = server.address();
         const port = typeof address === 'object' && address !== null ? address.port : this.options.endpoint.port;
@@ -234,11 +242,14 @@ class ReplicaRuntime implements ReplicaIo {
     socket.setNoDelay(true);
     const decoder = new FrameDecoder();
     let joined = false;
+    /** This connection has been refused with a reason already. */
+    let refused = false;
     socket.on('data', (chunk: Buffer) => {
       let messages: Message[];
       try {
         messages = decoder.push(chunk);
       } catch (error) {
+        refused = true;
         this.refuse(socket, error);
         return;
       }
@@ -246,6 +257,7 @@ class ReplicaRuntime implements ReplicaIo {
       for (const message of messages) {
         if (!joined) {
           if (message.type !== 'hello') {
+            refused = true;
             this.refuse(socket, new ProtocolError('malformed', `expected a hello, got ${message.type}`));
             return;
           }
@@ -266,11 +278,17 @@ class ReplicaRuntime implements ReplicaIo {
       }
       this.wake();
     });
+    const peer = socket.remoteAddress ?? '?';
     const closed = (reason: string): void => {
       if (this.socket === socket) {
         this.socket = undefined;
         (this.core as PrimaryReplica).onDisconnect(reason);
         this.wake();
+      } else if (!joined && !refused && decoder.bufferedBytes > 0) {
+        // A peer that hung up in the middle of its first frame: say so, or it leaves no trace.
+        refused = true;
+        const how = reason === 'closed' ? 'closed' : `failed (${reason})`;
+        this.log(`refused a connection from ${peer}: a truncated frame (the connection ${how} after ${decoder.bufferedBytes} bytes of it)`);
       }
     };
     socket.on('error', (error) => closed(error.message));
@@ -405,17 +423,22 @@ class ReplicaRuntime implements ReplicaIo {
     this.statusServer = server;
   }
 
-  private rateSample = { atMs: 0, bytes: 0, rate: 0 };
+  /** Log byte counts at recent status calls, oldest first: at most one per rateSampleIntervalMs, none older than needed. */
+  private readonly rateSamples: { atMs: number; bytes: number }[] = [];
 
   status(): ReplicaProcessStatus {
     const core = this.core!.status();
-    // Log bytes per second, over the last second or so.
+    // Log bytes per second over the last second (or since the first status call, if that is
+    // more recent): from the oldest sample still inside the window to now.
     const now = performance.now();
     const bytes = core.logBytesSent + core.logBytesReceived;
-    if (now - this.rateSample.atMs >= 1000) {
-      this.rateSample = { atMs: now, bytes, rate: this.rateSample.atMs === 0 ? 0 : ((bytes - this.rateSample.bytes) * 1000) / (now - this.rateSample.atMs) };
-    }
-    return { ...core, logBytesPerSecond: Math.round(this.rateSample.rate), pid: process.pid, uptimeMs: Math.round(now) };
+    const samples = this.rateSamples;
+    const newest = samples[samples.length - 1];
+    if (newest === undefined || now - newest.atMs >= rateSampleIntervalMs) samples.push({ atMs: now, bytes });
+    while (samples.length > 2 && now - samples[1]!.atMs >= rateWindowMs) samples.shift();
+    const oldest = samples[0]!;
+    const rate = now > oldest.atMs ? ((bytes - oldest.bytes) * 1000) / (now - oldest.atMs) : 0;
+    return { ...core, logBytesPerSecond: Math.round(rate), pid: process.pid, uptimeMs: Math.round(now) };
   }
 
   /** The replica is done: late socket events must change nothing any more. */

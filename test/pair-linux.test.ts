@@ -1,0 +1,188 @@
+/**
+ * Unmodified Linux on a primary/backup pair, as two processes the test starts itself
+ * (`understudy primary` and `understudy backup`), so that it controls the kill and knows
+ * whose console to type into: each role's console is its own stdin/stdout, and only the live
+ * replica's guest sees what is typed (the backup holds its stdin until it goes live).
+ *
+ * Files written in /data before the primary is SIGKILLed must be intact on the backup after
+ * it takes over; the backup carries on the shell, writes more, powers off with status 0, and
+ * the ext2 image is checked from the host with debugfs and e2fsck.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { repoRoot } from './helpers.js';
+import { ConsoleSession, shellPrompt } from './support/console-session.js';
+import { freePort, scratchDirectory } from './support/replica-processes.js';
+
+const kernel = path.join(repoRoot, '.cache/linux/Image');
+const bootTimeoutMs = 120_000;
+const testTimeoutMs = 200_000;
+
+function debugfs(image: string, request: string): string {
+  const result = spawnSync('debugfs', ['-R', request, image], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  return result.stdout;
+}
+
+/** Waits until a session's stderr (its --verbose log) matches. */
+async function waitForLog(session: ConsoleSession, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(session.stderr);
+    if (match !== null) return match;
+    if (session.process.exitCode !== null) throw new Error(`the process exited (${session.process.exitCode}) before its log showed ${pattern}:\n${session.tail()}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${pattern} in the log:\n${session.tail()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+interface LinuxPair {
+  readonly image: string;
+  readonly primary: ConsoleSession;
+  readonly backup: ConsoleSession;
+}
+
+/**
+ * A fresh ext2 data disk, a primary listening on a free port, a backup following it, and
+ * Linux booted to its shell on the primary's console.
+ */
+async function startLinuxPair(directory: string): Promise<LinuxPair> {
+  const image = path.join(directory, 'data.img');
+  const mkfs = spawnSync('mkfs.ext2', ['-q', '-F', '-L', 'data', image, '16M'], { encoding: 'utf8' });
+  assert.equal(mkfs.status, 0, mkfs.stderr);
+  const port = await freePort();
+  const common = ['--guest', 'linux', '--disk', image, '--arbiter', path.join(directory, 'arbiter'), '--verbose'];
+  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, ...common]);
+  await waitForLog(primary, /listening on 127\.0\.0\.1:\d+/, 30_000);
+  const backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, ...common]);
+  const mounted = await primary.waitFor('understudy: /data mounted', bootTimeoutMs);
+  await primary.waitFor(shellPrompt, 30_000, mounted);
+  await waitForLog(backup, /following from epoch \d+/, 10_000);
+  await waitForLog(primary, /backup joined at epoch \d+/, 10_000);
+  return { image, primary, backup };
+}
+
+/** SIGKILLs the primary; waits for the backup to go live; returns how long that took. */
+async function killPrimary({ primary, backup }: LinuxPair): Promise<{ promotedMs: number; line: string }> {
+  const killedAt = performance.now();
+  primary.kill();
+  const promoted = await waitForLog(backup, /promoted: live from epoch \d+.*/, 15_000);
+  const promotedMs = performance.now() - killedAt;
+  assert.equal(await primary.exit(10_000), null, 'the primary died of the signal');
+  assert.equal(primary.process.signalCode, 'SIGKILL');
+  await waitForLog(backup, /role: solo/, 5_000);
+  return { promotedMs, line: promoted[0] };
+}
+
+/**
+ * The first command typed into the new primary. Console bytes the failover repeats may still
+ * be on their way (a repeated prompt among them), so it waits for the command's own output and
+ * the prompt after it, not for the first prompt. Returns what the backup printed before the
+ * echo of the command.
+ */
+async function firstCommandAfterFailover(backup: ConsoleSession): Promise<string> {
+  const command = 'echo the backup is live';
+  backup.type(`${command}\n`);
+  const output = await backup.waitFor(/\nthe backup is live\r?\n/, 30_000);
+  await backup.waitFor(shellPrompt, 30_000, output);
+  const echo = backup.text.indexOf(command);
+  assert.ok(echo >= 0, backup.tail());
+  return backup.text.slice(0, echo);
+}
+
+function fsck(image: string): void {
+  const result = spawnSync('e2fsck', ['-fn', image], { encoding: 'utf8' });
+  assert.equal(result.status, 0, `e2fsck finds the disk clean:\n${result.stdout}${result.stderr}`);
+}
+
+test('the Linux guest is built (linux/build.sh, run by the set-up)', () => {
+  assert.ok(fs.existsSync(kernel), `${kernel} is missing: run linux/build.sh`);
+});
+
+test('Linux on a pair: files written before the primary is killed survive on the backup, which carries on and powers off', { timeout: testTimeoutMs }, async (t) => {
+  const directory = scratchDirectory('pair-linux');
+  let pair: LinuxPair | undefined;
+  try {
+    pair = await startLinuxPair(directory);
+    const { image, primary, backup } = pair;
+
+    // Before the failover: type into the primary.
+    assert.equal((await primary.command('mkdir /data/ha')).trim(), '');
+    await primary.command('write /data/ha/first.txt written on the primary before the failover');
+    await primary.command('echo a second file, line one > /data/ha/second.txt');
+    await primary.command('echo a second file, line two >> /data/ha/second.txt');
+    assert.equal((await primary.command('cat /data/ha/second.txt')).trim(), 'a second file, line one\na second file, line two');
+    await primary.command('sync');
+    // P3: the backup printed nothing while it followed.
+    assert.equal(backup.text, '', 'the backup prints nothing while the primary lives');
+
+    const { promotedMs, line } = await killPrimary(pair);
+    t.diagnostic(`the backup was live ${promotedMs.toFixed(0)} ms after the SIGKILL (${line})`);
+
+    // After the failover: type into the backup. What it printed first continues the stream
+    // the primary printed (repeating a little of its end, at most).
+    const repeated = await firstCommandAfterFailover(backup);
+    assert.ok(primary.text.endsWith(repeated), `the backup's first output repeats the end of the primary's: ${JSON.stringify(repeated)}`);
+    assert.equal((await backup.command('cat /data/ha/first.txt')).trim(), 'written on the primary before the failover');
+    assert.equal((await backup.command('cat /data/ha/second.txt')).trim(), 'a second file, line one\na second file, line two');
+    await backup.command('write /data/ha/third.txt written on the backup after the failover');
+    const listing = await backup.command('ls /data/ha');
+    for (const name of ['first.txt', 'second.txt', 'third.txt']) assert.match(listing, new RegExp(`\\b${name.replace('.', '\\.')}\\b`), listing);
+    await backup.command('sync');
+    backup.type('poweroff\n');
+    assert.equal(await backup.exit(60_000), 0, backup.tail());
+    assert.match(backup.text, /reboot: Power down/);
+
+    assert.equal(debugfs(image, 'cat /ha/first.txt'), 'written on the primary before the failover\n');
+    assert.equal(debugfs(image, 'cat /ha/second.txt'), 'a second file, line one\na second file, line two\n');
+    assert.equal(debugfs(image, 'cat /ha/third.txt'), 'written on the backup after the failover\n');
+    fsck(image);
+  } finally {
+    pair?.primary.kill();
+    pair?.backup.kill();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test('Linux on a pair: the primary dies in the middle of a disk benchmark; the backup finishes it', { timeout: testTimeoutMs }, async (t) => {
+  const directory = scratchDirectory('pair-linux');
+  let pair: LinuxPair | undefined;
+  try {
+    pair = await startLinuxPair(directory);
+    const { image, primary, backup } = pair;
+    await primary.command('write /data/before.txt the primary wrote this first');
+    await primary.command('sync');
+
+    // diskbench writes, fsyncs, reads back and checks 2 MiB: kill the primary while it works,
+    // with disk requests in flight (the backup re-issues them, P8).
+    const start = primary.text.length;
+    primary.type('diskbench 2\n');
+    await primary.waitFor('diskbench 2', 10_000, start);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.ok(!primary.text.slice(start).includes(shellPrompt), `the benchmark was still running at the kill:\n${primary.tail()}`);
+    const { promotedMs, line } = await killPrimary(pair);
+    t.diagnostic(`the backup was live ${promotedMs.toFixed(0)} ms after the SIGKILL (${line})`);
+
+    // The command the primary's guest had read goes on on the backup, to its end.
+    const end = await backup.waitFor(/diskbench: (OK|.*FAIL.*)\r?\n/, 120_000);
+    assert.match(backup.text.slice(0, end), /diskbench: OK\r?\n$/, backup.tail());
+    t.diagnostic(backup.text.slice(0, end).replace(/\r/g, '').trim().split('\n').join(' | '));
+    await backup.waitFor(shellPrompt, 30_000, end);
+    await firstCommandAfterFailover(backup);
+    assert.equal((await backup.command('cat /data/before.txt')).trim(), 'the primary wrote this first');
+    assert.match(await backup.command('ls /data'), /\bbench\.bin\b/);
+    backup.type('poweroff\n');
+    assert.equal(await backup.exit(60_000), 0, backup.tail());
+
+    assert.equal(debugfs(image, 'cat /before.txt'), 'the primary wrote this first\n');
+    assert.match(debugfs(image, 'stat /bench.bin'), /Size: 2097152\b/);
+    fsck(image);
+  } finally {
+    pair?.primary.kill();
+    pair?.backup.kill();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,388 @@
+/**
+ * `understudy pair` with real processes on loopback and real SIGKILL: the primary and the
+ * backup are child processes of the pair, and --kill-primary-after / --kill-backup-after
+ * kill one of them that long after the backup has joined. Whatever dies, the world must see
+ * one machine: exit status 0, the console of a failure-free run (with no more than the
+ * bounded repeats P8 allows after a failover, and nothing missing), and exactly the disk
+ * image a failure-free run leaves.
+ *
+ * The kill moments come from a seeded generator and are printed before the trials run; a
+ * failing trial names its command line, which replays it (the moment, not the exact timing).
+ * UNDERSTUDY_PAIR_SEED=N picks other moments.
+ *
+ * Needs `npx tsc -p tsconfig.json && make -C guests` first.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { guestElf } from './helpers.js';
+import { Prng } from '../src/replication/simulator/prng.js';
+import {
+  checkConsoleWithRepeats, createBlankDiskImage, expectedConsole, expectedDiskImage, fullShape, smallShape, type WorkloadShape,
+} from './support/pair-workload.js';
+import {
+  assertImage, CliProcess, describeResult, failoverLines, firstDifference, freePort, median, runCli, scratchDirectory, type FailoverLine,
+} from './support/replica-processes.js';
+
+/**
+ * A pair run of the full workload takes 2-3 s (boot ~0.3 s per process, the state transfer,
+ * then about 2 s of guest); the limits leave room for a loaded machine.
+ */
+const runTimeoutMs = 45_000;
+const testTimeoutMs = 60_000;
+
+interface Workload {
+  readonly name: 'full' | 'small';
+  readonly elf: string;
+  readonly shape: WorkloadShape;
+  /**
+   * Kill moments (ms after the backup joined) that fall inside the run: the full workload
+   * runs 1.4-2.4 s after the join on this 2-core machine, the small one 0.5-1.5 s, depending
+   * on the load. (A kill that comes too late is retried earlier: see runWithKill.)
+   */
+  readonly killWindowMs: readonly [number, number];
+}
+
+const workloads: Record<'full' | 'small', Workload> = {
+  full: { name: 'full', elf: guestElf('pair_workload'), shape: fullShape, killWindowMs: [50, 1300] },
+  small: { name: 'small', elf: guestElf('pair_small'), shape: smallShape, killWindowMs: [50, 450] },
+};
+
+interface Trial {
+  readonly workload: Workload;
+  readonly variant: string;
+  readonly options: readonly string[];
+  readonly killAfterMs: number;
+}
+
+/** Runs `pair` on a fresh blank image; returns the result and the image's path. */
+async function runPair(workload: Workload, options: readonly string[], body?: (pair: CliProcess) => Promise<void>) {
+  const directory = scratchDirectory('pair');
+  const image = path.join(directory, 'disk.img');
+  createBlankDiskImage(image, workload.shape);
+  const args = ['pair', '--kernel', workload.elf, '--disk', image, '--arbiter', path.join(directory, 'arbiter'), ...options];
+  const pair = new CliProcess(args, { timeoutMs: runTimeoutMs });
+  try {
+    if (body !== undefined) await body(pair);
+    const result = await pair.done;
+    return { result, image, directory, replay: `node bin/understudy.js ${args.join(' ')}` };
+  } finally {
+    pair.killGroup();
+  }
+}
+
+function cleanUp(directory: string): void {
+  fs.rmSync(directory, { recursive: true, force: true });
+}
+
+// -------------------------------------------------------------------------------------------
+// a. no failure
+
+test('pair, no failure: exit 0, exactly the console and the image of one machine', { timeout: testTimeoutMs }, async () => {
+  const { result, image, directory } = await runPair(workloads.full, []);
+  try {
+    assert.equal(result.status, 0, describeResult(result));
+    assert.ok(result.stdout === expectedConsole(), `console differs at ${firstDifference(result.stdout, expectedConsole())}`);
+    assert.equal(result.stderr, '', 'a failure-free pair says nothing on stderr');
+    assertImage(image, expectedDiskImage());
+  } finally {
+    cleanUp(directory);
+  }
+});
+
+// -------------------------------------------------------------------------------------------
+// b. the primary dies
+
+const seed = Number(process.env['UNDERSTUDY_PAIR_SEED'] ?? 1995);
+
+/**
+ * The primary-kill trials: mostly the defaults, some of each variant, most on the full
+ * workload. Kill moments are spread evenly over each workload's window (one random moment in
+ * each of as many equal slices as there are trials), in a seeded random order.
+ */
+function primaryTrials(): Trial[] {
+  const prng = new Prng(seed);
+  const plan: { workload: Workload; variant: string; options: string[] }[] = [];
+  const add = (count: number, workload: Workload, variant: string, options: string[]): void => {
+    for (let i = 0; i < count; i++) plan.push({ workload, variant, options });
+  };
+  add(8, workloads.full, 'defaults', []);
+  add(4, workloads.small, 'defaults', []);
+  add(3, workloads.full, 'original protocol', ['--protocol', 'original']);
+  add(3, workloads.full, 'uncertain pending I/O', ['--pending-io', 'uncertain']);
+  add(1, workloads.small, 'original protocol, uncertain pending I/O', ['--protocol', 'original', '--pending-io', 'uncertain']);
+  add(2, workloads.full, 'small epochs', ['--epoch', '20000']);
+  add(2, workloads.full, 'large epochs', ['--epoch', '1000000']);
+  return spreadKills(prng, plan);
+}
+
+function spreadKills(prng: Prng, plan: readonly { workload: Workload; variant: string; options: string[] }[]): Trial[] {
+  const slices = plan.map((_, index) => index);
+  for (let i = slices.length - 1; i > 0; i--) {
+    const j = prng.int(0, i);
+    [slices[i], slices[j]] = [slices[j]!, slices[i]!];
+  }
+  return plan.map(({ workload, variant, options }, index) => {
+    const [low, high] = workload.killWindowMs;
+    const killAfterMs = Math.round(low + ((high - low) * (slices[index]! + prng.float())) / plan.length);
+    return { workload, variant, options, killAfterMs };
+  });
+}
+
+const trials = primaryTrials();
+const failovers: { trial: Trial; line: FailoverLine }[] = [];
+
+console.log(
+  `pair.test: seed ${seed}; primary kill moments (ms after the join):\n` +
+    trials.map((trial, index) => `  ${String(index + 1).padStart(2)}. ${trial.killAfterMs} ms, ${trial.workload.name} workload, ${trial.variant}`).join('\n'),
+);
+
+/**
+ * Runs a trial: `pair` with --kill-<victim>-after. On a fast moment of the machine the guest
+ * may finish before the kill; that run must then be a correct failure-free one, and the trial
+ * is run again with the moment halved (at most twice), so that every trial kills something.
+ */
+async function runWithKill(trial: Trial, victim: 'primary' | 'backup', t: { diagnostic(message: string): void }) {
+  let killAfterMs = trial.killAfterMs;
+  for (let attempt = 1; ; attempt++) {
+    const run = await runPair(trial.workload, [...trial.options, `--kill-${victim}-after`, String(killAfterMs)]);
+    const killed = new RegExp(`killing the ${victim} \\(pid \\d+\\) with SIGKILL`).test(run.result.stderr);
+    if (killed || attempt === 3) return { ...run, killAfterMs, context: `\nreplay: ${run.replay}\n${describeResult(run.result)}` };
+    try {
+      assert.equal(run.result.status, 0, describeResult(run.result));
+      assert.ok(run.result.stdout === expectedConsole(trial.workload.shape), `console differs at ${firstDifference(run.result.stdout, expectedConsole(trial.workload.shape))}`);
+      assertImage(run.image, expectedDiskImage(trial.workload.shape));
+    } finally {
+      cleanUp(run.directory);
+    }
+    t.diagnostic(`the guest finished before the kill at ${killAfterMs} ms; again at ${Math.max(50, Math.floor(killAfterMs / 2))} ms`);
+    killAfterMs = Math.max(50, Math.floor(killAfterMs / 2));
+  }
+}
+
+for (const [index, trial] of trials.entries()) {
+  const name = `kill the primary ${trial.killAfterMs} ms after the join (${trial.workload.name} workload, ${trial.variant}): the backup takes over`;
+  test(`trial ${index + 1}: ${name}`, { timeout: testTimeoutMs }, async (t) => {
+    const { result, image, directory, context, killAfterMs } = await runWithKill(trial, 'primary', t);
+    try {
+      assert.equal(result.status, 0, context);
+      assert.match(result.stderr, /killing the primary \(pid \d+\) with SIGKILL/, `the guest finished before the kill, three times${context}`);
+      assert.match(result.stderr, /the backup went live/, context);
+      const lines = failoverLines(result.stderr);
+      assert.equal(lines.length, 1, `one failover${context}`);
+      failovers.push({ trial: { ...trial, killAfterMs }, line: lines[0]! });
+      t.diagnostic(`went live after ${lines[0]!.liveAfterMs} ms${lines[0]!.sinceKillMs === undefined ? '' : `, ${lines[0]!.sinceKillMs} ms after the kill`} (${lines[0]!.reason})`);
+      const check = checkConsoleWithRepeats(result.stdout, { shape: trial.workload.shape });
+      assert.ok(check.ok, `console: ${check.reason}${context}`);
+      assertImage(image, expectedDiskImage(trial.workload.shape), context);
+    } finally {
+      cleanUp(directory);
+    }
+  });
+}
+
+test('failover times of the primary-kill trials', (t) => {
+  if (failovers.length === 0) {
+    t.skip('no primary-kill trial got as far as its failover');
+    return;
+  }
+  const live = failovers.map((entry) => entry.line.liveAfterMs);
+  const sinceKill = failovers.flatMap((entry) => (entry.line.sinceKillMs === undefined ? [] : [entry.line.sinceKillMs]));
+  t.diagnostic(
+    `went live after (ms): ${failovers.map((entry) => `${entry.trial.killAfterMs}->${entry.line.liveAfterMs}`).join(' ')}; ` +
+      `min ${Math.min(...live)}, median ${median(live)}, max ${Math.max(...live)}` +
+      (sinceKill.length === 0 ? '' : `; after the kill: min ${Math.min(...sinceKill)}, median ${median(sinceKill)}, max ${Math.max(...sinceKill)}`),
+  );
+  console.log(`pair.test: failover times (kill moment -> live after, ms): ${failovers.map((entry) => `${entry.trial.killAfterMs}->${entry.line.liveAfterMs}`).join(', ')}`);
+  // A killed process closes its socket: the backup notices at once and waits out the lease
+  // (200 ms by default) before it goes live; seconds would mean it waited for a timeout.
+  for (const { trial, line } of failovers) assert.ok(line.liveAfterMs < 2000, `trial at ${trial.killAfterMs} ms took ${line.liveAfterMs} ms to go live`);
+});
+
+// -------------------------------------------------------------------------------------------
+// c. the backup dies
+
+const backupTrials = spreadKills(new Prng(seed + 1), [
+  { workload: workloads.full, variant: 'defaults', options: [] },
+  { workload: workloads.full, variant: 'defaults', options: [] },
+  { workload: workloads.full, variant: 'original protocol', options: ['--protocol', 'original'] },
+  { workload: workloads.full, variant: 'small epochs', options: ['--epoch', '20000'] },
+  { workload: workloads.small, variant: 'defaults', options: [] },
+]);
+console.log(`pair.test: backup kill moments (ms after the join): ${backupTrials.map((trial) => `${trial.killAfterMs} (${trial.workload.name}, ${trial.variant})`).join(', ')}`);
+
+for (const trial of backupTrials) {
+  test(`kill the backup ${trial.killAfterMs} ms after the join (${trial.workload.name} workload, ${trial.variant}): the primary finishes alone`, { timeout: testTimeoutMs }, async (t) => {
+    const { result, image, directory, context } = await runWithKill(trial, 'backup', t);
+    try {
+      assert.equal(result.status, 0, context);
+      assert.match(result.stderr, /killing the backup \(pid \d+\) with SIGKILL/, `the guest finished before the kill, three times${context}`);
+      assert.doesNotMatch(result.stderr, /went live/, context);
+      // The primary never re-executes anything: no repeats at all.
+      const expected = expectedConsole(trial.workload.shape);
+      assert.ok(result.stdout === expected, `console differs at ${firstDifference(result.stdout, expected)}${context}`);
+      assertImage(image, expectedDiskImage(trial.workload.shape), context);
+    } finally {
+      cleanUp(directory);
+    }
+  });
+}
+
+// -------------------------------------------------------------------------------------------
+// d. the status view
+
+interface StatusPoll {
+  readonly atMs: number;
+  readonly text: string;
+}
+
+/**
+ * `understudy status --port P` as a user runs it, back to back until the pair is done; every
+ * third view with --json.
+ */
+async function pollStatus(port: number, pair: CliProcess): Promise<{ human: StatusPoll[]; json: StatusPoll[] }> {
+  const human: StatusPoll[] = [];
+  const json: StatusPoll[] = [];
+  const started = performance.now();
+  for (let count = 0; !pair.exited; count++) {
+    const asJson = count % 3 === 2;
+    const result = await runCli(['status', '--port', String(port), ...(asJson ? ['--json'] : [])], 10_000);
+    if (result.status === 0) (asJson ? json : human).push({ atMs: performance.now() - started, text: result.stdout });
+    else assert.match(result.stderr, /^understudy: no status at 127\.0\.0\.1:\d+: .*ECONNREFUSED/, describeResult(result));
+  }
+  return { human, json };
+}
+
+interface ReplicaLine {
+  readonly pid: number;
+  readonly exited: boolean;
+  readonly role: string;
+  readonly epoch: number;
+  readonly lag: number;
+  readonly logKiBPerSecond: number;
+  readonly generation: number;
+}
+
+/** One replica's line of the human status view. */
+function replicaLine(text: string, name: 'primary' | 'backup'): ReplicaLine | undefined {
+  const pattern = new RegExp(
+    `^${name} +pid (\\d+)( \\(exited\\))?: (\\w+), epoch (\\d+), lag (-?\\d+) epochs, log ([\\d.]+) KiB/s, outputs waiting (\\d+), generation (\\d+)$`,
+    'm',
+  );
+  const match = pattern.exec(text);
+  if (match === null) return undefined;
+  return {
+    pid: Number(match[1]),
+    exited: match[2] !== undefined,
+    role: match[3]!,
+    epoch: Number(match[4]),
+    lag: Number(match[5]),
+    logKiBPerSecond: Number(match[6]),
+    generation: Number(match[8]),
+  };
+}
+
+test('status view: `understudy status` shows the roles, epochs advancing, the log rate, then the failover', { timeout: testTimeoutMs }, async () => {
+  const port = await freePort();
+  let human: StatusPoll[] = [];
+  let json: StatusPoll[] = [];
+  const killAfterMs = 700;
+  const { result, image, directory, replay } = await runPair(
+    workloads.full,
+    ['--status-port', String(port), '--kill-primary-after', String(killAfterMs)],
+    async (pair) => {
+      ({ human, json } = await pollStatus(port, pair));
+    },
+  );
+  const context = `\nreplay: ${replay}\n${describeResult(result)}\n--- status polls\n${human.map((poll) => `@${poll.atMs.toFixed(0)} ms\n${poll.text}`).join('')}`;
+  try {
+    assert.equal(result.status, 0, context);
+    assert.ok(checkConsoleWithRepeats(result.stdout).ok, context);
+    assertImage(image, expectedDiskImage(), context);
+    assert.ok(human.length >= 4, `at least four views during the run${context}`);
+
+    // Every view names both replicas (or says there is no report yet), and the failover.
+    for (const poll of human) {
+      assert.match(poll.text, /^primary\b/m, `a line for the primary${context}`);
+      assert.match(poll.text, /^backup\b/m, `a line for the backup${context}`);
+      assert.match(poll.text, /^(no failover so far|failover: .*)$/m, context);
+    }
+
+    // Before the kill: a primary and a backup, in generation 1, with a log flowing. (The
+    // pair's view holds each replica's latest report, taken at different moments: the backup
+    // may look ahead of the primary.)
+    const protectedViews = human.flatMap((poll) => {
+      const primary = replicaLine(poll.text, 'primary');
+      const backup = replicaLine(poll.text, 'backup');
+      const both = primary !== undefined && backup !== undefined && !primary.exited && primary.role === 'primary' && backup.role === 'backup';
+      return both && /no failover so far/.test(poll.text) ? [{ primary, backup }] : [];
+    });
+    assert.ok(protectedViews.length >= 1, `a view of the protected pair${context}`);
+    for (const { primary, backup } of protectedViews) {
+      assert.equal(primary.generation, 1, context);
+      assert.equal(backup.generation, 1, context);
+      assert.notEqual(primary.pid, backup.pid, context);
+      assert.ok(primary.lag >= 0 && backup.lag >= 0, context);
+    }
+    assert.ok(
+      protectedViews.some((view) => view.primary.logKiBPerSecond > 0 || view.backup.logKiBPerSecond > 0),
+      `a non-zero log rate while the pair runs${context}`,
+    );
+    // The live machine's epochs advance: the primary's, then the new primary's. (Not strictly
+    // from view to view: the new primary starts after the last epoch the backup received,
+    // which may be a little before the last one the old primary reported.)
+    const liveEpochs = human.flatMap((poll) => {
+      const primary = replicaLine(poll.text, 'primary');
+      const backup = replicaLine(poll.text, 'backup');
+      if (backup?.role === 'solo') return [backup.epoch];
+      return primary !== undefined && !primary.exited ? [primary.epoch] : [];
+    });
+    assert.ok(liveEpochs.length >= 2 && liveEpochs[liveEpochs.length - 1]! > liveEpochs[0]!, `the epochs advance (${liveEpochs.join(', ')})${context}`);
+
+    // After the kill: the primary has exited, the backup is alone in generation 2, and the
+    // view says when the failover happened and how long it took.
+    const after = human.filter((poll) => /^failover: /m.test(poll.text));
+    assert.ok(after.length >= 1, `a view after the failover${context}`);
+    const last = after[after.length - 1]!.text;
+    assert.equal(replicaLine(last, 'primary')?.exited, true, context);
+    const promoted = replicaLine(last, 'backup');
+    assert.equal(promoted?.role, 'solo', context);
+    assert.equal(promoted?.generation, 2, context);
+    assert.match(last, /^ +last failover: live \d+ ms after the primary was declared failed \(it had been silent \d+ ms\)$/m, context);
+    const failover = /^failover: (.+); the backup was live (\d+) ms later, from epoch (\d+) \((\d+) disk request\(s\) settled, (\d+) console byte\(s\) repeated\)$/m.exec(last);
+    assert.ok(failover !== null, context);
+    assert.match(failover[1]!, /connection closed|nothing heard/, context);
+    const stderrLine = failoverLines(result.stderr)[0];
+    assert.ok(stderrLine !== undefined, context);
+    assert.equal(Number(failover[2]), stderrLine.liveAfterMs, `the view and the log agree on how long it took${context}`);
+
+    // --json: the same data, as JSON.
+    assert.ok(json.length >= 2, context);
+    for (const poll of json) {
+      const parsed = JSON.parse(poll.text) as Record<string, unknown>;
+      assert.ok(typeof parsed === 'object' && parsed !== null, context);
+      for (const key of ['primary', 'backup']) {
+        const replica = parsed[key] as Record<string, unknown> | null | undefined;
+        if (replica === null || replica === undefined) continue;
+        for (const field of ['pid', 'epoch', 'lagEpochs', 'logBytesPerSecond', 'outputsWaiting', 'generation']) {
+          assert.equal(typeof replica[field], 'number', `${key}.${field} in ${poll.text}`);
+        }
+        assert.equal(typeof replica['role'], 'string', poll.text);
+      }
+    }
+    const lastJson = JSON.parse(json[json.length - 1]!.text) as {
+      primary?: { role: string; epoch: number };
+      backup?: { role: string; generation: number; lastFailover?: { tookMs: number; detectionMs: number } };
+      failover?: { liveAtMs: number; detectedAtMs: number; epoch: number; reason: string };
+    };
+    if (lastJson.failover !== undefined && lastJson.failover !== null) {
+      assert.ok(lastJson.failover.liveAtMs >= lastJson.failover.detectedAtMs, context);
+      assert.equal(lastJson.backup?.role, 'solo', context);
+      assert.equal(typeof lastJson.backup?.lastFailover?.tookMs, 'number', context);
+    }
+    assert.ok(json.some((poll) => (JSON.parse(poll.text) as { primary?: { role?: string } }).primary?.role === 'primary'), `a JSON view of the running primary${context}`);
+  } finally {
+    cleanUp(directory);
+  }
+});

@@ -291,9 +291,9 @@ export async function pairCommand(argv: string[]): Promise<number> {
           child.finished = { status: message.status, reason: message.reason };
         } else if (message.type === 'failover') {
           status.failover = message.report;
-          const tookMs = Math.round(message.report.liveAtMs - message.report.detectedAtMs);
-          const sinceKill = killedAtMs === undefined ? '' : `, ${Math.round(message.wallClockMs - killedAtMs)} ms after the kill`;
-          process.stderr.write(`\nunderstudy: the primary failed (${message.report.reason}); the backup went live after ${tookMs} ms${sinceKill}\n`);
+          const leaseMs = Math.round(message.report.liveAtMs - message.report.detectedAtMs);
+          const when = killedAtMs === undefined ? `${leaseMs} ms after detecting it` : `${Math.round(message.wallClockMs - killedAtMs)} ms after the kill`;
+          process.stderr.write(`\nunderstudy: the primary failed (${message.report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
         } else if (message.type === 'log') {
           if (replication.verbose) process.stderr.write(`[${child.name}] ${message.line}\n`);
         }
@@ -433,8 +433,8 @@ export function formatStatus(status: unknown): string {
     const r = value as Partial<ReplicaProcessStatus> & { exited?: boolean };
     const rate = r.logBytesPerSecond === undefined ? '?' : `${(r.logBytesPerSecond / 1024).toFixed(1)} KiB/s`;
     lines.push(
-      `${name.padEnd(8)} pid ${r.pid ?? '?'}${r.exited === true ? ' (exited)' : ''}: ${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
-        `lag ${r.lagEpochs ?? '?'} epochs, log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}`,
+      `${name.padEnd(8)} pid ${r.pid ?? '?'}: ${r.exited === true ? 'exited (last report: ' : ''}${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
+        `lag ${r.lagEpochs ?? '?'} epochs, log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}${r.exited === true ? ')' : ''}`,
     );
     if (r.lastFailover !== undefined && r.lastFailover !== null) {
       lines.push(`         last failover: live ${Math.round(r.lastFailover.tookMs)} ms after the primary was declared failed (it had been silent ${Math.round(r.lastFailover.detectionMs)} ms)`);

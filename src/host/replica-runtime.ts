@@ -26,6 +26,10 @@ import type { DiskImage } from './disk-image.js';
 const hostYieldIntervalMs = 5;
 /** How long a backup keeps trying, by default, to reach a primary that is not listening yet. */
 export const connectRetryMs = 15_000;
+/** A connection to the primary must say hello within this long. */
+const helloTimeoutMs = 5000;
+/** Connections that have not said hello yet, at most (more are closed at once). */
+const unjoinedConnectionsMax = 8;
 /** How often a replica reports its status to its parent (`pair`). */
 const statusReportIntervalMs = 250;
 /** The status view's log rate covers about this much recent time... */
@@ -238,12 +242,32 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   /** A backup connects: its first frame must be a hello. */
+  private unjoined = 0;
+
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true);
+    const peer = socket.remoteAddress ?? '?';
+    if (this.unjoined >= unjoinedConnectionsMax) {
+      this.log(`refused a connection from ${peer}: ${unjoinedConnectionsMax} others have not said hello yet`);
+      socket.destroy();
+      return;
+    }
+    this.unjoined++;
+    let counted = true;
+    const settle = (): void => {
+      if (counted) this.unjoined--;
+      counted = false;
+    };
     const decoder = new FrameDecoder();
     let joined = false;
     /** This connection has been refused with a reason already. */
     let refused = false;
+    const helloTimer = setTimeout(() => {
+      if (joined || refused) return;
+      refused = true;
+      this.refuse(socket, new ProtocolError('malformed', `no hello within ${helloTimeoutMs} ms`));
+    }, helloTimeoutMs);
+    helloTimer.unref();
     socket.on('data', (chunk: Buffer) => {
       let messages: Message[];
       try {
@@ -272,14 +296,16 @@ class ReplicaRuntime implements ReplicaIo {
             return;
           }
           joined = true;
+          settle();
           continue;
         }
         primary.onMessage(message);
       }
       this.wake();
     });
-    const peer = socket.remoteAddress ?? '?';
     const closed = (reason: string): void => {
+      clearTimeout(helloTimer);
+      settle();
       if (this.socket === socket) {
         this.socket = undefined;
         (this.core as PrimaryReplica).onDisconnect(reason);
@@ -295,6 +321,7 @@ class ReplicaRuntime implements ReplicaIo {
     socket.on('close', () => closed('closed'));
   }
 
+  /** Closes a connection that sent something wrong, telling the peer why (if it can read us). */
   private refuse(socket: net.Socket, error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
     this.log(`refused a connection from ${socket.remoteAddress ?? '?'}: ${reason}`);
@@ -302,7 +329,9 @@ class ReplicaRuntime implements ReplicaIo {
       this.socket = undefined;
       (this.core as PrimaryReplica).onDisconnect(reason);
     }
-    socket.destroy();
+    const code = error instanceof ProtocolError && error.code === 'version' ? 'version' : 'malformed';
+    socket.end(encodeMessage({ type: 'reject', code, reason }));
+    setTimeout(() => socket.destroy(), 1000).unref();
     this.wake();
   }
 

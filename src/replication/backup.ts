@@ -198,8 +198,9 @@ export class BackupReplica {
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
     const now = this.io.nowMs();
     if (this.role === 'joining') {
-      if (this.disconnected !== undefined || now - this.lastHeardMs > this.options.failureTimeoutMs) {
-        return this.finish(ReplicaExit.noState, `the primary went away before this backup had its state (${this.disconnected ?? 'timeout'})`);
+      if (this.disconnected !== undefined) return this.finish(ReplicaExit.noState, `could not join the primary: ${this.disconnected}`);
+      if (now - this.lastHeardMs > this.options.failureTimeoutMs) {
+        return this.finish(ReplicaExit.noState, `could not join the primary: no answer within ${this.options.failureTimeoutMs} ms`);
       }
       return { kind: 'blocked', untilMs: this.lastHeardMs + this.options.failureTimeoutMs + 1 };
     }

@@ -161,8 +161,12 @@ export function assertImage(file: string, expected: Uint8Array, context = ''): v
   }
 }
 
-/** What `pair` says on stderr when the backup goes live: how long it took (and since the kill). */
+/**
+ * What `pair` says on stderr when the backup goes live: since the kill (when `pair` killed
+ * the primary) or since the failure was detected, and how much of that was the lease wait.
+ */
 export interface FailoverLine {
+  /** From the detection to going live: the lease wait. */
   readonly liveAfterMs: number;
   readonly sinceKillMs: number | undefined;
   readonly reason: string;
@@ -170,8 +174,9 @@ export interface FailoverLine {
 
 export function failoverLines(stderr: string): FailoverLine[] {
   const lines: FailoverLine[] = [];
-  for (const match of stderr.matchAll(/the primary failed \((.*)\); the backup went live after (\d+) ms(?:, (\d+) ms after the kill)?/g)) {
-    lines.push({ reason: match[1]!, liveAfterMs: Number(match[2]), sinceKillMs: match[3] === undefined ? undefined : Number(match[3]) });
+  const pattern = /the primary failed \((.*)\); the backup went live (\d+) ms after (the kill|detecting it) \(of which (\d+) ms waiting out the old primary's lease\)/g;
+  for (const match of stderr.matchAll(pattern)) {
+    lines.push({ reason: match[1]!, liveAfterMs: Number(match[4]), sinceKillMs: match[3] === 'the kill' ? Number(match[2]) : undefined });
   }
   return lines;
 }

@@ -267,7 +267,7 @@ interface ReplicaLine {
 /** One replica's line of the human status view. */
 function replicaLine(text: string, name: 'primary' | 'backup'): ReplicaLine | undefined {
   const pattern = new RegExp(
-    `^${name} +pid (\\d+)( \\(exited\\))?: (\\w+), epoch (\\d+), lag (-?\\d+) epochs, log ([\\d.]+) KiB/s, outputs waiting (\\d+), generation (\\d+)$`,
+    `^${name} +pid (\\d+): (exited \\(last report: )?(\\w+), epoch (\\d+), lag (-?\\d+) epochs, log ([\\d.]+) KiB/s, outputs waiting (\\d+), generation (\\d+)\\)?$`,
     'm',
   );
   const match = pattern.exec(text);

@@ -168,7 +168,11 @@ class ReplicaRuntime implements ReplicaIo {
       }
       const core = this.core!;
       for (const event of this.completions.splice(0)) core.onDiskCompletion(event);
+      // What one step sends leaves in one write.
+      const socket = this.socket;
+      socket?.cork();
       const result: StepResult = core.step();
+      socket?.uncork();
       this.noticeRole();
       if (result.kind === 'finished') return { status: result.status, reason: result.reason };
       if (result.kind === 'progress') {

@@ -11,7 +11,8 @@ export class SnapshotError extends Error {
   override readonly name = 'SnapshotError';
 }
 
-const initialCapacityBytes = 1 << 16;
+/** Small to start with: protocol messages are encoded with this writer too, thousands a second. */
+const initialCapacityBytes = 256;
 
 export class SnapshotWriter {
   private buffer = new Uint8Array(initialCapacityBytes);

@@ -15,6 +15,11 @@ import type { DiskImage } from './disk-image.js';
 
 /** Instructions per slice: about 10 ms of guest time at 100 MIPS. */
 export const sliceInstructions = 1_000_000;
+/**
+ * A shorter slice after the guest issued disk requests: their completions are applied at the
+ * next boundary, and a guest that polls for them would otherwise spin a whole slice.
+ */
+export const ioSliceInstructions = 20_000;
 /** Longest stretch of guest execution before the host looks at its I/O again. */
 const hostYieldIntervalMs = 20;
 
@@ -42,8 +47,11 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
   const startedMs = performance.now();
   let lastYieldMs = startedMs;
   const events: MachineEvent[] = [];
+  let diskBusy = false;
   for (;;) {
-    const budget = options.instructionLimit === undefined ? sliceInstructions : Math.min(sliceInstructions, options.instructionLimit - machine.retiredInstructions);
+    const slice = diskBusy ? ioSliceInstructions : sliceInstructions;
+    diskBusy = false;
+    const budget = options.instructionLimit === undefined ? slice : Math.min(slice, options.instructionLimit - machine.retiredInstructions);
     const result = machine.run(Math.max(0, budget));
     for (const output of machine.takeOutputs()) {
       if (output.kind === 'console-output') {
@@ -53,6 +61,7 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
       const disk = options.disks.get(output.request.slot);
       if (disk === undefined) throw new Error(`disk request for slot ${output.request.slot}, which has no image`);
       events.push(disk.perform(output.request));
+      diskBusy = true;
     }
     if (machine.power !== undefined) {
       return machine.power.kind === 'stuck' ? { kind: 'stuck', reason: `the guest is stuck: ${machine.power.reason}` } : machine.power;

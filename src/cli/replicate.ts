@@ -271,18 +271,15 @@ export async function pairCommand(argv: string[]): Promise<number> {
   const status: PairStatus = { primary: undefined, backup: undefined, failover: undefined };
   const statusServer = replication.statusPort === undefined ? undefined : servePairStatus(replication.statusPort, () => status);
   try {
-    const primary = spawnReplica('primary', ['--listen', '127.0.0.1:0', '--arbiter', arbiter, ...passOn]);
-    const port = await new Promise<number>((resolve, reject) => {
-      primary.process.on('message', (message: ChildMessage) => {
-        if (message.type === 'listening') resolve(message.port);
-      });
-      void primary.exited.then((code) => reject(new UsageError(`the primary stopped before it listened (status ${code})`)));
-    });
-    const backup = spawnReplica('backup', ['--connect', `127.0.0.1:${port}`, '--arbiter', arbiter, ...passOn]);
-    const children = [primary, backup];
-    for (const child of children) {
+    let killsScheduled = false;
+    let killedAtMs: number | undefined;
+    // Each child's messages are handled from the moment it starts: its first messages may
+    // arrive together (listening, then its role), and one not listened for is lost.
+    const listen = (child: PairChild, onListening: (port: number) => void): void => {
       child.process.on('message', (message: ChildMessage) => {
-        if (message.type === 'status') {
+        if (message.type === 'listening') {
+          onListening(message.port);
+        } else if (message.type === 'status') {
           status[child.name] = { ...message.status, exited: false };
         } else if (message.type === 'role') {
           child.role = message.role;
@@ -298,9 +295,15 @@ export async function pairCommand(argv: string[]): Promise<number> {
           if (replication.verbose) process.stderr.write(`[${child.name}] ${message.line}\n`);
         }
       });
-    }
-    let killsScheduled = false;
-    let killedAtMs: number | undefined;
+    };
+    const primary = spawnReplica('primary', ['--listen', '127.0.0.1:0', '--arbiter', arbiter, ...passOn]);
+    const port = await new Promise<number>((resolve, reject) => {
+      listen(primary, resolve);
+      void primary.exited.then((code) => reject(new UsageError(`the primary stopped before it listened (status ${code})`)));
+    });
+    const backup = spawnReplica('backup', ['--connect', `127.0.0.1:${port}`, '--arbiter', arbiter, ...passOn]);
+    listen(backup, () => {});
+    const children = [primary, backup];
     const scheduleKills = (): void => {
       if (killsScheduled) return;
       killsScheduled = true;

@@ -4,7 +4,7 @@
  * their own; production (TCP, files, the terminal) and the simulator (virtual time, a seeded
  * link) implement {@link ReplicaIo}.
  */
-import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import type { DiskRequest } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
 import type { Message } from './messages.js';
@@ -109,6 +109,3 @@ export function guestOutcome(power: PowerRequest): { status: number; reason: str
   }
 }
 
-export function isDiskCompletion(event: MachineEvent): event is Extract<MachineEvent, { kind: 'disk-completion' }> {
-  return event.kind === 'disk-completion';
-}

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hart, mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
-import { decode, Op } from './decode.js';
+import { decode, disassemble, Op } from './decode.js';
 import { asm, li } from './encode.js';
 import { Csr } from './csr.js';
 import { Bus } from '../memory/bus.js';
@@ -252,4 +252,14 @@ test('hart state survives save and restore bit for bit', () => {
   assert.deepEqual(again.finish(), saved);
   assert.equal(other.hart.x[1], hart.x[1]);
   assert.equal(other.hart.pc, hart.pc);
+});
+
+test('disassemble renders instructions readably (for traces and error messages)', () => {
+  assert.equal(disassemble(asm.addi(5, 6, -1)), 'addi x5, x6, -1');
+  assert.equal(disassemble(asm.lw(1, 2, 8)), 'lw x1, 8(x2)');
+  assert.equal(disassemble(asm.sw(3, 4, -4)), 'sw x3, -4(x4)');
+  assert.equal(disassemble(asm.beq(1, 2, 16), 0x1000), 'beq x1, x2, 0x1010');
+  assert.equal(disassemble(asm.csrrs(5, Csr.mstatus, 0)), 'csrrs x5, 0x300, x0');
+  assert.equal(disassemble(asm.amoaddw(1, 2, 3)), 'amoadd.w x1, x3, (x2)');
+  assert.equal(disassemble(0xffffffff), 'illegal 0xffffffff');
 });

@@ -2,13 +2,9 @@
  * RV32IMA + Zicsr + Zifencei + privileged-instruction decoder.
  *
  * Decoding is kept apart from execution: the interpreter executes decoded instructions from a
- * per-page cache, and a later translation tier decodes with this same function. A decoded
- * instruction is two int32 words:
- *
- *   word  = op | rd << 8 | rs1 << 13 | rs2 << 18
- *   imm   = the sign-extended immediate (for CSR instructions: the CSR number; for
- *           ILLEGAL: the raw instruction bits, which become mtval)
- *
+ * per-page cache (cpu.ts packs each into two int32 words), and a later translation tier
+ * decodes with this same function. `imm` is the sign-extended immediate (for CSR
+ * instructions: the CSR number; for ILLEGAL: the instruction bits, which become mtval).
  * `op` is never 0, so 0 marks an empty cache slot. Reserved encodings decode to ILLEGAL; like
  * QEMU with -icount, an instruction that is illegal at decode time counts as executed when it
  * traps (see docs/ARCHITECTURE.md, "Counting instructions").
@@ -109,18 +105,6 @@ export interface Decoded {
   readonly rs1: number;
   readonly rs2: number;
   readonly imm: number;
-}
-
-/** The packed form the interpreter's cache holds. */
-export function packWord(op: number, rd: number, rs1: number, rs2: number): number {
-  return op | (rd << 8) | (rs1 << 13) | (rs2 << 18);
-}
-
-/** Packs `insn`'s decoding into `cache[slot * 2]` (word) and `cache[slot * 2 + 1]` (imm). */
-export function decodeInto(insn: number, cache: Int32Array, slot: number): void {
-  const d = decode(insn);
-  cache[slot * 2] = packWord(d.op, d.rd, d.rs1, d.rs2);
-  cache[slot * 2 + 1] = d.imm;
 }
 
 /** ILLEGAL carries the bits for tval: with C absent, low bits other than 0b11 mean a 16-bit encoding. */

@@ -263,3 +263,18 @@ test('disassemble renders instructions readably (for traces and error messages)'
   assert.equal(disassemble(asm.amoaddw(1, 2, 3)), 'amoadd.w x1, x3, (x2)');
   assert.equal(disassemble(0xffffffff), 'illegal 0xffffffff');
 });
+
+test('a trap vector into zeros (every handler illegal at once) stops the machine instead of spinning', () => {
+  const ram = new Ram(1 << 20);
+  let stuck = '';
+  const hart = new Hart({ ram, bus: new Bus(), readTime: () => 0n, watchedStore: () => {}, trapLoop: (reason) => {
+    stuck = reason;
+    hart.halt();
+  } });
+  [...li(1, base + 0x8000), asm.csrrw(0, Csr.mtvec, 1), 0xffffffff].forEach((word, index) => (ram.i32[index] = word));
+  hart.reset(base);
+  const result = hart.run(1_000_000);
+  assert.equal(result.reason, 'halt');
+  assert.match(stuck, /every trap faults at once: cause 2/);
+  assert.ok(result.retired < 20_000);
+});

@@ -699,14 +699,14 @@ export class Hart {
         break;
       case Op.ECALL:
         // Counted as executed, as QEMU's icount does; the spec says ECALL does not retire.
-        this.pc = this.enterTrap(Cause.EcallFromU + this.priv, 0, pc);
+        this.pc = this.decodedException(Cause.EcallFromU + this.priv, 0, pc);
         return true;
       case Op.EBREAK:
         // tval 0: the spec allows 0 or the pc; QEMU writes 0.
-        this.pc = this.enterTrap(Cause.Breakpoint, 0, pc);
+        this.pc = this.decodedException(Cause.Breakpoint, 0, pc);
         return true;
       case Op.ILLEGAL:
-        this.pc = this.enterTrap(Cause.IllegalInstruction, imm, pc);
+        this.pc = this.decodedException(Cause.IllegalInstruction, imm, pc);
         return true;
       case Op.MRET:
         if (this.priv !== Priv.M) this.raiseIllegal();
@@ -759,6 +759,15 @@ export class Hart {
 
   // ---------------------------------------------------------------------------------------
   // Traps and interrupts
+
+  /** An exception raised by the decoded instruction itself (ECALL, EBREAK, ILLEGAL). */
+  private decodedException(cause: number, tval: number, pc: number): number {
+    trapSignal.cause = cause;
+    this.noteException(pc);
+    const handler = this.enterTrap(cause, tval, pc);
+    this.lastHandler = handler;
+    return handler;
+  }
 
   /**
    * An exception at the very instruction the previous trap jumped to, many times in a row,

@@ -44,7 +44,7 @@ die() {
 # command -> Debian package that provides it.
 required_tools=(
     "make:make" "gcc:gcc" "bison:bison" "flex:flex" "bc:bc" "perl:perl" "tar:tar" "xz:xz-utils"
-    "sha256sum:coreutils" "${cross}gcc:gcc-riscv64-linux-gnu" "${cross}objcopy:binutils-riscv64-linux-gnu"
+    "sha256sum:coreutils" "rsync:rsync" "${cross}gcc:gcc-riscv64-linux-gnu" "${cross}objcopy:binutils-riscv64-linux-gnu"
     "${cross}readelf:binutils-riscv64-linux-gnu"
 )
 

@@ -10,7 +10,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # e2fsprogs for disk images, and what the Linux guest's build needs (linux/README.md).
 packages=(
   gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make
-  gcc libc6-dev bison flex bc perl xz-utils gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
+  gcc libc6-dev bison flex bc perl xz-utils rsync gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
 )
 missing=()
 for package in "${packages[@]}"; do

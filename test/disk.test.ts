@@ -13,11 +13,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cliPath, qemuCpu, repoRoot } from './helpers.js';
 
-/** dist/test/disk.test.js -> the repository root. */
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const cliPath = path.join(repoRoot, 'bin/understudy.js');
 const qemuCommand = process.env['QEMU'] ?? 'qemu-system-riscv32';
 
 const sectorBytes = 512;
@@ -102,7 +99,7 @@ function runUnderstudy(args: readonly string[]): Promise<ProcessResult> {
 function runQemu(kernel: string, image: string, readOnly: boolean): Promise<ProcessResult> {
   return runProcess(qemuCommand, [
     '-M', 'virt', '-bios', 'none', '-nographic', '-icount', 'shift=0,sleep=off',
-    '-cpu', 'rv32,c=false,f=false,d=false', '-global', 'virtio-mmio.force-legacy=false',
+    '-cpu', qemuCpu, '-global', 'virtio-mmio.force-legacy=false',
     '-drive', `file=${image},if=none,format=raw,id=d0${readOnly ? ',readonly=on' : ''}`,
     '-device', 'virtio-blk-device,drive=d0,serial=understudy-disk0',
     '-kernel', kernel,

@@ -3,6 +3,7 @@
 #define UART_THR 0
 #define UART_LSR 5
 #define UART_LSR_THRE 0x20
+#define UART_LSR_TEMT 0x40
 
 int rt_failures;
 static trap_hook current_hook, current_strap_hook;
@@ -19,6 +20,10 @@ void rt_puts(const char *s) {
 }
 
 void rt_exit(int code) {
+    /* Let the UART drain first: QEMU's may still be sending the last byte, and loses it if
+       the machine stops under it. */
+    while ((MMIO8(UART_BASE + UART_LSR) & UART_LSR_TEMT) == 0) {
+    }
     MMIO32(TEST_BASE) = code == 0 ? 0x5555u : (((uint32_t)code << 16) | 0x3333u);
     for (;;) {
     }

@@ -627,7 +627,10 @@ export class Hart {
         }
       } catch (error) {
         if (error !== trapSignal) throw error;
-        // A synchronous exception at `pc`: the instruction does not retire.
+        // A synchronous exception at `pc`: the instruction does not retire, except a jump or
+        // branch to a misaligned target, which QEMU's -icount counts (like ECALL; see
+        // docs/ARCHITECTURE.md, "Counting instructions").
+        if (trapSignal.cause === Cause.InstructionMisaligned) n++;
         this.noteException(pc);
         pc = this.enterTrap(trapSignal.cause, trapSignal.tval, pc);
         this.lastHandler = pc;
@@ -943,7 +946,7 @@ export class Hart {
       case Csr.minstreth: this.instretOffset = this.counterWrite(this.instretOffset, value, true); return;
       case Csr.sstatus: this.writeMstatus((this.mstatus & ~sstatusMask) | (value & sstatusMask)); return;
       case Csr.sie: this.mie = (this.mie & ~this.mideleg) | (value & this.mideleg); return;
-      case Csr.stvec: this.stvec = legalTvec(value); return;
+      case Csr.stvec: this.stvec = legalTvec(this.stvec, value); return;
       case Csr.scounteren: this.scounteren = value; return;
       case Csr.senvcfg: return;
       case Csr.sscratch: this.sscratch = value; return;
@@ -956,8 +959,9 @@ export class Hart {
         return;
       }
       case Csr.satp:
-        // Sv32 or Bare; ASIDs are not implemented (ASIDLEN = 0), as in QEMU's default.
-        this.satp = value & 0x803f_ffff;
+        // Sv32 or Bare, and all nine ASID bits hold what is written, as on QEMU. The TLBs are
+        // not tagged by ASID: every satp write flushes them (always correct, never stale).
+        this.satp = value;
         this.flushTlb();
         return;
       case Csr.mstatus: this.writeMstatus(value); return;
@@ -965,7 +969,7 @@ export class Hart {
       case Csr.medeleg: this.medeleg = value & medelegWritable; return;
       case Csr.mideleg: this.mideleg = value & supervisorInterrupts; return;
       case Csr.mie: this.mie = value & interruptsImplemented; return;
-      case Csr.mtvec: this.mtvec = legalTvec(value); return;
+      case Csr.mtvec: this.mtvec = legalTvec(this.mtvec, value); return;
       case Csr.mcounteren: this.mcounteren = value; return;
       case Csr.mscratch: this.mscratch = value; return;
       case Csr.mepc: this.mepc = value & ~3; return;
@@ -1389,9 +1393,10 @@ function trapVector(tvec: number, interrupt: boolean, code: number): number {
   return interrupt && (tvec & 3) === 1 ? (base + 4 * code) | 0 : base;
 }
 
-function legalTvec(value: number): number {
-  // MODE 0 (direct) and 1 (vectored); reserved modes keep the base and become direct.
-  return (value & 3) <= 1 ? value : value & ~3;
+function legalTvec(old: number, value: number): number {
+  // MODE 0 (direct) and 1 (vectored). A write of a reserved mode is ignored (WARL), as QEMU
+  // does, so the same guest reads the same value back on both.
+  return (value & 3) <= 1 ? value : old;
 }
 
 function isZeroCounter(csr: number): boolean {

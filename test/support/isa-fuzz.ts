@@ -1,0 +1,397 @@
+/**
+ * Random instruction sequences for differential testing against QEMU.
+ *
+ * A seed makes one bare-metal program (assembly text, built with the Debian cross toolchain)
+ * of several blocks. Each block sets every free register to a random value, fills a 2 KiB data
+ * area from a seeded generator, runs a few hundred random M-mode instructions (RV32IMA,
+ * Zicsr, Zifencei: arithmetic on edge values, loads and stores, aligned or not, AMOs, LR/SC,
+ * forward branches and jumps, CSR accesses, instructions that trap), then prints the
+ * registers, a checksum of the data area, the traps it took (a count and a hash of mcause,
+ * mtval and mepc) and how many instructions it retired (minstret). The same program on understudy and on QEMU must print the
+ * same text, block for block.
+ *
+ * Two registers are the harness's: s0 (x8) points at the data area, and s1 (x9) is the trap
+ * handler's and the harness's scratch register. Random instructions never write either.
+ */
+import { Prng } from '../../src/replication/simulator/prng.js';
+
+/** The registers random instructions may write (all but x8 and x9; x0 now and then). */
+const writable = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];
+const dataBytes = 2048;
+
+const edgeValues = [0, 1, 2, 0xffffffff, 0xfffffffe, 0x80000000, 0x7fffffff, 0x80000001, 0x7ffffffe, 0xffff, 0x10000, 0xff, 0x80, 0xffff8000, 0xffffff80, 31, 32, 33];
+
+/**
+ * CSRs that random code may read and write in M-mode without taking the harness apart. Not
+ * mepc and sepc: QEMU 7.2 keeps their low bits (guests/tests/README.md); traps still write
+ * and hash mepc.
+ */
+const csrs = ['sscratch', 'scause', 'stval', 'stvec', 'satp', 'mcause', 'mtval', 'mcounteren', 'scounteren'];
+/** CSR numbers that do not exist on this machine: accessing one is an illegal instruction. */
+const absentCsrs = [0x7c0, 0x5ff, 0x003, 0x001, 0x002, 0xbff, 0x3ff];
+/** Read-only CSRs: a write is an illegal instruction (a read is compared too). */
+const readOnlyCsrs = ['mhartid', 'misa'];
+
+const rType = ['add', 'sub', 'sll', 'slt', 'sltu', 'xor', 'srl', 'sra', 'or', 'and', 'mul', 'mulh', 'mulhsu', 'mulhu', 'div', 'divu', 'rem', 'remu'];
+const iType = ['addi', 'slti', 'sltiu', 'xori', 'ori', 'andi'];
+const shifts = ['slli', 'srli', 'srai'];
+const loads: [string, number][] = [['lb', 1], ['lbu', 1], ['lh', 2], ['lhu', 2], ['lw', 4]];
+const stores: [string, number][] = [['sb', 1], ['sh', 2], ['sw', 4]];
+const amos = ['amoswap.w', 'amoadd.w', 'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w'];
+const branches = ['beq', 'bne', 'blt', 'bge', 'bltu', 'bgeu'];
+/** Words that are not instructions of RV32IMA (with no C extension). */
+const illegalWords = [0x00000000, 0xffffffff, 0x0000_0001, 0x0000_4502, 0x0200_0033 | (1 << 25) | (7 << 12) | (0x7f << 25), 0x0000_707f, 0x3000_0073 | (1 << 7)];
+
+export interface FuzzProgram {
+  readonly seed: number;
+  /** The whole program, GNU assembler syntax. */
+  readonly source: string;
+  /** Each block's random instructions, for a report when a block differs. */
+  readonly blocks: readonly string[];
+}
+
+const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
+
+export function generateProgram(seed: number, blockCount = 16, instructionsPerBlock = 250): FuzzProgram {
+  const random = new Prng(seed);
+  const reg = (): string => `x${random.chance(0.03) ? 0 : random.pick(writable)}`;
+  const anyReg = (): string => `x${random.int(0, 31)}`;
+  const value = (): number => (random.chance(0.4) ? random.pick(edgeValues) : random.next());
+  const imm12 = (): number => (random.chance(0.4) ? random.pick([0, 1, -1, 2047, -2048, 0x7f, -0x80]) : random.int(-2048, 2047));
+  let label = 0;
+  const blocks: string[] = [];
+  const lines: string[] = [
+    '.section .text.init, "ax"',
+    '.globl _start',
+    '_start:',
+    '  la x9, trap',
+    '  csrw mtvec, x9',
+    '  la x8, data',
+    '  li a0, 0',
+    '  call fill',
+  ];
+  for (let block = 0; block < blockCount; block++) {
+    const body: string[] = [];
+    let remaining = instructionsPerBlock;
+    while (remaining > 0) {
+      const kind = random.int(0, 99);
+      if (kind < 30) {
+        body.push(`  ${random.pick(rType)} ${reg()}, ${anyReg()}, ${anyReg()}`);
+      } else if (kind < 40) {
+        body.push(`  ${random.pick(iType)} ${reg()}, ${anyReg()}, ${imm12()}`);
+      } else if (kind < 45) {
+        body.push(`  ${random.pick(shifts)} ${reg()}, ${anyReg()}, ${random.int(0, 31)}`);
+      } else if (kind < 48) {
+        body.push(`  ${random.pick(['lui', 'auipc'])} ${reg()}, ${random.int(0, 0xfffff)}`);
+      } else if (kind < 58) {
+        const [op, size] = random.pick(loads);
+        body.push(`  ${op} ${reg()}, ${dataOffset(random, size)}(x8)`);
+      } else if (kind < 68) {
+        const [op, size] = random.pick(stores);
+        body.push(`  ${op} ${anyReg()}, ${dataOffset(random, size)}(x8)`);
+      } else if (kind < 73) {
+        // An AMO on an aligned word of the data area. (A misaligned AMO traps with a cause
+        // QEMU 7.2 gets wrong: guests/tests/README.md, "QEMU 7.2 deviations".)
+        const offset = random.int(0, dataBytes / 4 - 1) * 4;
+        const suffix = random.pick(['', '.aq', '.rl', '.aqrl']);
+        body.push(`  addi x9, x8, ${offset}`, `  ${random.pick(amos)}${suffix} ${reg()}, ${anyReg()}, (x9)`);
+        remaining--;
+      } else if (kind < 76) {
+        // LR/SC: a constrained sequence (succeeds on any implementation), or an SC to
+        // another address, or an SC with no reservation (both fail, the same way).
+        const offset = random.int(0, dataBytes / 4 - 1) * 4;
+        const shape = random.int(0, 2);
+        if (shape === 0) {
+          const between = random.int(0, 3);
+          body.push(`  addi x9, x8, ${offset}`, `  lr.w ${reg()}, (x9)`);
+          for (let i = 0; i < between; i++) body.push(`  ${random.pick(['add', 'xor', 'or', 'sub'])} ${reg()}, ${anyReg()}, ${anyReg()}`);
+          body.push(`  sc.w ${reg()}, ${anyReg()}, (x9)`);
+          remaining -= 2 + between;
+        } else if (shape === 1) {
+          body.push(`  addi x9, x8, ${offset}`, `  lr.w ${reg()}, (x9)`, `  addi x9, x8, ${(offset + 4 * random.int(1, 8)) % dataBytes}`, `  sc.w ${reg()}, ${anyReg()}, (x9)`);
+          remaining -= 3;
+        } else {
+          body.push(`  addi x9, x8, ${offset}`, `  sc.w ${reg()}, ${anyReg()}, (x9)`);
+          remaining--;
+        }
+      } else if (kind < 82) {
+        // A forward branch over 0 to 3 instructions.
+        const target = `L${label++}`;
+        body.push(`  ${random.pick(branches)} ${anyReg()}, ${anyReg()}, ${target}`);
+        const skipped = random.int(0, 3);
+        for (let i = 0; i < skipped; i++) body.push(`  addi ${reg()}, ${anyReg()}, ${imm12()}`);
+        body.push(`${target}:`);
+        remaining -= skipped;
+      } else if (kind < 85) {
+        // jal or jalr forward; a jalr target that is not 4-byte aligned traps (no C extension).
+        const target = `L${label++}`;
+        if (random.chance(0.5)) {
+          body.push(`  jal ${reg()}, ${target}`, `  addi ${reg()}, ${anyReg()}, 1`, `${target}:`);
+        } else {
+          const misalign = random.pick([0, 0, 0, 1, 2, 3]);
+          body.push(`  auipc x9, 0`, `  jalr ${reg()}, ${12 + misalign}(x9)`, `  addi ${reg()}, ${anyReg()}, 1`, `${target}:`);
+          remaining--;
+        }
+        remaining--;
+      } else if (kind < 93) {
+        const op = random.pick(['csrrw', 'csrrs', 'csrrc']);
+        const which = random.int(0, 9);
+        if (which < 7) body.push(`  ${op} ${reg()}, ${random.pick(csrs)}, ${anyReg()}`);
+        else if (which < 8) body.push(`  ${op}i ${reg()}, ${random.pick(csrs)}, ${random.int(0, 31)}`);
+        else if (which < 9) body.push(`  ${op} ${reg()}, ${hex(random.pick(absentCsrs))}, ${anyReg()}`);
+        // A read, or a CSRRW (a write: illegal). Not CSRRS/CSRRC with rs1 != x0: QEMU 7.2
+        // lets them through when rs1 holds 0 (guests/tests/README.md).
+        else if (random.chance(0.5)) body.push(`  csrrw ${reg()}, ${random.pick(readOnlyCsrs)}, ${anyReg()}`);
+        else body.push(`  ${random.pick(['csrrs', 'csrrc'])} ${reg()}, ${random.pick(readOnlyCsrs)}, x0`);
+      } else if (kind < 95) {
+        body.push(`  .word ${hex(random.pick(illegalWords))}`);
+      } else if (kind < 97) {
+        body.push(`  ${random.pick(['ecall', 'ebreak'])}`);
+      } else {
+        body.push(`  ${random.pick(['fence', 'fence.i', 'fence rw, rw', 'fence r, w'])}`);
+      }
+      remaining--;
+    }
+    blocks.push(body.join('\n'));
+    lines.push(`# block ${block}`);
+    for (const r of [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]) {
+      lines.push(`  li x${r}, ${hex(value())}`);
+    }
+    // x9 may be read by random instructions: it must not hold minstret (QEMU's differs).
+    lines.push('  csrr x9, minstret', '  sw x9, -20(x8)', `  li x9, ${hex(value())}`, ...body);
+    lines.push(`  li x9, ${block}`, '  sw x9, -16(x8)', '  jal x9, dump');
+  }
+  lines.push(
+    // Wait until the UART has sent everything (LSR.TEMT): QEMU loses a byte still in flight.
+    '  li x9, 0x10000000',
+    '2: lbu x10, 5(x9)',
+    '  andi x10, x10, 0x40',
+    '  beqz x10, 2b',
+    '  li x9, 0x100000',
+    '  li x10, 0x5555',
+    '  sw x10, 0(x9)',
+    '1: j 1b',
+    '',
+    harness,
+  );
+  return { seed, source: lines.join('\n') + '\n', blocks };
+}
+
+/** An offset into the data area for an access of this size: mostly aligned, sometimes not. */
+function dataOffset(random: Prng, size: number): number {
+  if (size === 1 || random.chance(0.85)) return random.int(0, dataBytes / size - 1) * size;
+  return random.int(0, dataBytes - size);
+}
+
+/**
+ * The fixed part: the trap handler (counts traps, hashes mcause, mtval and mepc, resumes after
+ * the trapping instruction), the dump (registers, data checksum, traps, minstret to the UART)
+ * and the data area's filler. Register save area and trap state live just below the data.
+ */
+const harness = String.raw`
+# Harness state below the data: -20(x8) minstret at the block's start (QEMU runs a few
+# instructions of its reset vector first), -16(x8) the block's number, -12(x8) the
+# instructions the block retired,
+# -8(x8) the trap count, -4(x8) the trap hash; registers saved at -256(x8) + 4*n.
+.balign 4
+trap:
+  csrw mscratch, x10
+  lw x9, -8(x8)
+  addi x9, x9, 1
+  sw x9, -8(x8)
+  lw x10, -4(x8)
+  slli x9, x10, 5
+  add x10, x10, x9
+  csrr x9, mcause
+  xor x10, x10, x9
+  slli x9, x10, 5
+  add x10, x10, x9
+  csrr x9, mtval
+  xor x10, x10, x9
+  slli x9, x10, 5
+  add x10, x10, x9
+  csrr x9, mepc
+  xor x10, x10, x9
+  sw x10, -4(x8)
+  csrr x9, mepc
+  addi x9, x9, 4
+  csrw mepc, x9
+  csrr x10, mscratch
+  mret
+
+# dump: entered with jal x9, the block's number at -16(x8). Prints "block N", then x1..x31
+# (x8 and x9 are the harness's: not printed), the data checksum, the traps and minstret;
+# refills the data area for the next block, clears the trap state and returns through x9.
+dump:
+  sw x10, -256+4*10(x8)
+  csrr x10, minstret
+  sw x9, -256+4*9(x8)
+  lw x9, -20(x8)
+  sub x10, x10, x9
+  sw x10, -12(x8)
+  .irp r, 1,2,3,4,5,6,7,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+  sw x\r, -256+4*\r(x8)
+  .endr
+  la a0, text_block
+  call puts
+  lw a0, -16(x8)
+  call puthex
+  call newline
+  li s2, 1
+1:
+  li t0, 8
+  beq s2, t0, 2f
+  li t0, 9
+  beq s2, t0, 2f
+  li a0, 'x'
+  call putc
+  mv a0, s2
+  call putdec
+  li a0, '='
+  call putc
+  slli t0, s2, 2
+  add t0, t0, x8
+  lw a0, -256(t0)
+  call puthex
+  call newline
+2:
+  addi s2, s2, 1
+  li t0, 32
+  bne s2, t0, 1b
+  # data checksum: h = h * 33 + word, over the 512 words
+  li t0, 0
+  mv t1, x8
+  addi t2, x8, 2047
+  addi t2, t2, 1
+3:
+  lw t3, 0(t1)
+  slli t4, t0, 5
+  add t0, t0, t4
+  add t0, t0, t3
+  addi t1, t1, 4
+  bne t1, t2, 3b
+  mv s3, t0
+  la a0, text_data
+  call puts
+  mv a0, s3
+  call puthex
+  call newline
+  la a0, text_traps
+  call puts
+  lw a0, -8(x8)
+  call puthex
+  li a0, ' '
+  call putc
+  lw a0, -4(x8)
+  call puthex
+  call newline
+  la a0, text_minstret
+  call puts
+  lw a0, -12(x8)
+  call puthex
+  call newline
+  lw a0, -16(x8)
+  addi a0, a0, 1
+  call fill
+  lw x9, -256+4*9(x8)
+  jr x9
+
+# fill: a0 = seed. data[i] = lcg(...), 512 words.
+fill:
+  li t0, 1664525
+  li t1, 1013904223
+  mv t2, x8
+  addi t3, x8, 2047
+  addi t3, t3, 1
+  mul a0, a0, t0
+  add a0, a0, t1
+1:
+  mul a0, a0, t0
+  add a0, a0, t1
+  sw a0, 0(t2)
+  addi t2, t2, 4
+  bne t2, t3, 1b
+  sw x0, -8(x8)
+  sw x0, -4(x8)
+  ret
+
+# UART (NS16550A at 0x1000_0000): wait for THRE, then write.
+putc:
+  li t5, 0x10000000
+1:
+  lbu t6, 5(t5)
+  andi t6, t6, 0x20
+  beqz t6, 1b
+  sb a0, 0(t5)
+  ret
+
+puts:
+  mv s4, ra
+  mv s5, a0
+1:
+  lbu a0, 0(s5)
+  beqz a0, 2f
+  call putc
+  addi s5, s5, 1
+  j 1b
+2:
+  mv ra, s4
+  ret
+
+newline:
+  mv s4, ra
+  li a0, '\n'
+  call putc
+  mv ra, s4
+  ret
+
+# puthex: eight hex digits of a0.
+puthex:
+  mv s4, ra
+  mv s5, a0
+  li s6, 28
+1:
+  srl a0, s5, s6
+  andi a0, a0, 15
+  li t0, 10
+  blt a0, t0, 2f
+  addi a0, a0, 'a' - 10
+  j 3f
+2:
+  addi a0, a0, '0'
+3:
+  call putc
+  addi s6, s6, -4
+  bgez s6, 1b
+  mv ra, s4
+  ret
+
+# putdec: a0 in 0..99.
+putdec:
+  mv s4, ra
+  mv s5, a0
+  li t0, 10
+  blt s5, t0, 1f
+  divu a0, s5, t0
+  addi a0, a0, '0'
+  call putc
+  li t0, 10
+  remu s5, s5, t0
+1:
+  addi a0, s5, '0'
+  call putc
+  mv ra, s4
+  ret
+
+.section .rodata
+text_block: .asciz "block "
+text_data: .asciz "data="
+text_traps: .asciz "traps="
+text_minstret: .asciz "minstret="
+
+.section .bss
+.balign 4096
+  .space 256
+data:
+  .space 2048
+`;

@@ -2,16 +2,23 @@
  * Random instruction sequences for differential testing against QEMU.
  *
  * A seed makes one bare-metal program (assembly text, built with the Debian cross toolchain)
- * of several blocks. Each block sets every free register to a random value, fills a 2 KiB data
- * area from a seeded generator, runs a few hundred random M-mode instructions (RV32IMA,
- * Zicsr, Zifencei: arithmetic on edge values, loads and stores, aligned or not, AMOs, LR/SC,
- * forward branches and jumps, CSR accesses, instructions that trap), then prints the
- * registers, a checksum of the data area, the traps it took (a count and a hash of mcause,
- * mtval and mepc) and how many instructions it retired (minstret). The same program on understudy and on QEMU must print the
- * same text, block for block.
+ * of several blocks. Each block picks a privilege mode (M, S or U), mstatus bits (SUM, MXR,
+ * TVM, TW, TSR) and page tables: an identity superpage for code and data, and an alias window
+ * that maps the data page eight times with random permissions and A/D bits. It sets every
+ * free register to a random value, fills a 2 KiB data area from a seeded generator, enters
+ * the mode with MRET and runs a few hundred random instructions (RV32IMA, Zicsr, Zifencei:
+ * arithmetic on edge values, loads and stores aligned or not, AMOs, LR/SC, forward branches
+ * and jumps, CSR accesses, accesses through the alias window, instructions that trap). Every
+ * trap goes to an M-mode handler that counts it, hashes mcause, mtval and mepc, and resumes
+ * after the trapping instruction; the ECALL at the block's end returns to the harness,
+ * which prints the registers, a checksum of the data area, the traps, the page-table entries
+ * (the walks set A and D) and the instructions the block retired (minstret). The same program
+ * on understudy and on QEMU must print the same text, block for block.
  *
  * Two registers are the harness's: s0 (x8) points at the data area, and s1 (x9) is the trap
  * handler's and the harness's scratch register. Random instructions never write either.
+ * The generator steers clear of the QEMU 7.2 deviations in guests/tests/README.md; each
+ * place that does says which.
  */
 import { Prng } from '../../src/replication/simulator/prng.js';
 
@@ -52,6 +59,19 @@ export interface FuzzProgram {
 
 const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
 
+type Mode = 'M' | 'S' | 'U';
+const modeBits: Record<Mode, number> = { M: 3 << 11, S: 1 << 11, U: 0 };
+const Status = { SUM: 1 << 18, MXR: 1 << 19, TVM: 1 << 20, TW: 1 << 21, TSR: 1 << 22 } as const;
+const Pte = { V: 1, R: 2, W: 4, X: 8, U: 16, G: 32, A: 64, D: 128 } as const;
+/** Where the data page is mapped again, through 4 KiB pages with random permissions. */
+const aliasBase = 0x4000_0000;
+const aliasPages = 8;
+/** The data area's offset inside its page (see the .bss layout below). */
+const dataPageOffset = 256;
+
+/** S-mode blocks: supervisor CSRs; satp only read (a write would move the page tables). */
+const supervisorCsrs = ['sscratch', 'scause', 'stval', 'stvec', 'sstatus', 'sie', 'sip'];
+
 export function generateProgram(seed: number, blockCount = 16, instructionsPerBlock = 250): FuzzProgram {
   const random = new Prng(seed);
   const reg = (): string => `x${random.chance(0.03) ? 0 : random.pick(writable)}`;
@@ -67,15 +87,63 @@ export function generateProgram(seed: number, blockCount = 16, instructionsPerBl
     '  la x9, trap',
     '  csrw mtvec, x9',
     '  la x8, data',
+    // One PMP entry over everything, as firmware sets: S and U may access memory at all.
+    '  li x9, -1',
+    '  csrw pmpaddr0, x9',
+    '  li x9, 0x1f',
+    '  csrw pmpcfg0, x9',
+    // The page tables' addresses, satp, root[256] -> l2 (VA 0x4000_0000), the data page's PPN.
+    '  la x9, root',
+    '  sw x9, -44(x8)',
+    '  srli x10, x9, 12',
+    '  li x11, 0x80000000',
+    '  or x10, x10, x11',
+    '  sw x10, -36(x8)',
+    '  la x10, l2',
+    '  sw x10, -40(x8)',
+    '  srli x11, x10, 12',
+    '  slli x11, x11, 10',
+    '  ori x11, x11, 1',
+    `  sw x11, ${4 * (aliasBase >>> 22)}(x9)`,
+    '  srli x11, x8, 12',
+    '  slli x11, x11, 10',
+    '  sw x11, -32(x8)',
     '  li a0, 0',
     '  call fill',
   ];
   for (let block = 0; block < blockCount; block++) {
+    const mode: Mode = random.pick(['M', 'M', 'S', 'U']);
+    const pageFlags: number[] = [];
+    for (let page = 0; page < aliasPages; page++) pageFlags.push(random.int(0, 0xff) | (random.chance(0.6) ? Pte.V : 0));
+    let status = modeBits[mode];
+    for (const bit of [Status.SUM, Status.MXR, Status.TVM, Status.TW, Status.TSR]) if (random.chance(0.4)) status |= bit;
+    /**
+     * Alias pages where a store succeeds. AMOs go only there: QEMU 7.2 does an AMO as a load
+     * and then a store, so on a page the store may not write it sets A, or reports a load
+     * fault, where the spec (and understudy) report a store/AMO fault and leave A alone.
+     */
+    const writablePages = pageFlags.flatMap((flags, page) => {
+      const userOk = mode === 'U' ? (flags & Pte.U) !== 0 : (flags & Pte.U) === 0 || (status & Status.SUM) !== 0;
+      return (flags & (Pte.V | Pte.R | Pte.W)) === (Pte.V | Pte.R | Pte.W) && userOk ? [page] : [];
+    });
     const body: string[] = [];
     let remaining = instructionsPerBlock;
+    /** An access to the data page through the alias window (S and U blocks only). */
+    const aliasAddress = (size: number, pages?: readonly number[]): string =>
+      hex(aliasBase + (pages === undefined ? random.int(0, aliasPages - 1) : random.pick(pages)) * 4096 + dataPageOffset + Math.floor(random.int(0, dataBytes - size) / size) * size);
     while (remaining > 0) {
       const kind = random.int(0, 99);
-      if (kind < 30) {
+      if (mode !== 'M' && kind < 12) {
+        // Through the alias window: loads, stores, AMOs and LR/SC under the block's page
+        // permissions, SUM and MXR (page faults with the virtual address in tval).
+        const shape = writablePages.length > 0 ? random.int(0, 3) : random.pick([0, 1, 3]);
+        body.push(`  li x9, ${aliasAddress(4, shape === 2 ? writablePages : undefined)}`);
+        if (shape === 0) body.push(`  ${random.pick(loads)[0]} ${reg()}, 0(x9)`);
+        else if (shape === 1) body.push(`  ${random.pick(stores)[0]} ${anyReg()}, 0(x9)`);
+        else if (shape === 2) body.push(`  ${random.pick(amos)} ${reg()}, ${anyReg()}, (x9)`);
+        else body.push(`  lr.w ${reg()}, (x9)`, `  sc.w ${reg()}, ${anyReg()}, (x9)`);
+        remaining -= shape === 3 ? 3 : 2;
+      } else if (kind < 30) {
         body.push(`  ${random.pick(rType)} ${reg()}, ${anyReg()}, ${anyReg()}`);
       } else if (kind < 40) {
         body.push(`  ${random.pick(iType)} ${reg()}, ${anyReg()}, ${imm12()}`);
@@ -136,8 +204,19 @@ export function generateProgram(seed: number, blockCount = 16, instructionsPerBl
       } else if (kind < 93) {
         const op = random.pick(['csrrw', 'csrrs', 'csrrc']);
         const which = random.int(0, 9);
-        if (which < 7) body.push(`  ${op} ${reg()}, ${random.pick(csrs)}, ${anyReg()}`);
-        else if (which < 8) body.push(`  ${op}i ${reg()}, ${random.pick(csrs)}, ${random.int(0, 31)}`);
+        // In S-mode mostly its own CSRs (the machine's trap); in U-mode every one traps.
+        const list = mode === 'M' ? csrs : mode === 'S' && random.chance(0.7) ? supervisorCsrs : [...supervisorCsrs, ...csrs.filter((csr) => csr !== 'satp')];
+        const csr = random.pick(list);
+        if (mode !== 'M' && which === 0) body.push(`  csrrs ${reg()}, satp, x0`);
+        else if (csr === 'sstatus' && which < 7) {
+          // Not FS and VS: QEMU 7.2 lets VS be written without the V extension. Not SUM: the
+          // choice of pages for AMOs depends on it.
+          const bits = (value() & ~(0x6600 | Status.SUM)) | (op === 'csrrw' ? status & Status.SUM : 0);
+          body.push(`  li x9, ${hex(bits)}`, `  ${op} ${reg()}, sstatus, x9`);
+          remaining--;
+        }
+        else if (which < 7) body.push(`  ${op} ${reg()}, ${csr}, ${anyReg()}`);
+        else if (which < 8) body.push(`  ${csr === 'sstatus' && op === 'csrrw' ? 'csrrs' : op}i ${reg()}, ${csr}, ${random.int(0, 31)}`);
         else if (which < 9) body.push(`  ${op} ${reg()}, ${hex(random.pick(absentCsrs))}, ${anyReg()}`);
         // A read, or a CSRRW (a write: illegal). Not CSRRS/CSRRC with rs1 != x0: QEMU 7.2
         // lets them through when rs1 holds 0 (guests/tests/README.md).
@@ -148,18 +227,39 @@ export function generateProgram(seed: number, blockCount = 16, instructionsPerBl
       } else if (kind < 97) {
         body.push(`  ${random.pick(['ecall', 'ebreak'])}`);
       } else {
-        body.push(`  ${random.pick(['fence', 'fence.i', 'fence rw, rw', 'fence r, w'])}`);
+        body.push(`  ${random.pick(['fence', 'fence.i', 'fence rw, rw', 'fence r, w', 'sfence.vma', `sfence.vma ${anyReg()}, ${anyReg()}`])}`);
       }
       remaining--;
     }
     blocks.push(body.join('\n'));
-    lines.push(`# block ${block}`);
+    lines.push(`# block ${block}: ${mode}-mode`);
+    // The code and data superpage (identity, at 0x8000_0000): user pages for a U block; A
+    // and D now and then clear, for the walk to set.
+    const superpage = 0x2000_0000 | Pte.V | Pte.R | Pte.W | Pte.X | (mode === 'U' ? Pte.U : 0) | (random.chance(0.7) ? Pte.A : 0) | (random.chance(0.7) ? Pte.D : 0);
+    lines.push('  lw x9, -44(x8)', `  li x10, ${hex(superpage)}`, '  addi x9, x9, 2047', `  sw x10, ${4 * (0x8000_0000 >>> 22) - 2047}(x9)`);
+    // The alias window: the data page eight times, each with random permissions.
+    lines.push('  lw x9, -40(x8)', '  lw x11, -32(x8)');
+    pageFlags.forEach((flags, page) => lines.push(`  ori x10, x11, ${flags}`, `  sw x10, ${4 * page}(x9)`));
+    lines.push('  lw x9, -36(x8)', '  csrw satp, x9', '  sfence.vma');
+    lines.push(
+      `  li x9, ${hex((3 << 11) | Status.SUM | Status.MXR | Status.TVM | Status.TW | Status.TSR)}`,
+      '  csrc mstatus, x9',
+      `  li x9, ${hex(status)}`,
+      '  csrs mstatus, x9',
+      `  la x9, B${block}_body`,
+      '  csrw mepc, x9',
+      `  la x9, B${block}_end`,
+      '  sw x9, -24(x8)',
+      `  la x9, B${block}_exit`,
+      '  sw x9, -28(x8)',
+    );
     for (const r of [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]) {
       lines.push(`  li x${r}, ${hex(value())}`);
     }
     // x9 may be read by random instructions: it must not hold minstret (QEMU's differs).
-    lines.push('  csrr x9, minstret', '  sw x9, -20(x8)', `  li x9, ${hex(value())}`, ...body);
-    lines.push(`  li x9, ${block}`, '  sw x9, -16(x8)', '  jal x9, dump');
+    lines.push('  csrr x9, minstret', '  sw x9, -20(x8)', `  li x9, ${hex(value())}`, '  mret', `B${block}_body:`, ...body);
+    // The block ends at its ECALL (or whatever traps there): the handler leaves for the exit.
+    lines.push(`B${block}_end:`, '  ecall', `B${block}_exit:`, `  li x9, ${block}`, '  sw x9, -16(x8)', '  jal x9, dump');
   }
   lines.push(
     // Wait until the UART has sent everything (LSR.TEMT): QEMU loses a byte still in flight.
@@ -189,13 +289,23 @@ function dataOffset(random: Prng, size: number): number {
  * and the data area's filler. Register save area and trap state live just below the data.
  */
 const harness = String.raw`
-# Harness state below the data: -20(x8) minstret at the block's start (QEMU runs a few
-# instructions of its reset vector first), -16(x8) the block's number, -12(x8) the
-# instructions the block retired,
-# -8(x8) the trap count, -4(x8) the trap hash; registers saved at -256(x8) + 4*n.
+# Harness state below the data: -44(x8) the root page table's address, -40(x8) the
+# second-level table's (the alias window), -36(x8) satp, -32(x8) the data page's PPN << 10,
+# -28(x8) the block's exit and -24(x8) its end (its final ECALL), -20(x8) minstret at the
+# block's start (QEMU runs a few instructions of its reset vector first), -16(x8) the block's
+# number, -12(x8) the instructions the block retired, -8(x8) the trap count, -4(x8) the trap
+# hash; registers saved at -256(x8) + 4*n.
 .balign 4
 trap:
   csrw mscratch, x10
+  # At the block's end: back to M-mode code, to the block's exit.
+  csrr x9, mepc
+  lw x10, -24(x8)
+  bne x9, x10, 1f
+  csrr x10, mscratch
+  lw x9, -28(x8)
+  jr x9
+1:
   lw x9, -8(x8)
   addi x9, x9, 1
   sw x9, -8(x8)
@@ -285,6 +395,24 @@ dump:
   lw a0, -4(x8)
   call puthex
   call newline
+  # The page-table entries the blocks use (the walks set A and D bits): root[256] (to the
+  # alias window's table), root[512] (the superpage), then the alias window's eight.
+  la a0, text_pt
+  call puts
+  lw s3, -44(x8)
+  lw a0, 1024(s3)
+  call puthex
+  addi s3, s3, 2047
+  lw a0, 1(s3)
+  call putspace
+  lw s3, -40(x8)
+  addi s2, s3, 32
+4:
+  lw a0, 0(s3)
+  call putspace
+  addi s3, s3, 4
+  bne s3, s2, 4b
+  call newline
   la a0, text_minstret
   call puts
   lw a0, -12(x8)
@@ -338,6 +466,17 @@ puts:
   mv ra, s4
   ret
 
+# putspace: a space, then puthex.
+putspace:
+  mv s7, ra
+  mv s8, a0
+  li a0, ' '
+  call putc
+  mv a0, s8
+  call puthex
+  mv ra, s7
+  ret
+
 newline:
   mv s4, ra
   li a0, '\n'
@@ -388,10 +527,16 @@ text_block: .asciz "block "
 text_data: .asciz "data="
 text_traps: .asciz "traps="
 text_minstret: .asciz "minstret="
+text_pt: .asciz "pt="
 
 .section .bss
 .balign 4096
   .space 256
 data:
   .space 2048
+.balign 4096
+root:
+  .space 4096
+l2:
+  .space 4096
 `;

@@ -96,7 +96,7 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   const deadline = machine.clockDeadline;
   if (deadline !== undefined && clock.skipTo(deadline, machine.retiredInstructions)) return undefined;
   if (deadline === undefined && terminal.inputEnded) {
-    return { kind: 'stuck', reason: 'the guest waits for an interrupt (WFI) with no timer set and no more console input' };
+    return { kind: 'stuck', reason: 'the guest waits for an interrupt (WFI) that nothing will raise: no timer ahead and no more console input' };
   }
   const waits: Promise<unknown>[] = [terminal.inputReady()];
   let timer: NodeJS.Timeout | undefined;

@@ -272,8 +272,12 @@ test('clint: timerDeadlineHostMtime with and without an offset', () => {
   assert.equal(clint.timerDeadlineHostMtime, 2_000n);
   write64(clint, MTIME, 100n); // now 900 behind
   assert.equal(clint.timerDeadlineHostMtime, 6_900n);
-  write64(clint, MTIMECMP, 50n); // already past: the deadline is in the past
-  assert.equal(clint.timerDeadlineHostMtime, 950n);
+  write64(clint, MTIMECMP, 50n); // already past: MTIP is up, and no clock event changes more
+  assert.equal(clint.timerDeadlineHostMtime, undefined);
+  write64(clint, MTIMECMP, 150n);
+  assert.equal(clint.timerDeadlineHostMtime, 1_050n);
+  clint.advanceClock(1_050n); // reached: nothing ahead any more
+  assert.equal(clint.timerDeadlineHostMtime, undefined);
 });
 
 test('clint: other offsets read 0 and ignore writes', () => {
@@ -308,7 +312,7 @@ test('clint: save/restore round trip re-drives both pins', () => {
   copy.clint.save(again);
   assert.deepEqual(again.finish(), bytes);
   assert.equal(copy.clint.latestHostMtime, 7_600n);
-  assert.equal(copy.clint.timerDeadlineHostMtime, 7_500n);
+  assert.equal(copy.clint.timerDeadlineHostMtime, undefined, 'the deadline (7500) has passed');
   copy.environment.now = 8_000n;
   assert.equal(read64(copy.clint, MTIME), 1_001_000n);
   assert.equal(read64(copy.clint, MTIMECMP), 1_000_500n);

@@ -59,10 +59,15 @@ export class Clint implements MmioDevice {
     this.updateTimer();
   }
 
-  /** The host time at which MTIP will rise, or undefined if the timer is off; may be in the past. */
+  /**
+   * The host time at which MTIP will rise, or undefined if the timer is off or that time has
+   * passed already (MTIP is up, and no later clock event changes anything: a guest that waits
+   * with MTIE masked waits for something else).
+   */
   get timerDeadlineHostMtime(): bigint | undefined {
     if (this.mtimecmp === u64Max) return undefined;
-    return BigInt.asUintN(64, this.mtimecmp - this.offset);
+    const deadline = BigInt.asUintN(64, this.mtimecmp - this.offset);
+    return deadline > this.hostMtime ? deadline : undefined;
   }
 
   get latestHostMtime(): bigint {

@@ -2,8 +2,8 @@
  * Random instruction sequences for differential testing against QEMU.
  *
  * A seed makes one bare-metal program (assembly text, built with the Debian cross toolchain)
- * of several blocks. Each block picks a privilege mode (M, S or U), mstatus bits (SUM, MXR,
- * TVM, TW, TSR) and page tables: an identity superpage for code and data, and an alias window
+ * of several blocks. Each block picks a privilege mode (M, S or U), mstatus bits (MPRV, SUM,
+ * MXR, TVM, TW, TSR) and page tables: an identity superpage for code and data, and an alias window
  * that maps the data page eight times with random permissions and A/D bits. It sets every
  * free register to a random value, fills a 2 KiB data area from a seeded generator, enters
  * the mode with MRET and runs a few hundred random instructions (RV32IMA, Zicsr, Zifencei:
@@ -61,7 +61,7 @@ const hex = (value: number): string => `0x${(value >>> 0).toString(16)}`;
 
 type Mode = 'M' | 'S' | 'U';
 const modeBits: Record<Mode, number> = { M: 3 << 11, S: 1 << 11, U: 0 };
-const Status = { SUM: 1 << 18, MXR: 1 << 19, TVM: 1 << 20, TW: 1 << 21, TSR: 1 << 22 } as const;
+const Status = { MPRV: 1 << 17, SUM: 1 << 18, MXR: 1 << 19, TVM: 1 << 20, TW: 1 << 21, TSR: 1 << 22 } as const;
 const Pte = { V: 1, R: 2, W: 4, X: 8, U: 16, G: 32, A: 64, D: 128 } as const;
 /** Where the data page is mapped again, through 4 KiB pages with random permissions. */
 const aliasBase = 0x4000_0000;
@@ -117,6 +117,12 @@ export function generateProgram(seed: number, blockCount = 16, instructionsPerBl
     for (let page = 0; page < aliasPages; page++) pageFlags.push(random.int(0, 0xff) | (random.chance(0.6) ? Pte.V : 0));
     let status = modeBits[mode];
     for (const bit of [Status.SUM, Status.MXR, Status.TVM, Status.TW, Status.TSR]) if (random.chance(0.4)) status |= bit;
+    // An M-mode block with MPRV: after the MRET that enters it MPP is U, so its loads and
+    // stores are translated as U-mode's, until a trap sets MPP to M (and the handler's MRET
+    // back to U again). Its superpage has A and D set: QEMU 7.2 keeps TLB entries across
+    // those MPP changes, so it may skip the walk that would set them.
+    const mprv = mode === 'M' && random.chance(0.4);
+    if (mprv) status |= Status.MPRV;
     /**
      * Alias pages where a store succeeds. AMOs go only there: QEMU 7.2 does an AMO as a load
      * and then a store, so on a page the store may not write it sets A, or reports a load
@@ -205,7 +211,9 @@ export function generateProgram(seed: number, blockCount = 16, instructionsPerBl
         const op = random.pick(['csrrw', 'csrrs', 'csrrc']);
         const which = random.int(0, 9);
         // In S-mode mostly its own CSRs (the machine's trap); in U-mode every one traps.
-        const list = mode === 'M' ? csrs : mode === 'S' && random.chance(0.7) ? supervisorCsrs : [...supervisorCsrs, ...csrs.filter((csr) => csr !== 'satp')];
+        // Not satp under MPRV: a walk from a random root reads outside RAM, which QEMU 7.2
+        // reports as a page fault where the spec says access fault.
+        const list = mode === 'M' ? (mprv ? csrs.filter((csr) => csr !== 'satp') : csrs) : mode === 'S' && random.chance(0.7) ? supervisorCsrs : [...supervisorCsrs, ...csrs.filter((csr) => csr !== 'satp')];
         const csr = random.pick(list);
         if (mode !== 'M' && which === 0) body.push(`  csrrs ${reg()}, satp, x0`);
         else if (csr === 'sstatus' && which < 7) {
@@ -235,14 +243,14 @@ export function generateProgram(seed: number, blockCount = 16, instructionsPerBl
     lines.push(`# block ${block}: ${mode}-mode`);
     // The code and data superpage (identity, at 0x8000_0000): user pages for a U block; A
     // and D now and then clear, for the walk to set.
-    const superpage = 0x2000_0000 | Pte.V | Pte.R | Pte.W | Pte.X | (mode === 'U' ? Pte.U : 0) | (random.chance(0.7) ? Pte.A : 0) | (random.chance(0.7) ? Pte.D : 0);
+    const superpage = 0x2000_0000 | Pte.V | Pte.R | Pte.W | Pte.X | (mode === 'U' || mprv ? Pte.U : 0) | (mprv || random.chance(0.7) ? Pte.A : 0) | (mprv || random.chance(0.7) ? Pte.D : 0);
     lines.push('  lw x9, -44(x8)', `  li x10, ${hex(superpage)}`, '  addi x9, x9, 2047', `  sw x10, ${4 * (0x8000_0000 >>> 22) - 2047}(x9)`);
     // The alias window: the data page eight times, each with random permissions.
     lines.push('  lw x9, -40(x8)', '  lw x11, -32(x8)');
     pageFlags.forEach((flags, page) => lines.push(`  ori x10, x11, ${flags}`, `  sw x10, ${4 * page}(x9)`));
     lines.push('  lw x9, -36(x8)', '  csrw satp, x9', '  sfence.vma');
     lines.push(
-      `  li x9, ${hex((3 << 11) | Status.SUM | Status.MXR | Status.TVM | Status.TW | Status.TSR)}`,
+      `  li x9, ${hex((3 << 11) | Status.MPRV | Status.SUM | Status.MXR | Status.TVM | Status.TW | Status.TSR)}`,
       '  csrc mstatus, x9',
       `  li x9, ${hex(status)}`,
       '  csrs mstatus, x9',
@@ -298,10 +306,12 @@ const harness = String.raw`
 .balign 4
 trap:
   csrw mscratch, x10
-  # At the block's end: back to M-mode code, to the block's exit.
+  # At the block's end: back to M-mode code, to the block's exit, with MPRV clear.
   csrr x9, mepc
   lw x10, -24(x8)
   bne x9, x10, 1f
+  li x10, 0x20000
+  csrc mstatus, x10
   csrr x10, mscratch
   lw x9, -28(x8)
   jr x9

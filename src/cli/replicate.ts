@@ -320,7 +320,17 @@ export async function pairCommand(argv: string[]): Promise<number> {
       kill(primary);
     });
     terminal.escapeCommands.set('b', () => kill(backup));
-    const forwardInput = setInterval(() => forward(terminal, children), 10);
+    let quitting = false;
+    const forwardInput = setInterval(() => {
+      if (terminal.quitRequested && !quitting) {
+        // Ctrl-A x: the user stops the whole pair, as `run` stops its machine; the backup
+        // first, so that it does not take the primary's end for a failure to take over.
+        quitting = true;
+        for (const child of [backup, primary]) if (child.process.exitCode === null) child.process.kill('SIGTERM');
+        return;
+      }
+      forward(terminal, children);
+    }, 10);
     for (const child of children) {
       void child.exited.then((code) => {
         const last = status[child.name];
@@ -329,6 +339,10 @@ export async function pairCommand(argv: string[]): Promise<number> {
     }
     const codes = await Promise.all(children.map((child) => child.exited));
     clearInterval(forwardInput);
+    if (quitting) {
+      process.stderr.write('\nunderstudy: quit\n');
+      return 0;
+    }
     const guestDone = children.find((child) => child.finished !== undefined && /powered off|panicked|stuck/.test(child.finished.reason));
     if (guestDone?.finished !== undefined) return exitStatus(guestDone.finished.status);
     const reasons = children.map((child, index) => `${child.name}: ${child.finished?.reason ?? `exited with ${codes[index]}`}`).join('; ');

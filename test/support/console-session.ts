@@ -14,8 +14,17 @@ export class ConsoleSession {
   private readonly exited: Promise<number | null>;
   private waiters: (() => void)[] = [];
 
-  constructor(args: string[], options: { cwd?: string } = {}) {
-    this.process = spawn(process.execPath, [cliPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
+  /**
+   * Starts `understudy ARGS`. With `terminal`, it runs on a real pseudo-terminal (util-linux's
+   * `script`), as when a person types at it: raw mode, Ctrl-A commands, and its stderr on the
+   * same terminal as its console.
+   */
+  constructor(args: string[], options: { cwd?: string; terminal?: boolean } = {}) {
+    const cwd = options.cwd === undefined ? {} : { cwd: options.cwd };
+    const command = [process.execPath, cliPath, ...args];
+    this.process = options.terminal === true
+      ? spawn('script', ['-qfec', command.map(shellQuote).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], ...cwd })
+      : spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], ...cwd });
     this.process.stdout!.setEncoding('latin1');
     this.process.stderr!.setEncoding('utf8');
     this.process.stdout!.on('data', (chunk: string) => this.received(chunk));
@@ -98,4 +107,8 @@ export class ConsoleSession {
   tail(characters = 2000): string {
     return `--- console (last ${characters}) ---\n${this.output.slice(-characters)}\n--- stderr ---\n${this.errors.slice(-characters)}`;
   }
+}
+
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, "'\\''")}'`;
 }

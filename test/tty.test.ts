@@ -1,0 +1,74 @@
+/**
+ * The console on a real terminal (a pseudo-terminal from util-linux's `script`), as a person
+ * uses it: raw mode, so that Enter arrives as a carriage return and Ctrl-C goes to the guest
+ * instead of stopping understudy; Ctrl-A x quits; in `pair`, Ctrl-A k kills the primary and
+ * typing goes on into the new primary.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ConsoleSession, shellPrompt } from './support/console-session.js';
+
+const bootTimeoutMs = 120_000;
+
+function scratch(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-tty-'));
+}
+
+/**
+ * Types a line as a terminal sends it (Enter is CR) and waits for its output and the next
+ * prompt. (Lines end in CR CR LF on the terminal: the guest sends CR LF, and the terminal's
+ * output processing, which libuv's raw mode leaves on, turns LF into CR LF.)
+ */
+async function typeLine(session: ConsoleSession, line: string, expected: string | RegExp): Promise<void> {
+  const start = session.text.length;
+  session.type(`${line}\r`);
+  const end = await session.waitFor(expected, 30_000, start);
+  await session.waitFor(shellPrompt, 30_000, end);
+}
+
+test('run on a terminal: typing, Ctrl-C goes to the guest, Ctrl-A x quits', { timeout: 240_000 }, async () => {
+  const dir = scratch();
+  const session = new ConsoleSession(['run', '--guest', 'linux', '--disk', path.join(dir, 'data.img'), '--timeout', '200'], { terminal: true });
+  try {
+    const mounted = await session.waitFor('understudy: /data mounted', bootTimeoutMs);
+    await session.waitFor(shellPrompt, 30_000, mounted);
+    await typeLine(session, 'echo typed on a terminal', /\ntyped on a terminal\r+\n/);
+    // Ctrl-C is a byte for the guest's terminal, not a signal for understudy.
+    session.type('\x03');
+    await typeLine(session, 'echo still here after ctrl-c', /\nstill here after ctrl-c\r+\n/);
+    assert.equal(session.process.exitCode, null);
+    session.type('\x01x');
+    assert.equal(await session.exit(30_000), 0, session.tail());
+    assert.match(session.text, /understudy: quit/);
+  } finally {
+    session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('pair on a terminal: Ctrl-A k kills the primary, typing goes on into the backup, Ctrl-A x quits', { timeout: 240_000 }, async () => {
+  const dir = scratch();
+  const session = new ConsoleSession(['pair', '--guest', 'linux', '--disk', path.join(dir, 'data.img')], { terminal: true });
+  try {
+    const mounted = await session.waitFor('understudy: /data mounted', bootTimeoutMs);
+    await session.waitFor(shellPrompt, 30_000, mounted);
+    await typeLine(session, 'echo typed into the primary', /\ntyped into the primary\r+\n/);
+    await typeLine(session, 'write /data/tty.txt kept across the failover', '');
+    session.type('\x01k');
+    const live = await session.waitFor(/the backup went live[^\n]*\n/, 30_000);
+    // The first command after the failover: its own output, whatever the failover repeated.
+    session.type('echo typed into the backup\r');
+    const echoed = await session.waitFor(/\ntyped into the backup\r+\n/, 30_000, live);
+    await session.waitFor(shellPrompt, 30_000, echoed);
+    await typeLine(session, 'cat /data/tty.txt', /\nkept across the failover\r+\n/);
+    session.type('\x01x');
+    assert.equal(await session.exit(30_000), 0, session.tail());
+    assert.match(session.text, /understudy: quit/);
+  } finally {
+    session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

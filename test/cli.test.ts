@@ -66,6 +66,10 @@ const lui = (rd: number, upper20: number): number => ((upper20 << 12) | (rd << 7
 const addi = (rd: number, rs1: number, imm12: number): number => (((imm12 & 0xfff) << 20) | (rs1 << 15) | (0 << 12) | (rd << 7) | 0x13) >>> 0;
 const sw = (rs2: number, rs1: number, imm12: number): number =>
   ((((imm12 >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (2 << 12) | ((imm12 & 0x1f) << 7) | 0x23) >>> 0;
+const sb = (rs2: number, rs1: number, imm12: number): number =>
+  ((((imm12 >> 5) & 0x7f) << 25) | (rs2 << 20) | (rs1 << 15) | (0 << 12) | ((imm12 & 0x1f) << 7) | 0x23) >>> 0;
+/** jal zero, -4: back one instruction. */
+const jalBack = 0xffdf_f06f;
 /** jal rd, 0: jump to itself. */
 const jalSelf = (rd: number): number => ((rd << 7) | 0x6f) >>> 0;
 
@@ -287,6 +291,24 @@ suite('understudy command line', { concurrency: 4 }, () => {
     assert.equal(result.status, 125, result.stderr);
     assert.match(result.stderr, /instruction limit reached/);
     assert.ok(!/^\s+at /m.test(result.stderr));
+  });
+
+  test('cli: a console reader that goes away (`| head`) ends the run with status 141, quietly', async () => {
+    // 'A' to the UART without end.
+    const spam = scratchFile('spam.bin', words(lui(x.t0, 0x1_0000), addi(x.t1, x.zero, 0x41), sb(x.t1, x.t0, 0), jalBack));
+    const child = spawn(process.execPath, [cli, 'run', '--kernel', spam], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    let received = '';
+    child.stdout.setEncoding('latin1').on('data', (chunk: string) => {
+      received += chunk;
+      if (received.length >= 100) child.stdout.destroy(); // like head -c 100
+    });
+    const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    assert.match(received, /^A{100}/);
+    assert.equal(status, 141, stderr);
+    assert.match(stderr, /understudy: the console's output was closed/);
+    assert.ok(!/^\s+at /m.test(stderr), stderr);
   });
 
   test('cli: --timeout 1 stops an endless loop with status 124', async () => {

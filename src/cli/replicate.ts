@@ -20,6 +20,7 @@ import {
   parseOptions, parsePositive, planBoot, projectRoot, UsageError, type MachineSettings,
 } from './machine-options.js';
 import { Machine } from '../machine/board.js';
+import { reportOutcome } from './run.js';
 
 export const replicationOptionsHelp = `replication options (pair, primary, backup):
   --epoch N                    instructions per epoch (default ${defaultReplicationOptions.epochInstructions})
@@ -103,7 +104,9 @@ type ChildMessage =
   | { type: 'status'; status: ReplicaProcessStatus }
   | { type: 'failover'; report: FailoverReport; wallClockMs: number }
   | { type: 'finished'; status: number; reason: string }
-  | { type: 'log'; line: string };
+  | { type: 'log'; line: string }
+  /** The shared console's reader went away (EPIPE). */
+  | { type: 'output-closed' };
 
 type ParentMessage = { type: 'input'; bytes: number[] };
 
@@ -201,10 +204,18 @@ function exitStatus(status: number): number {
 class IpcConsole implements ConsolePort {
   private readonly pending: number[] = [];
   private waiters: (() => void)[] = [];
+  private closedOutput = false;
   readonly quitRequested = false;
   readonly inputEnded = false;
 
   constructor() {
+    // The reader of the pair's console went away: output goes nowhere from now on (no crash),
+    // and the parent, told, stops the pair.
+    process.stdout.on('error', () => {
+      if (this.closedOutput) return;
+      this.closedOutput = true;
+      if (process.connected) process.send!({ type: 'output-closed' } satisfies ChildMessage);
+    });
     process.on('message', (message: ParentMessage) => {
       if (message.type !== 'input' || !Array.isArray(message.bytes)) return;
       for (const byte of message.bytes) if (Number.isInteger(byte) && byte >= 0 && byte < 256) this.pending.push(byte);
@@ -213,7 +224,15 @@ class IpcConsole implements ConsolePort {
   }
 
   write(bytes: Uint8Array): void {
-    process.stdout.write(bytes);
+    if (!this.closedOutput) process.stdout.write(bytes);
+  }
+
+  get outputClosed(): boolean {
+    return this.closedOutput;
+  }
+
+  get outputBacklogBytes(): number {
+    return this.closedOutput ? 0 : process.stdout.writableLength;
   }
 
   takeInput(max: number): Uint8Array {
@@ -230,7 +249,7 @@ class IpcConsole implements ConsolePort {
   }
 
   drain(): Promise<void> {
-    return new Promise((resolve) => (process.stdout.writableLength === 0 ? resolve() : process.stdout.write('', () => resolve())));
+    return new Promise((resolve) => (this.closedOutput || process.stdout.writableLength === 0 ? resolve() : process.stdout.write('', () => resolve())));
   }
 
   close(): void {
@@ -272,6 +291,7 @@ export async function pairCommand(argv: string[]): Promise<number> {
   const statusServer = replication.statusPort === undefined ? undefined : servePairStatus(replication.statusPort, () => status);
   try {
     let killsScheduled = false;
+    let outputClosed = false;
     let killedAtMs: number | undefined;
     // Each child's messages are handled from the moment it starts: its first messages may
     // arrive together (listening, then its role), and one not listened for is lost.
@@ -291,6 +311,8 @@ export async function pairCommand(argv: string[]): Promise<number> {
           const leaseMs = Math.round(message.report.liveAtMs - message.report.detectedAtMs);
           const when = killedAtMs === undefined ? `${leaseMs} ms after detecting it` : `${Math.round(message.wallClockMs - killedAtMs)} ms after the kill`;
           process.stderr.write(`\nunderstudy: the primary failed (${message.report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
+        } else if (message.type === 'output-closed') {
+          outputClosed = true;
         } else if (message.type === 'log') {
           if (replication.verbose) process.stderr.write(`[${child.name}] ${message.line}\n`);
         }
@@ -322,7 +344,7 @@ export async function pairCommand(argv: string[]): Promise<number> {
     terminal.escapeCommands.set('b', () => kill(backup));
     let quitting = false;
     const forwardInput = setInterval(() => {
-      if (terminal.quitRequested && !quitting) {
+      if ((terminal.quitRequested || outputClosed) && !quitting) {
         // Ctrl-A x: the user stops the whole pair, as `run` stops its machine; the backup
         // first, so that it does not take the primary's end for a failure to take over.
         quitting = true;
@@ -339,10 +361,7 @@ export async function pairCommand(argv: string[]): Promise<number> {
     }
     const codes = await Promise.all(children.map((child) => child.exited));
     clearInterval(forwardInput);
-    if (quitting) {
-      process.stderr.write('\nunderstudy: quit\n');
-      return 0;
-    }
+    if (quitting) return reportOutcome({ kind: 'quit', outputClosed: outputClosed || terminal.outputClosed });
     const guestDone = children.find((child) => child.finished !== undefined && /powered off|panicked|stuck/.test(child.finished.reason));
     if (guestDone?.finished !== undefined) return exitStatus(guestDone.finished.status);
     const reasons = children.map((child, index) => `${child.name}: ${child.finished?.reason ?? `exited with ${codes[index]}`}`).join('; ');

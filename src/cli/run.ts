@@ -59,6 +59,11 @@ export function reportOutcome(outcome: Exclude<RunOutcome, { kind: 'reset' }>): 
       // A failure status that is a multiple of 256 must not look like success to the shell.
       return outcome.status === 0 ? 0 : outcome.status % 256 === 0 ? 1 : outcome.status % 256;
     case 'quit':
+      if (outcome.outputClosed === true) {
+        // As a program killed by SIGPIPE would end (`understudy run ... | head`).
+        process.stderr.write('\nunderstudy: the console\'s output was closed\n');
+        return 141;
+      }
       process.stderr.write('\nunderstudy: quit\n');
       return 0;
     case 'panic':

@@ -13,11 +13,15 @@ export interface ConsolePort {
   readonly hasInput: boolean;
   /** No more input will ever come (stdin closed). */
   readonly inputEnded: boolean;
-  /** The user asked to quit (Ctrl-A x). */
+  /** The user asked to quit (Ctrl-A x), or went away (the output was closed). */
   readonly quitRequested: boolean;
   /** Resolves when input arrives or ends (or at once if there is some). */
   inputReady(): Promise<void>;
-  /** Resolves when everything written has been handed to the OS. */
+  /** The output's reader went away (EPIPE): what is written goes nowhere. */
+  readonly outputClosed: boolean;
+  /** Bytes written but not yet handed to the OS (a slow reader makes them pile up). */
+  readonly outputBacklogBytes: number;
+  /** Resolves when everything written has been handed to the OS (or the output is gone). */
   drain(): Promise<void>;
   close(): void;
 }
@@ -26,6 +30,7 @@ export class TerminalConsole implements ConsolePort {
   private pending: number[] = [];
   private ended = false;
   private quit = false;
+  private closedOutput = false;
   private escape = false;
   private waiters: (() => void)[] = [];
   private readonly raw: boolean;
@@ -48,6 +53,24 @@ export class TerminalConsole implements ConsolePort {
     input.on('end', this.onEnd);
     input.on('error', this.onEnd);
     input.resume();
+    // A reader that goes away (`understudy run ... | head`): EPIPE. Nobody can see the
+    // console any more, so the run ends, quietly, instead of dying of an unhandled error.
+    output.on('error', this.onOutputError);
+  }
+
+  private readonly onOutputError = (): void => {
+    this.closedOutput = true;
+    this.quit = true;
+    this.wake();
+  };
+
+  /** The console's output was closed by its reader. */
+  get outputClosed(): boolean {
+    return this.closedOutput;
+  }
+
+  get outputBacklogBytes(): number {
+    return this.closedOutput ? 0 : this.output.writableLength;
   }
 
   private received(chunk: Buffer): void {
@@ -84,7 +107,7 @@ export class TerminalConsole implements ConsolePort {
   }
 
   write(bytes: Uint8Array): void {
-    this.output.write(bytes);
+    if (!this.closedOutput) this.output.write(bytes);
   }
 
   takeInput(max: number): Uint8Array {
@@ -110,12 +133,19 @@ export class TerminalConsole implements ConsolePort {
 
   drain(): Promise<void> {
     return new Promise((resolve) => {
-      if (this.output.writableLength === 0) resolve();
-      else this.output.write('', () => resolve());
+      if (this.closedOutput || this.output.writableLength === 0) {
+        resolve();
+        return;
+      }
+      this.output.write('', () => resolve());
+      this.waiters.push(resolve); // or the output fails first
     });
   }
 
   close(): void {
+    this.output.off('error', this.onOutputError);
+    // Later writes (a final message) must not crash on a closed output either.
+    this.output.on('error', () => {});
     this.input.off('data', this.onData);
     this.input.off('end', this.onEnd);
     this.input.off('error', this.onEnd);
@@ -158,6 +188,8 @@ export class BufferConsole implements ConsolePort {
   }
 
   readonly quitRequested = false;
+  readonly outputClosed = false;
+  readonly outputBacklogBytes = 0;
 
   inputReady(): Promise<void> {
     return Promise.resolve();

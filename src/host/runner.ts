@@ -22,12 +22,19 @@ export const sliceInstructions = 1_000_000;
 export const ioSliceInstructions = 20_000;
 /** Longest stretch of guest execution before the host looks at its I/O again. */
 const hostYieldIntervalMs = 20;
+/**
+ * Console output waiting for a slow reader beyond which the machine pauses until it drains:
+ * a guest that prints without end must not fill the host's memory (QEMU's UART stalls the
+ * same way behind a full character device).
+ */
+export const consoleBacklogMaxBytes = 1 << 20;
 
 export type RunOutcome =
   | { readonly kind: 'poweroff'; readonly status: number }
   | { readonly kind: 'reset' }
   | { readonly kind: 'panic' }
-  | { readonly kind: 'quit' }
+  /** Ctrl-A x, or the console's reader went away (`outputClosed`). */
+  | { readonly kind: 'quit'; readonly outputClosed?: boolean }
   | { readonly kind: 'timeout'; readonly seconds: number }
   | { readonly kind: 'instruction-limit' }
   | { readonly kind: 'stuck'; readonly reason: string };
@@ -66,7 +73,11 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
     if (machine.power !== undefined) {
       return machine.power.kind === 'stuck' ? { kind: 'stuck', reason: `the guest is stuck: ${machine.power.reason}` } : machine.power;
     }
-    if (terminal.quitRequested) return { kind: 'quit' };
+    if (terminal.outputBacklogBytes > consoleBacklogMaxBytes) {
+      await terminal.drain();
+      lastYieldMs = performance.now();
+    }
+    if (terminal.quitRequested) return { kind: 'quit', outputClosed: terminal.outputClosed };
     if (options.instructionLimit !== undefined && machine.retiredInstructions >= options.instructionLimit) return { kind: 'instruction-limit' };
 
     // The boundary: apply what happened meanwhile.

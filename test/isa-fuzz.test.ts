@@ -2,7 +2,8 @@
  * Differential fuzzing of the CPU against QEMU: random instruction sequences
  * (test/support/isa-fuzz.ts) built into bare-metal programs, run on understudy and on
  * `qemu-system-riscv32 -icount shift=0`, must print the same registers, data checksums, traps
- * and instruction counts, block for block.
+ * and instruction counts, block for block; so must the same program on understudy moved to a
+ * fresh machine by save and restore every few thousand instructions.
  *
  * ISA_FUZZ_SEEDS (default 40) sets how many programs run; ISA_FUZZ_FIRST_SEED where they
  * start. A failing seed is printed with the block that differs and its instructions, and
@@ -16,6 +17,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { haveQemu, repoRoot, runElf, runOnQemu } from './helpers.js';
 import { generateProgram, type FuzzProgram } from './support/isa-fuzz.js';
+import { Machine } from '../src/machine/board.js';
+import { VirtualClock } from '../src/host/clocks.js';
+import { readKernel } from '../src/cli/main.js';
+import { Prng } from '../src/replication/simulator/prng.js';
 
 const seeds = Number(process.env['ISA_FUZZ_SEEDS'] ?? 40);
 const firstSeed = Number(process.env['ISA_FUZZ_FIRST_SEED'] ?? 1);
@@ -63,13 +68,18 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
       const reference = runOnQemu(elf);
       assert.equal(reference.status, 0, `QEMU failed on seed ${seed}:\n${reference.output.slice(-2000)}`);
       assert.deepEqual(ours.outcome, { kind: 'poweroff', status: 0 }, `understudy did not finish seed ${seed}:\n${ours.output.slice(-2000)}`);
-      const ourLines = ours.output.split('\n');
       const referenceLines = reference.output.split('\n');
-      const difference = firstDifference(ourLines, referenceLines);
-      if (difference !== undefined) {
+      // The same program again, moved to a fresh machine through save and restore every few
+      // thousand instructions (as a backup is started from a primary's state): TLBs, the LR
+      // reservation, decoded code and every CSR must survive the trip.
+      const hopping = runHopping(elf, seed);
+      for (const [who, output] of [['understudy', ours.output], ['understudy, saved and restored every few thousand instructions,', hopping]] as const) {
+        const ourLines = output.split('\n');
+        const difference = firstDifference(ourLines, referenceLines);
+        if (difference === undefined) continue;
         const { line, block } = difference;
         assert.fail(
-          `seed ${seed}, block ${block}: understudy printed ${JSON.stringify(ourLines[line])}, QEMU ${JSON.stringify(referenceLines[line])}\n` +
+          `seed ${seed}, block ${block}: ${who} printed ${JSON.stringify(ourLines[line])}, QEMU ${JSON.stringify(referenceLines[line])}\n` +
             `(replay: ISA_FUZZ_FIRST_SEED=${seed} ISA_FUZZ_SEEDS=1; the program is ${path.join(directory, `fuzz-${seed}.S`)})\n` +
             `the block's instructions:\n${program.blocks[block] ?? '(before the first block)'}`,
         );
@@ -90,6 +100,28 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
     throw error;
   }
 });
+
+/**
+ * Runs a fuzz program, moving it to a fresh machine (save, restore) after every run of a
+ * seeded random 1 to 4000 instructions; returns its console output.
+ */
+function runHopping(elf: string, seed: number): string {
+  const random = new Prng(seed);
+  const config = { ramBytes: 8 * 1024 * 1024, disks: [] };
+  let machine = new Machine(config, new VirtualClock());
+  machine.load(readKernel(elf));
+  const console: Uint8Array[] = [];
+  for (let hops = 0; machine.power === undefined; hops++) {
+    if (hops > 100_000) assert.fail(`seed ${seed}: the hopping run did not finish`);
+    machine.run(random.int(1, 4000));
+    for (const output of machine.takeOutputs()) if (output.kind === 'console-output') console.push(output.bytes);
+    const snapshot = machine.save();
+    machine = new Machine(config, new VirtualClock());
+    machine.restore(snapshot);
+  }
+  assert.deepEqual(machine.power, { kind: 'poweroff', status: 0 });
+  return Buffer.concat(console).toString('latin1');
+}
 
 function program0Blocks(): number {
   return generateProgram(0).blocks.length;

@@ -37,6 +37,12 @@ interface Primary {
   readonly shape: WorkloadShape;
 }
 
+/**
+ * These tests are about refusing bad peers, not about failover: a long failure timeout keeps
+ * a loaded machine's scheduling stalls from being taken for a dead peer.
+ */
+const patient = ['--failure-timeout', '3000'];
+
 /** A primary of the pair workload on a free port, with --verbose, waiting for its backup. */
 async function startPrimary(workload: 'small' | 'full' = 'small'): Promise<Primary> {
   const directory = scratchDirectory('bad-input');
@@ -46,7 +52,7 @@ async function startPrimary(workload: 'small' | 'full' = 'small'): Promise<Prima
   createBlankDiskImage(image, shape);
   const arbiter = path.join(directory, 'arbiter');
   const port = await freePort();
-  const process = new CliProcess(['primary', '--listen', `127.0.0.1:${port}`, '--kernel', elf, '--disk', image, '--arbiter', arbiter, '--verbose'], {
+  const process = new CliProcess(['primary', '--listen', `127.0.0.1:${port}`, '--kernel', elf, '--disk', image, '--arbiter', arbiter, '--verbose', ...patient], {
     timeoutMs: processTimeoutMs,
   });
   await process.waitFor('stderr', /listening on 127\.0\.0\.1:\d+/, 20_000);
@@ -54,7 +60,7 @@ async function startPrimary(workload: 'small' | 'full' = 'small'): Promise<Prima
 }
 
 function backupArgs(primary: Primary, extra: readonly string[] = []): string[] {
-  return ['backup', '--connect', `127.0.0.1:${primary.port}`, '--kernel', primary.elf, '--disk', primary.image, '--arbiter', primary.arbiter, ...extra];
+  return ['backup', '--connect', `127.0.0.1:${primary.port}`, '--kernel', primary.elf, '--disk', primary.image, '--arbiter', primary.arbiter, ...patient, ...extra];
 }
 
 /**

@@ -241,13 +241,14 @@ interface StatusPoll {
  * `understudy status --port P` as a user runs it, back to back until the pair is done; every
  * third view with --json.
  */
-async function pollStatus(port: number, pair: CliProcess): Promise<{ human: StatusPoll[]; json: StatusPoll[] }> {
+async function pollStatus(port: number, pair: CliProcess, onView?: (text: string) => void): Promise<{ human: StatusPoll[]; json: StatusPoll[] }> {
   const human: StatusPoll[] = [];
   const json: StatusPoll[] = [];
   const started = performance.now();
   for (let count = 0; !pair.exited; count++) {
     const asJson = count % 3 === 2;
     const result = await runCli(['status', '--port', String(port), ...(asJson ? ['--json'] : [])], 10_000);
+    if (result.status === 0 && !asJson) onView?.(result.stdout);
     if (result.status === 0) (asJson ? json : human).push({ atMs: performance.now() - started, text: result.stdout });
     else assert.match(result.stderr, /^understudy: no status at 127\.0\.0\.1:\d+: .*ECONNREFUSED/, describeResult(result));
   }
@@ -287,12 +288,20 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
   const port = await freePort();
   let human: StatusPoll[] = [];
   let json: StatusPoll[] = [];
-  const killAfterMs = 700;
+  // The test kills the primary itself, once a view has shown the protected pair (a fixed
+  // delay could pass before the first view on a loaded machine).
+  let killed = false;
   const { result, image, directory, replay } = await runPair(
     workloads.full,
-    ['--status-port', String(port), '--kill-primary-after', String(killAfterMs)],
+    ['--status-port', String(port)],
     async (pair) => {
-      ({ human, json } = await pollStatus(port, pair));
+      ({ human, json } = await pollStatus(port, pair, (text) => {
+        const primary = replicaLine(text, 'primary');
+        const backup = replicaLine(text, 'backup');
+        if (killed || primary?.role !== 'primary' || backup?.role !== 'backup' || primary.exited) return;
+        killed = true;
+        process.kill(primary.pid, 'SIGKILL');
+      }));
     },
   );
   const context = `\nreplay: ${replay}\n${describeResult(result)}\n--- status polls\n${human.map((poll) => `@${poll.atMs.toFixed(0)} ms\n${poll.text}`).join('')}`;

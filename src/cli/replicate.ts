@@ -208,7 +208,16 @@ class IpcConsole implements ConsolePort {
   readonly quitRequested = false;
   readonly inputEnded = false;
 
+  private closing = false;
+
   constructor() {
+    // The `pair` process is this replica's only way to the world (console input, the output
+    // it tells about): if it dies, even by SIGKILL, the replica must not live on unseen.
+    process.on('disconnect', () => {
+      if (this.closing) return;
+      process.stderr.write(`understudy: replica ${process.pid}: its pair process is gone; stopping\n`);
+      process.exit(1);
+    });
     // The reader of the pair's console went away: output goes nowhere from now on (no crash),
     // and the parent, told, stops the pair.
     process.stdout.on('error', () => {
@@ -253,6 +262,7 @@ class IpcConsole implements ConsolePort {
   }
 
   close(): void {
+    this.closing = true;
     process.removeAllListeners('message');
     if (process.connected) process.disconnect();
   }

@@ -20,6 +20,7 @@ import { PrimaryReplica, type Reboot } from '../replication/primary.js';
 import { BackupReplica, ReplicaExit, type FailoverReport } from '../replication/backup.js';
 import type { ReplicaIo, ReplicaStatus, ReplicationOptions, StepResult } from '../replication/replica.js';
 import type { ConsolePort } from './console.js';
+import { consoleBacklogMaxBytes } from './runner.js';
 import type { DiskImage } from './disk-image.js';
 
 /** Longest stretch of guest execution before the loop looks at sockets and timers. */
@@ -419,6 +420,10 @@ class ReplicaRuntime implements ReplicaIo {
 
   takeConsoleInput(max: number): Uint8Array {
     return this.options.console.takeInput(max);
+  }
+
+  get consoleBacklogged(): boolean {
+    return this.options.console.outputBacklogBytes > consoleBacklogMaxBytes;
   }
 
   get consoleInputWaiting(): boolean {

@@ -12,6 +12,9 @@ import type { ReplicaEnvironment } from './environment.js';
 import { epochEntryBytesTarget, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type StopKind } from './messages.js';
 import { guestOutcome, pendingEpochsMax, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
 
+/** How often a primary whose console is backlogged looks again. */
+const consolePollMs = 10;
+
 export type PrimaryRole =
   /** No backup yet: nothing runs until one joins (an unprotected start is not the point). */
   | 'waiting'
@@ -180,6 +183,10 @@ export class PrimaryReplica {
     if (this.role === 'protected') {
       if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2
       if (this.pending.length >= pendingEpochsMax) return this.waitForAcks(now);
+    }
+    if (this.io.consoleBacklogged) {
+      // The console's reader lags: the guest waits, heartbeats and acknowledgements go on.
+      return { kind: 'blocked', untilMs: now + consolePollMs };
     }
     if (power?.kind === 'reset') {
       // Both replicas reboot at the same boundary: the backup does so when it replays it.

@@ -70,6 +70,11 @@ export interface ReplicaIo {
   takeConsoleInput(max: number): Uint8Array;
   /** Whether console input is waiting. */
   readonly consoleInputWaiting: boolean;
+  /**
+   * The console's reader lags far behind: the live replica pauses its guest (not the
+   * protocol) until it catches up, so that a guest printing without end cannot fill memory.
+   */
+  readonly consoleBacklogged: boolean;
   /** Atomic test-and-set on shared storage: may this replica be the live one for `generation`? */
   tryGoLive(generation: number): boolean;
   /** A point where the simulator may crash this replica; nothing in production. */

@@ -117,6 +117,7 @@ function side(now: () => number): Side {
     },
     takeConsoleInput: () => new Uint8Array(0),
     consoleInputWaiting: false,
+    consoleBacklogged: false,
     tryGoLive: () => true,
     crashPoint: () => {},
     epochDone: () => {},

@@ -549,6 +549,7 @@ class SimulatedIo implements ReplicaIo {
   }
 
   readonly consoleInputWaiting = false;
+  readonly consoleBacklogged = false;
 
   tryGoLive(generation: number): boolean {
     return this.simulation.goLive(this.name, generation);

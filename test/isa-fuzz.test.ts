@@ -103,7 +103,7 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
 
 /**
  * Runs a fuzz program, moving it to a fresh machine (save, restore) after every run of a
- * seeded random 1 to 4000 instructions; returns its console output.
+ * seeded random 1 to 12,000 instructions; returns its console output.
  */
 function runHopping(elf: string, seed: number): string {
   const random = new Prng(seed);
@@ -113,7 +113,7 @@ function runHopping(elf: string, seed: number): string {
   const console: Uint8Array[] = [];
   for (let hops = 0; machine.power === undefined; hops++) {
     if (hops > 100_000) assert.fail(`seed ${seed}: the hopping run did not finish`);
-    machine.run(random.int(1, 4000));
+    machine.run(random.int(1, 12_000));
     for (const output of machine.takeOutputs()) if (output.kind === 'console-output') console.push(output.bytes);
     const snapshot = machine.save();
     machine = new Machine(config, new VirtualClock());

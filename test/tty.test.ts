@@ -10,6 +10,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConsoleSession, shellPrompt } from './support/console-session.js';
+import { guestElf } from './helpers.js';
+import { freePort } from './support/replica-processes.js';
 
 const bootTimeoutMs = 120_000;
 
@@ -69,6 +71,32 @@ test('pair on a terminal: Ctrl-A k kills the primary, typing goes on into the ba
     assert.match(session.text, /understudy: quit/);
   } finally {
     session.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a standalone primary on a terminal: Ctrl-A x stops it, and its backup carries the guest to the end', { timeout: 120_000 }, async () => {
+  const dir = scratch();
+  const port = await freePort();
+  const common = ['--kernel', guestElf('ticker'), '--arbiter', path.join(dir, 'arbiter'), '--verbose'];
+  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, ...common], { terminal: true });
+  let backup: ConsoleSession | undefined;
+  try {
+    // (On the terminal, the primary's log and its console share the screen.)
+    await primary.waitFor(/listening on 127\.0\.0\.1:\d+/, 30_000);
+    backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, ...common]);
+    const joined = await primary.waitFor(/backup joined at epoch \d+/, 30_000);
+    await primary.waitFor(/tick \d+\r*\n/, 30_000, joined);
+    primary.type('\x01x');
+    assert.equal(await primary.exit(30_000), 0, primary.tail());
+    assert.match(primary.text, /understudy primary: quit \(Ctrl-A x\): this replica stops/);
+    // The backup takes over and finishes the ticker's 2000 lines.
+    assert.equal(await backup.exit(60_000), 0, backup.tail());
+    assert.match(backup.stderr, /promoted: live from epoch \d+/);
+    assert.match(backup.text, /tick 2000\n$/);
+  } finally {
+    primary.kill();
+    backup?.kill();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });

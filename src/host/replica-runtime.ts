@@ -167,6 +167,14 @@ class ReplicaRuntime implements ReplicaIo {
         lastStatusMs = performance.now();
         this.options.events.status(this.status());
       }
+      const terminal = this.options.console;
+      if (terminal.quitRequested) {
+        // Ctrl-A x on this replica's terminal, or its reader went away: this replica stops,
+        // as if its host had; a peer that follows or leads carries on without it.
+        return terminal.outputClosed
+          ? { status: 141, reason: "the console's output was closed: this replica stops" }
+          : { status: 0, reason: 'quit (Ctrl-A x): this replica stops' };
+      }
       const core = this.core!;
       for (const event of this.completions.splice(0)) core.onDiskCompletion(event);
       // What one step sends leaves in one write.
@@ -201,7 +209,7 @@ class ReplicaRuntime implements ReplicaIo {
       const timer = setTimeout(done, limit);
       this.wakeUp = done;
       void this.options.console.inputReady().then(() => {
-        if (this.options.console.hasInput) this.wakeUp?.();
+        if (this.options.console.hasInput || this.options.console.quitRequested) this.wakeUp?.();
       });
     });
   }

@@ -31,17 +31,17 @@ async function typeLine(session: ConsoleSession, line: string, expected: string 
   await session.waitFor(shellPrompt, 30_000, end);
 }
 
-test('run on a terminal: typing, Ctrl-C goes to the guest, Ctrl-A x quits', { timeout: 240_000 }, async () => {
+/**
+ * Linux booted to its shell by `understudy ARGS --disk <fresh image>` on a terminal; runs
+ * `body`, then quits with Ctrl-A x, which must end the process with status 0.
+ */
+async function withShellOnTerminal(args: readonly string[], body: (session: ConsoleSession) => Promise<void>): Promise<void> {
   const dir = scratch();
-  const session = new ConsoleSession(['run', '--guest', 'linux', '--disk', path.join(dir, 'data.img'), '--timeout', '200'], { terminal: true });
+  const session = new ConsoleSession([...args, '--guest', 'linux', '--disk', path.join(dir, 'data.img')], { terminal: true });
   try {
     const mounted = await session.waitFor('understudy: /data mounted', bootTimeoutMs);
     await session.waitFor(shellPrompt, 30_000, mounted);
-    await typeLine(session, 'echo typed on a terminal', /\ntyped on a terminal\r+\n/);
-    // Ctrl-C is a byte for the guest's terminal, not a signal for understudy.
-    session.type('\x03');
-    await typeLine(session, 'echo still here after ctrl-c', /\nstill here after ctrl-c\r+\n/);
-    assert.equal(session.process.exitCode, null);
+    await body(session);
     session.type('\x01x');
     assert.equal(await session.exit(30_000), 0, session.tail());
     assert.match(session.text, /understudy: quit/);
@@ -49,14 +49,20 @@ test('run on a terminal: typing, Ctrl-C goes to the guest, Ctrl-A x quits', { ti
     session.kill();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('run on a terminal: typing, Ctrl-C goes to the guest, Ctrl-A x quits', { timeout: 240_000 }, async () => {
+  await withShellOnTerminal(['run', '--timeout', '200'], async (session) => {
+    await typeLine(session, 'echo typed on a terminal', /\ntyped on a terminal\r+\n/);
+    // Ctrl-C is a byte for the guest's terminal, not a signal for understudy.
+    session.type('\x03');
+    await typeLine(session, 'echo still here after ctrl-c', /\nstill here after ctrl-c\r+\n/);
+    assert.equal(session.process.exitCode, null);
+  });
 });
 
 test('pair on a terminal: Ctrl-A k kills the primary, typing goes on into the backup, Ctrl-A x quits', { timeout: 240_000 }, async () => {
-  const dir = scratch();
-  const session = new ConsoleSession(['pair', '--guest', 'linux', '--disk', path.join(dir, 'data.img')], { terminal: true });
-  try {
-    const mounted = await session.waitFor('understudy: /data mounted', bootTimeoutMs);
-    await session.waitFor(shellPrompt, 30_000, mounted);
+  await withShellOnTerminal(['pair'], async (session) => {
     await typeLine(session, 'echo typed into the primary', /\ntyped into the primary\r+\n/);
     await typeLine(session, 'write /data/tty.txt kept across the failover', '');
     session.type('\x01k');
@@ -66,13 +72,7 @@ test('pair on a terminal: Ctrl-A k kills the primary, typing goes on into the ba
     const echoed = await session.waitFor(/\ntyped into the backup\r+\n/, 30_000, live);
     await session.waitFor(shellPrompt, 30_000, echoed);
     await typeLine(session, 'cat /data/tty.txt', /\nkept across the failover\r+\n/);
-    session.type('\x01x');
-    assert.equal(await session.exit(30_000), 0, session.tail());
-    assert.match(session.text, /understudy: quit/);
-  } finally {
-    session.kill();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a standalone primary on a terminal: Ctrl-A x stops it, and its backup carries the guest to the end', { timeout: 120_000 }, async () => {

@@ -15,9 +15,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BoardMap, Machine } from '../src/machine/board.js';
-import { asm, li } from '../src/machine/cpu/encode.js';
+import { asm, assemble, li } from '../src/machine/cpu/encode.js';
+import { rawImage } from '../src/machine/loader/elf.js';
 import { Csr } from '../src/machine/cpu/csr.js';
-import { ramBaseAddress } from '../src/machine/memory/ram.js';
 import { VirtualClock } from '../src/host/clocks.js';
 import { BufferConsole } from '../src/host/console.js';
 import type { DiskImage } from '../src/host/disk-image.js';
@@ -77,11 +77,9 @@ test(`hostile guests (${seeds} seeded programs from seed ${firstSeed}): the host
 test('a guest asleep with its timer due but masked is stuck at once, not spun on (the deadline has passed)', async () => {
   // mtimecmp = 0 (MTIP up at once), mie.MTIE off, WFI: nothing can wake it.
   const program = [...li(6, BoardMap.clint + 0x4000), asm.sw(0, 6, 0), asm.sw(0, 6, 4), asm.csrrw(0, Csr.mie, 0), asm.wfi(), asm.jal(0, -4)];
-  const bytes = new Uint8Array(program.length * 4);
-  program.forEach((word, index) => new DataView(bytes.buffer).setUint32(index * 4, word >>> 0, true));
   const clock = new VirtualClock();
   const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, clock);
-  machine.load({ entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: bytes, memoryBytes: bytes.length }], symbols: new Map() });
+  machine.load(rawImage(assemble(program)));
   const outcome = await runMachine({ machine, clock, console: new BufferConsole(''), disks: new Map(), timeoutSeconds: 20 });
   assert.equal(outcome.kind, 'stuck', JSON.stringify(outcome));
   assert.equal(machine.clockDeadline, undefined);

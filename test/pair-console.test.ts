@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { asm, li } from '../src/machine/cpu/encode.js';
+import { asm, assemble, li } from '../src/machine/cpu/encode.js';
 import { cliPath, repoRoot } from './helpers.js';
 import { freePort, scratchDirectory } from './support/replica-processes.js';
 
@@ -40,9 +40,7 @@ test('pair: a lagging console reader pauses the guest but not the protocol; one 
   // 'A' to the UART without end.
   const program = [...li(5, 0x1000_0000), asm.addi(6, 0, 0x41), asm.sb(6, 5, 0), asm.jal(0, -4)];
   const image = path.join(directory, 'spam.bin');
-  const bytes = Buffer.alloc(program.length * 4);
-  program.forEach((word, index) => bytes.writeUInt32LE(word >>> 0, index * 4));
-  fs.writeFileSync(image, bytes);
+  fs.writeFileSync(image, assemble(program));
   const statusPort = await freePort();
   const child = spawn(process.execPath, [cliPath, 'pair', '--kernel', image, '--status-port', String(statusPort)], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   try {

@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { Machine, configKey, type BoardConfig, type DiskConfig } from '../machine/board.js';
 import type { EnvironmentPort } from '../machine/environment.js';
-import { ramBaseAddress, ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
-import { ImageError, isElf, parseElf, type LoadedImage } from '../machine/loader/elf.js';
+import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
+import { ImageError, isElf, parseElf, rawImage, type LoadedImage } from '../machine/loader/elf.js';
 import { DiskImage } from '../host/disk-image.js';
 import { checkInitramfs, defaultBootargs, ensureDataDisk, linuxDefaults, readBootFile } from '../host/linux-guest.js';
 
@@ -144,7 +144,7 @@ export function readKernel(file: string): LoadedImage {
       throw error;
     }
   }
-  return { entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: bytes, memoryBytes: bytes.length }], symbols: new Map() };
+  return rawImage(bytes);
 }
 
 /** What to put in a fresh machine: a bare-metal program, or Linux with its initramfs. */

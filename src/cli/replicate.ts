@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { diskSlot } from '../machine/board.js';
 import { HostClock, VirtualClock } from '../host/clocks.js';
-import { TerminalConsole, type ConsolePort } from '../host/console.js';
+import { ConsoleOutput, TerminalConsole, type ConsolePort } from '../host/console.js';
 import { FileArbiter, parseEndpoint, runReplica, type Endpoint, type ReplicaProcessStatus } from '../host/replica-runtime.js';
 import { ReplicaEnvironment, type LiveEnvironment } from '../replication/environment.js';
 import { defaultReplicationOptions, optionsKey, validateOptions, type ReplicationOptions } from '../replication/replica.js';
@@ -204,11 +204,14 @@ function exitStatus(status: number): number {
 class IpcConsole implements ConsolePort {
   private readonly pending: number[] = [];
   private waiters: (() => void)[] = [];
-  private closedOutput = false;
+  private closing = false;
   readonly quitRequested = false;
   readonly inputEnded = false;
-
-  private closing = false;
+  // The reader of the pair's console went away: output goes nowhere from now on, and the
+  // parent, told, stops the pair.
+  private readonly output = new ConsoleOutput(process.stdout, () => {
+    if (process.connected) process.send!({ type: 'output-closed' } satisfies ChildMessage);
+  });
 
   constructor() {
     // The `pair` process is this replica's only way to the world (console input, the output
@@ -218,13 +221,6 @@ class IpcConsole implements ConsolePort {
       process.stderr.write(`understudy: replica ${process.pid}: its pair process is gone; stopping\n`);
       process.exit(1);
     });
-    // The reader of the pair's console went away: output goes nowhere from now on (no crash),
-    // and the parent, told, stops the pair.
-    process.stdout.on('error', () => {
-      if (this.closedOutput) return;
-      this.closedOutput = true;
-      if (process.connected) process.send!({ type: 'output-closed' } satisfies ChildMessage);
-    });
     process.on('message', (message: ParentMessage) => {
       if (message.type !== 'input' || !Array.isArray(message.bytes)) return;
       for (const byte of message.bytes) if (Number.isInteger(byte) && byte >= 0 && byte < 256) this.pending.push(byte);
@@ -233,15 +229,15 @@ class IpcConsole implements ConsolePort {
   }
 
   write(bytes: Uint8Array): void {
-    if (!this.closedOutput) process.stdout.write(bytes);
+    this.output.write(bytes);
   }
 
   get outputClosed(): boolean {
-    return this.closedOutput;
+    return this.output.closed;
   }
 
   get outputBacklogBytes(): number {
-    return this.closedOutput ? 0 : process.stdout.writableLength;
+    return this.output.backlogBytes;
   }
 
   takeInput(max: number): Uint8Array {
@@ -258,11 +254,12 @@ class IpcConsole implements ConsolePort {
   }
 
   drain(): Promise<void> {
-    return new Promise((resolve) => (this.closedOutput || process.stdout.writableLength === 0 ? resolve() : process.stdout.write('', () => resolve())));
+    return this.output.drain();
   }
 
   close(): void {
     this.closing = true;
+    this.output.close();
     process.removeAllListeners('message');
     if (process.connected) process.disconnect();
   }

@@ -26,11 +26,64 @@ export interface ConsolePort {
   close(): void;
 }
 
+/**
+ * A console's output stream: counts the bytes waiting for a slow reader, and notices a reader
+ * that goes away (EPIPE: `understudy run ... | head`), after which writes go nowhere instead
+ * of killing the process with an unhandled error.
+ */
+export class ConsoleOutput {
+  private gone = false;
+  private drainers: (() => void)[] = [];
+  private readonly onError = (): void => {
+    if (this.gone) return;
+    this.gone = true;
+    for (const resolve of this.drainers.splice(0)) resolve();
+    this.onClosed();
+  };
+
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly onClosed: () => void,
+  ) {
+    stream.on('error', this.onError);
+  }
+
+  /** The reader went away. */
+  get closed(): boolean {
+    return this.gone;
+  }
+
+  get backlogBytes(): number {
+    return this.gone ? 0 : this.stream.writableLength;
+  }
+
+  write(bytes: Uint8Array): void {
+    if (!this.gone) this.stream.write(bytes);
+  }
+
+  /** Resolves when everything written has been handed to the OS, or the reader is gone. */
+  drain(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.gone || this.stream.writableLength === 0) {
+        resolve();
+        return;
+      }
+      this.drainers.push(resolve);
+      this.stream.write('', () => resolve());
+    });
+  }
+
+  /** Stops watching; later writes (a final message) still must not crash on a closed output. */
+  close(): void {
+    this.stream.off('error', this.onError);
+    this.stream.on('error', () => {});
+  }
+}
+
 export class TerminalConsole implements ConsolePort {
   private pending: number[] = [];
   private ended = false;
   private quit = false;
-  private closedOutput = false;
   private escape = false;
   private waiters: (() => void)[] = [];
   private readonly raw: boolean;
@@ -43,9 +96,11 @@ export class TerminalConsole implements ConsolePort {
   /** Ctrl-A commands besides x: key -> action. */
   readonly escapeCommands = new Map<string, () => void>();
 
+  private readonly output: ConsoleOutput;
+
   constructor(
     private readonly input: NodeJS.ReadStream = process.stdin,
-    private readonly output: NodeJS.WriteStream = process.stdout,
+    output: NodeJS.WriteStream = process.stdout,
   ) {
     this.raw = input.isTTY === true;
     if (this.raw) input.setRawMode(true);
@@ -53,24 +108,19 @@ export class TerminalConsole implements ConsolePort {
     input.on('end', this.onEnd);
     input.on('error', this.onEnd);
     input.resume();
-    // A reader that goes away (`understudy run ... | head`): EPIPE. Nobody can see the
-    // console any more, so the run ends, quietly, instead of dying of an unhandled error.
-    output.on('error', this.onOutputError);
+    // Nobody can see a console whose reader went away: the run ends, quietly.
+    this.output = new ConsoleOutput(output, () => {
+      this.quit = true;
+      this.wake();
+    });
   }
 
-  private readonly onOutputError = (): void => {
-    this.closedOutput = true;
-    this.quit = true;
-    this.wake();
-  };
-
-  /** The console's output was closed by its reader. */
   get outputClosed(): boolean {
-    return this.closedOutput;
+    return this.output.closed;
   }
 
   get outputBacklogBytes(): number {
-    return this.closedOutput ? 0 : this.output.writableLength;
+    return this.output.backlogBytes;
   }
 
   private received(chunk: Buffer): void {
@@ -107,7 +157,7 @@ export class TerminalConsole implements ConsolePort {
   }
 
   write(bytes: Uint8Array): void {
-    if (!this.closedOutput) this.output.write(bytes);
+    this.output.write(bytes);
   }
 
   takeInput(max: number): Uint8Array {
@@ -132,20 +182,11 @@ export class TerminalConsole implements ConsolePort {
   }
 
   drain(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.closedOutput || this.output.writableLength === 0) {
-        resolve();
-        return;
-      }
-      this.output.write('', () => resolve());
-      this.waiters.push(resolve); // or the output fails first
-    });
+    return this.output.drain();
   }
 
   close(): void {
-    this.output.off('error', this.onOutputError);
-    // Later writes (a final message) must not crash on a closed output either.
-    this.output.on('error', () => {});
+    this.output.close();
     this.input.off('data', this.onData);
     this.input.off('end', this.onEnd);
     this.input.off('error', this.onEnd);

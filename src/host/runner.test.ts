@@ -2,8 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine } from '../machine/board.js';
-import { asm, li } from '../machine/cpu/encode.js';
-import { ramBaseAddress } from '../machine/memory/ram.js';
+import { asm, assemble, li } from '../machine/cpu/encode.js';
+import { rawImage } from '../machine/loader/elf.js';
 import { VirtualClock } from './clocks.js';
 import type { ConsolePort } from './console.js';
 import { consoleBacklogMaxBytes, runMachine } from './runner.js';
@@ -59,11 +59,9 @@ class SlowConsole implements ConsolePort {
 test('runner: a guest that prints without end pauses while the console reader lags, and goes on when it catches up', async () => {
   // 'A' to the UART without end.
   const program = [...li(5, 0x1000_0000), asm.addi(6, 0, 0x41), asm.sb(6, 5, 0), asm.jal(0, -4)];
-  const bytes = new Uint8Array(program.length * 4);
-  program.forEach((word, index) => new DataView(bytes.buffer).setUint32(index * 4, word >>> 0, true));
   const clock = new VirtualClock();
   const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, clock);
-  machine.load({ entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: bytes, memoryBytes: bytes.length }], symbols: new Map() });
+  machine.load(rawImage(assemble(program)));
   const terminal = new SlowConsole();
   const limit = 3 * consoleBacklogMaxBytes;
   const run = runMachine({ machine, clock, console: terminal, disks: new Map(), instructionLimit: limit });

@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BoardMap, Machine, diskSlot, type BoardConfig } from '../../src/machine/board.js';
-import { asm, li } from '../../src/machine/cpu/encode.js';
+import { asm, assemble, li } from '../../src/machine/cpu/encode.js';
+import { rawImage } from '../../src/machine/loader/elf.js';
 import { Csr } from '../../src/machine/cpu/csr.js';
 import { ramBaseAddress } from '../../src/machine/memory/ram.js';
 import { VirtioMmioRegister as Reg } from '../../src/machine/devices/virtio-mmio.js';
@@ -217,11 +218,10 @@ export function buildHostileGuest(seed: number, directory: string): HostileGuest
   const machine = new Machine(config, clock);
   const program = generateProgram(random, 400);
   const memory = new Uint8Array(0x12_0000);
-  const view = new DataView(memory.buffer);
-  program.forEach((word, index) => view.setUint32(index * 4, u32(word), true));
-  handler.forEach((word, index) => view.setUint32(handlerAddress - ramBaseAddress + index * 4, u32(word), true));
-  fillQueueMemory(random, view);
-  machine.load({ entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: memory, memoryBytes: memory.length }], symbols: new Map() });
+  memory.set(assemble(program));
+  memory.set(assemble(handler), handlerAddress - ramBaseAddress);
+  fillQueueMemory(random, new DataView(memory.buffer));
+  machine.load(rawImage(memory));
   const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));
   return { machine, clock, config, disks, imagePaths, close: () => images.forEach((image) => image.close()) };
 }

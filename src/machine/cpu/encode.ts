@@ -82,6 +82,14 @@ export const asm = {
   csrrci: (rd: number, csr: number, zimm: number) => i(csr, zimm, 7, rd, 0x73),
 } as const;
 
+/** Instruction words as little-endian bytes: a raw image. */
+export function assemble(words: readonly number[]): Uint8Array {
+  const bytes = new Uint8Array(words.length * 4);
+  const view = new DataView(bytes.buffer);
+  words.forEach((word, index) => view.setUint32(index * 4, word >>> 0, true));
+  return bytes;
+}
+
 /** Loads a 32-bit constant into `rd` (lui + addi, like the `li` pseudo-instruction). */
 export function li(rd: number, value: number): number[] {
   const low = (value << 20) >> 20;

@@ -5,6 +5,7 @@
  * into RAM. Every way a file can be wrong ends in an {@link ImageError} that says what was
  * expected and what was found.
  */
+import { ramBaseAddress } from '../memory/ram.js';
 
 export class ImageError extends Error {
   override readonly name = 'ImageError';
@@ -34,6 +35,11 @@ const ProgramLoad = 1;
 const SectionSymtab = 2;
 /** Symbols whose addresses the board wants. */
 const wantedSymbols = new Set(['tohost', 'fromhost']);
+
+/** A raw image: its bytes at the start of RAM, entered there (as QEMU loads a non-ELF -kernel). */
+export function rawImage(bytes: Uint8Array): LoadedImage {
+  return { entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: bytes, memoryBytes: bytes.length }], symbols: new Map() };
+}
 
 export function isElf(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && elfMagic.every((byte, i) => bytes[i] === byte);

@@ -46,8 +46,12 @@ const loads: [string, number][] = [['lb', 1], ['lbu', 1], ['lh', 2], ['lhu', 2],
 const stores: [string, number][] = [['sb', 1], ['sh', 2], ['sw', 4]];
 const amos = ['amoswap.w', 'amoadd.w', 'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w'];
 const branches = ['beq', 'bne', 'blt', 'bge', 'bltu', 'bgeu'];
-/** Words that are not instructions of RV32IMA (with no C extension). */
-const illegalWords = [0x00000000, 0xffffffff, 0x0000_0001, 0x0000_4502, 0x0200_0033 | (1 << 25) | (7 << 12) | (0x7f << 25), 0x0000_707f, 0x3000_0073 | (1 << 7)];
+/**
+ * Words that are not instructions of RV32IMA (with no C extension): all zeros, all ones, two
+ * compressed encodings, an OP with funct7 0x7f, the 48/64-bit opcode 0x7f, and a SYSTEM word
+ * next to MRET's encoding (0x300 with rd = x1).
+ */
+const illegalWords = [0x0000_0000, 0xffff_ffff, 0x0000_0001, 0x0000_4502, 0xfe00_7033, 0x0000_707f, 0x3000_00f3];
 
 export interface FuzzProgram {
   readonly seed: number;
@@ -72,7 +76,10 @@ const dataPageOffset = 256;
 /** S-mode blocks: supervisor CSRs; satp only read (a write would move the page tables). */
 const supervisorCsrs = ['sscratch', 'scause', 'stval', 'stvec', 'sstatus', 'sie', 'sip'];
 
-export function generateProgram(seed: number, blockCount = 16, instructionsPerBlock = 250): FuzzProgram {
+/** Blocks in a program, unless the caller asks for another number. */
+export const defaultBlockCount = 16;
+
+export function generateProgram(seed: number, blockCount = defaultBlockCount, instructionsPerBlock = 250): FuzzProgram {
   const random = new Prng(seed);
   const reg = (): string => `x${random.chance(0.03) ? 0 : random.pick(writable)}`;
   const anyReg = (): string => `x${random.int(0, 31)}`;

@@ -1,14 +1,15 @@
 /**
  * `understudy pair` with real processes on loopback and real SIGKILL: the primary and the
- * backup are child processes of the pair, and --kill-primary-after / --kill-backup-after
- * kill one of them that long after the backup has joined. Whatever dies, the world must see
- * one machine: exit status 0, the console of a failure-free run (with no more than the
- * bounded repeats P8 allows after a failover, and nothing missing), and exactly the disk
- * image a failure-free run leaves.
+ * backup are child processes of the pair, and the test kills one of them with SIGKILL when
+ * the console shows a given line of the guest's output (a moment of the guest's progress,
+ * never of the clock: the guest waits at its end until the test lets it finish). Whatever
+ * dies, the world must see one machine: exit status 0, the console of a failure-free run
+ * (with no more than the bounded repeats P8 allows after a failover, and nothing missing),
+ * and exactly the disk image a failure-free run leaves.
  *
- * The kill moments come from a seeded generator and are printed before the trials run; a
- * failing trial names its command line, which replays it (the moment, not the exact timing).
- * UNDERSTUDY_PAIR_SEED=N picks other moments.
+ * The kill lines come from a seeded generator and are printed before the trials run; a
+ * failing trial names its command line and kill line, which replay it (the moment, not the
+ * exact timing). UNDERSTUDY_PAIR_SEED=N picks other moments.
  *
  * Needs `npx tsc -p tsconfig.json && make -C guests` first.
  */
@@ -22,7 +23,7 @@ import {
   checkConsoleWithRepeats, createBlankDiskImage, expectedConsole, expectedDiskImage, fullShape, smallShape, type WorkloadShape,
 } from './support/pair-workload.js';
 import {
-  assertImage, CliProcess, describeResult, failoverLines, firstDifference, freePort, median, runCli, scratchDirectory, type FailoverLine,
+  assertImage, CliProcess, describeResult, failoverLines, firstDifference, freePort, median, pairReplicaPid, runCli, scratchDirectory, type FailoverLine,
 } from './support/replica-processes.js';
 
 /**
@@ -32,39 +33,46 @@ import {
 const runTimeoutMs = 45_000;
 const testTimeoutMs = 60_000;
 
+/**
+ * The gated builds of the workload (guests/tests/pair_gated.c): before its last line the guest
+ * waits for a byte on the console, so a test that kills a replica at line K of the guest's
+ * output can never find the guest finished first, on however fast or loaded a machine. The
+ * console and the image are those of the ungated workload.
+ */
 interface Workload {
   readonly name: 'full' | 'small';
   readonly elf: string;
   readonly shape: WorkloadShape;
-  /**
-   * Kill moments (ms after the backup joined) that fall inside the run: the full workload
-   * runs 1.4-2.4 s after the join on this 2-core machine, the small one 0.5-1.5 s, depending
-   * on the load. (A kill that comes too late is retried earlier: see runWithKill.)
-   */
-  readonly killWindowMs: readonly [number, number];
+  /** Numbered lines the workload prints: kills are taken at lines 1..numberedLines. */
+  readonly numberedLines: number;
+}
+
+function workload(name: 'full' | 'small', elf: string, shape: WorkloadShape): Workload {
+  return { name, elf: guestElf(elf), shape, numberedLines: expectedConsole(shape).match(/^line \d{4} /gm)?.length ?? 0 };
 }
 
 const workloads: Record<'full' | 'small', Workload> = {
-  full: { name: 'full', elf: guestElf('pair_workload'), shape: fullShape, killWindowMs: [50, 1300] },
-  small: { name: 'small', elf: guestElf('pair_small'), shape: smallShape, killWindowMs: [50, 450] },
+  full: workload('full', 'pair_gated', fullShape),
+  small: workload('small', 'pair_small_gated', smallShape),
 };
 
 interface Trial {
   readonly workload: Workload;
   readonly variant: string;
   readonly options: readonly string[];
-  readonly killAfterMs: number;
+  /** The replica is killed when the console shows this numbered line. */
+  readonly killAtLine: number;
 }
 
-/** Runs `pair` on a fresh blank image; returns the result and the image's path. */
-async function runPair(workload: Workload, options: readonly string[], body?: (pair: CliProcess) => Promise<void>) {
+/** Runs `pair` on a fresh blank image, console input from `body`; returns the result and the image's path. */
+async function runPair(workload: Workload, options: readonly string[], body: (pair: CliProcess) => Promise<void>) {
   const directory = scratchDirectory('pair');
   const image = path.join(directory, 'disk.img');
   createBlankDiskImage(image, workload.shape);
   const args = ['pair', '--kernel', workload.elf, '--disk', image, '--arbiter', path.join(directory, 'arbiter'), ...options];
-  const pair = new CliProcess(args, { timeoutMs: runTimeoutMs });
+  const pair = new CliProcess(args, { input: 'pipe', timeoutMs: runTimeoutMs });
   try {
-    if (body !== undefined) await body(pair);
+    await body(pair);
     const result = await pair.done;
     return { result, image, directory, replay: `node bin/understudy.js ${args.join(' ')}` };
   } finally {
@@ -72,15 +80,36 @@ async function runPair(workload: Workload, options: readonly string[], body?: (p
   }
 }
 
+/** Lets a gated workload print its last line and finish. */
+function openGate(pair: CliProcess): void {
+  pair.child.stdin!.end('g');
+}
+
 function cleanUp(directory: string): void {
   fs.rmSync(directory, { recursive: true, force: true });
+}
+
+/** The console has shown numbered line `line` (so the live replica's guest got at least that far). */
+function lineShown(pair: CliProcess, line: number): Promise<unknown> {
+  return pair.waitFor('stdout', new RegExp(`^line ${String(line).padStart(4, '0')} `, 'm'), runTimeoutMs);
+}
+
+/** SIGKILL to one of the pair's replicas, as a host failure would end it. */
+function killReplica(pair: CliProcess, name: 'primary' | 'backup'): number {
+  const pid = pairReplicaPid(pair.child.pid!, name);
+  assert.ok(pid !== undefined, `the pair has a ${name} process\n${pair.tail()}`);
+  process.kill(pid, 'SIGKILL');
+  return pid;
 }
 
 // -------------------------------------------------------------------------------------------
 // a. no failure
 
 test('pair, no failure: exit 0, exactly the console and the image of one machine', { timeout: testTimeoutMs }, async () => {
-  const { result, image, directory } = await runPair(workloads.full, []);
+  const { result, image, directory } = await runPair(workloads.full, [], async (pair) => {
+    await lineShown(pair, workloads.full.numberedLines);
+    openGate(pair);
+  });
   try {
     assert.equal(result.status, 0, describeResult(result));
     assert.ok(result.stdout === expectedConsole(), `console differs at ${firstDifference(result.stdout, expectedConsole())}`);
@@ -98,8 +127,8 @@ const seed = Number(process.env['UNDERSTUDY_PAIR_SEED'] ?? 1995);
 
 /**
  * The primary-kill trials: mostly the defaults, some of each variant, most on the full
- * workload. Kill moments are spread evenly over each workload's window (one random moment in
- * each of as many equal slices as there are trials), in a seeded random order.
+ * workload. Kill moments are spread evenly over each workload's numbered lines (one random
+ * line in each of as many equal slices as there are trials), in a seeded random order.
  */
 function primaryTrials(): Trial[] {
   const prng = new Prng(seed);
@@ -124,9 +153,8 @@ function spreadKills(prng: Prng, plan: readonly { workload: Workload; variant: s
     [slices[i], slices[j]] = [slices[j]!, slices[i]!];
   }
   return plan.map(({ workload, variant, options }, index) => {
-    const [low, high] = workload.killWindowMs;
-    const killAfterMs = Math.round(low + ((high - low) * (slices[index]! + prng.float())) / plan.length);
-    return { workload, variant, options, killAfterMs };
+    const killAtLine = 1 + Math.floor(((workload.numberedLines - 1) * (slices[index]! + prng.float())) / plan.length);
+    return { workload, variant, options, killAtLine };
   });
 }
 
@@ -134,45 +162,36 @@ const trials = primaryTrials();
 const failovers: { trial: Trial; line: FailoverLine }[] = [];
 
 console.log(
-  `pair.test: seed ${seed}; primary kill moments (ms after the join):\n` +
-    trials.map((trial, index) => `  ${String(index + 1).padStart(2)}. ${trial.killAfterMs} ms, ${trial.workload.name} workload, ${trial.variant}`).join('\n'),
+  `pair.test: seed ${seed}; the primary is killed when the console shows line:\n` +
+    trials.map((trial, index) => `  ${String(index + 1).padStart(2)}. ${trial.killAtLine} of ${trial.workload.numberedLines}, ${trial.workload.name} workload, ${trial.variant}`).join('\n'),
 );
 
 /**
- * Runs a trial: `pair` with --kill-<victim>-after. On a fast moment of the machine the guest
- * may finish before the kill; that run must then be a correct failure-free one, and the trial
- * is run again with the moment halved (at most twice), so that every trial kills something.
+ * Runs a trial: `pair`, the victim killed with SIGKILL when the console shows the trial's
+ * line; once the other replica runs alone (the backup has gone live, or the primary has lost
+ * its backup), the gate opens and the guest finishes.
  */
-async function runWithKill(trial: Trial, victim: 'primary' | 'backup', t: { diagnostic(message: string): void }) {
-  let killAfterMs = trial.killAfterMs;
-  for (let attempt = 1; ; attempt++) {
-    const run = await runPair(trial.workload, [...trial.options, `--kill-${victim}-after`, String(killAfterMs)]);
-    const killed = new RegExp(`killing the ${victim} \\(pid \\d+\\) with SIGKILL`).test(run.result.stderr);
-    if (killed || attempt === 3) return { ...run, killAfterMs, context: `\nreplay: ${run.replay}\n${describeResult(run.result)}` };
-    try {
-      assert.equal(run.result.status, 0, describeResult(run.result));
-      assert.ok(run.result.stdout === expectedConsole(trial.workload.shape), `console differs at ${firstDifference(run.result.stdout, expectedConsole(trial.workload.shape))}`);
-      assertImage(run.image, expectedDiskImage(trial.workload.shape));
-    } finally {
-      cleanUp(run.directory);
-    }
-    t.diagnostic(`the guest finished before the kill at ${killAfterMs} ms; again at ${Math.max(50, Math.floor(killAfterMs / 2))} ms`);
-    killAfterMs = Math.max(50, Math.floor(killAfterMs / 2));
-  }
+async function runWithKill(trial: Trial, victim: 'primary' | 'backup') {
+  let pid = 0;
+  const run = await runPair(trial.workload, trial.options, async (pair) => {
+    await lineShown(pair, trial.killAtLine);
+    pid = killReplica(pair, victim);
+    if (victim === 'primary') await pair.waitFor('stderr', /the backup went live/, runTimeoutMs);
+    openGate(pair);
+  });
+  return { ...run, context: `\nreplay: ${run.replay} (kill the ${victim}, pid ${pid}, at line ${trial.killAtLine})\n${describeResult(run.result)}` };
 }
 
 for (const [index, trial] of trials.entries()) {
-  const name = `kill the primary ${trial.killAfterMs} ms after the join (${trial.workload.name} workload, ${trial.variant}): the backup takes over`;
+  const name = `kill the primary at line ${trial.killAtLine} of ${trial.workload.numberedLines} (${trial.workload.name} workload, ${trial.variant}): the backup takes over`;
   test(`trial ${index + 1}: ${name}`, { timeout: testTimeoutMs }, async (t) => {
-    const { result, image, directory, context, killAfterMs } = await runWithKill(trial, 'primary', t);
+    const { result, image, directory, context } = await runWithKill(trial, 'primary');
     try {
       assert.equal(result.status, 0, context);
-      assert.match(result.stderr, /killing the primary \(pid \d+\) with SIGKILL/, `the guest finished before the kill, three times${context}`);
-      assert.match(result.stderr, /the backup went live/, context);
       const lines = failoverLines(result.stderr);
       assert.equal(lines.length, 1, `one failover${context}`);
-      failovers.push({ trial: { ...trial, killAfterMs }, line: lines[0]! });
-      t.diagnostic(`went live after ${lines[0]!.liveAfterMs} ms${lines[0]!.sinceKillMs === undefined ? '' : `, ${lines[0]!.sinceKillMs} ms after the kill`} (${lines[0]!.reason})`);
+      failovers.push({ trial, line: lines[0]! });
+      t.diagnostic(`went live after ${lines[0]!.liveAfterMs} ms (${lines[0]!.reason})`);
       const check = checkConsoleWithRepeats(result.stdout, { shape: trial.workload.shape });
       assert.ok(check.ok, `console: ${check.reason}${context}`);
       assertImage(image, expectedDiskImage(trial.workload.shape), context);
@@ -188,16 +207,14 @@ test('failover times of the primary-kill trials', (t) => {
     return;
   }
   const live = failovers.map((entry) => entry.line.liveAfterMs);
-  const sinceKill = failovers.flatMap((entry) => (entry.line.sinceKillMs === undefined ? [] : [entry.line.sinceKillMs]));
   t.diagnostic(
-    `went live after (ms): ${failovers.map((entry) => `${entry.trial.killAfterMs}->${entry.line.liveAfterMs}`).join(' ')}; ` +
-      `min ${Math.min(...live)}, median ${median(live)}, max ${Math.max(...live)}` +
-      (sinceKill.length === 0 ? '' : `; after the kill: min ${Math.min(...sinceKill)}, median ${median(sinceKill)}, max ${Math.max(...sinceKill)}`),
+    `went live after (ms): ${failovers.map((entry) => `${entry.trial.killAtLine}->${entry.line.liveAfterMs}`).join(' ')}; ` +
+      `min ${Math.min(...live)}, median ${median(live)}, max ${Math.max(...live)}`,
   );
-  console.log(`pair.test: failover times (kill moment -> live after, ms): ${failovers.map((entry) => `${entry.trial.killAfterMs}->${entry.line.liveAfterMs}`).join(', ')}`);
+  console.log(`pair.test: failover times (kill line -> live after, ms): ${failovers.map((entry) => `${entry.trial.killAtLine}->${entry.line.liveAfterMs}`).join(', ')}`);
   // A killed process closes its socket: the backup notices at once and waits out the lease
   // (200 ms by default) before it goes live; seconds would mean it waited for a timeout.
-  for (const { trial, line } of failovers) assert.ok(line.liveAfterMs < 2000, `trial at ${trial.killAfterMs} ms took ${line.liveAfterMs} ms to go live`);
+  for (const { trial, line } of failovers) assert.ok(line.liveAfterMs < 2000, `trial at line ${trial.killAtLine} took ${line.liveAfterMs} ms to go live`);
 });
 
 // -------------------------------------------------------------------------------------------
@@ -210,19 +227,47 @@ const backupTrials = spreadKills(new Prng(seed + 1), [
   { workload: workloads.full, variant: 'small epochs', options: ['--epoch', '20000'] },
   { workload: workloads.small, variant: 'defaults', options: [] },
 ]);
-console.log(`pair.test: backup kill moments (ms after the join): ${backupTrials.map((trial) => `${trial.killAfterMs} (${trial.workload.name}, ${trial.variant})`).join(', ')}`);
+console.log(`pair.test: the backup is killed at line: ${backupTrials.map((trial) => `${trial.killAtLine} (${trial.workload.name}, ${trial.variant})`).join(', ')}`);
 
 for (const trial of backupTrials) {
-  test(`kill the backup ${trial.killAfterMs} ms after the join (${trial.workload.name} workload, ${trial.variant}): the primary finishes alone`, { timeout: testTimeoutMs }, async (t) => {
-    const { result, image, directory, context } = await runWithKill(trial, 'backup', t);
+  test(`kill the backup at line ${trial.killAtLine} of ${trial.workload.numberedLines} (${trial.workload.name} workload, ${trial.variant}): the primary finishes alone`, { timeout: testTimeoutMs }, async () => {
+    const { result, image, directory, context } = await runWithKill(trial, 'backup');
     try {
       assert.equal(result.status, 0, context);
-      assert.match(result.stderr, /killing the backup \(pid \d+\) with SIGKILL/, `the guest finished before the kill, three times${context}`);
       assert.doesNotMatch(result.stderr, /went live/, context);
       // The primary never re-executes anything: no repeats at all.
       const expected = expectedConsole(trial.workload.shape);
       assert.ok(result.stdout === expected, `console differs at ${firstDifference(result.stdout, expected)}${context}`);
       assertImage(image, expectedDiskImage(trial.workload.shape), context);
+    } finally {
+      cleanUp(directory);
+    }
+  });
+}
+
+// -------------------------------------------------------------------------------------------
+// The kill options of `pair`: --kill-primary-after and --kill-backup-after kill that long
+// after the backup joined (the gated guest waits, so the kill always comes first).
+
+for (const victim of ['primary', 'backup'] as const) {
+  test(`pair --kill-${victim}-after: the ${victim} is killed with SIGKILL and the run completes`, { timeout: testTimeoutMs }, async () => {
+    const { result, image, directory, replay } = await runPair(workloads.full, [`--kill-${victim}-after`, '300'], async (pair) => {
+      await pair.waitFor('stderr', new RegExp(`killing the ${victim} \\(pid \\d+\\) with SIGKILL`), runTimeoutMs);
+      if (victim === 'primary') await pair.waitFor('stderr', /the backup went live/, runTimeoutMs);
+      openGate(pair);
+    });
+    const context = `\nreplay: ${replay}\n${describeResult(result)}`;
+    try {
+      assert.equal(result.status, 0, context);
+      if (victim === 'primary') {
+        const lines = failoverLines(result.stderr);
+        assert.equal(lines.length, 1, context);
+        assert.ok(lines[0]!.sinceKillMs !== undefined, `the failover line counts from the kill${context}`);
+        assert.ok(checkConsoleWithRepeats(result.stdout).ok, context);
+      } else {
+        assert.ok(result.stdout === expectedConsole(), context);
+      }
+      assertImage(image, expectedDiskImage(), context);
     } finally {
       cleanUp(directory);
     }
@@ -239,18 +284,18 @@ interface StatusPoll {
 
 /**
  * `understudy status --port P` as a user runs it, back to back until the pair is done; every
- * third view with --json.
+ * third view with --json. After each view, `afterView` sees all views so far.
  */
-async function pollStatus(port: number, pair: CliProcess, onView?: (text: string) => void): Promise<{ human: StatusPoll[]; json: StatusPoll[] }> {
+async function pollStatus(port: number, pair: CliProcess, afterView: (human: readonly StatusPoll[], json: readonly StatusPoll[]) => void): Promise<{ human: StatusPoll[]; json: StatusPoll[] }> {
   const human: StatusPoll[] = [];
   const json: StatusPoll[] = [];
   const started = performance.now();
   for (let count = 0; !pair.exited; count++) {
     const asJson = count % 3 === 2;
     const result = await runCli(['status', '--port', String(port), ...(asJson ? ['--json'] : [])], 10_000);
-    if (result.status === 0 && !asJson) onView?.(result.stdout);
     if (result.status === 0) (asJson ? json : human).push({ atMs: performance.now() - started, text: result.stdout });
     else assert.match(result.stderr, /^understudy: no status at 127\.0\.0\.1:\d+: .*ECONNREFUSED/, describeResult(result));
+    afterView(human, json);
   }
   return { human, json };
 }
@@ -284,26 +329,55 @@ function replicaLine(text: string, name: 'primary' | 'backup'): ReplicaLine | un
   };
 }
 
+/** A view of the protected pair: a primary and a backup, no failover yet. */
+function protectedView(text: string): { primary: ReplicaLine; backup: ReplicaLine } | undefined {
+  const primary = replicaLine(text, 'primary');
+  const backup = replicaLine(text, 'backup');
+  const both = primary !== undefined && backup !== undefined && !primary.exited && primary.role === 'primary' && backup.role === 'backup';
+  return both && /no failover so far/.test(text) ? { primary, backup } : undefined;
+}
+
+/**
+ * The live machine's epochs, view by view: the primary's, then the new primary's. (Not
+ * strictly increasing: the new primary starts after the last epoch the backup received,
+ * which may be a little before the last one the old primary reported.)
+ */
+function liveEpochs(views: readonly StatusPoll[]): number[] {
+  return views.flatMap((poll) => {
+    const primary = replicaLine(poll.text, 'primary');
+    const backup = replicaLine(poll.text, 'backup');
+    if (backup?.role === 'solo') return [backup.epoch];
+    return primary !== undefined && !primary.exited ? [primary.epoch] : [];
+  });
+}
+
 test('status view: `understudy status` shows the roles, epochs advancing, the log rate, then the failover', { timeout: testTimeoutMs }, async () => {
   const port = await freePort();
   let human: StatusPoll[] = [];
   let json: StatusPoll[] = [];
-  // The test kills the primary itself, once a view has shown the protected pair (a fixed
-  // delay could pass before the first view on a loaded machine).
+  // The test kills the primary itself once the views have shown the protected pair (in both
+  // forms), and lets the gated guest finish once they have shown the promoted backup running
+  // on: every view it needs comes before the end, however slowly the views come.
   let killed = false;
-  const { result, image, directory, replay } = await runPair(
-    workloads.full,
-    ['--status-port', String(port)],
-    async (pair) => {
-      ({ human, json } = await pollStatus(port, pair, (text) => {
-        const primary = replicaLine(text, 'primary');
-        const backup = replicaLine(text, 'backup');
-        if (killed || primary?.role !== 'primary' || backup?.role !== 'backup' || primary.exited) return;
+  let gateOpen = false;
+  const { result, image, directory, replay } = await runPair(workloads.full, ['--status-port', String(port)], async (pair) => {
+    ({ human, json } = await pollStatus(port, pair, (humanViews, jsonViews) => {
+      if (!killed) {
+        const view = humanViews.map((poll) => protectedView(poll.text)).find((found) => found !== undefined);
+        const jsonPrimary = jsonViews.some((poll) => (JSON.parse(poll.text) as { primary?: { role?: string } }).primary?.role === 'primary');
+        if (view === undefined || !jsonPrimary || humanViews.length < 2) return;
         killed = true;
-        process.kill(primary.pid, 'SIGKILL');
-      }));
-    },
-  );
+        process.kill(view.primary.pid, 'SIGKILL');
+      } else if (!gateOpen) {
+        const firstLive = liveEpochs(humanViews)[0] ?? Infinity;
+        const promoted = humanViews.filter((poll) => /^failover: /m.test(poll.text) && (replicaLine(poll.text, 'backup')?.epoch ?? 0) > firstLive);
+        const jsonAfter = jsonViews.some((poll) => (JSON.parse(poll.text) as { failover?: unknown }).failover != null);
+        if (promoted.length < 2 || !jsonAfter) return;
+        gateOpen = true;
+        openGate(pair);
+      }
+    }));
+  });
   const context = `\nreplay: ${replay}\n${describeResult(result)}\n--- status polls\n${human.map((poll) => `@${poll.atMs.toFixed(0)} ms\n${poll.text}`).join('')}`;
   try {
     assert.equal(result.status, 0, context);
@@ -321,12 +395,7 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
     // Before the kill: a primary and a backup, in generation 1, with a log flowing. (The
     // pair's view holds each replica's latest report, taken at different moments: the backup
     // may look ahead of the primary.)
-    const protectedViews = human.flatMap((poll) => {
-      const primary = replicaLine(poll.text, 'primary');
-      const backup = replicaLine(poll.text, 'backup');
-      const both = primary !== undefined && backup !== undefined && !primary.exited && primary.role === 'primary' && backup.role === 'backup';
-      return both && /no failover so far/.test(poll.text) ? [{ primary, backup }] : [];
-    });
+    const protectedViews = human.flatMap((poll) => protectedView(poll.text) ?? []);
     assert.ok(protectedViews.length >= 1, `a view of the protected pair${context}`);
     for (const { primary, backup } of protectedViews) {
       assert.equal(primary.generation, 1, context);
@@ -338,16 +407,9 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
       protectedViews.some((view) => view.primary.logKiBPerSecond > 0 || view.backup.logKiBPerSecond > 0),
       `a non-zero log rate while the pair runs${context}`,
     );
-    // The live machine's epochs advance: the primary's, then the new primary's. (Not strictly
-    // from view to view: the new primary starts after the last epoch the backup received,
-    // which may be a little before the last one the old primary reported.)
-    const liveEpochs = human.flatMap((poll) => {
-      const primary = replicaLine(poll.text, 'primary');
-      const backup = replicaLine(poll.text, 'backup');
-      if (backup?.role === 'solo') return [backup.epoch];
-      return primary !== undefined && !primary.exited ? [primary.epoch] : [];
-    });
-    assert.ok(liveEpochs.length >= 2 && liveEpochs[liveEpochs.length - 1]! > liveEpochs[0]!, `the epochs advance (${liveEpochs.join(', ')})${context}`);
+    // The live machine's epochs advance (see liveEpochs).
+    const live = liveEpochs(human);
+    assert.ok(live.length >= 2 && live[live.length - 1]! > live[0]!, `the epochs advance (${live.join(', ')})${context}`);
 
     // After the kill: the primary has exited, the backup is alone in generation 2, and the
     // view says when the failover happened and how long it took.

@@ -185,3 +185,24 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted.length === 0 ? NaN : sorted[Math.floor(sorted.length / 2)]!;
 }
+
+/**
+ * The pid of a replica that `pair` (pid `pairPid`) forked: the child whose command line is
+ * `understudy <name> ...`, found in /proc. Undefined if there is none (yet, or any more).
+ */
+export function pairReplicaPid(pairPid: number, name: 'primary' | 'backup'): number | undefined {
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+      const parentPid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parentPid !== pairPid) continue;
+      const argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').split('\0');
+      if (argv[2] === name) return Number(entry);
+    } catch {
+      // the process went away while we looked
+    }
+  }
+  return undefined;
+}

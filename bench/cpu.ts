@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Machine } from '../src/machine/board.js';
-import { VirtualClock } from '../src/host/clocks.js';
-import { readKernel } from '../src/cli/main.js';
+import { VirtualClock } from '../src/machine/clock.js';
+import { readKernel } from '../src/host/guest-image.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const benchElf = path.join(root, 'guests/build/cpubench.elf');

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Machine } from '../src/machine/board.js';
-import { VirtualClock } from '../src/host/clocks.js';
+import { VirtualClock } from '../src/machine/clock.js';
 import { ReplicaEnvironment } from '../src/replication/environment.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

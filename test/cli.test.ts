@@ -187,10 +187,13 @@ suite('understudy command line', { concurrency: 4 }, () => {
     const cases: [string, RegExp][] = [
       ['5G', /--memory 5G is out of range: between 1 MiB and \d+ MiB/],
       ['512K', /--memory 512K is out of range: between 1 MiB and \d+ MiB/],
-      ['1048575', /--memory 1048575 is out of range/],
-      ['1048577', /--memory 1048577: must be a multiple of 4 KiB/],
+      // Without a suffix, MiB (as QEMU's -m): 0.5 is half a MiB.
+      ['0.5', /--memory 0.5 is out of range: between 1 MiB and \d+ MiB/],
+      ['4096', /--memory 4096 is out of range/],
+      ['1025K', /--memory 1025K: must be a multiple of 4 KiB/],
+      ['1.0000001M', /--memory 1.0000001M: must be a multiple of 4 KiB/],
       ['lots', /--memory: cannot read "lots" as a size/],
-      ['1.5G', /--memory: cannot read "1.5G" as a size/],
+      ['-1G', /--memory: cannot read "-1G" as a size/],
     ];
     const results = await Promise.all(cases.map(([size]) => understudy('run', '--kernel', helloElf, '--memory', size)));
     results.forEach((result, i) => assertRejected(result, cases[i]![1]));
@@ -199,6 +202,33 @@ suite('understudy command line', { concurrency: 4 }, () => {
   test('cli: the smallest RAM is accepted', async () => {
     const result = await understudy('run', '--kernel', scratchFile('exit3.bin', exitImage(3)), '--memory', '1M');
     assert.equal(result.status, 3, result.stderr);
+  });
+
+  test('cli: --memory without a suffix is MiB, and fractions of a unit work (as QEMU -m)', async () => {
+    const big = scratchFile('big2.bin', new Uint8Array((1 << 20) + 4));
+    // 1 means 1 MiB: an image just over 1 MiB does not fit; at 1.5 (MiB) it does.
+    assertRejected(await understudy('run', '--kernel', big, '--memory', '1'), /lies outside RAM/);
+    const exit3 = scratchFile('exit3b.bin', exitImage(3));
+    for (const size of ['1.5', '0.5G', '128']) {
+      const result = await understudy('run', '--kernel', exit3, '--memory', size);
+      assert.equal(result.status, 3, `--memory ${size}: ${result.stderr}`);
+    }
+  });
+
+  test('cli: a kernel that is not an ELF file is loaded as a raw image, and the user is told', async () => {
+    const result = await understudy('run', '--kernel', scratchFile('exit5.bin', exitImage(5)));
+    assert.equal(result.status, 5, result.stderr);
+    assert.match(result.stderr, /^understudy: kernel .*exit5\.bin is not an ELF file: loading it as a raw image at 0x80000000, entered there$/m);
+    const elf = await understudy('run', '--kernel', helloElf);
+    assert.doesNotMatch(elf.stderr, /raw image/);
+  });
+
+  test('cli: --epoch out of range, zero or negative: one message that states the range', async () => {
+    const results = await Promise.all(['0', '1', '-5', '2.5', '1e9', 'lots'].map((epoch) => understudy('pair', '--kernel', helloElf, '--epoch', epoch)));
+    results.forEach((result) => assertRejected(result, /^understudy: --epoch must be a whole number of instructions from 1000 to 100000000, not "[^"]+"$/));
+    assert.match(results[2]!.stderr, /not "-5"/);
+    const help = await understudy('pair', '--help');
+    assert.match(help.stdout, /--epoch N +instructions per epoch, 1000 to 100000000/);
   });
 
   test('cli: unknown option', async () => {
@@ -236,8 +266,8 @@ suite('understudy command line', { concurrency: 4 }, () => {
     ];
     const results = await Promise.all(cases.map(([option]) => understudy('run', '--kernel', helloElf, option)));
     results.forEach((result, i) => assertRejected(result, cases[i]![1]));
-    // Without "=", a value starting with a dash is ambiguous to the option parser: still one line.
-    assertRejected(await understudy('run', '--kernel', helloElf, '--timeout', '-1'), /Option '--timeout' argument is ambiguous\..*--timeout=-XYZ/);
+    // Without "=", a negative number is still taken as the option's value, and judged by it.
+    assertRejected(await understudy('run', '--kernel', helloElf, '--timeout', '-1'), /--timeout needs a positive number, not "-1"/);
   });
 
   // ---------------------------------------------------------------------------------------------
@@ -248,8 +278,38 @@ suite('understudy command line', { concurrency: 4 }, () => {
       const result = await understudy(command);
       assert.equal(result.status, 0, command);
       assert.match(result.stdout, /^usage: understudy <command>/, command);
-      assert.match(result.stdout, /--kernel FILE/);
+      assert.match(result.stdout, /^ {2}pair +run a guest on a primary and a backup/m);
+      assert.match(result.stdout, /understudy <command> --help shows a command's options/);
       assert.equal(result.stderr, '');
+    }
+  });
+
+  test('cli: <command> --help prints that command\'s usage and does nothing else', async () => {
+    const commands = ['run', 'pair', 'primary', 'backup', 'status', 'simulate', 'demo'];
+    const results = await Promise.all(commands.map((command) => understudy(command, '--help')));
+    results.forEach((result, i) => {
+      const command = commands[i]!;
+      assert.equal(result.status, 0, `${command} --help: ${result.stderr}`);
+      assert.match(result.stdout, new RegExp(`^usage: understudy ${command}\\b`), command);
+      assert.equal(result.stderr, '', command);
+    });
+    assert.match(results[0]!.stdout, /--max-instructions N/);
+    assert.match(results[2]!.stdout, /--wait-for-backup/);
+    assert.match(results[3]!.stdout, /--connect HOST:PORT/);
+    // Also after other options, and through `help <command>`.
+    const late = await understudy('run', '--kernel', helloElf, '--help');
+    assert.equal(late.stdout, results[0]!.stdout);
+    const viaHelp = await understudy('help', 'pair');
+    assert.equal(viaHelp.stdout, results[1]!.stdout);
+    assertRejected(await understudy('help', 'frobnicate'), /no command "frobnicate"/);
+  });
+
+  test('cli: --version and version print the version', async () => {
+    const packageVersion = (JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+    for (const form of ['--version', 'version', '-V']) {
+      const result = await understudy(form);
+      assert.equal(result.status, 0, form);
+      assert.equal(result.stdout, `understudy ${packageVersion}\n`, form);
     }
   });
 

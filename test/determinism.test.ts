@@ -9,8 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine } from '../src/machine/board.js';
 import type { EnvironmentPort, EnvironmentReadKind, MachineEvent } from '../src/machine/environment.js';
-import { HostClock, VirtualClock } from '../src/host/clocks.js';
-import { readKernel } from '../src/cli/main.js';
+import { HostClock } from '../src/host/clocks.js';
+import { VirtualClock } from '../src/machine/clock.js';
+import { readKernel } from '../src/host/guest-image.js';
 import { guestElf } from './helpers.js';
 
 const ramBytes = 16 * 1024 * 1024;

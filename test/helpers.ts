@@ -4,11 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Machine, type BoardConfig } from '../src/machine/board.js';
-import { VirtualClock } from '../src/host/clocks.js';
+import { VirtualClock } from '../src/machine/clock.js';
 import { BufferConsole } from '../src/host/console.js';
 import { DiskImage } from '../src/host/disk-image.js';
 import { runMachine, type RunOutcome } from '../src/host/runner.js';
-import { readKernel } from '../src/cli/main.js';
+import { readKernel } from '../src/host/guest-image.js';
 
 /** The repository root (this file runs from dist/test/). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -18,7 +18,7 @@ import { BoardMap, Machine } from '../src/machine/board.js';
 import { asm, assemble, li } from '../src/machine/cpu/encode.js';
 import { rawImage } from '../src/machine/loader/elf.js';
 import { Csr } from '../src/machine/cpu/csr.js';
-import { VirtualClock } from '../src/host/clocks.js';
+import { VirtualClock } from '../src/machine/clock.js';
 import { BufferConsole } from '../src/host/console.js';
 import type { DiskImage } from '../src/host/disk-image.js';
 import { runMachine, type RunOutcome } from '../src/host/runner.js';

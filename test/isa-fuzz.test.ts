@@ -18,9 +18,9 @@ import * as path from 'node:path';
 import { haveQemu, repoRoot, runElf, runOnQemu } from './helpers.js';
 import { defaultBlockCount, generateProgram, type FuzzProgram } from './support/isa-fuzz.js';
 import { Machine } from '../src/machine/board.js';
-import { VirtualClock } from '../src/host/clocks.js';
-import { readKernel } from '../src/cli/main.js';
-import { Prng } from '../src/replication/simulator/prng.js';
+import { VirtualClock } from '../src/machine/clock.js';
+import { readKernel } from '../src/host/guest-image.js';
+import { Prng } from '../src/simulator/prng.js';
 
 const seeds = Number(process.env['ISA_FUZZ_SEEDS'] ?? 40);
 const firstSeed = Number(process.env['ISA_FUZZ_FIRST_SEED'] ?? 1);

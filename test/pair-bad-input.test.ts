@@ -16,7 +16,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { guestElf } from './helpers.js';
 import { encodeMessage, frameHeaderBytes, framePayloadBytesMax, protocolVersion } from '../src/replication/messages.js';
-import { ReplicaExit } from '../src/replication/backup.js';
+import { ExitStatus } from '../src/host/exit-status.js';
 import { createBlankDiskImage, expectedConsole, expectedDiskImage, fullShape, smallShape, type WorkloadShape } from './support/pair-workload.js';
 import {
   assertImage, CliProcess, describeResult, firstDifference, freePort, runCli, scratchDirectory, type ProcessResult,
@@ -52,7 +52,7 @@ async function startPrimary(workload: 'small' | 'full' = 'small'): Promise<Prima
   createBlankDiskImage(image, shape);
   const arbiter = path.join(directory, 'arbiter');
   const port = await freePort();
-  const process = new CliProcess(['primary', '--listen', `127.0.0.1:${port}`, '--kernel', elf, '--disk', image, '--arbiter', arbiter, '--verbose', ...patient], {
+  const process = new CliProcess(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', '--kernel', elf, '--disk', image, '--arbiter', arbiter, '--verbose', ...patient], {
     timeoutMs: processTimeoutMs,
   });
   await process.waitFor('stderr', /listening on 127\.0\.0\.1:\d+/, 20_000);
@@ -192,12 +192,12 @@ for (const rawCase of rawCases) {
   });
 }
 
-/** A backup the primary must refuse: it exits with `ReplicaExit.rejected` and one line naming the cause. */
+/** A backup the primary must refuse: it exits with `ExitStatus.refused` and one line naming the cause. */
 async function assertBackupRefused(primary: Primary, extra: readonly string[], cause: RegExp): Promise<void> {
   const from = primary.process.stderr.length;
   const backup = await runCli(backupArgs(primary, extra), processTimeoutMs);
   const context = describeResult(backup);
-  assert.equal(backup.status, ReplicaExit.rejected, context);
+  assert.equal(backup.status, ExitStatus.refused, context);
   assertOneLine(backup, new RegExp(`^understudy backup: the primary refused this backup: ${cause.source}`));
   await primary.process.waitFor('stderr', new RegExp(`refused a backup: ${cause.source}`), refusalMs, from);
   assert.ok(!primary.process.exited, 'the primary keeps waiting');
@@ -229,7 +229,7 @@ test('bad peers while a pair runs: strangers and a second backup are refused; th
       assert.ok(outcome.closedByPeer, `the primary closed the connection of ${rawCase.name}`);
     }
     const second = await runCli(backupArgs(primary), processTimeoutMs);
-    assert.equal(second.status, ReplicaExit.rejected, describeResult(second));
+    assert.equal(second.status, ExitStatus.refused, describeResult(second));
     assertOneLine(second, /the primary refused this backup: this primary already has a backup/);
 
     const [result, first] = await Promise.all([primary.process.done, backup.done]);
@@ -291,7 +291,7 @@ test('a backup pointed at an HTTP server: the peer does not speak the understudy
   }
 });
 
-test('a backup pointed at a server that accepts and says nothing: gives up after the failure timeout', { timeout: testTimeoutMs }, async () => {
+test('a backup pointed at a server that accepts and says nothing: gives up after the join timeout', { timeout: testTimeoutMs }, async () => {
   const directory = scratchDirectory('bad-input');
   const sockets: net.Socket[] = [];
   const server = net.createServer((socket) => {
@@ -301,10 +301,10 @@ test('a backup pointed at a server that accepts and says nothing: gives up after
   try {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as net.AddressInfo).port;
-    const result = await runCli([...strayBackupArgs(port, directory), '--failure-timeout', '500'], processTimeoutMs);
+    const result = await runCli([...strayBackupArgs(port, directory), '--failure-timeout', '500', '--join-timeout', '1000'], processTimeoutMs);
     assert.notEqual(result.status, 0, describeResult(result));
     assert.notEqual(result.status, null, describeResult(result));
-    assertOneLine(result, /^understudy backup: could not join the primary: no answer within 500 ms/);
+    assertOneLine(result, /^understudy backup: could not join the primary: nothing heard for \d+ ms/);
     assert.ok(result.elapsedMs < 5_000, `it gave up after ${result.elapsedMs.toFixed(0)} ms`);
   } finally {
     for (const socket of sockets) socket.destroy();

@@ -55,7 +55,7 @@ async function startLinuxPair(directory: string): Promise<LinuxPair> {
   assert.equal(mkfs.status, 0, mkfs.stderr);
   const port = await freePort();
   const common = ['--guest', 'linux', '--disk', image, '--arbiter', path.join(directory, 'arbiter'), '--verbose'];
-  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, ...common]);
+  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', ...common]);
   await waitForLog(primary, /listening on 127\.0\.0\.1:\d+/, 30_000);
   const backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, ...common]);
   const mounted = await primary.waitFor('understudy: /data mounted', bootTimeoutMs);

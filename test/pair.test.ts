@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { guestElf } from './helpers.js';
-import { Prng } from '../src/replication/simulator/prng.js';
+import { Prng } from '../src/simulator/prng.js';
 import {
   checkConsoleWithRepeats, createBlankDiskImage, expectedConsole, expectedDiskImage, fullShape, smallShape, type WorkloadShape,
 } from './support/pair-workload.js';

@@ -2,15 +2,16 @@
  * The seeded simulator: the production protocol classes (PrimaryReplica, BackupReplica) and
  * machines, with a simulated link, shared disk and arbiter, crashed at every named step of
  * the protocol and at random moments, partitioned, reset. Invariants are checked as each run
- * goes (see src/replication/simulator/simulation.ts). A failing seed prints how to replay it.
+ * goes (see src/simulator/simulation.ts). A failing seed prints how to replay it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
-import { readKernel } from '../src/cli/machine-options.js';
+import { readKernel, readKernelBytes } from '../src/host/guest-image.js';
 import { defaultReplicationOptions, type ReplicationOptions } from '../src/replication/replica.js';
-import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, simulatorWorkload } from '../src/replication/simulator/campaign.js';
-import { backupCrashPoints, primaryCrashPoints, type FaultPlan } from '../src/replication/simulator/simulation.js';
+import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, simulatorWorkload } from '../src/simulator/campaign.js';
+import { type FaultPlan } from '../src/simulator/simulation.js';
+import { backupCrashPoints, primaryCrashPoints } from '../src/replication/replica.js';
 import { repoRoot } from './helpers.js';
 
 /** Seeds in the campaign: thousands by default; SIM_SEEDS=N for more or fewer. */
@@ -72,7 +73,7 @@ for (const variant of variants) {
 }
 
 test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, every protocol variant`, { timeout: 30 * 60_000 }, async () => {
-  const summary = await runSeedsInParallel(kernelPath, 1, campaignSeeds, Math.max(1, os.availableParallelism()));
+  const summary = await runSeedsInParallel(readKernelBytes(kernelPath), 1, campaignSeeds, Math.max(1, os.availableParallelism()));
   assert.equal(summary.seeds, campaignSeeds);
   assert.deepEqual(summary.failures, [], summary.failures.join('\n\n'));
   // The faults must really bite: many runs go through a failover.

@@ -79,7 +79,7 @@ test('a standalone primary on a terminal: Ctrl-A x stops it, and its backup carr
   const dir = scratch();
   const port = await freePort();
   const common = ['--kernel', guestElf('ticker'), '--arbiter', path.join(dir, 'arbiter'), '--verbose'];
-  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, ...common], { terminal: true });
+  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', ...common], { terminal: true });
   let backup: ConsoleSession | undefined;
   try {
     // (On the terminal, the primary's log and its console share the screen.)

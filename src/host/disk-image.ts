@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import type { DiskRequest, MachineEvent } from '../machine/environment.js';
-import { sectorBytes } from '../machine/board.js';
+import { sectorBytes } from '../machine/devices/virtio-blk.js';
 
 export class DiskImageError extends Error {
   override readonly name = 'DiskImageError';

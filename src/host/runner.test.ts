@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Machine } from '../machine/board.js';
 import { asm, assemble, li } from '../machine/cpu/encode.js';
 import { rawImage } from '../machine/loader/elf.js';
-import { VirtualClock } from './clocks.js';
+import { VirtualClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
 import { consoleBacklogMaxBytes, runMachine } from './runner.js';
 

@@ -9,9 +9,10 @@
 import { setImmediate as yieldToHost } from 'node:timers/promises';
 import type { Machine } from '../machine/board.js';
 import type { MachineEvent } from '../machine/environment.js';
-import type { MachineClock } from './clocks.js';
+import type { MachineClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
 import type { DiskImage } from './disk-image.js';
+import { assert } from '../machine/assert.js';
 
 /** Instructions per slice: about 10 ms of guest time at 100 MIPS. */
 export const sliceInstructions = 1_000_000;
@@ -66,7 +67,7 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
         continue;
       }
       const disk = options.disks.get(output.request.slot);
-      if (disk === undefined) throw new Error(`disk request for slot ${output.request.slot}, which has no image`);
+      assert(disk !== undefined, () => `disk request for slot ${output.request.slot}, which has no image`);
       events.push(disk.perform(output.request));
       diskBusy = true;
     }

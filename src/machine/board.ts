@@ -28,43 +28,13 @@ import { SbiFirmware } from './firmware/sbi.js';
 import { deviceTreeBlob } from './firmware/device-tree.js';
 import { Mip, Priv, Status } from './cpu/csr.js';
 import { VirtioBlockDevice, VirtioEmptySlot } from './devices/virtio-blk.js';
+import { BoardIrq, BoardMap, configKey, diskSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
 import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter } from './snapshot.js';
 
-export const BoardMap = {
-  test: 0x0010_0000,
-  rtc: 0x0010_1000,
-  pvpanic: 0x0010_2000,
-  clint: 0x0200_0000,
-  plic: 0x0c00_0000,
-  uart: 0x1000_0000,
-  virtio: 0x1000_1000,
-  virtioStride: 0x1000,
-  ram: ramBaseAddress,
-} as const;
-export const BoardIrq = { virtioFirst: 1, uart: 10, rtc: 11 } as const;
-export const virtioSlots = 8;
-export const sectorBytes = 512;
-/** Largest disk: offsets must stay exact in a double. */
-export const diskBytesMax = 2 ** 40;
-
-export interface DiskConfig {
-  readonly capacityBytes: number;
-  readonly readOnly: boolean;
-  readonly serial: string;
-}
-
-export interface BoardConfig {
-  readonly ramBytes: number;
-  readonly disks: readonly DiskConfig[];
-}
-
-/** Which virtio slot the n-th disk occupies: like QEMU, the first device takes the highest slot. */
-export function diskSlot(index: number): number {
-  return virtioSlots - 1 - index;
-}
+export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, virtioSlots, type BoardConfig, type DiskConfig } from './board-config.js';
 
 const snapshotMagic = 'understudy-machine';
 const snapshotVersion = 1;
@@ -466,21 +436,6 @@ function powerFromCode(code: number, status: number, reason: string): PowerReque
     case 4: return { kind: 'stuck', reason };
     default: throw new SnapshotError(`bad power state ${code}`);
   }
-}
-
-function validateConfig(config: BoardConfig): void {
-  if (config.disks.length > virtioSlots) throw new RangeError(`at most ${virtioSlots} disks, got ${config.disks.length}`);
-  for (const disk of config.disks) {
-    if (!Number.isInteger(disk.capacityBytes) || disk.capacityBytes < sectorBytes || disk.capacityBytes > diskBytesMax || disk.capacityBytes % sectorBytes !== 0) {
-      throw new RangeError(`disk size ${disk.capacityBytes} bytes: must be a multiple of ${sectorBytes} between ${sectorBytes} and ${diskBytesMax}`);
-    }
-  }
-}
-
-/** A canonical description of the configuration, part of every snapshot. */
-export function configKey(config: BoardConfig): string {
-  const disks = config.disks.map((d) => `${d.capacityBytes}${d.readOnly ? 'r' : 'w'}:${d.serial}`).join(',');
-  return `ram=${config.ramBytes};disks=[${disks}]`;
 }
 
 function writeOutput(writer: SnapshotWriter, output: MachineOutput): void {

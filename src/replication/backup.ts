@@ -10,18 +10,17 @@
 import type { Machine } from '../machine/board.js';
 import { SnapshotError } from '../machine/snapshot.js';
 import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
-import { DivergenceError, type LiveEnvironment, type ReplicaEnvironment } from './environment.js';
+import { DivergenceError, type ReplicaEnvironment } from './environment.js';
+import type { EnvironmentPort } from '../machine/environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot } from './primary.js';
-import { guestOutcome, leaseMarginMs, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { describeGuestEnd, leaseMarginMs, validateOptions, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
 
 export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
 
 /** The most chunks a machine's state can take (RAM at most 2 GiB, 1 MiB chunks, room for devices). */
 const stateChunksMax = 2048 + 64;
 
-/** Exit statuses of a replica that stops for a reason of its own (not the guest's). */
-export const ReplicaExit = { rejected: 2, notLive: 3, divergence: 5, noState: 6 } as const;
 
 export interface FailoverReport {
   /** When the primary was declared failed, and why. */
@@ -48,7 +47,8 @@ export class BackupReplica {
   private state: { epoch: number; total: number; chunks: Uint8Array[] } | undefined;
   private lastHeardMs: number;
   private lastAckSentMs = -Infinity;
-  private primaryFinished: number | undefined;
+  /** The primary said goodbye: the guest finished after the last epoch it sent. */
+  private primaryFinished = false;
   private disconnected: string | undefined;
   private failover: { detectedAtMs: number; reason: string; silenceMs: number; arbiterWon: boolean } | undefined;
   /** Disk requests our machine issued with no completion in the log yet (P8), by request id. */
@@ -56,7 +56,7 @@ export class BackupReplica {
   /** Console bytes of epochs whose release by the primary is not known yet. */
   private unreleasedConsole: { epoch: number; bytes: Uint8Array }[] = [];
   private promotedPrimary: PrimaryReplica | undefined;
-  private finishedWith: { status: number; reason: string } | undefined;
+  private finishedWith: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesReceived = 0;
   report: FailoverReport | undefined;
 
@@ -65,7 +65,7 @@ export class BackupReplica {
     private readonly createMachine: () => Machine,
     private readonly environment: ReplicaEnvironment,
     /** The clock this replica uses once it is live. */
-    private readonly liveEnvironment: LiveEnvironment,
+    private readonly liveEnvironment: EnvironmentPort,
     private readonly io: ReplicaIo,
     private readonly options: ReplicationOptions,
     private readonly identity: ReplicaIdentity,
@@ -94,6 +94,8 @@ export class BackupReplica {
 
   /** The first message on a new connection. */
   sayHello(): void {
+    // The wait for an answer starts now (connecting may have taken a while).
+    this.lastHeardMs = this.io.nowMs();
     this.io.send({ type: 'hello', identity: this.identity });
   }
 
@@ -109,7 +111,7 @@ export class BackupReplica {
         this.clusterIdentifier = message.clusterId;
         return;
       case 'reject':
-        this.finish(ReplicaExit.rejected, `the primary refused this backup: ${message.reason}`);
+        this.finish({ kind: 'refused' }, `the primary refused this backup: ${message.reason}`);
         return;
       case 'state':
         this.logBytesReceived += wireBytes;
@@ -124,7 +126,7 @@ export class BackupReplica {
         this.sendAck(message.sequence);
         return;
       case 'goodbye':
-        this.primaryFinished = message.status;
+        this.primaryFinished = true;
         return;
       default:
         return; // hello and ack mean nothing to a backup
@@ -134,12 +136,12 @@ export class BackupReplica {
   private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
     if (this.role !== 'joining') return;
     if (total > stateChunksMax) {
-      this.finish(ReplicaExit.noState, `the primary announced a state of ${total} chunks, more than any machine needs`);
+      this.finish({ kind: 'no-state' }, `the primary announced a state of ${total} chunks, more than any machine needs`);
       return;
     }
     if (this.state === undefined || this.state.epoch !== epoch || this.state.total !== total) this.state = { epoch, total, chunks: [] };
     if (index !== this.state.chunks.length) {
-      this.finish(ReplicaExit.noState, `state chunk ${index} arrived out of order (expected ${this.state.chunks.length})`);
+      this.finish({ kind: 'no-state' }, `state chunk ${index} arrived out of order (expected ${this.state.chunks.length})`);
       return;
     }
     this.state.chunks.push(bytes);
@@ -149,10 +151,12 @@ export class BackupReplica {
       machine.restore(Buffer.concat(this.state.chunks));
     } catch (error) {
       if (!(error instanceof SnapshotError)) throw error;
-      this.finish(ReplicaExit.noState, `the primary's state does not load here: ${error.message}`);
+      this.finish({ kind: 'no-state' }, `the primary's state does not load here: ${error.message}`);
       return;
     }
     this.machine = machine;
+    // Loading the state kept this replica busy, not the primary silent: count from now.
+    this.lastHeardMs = this.io.nowMs();
     this.receivedThrough = epoch;
     this.executedThrough = epoch;
     this.releasedThrough = epoch;
@@ -165,7 +169,7 @@ export class BackupReplica {
   private onEntry(entry: EpochEntry): void {
     if (this.role !== 'following') return;
     if (entry.epoch !== this.receivedThrough + 1) {
-      this.finish(ReplicaExit.divergence, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
+      this.finish({ kind: 'divergence' }, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
       return;
     }
     this.queue.push(entry);
@@ -198,11 +202,12 @@ export class BackupReplica {
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
     const now = this.io.nowMs();
     if (this.role === 'joining') {
-      if (this.disconnected !== undefined) return this.finish(ReplicaExit.noState, `could not join the primary: ${this.disconnected}`);
-      if (now - this.lastHeardMs > this.options.failureTimeoutMs) {
-        return this.finish(ReplicaExit.noState, `could not join the primary: no answer within ${this.options.failureTimeoutMs} ms`);
+      if (this.disconnected !== undefined) return this.finish({ kind: 'no-state' }, `could not join the primary: ${this.disconnected}`);
+      const limitMs = this.options.joinTimeoutMs;
+      if (now - this.lastHeardMs > limitMs) {
+        return this.finish({ kind: 'no-state' }, `could not join the primary: nothing heard for ${Math.round(now - this.lastHeardMs)} ms`);
       }
-      return { kind: 'blocked', untilMs: this.lastHeardMs + this.options.failureTimeoutMs + 1 };
+      return { kind: 'blocked', untilMs: this.lastHeardMs + limitMs + 1 };
     }
     if (this.role === 'following') {
       if (this.queue.length > 0) {
@@ -210,8 +215,8 @@ export class BackupReplica {
         return { kind: 'progress' };
       }
       const machine = this.machine!;
-      if (this.primaryFinished !== undefined && machine.power !== undefined && machine.power.kind !== 'reset') {
-        return this.finish(this.primaryFinished, guestOutcome(machine.power).reason);
+      if (this.primaryFinished && machine.power !== undefined && machine.power.kind !== 'reset') {
+        return this.finish({ kind: 'guest', guest: machine.power }, describeGuestEnd(machine.power));
       }
       const silence = now - this.lastHeardMs;
       if (this.disconnected === undefined && silence <= this.options.failureTimeoutMs) {
@@ -251,7 +256,7 @@ export class BackupReplica {
       }
     } catch (error) {
       if (!(error instanceof DivergenceError)) throw error;
-      this.finish(ReplicaExit.divergence, `divergence: ${error.message}`);
+      this.finish({ kind: 'divergence' }, `divergence: ${error.message}`);
       return;
     }
     this.track(entry.epoch, machine.takeOutputs());
@@ -262,7 +267,7 @@ export class BackupReplica {
         // An event the primary's machine could not have produced (more console bytes than the
         // UART takes, a completion for a disk that does not exist): refuse it, do not crash.
         if (!(error instanceof RangeError)) throw error;
-        this.finish(ReplicaExit.divergence, `divergence: epoch ${entry.epoch}: the primary's ${event.kind} event does not apply here (${error.message})`);
+        this.finish({ kind: 'divergence' }, `divergence: epoch ${entry.epoch}: the primary's ${event.kind} event does not apply here (${error.message})`);
         return;
       }
       if (event.kind === 'disk-completion') this.inFlight.delete(event.requestId);
@@ -299,7 +304,7 @@ export class BackupReplica {
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
     if (!failover.arbiterWon) {
       this.io.crashPoint('backup:before-go-live');
-      if (!this.io.tryGoLive(this.generation + 1)) return this.finish(ReplicaExit.notLive, 'the primary is still live (it won the arbiter)');
+      if (!this.io.tryGoLive(this.generation + 1)) return this.finish({ kind: 'not-live' }, 'the primary is still live (it won the arbiter)');
       failover.arbiterWon = true;
     }
     // The old primary may release outputs until its lease ends; only then may this one start.
@@ -367,10 +372,10 @@ export class BackupReplica {
     );
   }
 
-  private finish(status: number, reason: string): StepResult {
+  private finish(end: ReplicaEnd, reason: string): StepResult {
     this.role = 'finished';
-    this.finishedWith = { status, reason };
-    return { kind: 'finished', status, reason };
+    this.finishedWith = { end, reason };
+    return { kind: 'finished', end, reason };
   }
 
   status(): ReplicaStatus {

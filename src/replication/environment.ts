@@ -16,11 +16,6 @@ export class DivergenceError extends Error {
   override readonly name = 'DivergenceError';
 }
 
-/** A live source of environment values (host or simulated clocks). */
-export interface LiveEnvironment {
-  read(kind: EnvironmentReadKind, retiredInstructions: number): bigint;
-}
-
 export class ReplicaEnvironment implements EnvironmentPort {
   private mode: 'record' | 'replay' = 'record';
   private recorded: EnvironmentReading[] = [];
@@ -32,7 +27,7 @@ export class ReplicaEnvironment implements EnvironmentPort {
   /** The largest mtime this machine has been given, recorded or replayed. */
   private latestMtime = 0n;
 
-  constructor(private live: LiveEnvironment) {}
+  constructor(private live: EnvironmentPort) {}
 
   read(kind: EnvironmentReadKind, retired: number): bigint {
     if (this.mode === 'replay') return this.replay(kind, retired);
@@ -110,7 +105,7 @@ export class ReplicaEnvironment implements EnvironmentPort {
    * latest value this machine has seen: another host's clock reads differently, and the guest
    * must see neither a jump back nor a jump ahead (the failover looks like a short pause).
    */
-  goLive(live: LiveEnvironment, retired: number): void {
+  goLive(live: EnvironmentPort, retired: number): void {
     this.live = live;
     this.mtimeOffset = this.latestMtime - live.read('mtime', retired);
     this.mode = 'record';

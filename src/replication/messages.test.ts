@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeFrame, encodeMessage, FrameDecoder, ProtocolError, framePayloadBytesMax, protocolVersion, type Message } from './messages.js';
-import { Prng } from './simulator/prng.js';
+import { Prng } from '../simulator/prng.js';
 
 const samples: Message[] = [
   { type: 'hello', identity: { configKey: 'ram=134217728;disks=[]', imageDigest: 'ab'.repeat(32), optionsKey: 'epoch=100000' } },

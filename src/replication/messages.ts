@@ -9,6 +9,7 @@
  */
 import { SnapshotError, SnapshotReader, SnapshotWriter } from '../machine/snapshot.js';
 import type { DiskCompletionStatus, EnvironmentReadKind, MachineEvent } from '../machine/environment.js';
+import type { StopReason } from '../machine/cpu/cpu.js';
 
 export const protocolVersion = 1;
 const frameMagic = [0x55, 0x53]; // "US"
@@ -32,8 +33,6 @@ export class ProtocolError extends Error {
   }
 }
 
-export type StopKind = 'budget' | 'wfi' | 'halt';
-
 /** P0: one environment read, at an exact instruction count. */
 export interface EnvironmentReading {
   readonly retired: number;
@@ -46,7 +45,7 @@ export interface EpochEntry {
   readonly epoch: number;
   /** The machine's instruction count at the end of the epoch. */
   readonly endRetired: number;
-  readonly stop: StopKind;
+  readonly stop: StopReason;
   readonly reads: readonly EnvironmentReading[];
   /** Delivered at the boundary after the epoch, in this order (P1/P2). */
   readonly events: readonly MachineEvent[];
@@ -75,12 +74,16 @@ export type Message =
   | { readonly type: 'ack'; readonly epoch: number; readonly heartbeat: number }
   /** Keeps the link alive and the lease renewed; also says how far outputs have been released. */
   | { readonly type: 'heartbeat'; readonly sequence: number; readonly releasedThrough: number }
+  /** The guest has finished (after the last epoch sent); `status` is its power-off status, 0 if it ended otherwise. */
   | { readonly type: 'goodbye'; readonly status: number };
 
 const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8 } as const;
 const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
 const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
-const stopKinds: readonly StopKind[] = ['budget', 'wfi', 'halt'];
+/** Wire codes of the machine's stop reasons (index = code); the type checks that every reason has one. */
+const stopKinds = ['budget', 'wfi', 'halt'] as const satisfies readonly StopReason[];
+const _everyStopReasonCoded: StopReason extends (typeof stopKinds)[number] ? true : never = true;
+void _everyStopReasonCoded;
 const rejectCodes: readonly RejectCode[] = ['version', 'config', 'image', 'options', 'busy', 'malformed'];
 const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
 

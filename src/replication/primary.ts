@@ -7,10 +7,12 @@
  * `onDiskCompletion`. Everything the primary does to the world goes through `ReplicaIo`.
  */
 import type { Machine } from '../machine/board.js';
+import { ticksToMs } from '../machine/clock.js';
+import type { StopReason } from '../machine/cpu/cpu.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { epochEntryBytesTarget, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type StopKind } from './messages.js';
-import { guestOutcome, pendingEpochsMax, validateOptions, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { epochEntryBytesTarget, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { describeGuestEnd, pendingEpochsMax, validateOptions, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
 
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
@@ -55,8 +57,10 @@ export class PrimaryReplica {
   private leaseUntilMs = -Infinity;
   private lastSentMs = -Infinity;
   private lastHeardMs = -Infinity;
+  /** A backup has joined but not acknowledged anything yet: it may still be loading the state. */
+  private backupJoining = false;
   private completions: MachineEvent[];
-  private finished: { status: number; reason: string } | undefined;
+  private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
   private outputsReleased = 0;
   private readonly clusterId: string;
@@ -114,6 +118,7 @@ export class PrimaryReplica {
       this.sendMessage({ type: 'state', epoch: this.epoch, index, total, bytes });
     }
     this.role = 'protected';
+    this.backupJoining = true;
     this.ackedThrough = this.epoch;
     this.lastHeardMs = this.io.nowMs();
     this.leaseUntilMs = -Infinity;
@@ -123,7 +128,10 @@ export class PrimaryReplica {
 
   onMessage(message: Message): void {
     this.lastHeardMs = this.io.nowMs();
-    if (message.type === 'ack') this.onAck(message.epoch, message.heartbeat);
+    if (message.type === 'ack') {
+      this.backupJoining = false; // it has loaded the state
+      this.onAck(message.epoch, message.heartbeat);
+    }
     // Anything else from a backup is ignored: it has nothing else to say to a primary.
   }
 
@@ -148,6 +156,11 @@ export class PrimaryReplica {
     if (sentAt + this.options.leaseMs > this.leaseUntilMs) this.leaseUntilMs = sentAt + this.options.leaseMs;
   }
 
+  /** How long the backup may be silent before it is declared failed. */
+  private silenceLimitMs(): number {
+    return this.backupJoining ? this.options.joinTimeoutMs : this.options.failureTimeoutMs;
+  }
+
   /** The connection to the backup closed. */
   onDisconnect(reason: string): void {
     if (this.role === 'protected' && this.finished === undefined) this.loseBackup(`connection closed: ${reason}`);
@@ -163,8 +176,8 @@ export class PrimaryReplica {
   step(): StepResult {
     const now = this.io.nowMs();
     if (this.finished !== undefined) return { kind: 'finished', ...this.finished };
-    if (this.role === 'halted') return this.finish(3, 'this replica lost the arbiter: the other one is live');
-    if (this.role === 'protected' && now - this.lastHeardMs > this.options.failureTimeoutMs) {
+    if (this.role === 'halted') return this.finish({ kind: 'not-live' }, 'this replica lost the arbiter: the other one is live');
+    if (this.role === 'protected' && now - this.lastHeardMs > this.silenceLimitMs()) {
       this.loseBackup(`nothing heard for ${Math.round(now - this.lastHeardMs)} ms`);
       return this.step(); // now solo or halted
     }
@@ -176,9 +189,8 @@ export class PrimaryReplica {
     if (power !== undefined && power.kind !== 'reset') {
       if (this.pending.length > 0) return this.waitForAcks(now);
       this.io.crashPoint('primary:before-goodbye');
-      const { status, reason } = guestOutcome(power);
-      if (this.role === 'protected') this.sendMessage({ type: 'goodbye', status });
-      return this.finish(status, reason);
+      if (this.role === 'protected') this.sendMessage({ type: 'goodbye', status: power.kind === 'poweroff' ? power.status : 0 });
+      return this.finish({ kind: 'guest', guest: power }, describeGuestEnd(power));
     }
     if (this.role === 'protected') {
       if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2
@@ -204,7 +216,7 @@ export class PrimaryReplica {
     const result = machine.run(machine.isIdle ? 0 : this.options.epochInstructions);
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
-    const stop: StopKind = machine.power !== undefined ? 'halt' : result.reason;
+    const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
     const events = machine.power !== undefined ? [] : this.boundaryEvents();
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
@@ -255,14 +267,14 @@ export class PrimaryReplica {
     let wakeAt = heartbeatAt;
     if (deadline !== undefined) {
       const ticks = Number(deadline - this.environment.clockNow(this.machine.retiredInstructions));
-      wakeAt = Math.min(wakeAt, now + Math.max(0, ticks / 10_000));
+      wakeAt = Math.min(wakeAt, now + Math.max(0, ticksToMs(ticks)));
     }
     return Number.isFinite(wakeAt) ? { kind: 'blocked', untilMs: wakeAt } : { kind: 'blocked' };
   }
 
   private waitForAcks(now: number): StepResult {
     // Wake for the next heartbeat, or when the backup would be declared failed.
-    return { kind: 'blocked', untilMs: Math.min(this.lastSentMs + this.options.heartbeatIntervalMs, this.lastHeardMs + this.options.failureTimeoutMs + 1, now + this.options.leaseMs) };
+    return { kind: 'blocked', untilMs: Math.min(this.lastSentMs + this.options.heartbeatIntervalMs, this.lastHeardMs + this.silenceLimitMs() + 1, now + this.options.leaseMs) };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -336,14 +348,14 @@ export class PrimaryReplica {
     }
   }
 
-  private finish(status: number, reason: string): StepResult {
-    this.finished = { status, reason };
-    return { kind: 'finished', status, reason };
+  private finish(end: ReplicaEnd, reason: string): StepResult {
+    this.finished = { end, reason };
+    return { kind: 'finished', end, reason };
   }
 
   status(): ReplicaStatus {
     return {
-      role: this.role === 'protected' ? 'primary' : this.role === 'solo' ? 'solo' : this.role === 'waiting' ? 'primary' : 'halted',
+      role: this.role === 'protected' ? 'primary' : this.role === 'solo' ? 'solo' : this.role === 'waiting' ? 'waiting' : 'halted',
       epoch: this.epoch,
       lagEpochs: this.role === 'protected' ? this.epoch - this.ackedThrough : 0,
       logBytesSent: this.logBytesSent,

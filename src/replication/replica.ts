@@ -23,6 +23,13 @@ export interface ReplicationOptions {
   readonly failureTimeoutMs: number;
   /** The primary's output lease, counted from the send of what the backup acknowledged. */
   readonly leaseMs: number;
+  /**
+   * A join (the hello, the state transfer, the backup loading it) is judged by this longer
+   * silence: a large state takes the primary a while to save and send and the backup a while
+   * to load, all the more on a busy host; a peer that dies meanwhile closes the connection
+   * and is noticed at once anyway.
+   */
+  readonly joinTimeoutMs: number;
 }
 
 export const epochInstructionsMin = 1_000;
@@ -39,6 +46,7 @@ export const defaultReplicationOptions: ReplicationOptions = {
   heartbeatIntervalMs: 50,
   failureTimeoutMs: 500,
   leaseMs: 200,
+  joinTimeoutMs: 10_000,
 };
 
 export function validateOptions(options: ReplicationOptions): void {
@@ -50,12 +58,24 @@ export function validateOptions(options: ReplicationOptions): void {
   // The lease must outlive a heartbeat round trip, and end well before the peer gives up.
   if (!(leaseMs >= 2 * heartbeatIntervalMs)) throw new RangeError(`the lease (${leaseMs} ms) must be at least two heartbeat intervals (${2 * heartbeatIntervalMs} ms)`);
   if (!(failureTimeoutMs > leaseMs)) throw new RangeError(`the failure timeout (${failureTimeoutMs} ms) must exceed the lease (${leaseMs} ms)`);
+  if (!(options.joinTimeoutMs >= failureTimeoutMs)) throw new RangeError(`the join timeout (${options.joinTimeoutMs} ms) must be at least the failure timeout (${failureTimeoutMs} ms)`);
 }
 
 /** The options a backup must share with its primary, as one comparable string. */
 export function optionsKey(options: ReplicationOptions): string {
   return `epoch=${options.epochInstructions}`;
 }
+
+/**
+ * The named points of the protocol where the simulator may crash a replica (production does
+ * nothing there). Each is a step whose interruption the protocol must survive.
+ */
+export const primaryCrashPoints = [
+  'primary:before-send-epoch', 'primary:after-send-epoch', 'primary:before-release', 'primary:after-release',
+  'primary:before-goodbye', 'primary:before-go-solo',
+] as const;
+export const backupCrashPoints = ['backup:before-ack', 'backup:after-ack', 'backup:before-go-live', 'backup:failover-epoch'] as const;
+export type CrashPoint = (typeof primaryCrashPoints)[number] | (typeof backupCrashPoints)[number];
 
 export interface ReplicaIo {
   /** Milliseconds on a monotonic clock (virtual in the simulator). */
@@ -78,23 +98,42 @@ export interface ReplicaIo {
   /** Atomic test-and-set on shared storage: may this replica be the live one for `generation`? */
   tryGoLive(generation: number): boolean;
   /** A point where the simulator may crash this replica; nothing in production. */
-  crashPoint(name: string): void;
+  crashPoint(point: CrashPoint): void;
   /** Epoch `epoch` is complete on this replica (boundary events applied): for invariant checks. */
   epochDone(epoch: number, machine: Machine): void;
   /** A line for the operator's log. */
   log(line: string): void;
 }
 
+/** How the guest ended a run: it powered off (with a status), its kernel panicked, or it is stuck. */
+export type GuestEnd = Exclude<PowerRequest, { kind: 'reset' }>;
+
+/**
+ * Why a replica stopped, as data (the driver chooses an exit status from it; a person reads
+ * `reason`): the guest finished, so the whole VM is done; or this replica cannot go on.
+ */
+export type ReplicaEnd =
+  | { readonly kind: 'guest'; readonly guest: GuestEnd }
+  /** The primary refused this backup (another image, configuration or options; it is busy). */
+  | { readonly kind: 'refused' }
+  /** The other replica is live (it won the arbiter): this one must stop. */
+  | { readonly kind: 'not-live' }
+  /** The backup's execution left the primary's. */
+  | { readonly kind: 'divergence' }
+  /** The backup could not get the primary's state (no answer, a state that does not load). */
+  | { readonly kind: 'no-state' };
+
 /** What a step of a replica achieved, so its driver knows when to call it again. */
 export type StepResult =
   | { readonly kind: 'progress' }
   /** Nothing to do until a message, a completion, input, or `untilMs` (if set). */
   | { readonly kind: 'blocked'; readonly untilMs?: number }
-  | { readonly kind: 'finished'; readonly status: number; readonly reason: string };
+  | { readonly kind: 'finished'; readonly end: ReplicaEnd; readonly reason: string };
 
 /** The status view's data. */
 export interface ReplicaStatus {
-  readonly role: 'primary' | 'backup' | 'solo' | 'halted' | 'joining';
+  /** primary: protected by a backup; waiting: for its first backup; solo: live, not protected. */
+  readonly role: 'primary' | 'waiting' | 'backup' | 'solo' | 'halted' | 'joining';
   readonly epoch: number;
   readonly lagEpochs: number;
   readonly logBytesSent: number;
@@ -104,13 +143,12 @@ export interface ReplicaStatus {
   readonly lastFailover: { readonly atMs: number; readonly tookMs: number; readonly detectionMs: number } | undefined;
 }
 
-/** Exit status and reason for a guest that stopped (powered off, panicked, or stuck). */
-export function guestOutcome(power: PowerRequest): { status: number; reason: string } {
-  switch (power.kind) {
-    case 'poweroff': return { status: power.status, reason: 'the guest powered off' };
-    case 'panic': return { status: 4, reason: 'the guest kernel panicked' };
-    case 'stuck': return { status: 3, reason: `the guest is stuck: ${power.reason}` };
-    case 'reset': return { status: 0, reason: 'the guest asked for a reset' };
+/** What a person reads when the guest has ended a run. */
+export function describeGuestEnd(guest: GuestEnd): string {
+  switch (guest.kind) {
+    case 'poweroff': return 'the guest powered off';
+    case 'panic': return 'the guest kernel panicked';
+    case 'stuck': return `the guest is stuck: ${guest.reason}`;
   }
 }
 

@@ -10,14 +10,15 @@ import type { DiskRequest } from '../machine/environment.js';
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
-import { DivergenceError, ReplicaEnvironment, type LiveEnvironment } from './environment.js';
+import { DivergenceError, ReplicaEnvironment } from './environment.js';
+import type { EnvironmentPort } from '../machine/environment.js';
 import { decodeFrame, encodeMessage, type Message, type ReplicaIdentity } from './messages.js';
 import { PrimaryReplica } from './primary.js';
-import { BackupReplica, ReplicaExit } from './backup.js';
+import { BackupReplica } from './backup.js';
 import { defaultReplicationOptions, type ReplicaIo, type ReplicationOptions } from './replica.js';
 
 /** A clock whose mtime the test sets. */
-class TestClock implements LiveEnvironment {
+class TestClock implements EnvironmentPort {
   mtime = 1000n;
   read(kind: 'mtime' | 'wall-clock-ns'): bigint {
     return kind === 'mtime' ? this.mtime : 1_700_000_000_000_000_000n;
@@ -187,7 +188,7 @@ test('divergence is reported, never absorbed: a tampered log stops the backup wi
   let result = backup.step();
   for (let i = 0; i < 5 && result.kind !== 'finished'; i++) result = backup.step();
   assert.equal(result.kind, 'finished');
-  assert.equal(result.kind === 'finished' ? result.status : 0, ReplicaExit.divergence);
+  assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
   assert.match(result.kind === 'finished' ? result.reason : '', /divergence: epoch 2/);
 });
 

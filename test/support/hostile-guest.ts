@@ -12,9 +12,9 @@ import { rawImage } from '../../src/machine/loader/elf.js';
 import { Csr } from '../../src/machine/cpu/csr.js';
 import { ramBaseAddress } from '../../src/machine/memory/ram.js';
 import { VirtioMmioRegister as Reg } from '../../src/machine/devices/virtio-mmio.js';
-import { VirtualClock } from '../../src/host/clocks.js';
+import { VirtualClock } from '../../src/machine/clock.js';
 import { DiskImage } from '../../src/host/disk-image.js';
-import { Prng } from '../../src/replication/simulator/prng.js';
+import { Prng } from '../../src/simulator/prng.js';
 
 const ramBytes = 4 * 1024 * 1024;
 const diskBytes = 1024 * 1024;

@@ -20,7 +20,7 @@
  * The generator steers clear of the QEMU 7.2 deviations in guests/tests/README.md; each
  * place that does says which.
  */
-import { Prng } from '../../src/replication/simulator/prng.js';
+import { Prng } from '../../src/simulator/prng.js';
 
 /** The registers random instructions may write (all but x8 and x9; x0 now and then). */
 const writable = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];

@@ -313,8 +313,8 @@ export function expectedSleeps(): { readonly count: number; readonly totalMs: nu
 export {
   checkOutputWithRepeats, consoleRewindBytesMax, consoleRewindsMax, repeatCheckInternals,
   type RepeatCheck, type RepeatCheckOptions,
-} from '../../src/replication/simulator/console-check.js';
-import { checkOutputWithRepeats, type RepeatCheck, type RepeatCheckOptions } from '../../src/replication/simulator/console-check.js';
+} from '../../src/simulator/console-check.js';
+import { checkOutputWithRepeats, type RepeatCheck, type RepeatCheckOptions } from '../../src/simulator/console-check.js';
 
 export function checkConsoleWithRepeats(observed: string, options: RepeatCheckOptions & { readonly shape?: WorkloadShape } = {}): RepeatCheck {
   return checkOutputWithRepeats(expectedConsole(options.shape ?? fullShape), observed, options);

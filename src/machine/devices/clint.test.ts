@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { EnvironmentReadKind, EnvironmentReader } from '../environment.js';
 import { SnapshotReader, SnapshotWriter } from '../snapshot.js';
-import { Clint, extract, insert, mtimeHz, type ClintPins } from './clint.js';
+import { Clint, extract, insert, type ClintPins } from './clint.js';
+import { mtimeHz } from '../time.js';
 
 const MSIP = 0x0, MTIMECMP = 0x4000, MTIME = 0xbff8;
 const u64Max = 0xffff_ffff_ffff_ffffn;

@@ -11,7 +11,6 @@ import type { AccessWidth, MmioDevice } from './device.js';
 import type { EnvironmentReader } from '../environment.js';
 import type { SnapshotReader, SnapshotWriter } from '../snapshot.js';
 
-export const mtimeHz = 10_000_000;
 const u64Max = 0xffff_ffff_ffff_ffffn;
 
 const Offset = { MSIP: 0x0, MTIMECMP: 0x4000, MTIME: 0xbff8 } as const;

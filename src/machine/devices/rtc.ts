@@ -10,12 +10,12 @@
 import type { AccessWidth, InterruptLine, MmioDevice } from './device.js';
 import type { EnvironmentReader } from '../environment.js';
 import type { SnapshotReader, SnapshotWriter } from '../snapshot.js';
+import { nanosecondsPerMtimeTick } from '../time.js';
 
 const Reg = {
   TIME_LOW: 0x00, TIME_HIGH: 0x04, ALARM_LOW: 0x08, ALARM_HIGH: 0x0c,
   IRQ_ENABLED: 0x10, CLEAR_ALARM: 0x14, ALARM_STATUS: 0x18, CLEAR_INTERRUPT: 0x1c,
 } as const;
-const nanosecondsPerTick = 100n; // mtime runs at 10 MHz
 
 export interface RtcClock {
   /** Host mtime, read through the environment (as the CLINT does). */
@@ -42,14 +42,14 @@ export class GoldfishRtc implements MmioDevice {
   /** The RTC's time now: one mtime read, plus one wall-clock read the first time. */
   private nowNs(): bigint {
     const mtime = this.deps.clock.readHostMtime();
-    if (this.baseNs === undefined) this.baseNs = this.deps.environment.readEnvironment('wall-clock-ns') - mtime * nanosecondsPerTick;
-    return BigInt.asUintN(64, this.baseNs + mtime * nanosecondsPerTick);
+    if (this.baseNs === undefined) this.baseNs = this.deps.environment.readEnvironment('wall-clock-ns') - mtime * nanosecondsPerMtimeTick;
+    return BigInt.asUintN(64, this.baseNs + mtime * nanosecondsPerMtimeTick);
   }
 
   /** The clock advanced (a clock event): fire the alarm if its time has come. */
   advanceClock(): void {
     if (!this.alarmArmed || this.baseNs === undefined) return;
-    const now = this.baseNs + this.deps.clock.latestHostMtime * nanosecondsPerTick;
+    const now = this.baseNs + this.deps.clock.latestHostMtime * nanosecondsPerMtimeTick;
     if (now >= this.alarmNs) this.fire();
   }
 
@@ -57,7 +57,7 @@ export class GoldfishRtc implements MmioDevice {
   get alarmDeadlineHostMtime(): bigint | undefined {
     if (!this.alarmArmed || this.baseNs === undefined) return undefined;
     const delta = this.alarmNs - this.baseNs;
-    return delta <= 0n ? 0n : (delta + nanosecondsPerTick - 1n) / nanosecondsPerTick;
+    return delta <= 0n ? 0n : (delta + nanosecondsPerMtimeTick - 1n) / nanosecondsPerMtimeTick;
   }
 
   private fire(): void {

@@ -18,6 +18,7 @@ import type { DiskCompletionStatus, DiskRequest, OutputSink } from '../environme
 import type { Ram } from '../memory/ram.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 import type { AccessWidth, InterruptLine, MmioDevice } from './device.js';
+import { assert } from '../assert.js';
 import {
   DeviceStatus, VirtioFeature, VirtioMmioTransport, featureWords, rangesBytes, sliceSegments, virtioMmioWindowBytes,
   type DescriptorChain, type RamRange, type VirtioBackend,
@@ -52,9 +53,9 @@ const snapshotFormatVersion = 1;
 /** Data ranges of one read in flight: one per descriptor, direct or indirect. */
 const rangesPerRequestMax = 2 * blockQueueSizeEntries;
 
-if (requestDataBytesMax % sectorBytes !== 0) throw new Error('requestDataBytesMax must be whole sectors');
-if (segmentsPerRequestMax + 2 > blockQueueSizeEntries) throw new Error('a request of seg_max data descriptors, a header and a status must fit the queue without indirect descriptors');
-if (segmentBytesMax < 4096) throw new Error('Linux rejects a size_max below its page size');
+assert(requestDataBytesMax % sectorBytes === 0, 'requestDataBytesMax must be whole sectors');
+assert(segmentsPerRequestMax + 2 <= blockQueueSizeEntries, 'a request of seg_max data descriptors, a header and a status must fit the queue without indirect descriptors');
+assert(segmentBytesMax >= 4096, 'Linux rejects a size_max below its page size');
 
 /** Block device feature bits (5.2.3). */
 export const BlockFeature = { SIZE_MAX: 1, SEG_MAX: 2, RO: 5, BLK_SIZE: 6, FLUSH: 9 } as const;
@@ -363,7 +364,7 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
 
   private issue(request: { head: number; op: RequestOp; dataRanges: readonly RamRange[]; dataBytes: number; statusAddress: number }): number {
     const requestId = this.nextRequestId;
-    if (!Number.isSafeInteger(requestId + 1)) throw new Error('virtio-blk request ids exhausted');
+    assert(Number.isSafeInteger(requestId + 1), 'virtio-blk request ids exhausted');
     this.nextRequestId = requestId + 1;
     // Recorded before the output leaves, so that a completion arriving at once finds it.
     this.inFlight.set(requestId, {

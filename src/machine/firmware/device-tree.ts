@@ -4,8 +4,8 @@
  * Node names, compatible strings and interrupt numbers follow QEMU's virt board, so a kernel
  * finds the same machine on both.
  */
-import { BoardIrq, BoardMap, virtioSlots, type BoardConfig } from '../board.js';
-import { mtimeHz } from '../devices/clint.js';
+import { BoardIrq, BoardMap, virtioSlots, type BoardConfig } from '../board-config.js';
+import { mtimeHz } from '../time.js';
 import { plicSources } from '../devices/plic.js';
 import { ramBaseAddress } from '../memory/ram.js';
 import { cells, empty, encodeFdt, node, str, u64Cells, type FdtNode } from './fdt.js';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Machine, parseLinuxImageHeader } from '../board.js';
 import { asm, li } from '../cpu/encode.js';
 import { Csr, Priv } from '../cpu/csr.js';
-import { VirtualClock } from '../../host/clocks.js';
+import { VirtualClock } from '../clock.js';
 import { decodeFdt, type FdtNode } from './fdt.js';
 import { SbiExtension } from './sbi.js';
 import { ImageError } from '../loader/elf.js';

@@ -41,6 +41,11 @@ export function rawImage(bytes: Uint8Array): LoadedImage {
   return { entry: ramBaseAddress, segments: [{ physicalAddress: ramBaseAddress, data: bytes, memoryBytes: bytes.length }], symbols: new Map() };
 }
 
+/** What `-kernel` loads: an RV32 ELF executable, or else a raw image at the start of RAM. */
+export function loadImage(bytes: Uint8Array): LoadedImage {
+  return isElf(bytes) ? parseElf(bytes) : rawImage(bytes);
+}
+
 export function isElf(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && elfMagic.every((byte, i) => bytes[i] === byte);
 }

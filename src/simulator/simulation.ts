@@ -16,22 +16,20 @@
  *  5. the guest finishes (progress after failover) within a bound of virtual time.
  */
 import { createHash } from 'node:crypto';
-import { Machine, type BoardConfig } from '../../machine/board.js';
-import type { DiskRequest, MachineEvent } from '../../machine/environment.js';
-import type { LoadedImage } from '../../machine/loader/elf.js';
-import { ReplicaEnvironment, type LiveEnvironment } from '../environment.js';
-import { encodeMessage, FrameDecoder, type Message, type ReplicaIdentity } from '../messages.js';
-import { PrimaryReplica } from '../primary.js';
-import { BackupReplica, ReplicaExit } from '../backup.js';
-import { optionsKey, type ReplicaIo, type ReplicationOptions, type StepResult } from '../replica.js';
+import { Machine, type BoardConfig } from '../machine/board.js';
+import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import type { LoadedImage } from '../machine/loader/elf.js';
+import { ReplicaEnvironment } from '../replication/environment.js';
+import type { EnvironmentPort } from '../machine/environment.js';
+import { encodeMessage, FrameDecoder, type Message, type ReplicaIdentity } from '../replication/messages.js';
+import { PrimaryReplica } from '../replication/primary.js';
+import { BackupReplica } from '../replication/backup.js';
+import { backupCrashPoints, optionsKey, primaryCrashPoints, type CrashPoint, type ReplicaEnd, type ReplicaIo, type ReplicationOptions, type StepResult } from '../replication/replica.js';
 import { Prng } from './prng.js';
-import { VirtualClock } from '../../host/clocks.js';
+import { VirtualClock, virtualEpochNs } from '../machine/clock.js';
+import { mtimeTicksPerMs } from '../machine/time.js';
+import { assert } from '../machine/assert.js';
 
-export const primaryCrashPoints = [
-  'primary:before-send-epoch', 'primary:after-send-epoch', 'primary:before-release', 'primary:after-release',
-  'primary:before-goodbye', 'primary:before-go-solo',
-] as const;
-export const backupCrashPoints = ['backup:before-ack', 'backup:after-ack', 'backup:before-go-live', 'backup:failover-epoch'] as const;
 
 type ReplicaName = 'primary' | 'backup';
 
@@ -156,7 +154,7 @@ export class Simulation {
       machine.load(setup.kernel);
       return machine;
     };
-    if (!this.goLive('primary', 1)) throw new Error('the arbiter refused the first generation');
+    assert(this.goLive('primary', 1), 'the arbiter refused the first generation');
     const primary = new PrimaryReplica(primaryBoot(), primaryEnvironment, primaryIo, setup.options, identity, primaryBoot, {
       epoch: 0, generation: 1, role: 'waiting', clusterId: `sim-${setup.seed}`,
     });
@@ -231,12 +229,12 @@ export class Simulation {
   }
 
   /** Each host has its own clock: virtual time plus a per-host offset. */
-  private clock(name: ReplicaName): LiveEnvironment {
+  private clock(name: ReplicaName): EnvironmentPort {
     const offsetTicks = name === 'primary' ? 0 : 7_777_777;
     return {
       read: (kind) => {
-        const ticks = BigInt(Math.floor(this.now * 10_000)) + BigInt(offsetTicks);
-        return kind === 'mtime' ? ticks : 1_735_689_600_000_000_000n + BigInt(Math.floor(this.now * 1_000_000));
+        const ticks = BigInt(Math.floor(this.now * mtimeTicksPerMs)) + BigInt(offsetTicks);
+        return kind === 'mtime' ? ticks : virtualEpochNs + BigInt(Math.floor(this.now * 1_000_000));
       },
     };
   }
@@ -275,7 +273,7 @@ export class Simulation {
     replica.io.flush(cost);
     if (result.kind === 'finished') {
       replica.result = result;
-      this.note(`${replica.name} finished: ${result.reason} (status ${result.status})`);
+      this.note(`${replica.name} finished: ${result.reason} (${describeEnd(result.end)})`);
       return;
     }
     // The next step comes a moment after this one ends, so that input that arrived meanwhile
@@ -417,9 +415,9 @@ export class Simulation {
   private finalChecks(): void {
     if (this.failures.length > 0) return;
     const results = [...this.replicas.values()];
-    const guestFinished = results.filter((replica) => replica.result?.reason === 'the guest powered off');
+    const guestFinished = results.filter((replica) => replica.result?.end.kind === 'guest');
     const backup = this.replicas.get('backup')!;
-    if (guestFinished.length === 0 && backup.result?.status === ReplicaExit.noState && this.outputs.length === 0) {
+    if (guestFinished.length === 0 && backup.result?.end.kind === 'no-state' && this.outputs.length === 0) {
       // The primary died before its backup had the state: the guest was never protected, and
       // (outputs waiting for acknowledgements the backup could not yet give) the world saw nothing.
       this.note('the primary died before the backup had its state: nothing to fail over, nothing was seen');
@@ -430,7 +428,8 @@ export class Simulation {
       return;
     }
     for (const replica of guestFinished) {
-      if (replica.result!.status !== 0) this.fail(`the guest failed on the ${replica.name}: status ${replica.result!.status}`);
+      const end = replica.result!.end;
+      if (end.kind !== 'guest' || end.guest.kind !== 'poweroff' || end.guest.status !== 0) this.fail(`the guest failed on the ${replica.name}: ${describeEnd(end)}`);
     }
     const consoleCheck = this.setup.checkConsole(this.consoleText());
     if (!consoleCheck.ok) this.fail(`console: ${consoleCheck.reason ?? 'differs from a failure-free run'}`);
@@ -452,7 +451,7 @@ export class Simulation {
     this.trace.push(`${this.now.toFixed(3)} ms  ${line}`);
   }
 
-  crashPointReached(name: ReplicaName, point: string, count: number): boolean {
+  crashPointReached(name: ReplicaName, point: CrashPoint, count: number): boolean {
     const crash = this.plan.crash;
     return crash !== undefined && crash.replica === name && 'point' in crash.at && crash.at.point === point && crash.at.occurrence === count;
   }
@@ -501,13 +500,13 @@ class SimulatedReplica {
   describe(): string {
     if (!this.alive) return 'crashed';
     if (this.result === undefined) return 'still running';
-    return `${this.result.reason} (status ${this.result.status})`;
+    return `${this.result.reason} (${describeEnd(this.result.end)})`;
   }
 }
 
 class SimulatedIo implements ReplicaIo {
   private replica: SimulatedReplica | undefined;
-  private readonly crashCounts = new Map<string, number>();
+  private readonly crashCounts = new Map<CrashPoint, number>();
   private outbox: Uint8Array[] = [];
 
   constructor(
@@ -555,7 +554,7 @@ class SimulatedIo implements ReplicaIo {
     return this.simulation.goLive(this.name, generation);
   }
 
-  crashPoint(point: string): void {
+  crashPoint(point: CrashPoint): void {
     const count = (this.crashCounts.get(point) ?? 0) + 1;
     this.crashCounts.set(point, count);
     if (this.simulation.crashPointReached(this.name, point, count)) throw new SimulatedCrash(`at ${point} #${count}`);
@@ -622,6 +621,12 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const length = Math.min(a.length, b.length);
   for (let i = 0; i < length; i++) if (a[i] !== b[i]) return i;
   return length;
+}
+
+/** A replica's end, in a word or two (traces and outcome summaries). */
+function describeEnd(end: ReplicaEnd): string {
+  if (end.kind !== 'guest') return end.kind;
+  return end.guest.kind === 'poweroff' ? `guest status ${end.guest.status}` : `guest ${end.guest.kind}`;
 }
 
 /**

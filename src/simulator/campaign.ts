@@ -6,12 +6,11 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { LoadedImage } from '../../machine/loader/elf.js';
-import { defaultReplicationOptions, type ReplicationOptions } from '../replica.js';
+import { loadImage, type LoadedImage } from '../machine/loader/elf.js';
+import { defaultReplicationOptions, type ReplicationOptions } from '../replication/replica.js';
 import { checkOutputWithRepeats } from './console-check.js';
 import { Prng } from './prng.js';
 import { referenceRun, Simulation, type FaultPlan, type SimulationResult } from './simulation.js';
-import type { RangeSummary, SeedRange } from './worker.js';
 
 /** The workload's disk: 64 KiB (it uses 48 sectors). */
 export const simulatorDiskBytes = 64 * 1024;
@@ -71,11 +70,48 @@ export function describeFailure(result: SimulationResult, traceLines = 25): stri
   ].join('\n');
 }
 
-/** Runs seeds [first, first + count) on `threads` worker threads and merges their summaries. */
-export async function runSeedsInParallel(kernelPath: string, first: number, count: number, threads: number): Promise<RangeSummary> {
+/** A range of seeds for one worker; the workload travels as the file's bytes (workers read no files). */
+export interface SeedRange {
+  readonly kernelBytes: Uint8Array;
+  readonly first: number;
+  readonly count: number;
+}
+
+export interface RangeSummary {
+  readonly seeds: number;
+  readonly failures: string[];
+  /** How the runs ended, by kind of fault, for checking that faults really happened. */
+  readonly outcomes: Record<string, number>;
+  readonly failovers: number;
+  readonly failoverMsTotal: number;
+}
+
+export function runRange(range: SeedRange): RangeSummary {
+  const campaign = prepareCampaign(loadImage(range.kernelBytes));
+  const failures: string[] = [];
+  const outcomes: Record<string, number> = {};
+  let failovers = 0;
+  let failoverMsTotal = 0;
+  for (let seed = range.first; seed < range.first + range.count; seed++) {
+    const result = runSeed(campaign, seed);
+    if (result.failures.length > 0) failures.push(describeFailure(result));
+    const plan = result.plan;
+    const kind = plan.crash !== undefined ? `crash ${plan.crash.replica}` : plan.partitionAtMs !== undefined ? 'partition' : plan.resetAtMs !== undefined ? 'reset' : 'none';
+    const key = `${kind}: primary ${result.outcome.primary}; backup ${result.outcome.backup}`;
+    outcomes[key] = (outcomes[key] ?? 0) + 1;
+    if (result.failoverMs !== undefined) {
+      failovers++;
+      failoverMsTotal += result.failoverMs;
+    }
+  }
+  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal };
+}
+
+/** Runs seeds [first, first + count) of the workload in `kernelBytes` on `threads` worker threads and merges their summaries. */
+export async function runSeedsInParallel(kernelBytes: Uint8Array, first: number, count: number, threads: number): Promise<RangeSummary> {
   const size = Math.ceil(count / threads);
   const ranges: SeedRange[] = [];
-  for (let start = first; start < first + count; start += size) ranges.push({ kernelPath, first: start, count: Math.min(size, first + count - start) });
+  for (let start = first; start < first + count; start += size) ranges.push({ kernelBytes, first: start, count: Math.min(size, first + count - start) });
   const summaries = await Promise.all(
     ranges.map(
       (range) =>

@@ -3,10 +3,16 @@
  * seed exactly (with `--verbose`, its whole trace); `--seeds COUNT` runs a campaign.
  */
 import * as os from 'node:os';
-import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, seedOptions, simulatorWorkload } from '../replication/simulator/campaign.js';
-import { parseCount, parseOptions, projectRoot, readKernel, UsageError } from './machine-options.js';
+import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, seedOptions, simulatorWorkload } from '../../simulator/campaign.js';
+import { projectRoot, readKernel, readKernelBytes } from '../../host/guest-image.js';
+import { parseCount, parseOptions, UsageError } from '../options.js';
 
-export const simulateHelp = `simulate: the seeded simulator (primary, backup, link, shared disk in one process)
+export const simulateHelp = `usage: understudy simulate (--seed N | --seeds COUNT [--first N])
+
+The seeded simulator: a primary, a backup, their link and a shared disk in one process, with
+crashes, partitions and resets drawn from each seed; invariants checked throughout.
+
+simulate options:
   --seed N             run seed N (replays exactly); --verbose prints its trace
   --seeds COUNT        run COUNT seeds from --first (default 1), on every core
 `;
@@ -31,7 +37,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const count = parseCount(values.seeds, '--seeds');
   const first = values.first === undefined ? 1 : parseCount(values.first, '--first');
   const started = performance.now();
-  const summary = await runSeedsInParallel(kernelPath, first, count, Math.max(1, os.availableParallelism()));
+  const summary = await runSeedsInParallel(readKernelBytes(kernelPath), first, count, Math.max(1, os.availableParallelism()));
   for (const failure of summary.failures) process.stdout.write(`${failure}\n\n`);
   for (const [outcome, seeds] of Object.entries(summary.outcomes).sort((a, b) => b[1] - a[1])) process.stdout.write(`${String(seeds).padStart(6)}  ${outcome}\n`);
   const seconds = (performance.now() - started) / 1000;

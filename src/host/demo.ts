@@ -1,35 +1,23 @@
 /**
  * `understudy demo` (the README's main job): Linux on a primary and a backup, two processes
- * talking TCP on loopback, and a failover.
- *
- * On a terminal it is interactive: the shell is yours, Ctrl-A k kills the primary with
- * SIGKILL and the backup carries on. Otherwise (a pipe, CI) it plays a script: boot, write a
- * file, kill the primary, show the shell still working and the file intact, power off.
+ * talking TCP on loopback, and a failover. On a terminal the CLI runs an ordinary `pair` after
+ * a few words; otherwise this script plays it.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { pairCommand } from './replicate.js';
-import { projectRoot } from './machine-options.js';
+import { projectRoot } from './guest-image.js';
+import { fetchStatus } from './status.js';
 
 const prompt = 'understudy$ ';
 const stepTimeoutMs = 120_000;
 
-export async function demoCommand(argv: string[]): Promise<number> {
-  const disk = path.join(projectRoot, '.cache/linux/demo.img');
-  const machine = ['--guest', 'linux', '--disk', disk, ...argv];
-  if (process.stdin.isTTY === true && process.stdout.isTTY === true) {
-    say('Linux on a primary and a backup (two processes, TCP on loopback). The shell is yours.');
-    say('Ctrl-A k kills the primary with SIGKILL: the backup takes over and the shell goes on.');
-    say('Ctrl-A x quits; `poweroff` in the shell ends the demo.');
-    return await pairCommand(machine);
-  }
-  return await scriptedDemo(machine);
-}
+/** The demo's data disk. */
+export const demoDisk = path.join(projectRoot, '.cache/linux/demo.img');
 
-function say(line: string): void {
+/** A line of the demo's own narration, in bold on a terminal. */
+export function say(line: string): void {
   process.stdout.write(process.stdout.isTTY === true ? `\x1b[1m== ${line}\x1b[0m\n` : `== ${line}\n`);
 }
 
@@ -44,30 +32,30 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function pairStatus(port: number): Promise<{ primary?: { pid?: number } } | undefined> {
-  return new Promise((resolve) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/status', timeout: 1000 }, (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (text += chunk));
-        response.on('end', () => {
-          try {
-            resolve(JSON.parse(text) as { primary?: { pid?: number } });
-          } catch {
-            resolve(undefined);
-          }
-        });
-      })
-      .on('error', () => resolve(undefined));
-  });
+interface DemoStatus {
+  primary?: { pid?: number; role?: string } | null;
+  backup?: { role?: string } | null;
+  failover?: { consoleBytesRepeated?: number } | null;
 }
 
-async function scriptedDemo(machine: string[]): Promise<number> {
+async function pairStatus(port: number): Promise<DemoStatus | undefined> {
+  try {
+    return JSON.parse(await fetchStatus(port)) as DemoStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The demo without a terminal (a pipe, CI): `understudy pair` with `pairArguments` as a child
+ * process, driven by a script: boot, write a file, kill the primary, show the shell still
+ * working and the file intact, power off.
+ */
+export async function scriptedDemo(pairArguments: readonly string[]): Promise<number> {
   fs.mkdirSync(path.join(projectRoot, '.cache/linux'), { recursive: true });
   const statusPort = await freePort();
   say('understudy demo: unmodified Linux on a fault-tolerant pair (a primary and a backup, two processes)');
-  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/understudy.js'), 'pair', ...machine, '--status-port', String(statusPort)], {
+  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/understudy.js'), 'pair', ...pairArguments, '--status-port', String(statusPort)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let console = '';
@@ -113,23 +101,48 @@ async function scriptedDemo(machine: string[]): Promise<number> {
     child.stdin.write(`${line}\n`);
     await waitFor(prompt, from);
   };
-  const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  /** Waits until the pair's status shows a primary protected by a backup. */
+  const waitForProtection = async (): Promise<DemoStatus> => {
+    const deadline = Date.now() + stepTimeoutMs;
+    for (;;) {
+      const status = await pairStatus(statusPort);
+      if (status?.primary?.role === 'primary' && status.backup?.role === 'backup') return status;
+      if (child.exitCode !== null) throw new Error(`the pair stopped (status ${child.exitCode}) before the backup joined`);
+      if (Date.now() > deadline) throw new Error(`the backup has not joined after ${stepTimeoutMs / 1000} s: the guest is not protected`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 250);
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  };
   try {
     await waitFor('understudy: /data mounted', 0);
     await waitFor(prompt, console.lastIndexOf('understudy: /data mounted'));
+    await waitForProtection();
     say('Linux booted on the primary; the backup replays it one epoch behind. Some work:');
     await command('echo the primary is running this shell');
     await command('echo written before the failover > /data/before.txt');
     await command('cat /data/before.txt');
     await command('sync');
-    const status = await pairStatus(statusPort);
-    const pid = status?.primary?.pid;
+    // Only a protected pair survives the kill: look again just before it.
+    const status = await waitForProtection();
+    const pid = status.primary?.pid;
     if (pid === undefined) throw new Error('no status from the pair');
     say(`killing the primary (pid ${pid}) with SIGKILL`);
     const before = errors.length;
+    const consoleAtKill = console.length;
     process.kill(pid, 'SIGKILL');
     await waitFor('went live', before, () => errors);
-    await pause(300);
+    // The new primary first repeats the console output the old one may not have shown (P8):
+    // let it all arrive, so that an old prompt in it is not taken for the next command's.
+    const repeated = (await pairStatus(statusPort))?.failover?.consoleBytesRepeated ?? 0;
+    while (console.length < consoleAtKill + repeated) {
+      if (child.exitCode !== null) throw new Error(`the pair stopped (status ${child.exitCode}) after the failover`);
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
     say('the backup is the primary now; the same shell, the same files:');
     await command('cat /data/before.txt');
     await command('echo written after the failover > /data/after.txt');

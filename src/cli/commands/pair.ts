@@ -1,0 +1,23 @@
+/** `understudy pair`: a primary and a backup as two processes on this host. */
+import { runPair } from '../../host/pair.js';
+import { childArguments, machineOptionSpec, machineSettings, parseOptions, parsePositive, replicationOptionSpec, replicationSettings } from '../options.js';
+
+export async function pairCommand(argv: string[]): Promise<number> {
+  const { values, tokens } = parseOptions(argv, {
+    ...machineOptionSpec,
+    ...replicationOptionSpec,
+    'kill-primary-after': { type: 'string' },
+    'kill-backup-after': { type: 'string' },
+  });
+  const replication = replicationSettings(values);
+  return await runPair({
+    machine: machineSettings(values, tokens, 'pair'),
+    // The replicas get the machine and replication options as given; these are the pair's own.
+    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'arbiter', 'status-port']),
+    arbiter: replication.arbiter,
+    statusPort: replication.statusPort,
+    verbose: replication.verbose,
+    killPrimaryAfterMs: values['kill-primary-after'] === undefined ? undefined : parsePositive(values['kill-primary-after'], '--kill-primary-after'),
+    killBackupAfterMs: values['kill-backup-after'] === undefined ? undefined : parsePositive(values['kill-backup-after'], '--kill-backup-after'),
+  });
+}

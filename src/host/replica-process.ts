@@ -1,0 +1,128 @@
+/**
+ * One replica process (`understudy primary` or `understudy backup`, alone or forked by
+ * `pair`): builds its machine from the settings, runs the replica, and reports to its parent
+ * over IPC when it has one.
+ */
+import { randomUUID } from 'node:crypto';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Machine } from '../machine/board.js';
+import { diskSlot } from '../machine/board.js';
+import { VirtualClock } from '../machine/clock.js';
+import type { EnvironmentPort } from '../machine/environment.js';
+import { ReplicaEnvironment } from '../replication/environment.js';
+import { optionsKey, type ReplicationOptions, type ReplicaStatus } from '../replication/replica.js';
+import { HostClock } from './clocks.js';
+import { TerminalConsole, type ConsolePort } from './console.js';
+import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
+import { IpcConsole, type ChildMessage } from './ipc-console.js';
+import { FileArbiter } from './replica/arbiter.js';
+import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
+import type { Endpoint } from './replica/transport.js';
+import type { ReplicaProcessStatus } from './status.js';
+import { configKey } from '../machine/board.js';
+
+export interface ReplicaSettings {
+  readonly role: 'primary' | 'backup';
+  /** Where a primary listens, or a backup connects. */
+  readonly endpoint: Endpoint;
+  readonly machine: MachineSettings;
+  readonly options: ReplicationOptions;
+  /** The arbiter's shared directory (default: beside the first disk image). */
+  readonly arbiter: string | undefined;
+  readonly statusPort: number | undefined;
+  readonly connectTimeoutMs: number | undefined;
+  /** A primary waits for its first backup before it runs the guest. */
+  readonly waitForBackup: boolean;
+  readonly verbose: boolean;
+  /** Forked by `pair`: console and reports over IPC. */
+  readonly viaIpc: boolean;
+}
+
+/** Runs the replica to its end; returns the process's exit status. */
+export async function runReplicaProcess(settings: ReplicaSettings): Promise<number> {
+  const { role, machine, viaIpc } = settings;
+  const tell = (message: ChildMessage): void => {
+    if (viaIpc && process.connected) process.send!(message);
+  };
+  const plan = planBoot(machine);
+
+  const { images, configs } = openDisks(machine);
+  const config = boardConfig(machine, configs);
+  const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();
+  const environment = new ReplicaEnvironment(live);
+  const terminal: ConsolePort = viaIpc ? new IpcConsole() : new TerminalConsole();
+  const say = (line: string): void => {
+    // Under `pair` the parent prints the log; alone, this process does.
+    if (settings.verbose && !viaIpc) process.stderr.write(`[${role} ${process.pid}] ${line}\n`);
+    tell({ type: 'log', line });
+  };
+  let previousRole: ReplicaStatus['role'] | undefined;
+  try {
+    const result: ReplicaProcessResult = await runReplica({
+      role,
+      endpoint: settings.endpoint,
+      createMachine: () => createMachine(config, environment),
+      boot: (fresh: Machine) => boot(fresh, plan, machine),
+      environment,
+      liveClock: live,
+      disks: new Map(images.map((image, index) => [diskSlot(index), image])),
+      console: terminal,
+      options: settings.options,
+      identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options) },
+      arbiter: new FileArbiter(settings.arbiter ?? defaultArbiterDirectory(machine)),
+      clusterId: randomUUID(),
+      waitForBackup: settings.waitForBackup,
+      ...(settings.statusPort === undefined || viaIpc ? {} : { statusPort: settings.statusPort }),
+      ...(settings.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: settings.connectTimeoutMs }),
+      events: {
+        ...(viaIpc ? { status: (status: ReplicaProcessStatus) => tell({ type: 'status', status }) } : {}),
+        listening: (port) => {
+          // The machine has booted: what the user should know about the boot.
+          if (!viaIpc) for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
+          tell({ type: 'listening', port });
+        },
+        role: (newRole) => {
+          say(`role: ${newRole}`);
+          tell({ type: 'role', role: newRole });
+          // Alone on a host, this process is the operator's only view: every change of
+          // protection is said at once. (Under `pair`, the pair process says it.)
+          if (!viaIpc) announceRole(role, previousRole, newRole, settings.endpoint);
+          previousRole = newRole;
+        },
+        failover: (report) => {
+          tell({ type: 'failover', report, wallClockMs: Date.now() });
+          if (!viaIpc) {
+            process.stderr.write(
+              `\nunderstudy backup: the primary failed (${report.reason}); this replica is live from epoch ${report.epoch}, not protected ` +
+                `(${report.pendingRequests} disk request(s) settled, ${report.consoleBytesRepeated} console byte(s) repeated)\n`,
+            );
+          }
+        },
+        log: say,
+      },
+    });
+    await terminal.drain();
+    tell({ type: 'finished', status: result.status, reason: result.reason, guestFinished: result.guest !== undefined });
+    if (!viaIpc && result.guest?.kind !== 'poweroff') process.stderr.write(`understudy ${role}: ${result.reason}\n`);
+    return result.status;
+  } finally {
+    terminal.close();
+    for (const image of images) image.close();
+  }
+}
+
+/** What a lone replica says on stderr when its protection changes. */
+function announceRole(name: 'primary' | 'backup', before: ReplicaStatus['role'] | undefined, now: ReplicaStatus['role'], endpoint: Endpoint): void {
+  const say = (line: string): boolean => process.stderr.write(`\nunderstudy ${name}: ${line}\n`);
+  if (now === 'waiting') say(`waiting for a backup on ${endpoint.host}:${endpoint.port} before the guest starts`);
+  else if (now === 'primary') say('protected: a backup has joined');
+  else if (now === 'solo' && before === undefined) say(`the guest runs, not protected: no backup yet (backups connect to ${endpoint.host}:${endpoint.port})`);
+  else if (now === 'solo' && before === 'primary') say('not protected: the backup is gone; the guest runs on alone');
+}
+
+function defaultArbiterDirectory(settings: MachineSettings): string {
+  const first = settings.disks[0];
+  if (first !== undefined) return `${path.resolve(first.path)}.understudy-arbiter`;
+  return path.join(os.tmpdir(), 'understudy-arbiter');
+}

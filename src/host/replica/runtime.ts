@@ -1,0 +1,338 @@
+/**
+ * A replica as a real process: the protocol core (src/replication) driven by the replication
+ * channel (transport.ts), real disk images, the host clock, a console and an arbiter.
+ *
+ * The core is synchronous; this loop calls `step()` whenever something may have changed and
+ * sleeps while it is blocked, so socket data, disk completions and console input are taken
+ * between steps.
+ */
+import { setImmediate as yieldToHost } from 'node:timers/promises';
+import type { Machine } from '../../machine/board.js';
+import type { DiskRequest, EnvironmentPort, MachineEvent } from '../../machine/environment.js';
+import type { ReplicaEnvironment } from '../../replication/environment.js';
+import { encodeMessage, type Message, type ReplicaIdentity } from '../../replication/messages.js';
+import { PrimaryReplica, type Reboot } from '../../replication/primary.js';
+import { BackupReplica, type FailoverReport } from '../../replication/backup.js';
+import type { GuestEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
+import type { ConsolePort } from '../console.js';
+import { consoleBacklogMaxBytes } from '../runner.js';
+import type { DiskImage } from '../disk-image.js';
+import type { ReplicaProcessStatus } from '../status.js';
+import { serveStatus } from '../status.js';
+import { ExitStatus, replicaExitStatus } from '../exit-status.js';
+import type { Arbiter } from './arbiter.js';
+import { connectRetryMs, connectToPrimary, ReplicaListener, type Endpoint, type PeerLink } from './transport.js';
+import { assert } from '../../machine/assert.js';
+
+/** Longest stretch of guest execution before the loop looks at sockets and timers. */
+const hostYieldIntervalMs = 5;
+/** How often a replica reports its status to its parent (`pair`). */
+const statusReportIntervalMs = 250;
+/** Longest sleep while blocked with no deadline: the loop looks again at least this often. */
+const idleSleepMaxMs = 1000;
+/** The status view's log rate covers about this much recent time... */
+const rateWindowMs = 1000;
+/** ... from samples taken at most this often (so at most rateWindowMs / rateSampleIntervalMs + 2 are kept). */
+const rateSampleIntervalMs = 100;
+
+export interface ReplicaEvents {
+  listening?(port: number): void;
+  role?(role: ReplicaStatus['role']): void;
+  status?(status: ReplicaProcessStatus): void;
+  failover?(report: FailoverReport): void;
+  log?(line: string): void;
+}
+
+export interface ReplicaProcessOptions {
+  readonly role: 'primary' | 'backup';
+  readonly endpoint: Endpoint;
+  readonly createMachine: () => Machine;
+  /** A booted machine (primary) and the reboot used after a guest reset. */
+  readonly boot: (machine: Machine) => void;
+  readonly environment: ReplicaEnvironment;
+  readonly liveClock: EnvironmentPort;
+  readonly disks: ReadonlyMap<number, DiskImage>;
+  readonly console: ConsolePort;
+  readonly options: ReplicationOptions;
+  readonly identity: ReplicaIdentity;
+  readonly arbiter: Arbiter;
+  readonly clusterId: string;
+  /**
+   * A primary runs its guest at once, not protected, and takes a backup whenever one joins
+   * (VMware FT is switched on for a VM that is already running); with this it waits for its
+   * first backup, so that the guest starts protected.
+   */
+  readonly waitForBackup?: boolean;
+  readonly statusPort?: number;
+  /** How long a backup keeps trying to connect (default connectRetryMs). */
+  readonly connectTimeoutMs?: number;
+  readonly events?: ReplicaEvents;
+}
+
+/** How a replica process ended: its exit status and why. */
+export interface ReplicaProcessResult {
+  readonly status: number;
+  readonly reason: string;
+  /** How the guest ended, if it did (the whole VM is then done); undefined if only this replica stopped. */
+  readonly guest: GuestEnd | undefined;
+}
+
+/** Runs a replica until the guest finishes or the replica stops. */
+export async function runReplica(options: ReplicaProcessOptions): Promise<ReplicaProcessResult> {
+  const runtime = new ReplicaRuntime(options);
+  try {
+    return await runtime.run();
+  } finally {
+    runtime.close();
+  }
+}
+
+/** The protocol core, by role: a primary listens for its backup, a backup follows its primary. */
+type Core = { readonly role: 'primary'; readonly replica: PrimaryReplica } | { readonly role: 'backup'; readonly replica: BackupReplica };
+
+class ReplicaRuntime implements ReplicaIo {
+  private core: Core | undefined;
+  private listener: ReplicaListener | undefined;
+  private link: PeerLink | undefined;
+  private statusServer: { close(): void } | undefined;
+  private wakeUp: (() => void) | undefined;
+  private readonly completions: MachineEvent[] = [];
+  private reportedFailover = false;
+  private lastRole = '';
+
+  constructor(private readonly options: ReplicaProcessOptions) {}
+
+  async run(): Promise<ReplicaProcessResult> {
+    const o = this.options;
+    const reboot: Reboot = () => {
+      const machine = o.createMachine();
+      o.boot(machine);
+      return machine;
+    };
+    if (o.role === 'primary') {
+      const machine = o.createMachine();
+      o.boot(machine);
+      assert(o.arbiter.tryGoLive(o.clusterId, 1, 'primary'), () => `the arbiter already has a live replica for cluster ${o.clusterId}`);
+      const primary = new PrimaryReplica(machine, o.environment, this, o.options, o.identity, reboot, {
+        epoch: 0,
+        generation: 1,
+        role: o.waitForBackup === true ? 'waiting' : 'solo',
+        clusterId: o.clusterId,
+      });
+      this.core = { role: 'primary', replica: primary };
+      await this.listen(primary);
+    } else {
+      const backup = new BackupReplica(o.createMachine, o.environment, o.liveClock, this, o.options, o.identity, reboot);
+      this.core = { role: 'backup', replica: backup };
+      await this.connect(backup);
+    }
+    if (o.statusPort !== undefined) this.statusServer = serveStatus(o.statusPort, () => this.status(), (line) => this.log(line));
+    const startedMs = performance.now();
+    const result = await this.loop(this.core);
+    this.logSummary(performance.now() - startedMs);
+    return result;
+  }
+
+  /** One line on the log traffic of the whole run (the benchmark reads it). */
+  private logSummary(elapsedMs: number): void {
+    const status = this.core!.replica.status();
+    const bytes = status.logBytesSent + status.logBytesReceived;
+    const seconds = elapsedMs / 1000;
+    this.log(
+      `log summary: ${bytes} bytes ${status.logBytesSent > 0 ? 'sent' : 'received'} over ${status.epoch} epochs in ${seconds.toFixed(2)} s ` +
+        `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s)`,
+    );
+  }
+
+  private async loop(core: Core): Promise<ReplicaProcessResult> {
+    let lastYieldMs = performance.now();
+    let lastStatusMs = -Infinity;
+    for (;;) {
+      if (this.options.events?.status !== undefined && performance.now() - lastStatusMs > statusReportIntervalMs) {
+        lastStatusMs = performance.now();
+        this.options.events.status(this.status());
+      }
+      const terminal = this.options.console;
+      if (terminal.quitRequested) {
+        // Ctrl-A x on this replica's terminal, or its reader went away: this replica stops,
+        // as if its host had; a peer that follows or leads carries on without it.
+        return terminal.outputClosed
+          ? { status: ExitStatus.outputClosed, reason: "the console's output was closed: this replica stops", guest: undefined }
+          : { status: ExitStatus.ok, reason: 'quit (Ctrl-A x): this replica stops', guest: undefined };
+      }
+      for (const event of this.completions.splice(0)) core.replica.onDiskCompletion(event);
+      // What one step sends leaves in one write.
+      const link = this.link;
+      link?.cork();
+      const result: StepResult = core.replica.step();
+      link?.uncork();
+      this.noticeRole(core);
+      if (result.kind === 'finished') return { status: replicaExitStatus(result.end), reason: result.reason, guest: result.end.kind === 'guest' ? result.end.guest : undefined };
+      if (result.kind === 'progress') {
+        if (performance.now() - lastYieldMs > hostYieldIntervalMs) {
+          await yieldToHost();
+          lastYieldMs = performance.now();
+        }
+        continue;
+      }
+      if (this.completions.length > 0) continue;
+      await this.sleep(result.untilMs);
+      lastYieldMs = performance.now();
+    }
+  }
+
+  /** Sleeps until `untilMs` (monotonic ms) or until something arrives. */
+  private sleep(untilMs: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      const limit = untilMs === undefined ? idleSleepMaxMs : Math.max(0, Math.min(idleSleepMaxMs, untilMs - this.nowMs()));
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, limit);
+      this.wakeUp = done;
+      void this.options.console.inputReady().then(() => {
+        if (this.options.console.hasInput || this.options.console.quitRequested) this.wakeUp?.();
+      });
+    });
+  }
+
+  private wake(): void {
+    this.wakeUp?.();
+  }
+
+  private noticeRole(core: Core): void {
+    const role = core.replica.status().role;
+    if (role !== this.lastRole) {
+      this.lastRole = role;
+      this.options.events?.role?.(role);
+    }
+    if (!this.reportedFailover && core.role === 'backup' && core.replica.report !== undefined) {
+      this.reportedFailover = true;
+      this.options.events?.failover?.(core.replica.report);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The channel
+
+  private async listen(primary: PrimaryReplica): Promise<void> {
+    const { listener, port } = await ReplicaListener.listen(this.options.endpoint, {
+      hello: (link, identity) => {
+        this.link = link;
+        if (primary.onHello(identity)) {
+          this.wake();
+          return true;
+        }
+        this.link = undefined;
+        return false;
+      },
+      message: (message) => {
+        primary.onMessage(message);
+        this.wake();
+      },
+      closed: (reason) => {
+        this.link = undefined;
+        primary.onDisconnect(reason);
+        this.wake();
+      },
+      log: (line) => this.log(line),
+    });
+    this.listener = listener;
+    this.options.events?.listening?.(port);
+  }
+
+  private async connect(backup: BackupReplica): Promise<void> {
+    this.link = await connectToPrimary(this.options.endpoint, this.options.connectTimeoutMs ?? connectRetryMs, {
+      message: (message, wireBytes) => {
+        backup.onMessage(message, wireBytes);
+        this.wake();
+      },
+      closed: (reason) => {
+        this.link = undefined;
+        backup.onDisconnect(reason);
+        this.wake();
+      },
+      log: (line) => this.log(line),
+    });
+    backup.sayHello();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ReplicaIo
+
+  nowMs(): number {
+    return performance.now();
+  }
+
+  send(message: Message): number {
+    // Without a connection the message is dropped; its size still counts (as the core expects).
+    return this.link?.send(message) ?? encodeMessage(message).length;
+  }
+
+  consoleWrite(bytes: Uint8Array): void {
+    this.options.console.write(bytes);
+  }
+
+  diskSubmit(request: DiskRequest): void {
+    const disk = this.options.disks.get(request.slot);
+    assert(disk !== undefined, () => `disk request for virtio slot ${request.slot}, which has no image`);
+    // Completions are delivered between steps, never inside the step that issued the request.
+    this.completions.push(disk.perform(request));
+  }
+
+  takeConsoleInput(max: number): Uint8Array {
+    return this.options.console.takeInput(max);
+  }
+
+  get consoleBacklogged(): boolean {
+    return this.options.console.outputBacklogBytes > consoleBacklogMaxBytes;
+  }
+
+  get consoleInputWaiting(): boolean {
+    return this.options.console.hasInput;
+  }
+
+  tryGoLive(generation: number): boolean {
+    const core = this.core;
+    const clusterId = core?.role === 'backup' ? core.replica.clusterId : this.options.clusterId;
+    return this.options.arbiter.tryGoLive(clusterId, generation, this.options.role);
+  }
+
+  crashPoint(): void {}
+
+  epochDone(): void {}
+
+  log(line: string): void {
+    this.options.events?.log?.(line);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Status
+
+  /** Log byte counts at recent status calls, oldest first: at most one per rateSampleIntervalMs, none older than needed. */
+  private readonly rateSamples: { atMs: number; bytes: number }[] = [];
+
+  status(): ReplicaProcessStatus {
+    const core = this.core!.replica.status();
+    // Log bytes per second over the last second (or since the first status call, if that is
+    // more recent): from the oldest sample still inside the window to now.
+    const now = performance.now();
+    const bytes = core.logBytesSent + core.logBytesReceived;
+    const samples = this.rateSamples;
+    const newest = samples[samples.length - 1];
+    if (newest === undefined || now - newest.atMs >= rateSampleIntervalMs) samples.push({ atMs: now, bytes });
+    while (samples.length > 2 && now - samples[1]!.atMs >= rateWindowMs) samples.shift();
+    const oldest = samples[0]!;
+    const rate = now > oldest.atMs ? ((bytes - oldest.bytes) * 1000) / (now - oldest.atMs) : 0;
+    return { ...core, logBytesPerSecond: Math.round(rate), pid: process.pid, uptimeMs: Math.round(now) };
+  }
+
+  /** The replica is done: late socket events must change nothing any more. */
+  close(): void {
+    this.link?.close();
+    this.listener?.close();
+    this.statusServer?.close();
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The virt board's address map, interrupt numbers and configuration: what the board builds
+ * and the device tree describes (both import it from here).
+ */
+import { ramBaseAddress } from './memory/ram.js';
+import { sectorBytes } from './devices/virtio-blk.js';
+
+export const BoardMap = {
+  test: 0x0010_0000,
+  rtc: 0x0010_1000,
+  pvpanic: 0x0010_2000,
+  clint: 0x0200_0000,
+  plic: 0x0c00_0000,
+  uart: 0x1000_0000,
+  virtio: 0x1000_1000,
+  virtioStride: 0x1000,
+  ram: ramBaseAddress,
+} as const;
+export const BoardIrq = { virtioFirst: 1, uart: 10, rtc: 11 } as const;
+export const virtioSlots = 8;
+/** Largest disk: offsets must stay exact in a double. */
+export const diskBytesMax = 2 ** 40;
+
+export interface DiskConfig {
+  readonly capacityBytes: number;
+  readonly readOnly: boolean;
+  readonly serial: string;
+}
+
+export interface BoardConfig {
+  readonly ramBytes: number;
+  readonly disks: readonly DiskConfig[];
+}
+
+/** Which virtio slot the n-th disk occupies: like QEMU, the first device takes the highest slot. */
+export function diskSlot(index: number): number {
+  return virtioSlots - 1 - index;
+}
+
+export function validateConfig(config: BoardConfig): void {
+  if (config.disks.length > virtioSlots) throw new RangeError(`at most ${virtioSlots} disks, got ${config.disks.length}`);
+  for (const disk of config.disks) {
+    if (!Number.isInteger(disk.capacityBytes) || disk.capacityBytes < sectorBytes || disk.capacityBytes > diskBytesMax || disk.capacityBytes % sectorBytes !== 0) {
+      throw new RangeError(`disk size ${disk.capacityBytes} bytes: must be a multiple of ${sectorBytes} between ${sectorBytes} and ${diskBytesMax}`);
+    }
+  }
+}
+
+/** A canonical description of the configuration, part of every snapshot. */
+export function configKey(config: BoardConfig): string {
+  const disks = config.disks.map((d) => `${d.capacityBytes}${d.readOnly ? 'r' : 'w'}:${d.serial}`).join(',');
+  return `ram=${config.ramBytes};disks=[${disks}]`;
+}
+

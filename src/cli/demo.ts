@@ -19,6 +19,8 @@ const stepTimeoutMs = 120_000;
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const disk = path.join(projectRoot, '.cache/linux/demo.img');
+  // A fresh data disk every run (made again on first use), so what the demo shows is what it did.
+  fs.rmSync(disk, { force: true });
   const machine = ['--guest', 'linux', '--disk', disk, ...argv];
   if (process.stdin.isTTY === true && process.stdout.isTTY === true) {
     say('Linux on a primary and a backup (two processes, TCP on loopback). The shell is yours.');

@@ -452,6 +452,37 @@ PROBE
     rm -f "$probe" "$probe.c" "$probe.txt" "$probe.libc.txt"
 }
 
+# ---- e2fsck ----------------------------------------------------------------------------------------
+# e2fsprogs' e2fsck alone (with the libraries it needs), static against our musl, for checking
+# the data disk from inside the guest. musl 1.2.4 dropped the lseek64 symbol: with
+# _LARGEFILE64_SOURCE its headers map lseek64 to lseek, and configure is told the function
+# exists (its link test would otherwise fall back to a raw _llseek system call rv32 lacks).
+build_e2fsck() {
+    local inputs build=$cache/e2fsprogs-build log=$cache/e2fsprogs-build.log
+    inputs=$(fingerprint; source_version e2fsprogs; cat "$musl/lib/libc.a.inputs")
+    if is_current "$cache/e2fsck" "$inputs"; then
+        say "e2fsck is up to date"
+        return
+    fi
+    say "building e2fsck from $(source_version e2fsprogs) (log: $log)"
+    local started=$SECONDS
+    rm -rf "$build"
+    mkdir -p "$build"
+    (cd "$build" && "$sources/e2fsprogs/configure" --host=riscv32-linux-musl CC="$guest_cc" BUILD_CC=gcc \
+        CFLAGS="-Os -D_LARGEFILE64_SOURCE" ac_cv_func_lseek64=yes --disable-nls --disable-elf-shlibs \
+        --disable-bsd-shlibs --disable-fuse2fs --disable-defrag --disable-imager --disable-resizer \
+        --disable-debugfs --disable-uuidd --disable-e2initrd-helper --disable-fsck --disable-tdb \
+        --without-libarchive --disable-backtrace) >"$log" 2>&1 ||
+        { tail -n 20 "$log" >&2; die "e2fsprogs configure failed; full log: $log"; }
+    make -C "$build" -j"$jobs" libs >>"$log" 2>&1 && make -C "$build/e2fsck" -j"$jobs" e2fsck >>"$log" 2>&1 ||
+        { tail -n 30 "$log" >&2; die "e2fsck build failed; full log: $log"; }
+    "${cross}strip" -o "$cache/e2fsck.partial" "$build/e2fsck/e2fsck"
+    check_rv32_elf "$cache/e2fsck.partial"
+    check_no_compressed "$cache/e2fsck.partial"
+    publish "$cache/e2fsck.partial" "$cache/e2fsck" "$inputs"
+    say "e2fsck built in $((SECONDS - started)) s"
+}
+
 # ---- Userland and initramfs -------------------------------------------------------------------
 gen_init_cpio_tool() {
     local tool=$cache/tools/gen_init_cpio
@@ -517,7 +548,7 @@ gen_init_cpio_tool() {
 build_userland() {
     local inputs source program
     inputs=$(fingerprint "$here"/userland/*.c "$here/initramfs.list" $(find "$here/rootfs" -type f | sort)
-        cat "$musl/lib/libc.a.inputs" "$cache/busybox.inputs" "$cache/busybox.links")
+        cat "$musl/lib/libc.a.inputs" "$cache/busybox.inputs" "$cache/busybox.links" "$cache/e2fsck.inputs")
     if is_current "$cache/initramfs.cpio" "$inputs"; then
         say "userland and initramfs are up to date"
         return
@@ -533,6 +564,7 @@ build_userland() {
         check_no_compressed "$userland_build/$program"
     done
     cp "$cache/busybox" "$userland_build/busybox"
+    cp "$cache/e2fsck" "$userland_build/e2fsck"
     # The list: linux/initramfs.list, then /bin/NAME for each of our programs, then one symbolic
     # link per BusyBox applet (busybox.links names each applet's path).
     {
@@ -570,11 +602,13 @@ main() {
     build_firmware
     fetch_source musl "$musl_version"
     fetch_source busybox "$busybox_version"
+    fetch_source e2fsprogs "$e2fsprogs_version"
     build_musl
     build_busybox
+    build_e2fsck
     build_userland
     local file
-    for file in Image initramfs.cpio understudy-sbi.bin; do
+    for file in Image initramfs.cpio understudy-sbi.bin e2fsck; do
         say "$(printf '%-20s %s (%s bytes)' "$file" "$cache/$file" "$(stat -c %s "$cache/$file")")"
     done
 }

@@ -358,7 +358,7 @@ build_musl() {
         say "musl is up to date"
         return
     fi
-    say "building musl $(source_version musl) for rv32ima/ilp32"
+    say "building $(source_version musl) for rv32ima/ilp32"
     local started=$SECONDS
     rm -rf "$build" "$musl"
     mkdir -p "$build"
@@ -504,11 +504,12 @@ build_busybox() {
         say "BusyBox is up to date"
         return
     fi
-    say "building BusyBox $(source_version busybox) (log: $log)"
+    say "building $(source_version busybox) (log: $log)"
     local started=$SECONDS
     rm -rf "$build"
     mkdir -p "$build"
-    local bbmake=(make -C "$sources/busybox" O="$build" HOSTCC=gcc CROSS_COMPILE="$cross" CC="$guest_cc")
+    # KCONFIG_NOTIMESTAMP: no build date in the binary, so the same inputs give the same bytes.
+    local bbmake=(env KCONFIG_NOTIMESTAMP=1 make -C "$sources/busybox" O="$build" HOSTCC=gcc CROSS_COMPILE="$cross" CC="$guest_cc")
     "${bbmake[@]}" defconfig >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "BusyBox defconfig failed"; }
     while IFS= read -r line; do
         case $line in

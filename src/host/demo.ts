@@ -16,6 +16,11 @@ const stepTimeoutMs = 120_000;
 /** The demo's data disk. */
 export const demoDisk = path.join(projectRoot, '.cache/linux/demo.img');
 
+/** A fresh data disk every run (made again on first use), so what the demo shows is what it did. */
+export function freshDemoDisk(): void {
+  fs.rmSync(demoDisk, { force: true });
+}
+
 /** A line of the demo's own narration, in bold on a terminal. */
 export function say(line: string): void {
   process.stdout.write(process.stdout.isTTY === true ? `\x1b[1m== ${line}\x1b[0m\n` : `== ${line}\n`);

@@ -3,7 +3,7 @@
  * On a terminal it is interactive (the shell is yours, Ctrl-A k kills the primary); otherwise
  * it plays a script.
  */
-import { demoDisk, say, scriptedDemo } from '../../host/demo.js';
+import { demoDisk, freshDemoDisk, say, scriptedDemo } from '../../host/demo.js';
 import { pairCommand } from './pair.js';
 
 export const demoHelp = `usage: understudy demo [machine options]
@@ -15,6 +15,7 @@ Ctrl-A k kills the primary, Ctrl-A x quits, \`poweroff\` ends the demo. Machine 
 `;
 
 export async function demoCommand(argv: string[]): Promise<number> {
+  freshDemoDisk();
   const pairArguments = ['--guest', 'linux', '--disk', demoDisk, ...argv];
   if (process.stdin.isTTY === true && process.stdout.isTTY === true) {
     say('Linux on a primary and a backup (two processes, TCP on loopback). The shell is yours.');

@@ -18,6 +18,7 @@ import { repoRoot } from './helpers.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { ConsoleSession, shellPrompt } from './support/console-session.js';
 import { freePort, scratchDirectory } from './support/replica-processes.js';
+import { initClusterKeys } from '../src/host/replica/keys.js';
 
 const kernel = path.join(repoRoot, '.cache/linux/Image');
 const bootTimeoutMs = 120_000;
@@ -56,9 +57,11 @@ async function startLinuxPair(directory: string): Promise<LinuxPair> {
   ensureDataDisk(image, 16 * 1024 * 1024);
   const port = await freePort();
   const common = ['--guest', 'linux', '--disk', image, '--arbiter', path.join(directory, 'arbiter'), '--verbose'];
-  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', ...common]);
+  // Two hosts' worth of keys from one cluster CA, as `understudy keys init` makes them.
+  const [primaryKeys, backupKeys] = initClusterKeys(path.join(directory, 'keys'), ['host-a', 'host-b']);
+  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', '--tls', primaryKeys!, ...common]);
   await waitForLog(primary, /listening on 127\.0\.0\.1:\d+/, 30_000);
-  const backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, ...common]);
+  const backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, '--tls', backupKeys!, ...common]);
   const mounted = await primary.waitFor('understudy: /data mounted', bootTimeoutMs);
   await primary.waitFor(shellPrompt, 30_000, mounted);
   await waitForLog(backup, /following from epoch \d+/, 10_000);

@@ -37,8 +37,8 @@ test('a seed replays exactly: same faults, same trace, same output', () => {
 });
 
 const variants: { name: string; options: ReplicationOptions }[] = [
-  { name: 'relaxed, re-issue', options: { ...defaultReplicationOptions, epochInstructions: 20_000 } },
-  { name: 'original, uncertain', options: { ...defaultReplicationOptions, epochInstructions: 20_000, protocol: 'original', pendingIo: 'uncertain' } },
+  { name: 'relaxed, re-issue', options: { ...defaultReplicationOptions, failureTimeoutMs: 500, epochInstructions: 20_000 } },
+  { name: 'original, uncertain', options: { ...defaultReplicationOptions, failureTimeoutMs: 500, epochInstructions: 20_000, protocol: 'original', pendingIo: 'uncertain' } },
 ];
 
 for (const variant of variants) {

@@ -161,6 +161,11 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                the first disk image)
   --status-port N              serve the status view as JSON on 127.0.0.1:N
   --verbose                    log the protocol's events on stderr
+  --tls DIR                    secure the replication channel with mutual TLS 1.3, with this
+                               replica's keys from \`understudy keys init\` (ca.crt, replica.crt,
+                               replica.key); pair makes keys for the run by default
+  --insecure                   plain TCP: anyone who reaches the port can join and read the
+                               guest's memory (primary and backup need --tls or --insecure)
 `;
 
 export const primaryOptionsHelp = `primary options:
@@ -190,10 +195,14 @@ export const replicationOptionSpec = {
   arbiter: { type: 'string' },
   'status-port': { type: 'string' },
   verbose: { type: 'boolean' },
+  tls: { type: 'string' },
+  insecure: { type: 'boolean' },
 } as const;
 
 export interface ReplicationSettings {
   options: ReplicationOptions;
+  /** --tls DIR, --insecure, or neither (pair then makes keys for the run). */
+  channel: { kind: 'tls'; directory: string } | { kind: 'insecure' } | undefined;
   arbiter: string | undefined;
   statusPort: number | undefined;
   verbose: boolean;
@@ -208,7 +217,10 @@ export function replicationSettings(values: {
   arbiter?: string | undefined;
   'status-port'?: string | undefined;
   verbose?: boolean | undefined;
+  tls?: string | undefined;
+  insecure?: boolean | undefined;
 }): ReplicationSettings {
+  if (values.tls !== undefined && values.insecure === true) throw new UsageError('--tls and --insecure exclude each other');
   const protocol = values.protocol ?? defaultReplicationOptions.protocol;
   if (protocol !== 'relaxed' && protocol !== 'original') throw new UsageError(`--protocol must be relaxed or original, not "${protocol}"`);
   const pendingIo = values['pending-io'] ?? defaultReplicationOptions.pendingIo;
@@ -233,6 +245,7 @@ export function replicationSettings(values: {
   }
   return {
     options,
+    channel: values.tls !== undefined ? { kind: 'tls', directory: values.tls } : values.insecure === true ? { kind: 'insecure' } : undefined,
     arbiter: values.arbiter,
     statusPort: values['status-port'] === undefined ? undefined : parseCount(values['status-port'], '--status-port'),
     verbose: values.verbose ?? false,

@@ -15,6 +15,7 @@ import { openDisks, planBoot, projectRoot, type MachineSettings } from './guest-
 import type { ChildMessage, ParentMessage } from './ipc-console.js';
 import { reportOutcome } from './run-guest.js';
 import { serveStatus, type PairStatus } from './status.js';
+import { initClusterKeys } from './replica/keys.js';
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -28,6 +29,8 @@ export interface PairSettings {
   /** The command line for the replicas: the machine and replication options, as given. */
   readonly replicaArguments: readonly string[];
   readonly arbiter: string | undefined;
+  /** The replicas' channel: given keys, plain TCP, or (undefined) keys made for this run. */
+  readonly channel: { readonly kind: 'tls'; readonly directory: string } | { readonly kind: 'insecure' } | undefined;
   readonly statusPort: number | undefined;
   readonly verbose: boolean;
   readonly killPrimaryAfterMs: number | undefined;
@@ -51,7 +54,14 @@ export async function runPair(settings: PairSettings): Promise<number> {
   for (const image of openDisks(settings.machine).images) image.close();
 
   const arbiter = settings.arbiter ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
-  const passOn = settings.replicaArguments;
+  // TLS by default, with a cluster CA and a certificate made for this run (both replicas
+  // present the same one); they live only as long as the pair.
+  const runKeys = settings.channel === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-keys-')) : undefined;
+  const channelArguments =
+    settings.channel?.kind === 'insecure'
+      ? ['--insecure']
+      : ['--tls', settings.channel?.directory ?? initClusterKeys(runKeys!, ['pair'])[0]!];
+  const passOn = [...settings.replicaArguments, ...channelArguments];
   const terminal = new TerminalConsole();
   const status: PairStatus = { primary: undefined, backup: undefined, failover: undefined };
   const statusServer = settings.statusPort === undefined ? undefined : serveStatus(settings.statusPort, () => status, () => {});
@@ -185,6 +195,7 @@ export async function runPair(settings: PairSettings): Promise<number> {
     terminal.close();
     statusServer?.close();
     if (settings.arbiter === undefined) fs.rmSync(arbiter, { recursive: true, force: true });
+    if (runKeys !== undefined) fs.rmSync(runKeys, { recursive: true, force: true });
   }
 }
 

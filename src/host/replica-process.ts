@@ -18,7 +18,7 @@ import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type
 import { IpcConsole, type ChildMessage } from './ipc-console.js';
 import { FileArbiter } from './replica/arbiter.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
-import type { Endpoint } from './replica/transport.js';
+import type { ChannelSecurity, Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
 import { configKey } from '../machine/board.js';
 
@@ -26,6 +26,8 @@ export interface ReplicaSettings {
   readonly role: 'primary' | 'backup';
   /** Where a primary listens, or a backup connects. */
   readonly endpoint: Endpoint;
+  /** The replication channel: mutual TLS with the cluster's keys, or plain TCP. */
+  readonly security: ChannelSecurity;
   readonly machine: MachineSettings;
   readonly options: ReplicationOptions;
   /** The arbiter's shared directory (default: beside the first disk image). */
@@ -73,6 +75,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
       arbiter: new FileArbiter(settings.arbiter ?? defaultArbiterDirectory(machine)),
       clusterId: randomUUID(),
       waitForBackup: settings.waitForBackup,
+      security: settings.security,
       ...(settings.statusPort === undefined || viaIpc ? {} : { statusPort: settings.statusPort }),
       ...(settings.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: settings.connectTimeoutMs }),
       events: {

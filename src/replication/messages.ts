@@ -21,7 +21,7 @@ export const stateChunkBytes = 1024 * 1024;
 /** An epoch entry's payload stays below this; later completions wait for the next boundary. */
 export const epochEntryBytesTarget = 4 * 1024 * 1024;
 
-export type ProtocolErrorCode = 'not-understudy' | 'version' | 'type' | 'oversized' | 'malformed';
+export type ProtocolErrorCode = 'not-understudy' | 'version' | 'type' | 'oversized' | 'malformed' | 'unauthorized';
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
@@ -63,7 +63,7 @@ export interface ReplicaIdentity {
   readonly optionsKey: string;
 }
 
-export type RejectCode = 'version' | 'config' | 'image' | 'options' | 'busy' | 'malformed';
+export type RejectCode = 'version' | 'config' | 'image' | 'options' | 'busy' | 'malformed' | 'unauthorized';
 
 export type Message =
   | { readonly type: 'hello'; readonly identity: ReplicaIdentity }
@@ -84,7 +84,7 @@ const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
 const stopKinds = ['budget', 'wfi', 'halt'] as const satisfies readonly StopReason[];
 const _everyStopReasonCoded: StopReason extends (typeof stopKinds)[number] ? true : never = true;
 void _everyStopReasonCoded;
-const rejectCodes: readonly RejectCode[] = ['version', 'config', 'image', 'options', 'busy', 'malformed'];
+const rejectCodes: readonly RejectCode[] = ['version', 'config', 'image', 'options', 'busy', 'malformed', 'unauthorized'];
 const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +295,10 @@ function checkHeader(bytes: Uint8Array, offset: number): number {
 }
 
 function notUnderstudy(bytes: Uint8Array, offset: number): ProtocolError {
+  // A TLS record (handshake 0x16 or alert 0x15, version 3.x): the peer encrypts and this side does not.
+  if ((bytes[offset] === 0x16 || bytes[offset] === 0x15) && bytes[offset + 1] === 0x03) {
+    return new ProtocolError('not-understudy', 'the peer speaks TLS and this replica does not (give both --tls DIR)');
+  }
   const start = new TextDecoder('latin1').decode(bytes.subarray(offset, offset + 8)).replace(/[^\x20-\x7e]/g, '.');
   return new ProtocolError('not-understudy', `the peer does not speak the understudy protocol (it sent "${start}")`);
 }

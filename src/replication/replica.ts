@@ -44,7 +44,10 @@ export const defaultReplicationOptions: ReplicationOptions = {
   protocol: 'relaxed',
   pendingIo: 'reissue',
   heartbeatIntervalMs: 50,
-  failureTimeoutMs: 500,
+  // Seconds, as VMware FT: a crashed peer closes its connection and is noticed at once; the
+  // timeout only decides how long a silent (hung, cut off, or starved) peer is waited for, and
+  // a busy host must not fail a healthy pair over.
+  failureTimeoutMs: 2000,
   leaseMs: 200,
   joinTimeoutMs: 10_000,
 };

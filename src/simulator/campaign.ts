@@ -36,6 +36,9 @@ export function seedOptions(seed: number): ReplicationOptions {
   const prng = new Prng(seed ^ 0x5eed0001);
   return {
     ...defaultReplicationOptions,
+    // The simulator's link and hosts are never starved: it keeps the short timeout, so that
+    // its partitions are detected within its short runs.
+    failureTimeoutMs: 500,
     epochInstructions: prng.pick([5_000, 20_000, 50_000]),
     protocol: prng.chance(0.3) ? 'original' : 'relaxed',
     pendingIo: prng.chance(0.3) ? 'uncertain' : 'reissue',

@@ -1,5 +1,6 @@
 /** `understudy primary` and `understudy backup`: one replica of a pair, in this process. */
 import { runReplicaProcess } from '../../host/replica-process.js';
+import { loadTlsIdentity } from '../../host/replica/keys.js';
 import { parseEndpoint, type Endpoint } from '../../host/replica/transport.js';
 import { machineOptionSpec, machineSettings, parseOptions, parsePositive, replicationOptionSpec, replicationSettings, UsageError } from '../options.js';
 
@@ -31,9 +32,14 @@ async function replicaCommand(role: 'primary' | 'backup', argv: string[]): Promi
   } catch (error) {
     throw new UsageError(`${role === 'primary' ? '--listen' : '--connect'}: ${error instanceof Error ? error.message : String(error)}`);
   }
+  const channel = replication.channel;
+  if (channel === undefined) {
+    throw new UsageError(`${role} needs --tls DIR (this replica's keys, from: understudy keys init DIR --replicas NAME,...) or --insecure (plain TCP)`);
+  }
   return await runReplicaProcess({
     role,
     endpoint,
+    security: channel.kind === 'tls' ? { kind: 'tls', identity: loadTlsIdentity(channel.directory) } : { kind: 'insecure' },
     machine,
     options: replication.options,
     arbiter: replication.arbiter,

@@ -21,7 +21,7 @@ import type { ReplicaProcessStatus } from '../status.js';
 import { serveStatus } from '../status.js';
 import { ExitStatus, replicaExitStatus } from '../exit-status.js';
 import type { Arbiter } from './arbiter.js';
-import { connectRetryMs, connectToPrimary, ReplicaListener, type Endpoint, type PeerLink } from './transport.js';
+import { connectRetryMs, connectToPrimary, ReplicaListener, type ChannelSecurity, type Endpoint, type PeerLink } from './transport.js';
 import { assert } from '../../machine/assert.js';
 
 /** Longest stretch of guest execution before the loop looks at sockets and timers. */
@@ -57,6 +57,8 @@ export interface ReplicaProcessOptions {
   readonly identity: ReplicaIdentity;
   readonly arbiter: Arbiter;
   readonly clusterId: string;
+  /** How the replication channel is secured. */
+  readonly security: ChannelSecurity;
   /**
    * A primary runs its guest at once, not protected, and takes a backup whenever one joins
    * (VMware FT is switched on for a VM that is already running); with this it waits for its
@@ -238,7 +240,7 @@ class ReplicaRuntime implements ReplicaIo {
         this.wake();
       },
       log: (line) => this.log(line),
-    });
+    }, this.options.security);
     this.listener = listener;
     this.options.events?.listening?.(port);
   }
@@ -255,7 +257,7 @@ class ReplicaRuntime implements ReplicaIo {
         this.wake();
       },
       log: (line) => this.log(line),
-    });
+    }, this.options.security);
     backup.sayHello();
   }
 

@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
 import { defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, validateOptions, type ReplicationOptions } from '../replication/replica.js';
 import { projectRoot, type MachineSettings } from '../host/guest-image.js';
+import { parseEtcdAddress } from '../host/replica/etcd-arbiter.js';
 import { defaultBootargs, linuxDefaults } from '../host/linux-guest.js';
 
 export class UsageError extends Error {
@@ -157,8 +158,10 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --failure-timeout MS         declare the peer failed after this much silence (default ${defaultReplicationOptions.failureTimeoutMs})
   --join-timeout MS            give up a join (state transfer) after this much silence
                                (default ${defaultReplicationOptions.joinTimeoutMs}; at least the failure timeout)
-  --arbiter DIR                shared directory for the go-live test-and-set (default: beside
-                               the first disk image)
+  --arbiter DIR|etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+                               the go-live test-and-set: a shared directory (default: beside
+                               the first disk image), or an etcd cluster (compare-and-swap on
+                               the generation under PREFIX)
   --status-port N              serve the status view as JSON on 127.0.0.1:N
   --verbose                    log the protocol's events on stderr
   --tls DIR                    secure the replication channel with mutual TLS 1.3, with this
@@ -242,6 +245,13 @@ export function replicationSettings(values: {
     validateOptions(options);
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.arbiter?.startsWith('etcd://') === true) {
+    try {
+      parseEtcdAddress(values.arbiter);
+    } catch (error) {
+      throw new UsageError(`--arbiter: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
   return {
     options,

@@ -16,7 +16,7 @@ import { HostClock } from './clocks.js';
 import { TerminalConsole, type ConsolePort } from './console.js';
 import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
 import { IpcConsole, type ChildMessage } from './ipc-console.js';
-import { FileArbiter } from './replica/arbiter.js';
+import { openArbiter } from './replica/arbiter.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
 import type { ChannelSecurity, Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
@@ -60,6 +60,10 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     tell({ type: 'log', line });
   };
   let previousRole: ReplicaStatus['role'] | undefined;
+  const arbiter = openArbiter(settings.arbiter ?? defaultArbiterDirectory(machine), (line) => {
+    say(line);
+    if (!viaIpc) process.stderr.write(`understudy ${role}: ${line}\n`);
+  });
   try {
     const result: ReplicaProcessResult = await runReplica({
       role,
@@ -72,7 +76,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
       console: terminal,
       options: settings.options,
       identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options) },
-      arbiter: new FileArbiter(settings.arbiter ?? defaultArbiterDirectory(machine)),
+      arbiter,
       clusterId: randomUUID(),
       waitForBackup: settings.waitForBackup,
       security: settings.security,
@@ -111,6 +115,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     return result.status;
   } finally {
     terminal.close();
+    arbiter.close?.();
     for (const image of images) image.close();
   }
 }

@@ -304,7 +304,7 @@ export class BackupReplica {
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
     if (!failover.arbiterWon) {
       this.io.crashPoint('backup:before-go-live');
-      if (!this.io.tryGoLive(this.generation + 1)) return this.finish({ kind: 'not-live' }, 'the primary is still live (it won the arbiter)');
+      if (!this.io.tryGoLive(this.generation + 1)) return this.finish({ kind: 'not-live' }, 'the arbiter did not let this replica go live (the primary won it, or it could not be reached)');
       failover.arbiterWon = true;
     }
     // The old primary may release outputs until its lease ends; only then may this one start.

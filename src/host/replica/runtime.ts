@@ -21,7 +21,7 @@ import type { ReplicaProcessStatus } from '../status.js';
 import { serveStatus } from '../status.js';
 import { ExitStatus, replicaExitStatus } from '../exit-status.js';
 import type { Arbiter } from './arbiter.js';
-import { connectRetryMs, connectToPrimary, ReplicaListener, type ChannelSecurity, type Endpoint, type PeerLink } from './transport.js';
+import { connectRetryMs, connectToPrimary, ReplicaListener, ReplicaStartError, type ChannelSecurity, type Endpoint, type PeerLink } from './transport.js';
 import { assert } from '../../machine/assert.js';
 
 /** Longest stretch of guest execution before the loop looks at sockets and timers. */
@@ -114,7 +114,8 @@ class ReplicaRuntime implements ReplicaIo {
     if (o.role === 'primary') {
       const machine = o.createMachine();
       o.boot(machine);
-      assert(o.arbiter.tryGoLive(o.clusterId, 1, 'primary'), () => `the arbiter already has a live replica for cluster ${o.clusterId}`);
+      // A new cluster's first generation: only an arbiter that cannot be reached says no.
+      if (!o.arbiter.tryGoLive(o.clusterId, 1, 'primary')) throw new ReplicaStartError(`the arbiter did not let this primary start (cluster ${o.clusterId}): is it reachable?`);
       const primary = new PrimaryReplica(machine, o.environment, this, o.options, o.identity, reboot, {
         epoch: 0,
         generation: 1,

@@ -9,7 +9,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # Debian packages: the bare-metal cross toolchain for guests, QEMU as the reference machine,
 # e2fsprogs for disk images, and what the Linux guest's build needs (linux/README.md).
 packages=(
-  gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make openssl etcd-server
+  gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make openssl etcd-server iproute2 nftables
   gcc libc6-dev bison flex bc perl xz-utils rsync gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
   patch bzip2 gzip
 )

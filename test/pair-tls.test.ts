@@ -256,7 +256,7 @@ for (const how of ['flip', 'replay'] as const) {
       await primary.process.waitFor('stdout', /^line 0010 /m, 30_000);
       relay.tamperNext(how);
       // Whichever side wins the arbiter runs on alone; the other stops.
-      const live = await Promise.race([
+      const live = await Promise.any([
         primary.process.waitFor('stderr', /running alone \(generation 2\)/, 30_000).then(() => primary.process),
         backup.waitFor('stderr', /promoted: live from epoch \d+/, 30_000).then(() => backup!),
       ]);

@@ -179,12 +179,17 @@ export const primaryOptionsHelp = `primary options:
 
 export const backupOptionsHelp = `backup options:
   --connect HOST:PORT          the primary (required)
+  --listen HOST:PORT           once promoted, take a backup of its own here (so that the VM can
+                               be protected again after a failover)
   --connect-timeout MS         keep trying to reach it this long (default 15000)
 `;
 
 export const pairOptionsHelp = `pair options:
   --kill-primary-after MS      SIGKILL the primary this long after the backup has joined
   --kill-backup-after MS       SIGKILL the backup this long after it has joined
+  --kill-primary-every MS      SIGKILL whichever replica is the primary this long after every
+                               join (a new backup is started after each failure)
+  --kill-backup-every MS       the same for the backup
                                (on a terminal: Ctrl-A k kills the primary, Ctrl-A b the backup,
                                Ctrl-A x quits)
 `;

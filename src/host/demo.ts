@@ -153,6 +153,9 @@ export async function scriptedDemo(pairArguments: readonly string[]): Promise<nu
     await command('echo written after the failover > /data/after.txt');
     await command('ls /data');
     await command('uptime');
+    // pair starts a new backup after the failover: the VM is protected again.
+    await waitForProtection();
+    say('a new backup has joined the new primary: the VM is protected again');
     say('powering off');
     child.stdin.write('poweroff\n');
     const code = await exited;

@@ -26,6 +26,8 @@ export interface ReplicaSettings {
   readonly role: 'primary' | 'backup';
   /** Where a primary listens, or a backup connects. */
   readonly endpoint: Endpoint;
+  /** A backup: where it listens for a backup of its own once promoted. */
+  readonly listenWhenPromoted: Endpoint | undefined;
   /** The replication channel: mutual TLS with the cluster's keys, or plain TCP. */
   readonly security: ChannelSecurity;
   readonly machine: MachineSettings;
@@ -79,6 +81,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
       arbiter,
       clusterId: randomUUID(),
       waitForBackup: settings.waitForBackup,
+      ...(settings.listenWhenPromoted === undefined ? {} : { listenWhenPromoted: settings.listenWhenPromoted }),
       security: settings.security,
       ...(settings.statusPort === undefined || viaIpc ? {} : { statusPort: settings.statusPort }),
       ...(settings.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: settings.connectTimeoutMs }),
@@ -86,7 +89,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
         ...(viaIpc ? { status: (status: ReplicaProcessStatus) => tell({ type: 'status', status }) } : {}),
         listening: (port) => {
           // The machine has booted: what the user should know about the boot.
-          if (!viaIpc) for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
+          if (!viaIpc && role === 'primary') for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
           tell({ type: 'listening', port });
         },
         role: (newRole) => {

@@ -9,11 +9,20 @@ import type { ReplicaStatus } from '../replication/replica.js';
 /** What a replica process reports: the protocol's status and the process's own figures. */
 export type ReplicaProcessStatus = ReplicaStatus & { logBytesPerSecond: number; pid: number; uptimeMs: number };
 
-/** What `pair` reports: each replica's latest status, and the failover if there was one. */
+/** A replica's latest report, as `pair` keeps it. */
+export type ReplicaView = ReplicaProcessStatus & { exited: boolean; exitCode?: number | null };
+
+/**
+ * What `pair` reports: whether the VM is protected (and why not), the live replica and its
+ * backup (their latest reports), and the last failover.
+ */
 export interface PairStatus {
-  primary: (ReplicaProcessStatus & { exited: boolean; exitCode?: number | null }) | undefined;
-  backup: (ReplicaProcessStatus & { exited: boolean; exitCode?: number | null }) | undefined;
+  protected: boolean;
+  reason?: string;
+  primary: ReplicaView | undefined;
+  backup: ReplicaView | undefined;
   failover: FailoverReport | undefined;
+  failovers: number;
 }
 
 /** How long `understudy status` waits for an answer. */
@@ -71,6 +80,7 @@ export function formatStatus(status: unknown): string {
   };
   const pair = status as Partial<PairStatus>;
   if (typeof status === 'object' && status !== null && ('primary' in status || 'backup' in status)) {
+    if (typeof pair.protected === 'boolean') lines.push(pair.protected ? 'Protected' : `Not protected: ${pair.reason ?? 'unknown'}`);
     replica('primary', pair.primary);
     replica('backup', pair.backup);
     const failover = pair.failover;
@@ -78,7 +88,8 @@ export function formatStatus(status: unknown): string {
       failover === undefined || failover === null
         ? 'no failover so far'
         : `failover: ${failover.reason}; the backup was live ${Math.round(failover.liveAtMs - failover.detectedAtMs)} ms later, from epoch ${failover.epoch} ` +
-            `(${failover.pendingRequests} disk request(s) settled, ${failover.consoleBytesRepeated} console byte(s) repeated)`,
+            `(${failover.pendingRequests} disk request(s) settled, ${failover.consoleBytesRepeated} console byte(s) repeated)` +
+            (typeof pair.failovers === 'number' && pair.failovers > 1 ? `; ${pair.failovers} failovers in all` : ''),
     );
   } else {
     replica('replica', status);

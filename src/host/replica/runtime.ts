@@ -66,6 +66,11 @@ export interface ReplicaProcessOptions {
    */
   readonly waitForBackup?: boolean;
   readonly statusPort?: number;
+  /**
+   * A backup listens here for a backup of its own once it is promoted (a primary always
+   * listens at `endpoint`), so that a pair can be protected again after a failover.
+   */
+  readonly listenWhenPromoted?: Endpoint;
   /** How long a backup keeps trying to connect (default connectRetryMs). */
   readonly connectTimeoutMs?: number;
   readonly events?: ReplicaEvents;
@@ -123,7 +128,7 @@ class ReplicaRuntime implements ReplicaIo {
         clusterId: o.clusterId,
       });
       this.core = { role: 'primary', replica: primary };
-      await this.listen(primary);
+      await this.listen(primary, o.endpoint);
     } else {
       const backup = new BackupReplica(o.createMachine, o.environment, o.liveClock, this, o.options, o.identity, reboot);
       this.core = { role: 'backup', replica: backup };
@@ -214,14 +219,20 @@ class ReplicaRuntime implements ReplicaIo {
     if (!this.reportedFailover && core.role === 'backup' && core.replica.report !== undefined) {
       this.reportedFailover = true;
       this.options.events?.failover?.(core.replica.report);
+      // Promoted: now the primary, this replica takes a backup of its own.
+      const promoted = core.replica.promoted;
+      const endpoint = this.options.listenWhenPromoted;
+      if (promoted !== undefined && endpoint !== undefined) {
+        this.listen(promoted, endpoint).catch((error: unknown) => this.log(`cannot take a new backup: ${error instanceof Error ? error.message : String(error)}`));
+      }
     }
   }
 
   // -------------------------------------------------------------------------------------------
   // The channel
 
-  private async listen(primary: PrimaryReplica): Promise<void> {
-    const { listener, port } = await ReplicaListener.listen(this.options.endpoint, {
+  private async listen(primary: PrimaryReplica, endpoint: Endpoint): Promise<void> {
+    const { listener, port } = await ReplicaListener.listen(endpoint, {
       hello: (link, identity) => {
         this.link = link;
         if (primary.onHello(identity)) {

@@ -37,7 +37,8 @@ async function killSeries(victims: readonly ('primary' | 'backup')[]): Promise<v
   const image = path.join(directory, 'disk.img');
   createBlankDiskImage(image, fullShape);
   const port = await freePort();
-  const args = ['pair', '--kernel', guestElf('pair_gated'), '--disk', image, '--status-port', String(port)];
+  const alarms = path.join(directory, 'alarms.txt');
+  const args = ['pair', '--kernel', guestElf('pair_gated'), '--disk', image, '--status-port', String(port), '--on-unprotected', `echo "$UNDERSTUDY_REASON" >> ${alarms}`];
   const pair = new CliProcess(args, { input: 'pipe', timeoutMs: testTimeoutMs - 10_000 });
   const killed = new Set<number>();
   try {
@@ -64,6 +65,17 @@ async function killSeries(victims: readonly ('primary' | 'backup')[]): Promise<v
     const check = checkConsoleWithRepeats(result.stdout, { shape: fullShape, maxRewinds: primaryKills });
     assert.ok(check.ok, `console: ${check.reason}${context}`);
     assertImage(image, expectedDiskImage(fullShape), context);
+    // The alarm hook ran once for every loss of protection, with the reason. (The hooks run
+    // detached: wait for their lines, with a generous deadline.)
+    const deadline = performance.now() + 30_000;
+    let lines: string[] = [];
+    while (lines.length < victims.length && performance.now() < deadline) {
+      lines = fs.existsSync(alarms) ? fs.readFileSync(alarms, 'utf8').trim().split('\n') : [];
+      if (lines.length < victims.length) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(lines.length, victims.length, `one alarm per kill: ${JSON.stringify(lines)}${context}`);
+    assert.equal(lines.filter((line) => /^the primary failed \(.*\); the backup went live and has no backup yet$/.test(line)).length, primaryKills, lines.join('\n'));
+    assert.equal(lines.filter((line) => /^the backup \(pid \d+\) is gone$/.test(line)).length, victims.length - primaryKills, lines.join('\n'));
   } finally {
     pair.killGroup();
     fs.rmSync(directory, { recursive: true, force: true });

@@ -164,6 +164,8 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                the generation under PREFIX)
   --status-port N              serve the status view as JSON on 127.0.0.1:N
   --verbose                    log the protocol's events on stderr
+  --on-unprotected CMD         run CMD (with /bin/sh) whenever the VM becomes unprotected; the
+                               reason is in $UNDERSTUDY_REASON
   --tls DIR                    secure the replication channel with mutual TLS 1.3, with this
                                replica's keys from \`understudy keys init\` (ca.crt, replica.crt,
                                replica.key); pair makes keys for the run by default
@@ -205,6 +207,7 @@ export const replicationOptionSpec = {
   verbose: { type: 'boolean' },
   tls: { type: 'string' },
   insecure: { type: 'boolean' },
+  'on-unprotected': { type: 'string' },
 } as const;
 
 export interface ReplicationSettings {
@@ -214,6 +217,7 @@ export interface ReplicationSettings {
   arbiter: string | undefined;
   statusPort: number | undefined;
   verbose: boolean;
+  onUnprotected: string | undefined;
 }
 
 export function replicationSettings(values: {
@@ -227,6 +231,7 @@ export function replicationSettings(values: {
   verbose?: boolean | undefined;
   tls?: string | undefined;
   insecure?: boolean | undefined;
+  'on-unprotected'?: string | undefined;
 }): ReplicationSettings {
   if (values.tls !== undefined && values.insecure === true) throw new UsageError('--tls and --insecure exclude each other');
   const protocol = values.protocol ?? defaultReplicationOptions.protocol;
@@ -264,6 +269,7 @@ export function replicationSettings(values: {
     arbiter: values.arbiter,
     statusPort: values['status-port'] === undefined ? undefined : parseCount(values['status-port'], '--status-port'),
     verbose: values.verbose ?? false,
+    onUnprotected: values['on-unprotected'],
   };
 }
 

@@ -18,6 +18,7 @@ import type { ChildMessage, ParentMessage } from './ipc-console.js';
 import { reportOutcome } from './run-guest.js';
 import { serveStatus, type PairStatus, type ReplicaView } from './status.js';
 import { initClusterKeys } from './replica/keys.js';
+import { UnprotectedAlarm } from './alarm.js';
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -37,6 +38,8 @@ export interface PairSettings {
   readonly channel: { readonly kind: 'tls'; readonly directory: string } | { readonly kind: 'insecure' } | undefined;
   readonly statusPort: number | undefined;
   readonly verbose: boolean;
+  /** The alarm hook: run whenever the VM becomes unprotected. */
+  readonly onUnprotected: string | undefined;
   /** SIGKILL the primary this long after the backup first joined (once), or after every join. */
   readonly killPrimaryAfterMs: number | undefined;
   readonly killPrimaryEveryMs: number | undefined;
@@ -103,12 +106,14 @@ class PairSupervisor {
   private readonly statusServer: { close(): void } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private childrenChanged: (() => void) | undefined;
+  private readonly alarm: UnprotectedAlarm;
 
   constructor(
     private readonly settings: PairSettings,
     private readonly replicaArguments: readonly string[],
     private readonly notes: readonly string[],
   ) {
+    this.alarm = new UnprotectedAlarm(settings.onUnprotected);
     this.statusServer = settings.statusPort === undefined ? undefined : serveStatus(settings.statusPort, () => this.statusView(), () => {});
   }
 
@@ -230,6 +235,7 @@ class PairSupervisor {
     process.stderr.write(`\nunderstudy: the primary failed (${report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
     this.live = child;
     this.follower = undefined;
+    this.alarm.raise(`the primary failed (${report.reason}); the backup went live and has no backup yet`);
     if (child.listenPort !== undefined) this.startBackup(child.listenPort);
     else process.stderr.write('understudy: not protected until a new backup joins\n');
   }
@@ -242,12 +248,14 @@ class PairSupervisor {
     const live = this.live;
     const liveRunning = live !== undefined && running(live);
     if (!liveRunning || this.quitting || child.finished?.guestFinished === true || live.finished !== undefined) return;
+    if (child.roles.has('backup')) this.alarm.raise(`the backup (pid ${child.process.pid}) is gone`);
     if (!child.roles.has('backup')) {
       // It never followed: the join failed (it said why, or it died).
       this.joinFailures++;
       const reason = child.finished?.reason ?? `it exited with ${code ?? child.process.signalCode}`;
       if (this.joinFailures >= joinAttemptsMax) {
         process.stderr.write(`\nunderstudy: the backup could not join the primary (${reason}); ${this.joinFailures} attempts failed: the guest is NOT protected\n`);
+        this.alarm.raise(`no backup could join (${this.joinFailures} attempts; the last: ${reason})`);
         return;
       }
       process.stderr.write(`\nunderstudy: the backup could not join the primary (${reason}); starting another backup\n`);

@@ -17,6 +17,7 @@ import { TerminalConsole, type ConsolePort } from './console.js';
 import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
 import { IpcConsole, type ChildMessage } from './ipc-console.js';
 import { openArbiter } from './replica/arbiter.js';
+import { UnprotectedAlarm } from './alarm.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
 import type { ChannelSecurity, Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
@@ -39,6 +40,8 @@ export interface ReplicaSettings {
   /** A primary waits for its first backup before it runs the guest. */
   readonly waitForBackup: boolean;
   readonly verbose: boolean;
+  /** The alarm hook: run whenever this replica, live, loses its protection. */
+  readonly onUnprotected: string | undefined;
   /** Forked by `pair`: console and reports over IPC. */
   readonly viaIpc: boolean;
 }
@@ -62,6 +65,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     tell({ type: 'log', line });
   };
   let previousRole: ReplicaStatus['role'] | undefined;
+  const alarm = new UnprotectedAlarm(settings.onUnprotected);
   const arbiter = openArbiter(settings.arbiter ?? defaultArbiterDirectory(machine), (line) => {
     say(line);
     if (!viaIpc) process.stderr.write(`understudy ${role}: ${line}\n`);
@@ -98,6 +102,8 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
           // Alone on a host, this process is the operator's only view: every change of
           // protection is said at once. (Under `pair`, the pair process says it.)
           if (!viaIpc) announceRole(role, previousRole, newRole, settings.endpoint);
+          // Under `pair`, the pair raises the alarm (it knows whether a new backup is coming).
+          if (!viaIpc && newRole === 'solo') alarm.raise(previousRole === 'primary' ? 'the backup is gone' : previousRole === 'backup' ? 'the primary failed: this backup is live alone' : 'no backup has joined yet');
           previousRole = newRole;
         },
         failover: (report) => {

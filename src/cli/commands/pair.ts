@@ -15,11 +15,12 @@ export async function pairCommand(argv: string[]): Promise<number> {
   return await runPair({
     machine: machineSettings(values, tokens, 'pair'),
     // The replicas get the machine and replication options as given; these are the pair's own.
-    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure']),
+    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure', 'on-unprotected']),
     channel: replication.channel,
     arbiter: replication.arbiter,
     statusPort: replication.statusPort,
     verbose: replication.verbose,
+    onUnprotected: replication.onUnprotected,
     killPrimaryAfterMs: values['kill-primary-after'] === undefined ? undefined : parsePositive(values['kill-primary-after'], '--kill-primary-after'),
     killBackupAfterMs: values['kill-backup-after'] === undefined ? undefined : parsePositive(values['kill-backup-after'], '--kill-backup-after'),
     killPrimaryEveryMs: values['kill-primary-every'] === undefined ? undefined : parsePositive(values['kill-primary-every'], '--kill-primary-every'),

@@ -50,6 +50,7 @@ async function replicaCommand(role: 'primary' | 'backup', argv: string[]): Promi
     statusPort: replication.statusPort,
     connectTimeoutMs: values['connect-timeout'] === undefined ? undefined : parsePositive(values['connect-timeout'], '--connect-timeout'),
     verbose: replication.verbose,
+    onUnprotected: replication.onUnprotected,
     waitForBackup: values['wait-for-backup'] === true,
     viaIpc: values.ipc === true && process.send !== undefined,
   });

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { guestElf } from './helpers.js';
 import { fetchStatus, type PairStatus } from '../src/host/status.js';
 import { checkConsoleWithRepeats, createBlankDiskImage, expectedDiskImage, fullShape } from './support/pair-workload.js';
-import { assertImage, CliProcess, describeResult, failoverLines, freePort, scratchDirectory } from './support/replica-processes.js';
+import { assertImage, CliProcess, describeResult, failoverLines, freePort, runCli, scratchDirectory } from './support/replica-processes.js';
 
 const testTimeoutMs = 240_000;
 
@@ -108,6 +108,38 @@ test('pair --kill-primary-every: the primary is killed after every join, again a
     const check = checkConsoleWithRepeats(result.stdout, { shape: fullShape, maxRewinds: failovers });
     assert.ok(check.ok, `console: ${check.reason}${context}`);
     assertImage(image, expectedDiskImage(fullShape), context);
+  } finally {
+    pair.killGroup();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test('control actions from `understudy status`: test-failover, restart-backup, then stop', { timeout: testTimeoutMs }, async () => {
+  const directory = scratchDirectory('reprotect');
+  const image = path.join(directory, 'disk.img');
+  createBlankDiskImage(image, fullShape);
+  const port = await freePort();
+  const pair = new CliProcess(['pair', '--kernel', guestElf('pair_gated'), '--disk', image, '--status-port', String(port)], { input: 'pipe', timeoutMs: testTimeoutMs - 10_000 });
+  const control = (action: string): Promise<{ status: number | null; stdout: string }> => runCli(['status', '--port', String(port), action], 30_000);
+  try {
+    const before = await whenProtected(port, pair, new Set());
+    const failover = await control('test-failover');
+    assert.equal(failover.status, 0, failover.stdout);
+    assert.match(failover.stdout, new RegExp(`^killed the primary \\(pid ${before.primary!.pid}\\); the backup takes over`));
+    await pair.waitFor('stderr', /the backup went live/, 60_000);
+    const after = await whenProtected(port, pair, new Set([before.primary!.pid]));
+    assert.equal(after.primary!.pid, before.backup!.pid, 'the old backup is the primary');
+    const restart = await control('restart-backup');
+    assert.equal(restart.status, 0, restart.stdout);
+    await whenProtected(port, pair, new Set([before.primary!.pid, after.backup!.pid]));
+    const unknown = await control('explode');
+    assert.notEqual(unknown.status, 0);
+    const stop = await control('stop');
+    assert.equal(stop.status, 0, stop.stdout);
+    const result = await pair.done;
+    assert.equal(result.status, 0, describeResult(result));
+    assert.match(result.stderr, /stop \(from the status port\): the whole VM stops/);
+    assert.equal(failoverLines(result.stderr).length, 1, describeResult(result));
   } finally {
     pair.killGroup();
     fs.rmSync(directory, { recursive: true, force: true });

@@ -16,7 +16,7 @@ import { ExitStatus } from './exit-status.js';
 import { openDisks, planBoot, projectRoot, type MachineSettings } from './guest-image.js';
 import type { ChildMessage, ParentMessage } from './ipc-console.js';
 import { reportOutcome } from './run-guest.js';
-import { serveStatus, type PairStatus, type ReplicaView } from './status.js';
+import { serveStatus, type ControlAction, type ControlAnswer, type PairStatus, type ReplicaView } from './status.js';
 import { initClusterKeys } from './replica/keys.js';
 import { UnprotectedAlarm } from './alarm.js';
 
@@ -114,7 +114,8 @@ class PairSupervisor {
     private readonly notes: readonly string[],
   ) {
     this.alarm = new UnprotectedAlarm(settings.onUnprotected);
-    this.statusServer = settings.statusPort === undefined ? undefined : serveStatus(settings.statusPort, () => this.statusView(), () => {});
+    this.statusServer =
+      settings.statusPort === undefined ? undefined : serveStatus(settings.statusPort, () => this.statusView(), () => {}, (action) => this.control(action));
   }
 
   async run(): Promise<number> {
@@ -299,6 +300,33 @@ class PairSupervisor {
     this.confirmUntilMs = undefined;
     if (key === 'k') this.killedAtMs = Date.now();
     this.kill(victim);
+  }
+
+  /** A control action from the status port. */
+  private control(action: ControlAction): ControlAnswer {
+    const view = this.statusView();
+    switch (action) {
+      case 'test-failover': {
+        // A controlled failure of the primary: only when a backup is there to take over.
+        if (!view.protected) return { ok: false, message: `not protected (${view.reason ?? '?'}): a failover now would end the guest` };
+        say('test-failover (from the status port): the primary is killed; the backup takes over');
+        this.killedAtMs = Date.now();
+        this.kill(this.live);
+        return { ok: true, message: `killed the primary (pid ${this.live?.process.pid}); the backup takes over, and a new backup follows` };
+      }
+      case 'restart-backup': {
+        const follower = this.follower;
+        if (follower === undefined || !running(follower)) return { ok: false, message: 'no backup is running (one is started after every failure)' };
+        say('restart-backup (from the status port): the backup is stopped and a new one joins');
+        this.kill(follower);
+        return { ok: true, message: `stopped the backup (pid ${follower.process.pid}); a new one joins` };
+      }
+      case 'stop':
+        say('stop (from the status port): the whole VM stops');
+        this.quitting = true;
+        for (const child of this.children.filter((c) => c !== this.live).concat(this.live === undefined ? [] : [this.live])) if (running(child)) child.process.kill('SIGTERM');
+        return { ok: true, message: 'stopping the VM: every replica stops' };
+    }
   }
 
   private kill(child: PairChild | undefined): void {

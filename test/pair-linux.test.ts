@@ -17,7 +17,8 @@ import * as path from 'node:path';
 import { repoRoot } from './helpers.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { ConsoleSession, shellPrompt } from './support/console-session.js';
-import { freePort, scratchDirectory } from './support/replica-processes.js';
+import { CliProcess, describeResult, failoverLines, freePort, runCli, scratchDirectory } from './support/replica-processes.js';
+import { fetchStatus, type PairStatus } from '../src/host/status.js';
 import { initClusterKeys } from '../src/host/replica/keys.js';
 
 const kernel = path.join(repoRoot, '.cache/linux/Image');
@@ -227,3 +228,52 @@ test('Linux on a pair: the primary dies in the middle of a shell pipeline writin
     fs.rmSync(directory, { recursive: true, force: true });
   }
 });
+
+test('Linux on a pair that stays protected: three failovers in one boot (test-failover), the shell and its files carry on', { timeout: 300_000 }, async (t) => {
+  const directory = scratchDirectory('pair-linux');
+  const image = path.join(directory, 'data.img');
+  ensureDataDisk(image, 16 * 1024 * 1024);
+  const port = await freePort();
+  const pair = new CliProcess(['pair', '--guest', 'linux', '--disk', image, '--status-port', String(port)], { input: 'pipe', timeoutMs: 280_000 });
+  /** Types a command and waits for a line of its output that only it prints. */
+  const run = async (command: string, marker: string): Promise<void> => {
+    const from = pair.stdout.length;
+    pair.child.stdin!.write(`${command}; echo ${marker}-done\n`);
+    await pair.waitFor('stdout', new RegExp(`^${marker}-done\\r?$`, 'm'), 60_000, from);
+  };
+  try {
+    await pair.waitFor('stdout', /understudy: \/data mounted/, bootTimeoutMs);
+    await pair.waitFor('stdout', /understudy\$ /, 30_000);
+    for (let round = 1; round <= 3; round++) {
+      await run(`echo written before failover ${round} > /data/round${round}.txt; sync`, `r${round}`);
+      const protectedNow = await waitForProtection(port, pair);
+      const failover = await runCli(['status', '--port', String(port), 'test-failover'], 30_000);
+      assert.equal(failover.status, 0, failover.stdout);
+      await pair.waitFor('stderr', new RegExp(`(the backup went live[^]*){${round}}`), 60_000);
+      t.diagnostic(`failover ${round}: the primary was pid ${protectedNow}`);
+    }
+    await waitForProtection(port, pair);
+    await run('cat /data/round1.txt /data/round2.txt /data/round3.txt', 'cat');
+    assert.match(pair.stdout, /written before failover 1\r?\nwritten before failover 2\r?\nwritten before failover 3\r?\n/, pair.tail());
+    pair.child.stdin!.write('poweroff\n');
+    const result = await pair.done;
+    assert.equal(result.status, 0, describeResult(result));
+    assert.equal(failoverLines(result.stderr).length, 3, describeResult(result));
+    for (let round = 1; round <= 3; round++) assert.equal(debugfs(image, `cat /round${round}.txt`), `written before failover ${round}\n`);
+    fsck(image);
+  } finally {
+    pair.killGroup();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+/** Polls a pair's status until it shows the VM protected; returns the primary's pid. */
+async function waitForProtection(port: number, pair: CliProcess): Promise<number> {
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    const status = await fetchStatus(port).then((text) => JSON.parse(text) as PairStatus, () => undefined);
+    if (status?.protected === true && status.primary !== undefined) return status.primary.pid;
+    assert.ok(!pair.exited && performance.now() < deadline, `not protected in time\n${pair.tail()}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

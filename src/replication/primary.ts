@@ -110,6 +110,8 @@ export class PrimaryReplica {
     // A new backup starts from the state at this boundary: outputs already waiting belong to
     // epochs it will never replay, so they go out now (this replica is the only live one).
     this.releaseAll();
+    // The guest waits from here until the state is sent (live pre-copy is to come).
+    const pauseStartMs = this.io.nowMs();
     const snapshot = this.machine.save();
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
     this.sendMessage({ type: 'welcome', clusterId: this.clusterId, generation: this.generation, epoch: this.epoch });
@@ -122,7 +124,7 @@ export class PrimaryReplica {
     this.ackedThrough = this.epoch;
     this.lastHeardMs = this.io.nowMs();
     this.leaseUntilMs = -Infinity;
-    this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes)`);
+    this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes; the guest paused ${Math.round(this.io.nowMs() - pauseStartMs)} ms)`);
     return true;
   }
 

@@ -3,14 +3,16 @@
  *
  * This interpreter is the reference implementation. `run(budget)` executes decoded
  * instructions from a per-page cache (see decode.ts) and retires exactly `budget` instructions
- * unless the guest powers off or waits in WFI. Everything here is synchronous and pure: values
- * from outside the VM come through `ports.readEnvironment`, devices through the bus.
+ * unless the guest powers off or waits in WFI. Everything here is synchronous and pure:
+ * devices are reached through the bus, and the one value from outside the VM, the time CSR,
+ * through `ports.readTime` (an environment read, see environment.ts).
  *
  * Hot-path conventions: registers live in an Int32Array with a 33rd "sink" register that
  * decoded instructions with rd = x0 write to; values are kept int32; loads and stores hit a
- * software TLB whose entries map a virtual page straight to an index into RAM. Anything else
- * (MMIO, faults, page walks, misaligned accesses, stores to pages holding code) takes the
- * slow path, which may throw a {@link TrapSignal}.
+ * software TLB whose entries map a virtual page straight to an index into RAM, and a store
+ * into a page with decoded instructions empties the stored word's slot itself. Anything else
+ * (TLB misses, MMIO, faults, page walks, misaligned accesses, stores to watched pages) takes
+ * the slow path, which may throw a {@link TrapSignal}.
  */
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress, pageBytes } from '../memory/ram.js';
@@ -1430,7 +1432,7 @@ function amo(op: number, old: number, operand: number): number {
   }
 }
 
-/** High 32 bits of the signed 64-bit product, without BigInt: split into 16-bit halves. */
+/** High 32 bits of the unsigned 64-bit product (MULHU), without BigInt: split into 16-bit halves. */
 export function mulhUnsigned(a: number, b: number): number {
   const a0 = a & 0xffff, a1 = a >>> 16;
   const b0 = b & 0xffff, b1 = b >>> 16;

@@ -1,8 +1,9 @@
 /**
  * Where a faster execution tier plugs in: the translation tier that is still to come (hot guest
  * code compiled to JavaScript functions). Nothing implements this interface yet and the run
- * loop does not call it, because a check at every taken branch costs measurable time while
- * there is nothing to find. This file names the seam and states the contract.
+ * loop does not call it: a check at every taken branch for a tier that is not there cost 4%
+ * of the interpreter's steady-state speed (docs/BENCHMARKS.md). This file names the seam and
+ * states the contract.
  *
  * The interpreter (cpu.ts) stays the reference. A tier is an optimization that neither the
  * guest nor replication may notice: a machine that runs some of its code through a tier must

@@ -14,7 +14,10 @@ import { DivergenceError, type ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot } from './primary.js';
-import { describeGuestEnd, leaseMarginMs, validateOptions, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import {
+  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, leaseMarginMs, validateOptions,
+  type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
+} from './replica.js';
 
 export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
 
@@ -40,8 +43,12 @@ export class BackupReplica {
   private machine: Machine | undefined;
   private generation = 0;
   private clusterIdentifier = '';
-  private readonly queue: EpochEntry[] = [];
+  /** Entries received and not yet executed, with their size on the wire; bounded (replica.ts). */
+  private readonly queue: { entry: EpochEntry; wireBytes: number }[] = [];
+  private queueBytes = 0;
   private receivedThrough = 0;
+  /** What this backup has acknowledged: it lags `receivedThrough` while the queue is full. */
+  private acknowledgedThrough = 0;
   private executedThrough = 0;
   private releasedThrough = 0;
   private state: { epoch: number; total: number; chunks: Uint8Array[] } | undefined;
@@ -119,7 +126,7 @@ export class BackupReplica {
         return;
       case 'epoch':
         this.logBytesReceived += wireBytes;
-        this.onEntry(message.entry);
+        this.onEntry(message.entry, wireBytes);
         return;
       case 'heartbeat':
         this.noteReleased(message.releasedThrough);
@@ -158,6 +165,7 @@ export class BackupReplica {
     // Loading the state kept this replica busy, not the primary silent: count from now.
     this.lastHeardMs = this.io.nowMs();
     this.receivedThrough = epoch;
+    this.acknowledgedThrough = epoch;
     this.executedThrough = epoch;
     this.releasedThrough = epoch;
     this.state = undefined;
@@ -166,23 +174,41 @@ export class BackupReplica {
     this.io.log(`following from epoch ${epoch}`);
   }
 
-  private onEntry(entry: EpochEntry): void {
+  private onEntry(entry: EpochEntry, wireBytes: number): void {
     if (this.role !== 'following') return;
     if (entry.epoch !== this.receivedThrough + 1) {
       this.finish({ kind: 'divergence' }, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
       return;
     }
-    this.queue.push(entry);
+    this.queue.push({ entry, wireBytes });
+    this.queueBytes += wireBytes;
     this.receivedThrough = entry.epoch;
+    if (this.queue.length > backupQueueEpochsLimit || this.queueBytes > backupQueueBytesLimit) {
+      // A primary that keeps its limits cannot get here: it has ignored this backup's deferred acknowledgements.
+      this.finish({ kind: 'divergence' }, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);
+      return;
+    }
+    this.acknowledge();
+  }
+
+  /** The queue is full: acknowledgements wait until it drains (the primary pauses meanwhile). */
+  private get queueFull(): boolean {
+    return this.queue.length >= backupQueueEpochsMax || this.queueBytes >= backupQueueBytesMax;
+  }
+
+  /** P4: acknowledges everything received, unless the queue is full. */
+  private acknowledge(): void {
+    if (this.queueFull || this.acknowledgedThrough === this.receivedThrough) return;
     this.io.crashPoint('backup:before-ack');
-    this.sendAck(0); // P4: acknowledge on receipt
+    this.acknowledgedThrough = this.receivedThrough;
+    this.sendAck(0);
     this.io.crashPoint('backup:after-ack');
   }
 
   private sendAck(heartbeat: number): void {
     if (this.role !== 'following') return;
     this.lastAckSentMs = this.io.nowMs();
-    this.io.send({ type: 'ack', epoch: this.receivedThrough, heartbeat });
+    this.io.send({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat });
   }
 
   onDisconnect(reason: string): void {
@@ -232,7 +258,9 @@ export class BackupReplica {
 
   /** P5/P6: executes the next logged epoch exactly as the primary did. */
   private executeNext(): void {
-    const entry = this.queue.shift()!;
+    const { entry, wireBytes } = this.queue.shift()!;
+    this.queueBytes -= wireBytes;
+    if (this.role === 'following') this.acknowledge(); // room again: acknowledgements deferred while full go out
     let machine = this.machine!;
     try {
       if (machine.power?.kind === 'reset') {

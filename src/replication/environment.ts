@@ -70,6 +70,11 @@ export class ReplicaEnvironment implements EnvironmentPort {
     this.recorded = [];
   }
 
+  /** Primary: how many readings the epoch has recorded so far. */
+  get recordedCount(): number {
+    return this.recorded.length;
+  }
+
   /** Primary: the readings of the epoch just run. */
   takeRecorded(): EnvironmentReading[] {
     const readings = this.recorded;

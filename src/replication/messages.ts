@@ -10,6 +10,8 @@
 import { SnapshotError, SnapshotReader, SnapshotWriter } from '../machine/snapshot.js';
 import type { DiskCompletionStatus, EnvironmentReadKind, MachineEvent } from '../machine/environment.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
+import { requestDataBytesMax } from '../machine/devices/virtio-blk.js';
+import { assert } from '../machine/assert.js';
 
 export const protocolVersion = 1;
 const frameMagic = [0x55, 0x53]; // "US"
@@ -18,8 +20,16 @@ export const frameHeaderBytes = 8;
 export const framePayloadBytesMax = 8 * 1024 * 1024;
 /** Size of the chunks a machine snapshot travels in. */
 export const stateChunkBytes = 1024 * 1024;
-/** An epoch entry's payload stays below this; later completions wait for the next boundary. */
-export const epochEntryBytesTarget = 4 * 1024 * 1024;
+/**
+ * An epoch entry's payload never exceeds this, whatever the guest does: the primary ends an
+ * epoch early, at an exact instruction count, before its environment reads could outgrow the
+ * room its events leave (src/replication/entry-budget.ts).
+ */
+export const epochEntryBytesMax = framePayloadBytesMax;
+/** A reject's reason is cut to this many characters (it may quote what a peer sent). */
+export const rejectReasonCharactersMax = 1000;
+/** A hello's identity fields are at most this long (ours are far shorter). */
+export const identityFieldBytesMax = 4096;
 
 export type ProtocolErrorCode = 'not-understudy' | 'version' | 'type' | 'oversized' | 'malformed';
 
@@ -90,11 +100,17 @@ const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/**
+ * Frames a message. Every message fits a frame by construction: entries are kept within
+ * {@link epochEntryBytesMax} by the primary, state travels in chunks, a reject's reason is
+ * cut short here, and the other messages are small and of our own making. A message too
+ * large is therefore a bug of ours, never something a guest or a peer can cause.
+ */
 export function encodeMessage(message: Message): Uint8Array {
   const payload = new SnapshotWriter();
   writePayload(payload, message);
   const body = payload.finish();
-  if (body.length > framePayloadBytesMax) throw new RangeError(`${message.type} message of ${body.length} bytes exceeds the frame limit`);
+  assert(body.length <= framePayloadBytesMax, () => `${message.type} message of ${body.length} bytes exceeds the frame limit of ${framePayloadBytesMax}`);
   const frame = new Uint8Array(frameHeaderBytes + body.length);
   frame[0] = frameMagic[0]!;
   frame[1] = frameMagic[1]!;
@@ -114,7 +130,7 @@ function writePayload(w: SnapshotWriter, message: Message): void {
       w.string(message.clusterId).uint(message.generation).uint(message.epoch);
       return;
     case 'reject':
-      w.u8(rejectCodes.indexOf(message.code)).string(message.reason);
+      w.u8(rejectCodes.indexOf(message.code)).string(shortReason(message.reason));
       return;
     case 'state':
       w.uint(message.epoch).uint(message.index).uint(message.total).bytes(message.bytes);
@@ -132,6 +148,11 @@ function writePayload(w: SnapshotWriter, message: Message): void {
       w.u32(message.status);
       return;
   }
+}
+
+/** A reason as sent: a long one (quoting a peer's huge field, say) is cut short. */
+function shortReason(reason: string): string {
+  return reason.length <= rejectReasonCharactersMax ? reason : `${reason.slice(0, rejectReasonCharactersMax)}... (${reason.length} characters)`;
 }
 
 function writeEntry(w: SnapshotWriter, entry: EpochEntry): void {
@@ -157,12 +178,42 @@ function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
   }
 }
 
-/** Bytes an entry will take on the wire (for keeping entries under the target size). */
+// ---------------------------------------------------------------------------------------------
+// Sizes on the wire (the budget of an epoch entry; exact, as the tests check against the encoder)
+
+/** An integer field (uint, u64) and a byte-array length prefix. */
+const wordBytes = 8;
+/** One environment reading: retired (uint), kind (u8), value (u64). */
+export const readingWireBytes = wordBytes + 1 + wordBytes;
+/** An entry without reads or events: epoch, endRetired, stop, releasedThrough, and the two counts. */
+export const epochEntryFixedBytes = 4 * wordBytes + 1 + wordBytes;
+/** The smallest event (a clock event): decoders bound claimed counts with it. */
+const eventWireBytesMin = 1 + wordBytes;
+
+/**
+ * Bytes one event takes in an entry. Every kind of event is counted here, and only here: a
+ * new kind does not compile until it is.
+ */
 export function eventWireBytes(event: MachineEvent): number {
-  if (event.kind === 'disk-completion') return 32 + (event.data?.length ?? 0);
-  if (event.kind === 'console-input') return 16 + event.bytes.length;
-  return 16;
+  switch (event.kind) {
+    case 'clock':
+      return 1 + wordBytes;
+    case 'console-input':
+      return 1 + wordBytes + event.bytes.length;
+    case 'disk-completion':
+      return 1 + 1 + wordBytes + 1 + 1 + (event.data === undefined ? 0 : wordBytes + event.data.length);
+  }
 }
+
+/** The payload bytes of an entry with `readCount` readings and `events`: the one measure of an entry's size. */
+export function epochEntryWireBytes(readCount: number, events: readonly MachineEvent[]): number {
+  let bytes = epochEntryFixedBytes + readCount * readingWireBytes;
+  for (const event of events) bytes += eventWireBytes(event);
+  return bytes;
+}
+
+/** The largest disk completion (a read of the most data one virtio-blk request may move). */
+export const diskCompletionWireBytesMax = eventWireBytes({ kind: 'disk-completion', slot: 0, requestId: 0, status: 'ok', data: new Uint8Array(requestDataBytesMax) });
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -170,7 +221,7 @@ export function eventWireBytes(event: MachineEvent): number {
 function readPayload(type: Message['type'], r: SnapshotReader): Message {
   switch (type) {
     case 'hello':
-      return { type, identity: { configKey: r.string(), imageDigest: r.string(), optionsKey: r.string() } };
+      return { type, identity: { configKey: identityField(r, 'configuration'), imageDigest: identityField(r, 'image digest'), optionsKey: identityField(r, 'options') } };
     case 'welcome':
       return { type, clusterId: r.string(), generation: r.uint(), epoch: r.uint() };
     case 'reject': {
@@ -196,6 +247,13 @@ function readPayload(type: Message['type'], r: SnapshotReader): Message {
   }
 }
 
+/** A hello's field: short, or the hello is refused (a reason quoting it must stay readable). */
+function identityField(r: SnapshotReader, what: string): string {
+  const text = r.string();
+  if (text.length > identityFieldBytesMax) throw new ProtocolError('malformed', `hello with a ${what} of ${text.length} characters (at most ${identityFieldBytesMax})`);
+  return text;
+}
+
 function readEntry(r: SnapshotReader): EpochEntry {
   const epoch = r.uint();
   const endRetired = r.uint();
@@ -203,7 +261,7 @@ function readEntry(r: SnapshotReader): EpochEntry {
   if (stop === undefined) throw new ProtocolError('malformed', 'epoch entry with an unknown stop reason');
   const releasedThrough = r.uint();
   const readCount = r.uint();
-  if (readCount > r.remainingBytes / 17) throw new ProtocolError('malformed', `epoch entry claims ${readCount} reads`);
+  if (readCount > r.remainingBytes / readingWireBytes) throw new ProtocolError('malformed', `epoch entry claims ${readCount} reads`);
   const reads: EnvironmentReading[] = [];
   for (let i = 0; i < readCount; i++) {
     const retired = r.uint();
@@ -212,7 +270,7 @@ function readEntry(r: SnapshotReader): EpochEntry {
     reads.push({ retired, kind, value: r.u64() });
   }
   const eventCount = r.uint();
-  if (eventCount > r.remainingBytes / 9) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);
+  if (eventCount > r.remainingBytes / eventWireBytesMin) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);
   const events: MachineEvent[] = [];
   for (let i = 0; i < eventCount; i++) events.push(readEvent(r));
   return { epoch, endRetired, stop, reads, events, releasedThrough };
@@ -238,7 +296,9 @@ function readEvent(r: SnapshotReader): MachineEvent {
  * messages and keeps the rest. After an error the stream is unusable (close the connection).
  */
 export class FrameDecoder {
-  private buffer = new Uint8Array(0);
+  /** Bytes received and not yet decoded, as they came (joined only once a frame is whole, so a large frame costs linear time). */
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
   private failed: ProtocolError | undefined;
 
   push(chunk: Uint8Array): Message[] {
@@ -248,33 +308,61 @@ export class FrameDecoder {
   /** As `push`, with each message's size on the wire. */
   pushFrames(chunk: Uint8Array): { message: Message; wireBytes: number }[] {
     if (this.failed !== undefined) throw this.failed;
-    const joined = new Uint8Array(this.buffer.length + chunk.length);
-    joined.set(this.buffer);
-    joined.set(chunk, this.buffer.length);
+    if (chunk.length > 0) {
+      this.chunks.push(new Uint8Array(chunk)); // a copy, as a plain Uint8Array: the caller may reuse its buffer
+      this.buffered += chunk.length;
+    }
     const messages: { message: Message; wireBytes: number }[] = [];
-    let offset = 0;
     try {
-      while (joined.length - offset >= frameHeaderBytes) {
-        const length = checkHeader(joined, offset);
-        if (joined.length - offset < frameHeaderBytes + length) break;
-        const type = typeNames.get(joined[offset + 3]!)!;
-        const payload = joined.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + length);
-        messages.push({ message: decodePayload(type, payload), wireBytes: frameHeaderBytes + length });
-        offset += frameHeaderBytes + length;
+      while (this.buffered >= frameHeaderBytes) {
+        const length = checkHeader(this.peek(frameHeaderBytes), 0);
+        if (this.buffered < frameHeaderBytes + length) break;
+        const frame = this.take(frameHeaderBytes + length);
+        const type = typeNames.get(frame[3]!)!;
+        messages.push({ message: decodePayload(type, frame.subarray(frameHeaderBytes)), wireBytes: frame.length });
       }
       // A partial header is checked as far as it goes, so a stranger is refused at once.
-      if (joined.length - offset > 0) checkPartialHeader(joined, offset);
+      if (this.buffered > 0 && this.buffered < frameHeaderBytes) checkPartialHeader(this.peek(this.buffered), 0);
     } catch (error) {
       this.failed = error instanceof ProtocolError ? error : new ProtocolError('malformed', String(error));
+      this.chunks = [];
       throw this.failed;
     }
-    this.buffer = joined.slice(offset);
     return messages;
+  }
+
+  /** The first `count` buffered bytes (joining the chunks they span into the first). */
+  private peek(count: number): Uint8Array {
+    let first = this.chunks[0]!;
+    if (first.length < count) {
+      const joined = new Uint8Array(Math.min(this.buffered, Math.max(count, first.length)));
+      let filled = 0;
+      while (filled < count) {
+        const next = this.chunks.shift()!;
+        const take = Math.min(next.length, joined.length - filled);
+        joined.set(next.subarray(0, take), filled);
+        filled += take;
+        if (take < next.length) this.chunks.unshift(next.subarray(take));
+      }
+      this.chunks.unshift(joined);
+      first = joined;
+    }
+    return first.subarray(0, count);
+  }
+
+  /** Removes and returns the first `count` buffered bytes. */
+  private take(count: number): Uint8Array {
+    const bytes = this.peek(count);
+    const first = this.chunks[0]!;
+    if (first.length === count) this.chunks.shift();
+    else this.chunks[0] = first.subarray(count);
+    this.buffered -= count;
+    return bytes;
   }
 
   /** Bytes held for an incomplete frame. */
   get bufferedBytes(): number {
-    return this.buffer.length;
+    return this.buffered;
   }
 }
 

@@ -11,8 +11,13 @@ import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { epochEntryBytesTarget, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
-import { describeGuestEnd, pendingEpochsMax, validateOptions, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { epochEntryWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
+import {
+  describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
+} from './replica.js';
+import { assert } from '../machine/assert.js';
 
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
@@ -52,6 +57,9 @@ export class PrimaryReplica {
   private ackedThrough: number;
   private releasedThrough: number;
   private readonly entrySentAtMs = new Map<number, number>();
+  /** Wire bytes of each entry sent and not yet acknowledged, and their sum. */
+  private readonly entryBytesUnacknowledged = new Map<number, number>();
+  private unacknowledgedLogBytes = 0;
   private readonly heartbeatSentAtMs = new Map<number, number>();
   private heartbeatSequence = 0;
   private leaseUntilMs = -Infinity;
@@ -145,6 +153,12 @@ export class PrimaryReplica {
         this.entrySentAtMs.delete(sent);
       }
     }
+    for (const [sent, bytes] of this.entryBytesUnacknowledged) {
+      if (sent <= epoch) {
+        this.unacknowledgedLogBytes -= bytes;
+        this.entryBytesUnacknowledged.delete(sent);
+      }
+    }
     for (const [sequence, at] of this.heartbeatSentAtMs) {
       if (sequence <= heartbeat) {
         sentAt = Math.max(sentAt, at);
@@ -194,7 +208,8 @@ export class PrimaryReplica {
     }
     if (this.role === 'protected') {
       if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2
-      if (this.pending.length >= pendingEpochsMax) return this.waitForAcks(now);
+      // The backup's queue is bounded by what this side may leave unacknowledged (replica.ts).
+      if (this.pending.length >= pendingEpochsMax || this.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return this.waitForAcks(now);
     }
     if (this.io.consoleBacklogged) {
       // The console's reader lags: the guest waits, heartbeats and acknowledgements go on.
@@ -212,21 +227,29 @@ export class PrimaryReplica {
   private runEpoch(now: number): void {
     const machine = this.machine;
     const epoch = this.epoch + 1;
+    // The entry's budget (entry-budget.ts): the completions it delivers come first; what they
+    // leave bounds the environment readings, and the epoch ends early, at an exact
+    // instruction count, rather than outgrow it. The backup runs to the recorded end.
+    const plan = planEntry(this.completions, this.options.epochEntryBytesMax);
     this.environment.beginRecording();
-    const result = machine.run(machine.isIdle ? 0 : this.options.epochInstructions);
+    const instructions = machine.isIdle ? 0 : this.options.epochInstructions;
+    const result = runWithinReads(machine, instructions, plan.readsMax, () => this.environment.recordedCount);
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
-    const events = machine.power !== undefined ? [] : this.boundaryEvents();
+    const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents);
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
+    assert(epochEntryWireBytes(reads.length, events) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
     if (this.role === 'protected') {
       this.pending.push({ epoch, outputs });
       this.io.crashPoint('primary:before-send-epoch');
-      this.sendMessage({ type: 'epoch', entry });
+      const bytes = this.sendMessage({ type: 'epoch', entry });
       this.entrySentAtMs.set(epoch, now);
+      this.entryBytesUnacknowledged.set(epoch, bytes);
+      this.unacknowledgedLogBytes += bytes;
       this.io.crashPoint('primary:after-send-epoch');
     } else {
       this.release(epoch, outputs);
@@ -234,17 +257,10 @@ export class PrimaryReplica {
     }
   }
 
-  /** The events for this boundary: completions (up to the entry size), console input, the clock. */
-  private boundaryEvents(): MachineEvent[] {
-    const events: MachineEvent[] = [];
-    let bytes = 0;
-    while (this.completions.length > 0) {
-      const next = this.completions[0]!;
-      if (events.length > 0 && bytes + eventWireBytes(next) > epochEntryBytesTarget) break;
-      bytes += eventWireBytes(next);
-      events.push(this.completions.shift()!);
-    }
-    const room = this.machine.consoleInputRoom;
+  /** The events for this boundary: the first `queuedEvents` completions (as planned), console input, the clock. */
+  private boundaryEvents(queuedEvents: number): MachineEvent[] {
+    const events: MachineEvent[] = this.completions.splice(0, queuedEvents);
+    const room = Math.min(this.machine.consoleInputRoom, consoleInputPerEntryBytesMax);
     if (room > 0) {
       const input = this.io.takeConsoleInput(room);
       if (input.length > 0) events.push({ kind: 'console-input', bytes: input });
@@ -324,10 +340,11 @@ export class PrimaryReplica {
     this.sendMessage({ type: 'heartbeat', sequence, releasedThrough: this.releasedThrough });
   }
 
-  private sendMessage(message: Message): void {
+  private sendMessage(message: Message): number {
     this.lastSentMs = this.io.nowMs();
     const bytes = this.io.send(message);
     if (message.type === 'epoch' || message.type === 'state') this.logBytesSent += bytes;
+    return bytes;
   }
 
   /** The backup is gone (timeout or closed connection): go solo if the arbiter agrees, else halt. */
@@ -338,6 +355,8 @@ export class PrimaryReplica {
       this.generation++;
       this.role = 'solo';
       this.entrySentAtMs.clear();
+      this.entryBytesUnacknowledged.clear();
+      this.unacknowledgedLogBytes = 0;
       this.heartbeatSentAtMs.clear();
       this.releaseAll();
       this.io.log(`running alone (generation ${this.generation})`);

@@ -85,6 +85,8 @@ export async function runPair(settings: PairSettings): Promise<number> {
           const leaseMs = Math.round(message.report.liveAtMs - message.report.detectedAtMs);
           const when = killedAtMs === undefined ? `${leaseMs} ms after detecting it` : `${Math.round(message.wallClockMs - killedAtMs)} ms after the kill`;
           process.stderr.write(`\nunderstudy: the primary failed (${message.report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
+        } else if (message.type === 'divergence') {
+          process.stderr.write(`\nunderstudy: NOT PROTECTED: divergence: the backup's state left the primary's at epoch ${message.epoch} (${message.reason}); the guest runs on, on the primary alone\n`);
         } else if (message.type === 'output-closed') {
           outputClosed = true;
         } else if (message.type === 'log') {

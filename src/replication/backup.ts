@@ -14,6 +14,7 @@ import { DivergenceError, type ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot } from './primary.js';
+import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
 import {
   backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, leaseMarginMs, validateOptions,
   type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
@@ -23,6 +24,8 @@ export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' |
 
 /** The most chunks a machine's state can take (RAM at most 2 GiB, 1 MiB chunks, room for devices). */
 const stateChunksMax = 2048 + 64;
+/** Own digests kept while the primary's for the same epoch is on its way (it follows the entry at once). */
+const ownDigestsMax = 8;
 
 
 export interface FailoverReport {
@@ -65,6 +68,11 @@ export class BackupReplica {
   private promotedPrimary: PrimaryReplica | undefined;
   private finishedWith: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesReceived = 0;
+  /** Keeps this machine's state digest, when digests are on; and digests awaiting their counterpart, by epoch. */
+  private digester: StateDigester | undefined;
+  private readonly ownDigests = new Map<number, LocalDigest>();
+  private readonly primaryDigests = new Map<number, { digest: MachineDigest; wireBytes: number }>();
+  private readonly digests = { taken: 0, ms: 0 };
   report: FailoverReport | undefined;
 
   constructor(
@@ -135,6 +143,10 @@ export class BackupReplica {
       case 'goodbye':
         this.primaryFinished = true;
         return;
+      case 'digest':
+        this.logBytesReceived += wireBytes;
+        this.onDigest(message.epoch, message.digest, wireBytes);
+        return;
       default:
         return; // hello and ack mean nothing to a backup
     }
@@ -162,6 +174,7 @@ export class BackupReplica {
       return;
     }
     this.machine = machine;
+    this.startDigests(machine);
     // Loading the state kept this replica busy, not the primary silent: count from now.
     this.lastHeardMs = this.io.nowMs();
     this.receivedThrough = epoch;
@@ -174,10 +187,51 @@ export class BackupReplica {
     this.io.log(`following from epoch ${epoch}`);
   }
 
+  /**
+   * Digests start where the primary's state was taken (or the machine rebooted): hash it all,
+   * and arm write tracking at this boundary, as the primary does at the same one.
+   */
+  private startDigests(machine: Machine): void {
+    this.digester = this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
+    this.digester?.take();
+    this.ownDigests.clear();
+  }
+
+  private onDigest(epoch: number, digest: MachineDigest, wireBytes: number): void {
+    if (this.role !== 'following' || this.digester === undefined) return;
+    if (epoch <= this.executedThrough && !this.ownDigests.has(epoch)) return; // from before this backup's start
+    if (epoch > this.receivedThrough || epoch % this.options.digestEveryEpochs !== 0 || this.primaryDigests.has(epoch)) {
+      this.diverge(epoch, `the primary sent a digest for epoch ${epoch}, which is not due (received through epoch ${this.receivedThrough})`);
+      return;
+    }
+    this.primaryDigests.set(epoch, { digest, wireBytes });
+    this.queueBytes += wireBytes; // held with the entries, and bounded with them
+    this.compareAt(epoch);
+  }
+
+  /** Compares this machine's digest with the primary's for `epoch` once both are here. */
+  private compareAt(epoch: number): void {
+    const own = this.ownDigests.get(epoch);
+    const theirs = this.primaryDigests.get(epoch);
+    if (own === undefined || theirs === undefined) return;
+    this.ownDigests.delete(epoch);
+    this.primaryDigests.delete(epoch);
+    this.queueBytes -= theirs.wireBytes;
+    const mismatch = compareDigests(own, theirs.digest);
+    if (mismatch !== undefined) this.diverge(epoch, `the state after epoch ${epoch} differs: ${describeMismatch(mismatch, { mine: 'backup', theirs: 'primary' })}`);
+  }
+
+  /** This backup's execution has left the primary's: tell it (it is not protected any more), and stop. */
+  private diverge(epoch: number, reason: string): void {
+    this.io.send({ type: 'divergence', epoch, reason });
+    this.io.log(`divergence at epoch ${epoch}: ${reason}`);
+    this.finish({ kind: 'divergence' }, `divergence at epoch ${epoch}: ${reason}`);
+  }
+
   private onEntry(entry: EpochEntry, wireBytes: number): void {
     if (this.role !== 'following') return;
     if (entry.epoch !== this.receivedThrough + 1) {
-      this.finish({ kind: 'divergence' }, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
+      this.diverge(this.receivedThrough + 1, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
       return;
     }
     this.queue.push({ entry, wireBytes });
@@ -185,7 +239,7 @@ export class BackupReplica {
     this.receivedThrough = entry.epoch;
     if (this.queue.length > backupQueueEpochsLimit || this.queueBytes > backupQueueBytesLimit) {
       // A primary that keeps its limits cannot get here: it has ignored this backup's deferred acknowledgements.
-      this.finish({ kind: 'divergence' }, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);
+      this.diverge(entry.epoch, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);
       return;
     }
     this.acknowledge();
@@ -267,24 +321,25 @@ export class BackupReplica {
         machine = this.reboot();
         this.machine = machine;
         this.inFlight.clear();
+        this.startDigests(machine);
       }
       const budget = entry.endRetired - machine.retiredInstructions;
-      if (budget < 0) throw new DivergenceError(`epoch ${entry.epoch} ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
+      if (budget < 0) throw new DivergenceError(`the epoch ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
       if (budget > this.options.epochInstructions) {
-        throw new DivergenceError(`epoch ${entry.epoch} claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
+        throw new DivergenceError(`the entry claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
       }
-      this.environment.beginReplay(entry.epoch, entry.reads);
+      this.environment.beginReplay(entry.reads);
       const result = machine.run(budget);
       this.environment.endReplay();
       const stop = machine.power !== undefined ? 'halt' : result.reason;
       if (machine.retiredInstructions !== entry.endRetired || stop !== entry.stop) {
         throw new DivergenceError(
-          `epoch ${entry.epoch}: the primary stopped at instruction ${entry.endRetired} (${entry.stop}), this machine at ${machine.retiredInstructions} (${stop})`,
+          `the primary stopped at instruction ${entry.endRetired} (${entry.stop}), this machine at ${machine.retiredInstructions} (${stop})`,
         );
       }
     } catch (error) {
       if (!(error instanceof DivergenceError)) throw error;
-      this.finish({ kind: 'divergence' }, `divergence: ${error.message}`);
+      this.diverge(entry.epoch, error.message);
       return;
     }
     this.track(entry.epoch, machine.takeOutputs());
@@ -295,7 +350,7 @@ export class BackupReplica {
         // An event the primary's machine could not have produced (more console bytes than the
         // UART takes, a completion for a disk that does not exist): refuse it, do not crash.
         if (!(error instanceof RangeError)) throw error;
-        this.finish({ kind: 'divergence' }, `divergence: epoch ${entry.epoch}: the primary's ${event.kind} event does not apply here (${error.message})`);
+        this.diverge(entry.epoch, `the primary's ${event.kind} event does not apply here (${error.message})`);
         return;
       }
       if (event.kind === 'disk-completion') this.inFlight.delete(event.requestId);
@@ -304,6 +359,15 @@ export class BackupReplica {
     this.executedThrough = entry.epoch;
     this.noteReleased(entry.releasedThrough);
     this.io.epochDone(entry.epoch, machine);
+    if (this.digester !== undefined && entry.epoch % this.options.digestEveryEpochs === 0 && this.role === 'following') {
+      const startedMs = this.io.nowMs();
+      this.ownDigests.set(entry.epoch, this.digester.take(scrubWindow(entry.epoch / this.options.digestEveryEpochs, machine.ram.pages)));
+      this.digests.taken++;
+      this.digests.ms += this.io.nowMs() - startedMs;
+      // The primary's digest follows its entry at once: own ones wait only briefly.
+      for (const epoch of this.ownDigests.keys()) if (this.ownDigests.size > ownDigestsMax) this.ownDigests.delete(epoch);
+      this.compareAt(entry.epoch);
+    }
   }
 
   /** The primary says it has released the outputs of every epoch up to `epoch`. */
@@ -424,6 +488,8 @@ export class BackupReplica {
       outputsWaiting: 0,
       generation: this.generation,
       lastFailover: undefined,
+      divergence: undefined,
+      digests: { ...this.digests },
     };
   }
 }

@@ -90,7 +90,7 @@ test('a run ends early, at an exact count, when the readings fill their room; on
     const backupEnvironment = new ReplicaEnvironment(new CountingClock());
     const backup = machineWith(backupEnvironment, rdtimeLoop);
     backup.run(1);
-    backupEnvironment.beginReplay(1, reads);
+    backupEnvironment.beginReplay(reads);
     const replayed = backup.run(result.retired);
     backupEnvironment.endReplay();
     assert.equal(replayed.reason, result.reason);

@@ -12,8 +12,11 @@ import type { DiskCompletionStatus, EnvironmentReadKind, MachineEvent } from '..
 import type { StopReason } from '../machine/cpu/cpu.js';
 import { requestDataBytesMax } from '../machine/devices/virtio-blk.js';
 import { assert } from '../machine/assert.js';
+import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
+import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
-export const protocolVersion = 1;
+/** 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
+export const protocolVersion = 2;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
@@ -85,9 +88,13 @@ export type Message =
   /** Keeps the link alive and the lease renewed; also says how far outputs have been released. */
   | { readonly type: 'heartbeat'; readonly sequence: number; readonly releasedThrough: number }
   /** The guest has finished (after the last epoch sent); `status` is its power-off status, 0 if it ended otherwise. */
-  | { readonly type: 'goodbye'; readonly status: number };
+  | { readonly type: 'goodbye'; readonly status: number }
+  /** The primary's machine state at the end of `epoch` (after its boundary events), for the backup to compare. */
+  | { readonly type: 'digest'; readonly epoch: number; readonly digest: MachineDigest }
+  /** From a backup that stops following: its execution left the primary's at `epoch`, for `reason`. */
+  | { readonly type: 'divergence'; readonly epoch: number; readonly reason: string };
 
-const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8 } as const;
+const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8, digest: 9, divergence: 10 } as const;
 const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
 const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
 /** Wire codes of the machine's stop reasons (index = code); the type checks that every reason has one. */
@@ -147,7 +154,24 @@ function writePayload(w: SnapshotWriter, message: Message): void {
     case 'goodbye':
       w.u32(message.status);
       return;
+    case 'digest':
+      w.uint(message.epoch);
+      writeDigest(w, message.digest);
+      return;
+    case 'divergence':
+      w.uint(message.epoch).string(shortReason(message.reason));
+      return;
   }
+}
+
+function writeDigest(w: SnapshotWriter, digest: MachineDigest): void {
+  w.uint(digest.hart.length);
+  for (const value of digest.hart) w.u64(value);
+  w.uint(digest.parts.length);
+  for (const part of digest.parts) w.string(part.name).u64(part.hash);
+  w.u64(digest.ramHash);
+  w.uint(digest.pages.length);
+  for (const { page, hash } of digest.pages) w.u32(page).u64(hash);
 }
 
 /** A reason as sent: a long one (quoting a peer's huge field, say) is cut short. */
@@ -244,7 +268,40 @@ function readPayload(type: Message['type'], r: SnapshotReader): Message {
       return { type, sequence: r.uint(), releasedThrough: r.uint() };
     case 'goodbye':
       return { type, status: r.u32() };
+    case 'digest':
+      return { type, epoch: r.uint(), digest: readDigest(r) };
+    case 'divergence':
+      return { type, epoch: r.uint(), reason: r.string() };
   }
+}
+
+/** Device names are short; more parts than any board has, or longer names, are refused. */
+const digestPartsMax = 64;
+const digestPartNameBytesMax = 64;
+/** A digest page: its number (u32) and hash (u64). */
+const digestPageWireBytes = 4 + wordBytes;
+// A digest listing every page of the largest RAM still fits a frame.
+assert(
+  3 * wordBytes + hartFieldNames.length * wordBytes + wordBytes + digestPartsMax * (2 * wordBytes + digestPartNameBytesMax) + wordBytes + (ramBytesMax / pageBytes) * digestPageWireBytes <= framePayloadBytesMax,
+  'a digest of the largest RAM does not fit a frame',
+);
+
+function readDigest(r: SnapshotReader): MachineDigest {
+  const hartCount = r.uint();
+  if (hartCount !== hartFieldNames.length) throw new ProtocolError('malformed', `digest with ${hartCount} hart values (expected ${hartFieldNames.length})`);
+  const hart = Array.from({ length: hartCount }, () => r.u64());
+  const partCount = r.uint();
+  if (partCount > digestPartsMax) throw new ProtocolError('malformed', `digest with ${partCount} parts`);
+  const parts = Array.from({ length: partCount }, () => {
+    const name = r.string();
+    if (name.length > digestPartNameBytesMax) throw new ProtocolError('malformed', `digest part named with ${name.length} characters`);
+    return { name, hash: r.u64() };
+  });
+  const ramHash = r.u64();
+  const pageCount = r.uint();
+  if (pageCount > r.remainingBytes / digestPageWireBytes) throw new ProtocolError('malformed', `digest claims ${pageCount} pages`);
+  const pages = Array.from({ length: pageCount }, () => ({ page: r.u32(), hash: r.u64() }));
+  return { hart, parts, ramHash, pages };
 }
 
 /** A hello's field: short, or the hello is refused (a reason quoting it must stay readable). */

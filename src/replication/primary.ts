@@ -18,6 +18,7 @@ import {
   type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
+import { scrubWindow, StateDigester } from '../machine/state-digest.js';
 
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
@@ -72,6 +73,11 @@ export class PrimaryReplica {
   private logBytesSent = 0;
   private outputsReleased = 0;
   private readonly clusterId: string;
+  /** Keeps the machine's state digest up to date, when digests are on. */
+  private digester: StateDigester | undefined;
+  /** The last backup found it had diverged: this primary is not protected, for this reason. */
+  private divergence: { epoch: number; reason: string } | undefined;
+  private readonly digests = { taken: 0, ms: 0 };
 
   constructor(
     private machine: Machine,
@@ -90,6 +96,12 @@ export class PrimaryReplica {
     this.releasedThrough = start.releasedThrough ?? start.epoch;
     this.completions = [...(start.completions ?? [])];
     this.clusterId = start.clusterId;
+    this.digester = this.startDigests(machine);
+  }
+
+  /** A digester for `machine`, if digests are on. */
+  private startDigests(machine: Machine): StateDigester | undefined {
+    return this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
   }
 
   get currentMachine(): Machine {
@@ -118,6 +130,10 @@ export class PrimaryReplica {
     // A new backup starts from the state at this boundary: outputs already waiting belong to
     // epochs it will never replay, so they go out now (this replica is the only live one).
     this.releaseAll();
+    // Both sides start digests from this boundary: the backup hashes the state it loads and
+    // re-arms write tracking; this side brings its hashes up to date and does the same, so
+    // that the two empty their TLBs at the same instruction counts from here on.
+    this.digester?.take();
     const snapshot = this.machine.save();
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
     this.sendMessage({ type: 'welcome', clusterId: this.clusterId, generation: this.generation, epoch: this.epoch });
@@ -139,6 +155,11 @@ export class PrimaryReplica {
     if (message.type === 'ack') {
       this.backupJoining = false; // it has loaded the state
       this.onAck(message.epoch, message.heartbeat);
+    } else if (message.type === 'divergence' && this.role === 'protected') {
+      // The backup's execution left this one's: it stops, and this replica is not protected.
+      this.divergence = { epoch: message.epoch, reason: message.reason };
+      this.io.log(`NOT PROTECTED: the backup diverged at epoch ${message.epoch}: ${message.reason}`);
+      this.loseBackup(`divergence at epoch ${message.epoch}`);
     }
     // Anything else from a backup is ignored: it has nothing else to say to a primary.
   }
@@ -218,6 +239,8 @@ export class PrimaryReplica {
     if (power?.kind === 'reset') {
       // Both replicas reboot at the same boundary: the backup does so when it replays it.
       this.machine = this.reboot();
+      this.digester = this.startDigests(this.machine);
+      this.digester?.take();
     }
     if (this.machine.isIdle && !this.eventsWaiting()) return this.idle(now);
     this.runEpoch(now);
@@ -246,7 +269,15 @@ export class PrimaryReplica {
     if (this.role === 'protected') {
       this.pending.push({ epoch, outputs });
       this.io.crashPoint('primary:before-send-epoch');
-      const bytes = this.sendMessage({ type: 'epoch', entry });
+      let bytes = this.sendMessage({ type: 'epoch', entry });
+      if (this.digester !== undefined && epoch % this.options.digestEveryEpochs === 0) {
+        // The state after the boundary events, as the backup will have it after replaying E.
+        const startedMs = this.io.nowMs();
+        const { hart, parts, ramHash, pages } = this.digester.take(scrubWindow(epoch / this.options.digestEveryEpochs, machine.ram.pages));
+        this.digests.taken++;
+        this.digests.ms += this.io.nowMs() - startedMs;
+        bytes += this.sendMessage({ type: 'digest', epoch, digest: { hart, parts, ramHash, pages } });
+      }
       this.entrySentAtMs.set(epoch, now);
       this.entryBytesUnacknowledged.set(epoch, bytes);
       this.unacknowledgedLogBytes += bytes;
@@ -343,7 +374,7 @@ export class PrimaryReplica {
   private sendMessage(message: Message): number {
     this.lastSentMs = this.io.nowMs();
     const bytes = this.io.send(message);
-    if (message.type === 'epoch' || message.type === 'state') this.logBytesSent += bytes;
+    if (message.type === 'epoch' || message.type === 'state' || message.type === 'digest') this.logBytesSent += bytes;
     return bytes;
   }
 
@@ -382,6 +413,8 @@ export class PrimaryReplica {
       outputsWaiting: this.pending.reduce((sum, entry) => sum + entry.outputs.length, 0),
       generation: this.generation,
       lastFailover: undefined,
+      divergence: this.divergence,
+      digests: { ...this.digests },
     };
   }
 

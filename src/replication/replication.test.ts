@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine } from '../machine/board.js';
+import { BoardMap, Machine } from '../machine/board.js';
 import type { DiskRequest } from '../machine/environment.js';
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
@@ -52,25 +52,25 @@ test('replay: the same count and kind get the logged value; anything else is div
     { retired: 5, kind: 'mtime' as const, value: 42n },
     { retired: 9, kind: 'wall-clock-ns' as const, value: 7n },
   ];
-  environment.beginReplay(3, log);
+  environment.beginReplay(log);
   assert.equal(environment.read('mtime', 5), 42n);
   assert.equal(environment.read('wall-clock-ns', 9), 7n);
   environment.endReplay();
 
-  environment.beginReplay(4, log);
-  assert.throws(() => environment.read('mtime', 6), (error: unknown) => error instanceof DivergenceError && /epoch 4.*instruction 6.*instruction 5/.test(error.message));
-  environment.beginReplay(4, log);
+  environment.beginReplay(log);
+  assert.throws(() => environment.read('mtime', 6), (error: unknown) => error instanceof DivergenceError && /instruction 6.*instruction 5/.test(error.message));
+  environment.beginReplay(log);
   assert.throws(() => environment.read('wall-clock-ns', 5), DivergenceError);
-  environment.beginReplay(4, log);
+  environment.beginReplay(log);
   environment.read('mtime', 5);
   assert.throws(() => environment.endReplay(), /1 environment values were not used/);
-  environment.beginReplay(5, []);
+  environment.beginReplay([]);
   assert.throws(() => environment.read('mtime', 1), /no more values/);
 });
 
 test('after a failover the new clock continues from the last value the machine saw', () => {
   const environment = new ReplicaEnvironment(new TestClock());
-  environment.beginReplay(1, [{ retired: 1, kind: 'mtime', value: 900_000n }]);
+  environment.beginReplay([{ retired: 1, kind: 'mtime', value: 900_000n }]);
   environment.read('mtime', 1);
   environment.endReplay();
   environment.noteClock(950_000n);
@@ -200,7 +200,7 @@ test('divergence is reported, never absorbed: a tampered log stops the backup wi
   for (let i = 0; i < 5 && result.kind !== 'finished'; i++) result = backup.step();
   assert.equal(result.kind, 'finished');
   assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
-  assert.match(result.kind === 'finished' ? result.reason : '', /divergence: epoch 2/);
+  assert.match(result.kind === 'finished' ? result.reason : '', /divergence at epoch 2: the machine read mtime at instruction \d+; the primary read mtime at instruction \d+/);
 });
 
 test('a backup with another guest image is refused with the reason, and the primary waits on', () => {
@@ -294,3 +294,42 @@ test('a primary that ignores the deferred acknowledgements overruns the backup: 
   assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
   assert.match(result.kind === 'finished' ? result.reason : '', /the primary sent 5121 entries .* beyond what this backup acknowledged/);
 });
+
+// --- state digests -------------------------------------------------------------------------
+
+const corruptions: { what: string; corrupt: (machine: Machine) => void; report: RegExp }[] = [
+  { what: 'a register', corrupt: (machine) => (machine.hart.x[20] = machine.hart.x[20]! + 1), report: /registers x20 \(primary 0x[0-9a-f]+, backup 0x[0-9a-f]+\); state of hart$/ },
+  { what: 'a page', corrupt: (machine) => machine.ram.writeBytes(ramBaseAddress + 0x8_0000, Uint8Array.of(1)), report: /: the RAM page at 0x80080000$/ },
+  { what: 'a device field', corrupt: (machine) => machine.bus.find(BoardMap.uart + 7)!.device.write(7, 1, 0x5a), report: /: state of uart$/ },
+];
+
+for (const { what, corrupt, report } of corruptions) {
+  test(`state digests: ${what} corrupted on the backup is found at the next digest, named; the primary is told, not protected`, () => {
+    const chosen: ReplicationOptions = { ...options, digestEveryEpochs: 2 };
+    const { primary, backup, p, b } = pair({ options: chosen });
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    for (let epoch = 1; epoch <= 4; epoch++) {
+      primary.step();
+      pump(primary, backup, p, b);
+      assert.equal(backup.step().kind, 'progress');
+    }
+    assert.equal(b.io.outbox.filter((message) => message.type === 'divergence').length, 0, 'no divergence while the states agree');
+    corrupt(backup.currentMachine!);
+    for (let epoch = 5; epoch <= 6; epoch++) {
+      primary.step();
+      pump(primary, backup, p, b, (message) => message);
+      backup.step();
+    }
+    const result = backup.step();
+    assert.equal(result.kind, 'finished');
+    assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
+    assert.match(result.kind === 'finished' ? result.reason : '', /^divergence at epoch 6: the state after epoch 6 differs: /);
+    assert.match(result.kind === 'finished' ? result.reason : '', report);
+    pump(primary, backup, p, b);
+    const status = primary.status();
+    assert.equal(status.role, 'solo', 'the primary runs on, not protected');
+    assert.equal(status.divergence?.epoch, 6);
+    assert.match(status.divergence?.reason ?? '', report);
+  });
+}

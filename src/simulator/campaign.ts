@@ -33,7 +33,8 @@ export function prepareCampaign(kernel: LoadedImage): Campaign {
 }
 
 /**
- * The protocol options a seed runs with: every variant, several epoch lengths, and log entry
+ * The protocol options a seed runs with: every variant, several epoch lengths, state digests
+ * off and at several intervals (no seed corrupts a machine, so none may diverge), and log entry
  * budgets from the default down to the smallest, so that epochs end early at exact counts
  * (a few readings fill a tiny entry; a disk completion larger than it travels in an epoch of
  * its own).
@@ -45,6 +46,7 @@ export function seedOptions(seed: number): ReplicationOptions {
     epochInstructions: prng.pick([5_000, 20_000, 50_000]),
     protocol: prng.chance(0.3) ? 'original' : 'relaxed',
     pendingIo: prng.chance(0.3) ? 'uncertain' : 'reissue',
+    digestEveryEpochs: prng.pick([0, 1, 3, 16, defaultReplicationOptions.digestEveryEpochs]),
   };
   const budget = prng.float();
   if (budget < 0.2) return { ...options, epochEntryBytesMax: epochEntryBytesMin + prng.int(0, 200) };
@@ -71,7 +73,8 @@ export function describeFailure(result: SimulationResult, traceLines = 25): stri
   const options = seedOptions(result.seed);
   return [
     `seed ${result.seed} failed (replay: npx understudy simulate --seed ${result.seed} --verbose)`,
-    `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}, entry budget ${options.epochEntryBytesMax ?? 'default'}`,
+    `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}, ` +
+      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}`,
     `  faults:  ${JSON.stringify(result.plan)}`,
     ...result.failures.map((failure) => `  FAIL ${failure}`),
     `  replicas: ${JSON.stringify(result.outcome)}`,

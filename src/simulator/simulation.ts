@@ -15,7 +15,9 @@
  *  4. a protected primary releases no output before the backup has acknowledged its epoch;
  *  5. the guest finishes (progress after failover) within a bound of virtual time;
  *  6. no log entry outgrows its budget (entry-budget.ts), except by a single queued event
- *     larger than the budget, carried alone.
+ *     larger than the budget, carried alone;
+ *  7. no replica ever reports divergence (the simulator corrupts no machine: a digest that
+ *     differs, or a replay that does, is a bug of ours).
  */
 import { createHash } from 'node:crypto';
 import { Machine, type BoardConfig } from '../machine/board.js';
@@ -435,6 +437,9 @@ export class Simulation {
   private finalChecks(): void {
     if (this.failures.length > 0) return;
     const results = [...this.replicas.values()];
+    for (const replica of results) {
+      if (replica.result?.end.kind === 'divergence') this.fail(`the ${replica.name} reported divergence: ${replica.result.reason}`);
+    }
     const guestFinished = results.filter((replica) => replica.result?.end.kind === 'guest');
     const backup = this.replicas.get('backup')!;
     if (guestFinished.length === 0 && backup.result?.end.kind === 'no-state' && this.outputs.length === 0) {

@@ -122,6 +122,16 @@ export class BackupReplica {
     this.lastHeardMs = this.io.nowMs();
     switch (message.type) {
       case 'welcome':
+        // The generation decides this backup's arbiter claim: only the join's one welcome sets it.
+        if (this.role === 'following') {
+          this.diverge(this.receivedThrough, 'the primary sent a second welcome');
+          return;
+        }
+        if (this.role !== 'joining') return;
+        if (this.state !== undefined) {
+          this.finish({ kind: 'no-state' }, 'could not join the primary: it sent a second welcome during the state transfer');
+          return;
+        }
         this.generation = message.generation;
         this.clusterIdentifier = message.clusterId;
         return;
@@ -153,6 +163,10 @@ export class BackupReplica {
   }
 
   private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
+    if (this.role === 'following') {
+      this.diverge(this.receivedThrough, `the primary sent state chunk ${index} of ${total} after the join`);
+      return;
+    }
     if (this.role !== 'joining') return;
     if (total > stateChunksMax) {
       this.finish({ kind: 'no-state' }, `the primary announced a state of ${total} chunks, more than any machine needs`);

@@ -430,7 +430,11 @@ export function compareIdentity(
   theirs: ReplicaIdentity,
 ): { code: 'config' | 'image' | 'options'; reason: string } | undefined {
   if (mine.imageDigest !== theirs.imageDigest) {
-    return { code: 'image', reason: `different guest image (primary ${mine.imageDigest.slice(0, 12)}, backup ${theirs.imageDigest.slice(0, 12)})` };
+    // Twelve characters tell two digests apart, unless they differ only further on.
+    let from = 0;
+    while (from < 12 || mine.imageDigest.slice(from - 12, from) === theirs.imageDigest.slice(from - 12, from)) from += 12;
+    const shown = (digest: string): string => `${from > 12 ? '...' : ''}${digest.slice(from - 12, from)}`;
+    return { code: 'image', reason: `different guest image (primary ${shown(mine.imageDigest)}, backup ${shown(theirs.imageDigest)})` };
   }
   if (mine.configKey !== theirs.configKey) return { code: 'config', reason: `different machine configuration (primary ${mine.configKey}, backup ${theirs.configKey})` };
   if (mine.optionsKey !== theirs.optionsKey) return { code: 'options', reason: `different replication options (primary ${mine.optionsKey}, backup ${theirs.optionsKey})` };

@@ -333,3 +333,20 @@ for (const { what, corrupt, report } of corruptions) {
     assert.match(status.divergence?.reason ?? '', report);
   });
 }
+
+test('a primary that sends a second welcome or state after the join loses its backup (a welcome sets the arbiter generation)', () => {
+  for (const late of [
+    { type: 'welcome', clusterId: 'other', generation: 40, epoch: 0 },
+    { type: 'state', epoch: 0, index: 0, total: 1, bytes: new Uint8Array(8) },
+  ] as const) {
+    const { primary, backup, p, b } = pair();
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    assert.equal(backup.currentRole, 'following');
+    backup.onMessage(late, 64);
+    const result = backup.step();
+    assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence', late.type);
+    assert.match(result.kind === 'finished' ? result.reason : '', late.type === 'welcome' ? /the primary sent a second welcome/ : /state chunk 0 of 1 after the join/);
+    assert.ok(b.io.outbox.some((message) => message.type === 'divergence'), 'the primary is told');
+  }
+});

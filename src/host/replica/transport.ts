@@ -266,7 +266,8 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers): Promise<Pee
         for (const frame of frames) handlers.message(frame.message, frame.wireBytes);
       });
       socket.on('error', (error) => closed(error.message));
-      socket.on('close', () => closed('closed'));
+      // A primary that hung up in the middle of a frame: say so, or the truncation leaves no trace.
+      socket.on('close', () => closed(decoder.bufferedBytes > 0 ? `closed in the middle of a frame (after ${decoder.bufferedBytes} bytes of it)` : 'closed'));
       resolve(link);
     });
   });

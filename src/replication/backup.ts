@@ -213,8 +213,10 @@ export class BackupReplica {
 
   private onDigest(epoch: number, digest: MachineDigest, wireBytes: number): void {
     if (this.role !== 'following' || this.digester === undefined) return;
-    if (epoch <= this.executedThrough && !this.ownDigests.has(epoch)) return; // from before this backup's start
-    if (epoch > this.receivedThrough || epoch % this.options.digestEveryEpochs !== 0 || this.primaryDigests.has(epoch)) {
+    // Due: at a digest epoch this backup has received and not yet compared (a correct primary
+    // sends each once, right after its entry; none for epochs before this backup started).
+    const compared = epoch <= this.executedThrough && !this.ownDigests.has(epoch);
+    if (compared || epoch > this.receivedThrough || epoch % this.options.digestEveryEpochs !== 0 || this.primaryDigests.has(epoch)) {
       this.diverge(epoch, `the primary sent a digest for epoch ${epoch}, which is not due (received through epoch ${this.receivedThrough})`);
       return;
     }

@@ -202,8 +202,12 @@ async function digestCost(): Promise<void> {
       return run(args);
     };
     const start = await timed(['run', '--kernel', guest('hello')]);
-    const pairStart = await timed(['pair', '--kernel', guest('hello')]);
-    console.log(`state digests: NP (time under pair / time alone, start-up taken out) with digests off and on (default interval), median of ${runs} interleaved runs:`);
+    // The start-up of each setting on its own (a join with digests on also hashes the state on both sides).
+    const pairStart = { off: await timed(['pair', '--kernel', guest('hello'), '--digest-every', '0']), on: await timed(['pair', '--kernel', guest('hello')]) };
+    console.log(
+      `state digests: NP (time under pair / time alone, start-up taken out) with digests off and on (default interval), median of ${runs} interleaved runs ` +
+        `(pair start-up: ${pairStart.off.toFixed(2)} s off, ${pairStart.on.toFixed(2)} s on):`,
+    );
     for (const [name, args] of workloads) {
       const aloneTimes: number[] = [];
       for (let i = 0; i < 3; i++) aloneTimes.push((await once(['run', ...args])).lastOutputSeconds);
@@ -214,9 +218,9 @@ async function digestCost(): Promise<void> {
         const replicaShare: number[] = [];
         let digests = 0;
         for (let i = 0; i < runs; i++) {
-          off.push((await once(['pair', ...args, '--epoch', String(epoch), '--digest-every', '0'])).lastOutputSeconds - pairStart);
+          off.push((await once(['pair', ...args, '--epoch', String(epoch), '--digest-every', '0'])).lastOutputSeconds - pairStart.off);
           const result = await once(['pair', '--verbose', ...args, '--epoch', String(epoch)]);
-          on.push(result.lastOutputSeconds - pairStart);
+          on.push(result.lastOutputSeconds - pairStart.on);
           const primary = digestTime(result.stderr, 'primary');
           const backup = digestTime(result.stderr, 'backup');
           digests = primary.taken;
@@ -241,7 +245,7 @@ async function digestCost(): Promise<void> {
  * digest every `digestEvery` instructions (0: none). Returns the CPU milliseconds it took
  * (CPU time, not wall-clock time: on a shared machine other processes' load must not count).
  */
-function runDigesting(workload: 'cpubench' | 'pair_workload' | 'linux', digestEvery: number): number {
+function runDigesting(workload: 'cpubench' | 'pair_workload' | 'linux', digestEvery: number): { cpuMs: number; digests: number; digestMs: number } {
   const clock = new VirtualClock();
   const disk = new Uint8Array(1024 * 1024);
   const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: workload === 'pair_workload' ? [{ capacityBytes: disk.length, readOnly: false, serial: 'bench' }] : [] }, clock);
@@ -257,6 +261,7 @@ function runDigesting(workload: 'cpubench' | 'pair_workload' | 'linux', digestEv
   let consoleText = '';
   let sinceDigest = 0;
   let sequence = 0;
+  let digestMs = 0;
   const sliceInstructions = 100_000;
   while (machine.power === undefined && machine.retiredInstructions < 400_000_000) {
     const result = machine.run(sliceInstructions);
@@ -279,12 +284,14 @@ function runDigesting(workload: 'cpubench' | 'pair_workload' | 'linux', digestEv
     sinceDigest += sliceInstructions;
     if (digester !== undefined && sinceDigest >= digestEvery) {
       sinceDigest = 0;
+      const takeStarted = performance.now();
       digester.take(scrubWindow(sequence++, machine.ram.pages));
+      digestMs += performance.now() - takeStarted;
     }
     if (workload === 'linux' && consoleText.includes('understudy$ ')) break;
   }
   const used = process.cpuUsage(started);
-  return (used.user + used.system) / 1000;
+  return { cpuMs: (used.user + used.system) / 1000, digests: sequence, digestMs };
 }
 
 /** The machine-level cost of digests: the same run with and without, interleaved, in this process (no replication noise). */
@@ -294,18 +301,22 @@ function digestCostOnOneMachine(): void {
   if (fs.existsSync(path.join(root, '.cache/linux/Image'))) workloads.push('linux');
   console.log(`state digests on one machine (this process, virtual time, CPU time; median of ${reps} interleaved runs; the default is every ${digestIntervalInstructionsDefault / 1e6}M instructions):`);
   for (const workload of workloads) {
-    runDigesting(workload, 0); // warm the JIT
+    // Warm the JIT on both paths first: a replica runs for long, its digests are warm code.
+    for (let i = 0; i < 2; i++) runDigesting(workload, digestIntervalInstructionsDefault / 10);
     const cells: string[] = [];
     const offTimes: number[] = [];
     for (const every of [digestIntervalInstructionsDefault, digestIntervalInstructionsDefault / 10]) {
       const off: number[] = [];
       const on: number[] = [];
+      const each: number[] = [];
       for (let i = 0; i < reps; i++) {
-        off.push(runDigesting(workload, 0));
-        on.push(runDigesting(workload, every));
+        off.push(runDigesting(workload, 0).cpuMs);
+        const run = runDigesting(workload, every);
+        on.push(run.cpuMs);
+        if (run.digests > 0) each.push(run.digestMs / run.digests);
       }
       offTimes.push(...off);
-      cells.push(`every ${(every / 1e6).toFixed(0)}M: ${(((median(on) - median(off)) / median(off)) * 100).toFixed(1)}%`);
+      cells.push(`every ${(every / 1e6).toFixed(0)}M: ${(((median(on) - median(off)) / median(off)) * 100).toFixed(1)}% (${median(each).toFixed(2)} ms each)`);
     }
     console.log(`  ${workload.padEnd(14)} ${cells.join('   ')}   (off: ${(median(offTimes) / 1000).toFixed(2)} s CPU)`);
   }

@@ -78,4 +78,6 @@ test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, eve
   assert.deepEqual(summary.failures, [], summary.failures.join('\n\n'));
   // The faults must really bite: many runs go through a failover.
   assert.ok(summary.failovers > campaignSeeds * 0.3, `${summary.failovers} failovers in ${campaignSeeds} seeds`);
+  // Small entry budgets really end epochs early (at exact counts, which the backup follows).
+  assert.ok(summary.epochsEndedEarly > campaignSeeds / 2, `${summary.epochsEndedEarly} epochs ended early in ${campaignSeeds} seeds`);
 });

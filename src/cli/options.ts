@@ -5,7 +5,10 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
-import { defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, validateOptions, type ReplicationOptions } from '../replication/replica.js';
+import {
+  defaultDigestEveryEpochs, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
+  validateOptions, type ReplicationOptions,
+} from '../replication/replica.js';
 import { projectRoot, type MachineSettings } from '../host/guest-image.js';
 import { parseEtcdAddress } from '../host/replica/etcd-arbiter.js';
 import { defaultBootargs, linuxDefaults } from '../host/linux-guest.js';
@@ -148,6 +151,7 @@ export function parseCount(text: string, option: string): number {
 // Replication options (pair, primary, backup)
 
 const epochRange = { min: epochInstructionsMin, max: epochInstructionsMax, unit: 'instructions' };
+const digestRange = { min: 0, max: digestEveryEpochsMax, unit: 'epochs' };
 
 export const replicationOptionsHelp = `replication options (pair, primary, backup):
   --epoch N                    instructions per epoch, ${epochRange.min} to ${epochRange.max} (default ${defaultReplicationOptions.epochInstructions})
@@ -155,6 +159,10 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                the guest runs on; original: the primary waits at every epoch end
   --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default) or completed
                                with an error for the guest's driver to retry
+  --digest-every K             every K epochs the backup compares a digest of its machine's state
+                               with the primary's; a difference stops it (divergence); 0: never
+                               (default: about every ${digestIntervalInstructionsDefault / 1e6} million instructions, ${defaultReplicationOptions.digestEveryEpochs} epochs
+                               at the default epoch; both replicas must agree)
   --failure-timeout MS         declare the peer failed after this much silence (default ${defaultReplicationOptions.failureTimeoutMs})
   --join-timeout MS            give up a join (state transfer) after this much silence
                                (default ${defaultReplicationOptions.joinTimeoutMs}; at least the failure timeout)
@@ -198,6 +206,7 @@ export const pairOptionsHelp = `pair options:
 
 export const replicationOptionSpec = {
   epoch: { type: 'string' },
+  'digest-every': { type: 'string' },
   protocol: { type: 'string' },
   'pending-io': { type: 'string' },
   'failure-timeout': { type: 'string' },
@@ -222,6 +231,7 @@ export interface ReplicationSettings {
 
 export function replicationSettings(values: {
   epoch?: string | undefined;
+  'digest-every'?: string | undefined;
   protocol?: string | undefined;
   'pending-io'?: string | undefined;
   'failure-timeout'?: string | undefined;
@@ -241,8 +251,9 @@ export function replicationSettings(values: {
   const failureTimeoutMs = values['failure-timeout'] === undefined ? defaultReplicationOptions.failureTimeoutMs : parsePositive(values['failure-timeout'], '--failure-timeout');
   // The lease and the heartbeat follow the failure timeout (see docs/REPLICATION.md).
   const leaseMs = Math.min(defaultReplicationOptions.leaseMs, failureTimeoutMs * 0.4);
+  const epochInstructions = values.epoch === undefined ? defaultReplicationOptions.epochInstructions : parseInteger(values.epoch, '--epoch', epochRange);
   const options: ReplicationOptions = {
-    epochInstructions: values.epoch === undefined ? defaultReplicationOptions.epochInstructions : parseInteger(values.epoch, '--epoch', epochRange),
+    epochInstructions,
     protocol,
     pendingIo,
     failureTimeoutMs,
@@ -250,6 +261,7 @@ export function replicationSettings(values: {
     heartbeatIntervalMs: leaseMs / 4,
     joinTimeoutMs:
       values['join-timeout'] === undefined ? Math.max(failureTimeoutMs, defaultReplicationOptions.joinTimeoutMs) : parsePositive(values['join-timeout'], '--join-timeout'),
+    digestEveryEpochs: values['digest-every'] === undefined ? defaultDigestEveryEpochs(epochInstructions) : parseInteger(values['digest-every'], '--digest-every', digestRange),
   };
   try {
     validateOptions(options);

@@ -198,6 +198,12 @@ class PairSupervisor {
       case 'failover':
         this.onFailover(child, message.report, message.wallClockMs);
         return;
+      case 'divergence':
+        // The backup's state left the primary's: it stops being a backup (and exits); a new
+        // one is started as after any lost backup.
+        process.stderr.write(`\nunderstudy: NOT PROTECTED: divergence: the backup's state left the primary's at epoch ${message.epoch} (${message.reason}); the guest runs on, on the primary alone\n`);
+        this.alarm.raise(`divergence at epoch ${message.epoch}: ${message.reason}`);
+        return;
       case 'output-closed':
         this.outputClosed = true;
         return;

@@ -106,6 +106,12 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
           if (!viaIpc && newRole === 'solo') alarm.raise(previousRole === 'primary' ? 'the backup is gone' : previousRole === 'backup' ? 'the primary failed: this backup is live alone' : 'no backup has joined yet');
           previousRole = newRole;
         },
+        divergence: ({ epoch, reason }) => {
+          // Loud, and on stderr whatever the verbosity: the replicas disagreed about the
+          // guest's state, and the guest runs on with no copy.
+          tell({ type: 'divergence', epoch, reason });
+          if (!viaIpc) process.stderr.write(`\nunderstudy primary: NOT PROTECTED: divergence: the backup's state left this one's at epoch ${epoch} (${reason}); the guest runs on alone\n`);
+        },
         failover: (report) => {
           tell({ type: 'failover', report, wallClockMs: Date.now() });
           if (!viaIpc) {

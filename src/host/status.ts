@@ -117,6 +117,9 @@ export function formatStatus(status: unknown): string {
       `${name.padEnd(8)} pid ${r.pid ?? '?'}: ${r.exited === true ? 'exited (last report: ' : ''}${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
         `lag ${r.lagEpochs ?? '?'} epochs, log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}${r.exited === true ? ')' : ''}`,
     );
+    if (r.divergence !== undefined && r.divergence !== null) {
+      lines.push(`         NOT PROTECTED: divergence at epoch ${r.divergence.epoch}: ${r.divergence.reason}`);
+    }
     if (r.lastFailover !== undefined && r.lastFailover !== null) {
       lines.push(`         last failover: live ${Math.round(r.lastFailover.tookMs)} ms after the primary was declared failed (it had been silent ${Math.round(r.lastFailover.detectionMs)} ms)`);
     }

@@ -40,6 +40,8 @@ export interface ReplicaEvents {
   role?(role: ReplicaStatus['role']): void;
   status?(status: ReplicaProcessStatus): void;
   failover?(report: FailoverReport): void;
+  /** The backup found that its execution had left this primary's: not protected any more. */
+  divergence?(divergence: { readonly epoch: number; readonly reason: string }): void;
   log?(line: string): void;
 }
 
@@ -105,6 +107,7 @@ class ReplicaRuntime implements ReplicaIo {
   private wakeUp: (() => void) | undefined;
   private readonly completions: MachineEvent[] = [];
   private reportedFailover = false;
+  private reportedDivergence: unknown;
   private lastRole = '';
 
   constructor(private readonly options: ReplicaProcessOptions) {}
@@ -148,7 +151,8 @@ class ReplicaRuntime implements ReplicaIo {
     const seconds = elapsedMs / 1000;
     this.log(
       `log summary: ${bytes} bytes ${status.logBytesSent > 0 ? 'sent' : 'received'} over ${status.epoch} epochs in ${seconds.toFixed(2)} s ` +
-        `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s)`,
+        `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s); ` +
+        `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms`,
     );
   }
 
@@ -211,7 +215,12 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   private noticeRole(core: Core): void {
-    const role = core.replica.status().role;
+    const status = core.replica.status();
+    if (status.divergence !== undefined && status.divergence !== this.reportedDivergence) {
+      this.reportedDivergence = status.divergence;
+      this.options.events?.divergence?.(status.divergence);
+    }
+    const role = status.role;
     if (role !== this.lastRole) {
       this.lastRole = role;
       this.options.events?.role?.(role);

@@ -385,7 +385,8 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: Ch
         for (const frame of frames) handlers.message(frame.message, frame.wireBytes);
       });
       socket.on('error', (error: NodeJS.ErrnoException) => closed(security.kind === 'tls' && error.code?.startsWith('ERR_SSL') === true ? describeTlsError(error) : error.message));
-      socket.on('close', () => closed('closed'));
+      // A primary that hung up in the middle of a frame: say so, or the truncation leaves no trace.
+      socket.on('close', () => closed(decoder.bufferedBytes > 0 ? `closed in the middle of a frame (after ${decoder.bufferedBytes} bytes of it)` : 'closed'));
       resolve(link);
     });
   });

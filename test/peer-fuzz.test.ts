@@ -37,7 +37,8 @@ const context = (what: string): string => `${what} (peer fuzz seed ${seed}; repl
 /** Refusals are immediate; this leaves room for a loaded machine. */
 const refusalMs = 10_000;
 /** These tests are about bad peers, not failure detection: a loaded machine's stalls must not look like deaths. */
-const patient = ['--failure-timeout', '3000', '--verbose'];
+// Plain frames: these peers speak the protocol itself (TLS is tested in pair-tls.test.ts).
+const patient = ['--failure-timeout', '3000', '--verbose', '--insecure'];
 
 /** Lines on the primary's log that say a peer was turned away, and why (all of them, and the first). */
 const refusalLines = /(refused a connection from [^:]+|refused a backup): (.+)/g;
@@ -207,7 +208,7 @@ test('fuzz: a live backup served hostile streams by a fake primary ends each tim
       // Half the time the fake primary stays connected but silent after its stream.
       const served = servePrimary(server, fuzz.bytes, prng, prng.chance(0.5));
       const result = await runCli(
-        ['backup', '--connect', `127.0.0.1:${fakePort}`, ...machineArgs(disk, path.join(caseDirectory, 'arbiter')), '--failure-timeout', '1000', '--join-timeout', '2000'],
+        ['backup', '--connect', `127.0.0.1:${fakePort}`, ...machineArgs(disk, path.join(caseDirectory, 'arbiter')), '--insecure', '--failure-timeout', '1000', '--join-timeout', '2000'],
         90_000,
       );
       await served;

@@ -118,7 +118,7 @@ export async function recordHello(backupArgs: readonly string[]): Promise<Uint8A
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
-  const child = spawn(process.execPath, [cliPath, 'backup', '--connect', `127.0.0.1:${port}`, ...backupArgs], { cwd: repoRoot, stdio: 'ignore' });
+  const child = spawn(process.execPath, [cliPath, 'backup', '--connect', `127.0.0.1:${port}`, '--insecure', ...backupArgs], { cwd: repoRoot, stdio: 'ignore' });
   try {
     return await new Promise<Uint8Array>((resolve, reject) => {
       child.on('exit', (code) => reject(new Error(`the backup exited (${code}) before it said hello`)));

@@ -12,6 +12,7 @@ import { DiskImageError } from '../host/disk-image.js';
 import { projectRoot } from '../host/guest-image.js';
 import { PairStartError } from '../host/pair.js';
 import { ReplicaStartError } from '../host/replica/transport.js';
+import { NetworkBackendError } from '../host/network/port.js';
 import { ExitStatus } from '../host/exit-status.js';
 import { backupOptionsHelp, machineOptionsHelp, pairOptionsHelp, primaryOptionsHelp, replicationOptionsHelp, UsageError } from './options.js';
 import { runCommand, runOptionsHelp } from './commands/run.js';
@@ -108,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run(rest);
   } catch (error) {
-    const badInput = [UsageError, ImageError, DiskImageError, SnapshotError, ReplicaStartError, PairStartError].some((kind) => error instanceof kind);
+    const badInput = [UsageError, ImageError, DiskImageError, SnapshotError, ReplicaStartError, PairStartError, NetworkBackendError].some((kind) => error instanceof kind);
     if (badInput) {
       process.stderr.write(`understudy: ${(error as Error).message}\n`);
       return ExitStatus.usage;

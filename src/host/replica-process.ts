@@ -20,6 +20,7 @@ import { FileArbiter } from './replica/arbiter.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
 import type { Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
+import { openNetworks } from './network/backends.js';
 import { configKey } from '../machine/board.js';
 
 export interface ReplicaSettings {
@@ -49,6 +50,15 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
 
   const { images, configs } = openDisks(machine);
   const config = boardConfig(machine, configs);
+  // The network back-ends' news (gone, back, dropping) matters to whoever watches this replica.
+  const networkLog = (line: string): boolean => process.stderr.write(`\nunderstudy ${role}: ${line}\n`);
+  let networks: Awaited<ReturnType<typeof openNetworks>>;
+  try {
+    networks = await openNetworks(config, machine.nets, networkLog);
+  } catch (error) {
+    for (const image of images) image.close();
+    throw error;
+  }
   const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();
   const environment = new ReplicaEnvironment(live);
   const terminal: ConsolePort = viaIpc ? new IpcConsole() : new TerminalConsole();
@@ -67,6 +77,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
       environment,
       liveClock: live,
       disks: new Map(images.map((image, index) => [diskSlot(index), image])),
+      networks,
       console: terminal,
       options: settings.options,
       identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options) },
@@ -108,6 +119,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     return result.status;
   } finally {
     terminal.close();
+    for (const port of networks.values()) port.close();
     for (const image of images) image.close();
   }
 }

@@ -154,6 +154,12 @@ function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
       w.u8(2).u8(event.slot).uint(event.requestId).u8(completionStatuses.indexOf(event.status)).bool(event.data !== undefined);
       if (event.data !== undefined) w.bytes(event.data);
       return;
+    case 'net-receive':
+      w.u8(3).u8(event.slot).bytes(event.frame);
+      return;
+    case 'net-link':
+      w.u8(4).u8(event.slot).bool(event.up);
+      return;
   }
 }
 
@@ -161,6 +167,7 @@ function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
 export function eventWireBytes(event: MachineEvent): number {
   if (event.kind === 'disk-completion') return 32 + (event.data?.length ?? 0);
   if (event.kind === 'console-input') return 16 + event.bytes.length;
+  if (event.kind === 'net-receive') return 16 + event.frame.length;
   return 16;
 }
 
@@ -230,6 +237,8 @@ function readEvent(r: SnapshotReader): MachineEvent {
     const hasData = r.bool();
     return hasData ? { kind: 'disk-completion', slot, requestId, status, data: r.bytes() } : { kind: 'disk-completion', slot, requestId, status };
   }
+  if (kind === 3) return { kind: 'net-receive', slot: r.u8(), frame: r.bytes() };
+  if (kind === 4) return { kind: 'net-link', slot: r.u8(), up: r.bool() };
   throw new ProtocolError('malformed', `unknown event kind ${kind}`);
 }
 

@@ -196,8 +196,8 @@ export class PrimaryReplica {
       if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2
       if (this.pending.length >= pendingEpochsMax) return this.waitForAcks(now);
     }
-    if (this.io.consoleBacklogged) {
-      // The console's reader lags: the guest waits, heartbeats and acknowledgements go on.
+    if (this.io.consoleBacklogged || this.io.networkBacklogged) {
+      // The console's reader (or the network) lags: the guest waits, heartbeats and acknowledgements go on.
       return { kind: 'blocked', untilMs: now + consolePollMs };
     }
     if (power?.kind === 'reset') {
@@ -244,6 +244,7 @@ export class PrimaryReplica {
       bytes += eventWireBytes(next);
       events.push(this.completions.shift()!);
     }
+    bytes = this.networkEvents(events, bytes);
     const room = this.machine.consoleInputRoom;
     if (room > 0) {
       const input = this.io.takeConsoleInput(room);
@@ -254,8 +255,42 @@ export class PrimaryReplica {
     return events;
   }
 
+  /**
+   * P1 for the network: a change of a back-end's link, then the frames received, as many as the
+   * NIC has buffers for and the entry has room for (the rest wait in the back-end). Returns the
+   * entry's bytes so far.
+   */
+  private networkEvents(events: MachineEvent[], entryBytes: number): number {
+    let bytes = entryBytes;
+    for (const [slot, nic] of this.machine.nics) {
+      const up = this.io.networkLinkUp(slot);
+      if (up !== nic.isLinkUp) {
+        const event: MachineEvent = { kind: 'net-link', slot, up };
+        events.push(event);
+        bytes += eventWireBytes(event);
+      }
+      const room = nic.receiveRoom;
+      if (room === 0 || !this.io.networkInputWaiting(slot)) continue;
+      for (const frame of this.io.takeNetworkFrames(slot, room, Math.max(0, epochEntryBytesTarget - bytes))) {
+        const event: MachineEvent = { kind: 'net-receive', slot, frame };
+        events.push(event);
+        bytes += eventWireBytes(event);
+      }
+    }
+    return bytes;
+  }
+
+  private networkEventsWaiting(): boolean {
+    for (const [slot, nic] of this.machine.nics) {
+      if (this.io.networkLinkUp(slot) !== nic.isLinkUp) return true;
+      if (nic.receiveRoom > 0 && this.io.networkInputWaiting(slot)) return true;
+    }
+    return false;
+  }
+
   private eventsWaiting(): boolean {
     if (this.completions.length > 0 || (this.io.consoleInputWaiting && this.machine.consoleInputRoom > 0)) return true;
+    if (this.networkEventsWaiting()) return true;
     const deadline = this.machine.clockDeadline;
     return deadline !== undefined && this.environment.clockNow(this.machine.retiredInstructions) >= deadline;
   }
@@ -310,6 +345,7 @@ export class PrimaryReplica {
     for (const output of outputs) {
       this.outputsReleased++;
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
+      else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
       else this.io.diskSubmit(output.request, epoch);
     }
   }

@@ -15,6 +15,8 @@ import { openDisks, planBoot, projectRoot, type MachineSettings } from './guest-
 import type { ChildMessage, ParentMessage } from './ipc-console.js';
 import { reportOutcome } from './run-guest.js';
 import { serveStatus, type PairStatus } from './status.js';
+import { NetworkSwitch } from './network/switch.js';
+import { formatNetSpec } from './network/option.js';
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -51,6 +53,19 @@ export async function runPair(settings: PairSettings): Promise<number> {
   for (const image of openDisks(settings.machine).images) image.close();
 
   const arbiter = settings.arbiter ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
+  // The network back-ends run here, in the process no failover touches (network/switch.ts).
+  const networkDirectory = settings.machine.nets.length === 0 ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-net-'));
+  let networkSwitch: NetworkSwitch | undefined;
+  if (networkDirectory !== undefined) {
+    try {
+      networkSwitch = await NetworkSwitch.open(settings.machine.nets, networkDirectory, (line) => process.stderr.write(`\nunderstudy: ${line}\n`));
+    } catch (error) {
+      fs.rmSync(networkDirectory, { recursive: true, force: true });
+      if (settings.arbiter === undefined) fs.rmSync(arbiter, { recursive: true, force: true });
+      throw error;
+    }
+  }
+  const nets = (name: 'primary' | 'backup'): string[] => (networkSwitch?.replicaSpecs(name) ?? []).flatMap((spec) => ['--net', formatNetSpec(spec)]);
   const passOn = settings.replicaArguments;
   const terminal = new TerminalConsole();
   const status: PairStatus = { primary: undefined, backup: undefined, failover: undefined };
@@ -74,6 +89,7 @@ export async function runPair(settings: PairSettings): Promise<number> {
         } else if (message.type === 'role') {
           child.role = message.role;
           child.roles.add(message.role);
+          if (message.role === 'primary' || message.role === 'solo') networkSwitch?.setLive(child.name);
           if (child.name === 'backup' && message.role === 'backup') {
             joinFailures = 0;
             scheduleKills();
@@ -93,7 +109,7 @@ export async function runPair(settings: PairSettings): Promise<number> {
       });
     };
     // The guest starts protected: the primary waits for its backup.
-    const primary = spawnReplica('primary', ['--listen', '127.0.0.1:0', '--wait-for-backup', '--arbiter', arbiter, ...passOn]);
+    const primary = spawnReplica('primary', ['--listen', '127.0.0.1:0', '--wait-for-backup', '--arbiter', arbiter, ...nets('primary'), ...passOn]);
     const port = await new Promise<number>((resolve, reject) => {
       listen(primary, resolve);
       void primary.exited.then((code) => reject(new PairStartError(`the primary stopped before it listened (status ${code})`)));
@@ -101,7 +117,7 @@ export async function runPair(settings: PairSettings): Promise<number> {
     // The primary has booted its machine: what the user should know about the boot.
     for (const note of notes) process.stderr.write(`understudy: ${note}\n`);
     const startBackup = (): PairChild => {
-      const started = spawnReplica('backup', ['--connect', `127.0.0.1:${port}`, '--arbiter', arbiter, ...passOn]);
+      const started = spawnReplica('backup', ['--connect', `127.0.0.1:${port}`, '--arbiter', arbiter, ...nets('backup'), ...passOn]);
       listen(started, () => {});
       void started.exited.then((code) => {
         const last = status.backup;
@@ -184,6 +200,8 @@ export async function runPair(settings: PairSettings): Promise<number> {
   } finally {
     terminal.close();
     statusServer?.close();
+    networkSwitch?.close();
+    if (networkDirectory !== undefined) fs.rmSync(networkDirectory, { recursive: true, force: true });
     if (settings.arbiter === undefined) fs.rmSync(arbiter, { recursive: true, force: true });
   }
 }

@@ -129,7 +129,8 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   if (deadline === undefined && terminal.inputEnded && networks.size === 0) {
     return { kind: 'stuck', reason: 'the guest waits for an interrupt (WFI) that nothing will raise: no timer ahead and no more console input' };
   }
-  const waits: Promise<unknown>[] = [terminal.inputReady()];
+  // Input that has ended would wake us at once, for ever: then only the network and the timer can.
+  const waits: Promise<unknown>[] = terminal.inputEnded ? [] : [terminal.inputReady()];
   for (const [slot, port] of networks) {
     if (port.linkUp !== machine.nics.get(slot)?.isLinkUp || (port.inputWaiting && machine.networkReceiveRoom(slot) > 0)) return undefined;
     waits.push(port.changed());

@@ -13,7 +13,8 @@ export async function pairCommand(argv: string[]): Promise<number> {
   return await runPair({
     machine: machineSettings(values, tokens, 'pair'),
     // The replicas get the machine and replication options as given; these are the pair's own.
-    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'arbiter', 'status-port']),
+    // The network back-end is the pair's too: the replicas reach it through the pair's switch.
+    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'arbiter', 'status-port', 'net']),
     arbiter: replication.arbiter,
     statusPort: replication.statusPort,
     verbose: replication.verbose,

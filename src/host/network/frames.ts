@@ -29,7 +29,8 @@ export class FrameStreamDecoder {
 
   /** The frames completed by `chunk`; throws FrameStreamError for a length no frame has. */
   push(chunk: Uint8Array): Uint8Array[] {
-    let bytes = chunk;
+    // A plain view (not a Buffer), so that the frames sliced from it are plain Uint8Arrays too.
+    let bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     if (this.buffer.length > 0) {
       bytes = new Uint8Array(this.buffer.length + chunk.length);
       bytes.set(this.buffer);

@@ -1,0 +1,152 @@
+/**
+ * `pair`'s network switch. The network back-end belongs to the pair process, as the console
+ * does: it runs passt (or holds the TAP device, or the stream), so the guest's network identity
+ * — its MAC, passt's forwarded host ports and the TCP connections through them — lives in a
+ * process that no failover touches. Each replica reaches the switch through a UNIX socket of
+ * its own (`--net stream,path=...` with the NIC's MAC), one per NIC and role.
+ *
+ * - Frames from the network go to the replica that is live now (the primary, or the backup once
+ *   it has been promoted). While none is (between the primary's death and the backup's
+ *   promotion), they wait in the back-end's bounded queue and go to the new primary when it
+ *   says it is live. A frame handed to a primary that dies before logging it is lost, as on a
+ *   wire; the sender's retransmission covers it (passt keeps forwarded data until the guest
+ *   acknowledges it).
+ * - Frames from a replica go to the network whichever replica sent them: the protocol lets only
+ *   the live one send (P3, the output rule, the lease), and a promoted backup sends the frames
+ *   of unacknowledged epochs again before the pair has heard of its promotion.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { NetSpec } from './option.js';
+import type { NetworkPort } from './port.js';
+import { openNetworkPort } from './backends.js';
+import { FrameStreamDecoder, FrameStreamError, encodeFrame } from './frames.js';
+
+export type ReplicaName = 'primary' | 'backup';
+const replicaNames: readonly ReplicaName[] = ['primary', 'backup'];
+/** Bytes waiting to be written to the live replica beyond which frames stay in the back-end's queue. */
+const replicaBacklogBytesMax = 1 << 20;
+
+/** One NIC: its real back-end and one socket per replica. */
+class SwitchPort {
+  private readonly servers = new Map<ReplicaName, net.Server>();
+  private readonly connections = new Map<ReplicaName, net.Socket>();
+  private live: ReplicaName | undefined;
+  private closed = false;
+
+  constructor(
+    readonly spec: NetSpec,
+    private readonly port: NetworkPort,
+    readonly socketPaths: ReadonlyMap<ReplicaName, string>,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  async listen(): Promise<void> {
+    for (const name of replicaNames) {
+      const server = net.createServer((socket) => this.accept(name, socket));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.socketPaths.get(name)!, () => resolve());
+      });
+      this.servers.set(name, server);
+    }
+    void this.pump();
+  }
+
+  setLive(name: ReplicaName | undefined): void {
+    this.live = name;
+    this.forward();
+  }
+
+  private accept(name: ReplicaName, socket: net.Socket): void {
+    // A replica started again (a new backup) replaces the one before it.
+    this.connections.get(name)?.destroy();
+    this.connections.set(name, socket);
+    const decoder = new FrameStreamDecoder();
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Uint8Array[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (error) {
+        if (!(error instanceof FrameStreamError)) throw error;
+        this.log(`the ${name} sent ${error.message} to the network switch; disconnecting it`);
+        socket.destroy();
+        return;
+      }
+      for (const frame of frames) this.port.send(frame);
+      if (this.port.backlogged) {
+        // The network is slower than the guest: stop reading, so the replica's guest pauses.
+        socket.pause();
+        void this.port.drained().then(() => socket.resume());
+      }
+    });
+    socket.on('drain', () => this.forward());
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (this.connections.get(name) === socket) this.connections.delete(name);
+    });
+    this.forward();
+  }
+
+  /** Hands what the back-end received to the live replica, while it keeps up. */
+  private forward(): void {
+    if (this.live === undefined) return;
+    const socket = this.connections.get(this.live);
+    if (socket === undefined || socket.destroyed) return;
+    while (this.port.inputWaiting && socket.writableLength < replicaBacklogBytesMax) {
+      for (const frame of this.port.take(64, Infinity)) socket.write(encodeFrame(frame));
+    }
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.closed) {
+      await this.port.changed();
+      this.forward();
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const socket of this.connections.values()) socket.destroy();
+    for (const server of this.servers.values()) server.close();
+    this.port.close();
+  }
+}
+
+export class NetworkSwitch {
+  private constructor(private readonly ports: readonly SwitchPort[]) {}
+
+  /** Starts the NICs' back-ends and the replicas' sockets in `directory` (which must exist and be private). */
+  static async open(specs: readonly NetSpec[], directory: string, log: (line: string) => void): Promise<NetworkSwitch> {
+    const ports: SwitchPort[] = [];
+    try {
+      for (const [index, spec] of specs.entries()) {
+        const port = await openNetworkPort(spec, log);
+        const paths = new Map(replicaNames.map((name) => [name, path.join(directory, `nic${index}-${name}.sock`)] as const));
+        const switchPort = new SwitchPort(spec, port, paths, log);
+        ports.push(switchPort);
+        await switchPort.listen();
+      }
+    } catch (error) {
+      for (const port of ports) port.close();
+      throw error;
+    }
+    return new NetworkSwitch(ports);
+  }
+
+  /** The `--net` options of replica `name`: stream sockets to this switch, with the NICs' MACs. */
+  replicaSpecs(name: ReplicaName): NetSpec[] {
+    return this.ports.map((port) => ({ mac: port.spec.mac, backend: { kind: 'stream', path: port.socketPaths.get(name)! } }));
+  }
+
+  /** Which replica gets the frames from the network now (none: they wait). */
+  setLive(name: ReplicaName | undefined): void {
+    for (const port of this.ports) port.setLive(name);
+  }
+
+  close(): void {
+    for (const port of this.ports) port.close();
+    for (const port of this.ports) for (const socketPath of port.socketPaths.values()) fs.rmSync(socketPath, { force: true });
+  }
+}

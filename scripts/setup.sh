@@ -12,6 +12,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 packages=(
   gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make
   gcc libc6-dev bison flex bc perl xz-utils rsync gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
+  patch bzip2 gzip
   passt iproute2
 )
 missing=()

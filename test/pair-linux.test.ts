@@ -6,7 +6,8 @@
  *
  * Files written in /data before the primary is SIGKILLed must be intact on the backup after
  * it takes over; the backup carries on the shell, writes more, powers off with status 0, and
- * the ext2 image is checked from the host with debugfs and e2fsck.
+ * the ext4 image is checked from the host with debugfs and e2fsck: the journal leaves it clean
+ * whatever the kill interrupted.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { repoRoot } from './helpers.js';
+import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { ConsoleSession, shellPrompt } from './support/console-session.js';
 import { freePort, scratchDirectory } from './support/replica-processes.js';
 
@@ -46,13 +48,12 @@ interface LinuxPair {
 }
 
 /**
- * A fresh ext2 data disk, a primary listening on a free port, a backup following it, and
+ * A fresh ext4 data disk, a primary listening on a free port, a backup following it, and
  * Linux booted to its shell on the primary's console.
  */
 async function startLinuxPair(directory: string): Promise<LinuxPair> {
   const image = path.join(directory, 'data.img');
-  const mkfs = spawnSync('mkfs.ext2', ['-q', '-F', '-L', 'data', image, '16M'], { encoding: 'utf8' });
-  assert.equal(mkfs.status, 0, mkfs.stderr);
+  ensureDataDisk(image, 16 * 1024 * 1024);
   const port = await freePort();
   const common = ['--guest', 'linux', '--disk', image, '--arbiter', path.join(directory, 'arbiter'), '--verbose'];
   const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', ...common]);
@@ -111,7 +112,7 @@ test('Linux on a pair: files written before the primary is killed survive on the
 
     // Before the failover: type into the primary.
     assert.equal((await primary.command('mkdir /data/ha')).trim(), '');
-    await primary.command('write /data/ha/first.txt written on the primary before the failover');
+    await primary.command('echo written on the primary before the failover > /data/ha/first.txt');
     await primary.command('echo a second file, line one > /data/ha/second.txt');
     await primary.command('echo a second file, line two >> /data/ha/second.txt');
     assert.equal((await primary.command('cat /data/ha/second.txt')).trim(), 'a second file, line one\na second file, line two');
@@ -128,7 +129,7 @@ test('Linux on a pair: files written before the primary is killed survive on the
     assert.ok(primary.text.endsWith(repeated), `the backup's first output repeats the end of the primary's: ${JSON.stringify(repeated)}`);
     assert.equal((await backup.command('cat /data/ha/first.txt')).trim(), 'written on the primary before the failover');
     assert.equal((await backup.command('cat /data/ha/second.txt')).trim(), 'a second file, line one\na second file, line two');
-    await backup.command('write /data/ha/third.txt written on the backup after the failover');
+    await backup.command('echo written on the backup after the failover > /data/ha/third.txt');
     const listing = await backup.command('ls /data/ha');
     for (const name of ['first.txt', 'second.txt', 'third.txt']) assert.match(listing, new RegExp(`\\b${name.replace('.', '\\.')}\\b`), listing);
     await backup.command('sync');
@@ -153,7 +154,7 @@ test('Linux on a pair: the primary dies in the middle of a disk benchmark; the b
   try {
     pair = await startLinuxPair(directory);
     const { image, primary, backup } = pair;
-    await primary.command('write /data/before.txt the primary wrote this first');
+    await primary.command('echo the primary wrote this first > /data/before.txt');
     await primary.command('sync');
 
     // diskbench writes, fsyncs, reads back and checks 2 MiB: kill the primary while it works,
@@ -179,6 +180,41 @@ test('Linux on a pair: the primary dies in the middle of a disk benchmark; the b
 
     assert.equal(debugfs(image, 'cat /before.txt'), 'the primary wrote this first\n');
     assert.match(debugfs(image, 'stat /bench.bin'), /Size: 2097152\b/);
+    fsck(image);
+  } finally {
+    pair?.primary.kill();
+    pair?.backup.kill();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test('Linux on a pair: the primary dies in the middle of a shell pipeline writing to /data; the backup finishes it', { timeout: testTimeoutMs }, async (t) => {
+  const directory = scratchDirectory('pair-linux');
+  let pair: LinuxPair | undefined;
+  try {
+    pair = await startLinuxPair(directory);
+    const { image, primary, backup } = pair;
+    // Four processes in a pipeline: seq | a shell loop | tee (to /data and on) | wc. The loop
+    // reports its progress on the console, and the kill waits for it.
+    const lines = 3000;
+    const start = primary.text.length;
+    primary.type(`seq ${lines} | while read n; do echo "line $n"; [ $((n % 500)) = 0 ] && echo "at $n" >&2; done | tee /data/pipe.txt | wc -l\n`);
+    await primary.waitFor(/\nat 500\r?\n/, 60_000, start);
+    assert.ok(!primary.text.slice(start).includes(`at ${lines}`), `the pipeline was still running at the kill:\n${primary.tail()}`);
+    const { promotedMs, line } = await killPrimary(pair);
+    t.diagnostic(`the backup was live ${promotedMs.toFixed(0)} ms after the SIGKILL (${line})`);
+
+    // The pipeline goes on on the backup, to its end: wc counts every line.
+    const counted = await backup.waitFor(new RegExp(`\\n${lines}\\r?\\n`), 120_000);
+    await backup.waitFor(shellPrompt, 30_000, counted);
+    await firstCommandAfterFailover(backup);
+    assert.equal((await backup.command('tail -n 1 /data/pipe.txt')).trim(), `line ${lines}`);
+    assert.equal((await backup.command('wc -l < /data/pipe.txt')).trim(), String(lines));
+    backup.type('poweroff\n');
+    assert.equal(await backup.exit(60_000), 0, backup.tail());
+
+    const expected = Array.from({ length: lines }, (_, index) => `line ${index + 1}\n`).join('');
+    assert.equal(debugfs(image, 'cat /pipe.txt'), expected);
     fsck(image);
   } finally {
     pair?.primary.kill();

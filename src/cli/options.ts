@@ -19,7 +19,7 @@ const defaultMemoryBytes = 128 * 1024 * 1024;
 export const machineOptionsHelp = `machine options:
   --kernel FILE        RV32 ELF executable (or a raw image loaded at 0x80000000), started in M-mode
   --guest linux        boot the Linux guest (kernel and initramfs from linux/build.sh) to its
-                       shell; its ext2 data disk is --disk, or .cache/linux/data.img, created
+                       shell; its ext4 data disk is --disk, or .cache/linux/data.img, created
                        if missing. --kernel, --initrd and --append override its parts
   --disk FILE          a raw disk image as a virtio block device (read-write); repeatable
   --disk-ro FILE       the same, read-only

@@ -3,6 +3,7 @@
  * On a terminal it is interactive (the shell is yours, Ctrl-A k kills the primary); otherwise
  * it plays a script.
  */
+import * as fs from 'node:fs';
 import { demoDisk, say, scriptedDemo } from '../../host/demo.js';
 import { pairCommand } from './pair.js';
 
@@ -15,6 +16,8 @@ Ctrl-A k kills the primary, Ctrl-A x quits, \`poweroff\` ends the demo. Machine 
 `;
 
 export async function demoCommand(argv: string[]): Promise<number> {
+  // A fresh data disk every run (made again on first use), so what the demo shows is what it did.
+  fs.rmSync(demoDisk, { force: true });
   const pairArguments = ['--guest', 'linux', '--disk', demoDisk, ...argv];
   if (process.stdin.isTTY === true && process.stdout.isTTY === true) {
     say('Linux on a primary and a backup (two processes, TCP on loopback). The shell is yours.');

@@ -6,7 +6,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BoardMap, Machine, diskSlot, type BoardConfig } from '../../src/machine/board.js';
+import { PassThrough } from 'node:stream';
+import { BoardMap, Machine, diskSlot, nicSlot, type BoardConfig } from '../../src/machine/board.js';
+import { NetworkPort } from '../../src/host/network/port.js';
 import { asm, assemble, li } from '../../src/machine/cpu/encode.js';
 import { rawImage } from '../../src/machine/loader/elf.js';
 import { Csr } from '../../src/machine/cpu/csr.js';
@@ -30,6 +32,11 @@ const handlerAddress = ramBaseAddress + 0x8_0000;
 
 /** Registers: x5 the trap handler's; the rest of the program uses x6, x7 and x28..x31. */
 const [t0, t1, t2, t3, t4, t5] = [5, 6, 7, 28, 29, 30];
+
+/** The NIC's virtio slot: below the two disks. */
+const netSlot = nicSlot({ ramBytes, disks: [{ capacityBytes: 512, readOnly: false, serial: '' }, { capacityBytes: 512, readOnly: true, serial: '' }] }, 0);
+/** The virtio slots with a device: the two disks and the NIC. */
+const deviceSlots = [diskSlot(0), diskSlot(1), netSlot];
 
 const deviceWindows = [
   { base: BoardMap.test, bytes: 0x1000 },
@@ -123,7 +130,7 @@ function generateProgram(random: Prng, actions: number): number[] {
       }
     } else if (kind < 45) {
       // Set up queue 0 (or another) of a virtio slot: sometimes correctly, sometimes not.
-      const slot = random.chance(0.8) ? BoardMap.virtio + diskSlot(random.int(0, 1)) * BoardMap.virtioStride : random.pick(deviceWindows.slice(6)).base;
+      const slot = random.chance(0.8) ? BoardMap.virtio + random.pick(deviceSlots) * BoardMap.virtioStride : random.pick(deviceWindows.slice(6)).base;
       const reg = (offset: number, value: number): void => store(slot + offset, value);
       reg(Reg.Status, 0);
       reg(Reg.Status, 1);
@@ -133,7 +140,7 @@ function generateProgram(random: Prng, actions: number): number[] {
       reg(Reg.DriverFeaturesSel, 0);
       reg(Reg.DriverFeatures, random.chance(0.8) ? 0 : random.next());
       reg(Reg.Status, random.chance(0.9) ? 11 : random.int(0, 255));
-      reg(Reg.QueueSel, random.chance(0.9) ? 0 : random.int(0, 3));
+      reg(Reg.QueueSel, random.chance(0.6) ? 0 : random.chance(0.75) ? 1 : random.int(0, 3));
       reg(Reg.QueueNum, random.pick([1, 2, 8, 16, 256, 256, 256, 0, 257, 1024, random.next()]));
       reg(Reg.QueueDescLow, random.chance(0.85) ? queueArea : random.next());
       reg(Reg.QueueDescHigh, random.chance(0.9) ? 0 : random.next());
@@ -150,13 +157,13 @@ function generateProgram(random: Prng, actions: number): number[] {
     } else if (kind < 65) {
       // Offer a descriptor head in the avail ring (the index bumped by one, or by anything)
       // and notify.
-      const slot = BoardMap.virtio + diskSlot(random.int(0, 1)) * BoardMap.virtioStride;
+      const slot = BoardMap.virtio + random.pick(deviceSlots) * BoardMap.virtioStride;
       code.push(...li(t1, availRing + 2), asm.lhu(t2, t1, 0));
       code.push(asm.andi(t3, t2, queueEntries - 1), asm.slli(t3, t3, 1), ...li(t4, availRing + 4), asm.add(t4, t4, t3));
       const head = random.chance(0.95) ? 3 * random.int(0, queueEntries / 3 - 1) : random.chance(0.5) ? random.int(0, queueEntries - 1) : random.int(0, 0xffff);
       code.push(...li(t5, head), asm.sh(t5, t4, 0));
       code.push(asm.addi(t2, t2, random.chance(0.9) ? 1 : random.int(-2048, 2047)), asm.sh(t2, t1, 0));
-      store(slot + Reg.QueueNotify, random.chance(0.9) ? 0 : random.int(0, 0xffff));
+      store(slot + Reg.QueueNotify, random.chance(0.6) ? 0 : random.chance(0.75) ? 1 : random.int(0, 0xffff));
     } else if (kind < 80) {
       // Change a descriptor or a header under the device's feet.
       const area = random.chance(0.6) ? queueArea + random.int(0, 0x2fff) : bufferArea + random.int(0, bufferBytes - 1);
@@ -198,6 +205,9 @@ export interface HostileGuest {
   readonly config: BoardConfig;
   /** Virtio slot -> image: a read-write and a read-only disk. */
   readonly disks: ReadonlyMap<number, DiskImage>;
+  /** The NIC's back-end: a loopback cable (every frame sent comes back in) that counts. */
+  readonly networks: ReadonlyMap<number, NetworkPort>;
+  readonly network: NetworkPort;
   readonly imagePaths: readonly string[];
   close(): void;
 }
@@ -213,6 +223,7 @@ export function buildHostileGuest(seed: number, directory: string): HostileGuest
   const config: BoardConfig = {
     ramBytes,
     disks: images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `hostile-${index}` })),
+    nics: [{ mac: '52:54:00:12:34:56' }],
   };
   const clock = new VirtualClock();
   const machine = new Machine(config, clock);
@@ -223,5 +234,12 @@ export function buildHostileGuest(seed: number, directory: string): HostileGuest
   fillQueueMemory(random, new DataView(memory.buffer));
   machine.load(rawImage(memory));
   const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));
-  return { machine, clock, config, disks, imagePaths, close: () => images.forEach((image) => image.close()) };
+  const cable = new PassThrough();
+  const network = new NetworkPort({ description: 'loopback', restartable: false, connect: () => Promise.resolve(cable), close: () => cable.destroy() }, () => {});
+  void network.start();
+  const close = (): void => {
+    images.forEach((image) => image.close());
+    network.close();
+  };
+  return { machine, clock, config, disks, networks: new Map([[netSlot, network]]), network, imagePaths, close };
 }

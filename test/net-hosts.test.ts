@@ -93,7 +93,7 @@ async function until(what: string, condition: () => boolean, timeoutMs: number, 
   }
 }
 
-test('two hosts on one LAN (namespaces, TAP devices on bridges): the primary killed, the client in a third namespace keeps its connection', { skip: canMakeNamespaces(), timeout: 400_000 }, async () => {
+test('two hosts on one LAN (namespaces, TAP devices on bridges): the primary killed, the client in a third namespace keeps its connection', { skip: canMakeNamespaces(), timeout: 400_000 }, async (t) => {
   const tag = String(process.pid % 100_000);
   const directory = scratchDirectory('net-hosts');
   const image = path.join(directory, 'data.img');
@@ -116,6 +116,9 @@ test('two hosts on one LAN (namespaces, TAP devices on bridges): the primary kil
     processes.push(client);
     await until(`${killAfter} answers`, () => client.out.includes(`answered ${killAfter}\n`) || /error:/.test(client.out), bootTimeoutMs, tail);
     primary.child.kill('SIGKILL');
+    const killedAt = performance.now();
+    await until('the next answer', () => client.out.includes(`answered ${killAfter + 1}\n`) || client.child.exitCode !== null, bootTimeoutMs, tail);
+    t.diagnostic(`the answer after the kill came ${(performance.now() - killedAt).toFixed(0)} ms after it`);
     const clientStatus = await client.exited;
     assert.equal(clientStatus, 0, `the client: ${client.out.split('\n').filter((line) => line.startsWith('error')).join('\n')}\n${tail()}`);
     assert.match(client.out, /done\n$/);

@@ -4,7 +4,8 @@
  *   - ARP requests for 10.0.2.15 (RFC 826), with its own MAC;
  *   - UDP datagrams to port 7 (the echo service, RFC 862): the same datagram back, addresses
  *     and ports swapped (both checksums stay valid: their sums do not depend on the order);
- *   - a datagram "quit" to port 7 is echoed, then the counts are printed and the run ends.
+ *   - a datagram "quit" to port 7 is echoed, then the counts are printed and the run ends;
+ *   - a datagram "flood N" to port 7 is echoed, then followed by N datagrams of 1400 bytes.
  * Everything else is counted and ignored. The driver sleeps in WFI on the device's PLIC source
  * (M-mode, interrupts globally off: WFI wakes on a pending enabled interrupt) and offers eight
  * receive buffers of 1530 bytes (a header and a 1518-byte frame). */
@@ -156,6 +157,31 @@ static void swap(uint8_t *a, uint8_t *b, uint32_t n) {
     }
 }
 
+/* "flood N": N more datagrams of 1400 bytes back to the sender, as fast as the device takes
+ * them (for the host's backpressure test); `f` is the echo just sent, addressed already. */
+static void flood(uint8_t *f, uint8_t *udp, uint32_t payload) {
+    uint32_t count = 0;
+    for (uint32_t i = 6; i < payload; i++) count = count * 10u + (uint32_t)(udp[8 + i] - '0');
+    uint32_t ihl = (uint32_t)(udp - f) - 14u;
+    for (uint32_t n = 0; n < count; n++) {
+        memset(udp + 8, 'f', 1400);
+        rt_snprintf((char *)udp + 8, 32, "flood %u", n);
+        udp[4] = (uint8_t)((8 + 1400) >> 8);
+        udp[5] = (uint8_t)(8 + 1400);
+        udp[6] = udp[7] = 0; /* no UDP checksum */
+        uint32_t ip_bytes = ihl + 8 + 1400;
+        f[16] = (uint8_t)(ip_bytes >> 8);
+        f[17] = (uint8_t)ip_bytes;
+        f[24] = f[25] = 0;
+        uint32_t sum = 0;
+        for (uint32_t i = 0; i < ihl; i += 2) sum += (uint32_t)(f[14 + i] << 8 | f[15 + i]);
+        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+        f[24] = (uint8_t)(~sum >> 8);
+        f[25] = (uint8_t)~sum;
+        transmit(f, 14 + ip_bytes);
+    }
+}
+
 /* Handles one frame; returns 1 when it was the "quit" datagram. */
 static int handle(uint8_t *f, uint32_t length) {
     if (length >= 42 && be16(f + 12) == 0x0806 && be16(f + 14) == 1 && be16(f + 16) == 0x0800 && be16(f + 20) == 1 && memcmp(f + 38, my_ip, 4) == 0) {
@@ -182,6 +208,7 @@ static int handle(uint8_t *f, uint32_t length) {
             transmit(f, total);
             udp_echoed++;
             uint32_t payload = be16(udp + 4) - 8u;
+            if (payload > 6 && payload < 16 && memcmp(udp + 8, "flood ", 6) == 0) flood(f, udp, payload);
             return payload == 4 && memcmp(udp + 8, "quit", 4) == 0;
         }
     }

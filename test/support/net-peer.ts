@@ -58,6 +58,25 @@ export class FramePeer {
     this.socket?.write(encodeFrame(frame));
   }
 
+  /** Bytes as they are, framing or not (for a back-end that misbehaves). */
+  sendRaw(bytes: Uint8Array): void {
+    this.socket?.write(bytes);
+  }
+
+  /** Closes the connection (the server stays). */
+  dropConnection(): void {
+    this.socket?.end();
+  }
+
+  /** Stops reading (a reader that lags): what the guest sends piles up on its side. */
+  pauseReading(): void {
+    this.socket?.pause();
+  }
+
+  resumeReading(): void {
+    this.socket?.resume();
+  }
+
   /** Frames received so far, taken. */
   take(): Uint8Array[] {
     return this.received.splice(0);

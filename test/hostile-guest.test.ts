@@ -46,6 +46,7 @@ test(`hostile guests (${seeds} seeded programs from seed ${firstSeed}): the host
       try {
         const { machine, clock, config } = guest;
         for (const image of guest.disks.values()) counting(image);
+        await guest.network.start();
         const outcome = await runMachine({ machine, clock, console: new BufferConsole(''), disks: guest.disks, networks: guest.networks, instructionLimit });
         framesSent += guest.network.counters.framesSent;
         framesReceived += guest.network.counters.framesReceived;

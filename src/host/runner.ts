@@ -126,8 +126,13 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   const deadline = machine.clockDeadline;
   if (deadline !== undefined && clock.skipTo(deadline, machine.retiredInstructions)) return undefined;
   const networks = options.networks ?? new Map<number, NetworkPort>();
-  if (deadline === undefined && terminal.inputEnded && networks.size === 0) {
-    return { kind: 'stuck', reason: 'the guest waits for an interrupt (WFI) that nothing will raise: no timer ahead and no more console input' };
+  // A frame can wake the guest only into a receive buffer it offered; a link change always can.
+  const networkCanWake = [...networks].some(([slot, port]) => {
+    const nic = machine.nics.get(slot)!;
+    return port.linkUp !== nic.isLinkUp || (nic.receiveRoom > 0 && port.mayDeliver);
+  });
+  if (deadline === undefined && terminal.inputEnded && !networkCanWake) {
+    return { kind: 'stuck', reason: `the guest waits for an interrupt (WFI) that nothing will raise: no timer ahead and no more console input${networks.size > 0 ? ', and no network frame can arrive' : ''}` };
   }
   // Input that has ended would wake us at once, for ever: then only the network and the timer can.
   const waits: Promise<unknown>[] = terminal.inputEnded ? [] : [terminal.inputReady()];

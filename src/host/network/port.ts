@@ -78,6 +78,11 @@ export class NetworkPort {
     return this.stream !== undefined;
   }
 
+  /** Whether frames may still come: the back-end is there, or one we run is being started again. */
+  get mayDeliver(): boolean {
+    return this.stream !== undefined || (this.connector.restartable && !this.closing && this.restarts < restartAttemptsMax);
+  }
+
   get inputWaiting(): boolean {
     return this.queue.length > 0;
   }

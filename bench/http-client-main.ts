@@ -7,7 +7,7 @@
  *
  *   node dist/bench/http-client-main.js HOST PORT COUNT
  */
-import { KeepAliveClient } from '../test/support/http-client.js';
+import { KeepAliveClient } from '../src/host/network/http-client.js';
 
 const [host, portText, countText] = process.argv.slice(2);
 const answerTimeoutMs = 60_000;

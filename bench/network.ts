@@ -19,7 +19,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KeepAliveClient } from '../test/support/http-client.js';
+import { KeepAliveClient } from '../src/host/network/http-client.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { fetchStatus } from '../src/host/status.js';
 

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { guestElf, repoRoot } from './helpers.js';
 import { CliProcess, freePort, scratchDirectory } from './support/replica-processes.js';
 import { FramePeer, parseUdp, udpDatagram } from './support/net-peer.js';
-import { KeepAliveClient } from './support/http-client.js';
+import { KeepAliveClient } from '../src/host/network/http-client.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 
 const answerTimeoutMs = 60_000;

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { repoRoot } from './helpers.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { CliProcess, freePort, pairReplicaPid, scratchDirectory } from './support/replica-processes.js';
-import { KeepAliveClient, type HttpResponse } from './support/http-client.js';
+import { KeepAliveClient, type HttpResponse } from '../src/host/network/http-client.js';
 import { Prng } from '../src/simulator/prng.js';
 
 const seeds = Number(process.env['NET_LINUX_SEEDS'] ?? 10);

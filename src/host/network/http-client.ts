@@ -1,7 +1,7 @@
 /**
- * A deliberately plain HTTP/1.1 client on ONE keep-alive TCP connection, for the network
- * failover tests and the benchmark: it never reconnects, so a connection that breaks (reset,
- * closed) shows as an error instead of being papered over by a retry.
+ * A deliberately plain HTTP/1.1 client on ONE keep-alive TCP connection, for the demo, the
+ * network failover tests and the benchmark: it never reconnects, so a connection that breaks
+ * (reset, closed) shows as an error instead of being papered over by a retry.
  */
 import * as net from 'node:net';
 

@@ -9,6 +9,9 @@
  * 2. Log traffic per workload: bytes per epoch and per second, from the primary's summary.
  * 3. Normalized performance (the paper's NP): time under `pair` / time of `run`, for the
  *    CPU-bound benchmark at several epoch lengths and both protocol variants.
+ * 4. The cost of state digests: NP with digests off and at the default interval, for a
+ *    CPU-bound and a disk workload at two epoch lengths (runs interleaved), and the time the
+ *    replicas themselves spent taking digests.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,6 +19,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Prng } from '../src/simulator/prng.js';
+import { Machine } from '../src/machine/board.js';
+import { VirtualClock } from '../src/machine/clock.js';
+import type { MachineEvent } from '../src/machine/environment.js';
+import { loadImage } from '../src/machine/loader/elf.js';
+import { scrubWindow, StateDigester } from '../src/machine/state-digest.js';
+import { digestIntervalInstructionsDefault } from '../src/replication/replica.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin/understudy.js');
@@ -172,7 +181,153 @@ async function normalizedPerformance(): Promise<void> {
   }
 }
 
+/** The digest figures of a replica's log summary: how many, and milliseconds spent taking them. */
+function digestTime(stderr: string, replica: 'primary' | 'backup'): { taken: number; ms: number; runSeconds: number } {
+  const match = new RegExp(`\\[${replica}\\] log summary: .* in ([\\d.]+) s .*; (\\d+) state digests in ([\\d.]+) ms`).exec(stderr);
+  return match === null ? { taken: 0, ms: 0, runSeconds: NaN } : { taken: Number(match[2]), ms: Number(match[3]), runSeconds: Number(match[1]) };
+}
+
+async function digestCost(): Promise<void> {
+  const runs = Number(process.env['BENCH_DIGEST_RUNS'] ?? 5);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-'));
+  try {
+    const disk = path.join(dir, 'disk.img');
+    const workloads: [string, string[]][] = [
+      ['cpubench (CPU-bound)', ['--kernel', guest('cpubench')]],
+      ['pair_workload (disk)', ['--kernel', guest('pair_workload'), '--disk', disk]],
+    ];
+    /** Seconds to the guest's last output, with a fresh disk each time. */
+    const once = async (args: string[]): Promise<Run> => {
+      fs.writeFileSync(disk, new Uint8Array(1024 * 1024));
+      return run(args);
+    };
+    const start = await timed(['run', '--kernel', guest('hello')]);
+    // The start-up of each setting on its own (a join with digests on also hashes the state on both sides).
+    const pairStart = { off: await timed(['pair', '--kernel', guest('hello'), '--digest-every', '0']), on: await timed(['pair', '--kernel', guest('hello')]) };
+    console.log(
+      `state digests: NP (time under pair / time alone, start-up taken out) with digests off and on (default interval), median of ${runs} interleaved runs ` +
+        `(pair start-up: ${pairStart.off.toFixed(2)} s off, ${pairStart.on.toFixed(2)} s on):`,
+    );
+    for (const [name, args] of workloads) {
+      const aloneTimes: number[] = [];
+      for (let i = 0; i < 3; i++) aloneTimes.push((await once(['run', ...args])).lastOutputSeconds);
+      const alone = median(aloneTimes) - start;
+      for (const epoch of [100_000, 1_000_000]) {
+        const off: number[] = [];
+        const on: number[] = [];
+        const replicaShare: number[] = [];
+        let digests = 0;
+        for (let i = 0; i < runs; i++) {
+          off.push((await once(['pair', ...args, '--epoch', String(epoch), '--digest-every', '0'])).lastOutputSeconds - pairStart.off);
+          const result = await once(['pair', '--verbose', ...args, '--epoch', String(epoch)]);
+          on.push(result.lastOutputSeconds - pairStart.on);
+          const primary = digestTime(result.stderr, 'primary');
+          const backup = digestTime(result.stderr, 'backup');
+          digests = primary.taken;
+          replicaShare.push(Math.max(primary.ms / 1000 / primary.runSeconds, backup.ms / 1000 / backup.runSeconds));
+        }
+        const npOff = median(off) / alone;
+        const npOn = median(on) / alone;
+        console.log(
+          `  ${name.padEnd(22)} epoch ${(epoch / 1000).toFixed(0).padStart(5)}K: NP off ${npOff.toFixed(3)}, on ${npOn.toFixed(3)} ` +
+            `(${(((npOn - npOff) / npOff) * 100).toFixed(1)}%; ${digests} digests; taking them: ${(median(replicaShare) * 100).toFixed(2)}% of the busier replica's run)`,
+        );
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One machine in this process, run to its end in slices as a replica runs epochs (virtual
+ * time, disk requests completed at the next boundary from an in-memory image), taking a state
+ * digest every `digestEvery` instructions (0: none). Returns the CPU milliseconds it took
+ * (CPU time, not wall-clock time: on a shared machine other processes' load must not count).
+ */
+function runDigesting(workload: 'cpubench' | 'pair_workload' | 'linux', digestEvery: number): { cpuMs: number; digests: number; digestMs: number } {
+  const clock = new VirtualClock();
+  const disk = new Uint8Array(1024 * 1024);
+  const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: workload === 'pair_workload' ? [{ capacityBytes: disk.length, readOnly: false, serial: 'bench' }] : [] }, clock);
+  if (workload === 'linux') {
+    machine.bootLinux(fs.readFileSync(path.join(root, '.cache/linux/Image')), { initrd: fs.readFileSync(path.join(root, '.cache/linux/initramfs.cpio')), bootargs: 'console=ttyS0' });
+  } else {
+    machine.load(loadImage(fs.readFileSync(guest(workload))));
+  }
+  const digester = digestEvery > 0 ? new StateDigester(machine) : undefined;
+  digester?.take();
+  const started = process.cpuUsage();
+  const completions: MachineEvent[] = [];
+  let consoleText = '';
+  let sinceDigest = 0;
+  let sequence = 0;
+  let digestMs = 0;
+  const sliceInstructions = 100_000;
+  while (machine.power === undefined && machine.retiredInstructions < 400_000_000) {
+    const result = machine.run(sliceInstructions);
+    for (const output of machine.takeOutputs()) {
+      if (output.kind === 'console-output') {
+        consoleText += Buffer.from(output.bytes).toString('latin1');
+        continue;
+      }
+      const request = output.request;
+      const base = { kind: 'disk-completion' as const, slot: request.slot, requestId: request.requestId, status: 'ok' as const };
+      if (request.op === 'read') completions.push({ ...base, data: disk.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes) });
+      else {
+        if (request.op === 'write') disk.set(request.data, request.offsetBytes);
+        completions.push(base);
+      }
+    }
+    for (const event of completions.splice(0)) machine.applyEvent(event);
+    if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+    machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+    sinceDigest += sliceInstructions;
+    if (digester !== undefined && sinceDigest >= digestEvery) {
+      sinceDigest = 0;
+      const takeStarted = performance.now();
+      digester.take(scrubWindow(sequence++, machine.ram.pages));
+      digestMs += performance.now() - takeStarted;
+    }
+    if (workload === 'linux' && consoleText.includes('understudy$ ')) break;
+  }
+  const used = process.cpuUsage(started);
+  return { cpuMs: (used.user + used.system) / 1000, digests: sequence, digestMs };
+}
+
+/** The machine-level cost of digests: the same run with and without, interleaved, in this process (no replication noise). */
+function digestCostOnOneMachine(): void {
+  const reps = Number(process.env['BENCH_DIGEST_RUNS'] ?? 5);
+  const workloads: ('cpubench' | 'pair_workload' | 'linux')[] = ['cpubench', 'pair_workload'];
+  if (fs.existsSync(path.join(root, '.cache/linux/Image'))) workloads.push('linux');
+  console.log(`state digests on one machine (this process, virtual time, CPU time; median of ${reps} interleaved runs; the default is every ${digestIntervalInstructionsDefault / 1e6}M instructions):`);
+  for (const workload of workloads) {
+    // Warm the JIT on both paths first: a replica runs for long, its digests are warm code.
+    for (let i = 0; i < 2; i++) runDigesting(workload, digestIntervalInstructionsDefault / 10);
+    const cells: string[] = [];
+    const offTimes: number[] = [];
+    for (const every of [digestIntervalInstructionsDefault, digestIntervalInstructionsDefault / 10]) {
+      const off: number[] = [];
+      const on: number[] = [];
+      const each: number[] = [];
+      for (let i = 0; i < reps; i++) {
+        off.push(runDigesting(workload, 0).cpuMs);
+        const run = runDigesting(workload, every);
+        on.push(run.cpuMs);
+        if (run.digests > 0) each.push(run.digestMs / run.digests);
+      }
+      offTimes.push(...off);
+      cells.push(`every ${(every / 1e6).toFixed(0)}M: ${(((median(on) - median(off)) / median(off)) * 100).toFixed(1)}% (${median(each).toFixed(2)} ms each)`);
+    }
+    console.log(`  ${workload.padEnd(14)} ${cells.join('   ')}   (off: ${(median(offTimes) / 1000).toFixed(2)} s CPU)`);
+  }
+}
+
 console.log(`replication benchmarks; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}, both replicas on this host`);
-await failoverTimes();
-await logTraffic();
-await normalizedPerformance();
+const only = process.env['BENCH_ONLY'];
+if (only === undefined || only === 'failover') await failoverTimes();
+if (only === undefined || only === 'traffic') await logTraffic();
+if (only === undefined || only === 'np') await normalizedPerformance();
+if (only === undefined || only === 'digests') {
+  digestCostOnOneMachine();
+  await digestCost();
+}

@@ -12,7 +12,11 @@ import type { EnvironmentPort, EnvironmentReadKind, MachineEvent } from '../src/
 import { HostClock } from '../src/host/clocks.js';
 import { VirtualClock } from '../src/machine/clock.js';
 import { readKernel } from '../src/host/guest-image.js';
-import { guestElf } from './helpers.js';
+import { guestElf, repoRoot } from './helpers.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Prng } from '../src/simulator/prng.js';
+import { scrubWindow, StateDigester } from '../src/machine/state-digest.js';
 
 const ramBytes = 16 * 1024 * 1024;
 const sliceInstructions = 50_000;
@@ -72,6 +76,92 @@ for (const guest of ['interrupts', 'sv32', 'traps']) {
     assert.equal(after.retiredInstructions, straight.retiredInstructions);
   });
 }
+
+/**
+ * What a primary that ends epochs early relies on (src/replication/entry-budget.ts): running
+ * `a` instructions and then `b` is exactly running `a + b`, zero-length runs included, so a
+ * backup's single run to the recorded end stops where the primary's chunks did, for the same
+ * reason, in the same state.
+ */
+function runCutAndWhole(name: string, whole: Machine, cut: Machine, clocks: readonly [VirtualClock, VirtualClock], slices: { count: number; instructions: number; pieceMax: number; digestEvery: number }): void {
+  const prng = new Prng(name.length * 7919 + slices.pieceMax);
+  let pieces = 0;
+  for (let slice = 0; slice < slices.count && whole.power === undefined; slice++) {
+    const resultWhole = whole.run(slices.instructions);
+    let retired = 0;
+    let reason = 'budget';
+    while (retired < slices.instructions) {
+      const piece = prng.chance(0.1) ? 0 : Math.min(slices.instructions - retired, prng.int(1, prng.chance(0.5) ? 40 : slices.pieceMax));
+      const result = cut.run(piece);
+      pieces++;
+      retired += result.retired;
+      reason = result.reason;
+      if (result.reason !== 'budget') break;
+    }
+    assert.equal(reason, resultWhole.reason, `${name}, slice ${slice}: the pieces stopped for another reason`);
+    assert.equal(cut.retiredInstructions, whole.retiredInstructions, `${name}, slice ${slice}`);
+    assert.deepEqual(cut.takeOutputs(), whole.takeOutputs(), `${name}, slice ${slice}: outputs`);
+    for (const [machine, clock] of [[whole, clocks[0]], [cut, clocks[1]]] as const) {
+      if (resultWhole.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+      machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+    }
+    if (slice % slices.digestEvery === 0) assert.equal(cut.digest(), whole.digest(), `${name}, slice ${slice}: the states differ`);
+  }
+  assert.equal(cut.digest(), whole.digest(), `${name}: the final states differ`);
+  assert.ok(pieces > 30, `${name}: ${pieces} pieces`);
+}
+
+for (const guest of ['interrupts', 'sv32', 'traps']) {
+  test(`${guest}: a run cut into random pieces equals one run, at every boundary`, () => {
+    const clocks = [new VirtualClock(), new VirtualClock()] as const;
+    runCutAndWhole(guest, boot(guest, clocks[0]), boot(guest, clocks[1]), clocks, { count: 40, instructions: sliceInstructions, pieceMax: 9000, digestEvery: 1 });
+  });
+}
+
+test('Linux booting: a run cut into random pieces equals one run', { timeout: 300_000 }, (t) => {
+  const kernelFile = path.join(repoRoot, '.cache/linux/Image');
+  if (!fs.existsSync(kernelFile)) return t.skip('the Linux guest is not built');
+  const kernel = fs.readFileSync(kernelFile);
+  const initrd = fs.readFileSync(path.join(repoRoot, '.cache/linux/initramfs.cpio'));
+  const clocks = [new VirtualClock(), new VirtualClock()] as const;
+  const linux = (clock: VirtualClock): Machine => {
+    const machine = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, clock);
+    machine.bootLinux(kernel, { initrd, bootargs: 'console=ttyS0' });
+    return machine;
+  };
+  runCutAndWhole('linux', linux(clocks[0]), linux(clocks[1]), clocks, { count: 30, instructions: 2_000_000, pieceMax: 300_000, digestEvery: 10 });
+});
+
+/**
+ * Incremental state digests (src/machine/state-digest.ts) track writes by flagging pages and
+ * emptying the TLBs; on a booting Linux (page tables, A/D bits, the SBI, interrupts) the
+ * digest kept that way must equal one taken from scratch, at every check.
+ */
+test('Linux booting: the incremental state digest equals one taken from scratch', { timeout: 300_000 }, (t) => {
+  const kernelFile = path.join(repoRoot, '.cache/linux/Image');
+  if (!fs.existsSync(kernelFile)) return t.skip('the Linux guest is not built');
+  const config = { ramBytes: 64 * 1024 * 1024, disks: [] };
+  const clock = new VirtualClock();
+  const machine = new Machine(config, clock);
+  machine.bootLinux(fs.readFileSync(kernelFile), { initrd: fs.readFileSync(path.join(repoRoot, '.cache/linux/initramfs.cpio')), bootargs: 'console=ttyS0' });
+  const digester = new StateDigester(machine);
+  let pagesListed = 0;
+  for (let check = 0; check < 20 && machine.power === undefined; check++) {
+    const result = machine.run(1_000_000);
+    machine.takeOutputs();
+    if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+    machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+    const incremental = digester.take(scrubWindow(check, machine.ram.pages));
+    pagesListed += incremental.pages.length;
+    const copy = new Machine(config, new VirtualClock());
+    copy.restore(machine.save());
+    const scratch = new StateDigester(copy).take();
+    assert.deepEqual([incremental.hart, incremental.parts], [scratch.hart, scratch.parts], `check ${check}`);
+    for (let page = 0; page < machine.ram.pages; page++) assert.equal(incremental.pageHash(page), scratch.pageHash(page), `check ${check}: page ${page}`);
+    assert.equal(incremental.ramHash, scratch.ramHash, `check ${check}`);
+  }
+  assert.ok(pagesListed > 1000, `${pagesListed} pages changed`);
+});
 
 interface Reading {
   readonly retired: number;

@@ -52,7 +52,7 @@ async function startPrimary(workload: 'small' | 'full' = 'small'): Promise<Prima
   createBlankDiskImage(image, shape);
   const arbiter = path.join(directory, 'arbiter');
   const port = await freePort();
-  const process = new CliProcess(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', '--kernel', elf, '--disk', image, '--arbiter', arbiter, '--verbose', ...patient], {
+  const process = new CliProcess(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', '--insecure', '--kernel', elf, '--disk', image, '--arbiter', arbiter, '--verbose', ...patient], {
     timeoutMs: processTimeoutMs,
   });
   await process.waitFor('stderr', /listening on 127\.0\.0\.1:\d+/, 20_000);
@@ -60,7 +60,7 @@ async function startPrimary(workload: 'small' | 'full' = 'small'): Promise<Prima
 }
 
 function backupArgs(primary: Primary, extra: readonly string[] = []): string[] {
-  return ['backup', '--connect', `127.0.0.1:${primary.port}`, '--kernel', primary.elf, '--disk', primary.image, '--arbiter', primary.arbiter, ...patient, ...extra];
+  return ['backup', '--connect', `127.0.0.1:${primary.port}`, '--insecure', '--kernel', primary.elf, '--disk', primary.image, '--arbiter', primary.arbiter, ...patient, ...extra];
 }
 
 /**
@@ -255,7 +255,7 @@ test('bad peers while a pair runs: strangers and a second backup are refused; th
 function strayBackupArgs(port: number, directory: string): string[] {
   const image = path.join(directory, 'disk.img');
   createBlankDiskImage(image, smallShape);
-  return ['backup', '--connect', `127.0.0.1:${port}`, '--connect-timeout', '500', '--kernel', guestElf('pair_small'), '--disk', image, '--arbiter', path.join(directory, 'arbiter')];
+  return ['backup', '--connect', `127.0.0.1:${port}`, '--insecure', '--connect-timeout', '500', '--kernel', guestElf('pair_small'), '--disk', image, '--arbiter', path.join(directory, 'arbiter')];
 }
 
 test('a backup pointed at a port where nothing listens: "cannot reach the primary", quickly', { timeout: testTimeoutMs }, async () => {
@@ -322,7 +322,7 @@ test('a primary whose --listen port is taken: one clear line, non-zero exit, no 
     const image = path.join(directory, 'disk.img');
     createBlankDiskImage(image, smallShape);
     const result = await runCli(
-      ['primary', '--listen', `127.0.0.1:${port}`, '--kernel', guestElf('pair_small'), '--disk', image, '--arbiter', path.join(directory, 'arbiter')],
+      ['primary', '--listen', `127.0.0.1:${port}`, '--insecure', '--kernel', guestElf('pair_small'), '--disk', image, '--arbiter', path.join(directory, 'arbiter')],
       processTimeoutMs,
     );
     assert.notEqual(result.status, 0, describeResult(result));

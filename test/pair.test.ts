@@ -334,45 +334,52 @@ function protectedView(text: string): { primary: ReplicaLine; backup: ReplicaLin
   const primary = replicaLine(text, 'primary');
   const backup = replicaLine(text, 'backup');
   const both = primary !== undefined && backup !== undefined && !primary.exited && primary.role === 'primary' && backup.role === 'backup';
-  return both && /no failover so far/.test(text) ? { primary, backup } : undefined;
+  return both && /^Protected$/m.test(text) && /no failover so far/.test(text) ? { primary, backup } : undefined;
+}
+
+/** A view after the failover: the old backup is the primary, protected by a new backup. */
+function reprotectedView(text: string, killed: { primaryPid: number; backupPid: number }): { text: string; primary: ReplicaLine; backup: ReplicaLine } | undefined {
+  const primary = replicaLine(text, 'primary');
+  const backup = replicaLine(text, 'backup');
+  if (primary === undefined || backup === undefined || !/^Protected$/m.test(text) || !/^failover: /m.test(text)) return undefined;
+  if (primary.pid !== killed.backupPid || primary.role !== 'primary' || backup.role !== 'backup' || backup.pid === killed.primaryPid) return undefined;
+  return { text, primary, backup };
 }
 
 /**
- * The live machine's epochs, view by view: the primary's, then the new primary's. (Not
- * strictly increasing: the new primary starts after the last epoch the backup received,
- * which may be a little before the last one the old primary reported.)
+ * The live machine's epochs, view by view: the primary's (the view always shows the live
+ * replica as the primary). Not strictly increasing: the new primary starts after the last
+ * epoch the backup received, which may be a little before the last one the old primary
+ * reported.
  */
 function liveEpochs(views: readonly StatusPoll[]): number[] {
   return views.flatMap((poll) => {
     const primary = replicaLine(poll.text, 'primary');
-    const backup = replicaLine(poll.text, 'backup');
-    if (backup?.role === 'solo') return [backup.epoch];
     return primary !== undefined && !primary.exited ? [primary.epoch] : [];
   });
 }
 
-test('status view: `understudy status` shows the roles, epochs advancing, the log rate, then the failover', { timeout: testTimeoutMs }, async () => {
+test('status view: `understudy status` shows protection, roles, epochs advancing, the log rate, the failover, then protection again', { timeout: testTimeoutMs }, async () => {
   const port = await freePort();
   let human: StatusPoll[] = [];
   let json: StatusPoll[] = [];
   // The test kills the primary itself once the views have shown the protected pair (in both
-  // forms), and lets the gated guest finish once they have shown the promoted backup running
-  // on: every view it needs comes before the end, however slowly the views come.
-  let killed = false;
+  // forms), and lets the gated guest finish once they have shown the promoted backup protected
+  // again by a new one: every view it needs comes before the end, however slowly they come.
+  let killed: { primaryPid: number; backupPid: number } | undefined;
   let gateOpen = false;
   const { result, image, directory, replay } = await runPair(workloads.full, ['--status-port', String(port)], async (pair) => {
     ({ human, json } = await pollStatus(port, pair, (humanViews, jsonViews) => {
-      if (!killed) {
+      if (killed === undefined) {
         const view = humanViews.map((poll) => protectedView(poll.text)).find((found) => found !== undefined);
         const jsonPrimary = jsonViews.some((poll) => (JSON.parse(poll.text) as { primary?: { role?: string } }).primary?.role === 'primary');
         if (view === undefined || !jsonPrimary || humanViews.length < 2) return;
-        killed = true;
+        killed = { primaryPid: view.primary.pid, backupPid: view.backup.pid };
         process.kill(view.primary.pid, 'SIGKILL');
       } else if (!gateOpen) {
-        const firstLive = liveEpochs(humanViews)[0] ?? Infinity;
-        const promoted = humanViews.filter((poll) => /^failover: /m.test(poll.text) && (replicaLine(poll.text, 'backup')?.epoch ?? 0) > firstLive);
+        const reprotected = humanViews.some((poll) => reprotectedView(poll.text, killed!) !== undefined);
         const jsonAfter = jsonViews.some((poll) => (JSON.parse(poll.text) as { failover?: unknown }).failover != null);
-        if (promoted.length < 2 || !jsonAfter) return;
+        if (!reprotected || !jsonAfter) return;
         gateOpen = true;
         openGate(pair);
       }
@@ -383,10 +390,13 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
     assert.equal(result.status, 0, context);
     assert.ok(checkConsoleWithRepeats(result.stdout).ok, context);
     assertImage(image, expectedDiskImage(), context);
-    assert.ok(human.length >= 4, `at least four views during the run${context}`);
+    assert.ok(killed !== undefined, context);
+    const { primaryPid, backupPid } = killed;
 
-    // Every view names both replicas (or says there is no report yet), and the failover.
+    // Every view says whether the VM is protected, names the primary and the backup (or says
+    // there is no report yet), and the failover.
     for (const poll of human) {
+      assert.match(poll.text, /^(Protected|Not protected: .+)\n/, `protection first${context}`);
       assert.match(poll.text, /^primary\b/m, `a line for the primary${context}`);
       assert.match(poll.text, /^backup\b/m, `a line for the backup${context}`);
       assert.match(poll.text, /^(no failover so far|failover: .*)$/m, context);
@@ -407,19 +417,15 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
       protectedViews.some((view) => view.primary.logKiBPerSecond > 0 || view.backup.logKiBPerSecond > 0),
       `a non-zero log rate while the pair runs${context}`,
     );
-    // The live machine's epochs advance (see liveEpochs).
-    const live = liveEpochs(human);
-    assert.ok(live.length >= 2 && live[live.length - 1]! > live[0]!, `the epochs advance (${live.join(', ')})${context}`);
 
-    // After the kill: the primary has exited, the backup is alone in generation 2, and the
-    // view says when the failover happened and how long it took.
-    const after = human.filter((poll) => /^failover: /m.test(poll.text));
-    assert.ok(after.length >= 1, `a view after the failover${context}`);
-    const last = after[after.length - 1]!.text;
-    assert.equal(replicaLine(last, 'primary')?.exited, true, context);
-    const promoted = replicaLine(last, 'backup');
-    assert.equal(promoted?.role, 'solo', context);
-    assert.equal(promoted?.generation, 2, context);
+    // After the kill: the old backup is the primary, in generation 2, and the view says when
+    // the failover happened and how long it took; then a new backup protects it again.
+    const again = human.map((poll) => reprotectedView(poll.text, killed!)).filter((view) => view !== undefined);
+    assert.ok(again.length >= 1, `a view protected again after the failover${context}`);
+    const { text: last, primary: promoted, backup: newBackup } = again[again.length - 1]!;
+    assert.equal(promoted.pid, backupPid, `the old backup is the primary${context}`);
+    assert.notEqual(newBackup.pid, primaryPid, context);
+    assert.equal(promoted.generation, 2, context);
     assert.match(last, /^ +last failover: live \d+ ms after the primary was declared failed \(it had been silent \d+ ms\)$/m, context);
     const failover = /^failover: (.+); the backup was live (\d+) ms later, from epoch (\d+) \((\d+) disk request\(s\) settled, (\d+) console byte\(s\) repeated\)$/m.exec(last);
     assert.ok(failover !== null, context);
@@ -427,12 +433,16 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
     const stderrLine = failoverLines(result.stderr)[0];
     assert.ok(stderrLine !== undefined, context);
     assert.equal(Number(failover[2]), stderrLine.liveAfterMs, `the view and the log agree on how long it took${context}`);
+    assert.match(result.stderr, /understudy: protected again: a new backup \(pid \d+\) has joined/, context);
+    // The live machine's epochs advance across the failover.
+    const live = liveEpochs(human);
+    assert.ok(live.length >= 2 && live[live.length - 1]! > live[0]!, `the epochs advance (${live.join(', ')})${context}`);
 
     // --json: the same data, as JSON.
     assert.ok(json.length >= 2, context);
     for (const poll of json) {
       const parsed = JSON.parse(poll.text) as Record<string, unknown>;
-      assert.ok(typeof parsed === 'object' && parsed !== null, context);
+      assert.equal(typeof parsed['protected'], 'boolean', poll.text);
       for (const key of ['primary', 'backup']) {
         const replica = parsed[key] as Record<string, unknown> | null | undefined;
         if (replica === null || replica === undefined) continue;
@@ -442,16 +452,9 @@ test('status view: `understudy status` shows the roles, epochs advancing, the lo
         assert.equal(typeof replica['role'], 'string', poll.text);
       }
     }
-    const lastJson = JSON.parse(json[json.length - 1]!.text) as {
-      primary?: { role: string; epoch: number };
-      backup?: { role: string; generation: number; lastFailover?: { tookMs: number; detectionMs: number } };
-      failover?: { liveAtMs: number; detectedAtMs: number; epoch: number; reason: string };
-    };
-    if (lastJson.failover !== undefined && lastJson.failover !== null) {
-      assert.ok(lastJson.failover.liveAtMs >= lastJson.failover.detectedAtMs, context);
-      assert.equal(lastJson.backup?.role, 'solo', context);
-      assert.equal(typeof lastJson.backup?.lastFailover?.tookMs, 'number', context);
-    }
+    const afterJson = json.map((poll) => JSON.parse(poll.text) as { failover?: { liveAtMs: number; detectedAtMs: number } | null; primary?: { lastFailover?: { tookMs: number } } }).filter((view) => view.failover != null);
+    assert.ok(afterJson.length >= 1, context);
+    for (const view of afterJson) assert.ok(view.failover!.liveAtMs >= view.failover!.detectedAtMs, context);
     assert.ok(json.some((poll) => (JSON.parse(poll.text) as { primary?: { role?: string } }).primary?.role === 'primary'), `a JSON view of the running primary${context}`);
   } finally {
     cleanUp(directory);

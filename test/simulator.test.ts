@@ -37,8 +37,8 @@ test('a seed replays exactly: same faults, same trace, same output', () => {
 });
 
 const variants: { name: string; options: ReplicationOptions }[] = [
-  { name: 'relaxed, re-issue', options: { ...defaultReplicationOptions, epochInstructions: 20_000 } },
-  { name: 'original, uncertain', options: { ...defaultReplicationOptions, epochInstructions: 20_000, protocol: 'original', pendingIo: 'uncertain' } },
+  { name: 'relaxed, re-issue', options: { ...defaultReplicationOptions, failureTimeoutMs: 500, epochInstructions: 20_000 } },
+  { name: 'original, uncertain', options: { ...defaultReplicationOptions, failureTimeoutMs: 500, epochInstructions: 20_000, protocol: 'original', pendingIo: 'uncertain' } },
 ];
 
 for (const variant of variants) {
@@ -78,4 +78,6 @@ test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, eve
   assert.deepEqual(summary.failures, [], summary.failures.join('\n\n'));
   // The faults must really bite: many runs go through a failover.
   assert.ok(summary.failovers > campaignSeeds * 0.3, `${summary.failovers} failovers in ${campaignSeeds} seeds`);
+  // Small entry budgets really end epochs early (at exact counts, which the backup follows).
+  assert.ok(summary.epochsEndedEarly > campaignSeeds / 2, `${summary.epochsEndedEarly} epochs ended early in ${campaignSeeds} seeds`);
 });

@@ -95,7 +95,7 @@ test('pair on a terminal: Ctrl-A k kills the primary, typing goes on into the ba
 test('a standalone primary on a terminal: Ctrl-A x stops it, and its backup carries the guest to the end', { timeout: 120_000 }, async () => {
   const dir = scratch();
   const port = await freePort();
-  const common = ['--kernel', guestElf('ticker'), '--arbiter', path.join(dir, 'arbiter'), '--verbose'];
+  const common = ['--kernel', guestElf('ticker'), '--arbiter', path.join(dir, 'arbiter'), '--verbose', '--insecure'];
   const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', ...common], { terminal: true });
   let backup: ConsoleSession | undefined;
   try {

@@ -12,7 +12,11 @@ import { DiskImageError } from '../host/disk-image.js';
 import { projectRoot } from '../host/guest-image.js';
 import { PairStartError } from '../host/pair.js';
 import { ReplicaStartError } from '../host/replica/transport.js';
+<<<<<<< HEAD
 import { NetworkBackendError } from '../host/network/port.js';
+=======
+import { KeyError } from '../host/replica/keys.js';
+>>>>>>> main
 import { ExitStatus } from '../host/exit-status.js';
 import { backupOptionsHelp, machineOptionsHelp, pairOptionsHelp, primaryOptionsHelp, replicationOptionsHelp, UsageError } from './options.js';
 import { runCommand, runOptionsHelp } from './commands/run.js';
@@ -21,6 +25,7 @@ import { pairCommand } from './commands/pair.js';
 import { statusCommand, statusHelp } from './commands/status.js';
 import { simulateCommand, simulateHelp } from './commands/simulate.js';
 import { demoCommand, demoHelp } from './commands/demo.js';
+import { keysCommand, keysHelp } from './commands/keys.js';
 
 interface Command {
   /** One line for the list of commands. */
@@ -57,6 +62,11 @@ const commands: Record<string, Command> = {
     summary: "show a replica's or a pair's status (--port N, its --status-port)",
     help: statusHelp,
     run: statusCommand,
+  },
+  keys: {
+    summary: 'make keys for the replication channel (keys init DIR: a cluster CA, a certificate per replica)',
+    help: keysHelp,
+    run: keysCommand,
   },
   simulate: {
     summary: 'run the seeded protocol simulator (--seed N replays one seed)',
@@ -109,7 +119,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run(rest);
   } catch (error) {
+<<<<<<< HEAD
     const badInput = [UsageError, ImageError, DiskImageError, SnapshotError, ReplicaStartError, PairStartError, NetworkBackendError].some((kind) => error instanceof kind);
+=======
+    const badInput = [UsageError, ImageError, DiskImageError, SnapshotError, ReplicaStartError, PairStartError, KeyError].some((kind) => error instanceof kind);
+>>>>>>> main
     if (badInput) {
       process.stderr.write(`understudy: ${(error as Error).message}\n`);
       return ExitStatus.usage;

@@ -5,8 +5,12 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
-import { defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, validateOptions, type ReplicationOptions } from '../replication/replica.js';
+import {
+  defaultDigestEveryEpochs, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
+  validateOptions, type ReplicationOptions,
+} from '../replication/replica.js';
 import { projectRoot, type MachineSettings } from '../host/guest-image.js';
+import { parseEtcdAddress } from '../host/replica/etcd-arbiter.js';
 import { defaultBootargs, linuxDefaults } from '../host/linux-guest.js';
 import { NetOptionError, parseNetSpec, type NetSpec } from '../host/network/option.js';
 
@@ -173,6 +177,7 @@ export function parseCount(text: string, option: string): number {
 // Replication options (pair, primary, backup)
 
 const epochRange = { min: epochInstructionsMin, max: epochInstructionsMax, unit: 'instructions' };
+const digestRange = { min: 0, max: digestEveryEpochsMax, unit: 'epochs' };
 
 export const replicationOptionsHelp = `replication options (pair, primary, backup):
   --epoch N                    instructions per epoch, ${epochRange.min} to ${epochRange.max} (default ${defaultReplicationOptions.epochInstructions})
@@ -180,13 +185,26 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                the guest runs on; original: the primary waits at every epoch end
   --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default) or completed
                                with an error for the guest's driver to retry
+  --digest-every K             every K epochs the backup compares a digest of its machine's state
+                               with the primary's; a difference stops it (divergence); 0: never
+                               (default: about every ${digestIntervalInstructionsDefault / 1e6} million instructions, ${defaultReplicationOptions.digestEveryEpochs} epochs
+                               at the default epoch; both replicas must agree)
   --failure-timeout MS         declare the peer failed after this much silence (default ${defaultReplicationOptions.failureTimeoutMs})
   --join-timeout MS            give up a join (state transfer) after this much silence
                                (default ${defaultReplicationOptions.joinTimeoutMs}; at least the failure timeout)
-  --arbiter DIR                shared directory for the go-live test-and-set (default: beside
-                               the first disk image)
+  --arbiter DIR|etcd://HOST:PORT[,HOST:PORT...]/PREFIX
+                               the go-live test-and-set: a shared directory (default: beside
+                               the first disk image), or an etcd cluster (compare-and-swap on
+                               the generation under PREFIX)
   --status-port N              serve the status view as JSON on 127.0.0.1:N
   --verbose                    log the protocol's events on stderr
+  --on-unprotected CMD         run CMD (with /bin/sh) whenever the VM becomes unprotected; the
+                               reason is in $UNDERSTUDY_REASON
+  --tls DIR                    secure the replication channel with mutual TLS 1.3, with this
+                               replica's keys from \`understudy keys init\` (ca.crt, replica.crt,
+                               replica.key); pair makes keys for the run by default
+  --insecure                   plain TCP: anyone who reaches the port can join and read the
+                               guest's memory (primary and backup need --tls or --insecure)
 `;
 
 export const primaryOptionsHelp = `primary options:
@@ -197,18 +215,24 @@ export const primaryOptionsHelp = `primary options:
 
 export const backupOptionsHelp = `backup options:
   --connect HOST:PORT          the primary (required)
+  --listen HOST:PORT           once promoted, take a backup of its own here (so that the VM can
+                               be protected again after a failover)
   --connect-timeout MS         keep trying to reach it this long (default 15000)
 `;
 
 export const pairOptionsHelp = `pair options:
   --kill-primary-after MS      SIGKILL the primary this long after the backup has joined
   --kill-backup-after MS       SIGKILL the backup this long after it has joined
+  --kill-primary-every MS      SIGKILL whichever replica is the primary this long after every
+                               join (a new backup is started after each failure)
+  --kill-backup-every MS       the same for the backup
                                (on a terminal: Ctrl-A k kills the primary, Ctrl-A b the backup,
                                Ctrl-A x quits)
 `;
 
 export const replicationOptionSpec = {
   epoch: { type: 'string' },
+  'digest-every': { type: 'string' },
   protocol: { type: 'string' },
   'pending-io': { type: 'string' },
   'failure-timeout': { type: 'string' },
@@ -216,17 +240,24 @@ export const replicationOptionSpec = {
   arbiter: { type: 'string' },
   'status-port': { type: 'string' },
   verbose: { type: 'boolean' },
+  tls: { type: 'string' },
+  insecure: { type: 'boolean' },
+  'on-unprotected': { type: 'string' },
 } as const;
 
 export interface ReplicationSettings {
   options: ReplicationOptions;
+  /** --tls DIR, --insecure, or neither (pair then makes keys for the run). */
+  channel: { kind: 'tls'; directory: string } | { kind: 'insecure' } | undefined;
   arbiter: string | undefined;
   statusPort: number | undefined;
   verbose: boolean;
+  onUnprotected: string | undefined;
 }
 
 export function replicationSettings(values: {
   epoch?: string | undefined;
+  'digest-every'?: string | undefined;
   protocol?: string | undefined;
   'pending-io'?: string | undefined;
   'failure-timeout'?: string | undefined;
@@ -234,7 +265,11 @@ export function replicationSettings(values: {
   arbiter?: string | undefined;
   'status-port'?: string | undefined;
   verbose?: boolean | undefined;
+  tls?: string | undefined;
+  insecure?: boolean | undefined;
+  'on-unprotected'?: string | undefined;
 }): ReplicationSettings {
+  if (values.tls !== undefined && values.insecure === true) throw new UsageError('--tls and --insecure exclude each other');
   const protocol = values.protocol ?? defaultReplicationOptions.protocol;
   if (protocol !== 'relaxed' && protocol !== 'original') throw new UsageError(`--protocol must be relaxed or original, not "${protocol}"`);
   const pendingIo = values['pending-io'] ?? defaultReplicationOptions.pendingIo;
@@ -242,8 +277,9 @@ export function replicationSettings(values: {
   const failureTimeoutMs = values['failure-timeout'] === undefined ? defaultReplicationOptions.failureTimeoutMs : parsePositive(values['failure-timeout'], '--failure-timeout');
   // The lease and the heartbeat follow the failure timeout (see docs/REPLICATION.md).
   const leaseMs = Math.min(defaultReplicationOptions.leaseMs, failureTimeoutMs * 0.4);
+  const epochInstructions = values.epoch === undefined ? defaultReplicationOptions.epochInstructions : parseInteger(values.epoch, '--epoch', epochRange);
   const options: ReplicationOptions = {
-    epochInstructions: values.epoch === undefined ? defaultReplicationOptions.epochInstructions : parseInteger(values.epoch, '--epoch', epochRange),
+    epochInstructions,
     protocol,
     pendingIo,
     failureTimeoutMs,
@@ -251,17 +287,27 @@ export function replicationSettings(values: {
     heartbeatIntervalMs: leaseMs / 4,
     joinTimeoutMs:
       values['join-timeout'] === undefined ? Math.max(failureTimeoutMs, defaultReplicationOptions.joinTimeoutMs) : parsePositive(values['join-timeout'], '--join-timeout'),
+    digestEveryEpochs: values['digest-every'] === undefined ? defaultDigestEveryEpochs(epochInstructions) : parseInteger(values['digest-every'], '--digest-every', digestRange),
   };
   try {
     validateOptions(options);
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
+  if (values.arbiter?.startsWith('etcd://') === true) {
+    try {
+      parseEtcdAddress(values.arbiter);
+    } catch (error) {
+      throw new UsageError(`--arbiter: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
   return {
     options,
+    channel: values.tls !== undefined ? { kind: 'tls', directory: values.tls } : values.insecure === true ? { kind: 'insecure' } : undefined,
     arbiter: values.arbiter,
     statusPort: values['status-port'] === undefined ? undefined : parseCount(values['status-port'], '--status-port'),
     verbose: values.verbose ?? false,
+    onUnprotected: values['on-unprotected'],
   };
 }
 

@@ -13,6 +13,8 @@ export type ChildMessage =
   | { type: 'role'; role: ReplicaStatus['role'] }
   | { type: 'status'; status: ReplicaProcessStatus }
   | { type: 'failover'; report: FailoverReport; wallClockMs: number }
+  /** The primary's backup diverged (at `epoch`, for `reason`): the guest runs on, not protected. */
+  | { type: 'divergence'; epoch: number; reason: string }
   | { type: 'finished'; status: number; reason: string; guestFinished: boolean }
   | { type: 'log'; line: string }
   /** The shared console's reader went away (EPIPE). */

@@ -1,22 +1,30 @@
 /**
- * `pair`: a primary and a backup as two child processes of this one, on loopback. This
- * process owns the terminal (console input goes to whichever replica is live), prints the
- * failover, serves the pair's status, and kills a replica on request (Ctrl-A k / b, or the
- * --kill-*-after options).
+ * `pair`: a fault-tolerant VM on this host, as child processes of this one on loopback: a
+ * primary and a backup, and after every failure a new backup, so that the VM is protected
+ * again (VMware FT restores redundancy the same way). This process owns the terminal (console
+ * input goes to whichever replica is live), says every change of protection, serves the pair's
+ * status, and kills replicas on request (Ctrl-A k / b, or the --kill-* options).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { FailoverReport } from '../replication/backup.js';
 import type { ReplicaStatus } from '../replication/replica.js';
-import { TerminalConsole, type ConsolePort } from './console.js';
+import { TerminalConsole } from './console.js';
 import { ExitStatus } from './exit-status.js';
 import { openDisks, planBoot, projectRoot, type MachineSettings } from './guest-image.js';
 import type { ChildMessage, ParentMessage } from './ipc-console.js';
 import { reportOutcome } from './run-guest.js';
+<<<<<<< HEAD
 import { serveStatus, type PairStatus } from './status.js';
 import { NetworkSwitch } from './network/switch.js';
 import { formatNetSpec } from './network/option.js';
+=======
+import { serveStatus, type ControlAction, type ControlAnswer, type PairStatus, type ReplicaView } from './status.js';
+import { initClusterKeys } from './replica/keys.js';
+import { UnprotectedAlarm } from './alarm.js';
+>>>>>>> main
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -24,26 +32,40 @@ const inputForwardIntervalMs = 10;
 const inputChunkBytes = 4096;
 /** Backups started in a row that fail to join before the pair gives up on protection. */
 const joinAttemptsMax = 5;
+/** A second Ctrl-A k or b within this long confirms the kill of the only live copy. */
+const confirmWindowMs = 5000;
 
 export interface PairSettings {
   readonly machine: MachineSettings;
   /** The command line for the replicas: the machine and replication options, as given. */
   readonly replicaArguments: readonly string[];
   readonly arbiter: string | undefined;
+  /** The replicas' channel: given keys, plain TCP, or (undefined) keys made for this run. */
+  readonly channel: { readonly kind: 'tls'; readonly directory: string } | { readonly kind: 'insecure' } | undefined;
   readonly statusPort: number | undefined;
   readonly verbose: boolean;
+  /** The alarm hook: run whenever the VM becomes unprotected. */
+  readonly onUnprotected: string | undefined;
+  /** SIGKILL the primary this long after the backup first joined (once), or after every join. */
   readonly killPrimaryAfterMs: number | undefined;
+  readonly killPrimaryEveryMs: number | undefined;
+  /** The same for the backup. */
   readonly killBackupAfterMs: number | undefined;
+  readonly killBackupEveryMs: number | undefined;
 }
 
 interface PairChild {
-  readonly name: 'primary' | 'backup';
+  /** 1, 2, 3...: the order the pair started them in. */
+  readonly number: number;
   readonly process: ChildProcess;
   role: ReplicaStatus['role'] | 'starting';
   /** The roles it has had: a backup that never was 'backup' failed to join. */
   readonly roles: Set<string>;
+  /** Where it listens for a backup (a primary at once; a backup once promoted). */
+  listenPort: number | undefined;
+  status: ReplicaView | undefined;
   finished: { status: number; reason: string; guestFinished: boolean } | undefined;
-  exited: Promise<number | null>;
+  readonly exited: Promise<number | null>;
 }
 
 /** Runs the pair until the guest finishes or the user quits; returns the exit status. */
@@ -51,8 +73,8 @@ export async function runPair(settings: PairSettings): Promise<number> {
   // Check the machine settings here, so that bad input fails once, before any process starts.
   const { notes } = planBoot(settings.machine);
   for (const image of openDisks(settings.machine).images) image.close();
-
   const arbiter = settings.arbiter ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
+<<<<<<< HEAD
   // The network back-ends run here, in the process no failover touches (network/switch.ts).
   const networkDirectory = settings.machine.nets.length === 0 ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-net-'));
   let networkSwitch: NetworkSwitch | undefined;
@@ -202,19 +224,316 @@ export async function runPair(settings: PairSettings): Promise<number> {
     statusServer?.close();
     networkSwitch?.close();
     if (networkDirectory !== undefined) fs.rmSync(networkDirectory, { recursive: true, force: true });
+=======
+  // TLS by default, with a cluster CA and a certificate made for this run (every replica of
+  // the run presents the same one); they live only as long as the pair.
+  const runKeys = settings.channel === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-keys-')) : undefined;
+  const channelArguments = settings.channel?.kind === 'insecure' ? ['--insecure'] : ['--tls', settings.channel?.directory ?? initClusterKeys(runKeys!, ['pair'])[0]!];
+  const supervisor = new PairSupervisor(settings, [...settings.replicaArguments, ...channelArguments, '--arbiter', arbiter], notes);
+  try {
+    return await supervisor.run();
+  } finally {
+    supervisor.close();
+>>>>>>> main
     if (settings.arbiter === undefined) fs.rmSync(arbiter, { recursive: true, force: true });
+    if (runKeys !== undefined) fs.rmSync(runKeys, { recursive: true, force: true });
   }
 }
 
-/** The pair could not start (its primary stopped before listening). */
+/** The pair could not start (its primary stopped before it listened). */
 export class PairStartError extends Error {
   override readonly name = 'PairStartError';
 }
 
-function spawnReplica(name: 'primary' | 'backup', args: string[]): PairChild {
-  const child = fork(path.join(projectRoot, 'bin/understudy.js'), [name, '--ipc', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { name, process: child, role: 'starting', roles: new Set(), finished: undefined, exited };
+class PairSupervisor {
+  private readonly terminal = new TerminalConsole();
+  private readonly children: PairChild[] = [];
+  /** The replica whose console the world sees. */
+  private live: PairChild | undefined;
+  /** Its backup: joining, following, or none. */
+  private follower: PairChild | undefined;
+  private lastFailover: FailoverReport | undefined;
+  private failovers = 0;
+  private joinFailures = 0;
+  private quitting = false;
+  private outputClosed = false;
+  private killedAtMs: number | undefined;
+  /** The moment a Ctrl-A k / b waits for its confirmation, if one does. */
+  private confirmUntilMs: { key: string; untilMs: number } | undefined;
+  private firstJoinSeen = false;
+  private readonly statusServer: { close(): void } | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private childrenChanged: (() => void) | undefined;
+  private readonly alarm: UnprotectedAlarm;
+
+  constructor(
+    private readonly settings: PairSettings,
+    private readonly replicaArguments: readonly string[],
+    private readonly notes: readonly string[],
+  ) {
+    this.alarm = new UnprotectedAlarm(settings.onUnprotected);
+    this.statusServer =
+      settings.statusPort === undefined ? undefined : serveStatus(settings.statusPort, () => this.statusView(), () => {}, (action) => this.control(action));
+  }
+
+  async run(): Promise<number> {
+    const primary = this.spawn('primary', ['--listen', '127.0.0.1:0', '--wait-for-backup']);
+    this.live = primary;
+    const port = await new Promise<number>((resolve, reject) => {
+      const check = setInterval(() => {
+        if (primary.listenPort !== undefined) {
+          clearInterval(check);
+          resolve(primary.listenPort);
+        }
+      }, inputForwardIntervalMs);
+      void primary.exited.then((code) => {
+        clearInterval(check);
+        reject(new PairStartError(`the primary stopped before it listened (status ${code})`));
+      });
+    });
+    // The primary has booted its machine: what the user should know about the boot.
+    for (const note of this.notes) process.stderr.write(`understudy: ${note}\n`);
+    this.startBackup(port);
+    this.terminal.escapeCommands.set('k', () => this.killCommand('k'));
+    this.terminal.escapeCommands.set('b', () => this.killCommand('b'));
+    const forwardInput = setInterval(() => this.tick(), inputForwardIntervalMs);
+    try {
+      // Until every replica started has exited (a replacement started meanwhile included).
+      for (;;) {
+        const running = this.children.filter((child) => child.process.exitCode === null && child.process.signalCode === null);
+        if (running.length === 0) break;
+        await new Promise<void>((resolve) => {
+          this.childrenChanged = resolve;
+          void Promise.race(running.map((child) => child.exited)).then(() => resolve());
+        });
+      }
+    } finally {
+      clearInterval(forwardInput);
+    }
+    if (this.quitting) return reportOutcome({ kind: 'quit', outputClosed: this.outputClosed || this.terminal.outputClosed });
+    const guestDone = this.children.find((child) => child.finished?.guestFinished === true);
+    if (guestDone?.finished !== undefined) return guestDone.finished.status;
+    const reasons = this.children.map((child) => `${this.describe(child)}: ${child.finished?.reason ?? `exited with ${child.process.exitCode ?? child.process.signalCode}`}`).join('; ');
+    process.stderr.write(`understudy: the pair stopped without the guest finishing (${reasons})\n`);
+    return ExitStatus.failure;
+  }
+
+  private spawn(command: 'primary' | 'backup', args: string[]): PairChild {
+    const process = fork(path.join(projectRoot, 'bin/understudy.js'), [command, '--ipc', ...args, ...this.replicaArguments], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const exited = new Promise<number | null>((resolve) => process.on('exit', (code) => resolve(code)));
+    const child: PairChild = { number: this.children.length + 1, process, role: 'starting', roles: new Set(), listenPort: undefined, status: undefined, finished: undefined, exited };
+    this.children.push(child);
+    // Its messages are handled from the start: the first ones may arrive together, and one
+    // not listened for is lost.
+    process.on('message', (message: ChildMessage) => this.onMessage(child, message));
+    void exited.then((code) => this.onExit(child, code));
+    this.childrenChanged?.();
+    return child;
+  }
+
+  private startBackup(port: number): void {
+    this.follower = this.spawn('backup', ['--connect', `127.0.0.1:${port}`, '--listen', '127.0.0.1:0']);
+  }
+
+  private onMessage(child: PairChild, message: ChildMessage): void {
+    switch (message.type) {
+      case 'listening':
+        child.listenPort = message.port;
+        // A promoted backup listens: it takes the next backup.
+        if (child === this.live && this.follower === undefined && child.roles.has('backup')) this.startBackup(message.port);
+        return;
+      case 'status':
+        child.status = { ...message.status, exited: false };
+        return;
+      case 'role':
+        child.role = message.role;
+        child.roles.add(message.role);
+        if (child === this.follower && message.role === 'backup') this.onProtected();
+        return;
+      case 'finished':
+        child.finished = { status: message.status, reason: message.reason, guestFinished: message.guestFinished };
+        return;
+      case 'failover':
+        this.onFailover(child, message.report, message.wallClockMs);
+        return;
+      case 'divergence':
+        // The backup's state left the primary's: it stops being a backup (and exits); a new
+        // one is started as after any lost backup.
+        process.stderr.write(`\nunderstudy: NOT PROTECTED: divergence: the backup's state left the primary's at epoch ${message.epoch} (${message.reason}); the guest runs on, on the primary alone\n`);
+        this.alarm.raise(`divergence at epoch ${message.epoch}: ${message.reason}`);
+        return;
+      case 'output-closed':
+        this.outputClosed = true;
+        return;
+      case 'log':
+        if (this.settings.verbose) process.stderr.write(`[${this.describe(child)}] ${message.line}\n`);
+        return;
+    }
+  }
+
+  /** A backup follows the live replica: the VM is protected (again). */
+  private onProtected(): void {
+    this.joinFailures = 0;
+    const first = !this.firstJoinSeen;
+    this.firstJoinSeen = true;
+    if (!first) process.stderr.write(`\nunderstudy: protected again: a new backup (pid ${this.follower?.process.pid}) has joined\n`);
+    const { killPrimaryAfterMs, killPrimaryEveryMs, killBackupAfterMs, killBackupEveryMs } = this.settings;
+    const primaryDelay = killPrimaryEveryMs ?? (first ? killPrimaryAfterMs : undefined);
+    const backupDelay = killBackupEveryMs ?? (first ? killBackupAfterMs : undefined);
+    const target = { live: this.live, follower: this.follower };
+    if (primaryDelay !== undefined) {
+      this.later(primaryDelay, () => {
+        if (this.live !== target.live) return;
+        this.killedAtMs = Date.now();
+        this.kill(target.live);
+      });
+    }
+    if (backupDelay !== undefined) this.later(backupDelay, () => this.follower === target.follower && this.kill(target.follower));
+  }
+
+  private onFailover(child: PairChild, report: FailoverReport, wallClockMs: number): void {
+    this.lastFailover = report;
+    this.failovers++;
+    const leaseMs = Math.round(report.liveAtMs - report.detectedAtMs);
+    const when = this.killedAtMs === undefined ? `${leaseMs} ms after detecting it` : `${Math.round(wallClockMs - this.killedAtMs)} ms after the kill`;
+    this.killedAtMs = undefined;
+    process.stderr.write(`\nunderstudy: the primary failed (${report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
+    this.live = child;
+    this.follower = undefined;
+    this.alarm.raise(`the primary failed (${report.reason}); the backup went live and has no backup yet`);
+    if (child.listenPort !== undefined) this.startBackup(child.listenPort);
+    else process.stderr.write('understudy: not protected until a new backup joins\n');
+  }
+
+  private onExit(child: PairChild, code: number | null): void {
+    if (child.status !== undefined) child.status = { ...child.status, exited: true, exitCode: code };
+    this.childrenChanged?.();
+    if (child !== this.follower) return;
+    this.follower = undefined;
+    const live = this.live;
+    const liveRunning = live !== undefined && running(live);
+    if (!liveRunning || this.quitting || child.finished?.guestFinished === true || live.finished !== undefined) return;
+    if (child.roles.has('backup')) this.alarm.raise(`the backup (pid ${child.process.pid}) is gone`);
+    if (!child.roles.has('backup')) {
+      // It never followed: the join failed (it said why, or it died).
+      this.joinFailures++;
+      const reason = child.finished?.reason ?? `it exited with ${code ?? child.process.signalCode}`;
+      if (this.joinFailures >= joinAttemptsMax) {
+        process.stderr.write(`\nunderstudy: the backup could not join the primary (${reason}); ${this.joinFailures} attempts failed: the guest is NOT protected\n`);
+        this.alarm.raise(`no backup could join (${this.joinFailures} attempts; the last: ${reason})`);
+        return;
+      }
+      process.stderr.write(`\nunderstudy: the backup could not join the primary (${reason}); starting another backup\n`);
+    } else {
+      process.stderr.write(`\nunderstudy: the backup (pid ${child.process.pid}) is gone: not protected; starting a new backup\n`);
+    }
+    if (live.listenPort !== undefined) this.startBackup(live.listenPort);
+  }
+
+  private tick(): void {
+    if ((this.terminal.quitRequested || this.outputClosed) && !this.quitting) {
+      // Ctrl-A x: the user stops the whole pair, as `run` stops its machine; backups first,
+      // so that none takes the primary's end for a failure to take over.
+      this.quitting = true;
+      const order = this.children.filter((child) => child !== this.live).concat(this.live === undefined ? [] : [this.live]);
+      for (const child of order) if (running(child)) child.process.kill('SIGTERM');
+      return;
+    }
+    // Console input goes to the replica that is live now; it waits while none is.
+    const live = this.live;
+    if (!this.terminal.hasInput || live === undefined || !live.process.connected || live.finished !== undefined) return;
+    if (live.role !== 'primary' && live.role !== 'solo' && live.role !== 'waiting') return;
+    live.process.send({ type: 'input', bytes: Array.from(this.terminal.takeInput(inputChunkBytes)) } satisfies ParentMessage);
+  }
+
+  /** Ctrl-A k (the primary) or b (the backup). Killing the only live copy asks twice. */
+  private killCommand(key: 'k' | 'b'): void {
+    const victim = key === 'k' ? this.live : this.follower;
+    const name = key === 'k' ? 'primary' : 'backup';
+    if (victim === undefined || !running(victim)) {
+      say(`no ${name} is running: nothing to kill`);
+      return;
+    }
+    const onlyCopy = key === 'k' ? this.follower?.role !== 'backup' : victim === this.live;
+    const confirmed = this.confirmUntilMs?.key === key && Date.now() < this.confirmUntilMs.untilMs;
+    if (onlyCopy && !confirmed) {
+      this.confirmUntilMs = { key, untilMs: Date.now() + confirmWindowMs };
+      say(`the ${name} is the only live copy of the guest (no backup follows it): Ctrl-A ${key} again kills it, and the guest with it`);
+      return;
+    }
+    this.confirmUntilMs = undefined;
+    if (key === 'k') this.killedAtMs = Date.now();
+    this.kill(victim);
+  }
+
+  /** A control action from the status port. */
+  private control(action: ControlAction): ControlAnswer {
+    const view = this.statusView();
+    switch (action) {
+      case 'test-failover': {
+        // A controlled failure of the primary: only when a backup is there to take over.
+        if (!view.protected) return { ok: false, message: `not protected (${view.reason ?? '?'}): a failover now would end the guest` };
+        say('test-failover (from the status port): the primary is killed; the backup takes over');
+        this.killedAtMs = Date.now();
+        this.kill(this.live);
+        return { ok: true, message: `killed the primary (pid ${this.live?.process.pid}); the backup takes over, and a new backup follows` };
+      }
+      case 'restart-backup': {
+        const follower = this.follower;
+        if (follower === undefined || !running(follower)) return { ok: false, message: 'no backup is running (one is started after every failure)' };
+        say('restart-backup (from the status port): the backup is stopped and a new one joins');
+        this.kill(follower);
+        return { ok: true, message: `stopped the backup (pid ${follower.process.pid}); a new one joins` };
+      }
+      case 'stop':
+        say('stop (from the status port): the whole VM stops');
+        this.quitting = true;
+        for (const child of this.children.filter((c) => c !== this.live).concat(this.live === undefined ? [] : [this.live])) if (running(child)) child.process.kill('SIGTERM');
+        return { ok: true, message: 'stopping the VM: every replica stops' };
+    }
+  }
+
+  private kill(child: PairChild | undefined): void {
+    if (child === undefined || !running(child)) return;
+    process.stderr.write(`\nunderstudy: killing the ${child === this.live ? 'primary' : 'backup'} (pid ${child.process.pid}) with SIGKILL\n`);
+    child.process.kill('SIGKILL');
+  }
+
+  private later(ms: number, action: () => void): void {
+    this.timers.push(setTimeout(action, ms).unref());
+  }
+
+  private describe(child: PairChild): string {
+    return child === this.live ? 'primary' : child === this.follower ? 'backup' : `replica ${child.number}`;
+  }
+
+  /** The pair's status: the live replica, its backup, whether the VM is protected and why not. */
+  private statusView(): PairStatus {
+    const live = this.live;
+    const follower = this.follower;
+    const protectedNow = live !== undefined && running(live) && follower !== undefined && follower.role === 'backup';
+    let reason: string | undefined;
+    if (!protectedNow) {
+      if (live === undefined || !running(live)) reason = 'no live replica (a failover is under way, or the guest has ended)';
+      else if (follower === undefined) reason = 'no backup';
+      else if (follower.role === 'starting' || follower.role === 'joining') reason = 'a backup is joining';
+      else reason = `the backup is ${follower.role}`;
+    }
+    return {
+      protected: protectedNow,
+      ...(reason === undefined ? {} : { reason }),
+      primary: live?.status,
+      backup: follower?.status,
+      failover: this.lastFailover,
+      failovers: this.failovers,
+    };
+  }
+
+  close(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.terminal.close();
+    this.statusServer?.close();
+  }
 }
 
 function running(child: PairChild): boolean {
@@ -223,18 +542,4 @@ function running(child: PairChild): boolean {
 
 function say(line: string): void {
   process.stderr.write(`\nunderstudy: ${line}\n`);
-}
-
-function kill(child: PairChild): void {
-  if (!running(child)) return;
-  process.stderr.write(`\nunderstudy: killing the ${child.name} (pid ${child.process.pid}) with SIGKILL\n`);
-  child.process.kill('SIGKILL');
-}
-
-/** Console input goes to the replica that is live now; it waits while none is. */
-function forward(terminal: ConsolePort, children: PairChild[]): void {
-  if (!terminal.hasInput) return;
-  const live = children.find((child) => child.process.connected && child.finished === undefined && (child.role === 'primary' || child.role === 'solo'));
-  if (live === undefined) return;
-  live.process.send({ type: 'input', bytes: Array.from(terminal.takeInput(inputChunkBytes)) } satisfies ParentMessage);
 }

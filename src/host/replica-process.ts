@@ -16,9 +16,10 @@ import { HostClock } from './clocks.js';
 import { TerminalConsole, type ConsolePort } from './console.js';
 import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
 import { IpcConsole, type ChildMessage } from './ipc-console.js';
-import { FileArbiter } from './replica/arbiter.js';
+import { openArbiter } from './replica/arbiter.js';
+import { UnprotectedAlarm } from './alarm.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
-import type { Endpoint } from './replica/transport.js';
+import type { ChannelSecurity, Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
 import { openNetworks } from './network/backends.js';
 import { configKey } from '../machine/board.js';
@@ -27,6 +28,10 @@ export interface ReplicaSettings {
   readonly role: 'primary' | 'backup';
   /** Where a primary listens, or a backup connects. */
   readonly endpoint: Endpoint;
+  /** A backup: where it listens for a backup of its own once promoted. */
+  readonly listenWhenPromoted: Endpoint | undefined;
+  /** The replication channel: mutual TLS with the cluster's keys, or plain TCP. */
+  readonly security: ChannelSecurity;
   readonly machine: MachineSettings;
   readonly options: ReplicationOptions;
   /** The arbiter's shared directory (default: beside the first disk image). */
@@ -36,6 +41,8 @@ export interface ReplicaSettings {
   /** A primary waits for its first backup before it runs the guest. */
   readonly waitForBackup: boolean;
   readonly verbose: boolean;
+  /** The alarm hook: run whenever this replica, live, loses its protection. */
+  readonly onUnprotected: string | undefined;
   /** Forked by `pair`: console and reports over IPC. */
   readonly viaIpc: boolean;
 }
@@ -68,6 +75,11 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     tell({ type: 'log', line });
   };
   let previousRole: ReplicaStatus['role'] | undefined;
+  const alarm = new UnprotectedAlarm(settings.onUnprotected);
+  const arbiter = openArbiter(settings.arbiter ?? defaultArbiterDirectory(machine), (line) => {
+    say(line);
+    if (!viaIpc) process.stderr.write(`understudy ${role}: ${line}\n`);
+  });
   try {
     const result: ReplicaProcessResult = await runReplica({
       role,
@@ -81,16 +93,18 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
       console: terminal,
       options: settings.options,
       identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options) },
-      arbiter: new FileArbiter(settings.arbiter ?? defaultArbiterDirectory(machine)),
+      arbiter,
       clusterId: randomUUID(),
       waitForBackup: settings.waitForBackup,
+      ...(settings.listenWhenPromoted === undefined ? {} : { listenWhenPromoted: settings.listenWhenPromoted }),
+      security: settings.security,
       ...(settings.statusPort === undefined || viaIpc ? {} : { statusPort: settings.statusPort }),
       ...(settings.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: settings.connectTimeoutMs }),
       events: {
         ...(viaIpc ? { status: (status: ReplicaProcessStatus) => tell({ type: 'status', status }) } : {}),
         listening: (port) => {
           // The machine has booted: what the user should know about the boot.
-          if (!viaIpc) for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
+          if (!viaIpc && role === 'primary') for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
           tell({ type: 'listening', port });
         },
         role: (newRole) => {
@@ -99,7 +113,15 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
           // Alone on a host, this process is the operator's only view: every change of
           // protection is said at once. (Under `pair`, the pair process says it.)
           if (!viaIpc) announceRole(role, previousRole, newRole, settings.endpoint);
+          // Under `pair`, the pair raises the alarm (it knows whether a new backup is coming).
+          if (!viaIpc && newRole === 'solo') alarm.raise(previousRole === 'primary' ? 'the backup is gone' : previousRole === 'backup' ? 'the primary failed: this backup is live alone' : 'no backup has joined yet');
           previousRole = newRole;
+        },
+        divergence: ({ epoch, reason }) => {
+          // Loud, and on stderr whatever the verbosity: the replicas disagreed about the
+          // guest's state, and the guest runs on with no copy.
+          tell({ type: 'divergence', epoch, reason });
+          if (!viaIpc) process.stderr.write(`\nunderstudy primary: NOT PROTECTED: divergence: the backup's state left this one's at epoch ${epoch} (${reason}); the guest runs on alone\n`);
         },
         failover: (report) => {
           tell({ type: 'failover', report, wallClockMs: Date.now() });
@@ -119,7 +141,11 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     return result.status;
   } finally {
     terminal.close();
+<<<<<<< HEAD
     for (const port of networks.values()) port.close();
+=======
+    arbiter.close?.();
+>>>>>>> main
     for (const image of images) image.close();
   }
 }

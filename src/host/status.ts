@@ -9,22 +9,53 @@ import type { ReplicaStatus } from '../replication/replica.js';
 /** What a replica process reports: the protocol's status and the process's own figures. */
 export type ReplicaProcessStatus = ReplicaStatus & { logBytesPerSecond: number; pid: number; uptimeMs: number };
 
-/** What `pair` reports: each replica's latest status, and the failover if there was one. */
+/** A replica's latest report, as `pair` keeps it. */
+export type ReplicaView = ReplicaProcessStatus & { exited: boolean; exitCode?: number | null };
+
+/**
+ * What `pair` reports: whether the VM is protected (and why not), the live replica and its
+ * backup (their latest reports), and the last failover.
+ */
 export interface PairStatus {
-  primary: (ReplicaProcessStatus & { exited: boolean; exitCode?: number | null }) | undefined;
-  backup: (ReplicaProcessStatus & { exited: boolean; exitCode?: number | null }) | undefined;
+  protected: boolean;
+  reason?: string;
+  primary: ReplicaView | undefined;
+  backup: ReplicaView | undefined;
   failover: FailoverReport | undefined;
+  failovers: number;
 }
 
 /** How long `understudy status` waits for an answer. */
 const statusRequestTimeoutMs = 2000;
 
+/** Control actions on the status port (`understudy status --port N ACTION`). */
+export const controlActions = ['test-failover', 'restart-backup', 'stop'] as const;
+export type ControlAction = (typeof controlActions)[number];
+
+/** What a control action did, or why it did nothing. */
+export interface ControlAnswer {
+  readonly ok: boolean;
+  readonly message: string;
+}
+
 /**
- * Serves `snapshot()` as JSON at /status (and /) on 127.0.0.1:`port`. A field that is
- * undefined shows as null, so that the view still names it.
+ * Serves `snapshot()` as JSON at /status (and /) on 127.0.0.1:`port`, and, when `control` is
+ * given, the control actions as POST /control/ACTION. A field that is undefined shows as null,
+ * so that the view still names it.
  */
-export function serveStatus(port: number, snapshot: () => unknown, log: (line: string) => void): http.Server {
+export function serveStatus(port: number, snapshot: () => unknown, log: (line: string) => void, control?: (action: ControlAction) => ControlAnswer): http.Server {
   const server = http.createServer((request, response) => {
+    const action = /^\/control\/([a-z-]+)$/.exec(request.url ?? '')?.[1];
+    if (action !== undefined) {
+      const known = (controlActions as readonly string[]).includes(action);
+      const answer: ControlAnswer =
+        request.method !== 'POST' ? { ok: false, message: 'control actions are POSTed' }
+        : control === undefined ? { ok: false, message: 'this process takes no control actions (pair does)' }
+        : !known ? { ok: false, message: `no action "${action}" (${controlActions.join(', ')})` }
+        : control(action as ControlAction);
+      response.writeHead(answer.ok ? 200 : 409, { 'content-type': 'application/json' }).end(JSON.stringify(answer) + '\n');
+      return;
+    }
     if (request.url !== '/status' && request.url !== '/') {
       response.writeHead(404).end('not found\n');
       return;
@@ -35,6 +66,27 @@ export function serveStatus(port: number, snapshot: () => unknown, log: (line: s
   server.on('error', (error) => log(`status endpoint: ${error.message}`));
   server.listen(port, '127.0.0.1');
   return server;
+}
+
+/** POSTs a control action to 127.0.0.1:`port`; resolves with the answer. */
+export function postControl(port: number, action: ControlAction): Promise<ControlAnswer> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: '127.0.0.1', port, path: `/control/${action}`, method: 'POST', timeout: statusRequestTimeoutMs }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => {
+        try {
+          resolve(JSON.parse(text) as ControlAnswer);
+        } catch {
+          reject(new Error(`127.0.0.1:${port} did not answer with a control answer (is it an understudy status port?)`));
+        }
+      });
+    });
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+    request.end();
+  });
 }
 
 /** The status JSON at 127.0.0.1:`port`, as text; rejects with a one-line reason. */
@@ -65,12 +117,16 @@ export function formatStatus(status: unknown): string {
       `${name.padEnd(8)} pid ${r.pid ?? '?'}: ${r.exited === true ? 'exited (last report: ' : ''}${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
         `lag ${r.lagEpochs ?? '?'} epochs, log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}${r.exited === true ? ')' : ''}`,
     );
+    if (r.divergence !== undefined && r.divergence !== null) {
+      lines.push(`         NOT PROTECTED: divergence at epoch ${r.divergence.epoch}: ${r.divergence.reason}`);
+    }
     if (r.lastFailover !== undefined && r.lastFailover !== null) {
       lines.push(`         last failover: live ${Math.round(r.lastFailover.tookMs)} ms after the primary was declared failed (it had been silent ${Math.round(r.lastFailover.detectionMs)} ms)`);
     }
   };
   const pair = status as Partial<PairStatus>;
   if (typeof status === 'object' && status !== null && ('primary' in status || 'backup' in status)) {
+    if (typeof pair.protected === 'boolean') lines.push(pair.protected ? 'Protected' : `Not protected: ${pair.reason ?? 'unknown'}`);
     replica('primary', pair.primary);
     replica('backup', pair.backup);
     const failover = pair.failover;
@@ -78,7 +134,8 @@ export function formatStatus(status: unknown): string {
       failover === undefined || failover === null
         ? 'no failover so far'
         : `failover: ${failover.reason}; the backup was live ${Math.round(failover.liveAtMs - failover.detectedAtMs)} ms later, from epoch ${failover.epoch} ` +
-            `(${failover.pendingRequests} disk request(s) settled, ${failover.consoleBytesRepeated} console byte(s) repeated)`,
+            `(${failover.pendingRequests} disk request(s) settled, ${failover.consoleBytesRepeated} console byte(s) repeated)` +
+            (typeof pair.failovers === 'number' && pair.failovers > 1 ? `; ${pair.failovers} failovers in all` : ''),
     );
   } else {
     replica('replica', status);

@@ -33,7 +33,7 @@ import { BoardIrq, BoardMap, configKey, diskSlot, nicSlot, validateConfig, virti
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
 import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
-import { SnapshotError, SnapshotReader, SnapshotWriter } from './snapshot.js';
+import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
 
 export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioSlots, type BoardConfig, type DiskConfig, type NicConfig } from './board-config.js';
 
@@ -59,7 +59,8 @@ export class Machine {
   private readonly outputs: MachineOutput[] = [];
   private consoleBytes: number[] = [];
   private htif: { tohost: number; fromhost: number | undefined } | undefined;
-  private readonly stateful: { save(w: SnapshotWriter): void; restore(r: SnapshotReader): void }[] = [];
+  /** Every device's state, by name (the name says which device differs when digests do). */
+  private readonly stateful: { readonly name: string; readonly part: Snapshottable }[] = [];
 
   constructor(config: BoardConfig, private readonly environment: EnvironmentPort) {
     validateConfig(config);
@@ -69,7 +70,10 @@ export class Machine {
       ram: this.ram,
       bus: this.bus,
       readTime: () => this.clint.readMtime(),
-      watchedStore: (physical) => this.htifStore(physical),
+      watchedStore: (physical) => {
+        this.ram.noteStored(physical);
+        this.htifStore(physical);
+      },
       trapLoop: (reason) => this.requestPower({ kind: 'stuck', reason }),
     });
     const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };
@@ -90,12 +94,12 @@ export class Machine {
       irq: this.plic.line(BoardIrq.rtc),
     });
     const test = new TestDevice((request) => this.requestPower(request));
-    this.mapDevice(BoardMap.test, test);
-    this.mapDevice(BoardMap.rtc, this.rtc);
-    this.mapDevice(BoardMap.pvpanic, new PvpanicDevice(() => this.requestPower({ kind: 'panic' })));
-    this.mapDevice(BoardMap.clint, this.clint);
-    this.mapDevice(BoardMap.plic, this.plic);
-    this.mapDevice(BoardMap.uart, this.uart);
+    this.mapDevice(BoardMap.test, test, 'test device');
+    this.mapDevice(BoardMap.rtc, this.rtc, 'rtc');
+    this.mapDevice(BoardMap.pvpanic, new PvpanicDevice(() => this.requestPower({ kind: 'panic' })), 'pvpanic');
+    this.mapDevice(BoardMap.clint, this.clint, 'clint');
+    this.mapDevice(BoardMap.plic, this.plic, 'plic');
+    this.mapDevice(BoardMap.uart, this.uart, 'uart');
     const slotDevices = new Map<number, MmioDevice>();
     config.disks.forEach((disk, index) => {
       const slot = diskSlot(index);
@@ -113,7 +117,7 @@ export class Machine {
       slotDevices.set(slot, device);
     });
     for (let slot = 0; slot < virtioSlots; slot++) {
-      this.mapDevice(BoardMap.virtio + slot * BoardMap.virtioStride, slotDevices.get(slot) ?? new VirtioEmptySlot());
+      this.mapDevice(BoardMap.virtio + slot * BoardMap.virtioStride, slotDevices.get(slot) ?? new VirtioEmptySlot(), `virtio slot ${slot}`);
     }
   }
 
@@ -122,9 +126,9 @@ export class Machine {
     this.hart.halt();
   }
 
-  private mapDevice(base: number, device: MmioDevice): void {
+  private mapDevice(base: number, device: MmioDevice, name: string): void {
     this.bus.map(base, device);
-    this.stateful.push(device);
+    this.stateful.push({ name, part: device });
   }
 
   /** P0/P6: every environment read goes through here with the exact instruction count. */
@@ -175,7 +179,7 @@ export class Machine {
     const tohost = image.symbols.get('tohost');
     if (tohost !== undefined && this.ram.contains(tohost, 8) && tohost % 8 === 0) {
       this.htif = { tohost, fromhost: image.symbols.get('fromhost') };
-      this.ram.pageFlags[Math.floor((tohost - ramBaseAddress) / pageBytes)] = 1;
+      this.ram.watchPage(Math.floor((tohost - ramBaseAddress) / pageBytes));
     }
   }
 
@@ -376,7 +380,13 @@ export class Machine {
     writer.string(configKey(this.config));
     this.hart.save(writer);
     this.ram.save(writer);
-    for (const part of this.stateful) part.save(writer);
+    for (const { part } of this.stateful) part.save(writer);
+    this.saveBoard(writer);
+    return writer.finish();
+  }
+
+  /** The board's own state: power, firmware, HTIF, outputs not yet taken. */
+  private saveBoard(writer: SnapshotWriter): void {
     writer.section('board');
     writer.u8(powerCode(this.power)).u32(this.power?.kind === 'poweroff' ? this.power.status : 0).string(this.power?.kind === 'stuck' ? this.power.reason : '');
     writer.bool(this.firmware !== undefined);
@@ -384,7 +394,23 @@ export class Machine {
     this.flushConsole();
     writer.uint(this.outputs.length);
     for (const output of this.outputs) writeOutput(writer, output);
-    return writer.finish();
+  }
+
+  /**
+   * The state of every part but RAM, by name, as its snapshot encoding: the hart, each
+   * device, the board. With RAM's pages, this is everything `save` writes.
+   */
+  stateParts(): { readonly name: string; readonly bytes: Uint8Array }[] {
+    const encode = (save: (writer: SnapshotWriter) => void): Uint8Array => {
+      const writer = new SnapshotWriter();
+      save(writer);
+      return writer.finish();
+    };
+    return [
+      { name: 'hart', bytes: encode((writer) => this.hart.save(writer)) },
+      ...this.stateful.map(({ name, part }) => ({ name, bytes: encode((writer) => part.save(writer)) })),
+      { name: 'board', bytes: encode((writer) => this.saveBoard(writer)) },
+    ];
   }
 
   /** Restores a state from `save`; the snapshot must come from a machine of the same configuration. */
@@ -397,7 +423,7 @@ export class Machine {
     if (key !== configKey(this.config)) throw new SnapshotError(`snapshot is of a different machine configuration (${key})`);
     this.hart.restore(reader);
     this.ram.restore(reader);
-    for (const part of this.stateful) part.restore(reader);
+    for (const { part } of this.stateful) part.restore(reader);
     reader.section('board');
     const code = reader.u8();
     const status = reader.u32();
@@ -412,8 +438,8 @@ export class Machine {
     const hasFromhost = reader.bool();
     const fromhost = reader.u32();
     this.htif = hasHtif ? { tohost, fromhost: hasFromhost ? fromhost : undefined } : undefined;
-    this.ram.pageFlags.fill(0);
-    if (this.htif !== undefined) this.ram.pageFlags[Math.floor((this.htif.tohost - ramBaseAddress) / pageBytes)] = 1;
+    this.ram.clearPageFlags();
+    if (this.htif !== undefined) this.ram.watchPage(Math.floor((this.htif.tohost - ramBaseAddress) / pageBytes));
     this.outputs.length = 0;
     this.consoleBytes = [];
     const count = reader.uint();

@@ -24,6 +24,15 @@ export type EnvironmentReadKind =
   | 'wall-clock-ns';
 
 /**
+ * The most environment reads one instruction can make. The worst case: an AMO on the goldfish
+ * RTC's TIME_LOW register, the first time the RTC is read: its read takes mtime and the wall
+ * clock, its write mtime again. (A CLINT mtime AMO takes two; a load or `rdtime` one.) Only
+ * instructions that retire read: every check that can fault comes before the device access.
+ * The primary sizes its log entries on this bound (src/replication/entry-budget.ts).
+ */
+export const environmentReadsPerInstructionMax = 3;
+
+/**
  * The machine's only window on the host for values (P0 at the primary, P6 at the backup).
  * `retiredInstructions` is the machine's exact instruction count at the reading instruction,
  * so a recorder can log it and a replayer can check it.

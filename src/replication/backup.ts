@@ -14,12 +14,18 @@ import { DivergenceError, type ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot } from './primary.js';
-import { describeGuestEnd, leaseMarginMs, validateOptions, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
+import {
+  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, leaseMarginMs, validateOptions,
+  type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
+} from './replica.js';
 
 export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
 
 /** The most chunks a machine's state can take (RAM at most 2 GiB, 1 MiB chunks, room for devices). */
 const stateChunksMax = 2048 + 64;
+/** Own digests kept while the primary's for the same epoch is on its way (it follows the entry at once). */
+const ownDigestsMax = 8;
 
 
 export interface FailoverReport {
@@ -42,8 +48,12 @@ export class BackupReplica {
   private machine: Machine | undefined;
   private generation = 0;
   private clusterIdentifier = '';
-  private readonly queue: EpochEntry[] = [];
+  /** Entries received and not yet executed, with their size on the wire; bounded (replica.ts). */
+  private readonly queue: { entry: EpochEntry; wireBytes: number }[] = [];
+  private queueBytes = 0;
   private receivedThrough = 0;
+  /** What this backup has acknowledged: it lags `receivedThrough` while the queue is full. */
+  private acknowledgedThrough = 0;
   private executedThrough = 0;
   private releasedThrough = 0;
   private state: { epoch: number; total: number; chunks: Uint8Array[] } | undefined;
@@ -62,6 +72,11 @@ export class BackupReplica {
   private promotedPrimary: PrimaryReplica | undefined;
   private finishedWith: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesReceived = 0;
+  /** Keeps this machine's state digest, when digests are on; and digests awaiting their counterpart, by epoch. */
+  private digester: StateDigester | undefined;
+  private readonly ownDigests = new Map<number, LocalDigest>();
+  private readonly primaryDigests = new Map<number, { digest: MachineDigest; wireBytes: number }>();
+  private readonly digests = { taken: 0, ms: 0 };
   report: FailoverReport | undefined;
 
   constructor(
@@ -111,6 +126,16 @@ export class BackupReplica {
     this.lastHeardMs = this.io.nowMs();
     switch (message.type) {
       case 'welcome':
+        // The generation decides this backup's arbiter claim: only the join's one welcome sets it.
+        if (this.role === 'following') {
+          this.diverge(this.receivedThrough, 'the primary sent a second welcome');
+          return;
+        }
+        if (this.role !== 'joining') return;
+        if (this.state !== undefined) {
+          this.finish({ kind: 'no-state' }, 'could not join the primary: it sent a second welcome during the state transfer');
+          return;
+        }
         this.generation = message.generation;
         this.clusterIdentifier = message.clusterId;
         return;
@@ -123,7 +148,7 @@ export class BackupReplica {
         return;
       case 'epoch':
         this.logBytesReceived += wireBytes;
-        this.onEntry(message.entry);
+        this.onEntry(message.entry, wireBytes);
         return;
       case 'heartbeat':
         this.noteReleased(message.releasedThrough);
@@ -132,12 +157,20 @@ export class BackupReplica {
       case 'goodbye':
         this.primaryFinished = true;
         return;
+      case 'digest':
+        this.logBytesReceived += wireBytes;
+        this.onDigest(message.epoch, message.digest, wireBytes);
+        return;
       default:
         return; // hello and ack mean nothing to a backup
     }
   }
 
   private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
+    if (this.role === 'following') {
+      this.diverge(this.receivedThrough, `the primary sent state chunk ${index} of ${total} after the join`);
+      return;
+    }
     if (this.role !== 'joining') return;
     if (total > stateChunksMax) {
       this.finish({ kind: 'no-state' }, `the primary announced a state of ${total} chunks, more than any machine needs`);
@@ -159,9 +192,11 @@ export class BackupReplica {
       return;
     }
     this.machine = machine;
+    this.startDigests(machine);
     // Loading the state kept this replica busy, not the primary silent: count from now.
     this.lastHeardMs = this.io.nowMs();
     this.receivedThrough = epoch;
+    this.acknowledgedThrough = epoch;
     this.executedThrough = epoch;
     this.releasedThrough = epoch;
     this.state = undefined;
@@ -170,23 +205,84 @@ export class BackupReplica {
     this.io.log(`following from epoch ${epoch}`);
   }
 
-  private onEntry(entry: EpochEntry): void {
-    if (this.role !== 'following') return;
-    if (entry.epoch !== this.receivedThrough + 1) {
-      this.finish({ kind: 'divergence' }, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
+  /**
+   * Digests start where the primary's state was taken (or the machine rebooted): hash it all,
+   * and arm write tracking at this boundary, as the primary does at the same one.
+   */
+  private startDigests(machine: Machine): void {
+    this.digester = this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
+    this.digester?.take();
+    this.ownDigests.clear();
+  }
+
+  private onDigest(epoch: number, digest: MachineDigest, wireBytes: number): void {
+    if (this.role !== 'following' || this.digester === undefined) return;
+    // Due: at a digest epoch this backup has received and not yet compared (a correct primary
+    // sends each once, right after its entry; none for epochs before this backup started).
+    const compared = epoch <= this.executedThrough && !this.ownDigests.has(epoch);
+    if (compared || epoch > this.receivedThrough || epoch % this.options.digestEveryEpochs !== 0 || this.primaryDigests.has(epoch)) {
+      this.diverge(epoch, `the primary sent a digest for epoch ${epoch}, which is not due (received through epoch ${this.receivedThrough})`);
       return;
     }
-    this.queue.push(entry);
+    this.primaryDigests.set(epoch, { digest, wireBytes });
+    this.queueBytes += wireBytes; // held with the entries, and bounded with them
+    this.compareAt(epoch);
+  }
+
+  /** Compares this machine's digest with the primary's for `epoch` once both are here. */
+  private compareAt(epoch: number): void {
+    const own = this.ownDigests.get(epoch);
+    const theirs = this.primaryDigests.get(epoch);
+    if (own === undefined || theirs === undefined) return;
+    this.ownDigests.delete(epoch);
+    this.primaryDigests.delete(epoch);
+    this.queueBytes -= theirs.wireBytes;
+    const mismatch = compareDigests(own, theirs.digest);
+    if (mismatch !== undefined) this.diverge(epoch, `the state after epoch ${epoch} differs: ${describeMismatch(mismatch, { mine: 'backup', theirs: 'primary' })}`);
+  }
+
+  /** This backup's execution has left the primary's: tell it (it is not protected any more), and stop. */
+  private diverge(epoch: number, reason: string): void {
+    this.io.send({ type: 'divergence', epoch, reason });
+    this.io.log(`divergence at epoch ${epoch}: ${reason}`);
+    this.finish({ kind: 'divergence' }, `divergence at epoch ${epoch}: ${reason}`);
+  }
+
+  private onEntry(entry: EpochEntry, wireBytes: number): void {
+    if (this.role !== 'following') return;
+    if (entry.epoch !== this.receivedThrough + 1) {
+      this.diverge(this.receivedThrough + 1, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
+      return;
+    }
+    this.queue.push({ entry, wireBytes });
+    this.queueBytes += wireBytes;
     this.receivedThrough = entry.epoch;
+    if (this.queue.length > backupQueueEpochsLimit || this.queueBytes > backupQueueBytesLimit) {
+      // A primary that keeps its limits cannot get here: it has ignored this backup's deferred acknowledgements.
+      this.diverge(entry.epoch, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);
+      return;
+    }
+    this.acknowledge();
+  }
+
+  /** The queue is full: acknowledgements wait until it drains (the primary pauses meanwhile). */
+  private get queueFull(): boolean {
+    return this.queue.length >= backupQueueEpochsMax || this.queueBytes >= backupQueueBytesMax;
+  }
+
+  /** P4: acknowledges everything received, unless the queue is full. */
+  private acknowledge(): void {
+    if (this.queueFull || this.acknowledgedThrough === this.receivedThrough) return;
     this.io.crashPoint('backup:before-ack');
-    this.sendAck(0); // P4: acknowledge on receipt
+    this.acknowledgedThrough = this.receivedThrough;
+    this.sendAck(0);
     this.io.crashPoint('backup:after-ack');
   }
 
   private sendAck(heartbeat: number): void {
     if (this.role !== 'following') return;
     this.lastAckSentMs = this.io.nowMs();
-    this.io.send({ type: 'ack', epoch: this.receivedThrough, heartbeat });
+    this.io.send({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat });
   }
 
   onDisconnect(reason: string): void {
@@ -236,31 +332,34 @@ export class BackupReplica {
 
   /** P5/P6: executes the next logged epoch exactly as the primary did. */
   private executeNext(): void {
-    const entry = this.queue.shift()!;
+    const { entry, wireBytes } = this.queue.shift()!;
+    this.queueBytes -= wireBytes;
+    if (this.role === 'following') this.acknowledge(); // room again: acknowledgements deferred while full go out
     let machine = this.machine!;
     try {
       if (machine.power?.kind === 'reset') {
         machine = this.reboot();
         this.machine = machine;
         this.inFlight.clear();
+        this.startDigests(machine);
       }
       const budget = entry.endRetired - machine.retiredInstructions;
-      if (budget < 0) throw new DivergenceError(`epoch ${entry.epoch} ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
+      if (budget < 0) throw new DivergenceError(`the epoch ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
       if (budget > this.options.epochInstructions) {
-        throw new DivergenceError(`epoch ${entry.epoch} claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
+        throw new DivergenceError(`the entry claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
       }
-      this.environment.beginReplay(entry.epoch, entry.reads);
+      this.environment.beginReplay(entry.reads);
       const result = machine.run(budget);
       this.environment.endReplay();
       const stop = machine.power !== undefined ? 'halt' : result.reason;
       if (machine.retiredInstructions !== entry.endRetired || stop !== entry.stop) {
         throw new DivergenceError(
-          `epoch ${entry.epoch}: the primary stopped at instruction ${entry.endRetired} (${entry.stop}), this machine at ${machine.retiredInstructions} (${stop})`,
+          `the primary stopped at instruction ${entry.endRetired} (${entry.stop}), this machine at ${machine.retiredInstructions} (${stop})`,
         );
       }
     } catch (error) {
       if (!(error instanceof DivergenceError)) throw error;
-      this.finish({ kind: 'divergence' }, `divergence: ${error.message}`);
+      this.diverge(entry.epoch, error.message);
       return;
     }
     this.track(entry.epoch, machine.takeOutputs());
@@ -271,7 +370,7 @@ export class BackupReplica {
         // An event the primary's machine could not have produced (more console bytes than the
         // UART takes, a completion for a disk that does not exist): refuse it, do not crash.
         if (!(error instanceof RangeError)) throw error;
-        this.finish({ kind: 'divergence' }, `divergence: epoch ${entry.epoch}: the primary's ${event.kind} event does not apply here (${error.message})`);
+        this.diverge(entry.epoch, `the primary's ${event.kind} event does not apply here (${error.message})`);
         return;
       }
       if (event.kind === 'disk-completion') this.inFlight.delete(event.requestId);
@@ -280,6 +379,15 @@ export class BackupReplica {
     this.executedThrough = entry.epoch;
     this.noteReleased(entry.releasedThrough);
     this.io.epochDone(entry.epoch, machine);
+    if (this.digester !== undefined && entry.epoch % this.options.digestEveryEpochs === 0 && this.role === 'following') {
+      const startedMs = this.io.nowMs();
+      this.ownDigests.set(entry.epoch, this.digester.take(scrubWindow(entry.epoch / this.options.digestEveryEpochs, machine.ram.pages)));
+      this.digests.taken++;
+      this.digests.ms += this.io.nowMs() - startedMs;
+      // The primary's digest follows its entry at once: own ones wait only briefly.
+      for (const epoch of this.ownDigests.keys()) if (this.ownDigests.size > ownDigestsMax) this.ownDigests.delete(epoch);
+      this.compareAt(entry.epoch);
+    }
   }
 
   /** The primary says it has released the outputs of every epoch up to `epoch`. */
@@ -312,7 +420,7 @@ export class BackupReplica {
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
     if (!failover.arbiterWon) {
       this.io.crashPoint('backup:before-go-live');
-      if (!this.io.tryGoLive(this.generation + 1)) return this.finish({ kind: 'not-live' }, 'the primary is still live (it won the arbiter)');
+      if (!this.io.tryGoLive(this.generation + 1)) return this.finish({ kind: 'not-live' }, 'the arbiter did not let this replica go live (the primary won it, or it could not be reached)');
       failover.arbiterWon = true;
     }
     // The old primary may release outputs until its lease ends; only then may this one start.
@@ -411,6 +519,8 @@ export class BackupReplica {
       outputsWaiting: 0,
       generation: this.generation,
       lastFailover: undefined,
+      divergence: undefined,
+      digests: { ...this.digests },
     };
   }
 }

@@ -21,7 +21,6 @@ export class ReplicaEnvironment implements EnvironmentPort {
   private recorded: EnvironmentReading[] = [];
   private replaying: readonly EnvironmentReading[] = [];
   private next = 0;
-  private epoch = 0;
   /** Added to live mtime readings (clock continuity after a failover). */
   private mtimeOffset = 0n;
   /** The largest mtime this machine has been given, recorded or replayed. */
@@ -44,11 +43,11 @@ export class ReplicaEnvironment implements EnvironmentPort {
   private replay(kind: EnvironmentReadKind, retired: number): bigint {
     const reading = this.replaying[this.next];
     if (reading === undefined) {
-      throw new DivergenceError(`epoch ${this.epoch}: the machine read ${kind} at instruction ${retired}, but the primary's log has no more values`);
+      throw new DivergenceError(`the machine read ${kind} at instruction ${retired}, but the primary's log has no more values`);
     }
     if (reading.retired !== retired || reading.kind !== kind) {
       throw new DivergenceError(
-        `epoch ${this.epoch}: the machine read ${kind} at instruction ${retired}; the primary read ${reading.kind} at instruction ${reading.retired}`,
+        `the machine read ${kind} at instruction ${retired}; the primary read ${reading.kind} at instruction ${reading.retired}`,
       );
     }
     this.next++;
@@ -70,6 +69,11 @@ export class ReplicaEnvironment implements EnvironmentPort {
     this.recorded = [];
   }
 
+  /** Primary: how many readings the epoch has recorded so far. */
+  get recordedCount(): number {
+    return this.recorded.length;
+  }
+
   /** Primary: the readings of the epoch just run. */
   takeRecorded(): EnvironmentReading[] {
     const readings = this.recorded;
@@ -77,10 +81,9 @@ export class ReplicaEnvironment implements EnvironmentPort {
     return readings;
   }
 
-  /** Backup: serve `readings` for epoch `epoch`. */
-  beginReplay(epoch: number, readings: readonly EnvironmentReading[]): void {
+  /** Backup: serve `readings` for the next epoch. */
+  beginReplay(readings: readonly EnvironmentReading[]): void {
     this.mode = 'replay';
-    this.epoch = epoch;
     this.replaying = readings;
     this.next = 0;
   }
@@ -90,7 +93,7 @@ export class ReplicaEnvironment implements EnvironmentPort {
     const left = this.replaying.length - this.next;
     if (left !== 0) {
       const first = this.replaying[this.next]!;
-      throw new DivergenceError(`epoch ${this.epoch}: ${left} environment values were not used (the first: ${first.kind} at instruction ${first.retired})`);
+      throw new DivergenceError(`${left} environment values were not used (the first: ${first.kind} at instruction ${first.retired})`);
     }
     this.replaying = [];
   }

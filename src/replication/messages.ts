@@ -10,18 +10,31 @@
 import { SnapshotError, SnapshotReader, SnapshotWriter } from '../machine/snapshot.js';
 import type { DiskCompletionStatus, EnvironmentReadKind, MachineEvent } from '../machine/environment.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
+import { requestDataBytesMax } from '../machine/devices/virtio-blk.js';
+import { assert } from '../machine/assert.js';
+import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
+import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
-export const protocolVersion = 1;
+/** 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
+export const protocolVersion = 2;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
 export const framePayloadBytesMax = 8 * 1024 * 1024;
 /** Size of the chunks a machine snapshot travels in. */
 export const stateChunkBytes = 1024 * 1024;
-/** An epoch entry's payload stays below this; later completions wait for the next boundary. */
-export const epochEntryBytesTarget = 4 * 1024 * 1024;
+/**
+ * An epoch entry's payload never exceeds this, whatever the guest does: the primary ends an
+ * epoch early, at an exact instruction count, before its environment reads could outgrow the
+ * room its events leave (src/replication/entry-budget.ts).
+ */
+export const epochEntryBytesMax = framePayloadBytesMax;
+/** A reject's reason is cut to this many characters (it may quote what a peer sent). */
+export const rejectReasonCharactersMax = 1000;
+/** A hello's identity fields are at most this long (ours are far shorter). */
+export const identityFieldBytesMax = 4096;
 
-export type ProtocolErrorCode = 'not-understudy' | 'version' | 'type' | 'oversized' | 'malformed';
+export type ProtocolErrorCode = 'not-understudy' | 'version' | 'type' | 'oversized' | 'malformed' | 'unauthorized';
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
@@ -63,7 +76,7 @@ export interface ReplicaIdentity {
   readonly optionsKey: string;
 }
 
-export type RejectCode = 'version' | 'config' | 'image' | 'options' | 'busy' | 'malformed';
+export type RejectCode = 'version' | 'config' | 'image' | 'options' | 'busy' | 'malformed' | 'unauthorized';
 
 export type Message =
   | { readonly type: 'hello'; readonly identity: ReplicaIdentity }
@@ -75,26 +88,36 @@ export type Message =
   /** Keeps the link alive and the lease renewed; also says how far outputs have been released. */
   | { readonly type: 'heartbeat'; readonly sequence: number; readonly releasedThrough: number }
   /** The guest has finished (after the last epoch sent); `status` is its power-off status, 0 if it ended otherwise. */
-  | { readonly type: 'goodbye'; readonly status: number };
+  | { readonly type: 'goodbye'; readonly status: number }
+  /** The primary's machine state at the end of `epoch` (after its boundary events), for the backup to compare. */
+  | { readonly type: 'digest'; readonly epoch: number; readonly digest: MachineDigest }
+  /** From a backup that stops following: its execution left the primary's at `epoch`, for `reason`. */
+  | { readonly type: 'divergence'; readonly epoch: number; readonly reason: string };
 
-const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8 } as const;
+const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8, digest: 9, divergence: 10 } as const;
 const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
 const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
 /** Wire codes of the machine's stop reasons (index = code); the type checks that every reason has one. */
 const stopKinds = ['budget', 'wfi', 'halt'] as const satisfies readonly StopReason[];
 const _everyStopReasonCoded: StopReason extends (typeof stopKinds)[number] ? true : never = true;
 void _everyStopReasonCoded;
-const rejectCodes: readonly RejectCode[] = ['version', 'config', 'image', 'options', 'busy', 'malformed'];
+const rejectCodes: readonly RejectCode[] = ['version', 'config', 'image', 'options', 'busy', 'malformed', 'unauthorized'];
 const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/**
+ * Frames a message. Every message fits a frame by construction: entries are kept within
+ * {@link epochEntryBytesMax} by the primary, state travels in chunks, a reject's reason is
+ * cut short here, and the other messages are small and of our own making. A message too
+ * large is therefore a bug of ours, never something a guest or a peer can cause.
+ */
 export function encodeMessage(message: Message): Uint8Array {
   const payload = new SnapshotWriter();
   writePayload(payload, message);
   const body = payload.finish();
-  if (body.length > framePayloadBytesMax) throw new RangeError(`${message.type} message of ${body.length} bytes exceeds the frame limit`);
+  assert(body.length <= framePayloadBytesMax, () => `${message.type} message of ${body.length} bytes exceeds the frame limit of ${framePayloadBytesMax}`);
   const frame = new Uint8Array(frameHeaderBytes + body.length);
   frame[0] = frameMagic[0]!;
   frame[1] = frameMagic[1]!;
@@ -114,7 +137,7 @@ function writePayload(w: SnapshotWriter, message: Message): void {
       w.string(message.clusterId).uint(message.generation).uint(message.epoch);
       return;
     case 'reject':
-      w.u8(rejectCodes.indexOf(message.code)).string(message.reason);
+      w.u8(rejectCodes.indexOf(message.code)).string(shortReason(message.reason));
       return;
     case 'state':
       w.uint(message.epoch).uint(message.index).uint(message.total).bytes(message.bytes);
@@ -131,7 +154,29 @@ function writePayload(w: SnapshotWriter, message: Message): void {
     case 'goodbye':
       w.u32(message.status);
       return;
+    case 'digest':
+      w.uint(message.epoch);
+      writeDigest(w, message.digest);
+      return;
+    case 'divergence':
+      w.uint(message.epoch).string(shortReason(message.reason));
+      return;
   }
+}
+
+function writeDigest(w: SnapshotWriter, digest: MachineDigest): void {
+  w.uint(digest.hart.length);
+  for (const value of digest.hart) w.u64(value);
+  w.uint(digest.parts.length);
+  for (const part of digest.parts) w.string(part.name).u64(part.hash);
+  w.u64(digest.ramHash);
+  w.uint(digest.pages.length);
+  for (const { page, hash } of digest.pages) w.u32(page).u64(hash);
+}
+
+/** A reason as sent: a long one (quoting a peer's huge field, say) is cut short. */
+function shortReason(reason: string): string {
+  return reason.length <= rejectReasonCharactersMax ? reason : `${reason.slice(0, rejectReasonCharactersMax)}... (${reason.length} characters)`;
 }
 
 function writeEntry(w: SnapshotWriter, entry: EpochEntry): void {
@@ -163,13 +208,49 @@ function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
   }
 }
 
-/** Bytes an entry will take on the wire (for keeping entries under the target size). */
+// ---------------------------------------------------------------------------------------------
+// Sizes on the wire (the budget of an epoch entry; exact, as the tests check against the encoder)
+
+/** An integer field (uint, u64) and a byte-array length prefix. */
+const wordBytes = 8;
+/** One environment reading: retired (uint), kind (u8), value (u64). */
+export const readingWireBytes = wordBytes + 1 + wordBytes;
+/** An entry without reads or events: epoch, endRetired, stop, releasedThrough, and the two counts. */
+export const epochEntryFixedBytes = 4 * wordBytes + 1 + wordBytes;
+/** The smallest event (a clock event): decoders bound claimed counts with it. */
+const eventWireBytesMin = 1 + wordBytes;
+
+/**
+ * Bytes one event takes in an entry. Every kind of event is counted here, and only here: a
+ * new kind does not compile until it is.
+ */
 export function eventWireBytes(event: MachineEvent): number {
+<<<<<<< HEAD
   if (event.kind === 'disk-completion') return 32 + (event.data?.length ?? 0);
   if (event.kind === 'console-input') return 16 + event.bytes.length;
   if (event.kind === 'net-receive') return 16 + event.frame.length;
   return 16;
+=======
+  switch (event.kind) {
+    case 'clock':
+      return 1 + wordBytes;
+    case 'console-input':
+      return 1 + wordBytes + event.bytes.length;
+    case 'disk-completion':
+      return 1 + 1 + wordBytes + 1 + 1 + (event.data === undefined ? 0 : wordBytes + event.data.length);
+  }
+>>>>>>> main
 }
+
+/** The payload bytes of an entry with `readCount` readings and `events`: the one measure of an entry's size. */
+export function epochEntryWireBytes(readCount: number, events: readonly MachineEvent[]): number {
+  let bytes = epochEntryFixedBytes + readCount * readingWireBytes;
+  for (const event of events) bytes += eventWireBytes(event);
+  return bytes;
+}
+
+/** The largest disk completion (a read of the most data one virtio-blk request may move). */
+export const diskCompletionWireBytesMax = eventWireBytes({ kind: 'disk-completion', slot: 0, requestId: 0, status: 'ok', data: new Uint8Array(requestDataBytesMax) });
 
 // ---------------------------------------------------------------------------------------------
 // Decoding
@@ -177,7 +258,7 @@ export function eventWireBytes(event: MachineEvent): number {
 function readPayload(type: Message['type'], r: SnapshotReader): Message {
   switch (type) {
     case 'hello':
-      return { type, identity: { configKey: r.string(), imageDigest: r.string(), optionsKey: r.string() } };
+      return { type, identity: { configKey: identityField(r, 'configuration'), imageDigest: identityField(r, 'image digest'), optionsKey: identityField(r, 'options') } };
     case 'welcome':
       return { type, clusterId: r.string(), generation: r.uint(), epoch: r.uint() };
     case 'reject': {
@@ -200,7 +281,47 @@ function readPayload(type: Message['type'], r: SnapshotReader): Message {
       return { type, sequence: r.uint(), releasedThrough: r.uint() };
     case 'goodbye':
       return { type, status: r.u32() };
+    case 'digest':
+      return { type, epoch: r.uint(), digest: readDigest(r) };
+    case 'divergence':
+      return { type, epoch: r.uint(), reason: r.string() };
   }
+}
+
+/** Device names are short; more parts than any board has, or longer names, are refused. */
+const digestPartsMax = 64;
+const digestPartNameBytesMax = 64;
+/** A digest page: its number (u32) and hash (u64). */
+const digestPageWireBytes = 4 + wordBytes;
+// A digest listing every page of the largest RAM still fits a frame.
+assert(
+  3 * wordBytes + hartFieldNames.length * wordBytes + wordBytes + digestPartsMax * (2 * wordBytes + digestPartNameBytesMax) + wordBytes + (ramBytesMax / pageBytes) * digestPageWireBytes <= framePayloadBytesMax,
+  'a digest of the largest RAM does not fit a frame',
+);
+
+function readDigest(r: SnapshotReader): MachineDigest {
+  const hartCount = r.uint();
+  if (hartCount !== hartFieldNames.length) throw new ProtocolError('malformed', `digest with ${hartCount} hart values (expected ${hartFieldNames.length})`);
+  const hart = Array.from({ length: hartCount }, () => r.u64());
+  const partCount = r.uint();
+  if (partCount > digestPartsMax) throw new ProtocolError('malformed', `digest with ${partCount} parts`);
+  const parts = Array.from({ length: partCount }, () => {
+    const name = r.string();
+    if (name.length > digestPartNameBytesMax) throw new ProtocolError('malformed', `digest part named with ${name.length} characters`);
+    return { name, hash: r.u64() };
+  });
+  const ramHash = r.u64();
+  const pageCount = r.uint();
+  if (pageCount > r.remainingBytes / digestPageWireBytes) throw new ProtocolError('malformed', `digest claims ${pageCount} pages`);
+  const pages = Array.from({ length: pageCount }, () => ({ page: r.u32(), hash: r.u64() }));
+  return { hart, parts, ramHash, pages };
+}
+
+/** A hello's field: short, or the hello is refused (a reason quoting it must stay readable). */
+function identityField(r: SnapshotReader, what: string): string {
+  const text = r.string();
+  if (text.length > identityFieldBytesMax) throw new ProtocolError('malformed', `hello with a ${what} of ${text.length} characters (at most ${identityFieldBytesMax})`);
+  return text;
 }
 
 function readEntry(r: SnapshotReader): EpochEntry {
@@ -210,7 +331,7 @@ function readEntry(r: SnapshotReader): EpochEntry {
   if (stop === undefined) throw new ProtocolError('malformed', 'epoch entry with an unknown stop reason');
   const releasedThrough = r.uint();
   const readCount = r.uint();
-  if (readCount > r.remainingBytes / 17) throw new ProtocolError('malformed', `epoch entry claims ${readCount} reads`);
+  if (readCount > r.remainingBytes / readingWireBytes) throw new ProtocolError('malformed', `epoch entry claims ${readCount} reads`);
   const reads: EnvironmentReading[] = [];
   for (let i = 0; i < readCount; i++) {
     const retired = r.uint();
@@ -219,7 +340,7 @@ function readEntry(r: SnapshotReader): EpochEntry {
     reads.push({ retired, kind, value: r.u64() });
   }
   const eventCount = r.uint();
-  if (eventCount > r.remainingBytes / 9) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);
+  if (eventCount > r.remainingBytes / eventWireBytesMin) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);
   const events: MachineEvent[] = [];
   for (let i = 0; i < eventCount; i++) events.push(readEvent(r));
   return { epoch, endRetired, stop, reads, events, releasedThrough };
@@ -247,7 +368,9 @@ function readEvent(r: SnapshotReader): MachineEvent {
  * messages and keeps the rest. After an error the stream is unusable (close the connection).
  */
 export class FrameDecoder {
-  private buffer = new Uint8Array(0);
+  /** Bytes received and not yet decoded, as they came (joined only once a frame is whole, so a large frame costs linear time). */
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
   private failed: ProtocolError | undefined;
 
   push(chunk: Uint8Array): Message[] {
@@ -257,33 +380,61 @@ export class FrameDecoder {
   /** As `push`, with each message's size on the wire. */
   pushFrames(chunk: Uint8Array): { message: Message; wireBytes: number }[] {
     if (this.failed !== undefined) throw this.failed;
-    const joined = new Uint8Array(this.buffer.length + chunk.length);
-    joined.set(this.buffer);
-    joined.set(chunk, this.buffer.length);
+    if (chunk.length > 0) {
+      this.chunks.push(new Uint8Array(chunk)); // a copy, as a plain Uint8Array: the caller may reuse its buffer
+      this.buffered += chunk.length;
+    }
     const messages: { message: Message; wireBytes: number }[] = [];
-    let offset = 0;
     try {
-      while (joined.length - offset >= frameHeaderBytes) {
-        const length = checkHeader(joined, offset);
-        if (joined.length - offset < frameHeaderBytes + length) break;
-        const type = typeNames.get(joined[offset + 3]!)!;
-        const payload = joined.subarray(offset + frameHeaderBytes, offset + frameHeaderBytes + length);
-        messages.push({ message: decodePayload(type, payload), wireBytes: frameHeaderBytes + length });
-        offset += frameHeaderBytes + length;
+      while (this.buffered >= frameHeaderBytes) {
+        const length = checkHeader(this.peek(frameHeaderBytes), 0);
+        if (this.buffered < frameHeaderBytes + length) break;
+        const frame = this.take(frameHeaderBytes + length);
+        const type = typeNames.get(frame[3]!)!;
+        messages.push({ message: decodePayload(type, frame.subarray(frameHeaderBytes)), wireBytes: frame.length });
       }
       // A partial header is checked as far as it goes, so a stranger is refused at once.
-      if (joined.length - offset > 0) checkPartialHeader(joined, offset);
+      if (this.buffered > 0 && this.buffered < frameHeaderBytes) checkPartialHeader(this.peek(this.buffered), 0);
     } catch (error) {
       this.failed = error instanceof ProtocolError ? error : new ProtocolError('malformed', String(error));
+      this.chunks = [];
       throw this.failed;
     }
-    this.buffer = joined.slice(offset);
     return messages;
+  }
+
+  /** The first `count` buffered bytes (joining the chunks they span into the first). */
+  private peek(count: number): Uint8Array {
+    let first = this.chunks[0]!;
+    if (first.length < count) {
+      const joined = new Uint8Array(Math.min(this.buffered, Math.max(count, first.length)));
+      let filled = 0;
+      while (filled < count) {
+        const next = this.chunks.shift()!;
+        const take = Math.min(next.length, joined.length - filled);
+        joined.set(next.subarray(0, take), filled);
+        filled += take;
+        if (take < next.length) this.chunks.unshift(next.subarray(take));
+      }
+      this.chunks.unshift(joined);
+      first = joined;
+    }
+    return first.subarray(0, count);
+  }
+
+  /** Removes and returns the first `count` buffered bytes. */
+  private take(count: number): Uint8Array {
+    const bytes = this.peek(count);
+    const first = this.chunks[0]!;
+    if (first.length === count) this.chunks.shift();
+    else this.chunks[0] = first.subarray(count);
+    this.buffered -= count;
+    return bytes;
   }
 
   /** Bytes held for an incomplete frame. */
   get bufferedBytes(): number {
-    return this.buffer.length;
+    return this.buffered;
   }
 }
 
@@ -304,6 +455,10 @@ function checkHeader(bytes: Uint8Array, offset: number): number {
 }
 
 function notUnderstudy(bytes: Uint8Array, offset: number): ProtocolError {
+  // A TLS record (handshake 0x16 or alert 0x15, version 3.x): the peer encrypts and this side does not.
+  if ((bytes[offset] === 0x16 || bytes[offset] === 0x15) && bytes[offset + 1] === 0x03) {
+    return new ProtocolError('not-understudy', 'the peer speaks TLS and this replica does not (give both --tls DIR)');
+  }
   const start = new TextDecoder('latin1').decode(bytes.subarray(offset, offset + 8)).replace(/[^\x20-\x7e]/g, '.');
   return new ProtocolError('not-understudy', `the peer does not speak the understudy protocol (it sent "${start}")`);
 }

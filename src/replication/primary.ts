@@ -11,8 +11,14 @@ import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { epochEntryBytesTarget, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
-import { describeGuestEnd, pendingEpochsMax, validateOptions, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult } from './replica.js';
+import { epochEntryWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
+import {
+  describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
+} from './replica.js';
+import { assert } from '../machine/assert.js';
+import { scrubWindow, StateDigester } from '../machine/state-digest.js';
 
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
@@ -52,6 +58,9 @@ export class PrimaryReplica {
   private ackedThrough: number;
   private releasedThrough: number;
   private readonly entrySentAtMs = new Map<number, number>();
+  /** Wire bytes of each entry sent and not yet acknowledged, and their sum. */
+  private readonly entryBytesUnacknowledged = new Map<number, number>();
+  private unacknowledgedLogBytes = 0;
   private readonly heartbeatSentAtMs = new Map<number, number>();
   private heartbeatSequence = 0;
   private leaseUntilMs = -Infinity;
@@ -64,6 +73,11 @@ export class PrimaryReplica {
   private logBytesSent = 0;
   private outputsReleased = 0;
   private readonly clusterId: string;
+  /** Keeps the machine's state digest up to date, when digests are on. */
+  private digester: StateDigester | undefined;
+  /** The last backup found it had diverged: this primary is not protected, for this reason. */
+  private divergence: { epoch: number; reason: string } | undefined;
+  private readonly digests = { taken: 0, ms: 0 };
 
   constructor(
     private machine: Machine,
@@ -82,6 +96,12 @@ export class PrimaryReplica {
     this.releasedThrough = start.releasedThrough ?? start.epoch;
     this.completions = [...(start.completions ?? [])];
     this.clusterId = start.clusterId;
+    this.digester = this.startDigests(machine);
+  }
+
+  /** A digester for `machine`, if digests are on. */
+  private startDigests(machine: Machine): StateDigester | undefined {
+    return this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
   }
 
   get currentMachine(): Machine {
@@ -110,6 +130,12 @@ export class PrimaryReplica {
     // A new backup starts from the state at this boundary: outputs already waiting belong to
     // epochs it will never replay, so they go out now (this replica is the only live one).
     this.releaseAll();
+    // The guest waits from here until the state is sent (live pre-copy is to come).
+    const pauseStartMs = this.io.nowMs();
+    // Both sides start digests from this boundary: the backup hashes the state it loads and
+    // re-arms write tracking; this side brings its hashes up to date and does the same, so
+    // that the two empty their TLBs at the same instruction counts from here on.
+    this.digester?.take();
     const snapshot = this.machine.save();
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
     this.sendMessage({ type: 'welcome', clusterId: this.clusterId, generation: this.generation, epoch: this.epoch });
@@ -122,7 +148,7 @@ export class PrimaryReplica {
     this.ackedThrough = this.epoch;
     this.lastHeardMs = this.io.nowMs();
     this.leaseUntilMs = -Infinity;
-    this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes)`);
+    this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes; the guest paused ${Math.round(this.io.nowMs() - pauseStartMs)} ms)`);
     return true;
   }
 
@@ -131,6 +157,11 @@ export class PrimaryReplica {
     if (message.type === 'ack') {
       this.backupJoining = false; // it has loaded the state
       this.onAck(message.epoch, message.heartbeat);
+    } else if (message.type === 'divergence' && this.role === 'protected') {
+      // The backup's execution left this one's: it stops, and this replica is not protected.
+      this.divergence = { epoch: message.epoch, reason: message.reason };
+      this.io.log(`NOT PROTECTED: the backup diverged at epoch ${message.epoch}: ${message.reason}`);
+      this.loseBackup(`divergence at epoch ${message.epoch}`);
     }
     // Anything else from a backup is ignored: it has nothing else to say to a primary.
   }
@@ -143,6 +174,12 @@ export class PrimaryReplica {
       if (sent <= epoch) {
         sentAt = Math.max(sentAt, at);
         this.entrySentAtMs.delete(sent);
+      }
+    }
+    for (const [sent, bytes] of this.entryBytesUnacknowledged) {
+      if (sent <= epoch) {
+        this.unacknowledgedLogBytes -= bytes;
+        this.entryBytesUnacknowledged.delete(sent);
       }
     }
     for (const [sequence, at] of this.heartbeatSentAtMs) {
@@ -194,7 +231,8 @@ export class PrimaryReplica {
     }
     if (this.role === 'protected') {
       if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2
-      if (this.pending.length >= pendingEpochsMax) return this.waitForAcks(now);
+      // The backup's queue is bounded by what this side may leave unacknowledged (replica.ts).
+      if (this.pending.length >= pendingEpochsMax || this.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return this.waitForAcks(now);
     }
     if (this.io.consoleBacklogged || this.io.networkBacklogged) {
       // The console's reader (or the network) lags: the guest waits, heartbeats and acknowledgements go on.
@@ -203,6 +241,8 @@ export class PrimaryReplica {
     if (power?.kind === 'reset') {
       // Both replicas reboot at the same boundary: the backup does so when it replays it.
       this.machine = this.reboot();
+      this.digester = this.startDigests(this.machine);
+      this.digester?.take();
     }
     if (this.machine.isIdle && !this.eventsWaiting()) return this.idle(now);
     this.runEpoch(now);
@@ -212,21 +252,37 @@ export class PrimaryReplica {
   private runEpoch(now: number): void {
     const machine = this.machine;
     const epoch = this.epoch + 1;
+    // The entry's budget (entry-budget.ts): the completions it delivers come first; what they
+    // leave bounds the environment readings, and the epoch ends early, at an exact
+    // instruction count, rather than outgrow it. The backup runs to the recorded end.
+    const plan = planEntry(this.completions, this.options.epochEntryBytesMax);
     this.environment.beginRecording();
-    const result = machine.run(machine.isIdle ? 0 : this.options.epochInstructions);
+    const instructions = machine.isIdle ? 0 : this.options.epochInstructions;
+    const result = runWithinReads(machine, instructions, plan.readsMax, () => this.environment.recordedCount);
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
-    const events = machine.power !== undefined ? [] : this.boundaryEvents();
+    const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents);
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
+    assert(epochEntryWireBytes(reads.length, events) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
     if (this.role === 'protected') {
       this.pending.push({ epoch, outputs });
       this.io.crashPoint('primary:before-send-epoch');
-      this.sendMessage({ type: 'epoch', entry });
+      let bytes = this.sendMessage({ type: 'epoch', entry });
+      if (this.digester !== undefined && epoch % this.options.digestEveryEpochs === 0) {
+        // The state after the boundary events, as the backup will have it after replaying E.
+        const startedMs = this.io.nowMs();
+        const { hart, parts, ramHash, pages } = this.digester.take(scrubWindow(epoch / this.options.digestEveryEpochs, machine.ram.pages));
+        this.digests.taken++;
+        this.digests.ms += this.io.nowMs() - startedMs;
+        bytes += this.sendMessage({ type: 'digest', epoch, digest: { hart, parts, ramHash, pages } });
+      }
       this.entrySentAtMs.set(epoch, now);
+      this.entryBytesUnacknowledged.set(epoch, bytes);
+      this.unacknowledgedLogBytes += bytes;
       this.io.crashPoint('primary:after-send-epoch');
     } else {
       this.release(epoch, outputs);
@@ -234,6 +290,7 @@ export class PrimaryReplica {
     }
   }
 
+<<<<<<< HEAD
   /** The events for this boundary: completions (up to the entry size), console input, the clock. */
   private boundaryEvents(): MachineEvent[] {
     const events: MachineEvent[] = [];
@@ -246,6 +303,12 @@ export class PrimaryReplica {
     }
     bytes = this.networkEvents(events, bytes);
     const room = this.machine.consoleInputRoom;
+=======
+  /** The events for this boundary: the first `queuedEvents` completions (as planned), console input, the clock. */
+  private boundaryEvents(queuedEvents: number): MachineEvent[] {
+    const events: MachineEvent[] = this.completions.splice(0, queuedEvents);
+    const room = Math.min(this.machine.consoleInputRoom, consoleInputPerEntryBytesMax);
+>>>>>>> main
     if (room > 0) {
       const input = this.io.takeConsoleInput(room);
       if (input.length > 0) events.push({ kind: 'console-input', bytes: input });
@@ -360,10 +423,11 @@ export class PrimaryReplica {
     this.sendMessage({ type: 'heartbeat', sequence, releasedThrough: this.releasedThrough });
   }
 
-  private sendMessage(message: Message): void {
+  private sendMessage(message: Message): number {
     this.lastSentMs = this.io.nowMs();
     const bytes = this.io.send(message);
-    if (message.type === 'epoch' || message.type === 'state') this.logBytesSent += bytes;
+    if (message.type === 'epoch' || message.type === 'state' || message.type === 'digest') this.logBytesSent += bytes;
+    return bytes;
   }
 
   /** The backup is gone (timeout or closed connection): go solo if the arbiter agrees, else halt. */
@@ -374,6 +438,8 @@ export class PrimaryReplica {
       this.generation++;
       this.role = 'solo';
       this.entrySentAtMs.clear();
+      this.entryBytesUnacknowledged.clear();
+      this.unacknowledgedLogBytes = 0;
       this.heartbeatSentAtMs.clear();
       this.releaseAll();
       this.io.log(`running alone (generation ${this.generation})`);
@@ -399,6 +465,8 @@ export class PrimaryReplica {
       outputsWaiting: this.pending.reduce((sum, entry) => sum + entry.outputs.length, 0),
       generation: this.generation,
       lastFailover: undefined,
+      divergence: this.divergence,
+      digests: { ...this.digests },
     };
   }
 
@@ -414,7 +482,11 @@ export function compareIdentity(
   theirs: ReplicaIdentity,
 ): { code: 'config' | 'image' | 'options'; reason: string } | undefined {
   if (mine.imageDigest !== theirs.imageDigest) {
-    return { code: 'image', reason: `different guest image (primary ${mine.imageDigest.slice(0, 12)}, backup ${theirs.imageDigest.slice(0, 12)})` };
+    // Twelve characters tell two digests apart, unless they differ only further on.
+    let from = 0;
+    while (from < 12 || mine.imageDigest.slice(from - 12, from) === theirs.imageDigest.slice(from - 12, from)) from += 12;
+    const shown = (digest: string): string => `${from > 12 ? '...' : ''}${digest.slice(from - 12, from)}`;
+    return { code: 'image', reason: `different guest image (primary ${shown(mine.imageDigest)}, backup ${shown(theirs.imageDigest)})` };
   }
   if (mine.configKey !== theirs.configKey) return { code: 'config', reason: `different machine configuration (primary ${mine.configKey}, backup ${theirs.configKey})` };
   if (mine.optionsKey !== theirs.optionsKey) return { code: 'options', reason: `different replication options (primary ${mine.optionsKey}, backup ${theirs.optionsKey})` };

@@ -7,7 +7,8 @@
 import type { DiskRequest } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
-import type { Message } from './messages.js';
+import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type Message } from './messages.js';
+import { epochEntryBytesMin } from './entry-budget.js';
 
 export type ProtocolVariant = 'relaxed' | 'original';
 export type PendingIoPolicy = 'reissue' | 'uncertain';
@@ -30,6 +31,30 @@ export interface ReplicationOptions {
    * and is noticed at once anyway.
    */
   readonly joinTimeoutMs: number;
+  /**
+   * Every this many epochs the primary sends a digest of its machine's state and the backup
+   * compares its own (src/machine/state-digest.ts); 0 turns digests off. Both sides must agree.
+   */
+  readonly digestEveryEpochs: number;
+  /**
+   * The largest log entry the primary builds (payload bytes; default `epochEntryBytesDefault`,
+   * at most `epochEntryBytesMax`, the frame's limit). Smaller in tests and the simulator, so
+   * that guests with few environment reads still end epochs early.
+   */
+  readonly epochEntryBytesMax?: number;
+}
+
+/**
+ * Digests come every this many instructions unless told otherwise: one costs about a
+ * millisecond on Linux (the pages written since the last, hashed; docs/BENCHMARKS.md), about
+ * 1% of the time ten million instructions take, and finds a divergence within a fraction of
+ * a second of guest time.
+ */
+export const digestIntervalInstructionsDefault = 10_000_000;
+
+/** The default `digestEveryEpochs` for an epoch length: a digest about every `digestIntervalInstructionsDefault`. */
+export function defaultDigestEveryEpochs(epochInstructions: number): number {
+  return Math.max(1, Math.round(digestIntervalInstructionsDefault / epochInstructions));
 }
 
 export const epochInstructionsMin = 1_000;
@@ -38,16 +63,42 @@ export const epochInstructionsMax = 100_000_000;
 export const leaseMarginMs = 20;
 /** Most epochs whose outputs may wait for acknowledgement before the primary pauses. */
 export const pendingEpochsMax = 4096;
+/**
+ * Most bytes of log entries the primary has sent and the backup not yet acknowledged; beyond
+ * it the primary pauses (as at `pendingEpochsMax`), so that neither the link nor the backup
+ * holds an unbounded log.
+ */
+export const unacknowledgedLogBytesMax = 64 * 1024 * 1024;
+/**
+ * The backup acknowledges entries on receipt (P4) only while fewer than these wait to be
+ * executed; beyond, it defers its acknowledgements (it still answers heartbeats, so the lease
+ * and failure detection go on), and the primary soon pauses at its limits above.
+ */
+export const backupQueueEpochsMax = 1024;
+export const backupQueueBytesMax = 64 * 1024 * 1024;
+/**
+ * What the backup's queue can hold at most when the primary keeps its limits: its own
+ * thresholds plus everything the primary may send unacknowledged (plus the one entry that
+ * crosses the byte limit). More is a primary breaking the protocol.
+ */
+export const backupQueueEpochsLimit = backupQueueEpochsMax + pendingEpochsMax;
+export const backupQueueBytesLimit = backupQueueBytesMax + unacknowledgedLogBytesMax + frameHeaderBytes + framePayloadBytesMax;
 
 export const defaultReplicationOptions: ReplicationOptions = {
   epochInstructions: 100_000,
   protocol: 'relaxed',
   pendingIo: 'reissue',
   heartbeatIntervalMs: 50,
-  failureTimeoutMs: 500,
+  // Seconds, as VMware FT: a crashed peer closes its connection and is noticed at once; the
+  // timeout only decides how long a silent (hung, cut off, or starved) peer is waited for, and
+  // a busy host must not fail a healthy pair over.
+  failureTimeoutMs: 2000,
   leaseMs: 200,
   joinTimeoutMs: 10_000,
+  digestEveryEpochs: defaultDigestEveryEpochs(100_000),
 };
+/** The most epochs between two digests (the option's range). */
+export const digestEveryEpochsMax = 1_000_000;
 
 export function validateOptions(options: ReplicationOptions): void {
   const { epochInstructions, heartbeatIntervalMs, failureTimeoutMs, leaseMs } = options;
@@ -59,11 +110,18 @@ export function validateOptions(options: ReplicationOptions): void {
   if (!(leaseMs >= 2 * heartbeatIntervalMs)) throw new RangeError(`the lease (${leaseMs} ms) must be at least two heartbeat intervals (${2 * heartbeatIntervalMs} ms)`);
   if (!(failureTimeoutMs > leaseMs)) throw new RangeError(`the failure timeout (${failureTimeoutMs} ms) must exceed the lease (${leaseMs} ms)`);
   if (!(options.joinTimeoutMs >= failureTimeoutMs)) throw new RangeError(`the join timeout (${options.joinTimeoutMs} ms) must be at least the failure timeout (${failureTimeoutMs} ms)`);
+  if (!Number.isSafeInteger(options.digestEveryEpochs) || options.digestEveryEpochs < 0 || options.digestEveryEpochs > digestEveryEpochsMax) {
+    throw new RangeError(`the digest interval ${options.digestEveryEpochs} is out of range (0, off, to ${digestEveryEpochsMax} epochs)`);
+  }
+  const entryBytes = options.epochEntryBytesMax;
+  if (entryBytes !== undefined && !(Number.isSafeInteger(entryBytes) && entryBytes >= epochEntryBytesMin && entryBytes <= epochEntryBytesMax)) {
+    throw new RangeError(`the log entry budget ${entryBytes} is out of range (${epochEntryBytesMin} to ${epochEntryBytesMax} bytes)`);
+  }
 }
 
 /** The options a backup must share with its primary, as one comparable string. */
 export function optionsKey(options: ReplicationOptions): string {
-  return `epoch=${options.epochInstructions}`;
+  return `epoch=${options.epochInstructions};digest-every=${options.digestEveryEpochs}`;
 }
 
 /**
@@ -157,6 +215,10 @@ export interface ReplicaStatus {
   readonly outputsWaiting: number;
   readonly generation: number;
   readonly lastFailover: { readonly atMs: number; readonly tookMs: number; readonly detectionMs: number } | undefined;
+  /** The backup found that its execution had left the primary's: not protected, for this reason. */
+  readonly divergence: { readonly epoch: number; readonly reason: string } | undefined;
+  /** State digests this replica has taken, and the time they took (its clock's milliseconds). */
+  readonly digests: { readonly taken: number; readonly ms: number };
 }
 
 /** What a person reads when the guest has ended a run. */

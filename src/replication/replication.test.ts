@@ -5,17 +5,22 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine } from '../machine/board.js';
+import { BoardMap, Machine } from '../machine/board.js';
 import type { DiskRequest } from '../machine/environment.js';
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
 import { DivergenceError, ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
-import { decodeFrame, encodeMessage, type Message, type ReplicaIdentity } from './messages.js';
+import { decodeFrame, encodeMessage, eventWireBytes, frameHeaderBytes, readingWireBytes, type Message, type ReplicaIdentity } from './messages.js';
+import { consoleInputPerEntryBytesMax, epochEntryBytesDefault, epochEntryBytesMin } from './entry-budget.js';
+import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
-import { defaultReplicationOptions, type ReplicaIo, type ReplicationOptions } from './replica.js';
+import {
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, pendingEpochsMax,
+  type ReplicaIo, type ReplicationOptions,
+} from './replica.js';
 
 /** A clock whose mtime the test sets. */
 class TestClock implements EnvironmentPort {
@@ -47,25 +52,25 @@ test('replay: the same count and kind get the logged value; anything else is div
     { retired: 5, kind: 'mtime' as const, value: 42n },
     { retired: 9, kind: 'wall-clock-ns' as const, value: 7n },
   ];
-  environment.beginReplay(3, log);
+  environment.beginReplay(log);
   assert.equal(environment.read('mtime', 5), 42n);
   assert.equal(environment.read('wall-clock-ns', 9), 7n);
   environment.endReplay();
 
-  environment.beginReplay(4, log);
-  assert.throws(() => environment.read('mtime', 6), (error: unknown) => error instanceof DivergenceError && /epoch 4.*instruction 6.*instruction 5/.test(error.message));
-  environment.beginReplay(4, log);
+  environment.beginReplay(log);
+  assert.throws(() => environment.read('mtime', 6), (error: unknown) => error instanceof DivergenceError && /instruction 6.*instruction 5/.test(error.message));
+  environment.beginReplay(log);
   assert.throws(() => environment.read('wall-clock-ns', 5), DivergenceError);
-  environment.beginReplay(4, log);
+  environment.beginReplay(log);
   environment.read('mtime', 5);
   assert.throws(() => environment.endReplay(), /1 environment values were not used/);
-  environment.beginReplay(5, []);
+  environment.beginReplay([]);
   assert.throws(() => environment.read('mtime', 1), /no more values/);
 });
 
 test('after a failover the new clock continues from the last value the machine saw', () => {
   const environment = new ReplicaEnvironment(new TestClock());
-  environment.beginReplay(1, [{ retired: 1, kind: 'mtime', value: 900_000n }]);
+  environment.beginReplay([{ retired: 1, kind: 'mtime', value: 900_000n }]);
   environment.read('mtime', 1);
   environment.endReplay();
   environment.noteClock(950_000n);
@@ -143,20 +148,26 @@ function side(now: () => number): Side {
 const identity: ReplicaIdentity = { configKey: 'test', imageDigest: 'image-a', optionsKey: 'epoch=2000' };
 const options: ReplicationOptions = { ...defaultReplicationOptions, epochInstructions: 2000 };
 
-function machineWith(environment: ReplicaEnvironment): Machine {
+function machineWith(environment: ReplicaEnvironment, words: readonly number[] = program()): Machine {
   const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, environment);
-  program().forEach((word, index) => (machine.ram.i32[index] = word));
+  words.forEach((word, index) => (machine.ram.i32[index] = word));
   machine.hart.reset(ramBaseAddress);
   return machine;
 }
 
-function pair(): { primary: PrimaryReplica; backup: BackupReplica; p: Side; b: Side; clock: { now: number } } {
+function pair(
+  settings: { options?: ReplicationOptions; program?: readonly number[] } = {},
+): { primary: PrimaryReplica; backup: BackupReplica; p: Side; b: Side; clock: { now: number } } {
   const clock = { now: 0 };
   const p = side(() => clock.now);
   const b = side(() => clock.now);
-  const boot = (): Machine => machineWith(p.environment);
-  const primary = new PrimaryReplica(boot(), p.environment, p.io, options, identity, boot, { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
-  const backup = new BackupReplica(() => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, identity, () => machineWith(b.environment));
+  const chosen = settings.options ?? options;
+  const boot = (): Machine => machineWith(p.environment, settings.program);
+  const primary = new PrimaryReplica(boot(), p.environment, p.io, chosen, identity, boot, { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
+  const backup = new BackupReplica(
+    () => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, identity,
+    () => machineWith(b.environment, settings.program),
+  );
   return { primary, backup, p, b, clock };
 }
 
@@ -167,7 +178,7 @@ function pump(primary: PrimaryReplica, backup: BackupReplica, p: Side, b: Side, 
       if (message.type === 'hello') primary.onHello(message.identity);
       else primary.onMessage(message);
     }
-    for (const message of p.io.outbox.splice(0)) backup.onMessage(tamper === undefined ? message : tamper(message));
+    for (const message of p.io.outbox.splice(0)) backup.onMessage(tamper === undefined ? message : tamper(message), encodeMessage(message).length);
   }
 }
 
@@ -202,7 +213,7 @@ test('divergence is reported, never absorbed: a tampered log stops the backup wi
   for (let i = 0; i < 5 && result.kind !== 'finished'; i++) result = backup.step();
   assert.equal(result.kind, 'finished');
   assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
-  assert.match(result.kind === 'finished' ? result.reason : '', /divergence: epoch 2/);
+  assert.match(result.kind === 'finished' ? result.reason : '', /divergence at epoch 2: the machine read mtime at instruction \d+; the primary read mtime at instruction \d+/);
 });
 
 test('a backup with another guest image is refused with the reason, and the primary waits on', () => {
@@ -212,4 +223,143 @@ test('a backup with another guest image is refused with the reason, and the prim
   assert.ok(reject !== undefined && reject.type === 'reject' && reject.code === 'image' && /different guest image/.test(reject.reason));
   assert.equal(primary.currentRole, 'waiting');
   assert.equal(primary.onHello(identity), true, 'a matching backup is still welcome');
+});
+
+// --- bounded log entries and a bounded backup queue ----------------------------------------
+
+/** Reads the time CSR in a tight loop, forever: a reading every three instructions. */
+const rdtimeLoop = [asm.csrrs(5, Csr.time, 0), asm.addi(6, 6, 1), asm.jal(0, -8)];
+
+for (const entryBytes of [undefined, epochEntryBytesMin, 3000]) {
+  test(`a guest reading the clock in a tight loop: epochs end early, entries stay within ${entryBytes ?? 'the default'} bytes, the backup follows`, () => {
+    const chosen: ReplicationOptions = { ...options, epochInstructions: epochInstructionsMax, ...(entryBytes === undefined ? {} : { epochEntryBytesMax: entryBytes }) };
+    const { primary, backup, p, b } = pair({ options: chosen, program: rdtimeLoop });
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    const budget = entryBytes ?? epochEntryBytesDefault;
+    let previousEnd = 0;
+    for (let epoch = 1; epoch <= 4; epoch++) {
+      assert.equal(primary.step().kind, 'progress');
+      const sent = p.io.outbox.filter((message) => message.type === 'epoch');
+      const entry = sent[sent.length - 1]!;
+      assert.ok(entry.type === 'epoch');
+      const bytes = encodeMessage(entry).length - frameHeaderBytes;
+      assert.ok(bytes <= budget, `epoch ${epoch}: ${bytes} bytes, budget ${budget}`);
+      // Filled: all but the room kept for console input (none came) and less than one instruction's readings.
+      const unused = eventWireBytes({ kind: 'console-input', bytes: new Uint8Array(consoleInputPerEntryBytesMax) }) + environmentReadsPerInstructionMax * readingWireBytes;
+      assert.ok(bytes >= budget - unused, `epoch ${epoch}: the readings filled the entry (${bytes} of ${budget} bytes)`);
+      assert.equal(entry.entry.stop, 'budget');
+      assert.ok(entry.entry.endRetired - previousEnd < epochInstructionsMax, 'the epoch ended early');
+      previousEnd = entry.entry.endRetired;
+      pump(primary, backup, p, b);
+      assert.equal(backup.step().kind, 'progress');
+      assert.equal(backup.status().epoch, epoch);
+      assert.equal(backup.currentMachine!.digest(), primary.currentMachine.digest(), `epoch ${epoch}: the backup is where the primary is`);
+    }
+  });
+}
+
+test('a backup that falls behind defers its acknowledgements (still answering heartbeats); the primary pauses at its limit', () => {
+  const chosen: ReplicationOptions = { ...options, epochInstructions: epochInstructionsMin };
+  const { primary, backup, p, b, clock } = pair({ options: chosen });
+  backup.sayHello();
+  pump(primary, backup, p, b);
+  const acknowledged = (): number => Math.max(0, ...b.io.outbox.filter((message) => message.type === 'ack').map((message) => (message.type === 'ack' ? message.epoch : 0)));
+  // The backup receives but does not execute (it is slow): its queue fills.
+  let steps = 0;
+  while (primary.step().kind === 'progress') {
+    steps++;
+    for (const message of p.io.outbox.splice(0)) backup.onMessage(message, encodeMessage(message).length);
+    for (const message of b.io.outbox.splice(0)) primary.onMessage(message);
+    clock.now += 0.001;
+    assert.ok(steps <= backupQueueEpochsMax + pendingEpochsMax, 'the primary never stops');
+  }
+  assert.equal(steps, backupQueueEpochsMax - 1 + pendingEpochsMax, 'the primary ran until its unacknowledged epochs reached its limit');
+  assert.equal(backup.status().lagEpochs, steps, 'the backup holds every entry sent');
+  // A heartbeat is answered with the last acknowledged epoch, not the last received.
+  clock.now += chosen.heartbeatIntervalMs;
+  primary.step();
+  const heartbeat = p.io.outbox.find((message) => message.type === 'heartbeat');
+  assert.ok(heartbeat !== undefined && heartbeat.type === 'heartbeat');
+  backup.onMessage(heartbeat, 0);
+  const answer = b.io.outbox.find((message) => message.type === 'ack' && message.heartbeat === heartbeat.sequence);
+  assert.ok(answer !== undefined && answer.type === 'ack' && answer.epoch === backupQueueEpochsMax - 1, JSON.stringify(answer));
+  // The backup catches up: the deferred acknowledgements go out, and the primary goes on.
+  p.io.outbox.length = 0;
+  b.io.outbox.length = 0;
+  for (let i = 0; i < pendingEpochsMax - 1; i++) backup.step();
+  assert.equal(acknowledged(), 0, 'no acknowledgement while the queue is still full');
+  backup.step();
+  assert.equal(acknowledged(), steps, 'with room again, the backup acknowledges everything it holds');
+  pump(primary, backup, p, b);
+  assert.equal(primary.step().kind, 'progress');
+});
+
+test('a primary that ignores the deferred acknowledgements overruns the backup: divergence, not unbounded memory', () => {
+  const { primary, backup, p, b } = pair();
+  backup.sayHello();
+  pump(primary, backup, p, b);
+  const entry = (epoch: number): Message => ({ type: 'epoch', entry: { epoch, endRetired: epoch * 2000, stop: 'budget', reads: [], events: [], releasedThrough: 0 } });
+  let result = backup.step();
+  for (let epoch = 1; epoch <= backupQueueEpochsLimit + 1; epoch++) backup.onMessage(entry(epoch), 64);
+  result = backup.step();
+  assert.equal(result.kind, 'finished');
+  assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
+  assert.match(result.kind === 'finished' ? result.reason : '', /the primary sent 5121 entries .* beyond what this backup acknowledged/);
+});
+
+// --- state digests -------------------------------------------------------------------------
+
+const corruptions: { what: string; corrupt: (machine: Machine) => void; report: RegExp }[] = [
+  { what: 'a register', corrupt: (machine) => (machine.hart.x[20] = machine.hart.x[20]! + 1), report: /registers x20 \(primary 0x[0-9a-f]+, backup 0x[0-9a-f]+\); state of hart$/ },
+  { what: 'a page', corrupt: (machine) => machine.ram.writeBytes(ramBaseAddress + 0x8_0000, Uint8Array.of(1)), report: /: the RAM page at 0x80080000$/ },
+  { what: 'a device field', corrupt: (machine) => machine.bus.find(BoardMap.uart + 7)!.device.write(7, 1, 0x5a), report: /: state of uart$/ },
+];
+
+for (const { what, corrupt, report } of corruptions) {
+  test(`state digests: ${what} corrupted on the backup is found at the next digest, named; the primary is told, not protected`, () => {
+    const chosen: ReplicationOptions = { ...options, digestEveryEpochs: 2 };
+    const { primary, backup, p, b } = pair({ options: chosen });
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    for (let epoch = 1; epoch <= 4; epoch++) {
+      primary.step();
+      pump(primary, backup, p, b);
+      assert.equal(backup.step().kind, 'progress');
+    }
+    assert.equal(b.io.outbox.filter((message) => message.type === 'divergence').length, 0, 'no divergence while the states agree');
+    corrupt(backup.currentMachine!);
+    for (let epoch = 5; epoch <= 6; epoch++) {
+      primary.step();
+      pump(primary, backup, p, b, (message) => message);
+      backup.step();
+    }
+    const result = backup.step();
+    assert.equal(result.kind, 'finished');
+    assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
+    assert.match(result.kind === 'finished' ? result.reason : '', /^divergence at epoch 6: the state after epoch 6 differs: /);
+    assert.match(result.kind === 'finished' ? result.reason : '', report);
+    pump(primary, backup, p, b);
+    const status = primary.status();
+    assert.equal(status.role, 'solo', 'the primary runs on, not protected');
+    assert.equal(status.divergence?.epoch, 6);
+    assert.match(status.divergence?.reason ?? '', report);
+  });
+}
+
+test('a primary that sends a second welcome or state after the join loses its backup (a welcome sets the arbiter generation)', () => {
+  for (const late of [
+    { type: 'welcome', clusterId: 'other', generation: 40, epoch: 0 },
+    { type: 'state', epoch: 0, index: 0, total: 1, bytes: new Uint8Array(8) },
+  ] as const) {
+    const { primary, backup, p, b } = pair();
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    assert.equal(backup.currentRole, 'following');
+    backup.onMessage(late, 64);
+    const result = backup.step();
+    assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence', late.type);
+    assert.match(result.kind === 'finished' ? result.reason : '', late.type === 'welcome' ? /the primary sent a second welcome/ : /state chunk 0 of 1 after the join/);
+    assert.ok(b.io.outbox.some((message) => message.type === 'divergence'), 'the primary is told');
+  }
 });

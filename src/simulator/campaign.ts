@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { loadImage, type LoadedImage } from '../machine/loader/elf.js';
 import { defaultReplicationOptions, type ReplicationOptions } from '../replication/replica.js';
+import { epochEntryBytesMin } from '../replication/entry-budget.js';
 import { checkOutputWithRepeats } from './console-check.js';
 import { Prng } from './prng.js';
 import { referenceRun, Simulation, type FaultPlan, type SimulationResult } from './simulation.js';
@@ -31,15 +32,29 @@ export function prepareCampaign(kernel: LoadedImage): Campaign {
   return { kernel, disk, reference };
 }
 
-/** The protocol options a seed runs with: every variant, several epoch lengths. */
+/**
+ * The protocol options a seed runs with: every variant, several epoch lengths, state digests
+ * off and at several intervals (no seed corrupts a machine, so none may diverge), and log entry
+ * budgets from the default down to the smallest, so that epochs end early at exact counts
+ * (a few readings fill a tiny entry; a disk completion larger than it travels in an epoch of
+ * its own).
+ */
 export function seedOptions(seed: number): ReplicationOptions {
   const prng = new Prng(seed ^ 0x5eed0001);
-  return {
+  const options: ReplicationOptions = {
     ...defaultReplicationOptions,
+    // The simulator's link and hosts are never starved: it keeps the short timeout, so that
+    // its partitions are detected within its short runs.
+    failureTimeoutMs: 500,
     epochInstructions: prng.pick([5_000, 20_000, 50_000]),
     protocol: prng.chance(0.3) ? 'original' : 'relaxed',
     pendingIo: prng.chance(0.3) ? 'uncertain' : 'reissue',
+    digestEveryEpochs: prng.pick([0, 1, 3, 16, defaultReplicationOptions.digestEveryEpochs]),
   };
+  const budget = prng.float();
+  if (budget < 0.2) return { ...options, epochEntryBytesMax: epochEntryBytesMin + prng.int(0, 200) };
+  if (budget < 0.4) return { ...options, epochEntryBytesMax: prng.int(1_000, 3_000) };
+  return options;
 }
 
 export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan } = {}): SimulationResult {
@@ -61,7 +76,8 @@ export function describeFailure(result: SimulationResult, traceLines = 25): stri
   const options = seedOptions(result.seed);
   return [
     `seed ${result.seed} failed (replay: npx understudy simulate --seed ${result.seed} --verbose)`,
-    `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}`,
+    `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}, ` +
+      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}`,
     `  faults:  ${JSON.stringify(result.plan)}`,
     ...result.failures.map((failure) => `  FAIL ${failure}`),
     `  replicas: ${JSON.stringify(result.outcome)}`,
@@ -84,6 +100,8 @@ export interface RangeSummary {
   readonly outcomes: Record<string, number>;
   readonly failovers: number;
   readonly failoverMsTotal: number;
+  /** Epochs the primaries ended early because their log entry was full. */
+  readonly epochsEndedEarly: number;
 }
 
 export function runRange(range: SeedRange): RangeSummary {
@@ -92,8 +110,10 @@ export function runRange(range: SeedRange): RangeSummary {
   const outcomes: Record<string, number> = {};
   let failovers = 0;
   let failoverMsTotal = 0;
+  let epochsEndedEarly = 0;
   for (let seed = range.first; seed < range.first + range.count; seed++) {
     const result = runSeed(campaign, seed);
+    epochsEndedEarly += result.epochsEndedEarly;
     if (result.failures.length > 0) failures.push(describeFailure(result));
     const plan = result.plan;
     const kind = plan.crash !== undefined ? `crash ${plan.crash.replica}` : plan.partitionAtMs !== undefined ? 'partition' : plan.resetAtMs !== undefined ? 'reset' : 'none';
@@ -104,7 +124,7 @@ export function runRange(range: SeedRange): RangeSummary {
       failoverMsTotal += result.failoverMs;
     }
   }
-  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal };
+  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly };
 }
 
 /** Runs seeds [first, first + count) of the workload in `kernelBytes` on `threads` worker threads and merges their summaries. */
@@ -133,5 +153,6 @@ export async function runSeedsInParallel(kernelBytes: Uint8Array, first: number,
     outcomes,
     failovers: summaries.reduce((sum, s) => sum + s.failovers, 0),
     failoverMsTotal: summaries.reduce((sum, s) => sum + s.failoverMsTotal, 0),
+    epochsEndedEarly: summaries.reduce((sum, s) => sum + s.epochsEndedEarly, 0),
   };
 }

@@ -13,7 +13,11 @@
  *  3. the console the world saw is a failure-free machine's, except for repeats after a
  *     failover (P8); the disk ends exactly as a failure-free run leaves it;
  *  4. a protected primary releases no output before the backup has acknowledged its epoch;
- *  5. the guest finishes (progress after failover) within a bound of virtual time.
+ *  5. the guest finishes (progress after failover) within a bound of virtual time;
+ *  6. no log entry outgrows its budget (entry-budget.ts), except by a single queued event
+ *     larger than the budget, carried alone;
+ *  7. no replica ever reports divergence (the simulator corrupts no machine: a digest that
+ *     differs, or a replay that does, is a bug of ours).
  */
 import { createHash } from 'node:crypto';
 import { Machine, type BoardConfig } from '../machine/board.js';
@@ -21,7 +25,8 @@ import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { LoadedImage } from '../machine/loader/elf.js';
 import { ReplicaEnvironment } from '../replication/environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
-import { encodeMessage, FrameDecoder, type Message, type ReplicaIdentity } from '../replication/messages.js';
+import { encodeMessage, epochEntryWireBytes, FrameDecoder, framePayloadBytesMax, type EpochEntry, type Message, type ReplicaIdentity } from '../replication/messages.js';
+import { epochEntryBytesDefault } from '../replication/entry-budget.js';
 import { PrimaryReplica } from '../replication/primary.js';
 import { BackupReplica } from '../replication/backup.js';
 import { backupCrashPoints, optionsKey, primaryCrashPoints, type CrashPoint, type ReplicaEnd, type ReplicaIo, type ReplicationOptions, type StepResult } from '../replication/replica.js';
@@ -75,6 +80,8 @@ export interface SimulationResult {
   readonly failoverMs: number | undefined;
   /** Instructions each replica executed (its final machine's count). */
   readonly instructions: Partial<Record<ReplicaName, number>>;
+  /** Epochs the primary ended early because their log entry was full. */
+  readonly epochsEndedEarly: number;
 }
 
 /**
@@ -133,6 +140,9 @@ export class Simulation {
   private readonly primaryDigests = new Map<number, string>();
   private backupAckedThrough = 0;
   private readonly sampledEpochs: Set<number>;
+  /** The end of the last entry the primary sent, and the epochs it ended early. */
+  private lastEntryEnd = 0;
+  private epochsEndedEarly = 0;
 
   constructor(private readonly setup: SimulationSetup) {
     this.prng = new Prng(setup.seed);
@@ -225,6 +235,7 @@ export class Simulation {
       trace: this.trace,
       failoverMs: backupReport === undefined ? undefined : backupReport.liveAtMs - backupReport.detectedAtMs + backupReport.silenceMs,
       instructions: Object.fromEntries([...this.replicas].map(([name, replica]) => [name, replica.retired()])),
+      epochsEndedEarly: this.epochsEndedEarly,
     };
   }
 
@@ -346,6 +357,17 @@ export class Simulation {
     }
   }
 
+  /** Invariant 6, for each entry the primary sends; counts the epochs that ended early. */
+  checkEntry(entry: EpochEntry): void {
+    const bytes = epochEntryWireBytes(entry.reads.length, entry.events);
+    const budget = this.setup.options.epochEntryBytesMax ?? epochEntryBytesDefault;
+    const alone = entry.reads.length === 0 && entry.events.filter((event) => event.kind === 'disk-completion').length === 1;
+    if (bytes > budget && !alone) this.fail(`epoch ${entry.epoch}'s log entry has ${bytes} bytes, more than its budget of ${budget}`);
+    if (bytes > framePayloadBytesMax) this.fail(`epoch ${entry.epoch}'s log entry has ${bytes} bytes, more than a frame holds`);
+    if (entry.stop === 'budget' && entry.endRetired - this.lastEntryEnd < this.setup.options.epochInstructions) this.epochsEndedEarly++;
+    this.lastEntryEnd = entry.endRetired;
+  }
+
   recordAck(epoch: number): void {
     if (epoch > this.backupAckedThrough) this.backupAckedThrough = epoch;
   }
@@ -415,6 +437,9 @@ export class Simulation {
   private finalChecks(): void {
     if (this.failures.length > 0) return;
     const results = [...this.replicas.values()];
+    for (const replica of results) {
+      if (replica.result?.end.kind === 'divergence') this.fail(`the ${replica.name} reported divergence: ${replica.result.reason}`);
+    }
     const guestFinished = results.filter((replica) => replica.result?.end.kind === 'guest');
     const backup = this.replicas.get('backup')!;
     if (guestFinished.length === 0 && backup.result?.end.kind === 'no-state' && this.outputs.length === 0) {
@@ -525,6 +550,7 @@ class SimulatedIo implements ReplicaIo {
   send(message: Message): number {
     const bytes = encodeMessage(message);
     if (this.name === 'backup' && message.type === 'ack') this.simulation.recordAck(message.epoch);
+    if (this.name === 'primary' && message.type === 'epoch') this.simulation.checkEntry(message.entry);
     this.outbox.push(bytes);
     return bytes.length;
   }

@@ -52,8 +52,10 @@ export class CliProcess {
   /** Resolves when the process has exited and every holder of its stdout and stderr closed them. */
   readonly done: Promise<ProcessResult>;
 
-  constructor(args: readonly string[], options: { input?: 'pipe' | 'ignore'; timeoutMs?: number } = {}) {
-    this.child = spawn(process.execPath, [cliPath, ...args], { cwd: repoRoot, detached: true, stdio: [options.input ?? 'ignore', 'pipe', 'pipe'] });
+  /** `prefix`: a command that runs understudy, e.g. `ip netns exec NS` to run it on another (virtual) host. */
+  constructor(args: readonly string[], options: { input?: 'pipe' | 'ignore'; timeoutMs?: number; prefix?: readonly string[] } = {}) {
+    const command = [...(options.prefix ?? []), process.execPath, cliPath, ...args];
+    this.child = spawn(command[0]!, command.slice(1), { cwd: repoRoot, detached: true, stdio: [options.input ?? 'ignore', 'pipe', 'pipe'] });
     this.child.stdout!.setEncoding('latin1').on('data', (chunk: string) => {
       this.out += chunk;
       this.wake();

@@ -8,17 +8,27 @@ export async function pairCommand(argv: string[]): Promise<number> {
     ...replicationOptionSpec,
     'kill-primary-after': { type: 'string' },
     'kill-backup-after': { type: 'string' },
+    'kill-primary-every': { type: 'string' },
+    'kill-backup-every': { type: 'string' },
   });
   const replication = replicationSettings(values);
   return await runPair({
     machine: machineSettings(values, tokens, 'pair'),
     // The replicas get the machine and replication options as given; these are the pair's own.
+<<<<<<< HEAD
     // The network back-end is the pair's too: the replicas reach it through the pair's switch.
     replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'arbiter', 'status-port', 'net']),
+=======
+    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure', 'on-unprotected']),
+    channel: replication.channel,
+>>>>>>> main
     arbiter: replication.arbiter,
     statusPort: replication.statusPort,
     verbose: replication.verbose,
+    onUnprotected: replication.onUnprotected,
     killPrimaryAfterMs: values['kill-primary-after'] === undefined ? undefined : parsePositive(values['kill-primary-after'], '--kill-primary-after'),
     killBackupAfterMs: values['kill-backup-after'] === undefined ? undefined : parsePositive(values['kill-backup-after'], '--kill-backup-after'),
+    killPrimaryEveryMs: values['kill-primary-every'] === undefined ? undefined : parsePositive(values['kill-primary-every'], '--kill-primary-every'),
+    killBackupEveryMs: values['kill-backup-every'] === undefined ? undefined : parsePositive(values['kill-backup-every'], '--kill-backup-every'),
   });
 }

@@ -8,9 +8,11 @@
  * - Frames from the network go to the replica that is live now (the primary, or the backup once
  *   it has been promoted). While none is (between the primary's death and the backup's
  *   promotion), they wait in the back-end's bounded queue and go to the new primary when it
- *   says it is live. A frame handed to a primary that dies before logging it is lost, as on a
- *   wire; the sender's retransmission covers it (passt keeps forwarded data until the guest
- *   acknowledges it).
+ *   says it is live. A frame handed to a primary that dies before logging it would be lost (its
+ *   sender's retransmission would cover it, but passt retransmits only after 2 s): so the
+ *   switch hands the new primary the frames of the last moments again first, those the old
+ *   one may not have logged. Some arrive twice, as a duplicate on a wire does; TCP and the
+ *   like take them as one.
  * - Frames from a replica go to the network whichever replica sent them: the protocol lets only
  *   the live one send (P3, the output rule, the lease), and a promoted backup sends the frames
  *   of unacknowledged epochs again before the pair has heard of its promotion.
@@ -27,6 +29,14 @@ export type ReplicaName = 'primary' | 'backup';
 const replicaNames: readonly ReplicaName[] = ['primary', 'backup'];
 /** Bytes waiting to be written to the live replica beyond which frames stay in the back-end's queue. */
 const replicaBacklogBytesMax = 1 << 20;
+/**
+ * How far back frames are handed to a new primary again: longer than a failure is detected
+ * and the lease waited out (by default 500 + 200 ms), so every frame the old primary may have
+ * taken and not logged is in it.
+ */
+const replayWindowMs = 2000;
+/** ... and at most this many frames of it. */
+const replayFramesMax = 512;
 
 /** One NIC: its real back-end and one socket per replica. */
 class SwitchPort {
@@ -34,6 +44,8 @@ class SwitchPort {
   private readonly connections = new Map<ReplicaName, net.Socket>();
   private live: ReplicaName | undefined;
   private closed = false;
+  /** Frames handed to the live replica lately, oldest first (for a new primary: see above). */
+  private recent: { atMs: number; frame: Uint8Array }[] = [];
 
   constructor(
     readonly spec: NetSpec,
@@ -55,7 +67,14 @@ class SwitchPort {
   }
 
   setLive(name: ReplicaName | undefined): void {
+    const previous = this.live;
     this.live = name;
+    if (name !== undefined && previous !== undefined && name !== previous) {
+      const socket = this.connections.get(name);
+      const since = performance.now() - replayWindowMs;
+      for (const { atMs, frame } of this.recent) if (atMs >= since) socket?.write(encodeFrame(frame));
+      this.recent = [];
+    }
     this.forward();
   }
 
@@ -95,8 +114,13 @@ class SwitchPort {
     const socket = this.connections.get(this.live);
     if (socket === undefined || socket.destroyed) return;
     while (this.port.inputWaiting && socket.writableLength < replicaBacklogBytesMax) {
-      for (const frame of this.port.take(64, Infinity)) socket.write(encodeFrame(frame));
+      const now = performance.now();
+      for (const frame of this.port.take(64, Infinity)) {
+        socket.write(encodeFrame(frame));
+        this.recent.push({ atMs: now, frame });
+      }
     }
+    while (this.recent.length > replayFramesMax || (this.recent.length > 0 && this.recent[0]!.atMs < performance.now() - replayWindowMs)) this.recent.shift();
   }
 
   private async pump(): Promise<void> {

@@ -5,10 +5,16 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { EtcdArbiter, parseEtcdAddress } from './etcd-arbiter.js';
 
 export interface Arbiter {
   /** May `replica` be the live one of `clusterId` in `generation`? True for exactly one caller. */
   tryGoLive(clusterId: string, generation: number, replica: string): boolean;
+}
+
+/** A file arbiter on a shared directory, or an etcd arbiter for an `etcd://` address. */
+export function openArbiter(where: string, log: (line: string) => void): Arbiter & { close?(): void } {
+  return where.startsWith('etcd://') ? new EtcdArbiter(parseEtcdAddress(where), log) : new FileArbiter(where);
 }
 
 /** The test-and-set on a shared directory: one file per generation, created exclusively. */

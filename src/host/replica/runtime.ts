@@ -22,7 +22,7 @@ import type { ReplicaProcessStatus } from '../status.js';
 import { serveStatus } from '../status.js';
 import { ExitStatus, replicaExitStatus } from '../exit-status.js';
 import type { Arbiter } from './arbiter.js';
-import { connectRetryMs, connectToPrimary, ReplicaListener, type Endpoint, type PeerLink } from './transport.js';
+import { connectRetryMs, connectToPrimary, ReplicaListener, ReplicaStartError, type ChannelSecurity, type Endpoint, type PeerLink } from './transport.js';
 import { assert } from '../../machine/assert.js';
 
 /** Longest stretch of guest execution before the loop looks at sockets and timers. */
@@ -41,6 +41,8 @@ export interface ReplicaEvents {
   role?(role: ReplicaStatus['role']): void;
   status?(status: ReplicaProcessStatus): void;
   failover?(report: FailoverReport): void;
+  /** The backup found that its execution had left this primary's: not protected any more. */
+  divergence?(divergence: { readonly epoch: number; readonly reason: string }): void;
   log?(line: string): void;
 }
 
@@ -60,6 +62,8 @@ export interface ReplicaProcessOptions {
   readonly identity: ReplicaIdentity;
   readonly arbiter: Arbiter;
   readonly clusterId: string;
+  /** How the replication channel is secured. */
+  readonly security: ChannelSecurity;
   /**
    * A primary runs its guest at once, not protected, and takes a backup whenever one joins
    * (VMware FT is switched on for a VM that is already running); with this it waits for its
@@ -67,6 +71,11 @@ export interface ReplicaProcessOptions {
    */
   readonly waitForBackup?: boolean;
   readonly statusPort?: number;
+  /**
+   * A backup listens here for a backup of its own once it is promoted (a primary always
+   * listens at `endpoint`), so that a pair can be protected again after a failover.
+   */
+  readonly listenWhenPromoted?: Endpoint;
   /** How long a backup keeps trying to connect (default connectRetryMs). */
   readonly connectTimeoutMs?: number;
   readonly events?: ReplicaEvents;
@@ -101,6 +110,7 @@ class ReplicaRuntime implements ReplicaIo {
   private wakeUp: (() => void) | undefined;
   private readonly completions: MachineEvent[] = [];
   private reportedFailover = false;
+  private reportedDivergence: unknown;
   private lastRole = '';
 
   constructor(private readonly options: ReplicaProcessOptions) {}
@@ -115,7 +125,8 @@ class ReplicaRuntime implements ReplicaIo {
     if (o.role === 'primary') {
       const machine = o.createMachine();
       o.boot(machine);
-      assert(o.arbiter.tryGoLive(o.clusterId, 1, 'primary'), () => `the arbiter already has a live replica for cluster ${o.clusterId}`);
+      // A new cluster's first generation: only an arbiter that cannot be reached says no.
+      if (!o.arbiter.tryGoLive(o.clusterId, 1, 'primary')) throw new ReplicaStartError(`the arbiter did not let this primary start (cluster ${o.clusterId}): is it reachable?`);
       const primary = new PrimaryReplica(machine, o.environment, this, o.options, o.identity, reboot, {
         epoch: 0,
         generation: 1,
@@ -123,7 +134,7 @@ class ReplicaRuntime implements ReplicaIo {
         clusterId: o.clusterId,
       });
       this.core = { role: 'primary', replica: primary };
-      await this.listen(primary);
+      await this.listen(primary, o.endpoint);
     } else {
       const backup = new BackupReplica(o.createMachine, o.environment, o.liveClock, this, o.options, o.identity, reboot);
       this.core = { role: 'backup', replica: backup };
@@ -144,7 +155,8 @@ class ReplicaRuntime implements ReplicaIo {
     const seconds = elapsedMs / 1000;
     this.log(
       `log summary: ${bytes} bytes ${status.logBytesSent > 0 ? 'sent' : 'received'} over ${status.epoch} epochs in ${seconds.toFixed(2)} s ` +
-        `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s)`,
+        `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s); ` +
+        `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms`,
     );
   }
 
@@ -208,7 +220,12 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   private noticeRole(core: Core): void {
-    const role = core.replica.status().role;
+    const status = core.replica.status();
+    if (status.divergence !== undefined && status.divergence !== this.reportedDivergence) {
+      this.reportedDivergence = status.divergence;
+      this.options.events?.divergence?.(status.divergence);
+    }
+    const role = status.role;
     if (role !== this.lastRole) {
       this.lastRole = role;
       this.options.events?.role?.(role);
@@ -217,6 +234,12 @@ class ReplicaRuntime implements ReplicaIo {
       this.reportedFailover = true;
       this.goLiveOnNetwork(core.replica);
       this.options.events?.failover?.(core.replica.report);
+      // Promoted: now the primary, this replica takes a backup of its own.
+      const promoted = core.replica.promoted;
+      const endpoint = this.options.listenWhenPromoted;
+      if (promoted !== undefined && endpoint !== undefined) {
+        this.listen(promoted, endpoint).catch((error: unknown) => this.log(`cannot take a new backup: ${error instanceof Error ? error.message : String(error)}`));
+      }
     }
   }
 
@@ -236,8 +259,8 @@ class ReplicaRuntime implements ReplicaIo {
   // -------------------------------------------------------------------------------------------
   // The channel
 
-  private async listen(primary: PrimaryReplica): Promise<void> {
-    const { listener, port } = await ReplicaListener.listen(this.options.endpoint, {
+  private async listen(primary: PrimaryReplica, endpoint: Endpoint): Promise<void> {
+    const { listener, port } = await ReplicaListener.listen(endpoint, {
       hello: (link, identity) => {
         this.link = link;
         if (primary.onHello(identity)) {
@@ -257,7 +280,7 @@ class ReplicaRuntime implements ReplicaIo {
         this.wake();
       },
       log: (line) => this.log(line),
-    });
+    }, this.options.security);
     this.listener = listener;
     this.options.events?.listening?.(port);
   }
@@ -274,7 +297,7 @@ class ReplicaRuntime implements ReplicaIo {
         this.wake();
       },
       log: (line) => this.log(line),
-    });
+    }, this.options.security);
     backup.sayHello();
   }
 

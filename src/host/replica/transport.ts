@@ -1,22 +1,31 @@
 /**
  * The replication channel between two replica processes: protocol frames (messages.ts) on a
- * TCP stream, connection set-up, and the join handshake (the backup's hello). The replica's
- * run loop (runtime.ts) sees only {@link PeerLink}s and the handlers it passes in; TLS, when
- * it comes, wraps the stream here and nowhere else.
+ * TCP stream, mutual TLS 1.3 when the replicas have keys (keys.ts), connection set-up, and the
+ * join handshake (the backup's hello). The replica's run loop (runtime.ts) sees only
+ * {@link PeerLink}s and the handlers it passes in.
  *
- * Nothing a peer sends can crash the process: a frame that does not parse closes that
- * connection with a reason, sent to the peer in a reject frame when it can still read us.
+ * With TLS, both sides prove membership of the cluster (a certificate signed by the cluster
+ * CA) before a single frame passes: a stranger learns nothing, and what an attacker injects
+ * into or replays on the stream fails TLS's integrity check and ends the connection. Nothing a
+ * peer sends can crash the process: a frame that does not parse closes that connection with
+ * a reason, sent to the peer in a reject frame when it can still read us.
  */
+import { X509Certificate } from 'node:crypto';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { encodeMessage, FrameDecoder, ProtocolError, type Message, type ReplicaIdentity } from '../../replication/messages.js';
+import type { TlsIdentity } from './keys.js';
 
 /** How long a backup keeps trying, by default, to reach a primary that is not listening yet. */
 export const connectRetryMs = 15_000;
 /** Between two attempts to reach a primary that refused the connection. */
 const connectRetryIntervalMs = 100;
-/** A connection to the primary must say hello within this long. */
+/** A connection to the primary must finish its TLS handshake and say hello within this long. */
 const helloTimeoutMs = 5000;
-/** Connections that have not said hello yet, at most (more are closed at once). */
+/**
+ * Connections that have not said hello yet, at most. A new one beyond this closes the oldest,
+ * so that idle or slow connections cannot lock the real backup out (it says hello at once).
+ */
 const unjoinedConnectionsMax = 8;
 /** A refused connection gets this long to read its reject frame before it is destroyed. */
 const refusalLingerMs = 1000;
@@ -31,6 +40,47 @@ export function parseEndpoint(text: string): Endpoint {
   const port = match === null ? NaN : Number(match[2]);
   if (match === null || !(port >= 0 && port < 65536)) throw new RangeError(`"${text}" is not HOST:PORT`);
   return { host: match[1] === '' ? '127.0.0.1' : match[1]!, port };
+}
+
+/** How the channel is secured: mutual TLS with the cluster's keys, or nothing (`--insecure`). */
+export type ChannelSecurity = { readonly kind: 'tls'; readonly identity: TlsIdentity } | { readonly kind: 'insecure' };
+
+const tlsVersion = 'TLSv1.3';
+
+/** Why a peer's certificate does not make it a member of the cluster, if it does not. */
+function refusePeerCertificate(socket: tls.TLSSocket, ca: X509Certificate, nowMs = Date.now()): string | undefined {
+  const peer = socket.getPeerX509Certificate();
+  if (peer === undefined) return 'it presented no certificate';
+  if (!peer.checkIssued(ca) || !peer.verify(ca.publicKey)) return `its certificate (${peer.subject.replace(/\n/g, ', ')}) is not signed by this cluster's CA`;
+  if (nowMs < Date.parse(peer.validFrom) || nowMs > Date.parse(peer.validTo)) return `its certificate is valid from ${peer.validFrom} to ${peer.validTo}, not now`;
+  return undefined;
+}
+
+/** A TLS failure, in words for the operator. */
+function describeTlsError(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
+    case 'ERR_SSL_HTTP_REQUEST':
+      return 'it does not speak TLS (is it run with --insecure? give both sides --tls DIR)';
+    case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
+      return 'it presented no certificate';
+    case 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED':
+      return 'the peer wants a certificate from this replica';
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+      return `its certificate is not signed by this cluster's CA (${error.code})`;
+    case 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE':
+    case 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA':
+      return `it does not accept this replica's certificate: another cluster's keys? (${error.code})`;
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return `its certificate is not valid now (${error.code})`;
+    default:
+      return `TLS failed: ${error.code ?? error.message}`;
+  }
 }
 
 /** The replica could not start (the primary is unreachable, the port is taken...). */
@@ -93,13 +143,26 @@ export interface ListenerHandlers {
 export class ReplicaListener {
   private server: net.Server | undefined;
   private peer: net.Socket | undefined;
-  private unjoined = 0;
+  /** Connections that have not said hello yet, oldest first, with what closes each. */
+  private readonly unjoined = new Map<net.Socket, () => void>();
+  private readonly tlsContext: { context: tls.SecureContext; ca: X509Certificate } | undefined;
 
-  private constructor(private readonly handlers: ListenerHandlers) {}
+  private constructor(
+    private readonly handlers: ListenerHandlers,
+    security: ChannelSecurity,
+  ) {
+    this.tlsContext =
+      security.kind === 'tls'
+        ? {
+            context: tls.createSecureContext({ ca: security.identity.ca, cert: security.identity.cert, key: security.identity.key, minVersion: tlsVersion }),
+            ca: new X509Certificate(security.identity.ca),
+          }
+        : undefined;
+  }
 
   /** Listens on `endpoint`; resolves with the port (useful when it was 0). */
-  static async listen(endpoint: Endpoint, handlers: ListenerHandlers): Promise<{ listener: ReplicaListener; port: number }> {
-    const listener = new ReplicaListener(handlers);
+  static async listen(endpoint: Endpoint, handlers: ListenerHandlers, security: ChannelSecurity): Promise<{ listener: ReplicaListener; port: number }> {
+    const listener = new ReplicaListener(handlers, security);
     const port = await new Promise<number>((resolve, reject) => {
       const server = net.createServer((socket) => listener.accept(socket));
       // A port in use or an address not on this host is bad input: one line, no stack trace.
@@ -116,31 +179,64 @@ export class ReplicaListener {
     return { listener, port };
   }
 
-  private accept(socket: net.Socket): void {
-    socket.setNoDelay(true);
-    const peer = socket.remoteAddress ?? '?';
-    if (this.unjoined >= unjoinedConnectionsMax) {
-      this.handlers.log(`refused a connection from ${peer}: ${unjoinedConnectionsMax} others have not said hello yet`);
-      socket.destroy();
-      return;
+  private accept(raw: net.Socket): void {
+    raw.setNoDelay(true);
+    const peer = raw.remoteAddress ?? '?';
+    if (this.unjoined.size >= unjoinedConnectionsMax) {
+      const [oldest, close] = this.unjoined.entries().next().value as [net.Socket, () => void];
+      this.handlers.log(`closed a connection from ${oldest.remoteAddress ?? '?'} that had not said hello: ${unjoinedConnectionsMax} connections were waiting`);
+      close();
     }
-    this.unjoined++;
-    let counted = true;
-    const settle = (): void => {
-      if (counted) this.unjoined--;
-      counted = false;
-    };
     const decoder = new FrameDecoder();
     let joined = false;
     /** This connection has been refused with a reason already. */
     let refused = false;
+    const settle = (): void => {
+      this.unjoined.delete(raw);
+    };
     const helloTimer = setTimeout(() => {
       if (joined || refused) return;
       refused = true;
+      if (this.tlsContext !== undefined && !(socket as tls.TLSSocket).encrypted) {
+        this.handlers.log(`refused a connection from ${peer}: no TLS handshake within ${helloTimeoutMs} ms`);
+        raw.destroy();
+        return;
+      }
       this.refuse(socket, new ProtocolError('malformed', `no hello within ${helloTimeoutMs} ms`));
     }, helloTimeoutMs);
     helloTimer.unref();
+    this.unjoined.set(raw, () => {
+      refused = true;
+      clearTimeout(helloTimer);
+      settle();
+      raw.destroy();
+    });
+    let socket: net.Socket = raw;
+    let verifiedTls = false;
+    if (this.tlsContext !== undefined) {
+      const { context, ca } = this.tlsContext;
+      const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context, requestCert: true, rejectUnauthorized: true });
+      socket = secure;
+      secure.once('secure', () => {
+        // The handshake proved the peer holds its certificate's key; is it one of ours?
+        const reason = refusePeerCertificate(secure, ca);
+        if (reason !== undefined) {
+          // It learns only that it was refused, and why.
+          refused = true;
+          this.refuse(secure, new ProtocolError('unauthorized', reason));
+          return;
+        }
+        verifiedTls = true;
+      });
+      secure.on('error', (error: NodeJS.ErrnoException) => {
+        if (verifiedTls || refused) return;
+        refused = true;
+        this.handlers.log(`refused a connection from ${peer}: ${describeTlsError(error)}`);
+      });
+    }
     socket.on('data', (chunk: Buffer) => {
+      // No frame from a peer that is not (yet) verified, or already refused, is read.
+      if (refused || (this.tlsContext !== undefined && !verifiedTls)) return;
       let messages: Message[];
       try {
         messages = decoder.push(chunk);
@@ -179,6 +275,10 @@ export class ReplicaListener {
       if (this.peer === socket) {
         this.peer = undefined;
         this.handlers.closed(reason);
+      } else if (this.tlsContext !== undefined && !verifiedTls && !refused) {
+        // A client that finds our certificate foreign just hangs up, mid-handshake.
+        refused = true;
+        this.handlers.log(`refused a connection from ${peer}: it closed during the TLS handshake (it does not accept this replica's certificate: another cluster's keys?)`);
       } else if (!joined && !refused && decoder.bufferedBytes > 0) {
         // A peer that hung up in the middle of its first frame: say so, or it leaves no trace.
         refused = true;
@@ -198,7 +298,7 @@ export class ReplicaListener {
       this.peer = undefined;
       this.handlers.closed(reason);
     }
-    const code = error instanceof ProtocolError && error.code === 'version' ? 'version' : 'malformed';
+    const code = error instanceof ProtocolError && (error.code === 'version' || error.code === 'unauthorized') ? error.code : 'malformed';
     socket.end(encodeMessage({ type: 'reject', code, reason }));
     setTimeout(() => socket.destroy(), refusalLingerMs).unref();
   }
@@ -222,13 +322,14 @@ export interface ConnectHandlers {
  * Connects to a primary, retrying while it refuses (it may not be listening yet) for up to
  * `timeoutMs`; then hands every frame to `handlers`.
  */
-export async function connectToPrimary(endpoint: Endpoint, timeoutMs: number, handlers: ConnectHandlers): Promise<PeerLink> {
+export async function connectToPrimary(endpoint: Endpoint, timeoutMs: number, handlers: ConnectHandlers, security: ChannelSecurity): Promise<PeerLink> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return await connectOnce(endpoint, handlers);
+      return await connectOnce(endpoint, handlers, security);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
+      if (error instanceof ReplicaStartError) throw error;
       if (code !== 'ECONNREFUSED' || Date.now() > deadline) {
         throw new ReplicaStartError(`cannot reach the primary at ${endpoint.host}:${endpoint.port}: ${code ?? String(error)}`);
       }
@@ -237,14 +338,32 @@ export async function connectToPrimary(endpoint: Endpoint, timeoutMs: number, ha
   }
 }
 
-function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers): Promise<PeerLink> {
+function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: ChannelSecurity): Promise<PeerLink> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(endpoint.port, endpoint.host);
+    const where = `${endpoint.host}:${endpoint.port}`;
+    const socket: net.Socket =
+      security.kind === 'tls'
+        ? tls.connect({
+            host: endpoint.host,
+            port: endpoint.port,
+            ca: security.identity.ca,
+            cert: security.identity.cert,
+            key: security.identity.key,
+            minVersion: tlsVersion,
+            // Any certificate of the cluster's CA is a member; replicas change hosts and roles.
+            checkServerIdentity: () => undefined,
+          })
+        : net.connect(endpoint.port, endpoint.host);
     socket.setNoDelay(true);
     const decoder = new FrameDecoder();
-    socket.once('error', reject);
-    socket.once('connect', () => {
-      socket.off('error', reject);
+    const failed = (error: NodeJS.ErrnoException): void => {
+      // A refused TCP connection may be retried; a TLS failure is the peer's or the keys' fault.
+      if (error.code === 'ECONNREFUSED' || security.kind === 'insecure') reject(error);
+      else reject(new ReplicaStartError(`cannot join the primary at ${where}: ${describeTlsError(error)}`));
+    };
+    socket.once('error', failed);
+    socket.once(security.kind === 'tls' ? 'secureConnect' : 'connect', () => {
+      socket.off('error', failed);
       const link = new SocketLink(socket);
       let open = true;
       const closed = (reason: string): void => {
@@ -265,8 +384,9 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers): Promise<Pee
         }
         for (const frame of frames) handlers.message(frame.message, frame.wireBytes);
       });
-      socket.on('error', (error) => closed(error.message));
-      socket.on('close', () => closed('closed'));
+      socket.on('error', (error: NodeJS.ErrnoException) => closed(security.kind === 'tls' && error.code?.startsWith('ERR_SSL') === true ? describeTlsError(error) : error.message));
+      // A primary that hung up in the middle of a frame: say so, or the truncation leaves no trace.
+      socket.on('close', () => closed(decoder.bufferedBytes > 0 ? `closed in the middle of a frame (after ${decoder.bufferedBytes} bytes of it)` : 'closed'));
       resolve(link);
     });
   });

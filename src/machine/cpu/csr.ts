@@ -140,3 +140,14 @@ export const medelegWritable = 0xb3ff;
 export const misaValue = (1 << 30) | (1 << 0) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
 
 export const pmpEntries = 16;
+
+/** Bits of one pmpNcfg byte (privileged spec 3.7.1); A is the address-matching mode. */
+export const enum PmpCfg {
+  R = 1,
+  W = 2,
+  X = 4,
+  A = 0x18,
+  /** A = TOR: the region is [pmpaddr(N-1), pmpaddr(N)). */
+  TOR = 0x08,
+  L = 0x80,
+}

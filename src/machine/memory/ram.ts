@@ -4,6 +4,11 @@
  * The views assume a little-endian host, like the guest; this is checked when the module loads.
  * Writes that bypass the CPU's fast path (device DMA, loaders) are reported to a watcher, so
  * that the interpreter's cache of decoded instructions never goes stale.
+ *
+ * Ram also keeps the set of pages written since it was last asked (for incremental state
+ * digests): writes outside the CPU's fast path mark their pages as they are reported; the
+ * fast path is covered by arming every page ({@link PageFlag.trackWrites}) and emptying the
+ * CPU's TLBs, so that the first store to each page takes the slow path and reports it.
  */
 import { SnapshotError, type SnapshotReader, type SnapshotWriter, type Snapshottable } from '../snapshot.js';
 
@@ -13,10 +18,20 @@ export const ramBytesMin = 1 << 20;
 /** RAM ends below 2^32 because the board maps it at 2 GiB. */
 export const ramBytesMax = 2 ** 31 - pageBytes * 256;
 
+const zeroPage = new Uint8Array(pageBytes);
+
 {
   const probe = new Uint8Array(new Uint16Array([0x0102]).buffer);
   if (probe[0] !== 0x02) throw new Error('understudy needs a little-endian host');
 }
+
+/** Bits of `Ram.pageFlags`: a page with any set never enters the CPU's store TLB, and its stores are reported. */
+export const PageFlag = {
+  /** Every store is reported (the HTIF tohost page). */
+  watched: 1,
+  /** The next store is reported, and clears this bit (write tracking, see `armWriteTracking`). */
+  trackWrites: 2,
+} as const;
 
 /** Receives notice that guest RAM bytes changed outside the CPU's fast path. */
 export interface CodeWatcher {
@@ -33,8 +48,12 @@ export class Ram implements Snapshottable {
   u16!: Uint16Array;
   i16!: Int16Array;
   i32!: Int32Array;
-  /** Per page: non-zero = watched (HTIF tohost); stores to watched pages always take the slow path. */
+  /** Per page: {@link PageFlag} bits; stores to a page with any set take the slow path. */
   readonly pageFlags: Uint8Array;
+  /** Per page: written since the last `takeWrittenPages` (complete only while armed; see above). */
+  private readonly written: Uint8Array;
+  /** The pages with {@link PageFlag.watched} (few: the HTIF tohost page). */
+  private readonly watched = new Set<number>();
   watcher: CodeWatcher | undefined;
 
   constructor(sizeBytes: number) {
@@ -45,6 +64,7 @@ export class Ram implements Snapshottable {
     this.pages = sizeBytes / pageBytes;
     this.useFreshBuffer();
     this.pageFlags = new Uint8Array(this.pages);
+    this.written = new Uint8Array(this.pages).fill(1);
   }
 
   /** Points every view at a new zeroed buffer (the operating system zeroes it lazily). */
@@ -77,16 +97,70 @@ export class Ram implements Snapshottable {
     this.noteWritten(offset, data.length);
   }
 
-  /** Tells the code cache about a write to [offset, offset + length) of RAM. */
+  /** Tells the code cache (and the written-page set) about a write to [offset, offset + length) of RAM. */
   noteWritten(offset: number, length: number): void {
-    if (length <= 0 || this.watcher === undefined) return;
+    if (length <= 0) return;
     const first = Math.floor(offset / pageBytes);
     const last = Math.floor((offset + length - 1) / pageBytes);
+    this.written.fill(1, first, last + 1);
+    if (this.watcher === undefined) return;
     for (let page = first; page <= last; page++) {
       const start = Math.max(offset, page * pageBytes);
       const end = Math.min(offset + length, (page + 1) * pageBytes);
       this.watcher.ramWritten(page, start - page * pageBytes, end - start);
     }
+  }
+
+  /** The CPU stored to a page with flags set (physical address inside RAM): note the page written, and disarm it. */
+  noteStored(physical: number): void {
+    const page = (physical - ramBaseAddress) >>> 12;
+    this.written[page] = 1;
+    this.pageFlags[page] = this.pageFlags[page]! & ~PageFlag.trackWrites;
+  }
+
+  /** Reports every store to `page` (its stores always take the slow path). */
+  watchPage(page: number): void {
+    this.watched.add(page);
+    this.pageFlags[page] = this.pageFlags[page]! | PageFlag.watched;
+  }
+
+  /** No page is watched or armed any more. */
+  clearPageFlags(): void {
+    this.watched.clear();
+    this.pageFlags.fill(0);
+  }
+
+  /**
+   * Arms every page, so that the first CPU store to each reports it. The caller must empty
+   * the CPU's TLBs too (a page already in the store TLB is written without the slow path).
+   */
+  armWriteTracking(): void {
+    this.pageFlags.fill(PageFlag.trackWrites);
+    for (const page of this.watched) this.pageFlags[page] = PageFlag.trackWrites | PageFlag.watched;
+  }
+
+  /** Whether page `page` holds only zero bytes. */
+  pageIsZero(page: number): boolean {
+    return Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
+  }
+
+  /** Counts every page as written (a new tracker starts from everything). */
+  markAllWritten(): void {
+    this.written.fill(1);
+  }
+
+  /** Whether `page` was written since the last `takeWrittenPages`. */
+  writtenSince(page: number): boolean {
+    return this.written[page] === 1;
+  }
+
+  /** The pages written since the last call (in order), and forgets them. */
+  takeWrittenPages(): number[] {
+    const pages: number[] = [];
+    const written = this.written;
+    for (let page = written.indexOf(1); page !== -1; page = written.indexOf(1, page + 1)) pages.push(page);
+    written.fill(0);
+    return pages;
   }
 
   save(writer: SnapshotWriter): void {

@@ -1,0 +1,65 @@
+/**
+ * Decoded instructions per RAM page: what the run loop executes from (QEMU's translation
+ * blocks, in small). The pages live in the hart (`Hart.codePages`); this file says what is in
+ * them and keeps them in step with RAM.
+ *
+ * A RAM page that has been fetched from gets 1024 slots of two int32 words, one slot per
+ * instruction word of the page, filled the first time the instruction runs:
+ *   word 0: op (bits 0-7) | rd (8-13; rd = x0 becomes the sink register) | rs1 (14-18) | rs2 (19-23)
+ *   word 1: the immediate (decode.ts: for CSR instructions the CSR number, for ILLEGAL the bits)
+ * Word 0 is never 0 for a decoded instruction (decode.ts never yields op 0), so 0 marks an
+ * empty slot. Every write to a RAM page with decoded instructions empties the written words'
+ * slots, so code always runs as written:
+ * - stores on the run loop's fast path empty the slot themselves (cpu.ts);
+ * - every other write (slow-path stores, device DMA, loaders, page-table A/D updates, a
+ *   restored snapshot) reaches {@link invalidateCode} through RAM's watcher (ram.ts).
+ */
+import { decode } from './decode.js';
+import type { Hart } from './cpu.js';
+
+/** Most RAM pages with decoded instructions (8 KiB each) before the whole cache is dropped. */
+export const codePagesMax = 8192;
+/** Int32 words per decoded page: two per instruction word of a 4 KiB page. */
+export const codePageWords = 2048;
+/** The register index that decoded instructions with rd = x0 write to (x[32], never read). */
+export const sinkRegister = 32;
+
+/** A decoded page that no RAM page uses: where the run loop points before its first fetch. */
+export const emptyCodePage = new Int32Array(codePageWords);
+
+/** RAM page `page`'s decoded instructions, created empty if it has none. */
+export function codePage(hart: Hart, page: number): Int32Array {
+  const existing = hart.codePages[page];
+  if (existing !== undefined) return existing;
+  if (hart.codePageCount >= codePagesMax) dropCodeCache(hart);
+  const code = new Int32Array(codePageWords);
+  hart.codePages[page] = code;
+  hart.codePageCount++;
+  return code;
+}
+
+/** Drops every decoded page (the cache is full): QEMU's tb_flush, in small. */
+function dropCodeCache(hart: Hart): void {
+  hart.codePages.fill(undefined);
+  hart.codePageCount = 0;
+  // The fetch TLB points into the dropped pages.
+  hart.fetchTag.fill(-1);
+  hart.fetchCode.fill(undefined);
+  hart.attention = true;
+}
+
+/** RAM bytes [offset, offset + length) of `page` changed behind the run loop's fast path. */
+export function invalidateCode(hart: Hart, page: number, offset: number, length: number): void {
+  const code = hart.codePages[page];
+  if (code === undefined) return;
+  const first = offset >>> 2;
+  const last = (offset + length - 1) >>> 2;
+  for (let slot = first; slot <= last; slot++) code[slot * 2] = 0;
+}
+
+/** Decodes instruction word `insn` into `slot` (an even index) of a decoded page. */
+export function decodeInto(code: Int32Array, slot: number, insn: number): void {
+  const d = decode(insn);
+  code[slot] = d.op | ((d.rd === 0 ? sinkRegister : d.rd) << 8) | (d.rs1 << 14) | (d.rs2 << 19);
+  code[slot + 1] = d.imm;
+}

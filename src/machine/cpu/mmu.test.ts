@@ -1,0 +1,84 @@
+/** Unit tests for the MMU's contracts, PMP and the code cache, on a bare hart with 1 MiB of RAM. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Hart } from './cpu.js';
+import { Access, fillFetch, tlbEntries, translate } from './mmu.js';
+import { pmpCheck, pmpRegions } from './pmp.js';
+import { codePagesMax, invalidateCode } from './code-cache.js';
+import { PmpCfg, Priv } from './csr.js';
+import { trapSignal } from './trap-signal.js';
+import { Bus } from '../memory/bus.js';
+import { Ram, ramBaseAddress } from '../memory/ram.js';
+
+function bareHart(ramBytes = 1 << 20): Hart {
+  const hart = new Hart({ ram: new Ram(ramBytes), bus: new Bus(), readTime: () => 0n, watchedStore: () => {} });
+  hart.reset(ramBaseAddress);
+  return hart;
+}
+
+/** pmpaddr for a NAPOT region of `bytes` (a power of two, at least 8) at `base`. */
+function napot(base: number, bytes: number): number {
+  return ((base >>> 2) | ((bytes >>> 3) - 1)) | 0;
+}
+
+test('PMP: NAPOT and TOR regions in priority order; the first match decides', () => {
+  const cfg = new Uint8Array(16);
+  const addr = new Int32Array(16);
+  addr[0] = napot(0x8000_0000, 0x1000);
+  cfg[0] = PmpCfg.R | 0x18; // NAPOT, read-only
+  addr[1] = 0x8010_0000 >>> 2;
+  cfg[1] = PmpCfg.R | PmpCfg.W | PmpCfg.X | PmpCfg.TOR;
+  const regions = pmpRegions(cfg, addr);
+  // TOR starts at the previous pmpaddr, whatever that entry's mode (privileged spec 3.7.1).
+  assert.deepEqual(regions.map((r) => [r.bottom, r.top]), [[0x8000_0000, 0x8000_1000], [(addr[0]! >>> 0) * 4, 0x8010_0000]]);
+  assert.equal(pmpCheck(regions, 0x8000_0010, 4, PmpCfg.W, Priv.S) & 1, 0, 'the read-only region comes first');
+  assert.equal(pmpCheck(regions, 0x8000_2000, 4, PmpCfg.W, Priv.S), 0b11, 'allowed, and alike for the whole page');
+  assert.equal(pmpCheck(regions, 0x8010_0000, 4, PmpCfg.R, Priv.S) & 1, 0, 'no region matches: S may not');
+  assert.equal(pmpCheck(regions, 0x8010_0000, 4, PmpCfg.R, Priv.M) & 1, 1, 'no region matches: M may');
+});
+
+test('translate returns the physical address, and whether PMP treats the whole page alike', () => {
+  const hart = bareHart();
+  assert.deepEqual({ ...translate(hart, ramBaseAddress + 0x1234, Access.Load, Priv.M, 4) }, { physical: ramBaseAddress + 0x1234, cacheable: true });
+  // A 16-byte region inside the page makes the page non-uniform for M too.
+  hart.pmpaddr[0] = napot(ramBaseAddress + 0x1000, 16);
+  hart.pmpcfg[0] = PmpCfg.R | 0x18;
+  hart.pmpChanged();
+  assert.deepEqual({ ...translate(hart, ramBaseAddress + 0x1800, Access.Load, Priv.M, 4) }, { physical: ramBaseAddress + 0x1800, cacheable: false });
+  assert.throws(() => translate(hart, ramBaseAddress + 0x1000, Access.Store, Priv.S, 4), (error) => error === trapSignal && trapSignal.cause === 7);
+});
+
+test('fillFetch returns the RAM page and whether it entered the fetch TLB', () => {
+  const hart = bareHart();
+  const filled = fillFetch(hart, ramBaseAddress + 0x3004);
+  assert.equal(filled, (3 << 1) | 1);
+  assert.ok(hart.codePages[3] !== undefined, 'the page has decoded instructions now');
+  const e = ((ramBaseAddress + 0x3004) >>> 12) & (tlbEntries - 1);
+  assert.equal(hart.fetchCode[e], hart.codePages[3]);
+  assert.equal(hart.fetchWordBase[e], 3 * 1024);
+  hart.pmpaddr[0] = napot(ramBaseAddress + 0x5000, 16);
+  hart.pmpcfg[0] = PmpCfg.X | 0x18;
+  hart.pmpChanged();
+  assert.equal(fillFetch(hart, ramBaseAddress + 0x5000), 5 << 1, 'a page PMP splits stays out of the TLB');
+});
+
+test('a write into a decoded page empties exactly the written slots', () => {
+  const hart = bareHart();
+  fillFetch(hart, ramBaseAddress);
+  const code = hart.codePages[0]!;
+  code.fill(7);
+  invalidateCode(hart, 0, 6, 4); // bytes 6..9: words 1 and 2
+  assert.deepEqual([...code.slice(0, 8)], [7, 7, 0, 7, 0, 7, 7, 7]);
+});
+
+test('the code cache drops every page when full, and the fetch TLB with it', () => {
+  const hart = bareHart((codePagesMax + 1) * 4096);
+  for (let page = 0; page < codePagesMax; page++) fillFetch(hart, ramBaseAddress + page * 4096);
+  assert.equal(hart.codePageCount, codePagesMax);
+  hart.attention = false;
+  fillFetch(hart, ramBaseAddress + codePagesMax * 4096);
+  assert.equal(hart.codePageCount, 1);
+  assert.equal(hart.codePages[0], undefined);
+  assert.ok(hart.attention, 'the run loop must look again');
+  assert.equal(hart.fetchTag.filter((tag) => tag !== -1).length, 1);
+});

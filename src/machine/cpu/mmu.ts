@@ -1,0 +1,297 @@
+/**
+ * The MMU: Sv32 translation (privileged spec 4.3), the software TLBs that the run loop's fast
+ * path reads, PMP on every physical access, and the slow paths for the loads and stores that
+ * the fast path does not take: TLB misses, faults, MMIO, misaligned accesses and stores to
+ * watched pages (HTIF tohost). Faults are thrown as the {@link TrapSignal}.
+ *
+ * The state is the hart's (`Hart.fetchTag` and the other TLB arrays, `Hart.pmpRegions`), so
+ * that the run loop reaches it the way V8 compiles fastest; only this file writes it.
+ *
+ * Three software TLBs (fetch, load, store), direct-mapped by virtual page number:
+ * tag = vpn | context (-1 = empty), where the context holds what a translation depends on
+ * besides satp (see {@link fetchTlbContext}, {@link dataTlbContext}), so that mode switches need no
+ * flush; satp writes, SFENCE.VMA and PMP changes flush. For loads and stores `add` = RAM index
+ * - virtual address, so a hit is one typed-array access; a fetch hit gives the page's decoded
+ * instructions (code-cache.ts) and the index in `Ram.i32` of its first word. A page enters a
+ * TLB only if PMP treats the whole page alike.
+ */
+import { ramBaseAddress, pageBytes } from '../memory/ram.js';
+import type { AccessWidth } from '../devices/device.js';
+import { Cause, PmpCfg, Priv, Status, type PrivilegeLevel } from './csr.js';
+import { pmpCheck, pmpRegions } from './pmp.js';
+import { codePage, invalidateCode } from './code-cache.js';
+import { raise, trapSignal } from './trap-signal.js';
+import type { Hart } from './cpu.js';
+
+/** Entries in each software TLB (fetch, load, store); a power of two. */
+export const tlbEntries = 512;
+const tlbMask = tlbEntries - 1;
+
+export const enum Access {
+  Fetch = 0,
+  Load = 1,
+  Store = 2,
+}
+
+const pageFaultCause = [Cause.InstructionPageFault, Cause.LoadPageFault, Cause.StorePageFault];
+const accessFaultCause = [Cause.InstructionAccessFault, Cause.LoadAccessFault, Cause.StoreAccessFault];
+const pmpPermission = [PmpCfg.X, PmpCfg.R, PmpCfg.W];
+
+const enum Pte {
+  V = 1,
+  R = 2,
+  W = 4,
+  X = 8,
+  U = 16,
+  A = 64,
+  D = 128,
+}
+
+/**
+ * What {@link translate} returns. One object, overwritten by the next translation: read it
+ * at once (everything here is synchronous).
+ */
+export interface Translation {
+  /** The physical address; Sv32 reaches 34 bits, so it may be above 4 GiB. */
+  physical: number;
+  /** PMP treats the whole page alike, so the page may enter a TLB. */
+  cacheable: boolean;
+}
+const translation: Translation = { physical: 0, cacheable: false };
+
+/** The TLB context of fetches at privilege `priv`. */
+export function fetchTlbContext(priv: PrivilegeLevel): number {
+  return priv << 20;
+}
+
+/** The TLB context of loads and stores at (effective) privilege `priv`: with SUM and MXR. */
+export function dataTlbContext(priv: PrivilegeLevel, mstatus: number): number {
+  return (priv << 20) | ((mstatus & (Status.SUM | Status.MXR)) << 4);
+}
+
+/** The privilege that loads and stores use: MPP when MPRV is set in M-mode. */
+export function dataPrivilege(hart: Hart): PrivilegeLevel {
+  if (hart.priv === Priv.M && (hart.mstatus & Status.MPRV) !== 0) return ((hart.mstatus & Status.MPP) >>> Status.MPP_SHIFT) as PrivilegeLevel;
+  return hart.priv;
+}
+
+/** Empties the TLBs; the run loop looks again before its next fetch. */
+export function flushTlb(hart: Hart): void {
+  hart.fetchTag.fill(-1);
+  hart.loadTag.fill(-1);
+  hart.storeTag.fill(-1);
+  hart.fetchCode.fill(undefined);
+  hart.attention = true;
+}
+
+/** pmpcfg or pmpaddr changed: rebuilds the PMP regions and flushes the TLBs. */
+export function pmpChanged(hart: Hart): void {
+  hart.pmpRegions = pmpRegions(hart.pmpcfg, hart.pmpaddr);
+  flushTlb(hart);
+}
+
+/**
+ * Translates `va` for an access of `width` bytes at privilege `priv` and checks PMP; throws
+ * the page or access fault. The result is the one {@link Translation}.
+ */
+export function translate(hart: Hart, va: number, access: Access, priv: PrivilegeLevel, width: number): Translation {
+  let physical: number;
+  if (priv === Priv.M || (hart.satp >>> 31) === 0) {
+    physical = va >>> 0;
+  } else {
+    physical = walk(hart, va, access, priv);
+  }
+  const pmp = pmpCheck(hart.pmpRegions, physical, width, pmpPermission[access]!, priv);
+  if ((pmp & 1) === 0) raise(accessFaultCause[access]!, va);
+  translation.physical = physical;
+  translation.cacheable = (pmp & 2) !== 0;
+  return translation;
+}
+
+/** Sv32 page-table walk (privileged spec 4.3.2), setting A and D as QEMU does. */
+function walk(hart: Hart, va: number, access: Access, priv: PrivilegeLevel): number {
+  const ram = hart.ports.ram;
+  let table = (hart.satp & 0x3f_ffff) * pageBytes;
+  let level = 1;
+  let pte = 0;
+  let pteAddress = 0;
+  for (;;) {
+    const index = level === 1 ? va >>> 22 : (va >>> 12) & 0x3ff;
+    pteAddress = table + index * 4;
+    if ((pmpCheck(hart.pmpRegions, pteAddress, 4, PmpCfg.R, Priv.S) & 1) === 0 || !ram.contains(pteAddress, 4)) {
+      raise(accessFaultCause[access]!, va);
+    }
+    pte = ram.i32[(pteAddress - ramBaseAddress) >>> 2]!;
+    if ((pte & Pte.V) === 0 || (pte & (Pte.R | Pte.W)) === Pte.W) raise(pageFaultCause[access]!, va);
+    if (pte & (Pte.R | Pte.X)) break;
+    if (level === 0) raise(pageFaultCause[access]!, va);
+    level = 0;
+    table = (pte >>> 10) * pageBytes;
+  }
+  // Leaf: permissions.
+  const mxr = (hart.mstatus & Status.MXR) !== 0;
+  const sum = (hart.mstatus & Status.SUM) !== 0;
+  if (access === Access.Fetch) {
+    if ((pte & Pte.X) === 0) raise(pageFaultCause[access]!, va);
+  } else if (access === Access.Load) {
+    if ((pte & Pte.R) === 0 && !(mxr && (pte & Pte.X) !== 0)) raise(pageFaultCause[access]!, va);
+  } else if ((pte & Pte.W) === 0) {
+    raise(pageFaultCause[access]!, va);
+  }
+  if (pte & Pte.U) {
+    if (priv === Priv.S && (access === Access.Fetch || !sum)) raise(pageFaultCause[access]!, va);
+  } else if (priv === Priv.U) {
+    raise(pageFaultCause[access]!, va);
+  }
+  const ppn = pte >>> 10;
+  if (level === 1 && (ppn & 0x3ff) !== 0) raise(pageFaultCause[access]!, va); // misaligned superpage
+  // A and D: set by the hardware, with the PTE updated in memory.
+  let updated = pte | Pte.A;
+  if (access === Access.Store) updated |= Pte.D;
+  if (updated !== pte) {
+    ram.i32[(pteAddress - ramBaseAddress) >>> 2] = updated;
+    ram.noteWritten(pteAddress - ramBaseAddress, 4);
+  }
+  const pageNumber = level === 1 ? (ppn & ~0x3ff) | ((va >>> 12) & 0x3ff) : ppn;
+  return pageNumber * pageBytes + (va & 0xfff);
+}
+
+/**
+ * A fetch from `pc` missed the fetch TLB: translates it, gives the RAM page decoded
+ * instructions if it has none (`Hart.codePages[page]` afterwards), and enters the page into
+ * the fetch TLB if PMP allows. Returns the RAM page number shifted left by one, with bit 0 set
+ * when the page entered the TLB; a page whose PMP rules vary inside it is not entered, and
+ * must be looked up again for every instruction.
+ */
+export function fillFetch(hart: Hart, pc: number): number {
+  const ram = hart.ports.ram;
+  const { physical, cacheable } = translate(hart, pc, Access.Fetch, hart.priv, 4);
+  if (!ram.contains(physical, 4)) raise(Cause.InstructionAccessFault, pc);
+  const page = (physical - ramBaseAddress) >>> 12;
+  const code = codePage(hart, page);
+  if (!cacheable) return page << 1;
+  const vpn = pc >>> 12;
+  const e = vpn & tlbMask;
+  hart.fetchTag[e] = vpn | fetchTlbContext(hart.priv);
+  hart.fetchCode[e] = code;
+  hart.fetchWordBase[e] = page * 1024;
+  return (page << 1) | 1;
+}
+
+/** Load of `width` bytes through translation, PMP, RAM or MMIO. Returns the raw value. */
+export function loadSlow(hart: Hart, va: number, width: AccessWidth): number {
+  const priv = dataPrivilege(hart);
+  if ((va & (width - 1)) !== 0) return loadMisaligned(hart, va, width);
+  const { physical, cacheable } = translate(hart, va, Access.Load, priv, width);
+  const ram = hart.ports.ram;
+  if (ram.contains(physical, width)) {
+    if (cacheable) fillData(hart, hart.loadTag, hart.loadAdd, va, physical, priv);
+    const index = physical - ramBaseAddress;
+    if (width === 4) return ram.i32[index >>> 2]!;
+    if (width === 2) return ram.u16[index >>> 1]!;
+    return ram.u8[index]!;
+  }
+  return mmioRead(hart, va, physical, width, Access.Load);
+}
+
+/** Read half of a read-modify-write (AMO, SC): needs store permission, reports store faults. */
+export function loadForStore(hart: Hart, va: number): number {
+  const { physical } = translate(hart, va, Access.Store, dataPrivilege(hart), 4);
+  const ram = hart.ports.ram;
+  if (ram.contains(physical, 4)) return ram.i32[(physical - ramBaseAddress) >>> 2]!;
+  return mmioRead(hart, va, physical, 4, Access.Store);
+}
+
+function loadMisaligned(hart: Hart, va: number, width: number): number {
+  // Misaligned loads from RAM complete byte by byte; each byte is translated on its own.
+  const ram = hart.ports.ram;
+  const priv = dataPrivilege(hart);
+  const physicals: number[] = [];
+  for (let i = 0; i < width; i++) {
+    const { physical } = translate(hart, (va + i) | 0, Access.Load, priv, 1);
+    if (!ram.contains(physical, 1)) raise(Cause.LoadAccessFault, va);
+    physicals.push(physical);
+  }
+  let value = 0;
+  for (let i = 0; i < width; i++) value |= ram.u8[physicals[i]! - ramBaseAddress]! << (8 * i);
+  return value;
+}
+
+/** Store of the low `width` bytes of `value` through translation, PMP, RAM or MMIO. */
+export function storeSlow(hart: Hart, va: number, width: AccessWidth, value: number): void {
+  const priv = dataPrivilege(hart);
+  const ram = hart.ports.ram;
+  if ((va & (width - 1)) !== 0) {
+    storeMisaligned(hart, va, width, value, priv);
+    return;
+  }
+  const { physical, cacheable } = translate(hart, va, Access.Store, priv, width);
+  if (!ram.contains(physical, width)) {
+    mmioWrite(hart, va, physical, width, value);
+    return;
+  }
+  const index = physical - ramBaseAddress;
+  if (width === 4) ram.i32[index >>> 2] = value;
+  else if (width === 2) ram.u16[index >>> 1] = value;
+  else ram.u8[index] = value;
+  invalidateCode(hart, index >>> 12, index & 0xfff, width);
+  if (ram.pageFlags[index >>> 12] === 0) {
+    if (cacheable) fillData(hart, hart.storeTag, hart.storeAdd, va, physical, priv);
+    return;
+  }
+  hart.ports.watchedStore(physical, width);
+}
+
+function storeMisaligned(hart: Hart, va: number, width: number, value: number, priv: PrivilegeLevel): void {
+  const ram = hart.ports.ram;
+  const physicals: number[] = [];
+  for (let i = 0; i < width; i++) {
+    const { physical } = translate(hart, (va + i) | 0, Access.Store, priv, 1);
+    if (!ram.contains(physical, 1)) raise(Cause.StoreAccessFault, va);
+    physicals.push(physical);
+  }
+  for (let i = 0; i < width; i++) {
+    const index = physicals[i]! - ramBaseAddress;
+    ram.u8[index] = value >>> (8 * i);
+    invalidateCode(hart, index >>> 12, index & 0xfff, 1);
+    if (ram.pageFlags[index >>> 12] !== 0) hart.ports.watchedStore(physicals[i]!, 1);
+  }
+}
+
+function fillData(hart: Hart, tag: Int32Array, add: Int32Array, va: number, physical: number, priv: PrivilegeLevel): void {
+  const vpn = va >>> 12;
+  const e = vpn & tlbMask;
+  tag[e] = vpn | dataTlbContext(priv, hart.mstatus);
+  add[e] = (physical - ramBaseAddress - (va & 0xfff) - (vpn << 12)) | 0;
+}
+
+function mmioRead(hart: Hart, va: number, physical: number, width: AccessWidth, access: Access): number {
+  const entry = physical < 2 ** 32 ? hart.ports.bus.find(physical) : undefined;
+  if (entry === undefined) return raise(accessFaultCause[access]!, va);
+  // Device reads can change device state and interrupt lines: stop and look afterwards.
+  hart.attention = true;
+  return entry.device.read(physical - entry.base, width) | 0;
+}
+
+function mmioWrite(hart: Hart, va: number, physical: number, width: AccessWidth, value: number): void {
+  const entry = physical < 2 ** 32 ? hart.ports.bus.find(physical) : undefined;
+  if (entry === undefined) raise(Cause.StoreAccessFault, va);
+  hart.attention = true;
+  const mask = width === 4 ? 0xffff_ffff : width === 2 ? 0xffff : 0xff;
+  entry.device.write(physical - entry.base, width, (value & mask) >>> 0);
+}
+
+/**
+ * The instruction word at `pc` as the hart would fetch it now, or 0 if that fetch faults or
+ * misses RAM: the tval of an illegal instruction found at run time (as QEMU reports it).
+ */
+export function instructionBits(hart: Hart, pc: number): number {
+  try {
+    const { physical } = translate(hart, pc, Access.Fetch, hart.priv, 4);
+    const ram = hart.ports.ram;
+    return ram.contains(physical, 4) ? ram.i32[(physical - ramBaseAddress) >>> 2]! : 0;
+  } catch (error) {
+    if (error !== trapSignal) throw error;
+    return 0;
+  }
+}

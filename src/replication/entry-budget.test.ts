@@ -1,0 +1,110 @@
+/**
+ * The budget of an epoch's log entry: the most environment reads one instruction can make,
+ * how an entry is planned, and a run that ends early, at an exact instruction count, when the
+ * readings fill the room left to them; a single run to that count replays it exactly.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Machine, BoardMap } from '../machine/board.js';
+import { environmentReadsPerInstructionMax, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent } from '../machine/environment.js';
+import { asm, li } from '../machine/cpu/encode.js';
+import { Csr } from '../machine/cpu/csr.js';
+import { ramBaseAddress } from '../machine/memory/ram.js';
+import { ReplicaEnvironment } from './environment.js';
+import { epochEntryFixedBytes, eventWireBytes, readingWireBytes } from './messages.js';
+import { consoleInputPerEntryBytesMax, epochEntryBytesDefault, epochEntryBytesMin, planEntry, runWithinReads } from './entry-budget.js';
+
+class CountingClock implements EnvironmentPort {
+  readonly reads: { kind: EnvironmentReadKind; retired: number }[] = [];
+  read(kind: EnvironmentReadKind, retired: number): bigint {
+    this.reads.push({ kind, retired });
+    return kind === 'mtime' ? BigInt(retired) * 3n : 1_700_000_000_000_000_000n;
+  }
+}
+
+function machineWith(environment: EnvironmentPort, program: readonly number[]): Machine {
+  const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, environment);
+  program.forEach((word, index) => (machine.ram.i32[index] = word));
+  machine.hart.reset(ramBaseAddress);
+  return machine;
+}
+
+test('the worst instruction makes exactly environmentReadsPerInstructionMax reads: an AMO on the RTC, first time', () => {
+  const clock = new CountingClock();
+  // amoadd.w x6, (rtc TIME_LOW), x0: reads TIME_LOW (mtime, then the wall clock the first
+  // time), writes it back (setting the time: mtime again).
+  const machine = machineWith(clock, [...li(5, BoardMap.rtc), asm.amoaddw(6, 5, 0), asm.amoaddw(6, 5, 0), ...li(7, BoardMap.clint + 0xbff8), asm.amoaddw(6, 7, 0)]);
+  machine.run(2);
+  assert.equal(clock.reads.length, 0);
+  machine.run(1);
+  assert.equal(clock.reads.length, environmentReadsPerInstructionMax, JSON.stringify(clock.reads));
+  machine.run(1);
+  assert.equal(clock.reads.length, environmentReadsPerInstructionMax + 2, 'afterwards an RTC AMO makes two');
+  machine.run(3);
+  assert.equal(clock.reads.length, environmentReadsPerInstructionMax + 4, 'a CLINT mtime AMO makes two');
+});
+
+const completion = (dataBytes: number): MachineEvent => ({ kind: 'disk-completion', slot: 0, requestId: 1, status: 'ok', data: new Uint8Array(dataBytes) });
+const boundaryBytes = eventWireBytes({ kind: 'console-input', bytes: new Uint8Array(consoleInputPerEntryBytesMax) }) + eventWireBytes({ kind: 'clock', mtime: 0n });
+
+test('an entry plan: queued events up to half the budget (always one), the rest for readings', () => {
+  const empty = planEntry([], 10_000);
+  assert.equal(empty.queuedEvents, 0);
+  assert.equal(empty.readsMax, Math.floor((10_000 - epochEntryFixedBytes - boundaryBytes) / readingWireBytes));
+  assert.equal(empty.bytesMax, 10_000);
+
+  const small = completion(1000);
+  const some = planEntry([small, small, small, small, small, small], 10_000);
+  assert.equal(some.queuedEvents, 4, 'four completions of about 1 KiB fit in half of 10,000 bytes');
+  assert.equal(some.readsMax, Math.floor((10_000 - epochEntryFixedBytes - boundaryBytes - 4 * eventWireBytes(small)) / readingWireBytes));
+
+  const large = completion(50_000);
+  const alone = planEntry([large, small], 10_000);
+  assert.equal(alone.queuedEvents, 1, 'an event larger than the budget goes alone');
+  assert.equal(alone.readsMax, 0, 'in an epoch without readings (so without instructions)');
+  assert.equal(alone.bytesMax, epochEntryFixedBytes + boundaryBytes + eventWireBytes(large));
+
+  assert.ok(planEntry([]).readsMax > 200_000, 'the default budget leaves room for a few hundred thousand readings');
+  assert.throws(() => planEntry([], epochEntryBytesMin - 1), /out of range/);
+  assert.ok(epochEntryBytesDefault >= 2 * eventWireBytes(completion(1024 * 1024)), 'two of the largest disk reads fit the default');
+});
+
+/** Reads the time CSR in a tight loop: a reading every three instructions. */
+const rdtimeLoop = [asm.csrrs(5, Csr.time, 0), asm.addi(6, 6, 1), asm.jal(0, -8)];
+
+test('a run ends early, at an exact count, when the readings fill their room; one run to that count replays it', () => {
+  for (const readsMax of [0, 1, 2, 3, 4, 5, 100, 1000, 4099]) {
+    const primaryEnvironment = new ReplicaEnvironment(new CountingClock());
+    const primary = machineWith(primaryEnvironment, rdtimeLoop);
+    primary.run(1); // start the loop somewhere other than its first instruction
+    primaryEnvironment.beginRecording();
+    const start = primary.retiredInstructions;
+    const result = runWithinReads(primary, 1_000_000, readsMax, () => primaryEnvironment.recordedCount);
+    const reads = primaryEnvironment.takeRecorded();
+    assert.equal(result.reason, 'budget');
+    assert.equal(result.retired, primary.retiredInstructions - start);
+    assert.ok(reads.length <= readsMax, `${reads.length} readings, room for ${readsMax}`);
+    assert.ok(readsMax - reads.length < environmentReadsPerInstructionMax, `with room for ${readsMax}, the run stopped at ${reads.length} readings`);
+    assert.ok(result.retired < 1_000_000);
+
+    const backupEnvironment = new ReplicaEnvironment(new CountingClock());
+    const backup = machineWith(backupEnvironment, rdtimeLoop);
+    backup.run(1);
+    backupEnvironment.beginReplay(reads);
+    const replayed = backup.run(result.retired);
+    backupEnvironment.endReplay();
+    assert.equal(replayed.reason, result.reason);
+    assert.equal(backup.digest(), primary.digest(), `room for ${readsMax}: the replay ends in the same state`);
+  }
+});
+
+test('a run with room to spare runs the whole budget, or stops where the machine stops', () => {
+  const environment = new ReplicaEnvironment(new CountingClock());
+  const spinning = machineWith(environment, [asm.addi(6, 6, 1), asm.jal(0, -4)]);
+  assert.deepEqual(runWithinReads(spinning, 50_000, 30, () => environment.recordedCount), { reason: 'budget', retired: 50_000 });
+  const sleeping = machineWith(environment, [asm.wfi()]);
+  assert.deepEqual(runWithinReads(sleeping, 50_000, 30, () => environment.recordedCount), { reason: 'wfi', retired: 1 });
+  const idle = machineWith(environment, [asm.wfi()]);
+  idle.run(1);
+  assert.deepEqual(runWithinReads(idle, 0, 0, () => environment.recordedCount), { reason: 'wfi', retired: 0 });
+});

@@ -1,0 +1,118 @@
+/**
+ * The etcd arbiter against a real etcd on loopback: generation g is won exactly once, also by
+ * processes that race for it; a pair fails over through it; an etcd that cannot be reached
+ * lets nobody go live, and says so.
+ *
+ * Needs `npx tsc -p tsconfig.json && make -C guests` first, and Debian's etcd-server.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { guestElf, repoRoot } from './helpers.js';
+import { EtcdArbiter, parseEtcdAddress } from '../src/host/replica/etcd-arbiter.js';
+import { checkConsoleWithRepeats, createBlankDiskImage, expectedDiskImage, smallShape } from './support/pair-workload.js';
+import { assertImage, CliProcess, describeResult, freePort, pairReplicaPid, runCli, scratchDirectory } from './support/replica-processes.js';
+import { EtcdServer } from './support/etcd.js';
+
+const testTimeoutMs = 90_000;
+let etcd: EtcdServer;
+
+before(async () => {
+  etcd = await EtcdServer.start();
+});
+
+after(async () => {
+  await etcd?.stop();
+});
+
+test('etcd arbiter: each generation is won once, in order', () => {
+  const arbiter = new EtcdArbiter(parseEtcdAddress(etcd.arbiterAddress('once')));
+  try {
+    assert.equal(arbiter.tryGoLive('c1', 1, 'primary'), true);
+    assert.equal(arbiter.tryGoLive('c1', 1, 'primary'), false, 'generation 1 again');
+    assert.equal(arbiter.tryGoLive('c1', 3, 'backup'), false, 'a generation out of turn');
+    assert.equal(arbiter.tryGoLive('c1', 2, 'backup'), true);
+    assert.equal(arbiter.tryGoLive('c1', 2, 'primary'), false, 'the loser of generation 2');
+    assert.equal(arbiter.tryGoLive('c2', 1, 'primary'), true, 'another cluster has its own generations');
+  } finally {
+    arbiter.close();
+  }
+});
+
+test('etcd arbiter: processes racing for one generation: exactly one wins', { timeout: testTimeoutMs }, async () => {
+  const address = etcd.arbiterAddress('race');
+  const setup = new EtcdArbiter(parseEtcdAddress(address));
+  assert.equal(setup.tryGoLive('raced', 1, 'primary'), true);
+  setup.close();
+  const module = path.join(repoRoot, 'dist/src/host/replica/etcd-arbiter.js');
+  const racers = 6;
+  const results = await Promise.all(
+    Array.from({ length: racers }, (_, index) => {
+      const script = `import { EtcdArbiter, parseEtcdAddress } from ${JSON.stringify(module)};
+        const arbiter = new EtcdArbiter(parseEtcdAddress(${JSON.stringify(address)}));
+        process.stdout.write(String(arbiter.tryGoLive('raced', 2, 'racer-${index}')));
+        arbiter.close();`;
+      return new Promise<string>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+        child.on('error', reject);
+        child.on('close', () => resolve(out));
+      });
+    }),
+  );
+  assert.equal(results.filter((result) => result === 'true').length, 1, results.join(' '));
+  assert.equal(results.filter((result) => result === 'false').length, racers - 1, results.join(' '));
+  const owner = await etcd.get('/race/clusters/raced/live');
+  assert.match(owner ?? '', /^generation 2: racer-\d, pid \d+ on /);
+});
+
+test('a pair with an etcd arbiter: the primary is killed, the backup wins generation 2 and finishes exactly', { timeout: testTimeoutMs }, async () => {
+  const directory = scratchDirectory('etcd-pair');
+  const image = path.join(directory, 'disk.img');
+  createBlankDiskImage(image, smallShape);
+  const pair = new CliProcess(['pair', '--kernel', guestElf('pair_small_gated'), '--disk', image, '--arbiter', etcd.arbiterAddress('pair')], {
+    input: 'pipe',
+    timeoutMs: 60_000,
+  });
+  try {
+    await pair.waitFor('stdout', /^line 0020 /m, 60_000);
+    const primary = pairReplicaPid(pair.child.pid!, 'primary');
+    assert.ok(primary !== undefined, pair.tail());
+    process.kill(primary, 'SIGKILL');
+    await pair.waitFor('stderr', /the backup went live/, 60_000);
+    pair.child.stdin!.end('g');
+    const result = await pair.done;
+    assert.equal(result.status, 0, describeResult(result));
+    assert.ok(checkConsoleWithRepeats(result.stdout, { shape: smallShape }).ok, describeResult(result));
+    assertImage(image, expectedDiskImage(smallShape));
+    const clusters = (await etcd.keys('/pair/clusters/')).filter((key) => key.endsWith('/generation'));
+    assert.equal(clusters.length, 1, clusters.join(' '));
+    assert.equal(await etcd.get(clusters[0]!), '2', 'the backup took generation 2');
+  } finally {
+    pair.killGroup();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test('an etcd that cannot be reached lets no primary start, with one clear line', { timeout: testTimeoutMs }, async () => {
+  const directory = scratchDirectory('etcd-down');
+  try {
+    const image = path.join(directory, 'disk.img');
+    createBlankDiskImage(image, smallShape);
+    const nobody = await freePort();
+    const result = await runCli(['primary', '--listen', '127.0.0.1:0', '--insecure', '--kernel', guestElf('pair_small'), '--disk', image, '--arbiter', `etcd://127.0.0.1:${nobody}/x`], 60_000);
+    assert.equal(result.status, 2, describeResult(result));
+    assert.match(result.stderr, /the etcd arbiter did not answer \(http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED\)/, describeResult(result));
+    assert.match(result.stderr, /^understudy: the arbiter did not let this primary start .*: is it reachable\?$/m, describeResult(result));
+    assert.doesNotMatch(result.stderr, /^\s+at /m);
+    assertImage(image, new Uint8Array(smallShape.diskSectors * 512), ': the disk is untouched');
+    const bad = await runCli(['pair', '--kernel', guestElf('pair_small'), '--arbiter', 'etcd://nowhere/x'], 30_000);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /^understudy: --arbiter: "nowhere" in etcd:\/\/nowhere\/x is not HOST:PORT$/m);
+  } finally {
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});

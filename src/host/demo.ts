@@ -16,14 +16,11 @@ const stepTimeoutMs = 120_000;
 
 /** The demo's data disk. */
 export const demoDisk = path.join(projectRoot, '.cache/linux/demo.img');
-<<<<<<< HEAD
-=======
 
 /** A fresh data disk every run (made again on first use), so what the demo shows is what it did. */
 export function freshDemoDisk(): void {
   fs.rmSync(demoDisk, { force: true });
 }
->>>>>>> main
 
 /** A line of the demo's own narration, in bold on a terminal. */
 export function say(line: string): void {
@@ -198,7 +195,6 @@ export async function scriptedDemo(pairArguments: readonly string[], httpPort: n
     await command('echo written after the failover > /data/after.txt');
     await command('ls /data');
     await command('uptime');
-<<<<<<< HEAD
     const requestsBefore = view.requests;
     while (view.requests < requestsBefore + 200 && view.errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
     view.stopped = true;
@@ -209,11 +205,9 @@ export async function scriptedDemo(pairArguments: readonly string[], httpPort: n
         ? `the client's view: ${view.requests} requests on one connection, never reconnected, every answer right; the longest exchange took ${view.longestMs.toFixed(0)} ms (the failover)`
         : `the client saw errors: ${view.errors.join('; ')}`,
     );
-=======
     // pair starts a new backup after the failover: the VM is protected again.
     await waitForProtection();
     say('a new backup has joined the new primary: the VM is protected again');
->>>>>>> main
     say('powering off');
     child.stdin.write('poweroff\n');
     const code = await exited;

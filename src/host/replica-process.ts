@@ -141,11 +141,8 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     return result.status;
   } finally {
     terminal.close();
-<<<<<<< HEAD
     for (const port of networks.values()) port.close();
-=======
     arbiter.close?.();
->>>>>>> main
     for (const image of images) image.close();
   }
 }

@@ -225,12 +225,6 @@ const eventWireBytesMin = 1 + wordBytes;
  * new kind does not compile until it is.
  */
 export function eventWireBytes(event: MachineEvent): number {
-<<<<<<< HEAD
-  if (event.kind === 'disk-completion') return 32 + (event.data?.length ?? 0);
-  if (event.kind === 'console-input') return 16 + event.bytes.length;
-  if (event.kind === 'net-receive') return 16 + event.frame.length;
-  return 16;
-=======
   switch (event.kind) {
     case 'clock':
       return 1 + wordBytes;
@@ -238,8 +232,11 @@ export function eventWireBytes(event: MachineEvent): number {
       return 1 + wordBytes + event.bytes.length;
     case 'disk-completion':
       return 1 + 1 + wordBytes + 1 + 1 + (event.data === undefined ? 0 : wordBytes + event.data.length);
+    case 'net-receive':
+      return 1 + 1 + wordBytes + event.frame.length;
+    case 'net-link':
+      return 1 + 1 + 1;
   }
->>>>>>> main
 }
 
 /** The payload bytes of an entry with `readCount` readings and `events`: the one measure of an entry's size. */

@@ -11,7 +11,7 @@ import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { epochEntryWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
   describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
@@ -262,7 +262,7 @@ export class PrimaryReplica {
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
-    const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents);
+    const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
     assert(epochEntryWireBytes(reads.length, events) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
@@ -290,25 +290,15 @@ export class PrimaryReplica {
     }
   }
 
-<<<<<<< HEAD
-  /** The events for this boundary: completions (up to the entry size), console input, the clock. */
-  private boundaryEvents(): MachineEvent[] {
-    const events: MachineEvent[] = [];
-    let bytes = 0;
-    while (this.completions.length > 0) {
-      const next = this.completions[0]!;
-      if (events.length > 0 && bytes + eventWireBytes(next) > epochEntryBytesTarget) break;
-      bytes += eventWireBytes(next);
-      events.push(this.completions.shift()!);
-    }
-    bytes = this.networkEvents(events, bytes);
-    const room = this.machine.consoleInputRoom;
-=======
-  /** The events for this boundary: the first `queuedEvents` completions (as planned), console input, the clock. */
-  private boundaryEvents(queuedEvents: number): MachineEvent[] {
+  /**
+   * The events for this boundary: the first `queuedEvents` completions (as planned), the
+   * network's (within what the entry has left: `roomBytes`, after the readings and room for
+   * console input and the clock), console input, the clock.
+   */
+  private boundaryEvents(queuedEvents: number, roomBytes: number): MachineEvent[] {
     const events: MachineEvent[] = this.completions.splice(0, queuedEvents);
+    this.networkEvents(events, roomBytes - queuedEventsBytes(events));
     const room = Math.min(this.machine.consoleInputRoom, consoleInputPerEntryBytesMax);
->>>>>>> main
     if (room > 0) {
       const input = this.io.takeConsoleInput(room);
       if (input.length > 0) events.push({ kind: 'console-input', bytes: input });
@@ -320,27 +310,28 @@ export class PrimaryReplica {
 
   /**
    * P1 for the network: a change of a back-end's link, then the frames received, as many as the
-   * NIC has buffers for and the entry has room for (the rest wait in the back-end). Returns the
-   * entry's bytes so far.
+   * NIC has buffers for and `roomBytes` holds (each counted with eventWireBytes, so that the
+   * entry's budget covers them; the rest wait in the back-end for a later boundary).
    */
-  private networkEvents(events: MachineEvent[], entryBytes: number): number {
-    let bytes = entryBytes;
+  private networkEvents(events: MachineEvent[], roomBytes: number): void {
+    let room = roomBytes;
     for (const [slot, nic] of this.machine.nics) {
       const up = this.io.networkLinkUp(slot);
-      if (up !== nic.isLinkUp) {
-        const event: MachineEvent = { kind: 'net-link', slot, up };
-        events.push(event);
-        bytes += eventWireBytes(event);
+      const link: MachineEvent = { kind: 'net-link', slot, up };
+      if (up !== nic.isLinkUp && eventWireBytes(link) <= room) {
+        events.push(link);
+        room -= eventWireBytes(link);
       }
-      const room = nic.receiveRoom;
-      if (room === 0 || !this.io.networkInputWaiting(slot)) continue;
-      for (const frame of this.io.takeNetworkFrames(slot, room, Math.max(0, epochEntryBytesTarget - bytes))) {
+      if (!this.io.networkInputWaiting(slot)) continue;
+      const overhead = eventWireBytes({ kind: 'net-receive', slot, frame: new Uint8Array(0) });
+      for (let frames = nic.receiveRoom; frames > 0 && room > overhead; frames--) {
+        const [frame] = this.io.takeNetworkFrames(slot, 1, room - overhead);
+        if (frame === undefined) break;
         const event: MachineEvent = { kind: 'net-receive', slot, frame };
         events.push(event);
-        bytes += eventWireBytes(event);
+        room -= eventWireBytes(event);
       }
     }
-    return bytes;
   }
 
   private networkEventsWaiting(): boolean {
@@ -491,4 +482,14 @@ export function compareIdentity(
   if (mine.configKey !== theirs.configKey) return { code: 'config', reason: `different machine configuration (primary ${mine.configKey}, backup ${theirs.configKey})` };
   if (mine.optionsKey !== theirs.optionsKey) return { code: 'options', reason: `different replication options (primary ${mine.optionsKey}, backup ${theirs.optionsKey})` };
   return undefined;
+}
+
+/** What every entry keeps for its console input and its clock event (entry-budget.ts reserves the same). */
+const boundaryReserveBytes =
+  eventWireBytes({ kind: 'console-input', bytes: new Uint8Array(consoleInputPerEntryBytesMax) }) + eventWireBytes({ kind: 'clock', mtime: 0n });
+
+function queuedEventsBytes(events: readonly MachineEvent[]): number {
+  let bytes = 0;
+  for (const event of events) bytes += eventWireBytes(event);
+  return bytes;
 }

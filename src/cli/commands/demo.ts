@@ -3,12 +3,7 @@
  * On a terminal it is interactive (the shell is yours, Ctrl-A k kills the primary); otherwise
  * it plays a script.
  */
-<<<<<<< HEAD
-import * as fs from 'node:fs';
-import { demoDisk, freePort, say, scriptedDemo } from '../../host/demo.js';
-=======
-import { demoDisk, freshDemoDisk, say, scriptedDemo } from '../../host/demo.js';
->>>>>>> main
+import { demoDisk, freePort, freshDemoDisk, say, scriptedDemo } from '../../host/demo.js';
 import { pairCommand } from './pair.js';
 
 export const demoHelp = `usage: understudy demo [machine options]
@@ -22,16 +17,10 @@ Ctrl-A k kills the primary, Ctrl-A x quits, \`poweroff\` ends the demo. Machine 
 `;
 
 export async function demoCommand(argv: string[]): Promise<number> {
-<<<<<<< HEAD
-  // A fresh data disk every run (made again on first use), so what the demo shows is what it did.
-  fs.rmSync(demoDisk, { force: true });
+  freshDemoDisk();
   // The guest's web service, forwarded to the host by passt in the pair process.
   const httpPort = await freePort();
   const pairArguments = ['--guest', 'linux', '--disk', demoDisk, '--net', `user,hostfwd=tcp::${httpPort}-:80`, ...argv];
-=======
-  freshDemoDisk();
-  const pairArguments = ['--guest', 'linux', '--disk', demoDisk, ...argv];
->>>>>>> main
   if (process.stdin.isTTY === true && process.stdout.isTTY === true) {
     say('Linux on a primary and a backup (two processes, TCP on loopback). The shell is yours.');
     say('Ctrl-A k kills the primary with SIGKILL: the backup takes over and the shell goes on.');

@@ -15,13 +15,9 @@ export async function pairCommand(argv: string[]): Promise<number> {
   return await runPair({
     machine: machineSettings(values, tokens, 'pair'),
     // The replicas get the machine and replication options as given; these are the pair's own.
-<<<<<<< HEAD
     // The network back-end is the pair's too: the replicas reach it through the pair's switch.
-    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'arbiter', 'status-port', 'net']),
-=======
-    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure', 'on-unprotected']),
+    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure', 'on-unprotected', 'net']),
     channel: replication.channel,
->>>>>>> main
     arbiter: replication.arbiter,
     statusPort: replication.statusPort,
     verbose: replication.verbose,

@@ -26,6 +26,8 @@ import type { NetSpec, PortForward } from './option.js';
 export const userNetwork = { guest: '10.0.2.15', prefixBits: 24, gateway: '10.0.2.2' } as const;
 /** How long a starting back-end may take to offer its socket. */
 const backendStartTimeoutMs = 10_000;
+/** How long a stream's server may take to appear. */
+const streamConnectPatienceMs = 5000;
 /** How often a starting back-end's socket is tried. */
 const connectPollMs = 20;
 /** The last bytes of a back-end's output kept for an error message. */
@@ -214,7 +216,8 @@ class StreamConnector implements BackendConnector {
   }
 
   connect(): Promise<Duplex> {
-    return connectUnix(this.socketPath, () => undefined, 0);
+    // A server that is coming up (a replica started together with its pair's switch) gets a moment.
+    return connectUnix(this.socketPath, () => undefined, streamConnectPatienceMs);
   }
 
   close(): void {}

@@ -3,7 +3,7 @@
  * does: it runs passt (or holds the TAP device, or the stream), so the guest's network identity
  * — its MAC, passt's forwarded host ports and the TCP connections through them — lives in a
  * process that no failover touches. Each replica reaches the switch through a UNIX socket of
- * its own (`--net stream,path=...` with the NIC's MAC), one per NIC and role.
+ * its own (`--net stream,path=...` with the NIC's MAC), one per NIC and replica.
  *
  * - Frames from the network go to the replica that is live now (the primary, or the backup once
  *   it has been promoted). While none is (between the primary's death and the backup's
@@ -25,8 +25,8 @@ import type { NetworkPort } from './port.js';
 import { openNetworkPort } from './backends.js';
 import { FrameStreamDecoder, FrameStreamError, encodeFrame } from './frames.js';
 
-export type ReplicaName = 'primary' | 'backup';
-const replicaNames: readonly ReplicaName[] = ['primary', 'backup'];
+/** Names a replica of the pair (its number). */
+export type ReplicaId = string;
 /** Bytes waiting to be written to the live replica beyond which frames stay in the back-end's queue. */
 const replicaBacklogBytesMax = 1 << 20;
 /**
@@ -40,9 +40,9 @@ const replayFramesMax = 512;
 
 /** One NIC: its real back-end and one socket per replica. */
 class SwitchPort {
-  private readonly servers = new Map<ReplicaName, net.Server>();
-  private readonly connections = new Map<ReplicaName, net.Socket>();
-  private live: ReplicaName | undefined;
+  private readonly servers = new Map<ReplicaId, { server: net.Server; socketPath: string }>();
+  private readonly connections = new Map<ReplicaId, net.Socket>();
+  private live: ReplicaId | undefined;
   private closed = false;
   /** Frames handed to the live replica lately, oldest first (for a new primary: see above). */
   private recent: { atMs: number; frame: Uint8Array }[] = [];
@@ -50,23 +50,35 @@ class SwitchPort {
   constructor(
     readonly spec: NetSpec,
     private readonly port: NetworkPort,
-    readonly socketPaths: ReadonlyMap<ReplicaName, string>,
+    private readonly directory: string,
+    private readonly index: number,
     private readonly log: (line: string) => void,
-  ) {}
-
-  async listen(): Promise<void> {
-    for (const name of replicaNames) {
-      const server = net.createServer((socket) => this.accept(name, socket));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(this.socketPaths.get(name)!, () => resolve());
-      });
-      this.servers.set(name, server);
-    }
+  ) {
     void this.pump();
   }
 
-  setLive(name: ReplicaName | undefined): void {
+  /** The socket replica `id` connects to (made now: a UNIX socket binds as listen is called). */
+  socketFor(id: ReplicaId): string {
+    const known = this.servers.get(id);
+    if (known !== undefined) return known.socketPath;
+    const socketPath = path.join(this.directory, `nic${this.index}-replica${id}.sock`);
+    const server = net.createServer((socket) => this.accept(id, socket));
+    server.on('error', (error) => this.log(`the network switch's socket ${socketPath}: ${error.message}`));
+    server.listen(socketPath);
+    this.servers.set(id, { server, socketPath });
+    return socketPath;
+  }
+
+  /** Replica `id` is gone: its socket too. */
+  forget(id: ReplicaId): void {
+    const known = this.servers.get(id);
+    if (known === undefined) return;
+    known.server.close();
+    fs.rmSync(known.socketPath, { force: true });
+    this.servers.delete(id);
+  }
+
+  setLive(name: ReplicaId | undefined): void {
     const previous = this.live;
     this.live = name;
     if (name !== undefined && previous !== undefined && name !== previous) {
@@ -78,7 +90,7 @@ class SwitchPort {
     this.forward();
   }
 
-  private accept(name: ReplicaName, socket: net.Socket): void {
+  private accept(name: ReplicaId, socket: net.Socket): void {
     // A replica started again (a new backup) replaces the one before it.
     this.connections.get(name)?.destroy();
     this.connections.set(name, socket);
@@ -89,7 +101,7 @@ class SwitchPort {
         frames = decoder.push(chunk);
       } catch (error) {
         if (!(error instanceof FrameStreamError)) throw error;
-        this.log(`the ${name} sent ${error.message} to the network switch; disconnecting it`);
+        this.log(`replica ${name} sent ${error.message} to the network switch; disconnecting it`);
         socket.destroy();
         return;
       }
@@ -133,7 +145,7 @@ class SwitchPort {
   close(): void {
     this.closed = true;
     for (const socket of this.connections.values()) socket.destroy();
-    for (const server of this.servers.values()) server.close();
+    for (const id of [...this.servers.keys()]) this.forget(id);
     this.port.close();
   }
 }
@@ -141,17 +153,11 @@ class SwitchPort {
 export class NetworkSwitch {
   private constructor(private readonly ports: readonly SwitchPort[]) {}
 
-  /** Starts the NICs' back-ends and the replicas' sockets in `directory` (which must exist and be private). */
+  /** Starts the NICs' back-ends; the replicas' sockets go in `directory` (which must exist and be private). */
   static async open(specs: readonly NetSpec[], directory: string, log: (line: string) => void): Promise<NetworkSwitch> {
     const ports: SwitchPort[] = [];
     try {
-      for (const [index, spec] of specs.entries()) {
-        const port = await openNetworkPort(spec, log);
-        const paths = new Map(replicaNames.map((name) => [name, path.join(directory, `nic${index}-${name}.sock`)] as const));
-        const switchPort = new SwitchPort(spec, port, paths, log);
-        ports.push(switchPort);
-        await switchPort.listen();
-      }
+      for (const [index, spec] of specs.entries()) ports.push(new SwitchPort(spec, await openNetworkPort(spec, log), directory, index, log));
     } catch (error) {
       for (const port of ports) port.close();
       throw error;
@@ -159,18 +165,22 @@ export class NetworkSwitch {
     return new NetworkSwitch(ports);
   }
 
-  /** The `--net` options of replica `name`: stream sockets to this switch, with the NICs' MACs. */
-  replicaSpecs(name: ReplicaName): NetSpec[] {
-    return this.ports.map((port) => ({ mac: port.spec.mac, backend: { kind: 'stream', path: port.socketPaths.get(name)! } }));
+  /** The `--net` options of replica `id`: stream sockets to this switch, with the NICs' MACs. */
+  replicaSpecs(id: ReplicaId): NetSpec[] {
+    return this.ports.map((port) => ({ mac: port.spec.mac, backend: { kind: 'stream', path: port.socketFor(id) } }));
   }
 
   /** Which replica gets the frames from the network now (none: they wait). */
-  setLive(name: ReplicaName | undefined): void {
-    for (const port of this.ports) port.setLive(name);
+  setLive(id: ReplicaId | undefined): void {
+    for (const port of this.ports) port.setLive(id);
+  }
+
+  /** Replica `id` has exited. */
+  forget(id: ReplicaId): void {
+    for (const port of this.ports) port.forget(id);
   }
 
   close(): void {
     for (const port of this.ports) port.close();
-    for (const port of this.ports) for (const socketPath of port.socketPaths.values()) fs.rmSync(socketPath, { force: true });
   }
 }

@@ -65,7 +65,7 @@ function instructionsToPrompt(disk: string): number {
       const result = machine.run(1_000_000);
       for (const out of machine.takeOutputs()) {
         if (out.kind === 'console-output') output += Buffer.from(out.bytes).toString('latin1');
-        else {
+        else if (out.kind === 'disk-request') {
           const request = out.request;
           if (request.op === 'read') {
             const data = new Uint8Array(request.lengthBytes);

@@ -270,6 +270,7 @@ function runDigesting(workload: 'cpubench' | 'pair_workload' | 'linux', digestEv
         consoleText += Buffer.from(output.bytes).toString('latin1');
         continue;
       }
+      if (output.kind === 'net-transmit') continue; // the workload has no NIC
       const request = output.request;
       const base = { kind: 'disk-completion' as const, slot: request.slot, requestId: request.requestId, status: 'ok' as const };
       if (request.op === 'read') completions.push({ ...base, data: disk.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes) });

@@ -7,9 +7,9 @@ cd "$(dirname "$0")" || exit 2
 QEMU="${QEMU:-qemu-system-riscv32}"
 CPU="${CPU:-rv32,c=false,f=false,d=false,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false}"
 ICOUNT="${ICOUNT:-shift=0}"
-# Programs that need a prepared disk image (or, for htif, Spike's host interface) run from the
-# node tests instead.
-needs_disk=" disk disk_ro virtio_hostile pair_workload pair_small sim_workload htif "
+# Programs that need a prepared disk image (or, for htif, Spike's host interface; for net_echo,
+# a network peer) run from the node tests instead.
+needs_disk=" disk disk_ro virtio_hostile pair_workload pair_small sim_workload htif net_echo "
 if [ $# -eq 0 ]; then
     set -- $(for f in tests/*.c tests/*.S; do
         [ -e "$f" ] || continue

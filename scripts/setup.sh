@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # Debian packages: the bare-metal cross toolchain for guests, QEMU as the reference machine,
-# e2fsprogs for disk images, and what the Linux guest's build needs (linux/README.md).
+# e2fsprogs for disk images, what the Linux guest's build needs (linux/README.md), passt for
+# user-mode networking and iproute2 for the network tests' namespaces, bridges and TAP devices.
 packages=(
   gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make openssl etcd-server iproute2 nftables
   gcc libc6-dev bison flex bc perl xz-utils rsync gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
   patch bzip2 gzip
+  passt iproute2
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -44,5 +46,7 @@ fi
 
 npx --no-install tsc -p tsconfig.json
 make -s -C guests
+# Host helpers: the TAP relay (--net tap).
+make -s -C native
 # The Linux guest: kernel, userland, initramfs; rebuilt only when their inputs change.
 bash linux/build.sh

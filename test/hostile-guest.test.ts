@@ -1,5 +1,6 @@
 /**
- * A hostile guest only hurts itself. Seeded random programs poke every device register with
+ * A hostile guest only hurts itself. Seeded random programs poke every device register (two
+ * disks and a NIC whose back-end is a loopback cable) with
  * random values at random widths, set up virtqueues over descriptor tables of semi-valid and
  * garbage chains (loops, wrong directions, huge lengths, addresses outside RAM, unknown
  * request types, sectors past the end), change those tables while requests are in flight,
@@ -34,6 +35,8 @@ test(`hostile guests (${seeds} seeded programs from seed ${firstSeed}): the host
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-hostile-'));
   const outcomes = new Map<string, number>();
   let diskRequests = 0;
+  let framesSent = 0;
+  let framesReceived = 0;
   const verbose = process.env['HOSTILE_VERBOSE'] !== undefined;
   try {
     for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
@@ -43,7 +46,10 @@ test(`hostile guests (${seeds} seeded programs from seed ${firstSeed}): the host
       try {
         const { machine, clock, config } = guest;
         for (const image of guest.disks.values()) counting(image);
-        const outcome = await runMachine({ machine, clock, console: new BufferConsole(''), disks: guest.disks, instructionLimit });
+        await guest.network.start();
+        const outcome = await runMachine({ machine, clock, console: new BufferConsole(''), disks: guest.disks, networks: guest.networks, instructionLimit });
+        framesSent += guest.network.counters.framesSent;
+        framesReceived += guest.network.counters.framesReceived;
         assert.ok(allowedOutcomes.has(outcome.kind), `seed ${seed}: ${JSON.stringify(outcome)}`);
         const name = outcome.kind === 'stuck' ? `stuck (${outcome.reason.replace(/0x[0-9a-f]+/g, 'N')})` : outcome.kind;
         outcomes.set(name, (outcomes.get(name) ?? 0) + 1);
@@ -62,7 +68,7 @@ test(`hostile guests (${seeds} seeded programs from seed ${firstSeed}): the host
   } finally {
     fs.rmSync(directory, { recursive: true, force: true });
   }
-  t.diagnostic(`outcomes: ${[...outcomes].map(([kind, count]) => `${kind} ${count}`).join(', ')}; ${diskRequests} disk requests reached the images`);
+  t.diagnostic(`outcomes: ${[...outcomes].map(([kind, count]) => `${kind} ${count}`).join(', ')}; ${diskRequests} disk requests reached the images; ${framesSent} frames sent, ${framesReceived} came back`);
   assert.ok(diskRequests > 0, 'some requests were well-formed enough to reach a disk image');
 
   function counting(image: DiskImage): void {

@@ -1,7 +1,8 @@
 /*
  * /init for understudy's Linux guest: the first process the kernel runs from the initramfs.
  *
- * It mounts the kernel's file systems, attaches the data disk at /data, and starts BusyBox's
+ * It mounts the kernel's file systems, attaches the data disk at /data, brings up the network
+ * and the guest's service (/etc/network.sh: an address by DHCP, filehttpd), and starts BusyBox's
  * ash as a login shell in a session of its own whose controlling terminal is the console, so
  * that Ctrl-C, Ctrl-Z and job control work. When the shell ends, or when BusyBox's poweroff,
  * reboot or halt signals process 1, it stops every other process, syncs, remounts /data
@@ -27,6 +28,7 @@
  * kernel never makes it one on open, and job control on it is refused by the shell). */
 #define TERMINAL_DEVICE "/dev/ttyS0"
 #define CONSOLE_DEVICE "/dev/console"
+#define NETWORK_SCRIPT "/etc/network.sh"
 
 /* What BusyBox's halt, poweroff and reboot ask of process 1 (init/halt.c: signals[]). */
 static volatile sig_atomic_t requested_signal;
@@ -72,6 +74,27 @@ static void mount_data_disk(void) {
         return;
     }
     say_error("mounting " DATA_DEVICE " on " DATA_MOUNT_POINT " (ext4)", errno);
+}
+
+/* The network and the service (/etc/network.sh), waited for, so that the shell's prompt comes
+ * after the address is known. What the script starts in the background outlives it. */
+static void start_network(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        char *const argv[] = {"/bin/sh", NETWORK_SCRIPT, NULL};
+        char *const envp[] = {"PATH=/bin:/sbin:/usr/bin:/usr/sbin", NULL};
+        execve("/bin/sh", argv, envp);
+        _exit(127);
+    }
+    if (pid < 0) {
+        say_error("fork", errno);
+        return;
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) continue;
+    fflush(stdout);
 }
 
 static pid_t start_shell(void) {
@@ -147,6 +170,7 @@ int main(void) {
     action.sa_handler = on_child;
     sigaction(SIGCHLD, &action, NULL);
 
+    start_network();
     int how = RB_POWER_OFF;
     pid_t shell = start_shell();
     if (shell > 0) {

@@ -12,6 +12,7 @@ import { DiskImageError } from '../host/disk-image.js';
 import { projectRoot } from '../host/guest-image.js';
 import { PairStartError } from '../host/pair.js';
 import { ReplicaStartError } from '../host/replica/transport.js';
+import { NetworkBackendError } from '../host/network/port.js';
 import { KeyError } from '../host/replica/keys.js';
 import { ExitStatus } from '../host/exit-status.js';
 import { backupOptionsHelp, machineOptionsHelp, pairOptionsHelp, primaryOptionsHelp, replicationOptionsHelp, UsageError } from './options.js';
@@ -115,7 +116,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await command.run(rest);
   } catch (error) {
-    const badInput = [UsageError, ImageError, DiskImageError, SnapshotError, ReplicaStartError, PairStartError, KeyError].some((kind) => error instanceof kind);
+    const badInput = [UsageError, ImageError, DiskImageError, SnapshotError, ReplicaStartError, PairStartError, KeyError, NetworkBackendError].some((kind) => error instanceof kind);
     if (badInput) {
       process.stderr.write(`understudy: ${(error as Error).message}\n`);
       return ExitStatus.usage;

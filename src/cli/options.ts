@@ -12,6 +12,7 @@ import {
 import { projectRoot, type MachineSettings } from '../host/guest-image.js';
 import { parseEtcdAddress } from '../host/replica/etcd-arbiter.js';
 import { defaultBootargs, linuxDefaults } from '../host/linux-guest.js';
+import { NetOptionError, parseNetSpec, type NetSpec } from '../host/network/option.js';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -31,6 +32,13 @@ export const machineOptionsHelp = `machine options:
                        (exactly repeatable, like QEMU's -icount shift=0)
   --initrd FILE        (Linux) the initramfs
   --append TEXT        (Linux) the kernel command line (default "${defaultBootargs}")
+  --net SPEC           a virtio network interface (repeatable), like QEMU's -nic:
+                         user[,hostfwd=tcp:[HOSTADDR]:HOSTPORT-:GUESTPORT]...  through passt
+                           (guest 10.0.2.15/24, host 10.0.2.2; forwards bind to 127.0.0.1
+                           unless HOSTADDR is given)
+                         tap,ifname=NAME       a TAP device (bridged by you)
+                         stream,path=SOCKET    frames on a UNIX socket, as QEMU's -netdev stream
+                       each takes mac=MAC (default 52:54:00:12:34:56, counting up)
 `;
 
 /** parseArgs specifications of the machine options. */
@@ -43,6 +51,7 @@ export const machineOptionSpec = {
   'disk-ro': { type: 'string', multiple: true },
   memory: { type: 'string' },
   clock: { type: 'string' },
+  net: { type: 'string', multiple: true },
 } as const;
 
 type Token = { kind: string; name?: string; value?: string | undefined };
@@ -104,9 +113,26 @@ export function machineSettings(
     disks,
     memoryBytes: values.memory === undefined ? defaultMemoryBytes : parseSize(values.memory),
     clock,
+    nets: netSpecs(tokens),
   };
   if (guest === 'linux') settings.initrd = values.initrd ?? linux.initrd;
   return settings;
+}
+
+function netSpecs(tokens: readonly Token[]): NetSpec[] {
+  const specs: NetSpec[] = [];
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.name !== 'net' || token.value === undefined) continue;
+    try {
+      specs.push(parseNetSpec(token.value, specs.length));
+    } catch (error) {
+      if (error instanceof NetOptionError) throw new UsageError(error.message);
+      throw error;
+    }
+  }
+  const macs = new Set(specs.map((spec) => spec.mac));
+  if (macs.size !== specs.length) throw new UsageError('--net: two interfaces with the same MAC address');
+  return specs;
 }
 
 /**

@@ -9,6 +9,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { projectRoot } from './guest-image.js';
 import { fetchStatus } from './status.js';
+import { KeepAliveClient } from './network/http-client.js';
 
 const prompt = 'understudy$ ';
 const stepTimeoutMs = 120_000;
@@ -26,7 +27,7 @@ export function say(line: string): void {
   process.stdout.write(process.stdout.isTTY === true ? `\x1b[1m== ${line}\x1b[0m\n` : `== ${line}\n`);
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.on('error', reject);
@@ -51,12 +52,49 @@ async function pairStatus(port: number): Promise<DemoStatus | undefined> {
   }
 }
 
+/** The client's view: how its one connection fared, for the summary. */
+interface ClientView {
+  requests: number;
+  errors: string[];
+  longestMs: number;
+  stopped: boolean;
+}
+
+/**
+ * A host client on ONE keep-alive connection to the guest's filehttpd: PUT /demo-N, then GET it
+ * back and compare, without pause, until told to stop; every 50th exchange is printed beside
+ * the guest's console, and what went wrong (nothing, we hope) is kept.
+ */
+async function streamRequests(port: number, view: ClientView): Promise<void> {
+  const client = await KeepAliveClient.connect(port);
+  try {
+    for (let n = 1; !view.stopped; n++) {
+      const body = Buffer.from(`file ${n}, written by the host's client\n`);
+      const started = performance.now();
+      const put = await client.request('PUT', `/demo-${n}`, body, stepTimeoutMs);
+      const got = await client.request('GET', `/demo-${n}`, undefined, stepTimeoutMs);
+      const tookMs = performance.now() - started;
+      view.requests += 2;
+      view.longestMs = Math.max(view.longestMs, tookMs);
+      if (put.status !== 200 || got.status !== 200 || !got.body.equals(body)) view.errors.push(`exchange ${n}: PUT ${put.status}, GET ${got.status}`);
+      if (n % 50 === 0 || tookMs > 100) process.stdout.write(`   client | PUT and GET /demo-${n}: ${got.status === 200 && got.body.equals(body) ? 'ok' : 'WRONG'} in ${tookMs.toFixed(1)} ms\n`);
+    }
+    if (client.lost !== undefined) view.errors.push(`the connection was lost: ${client.lost}`);
+  } catch (error) {
+    view.errors.push(error instanceof Error ? error.message : String(error));
+  } finally {
+    client.close();
+  }
+}
+
 /**
  * The demo without a terminal (a pipe, CI): `understudy pair` with `pairArguments` as a child
- * process, driven by a script: boot, write a file, kill the primary, show the shell still
- * working and the file intact, power off.
+ * process, driven by a script: boot, write a file, start a host client streaming requests to
+ * the guest's web service (through `httpPort`, forwarded by passt in the pair process), kill
+ * the primary, show the shell still working and the file intact, the client's view beside it,
+ * power off.
  */
-export async function scriptedDemo(pairArguments: readonly string[]): Promise<number> {
+export async function scriptedDemo(pairArguments: readonly string[], httpPort: number): Promise<number> {
   fs.mkdirSync(path.join(projectRoot, '.cache/linux'), { recursive: true });
   const statusPort = await freePort();
   say('understudy demo: unmodified Linux on a fault-tolerant pair (a primary and a backup, two processes)');
@@ -132,6 +170,10 @@ export async function scriptedDemo(pairArguments: readonly string[]): Promise<nu
     await command('echo written before the failover > /data/before.txt');
     await command('cat /data/before.txt');
     await command('sync');
+    say(`a client on the host streams PUT and GET to the guest's web service (one keep-alive connection to 127.0.0.1:${httpPort})`);
+    const view: ClientView = { requests: 0, errors: [], longestMs: 0, stopped: false };
+    const streaming = streamRequests(httpPort, view);
+    while (view.requests < 200 && view.errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
     // Only a protected pair survives the kill: look again just before it.
     const status = await waitForProtection();
     const pid = status.primary?.pid;
@@ -153,6 +195,16 @@ export async function scriptedDemo(pairArguments: readonly string[]): Promise<nu
     await command('echo written after the failover > /data/after.txt');
     await command('ls /data');
     await command('uptime');
+    const requestsBefore = view.requests;
+    while (view.requests < requestsBefore + 200 && view.errors.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    view.stopped = true;
+    await streaming;
+    await command('ls /data | grep -c demo-');
+    say(
+      view.errors.length === 0
+        ? `the client's view: ${view.requests} requests on one connection, never reconnected, every answer right; the longest exchange took ${view.longestMs.toFixed(0)} ms (the failover)`
+        : `the client saw errors: ${view.errors.join('; ')}`,
+    );
     // pair starts a new backup after the failover: the VM is protected again.
     await waitForProtection();
     say('a new backup has joined the new primary: the VM is protected again');
@@ -160,7 +212,7 @@ export async function scriptedDemo(pairArguments: readonly string[]): Promise<nu
     child.stdin.write('poweroff\n');
     const code = await exited;
     say(code === 0 ? 'done: the guest powered off normally after the failover' : `the pair exited with ${code}`);
-    return code ?? 1;
+    return view.errors.length > 0 ? 1 : (code ?? 1);
   } catch (error) {
     child.kill('SIGKILL');
     process.stderr.write(`understudy demo: ${error instanceof Error ? error.message : String(error)}\n`);

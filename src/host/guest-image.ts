@@ -13,6 +13,7 @@ import { ImageError, isElf, loadImage, type LoadedImage } from '../machine/loade
 import { ramBaseAddress } from '../machine/memory/ram.js';
 import { DiskImage } from './disk-image.js';
 import { checkInitramfs, ensureDataDisk, readBootFile } from './linux-guest.js';
+import type { NetSpec } from './network/option.js';
 
 /** The repository root (this file runs from dist/src/host/). */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -26,6 +27,8 @@ export interface MachineSettings {
   disks: { path: string; readOnly: boolean }[];
   memoryBytes: number;
   clock: 'host' | 'virtual';
+  /** Network interfaces, in slot order after the disks. */
+  nets: NetSpec[];
 }
 
 /** Reads a file that is to be booted, with a one-line error that says what is wrong. */
@@ -96,7 +99,7 @@ export function openDisks(settings: MachineSettings): { images: DiskImage[]; con
 }
 
 export function boardConfig(settings: MachineSettings, disks: readonly DiskConfig[]): BoardConfig {
-  return { ramBytes: settings.memoryBytes, disks };
+  return { ramBytes: settings.memoryBytes, disks, nics: settings.nets.map((spec) => ({ mac: spec.mac })) };
 }
 
 /** Virtio slot -> image, in the order the board placed the disks. */

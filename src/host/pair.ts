@@ -19,6 +19,8 @@ import { reportOutcome } from './run-guest.js';
 import { serveStatus, type ControlAction, type ControlAnswer, type PairStatus, type ReplicaView } from './status.js';
 import { initClusterKeys } from './replica/keys.js';
 import { UnprotectedAlarm } from './alarm.js';
+import { NetworkSwitch } from './network/switch.js';
+import { formatNetSpec } from './network/option.js';
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -72,11 +74,24 @@ export async function runPair(settings: PairSettings): Promise<number> {
   // the run presents the same one); they live only as long as the pair.
   const runKeys = settings.channel === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-keys-')) : undefined;
   const channelArguments = settings.channel?.kind === 'insecure' ? ['--insecure'] : ['--tls', settings.channel?.directory ?? initClusterKeys(runKeys!, ['pair'])[0]!];
-  const supervisor = new PairSupervisor(settings, [...settings.replicaArguments, ...channelArguments, '--arbiter', arbiter], notes);
+  // The network back-ends run here, in the process no failover touches (network/switch.ts).
+  const networkDirectory = settings.machine.nets.length === 0 ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-net-'));
+  let networkSwitch: NetworkSwitch | undefined;
+  try {
+    if (networkDirectory !== undefined) networkSwitch = await NetworkSwitch.open(settings.machine.nets, networkDirectory, (line) => say(line));
+  } catch (error) {
+    if (networkDirectory !== undefined) fs.rmSync(networkDirectory, { recursive: true, force: true });
+    if (settings.arbiter === undefined) fs.rmSync(arbiter, { recursive: true, force: true });
+    if (runKeys !== undefined) fs.rmSync(runKeys, { recursive: true, force: true });
+    throw error;
+  }
+  const supervisor = new PairSupervisor(settings, [...settings.replicaArguments, ...channelArguments, '--arbiter', arbiter], notes, networkSwitch);
   try {
     return await supervisor.run();
   } finally {
     supervisor.close();
+    networkSwitch?.close();
+    if (networkDirectory !== undefined) fs.rmSync(networkDirectory, { recursive: true, force: true });
     if (settings.arbiter === undefined) fs.rmSync(arbiter, { recursive: true, force: true });
     if (runKeys !== undefined) fs.rmSync(runKeys, { recursive: true, force: true });
   }
@@ -112,6 +127,8 @@ class PairSupervisor {
     private readonly settings: PairSettings,
     private readonly replicaArguments: readonly string[],
     private readonly notes: readonly string[],
+    /** The network's back-ends and the replicas' sockets to them, if the VM has NICs. */
+    private readonly networkSwitch: NetworkSwitch | undefined,
   ) {
     this.alarm = new UnprotectedAlarm(settings.onUnprotected);
     this.statusServer =
@@ -121,6 +138,7 @@ class PairSupervisor {
   async run(): Promise<number> {
     const primary = this.spawn('primary', ['--listen', '127.0.0.1:0', '--wait-for-backup']);
     this.live = primary;
+    this.networkSwitch?.setLive(String(primary.number));
     const port = await new Promise<number>((resolve, reject) => {
       const check = setInterval(() => {
         if (primary.listenPort !== undefined) {
@@ -161,9 +179,12 @@ class PairSupervisor {
   }
 
   private spawn(command: 'primary' | 'backup', args: string[]): PairChild {
-    const process = fork(path.join(projectRoot, 'bin/understudy.js'), [command, '--ipc', ...args, ...this.replicaArguments], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const number = this.children.length + 1;
+    // Each replica has its own socket to the network switch, with the NICs' MACs.
+    const nets = (this.networkSwitch?.replicaSpecs(String(number)) ?? []).flatMap((spec) => ['--net', formatNetSpec(spec)]);
+    const process = fork(path.join(projectRoot, 'bin/understudy.js'), [command, '--ipc', ...args, ...nets, ...this.replicaArguments], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const exited = new Promise<number | null>((resolve) => process.on('exit', (code) => resolve(code)));
-    const child: PairChild = { number: this.children.length + 1, process, role: 'starting', roles: new Set(), listenPort: undefined, status: undefined, finished: undefined, exited };
+    const child: PairChild = { number, process, role: 'starting', roles: new Set(), listenPort: undefined, status: undefined, finished: undefined, exited };
     this.children.push(child);
     // Its messages are handled from the start: the first ones may arrive together, and one
     // not listened for is lost.
@@ -241,6 +262,8 @@ class PairSupervisor {
     this.killedAtMs = undefined;
     process.stderr.write(`\nunderstudy: the primary failed (${report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
     this.live = child;
+    // Frames from the network go to the new primary now (the switch first hands it the last moments again).
+    this.networkSwitch?.setLive(String(child.number));
     this.follower = undefined;
     this.alarm.raise(`the primary failed (${report.reason}); the backup went live and has no backup yet`);
     if (child.listenPort !== undefined) this.startBackup(child.listenPort);
@@ -249,6 +272,7 @@ class PairSupervisor {
 
   private onExit(child: PairChild, code: number | null): void {
     if (child.status !== undefined) child.status = { ...child.status, exited: true, exitCode: code };
+    this.networkSwitch?.forget(String(child.number));
     this.childrenChanged?.();
     if (child !== this.follower) return;
     this.follower = undefined;

@@ -21,6 +21,7 @@ import { UnprotectedAlarm } from './alarm.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
 import type { ChannelSecurity, Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
+import { openNetworks } from './network/backends.js';
 import { configKey } from '../machine/board.js';
 
 export interface ReplicaSettings {
@@ -56,6 +57,15 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
 
   const { images, configs } = openDisks(machine);
   const config = boardConfig(machine, configs);
+  // The network back-ends' news (gone, back, dropping) matters to whoever watches this replica.
+  const networkLog = (line: string): boolean => process.stderr.write(`\nunderstudy ${role}: ${line}\n`);
+  let networks: Awaited<ReturnType<typeof openNetworks>>;
+  try {
+    networks = await openNetworks(config, machine.nets, networkLog);
+  } catch (error) {
+    for (const image of images) image.close();
+    throw error;
+  }
   const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();
   const environment = new ReplicaEnvironment(live);
   const terminal: ConsolePort = viaIpc ? new IpcConsole() : new TerminalConsole();
@@ -79,6 +89,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
       environment,
       liveClock: live,
       disks: new Map(images.map((image, index) => [diskSlot(index), image])),
+      networks,
       console: terminal,
       options: settings.options,
       identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options) },
@@ -130,6 +141,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     return result.status;
   } finally {
     terminal.close();
+    for (const port of networks.values()) port.close();
     arbiter.close?.();
     for (const image of images) image.close();
   }

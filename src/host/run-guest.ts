@@ -9,6 +9,8 @@ import { TerminalConsole } from './console.js';
 import { ExitStatus, guestExitStatus } from './exit-status.js';
 import { boardConfig, boot, diskSlots, openDisks, planBoot, type MachineSettings } from './guest-image.js';
 import { runMachine, type RunOutcome } from './runner.js';
+import { openNetworks } from './network/backends.js';
+import type { NetworkPort } from './network/port.js';
 
 export interface RunSettings {
   readonly machine: MachineSettings;
@@ -22,12 +24,21 @@ export async function runGuest(settings: RunSettings): Promise<number> {
   const plan = planBoot(machineSettings);
   let notesShown = false;
   const { images, configs } = openDisks(machineSettings);
+  const config = boardConfig(machineSettings, configs);
+  let networks: Map<number, NetworkPort>;
+  try {
+    // The back-ends outlive a guest reset, as a cable does a reboot.
+    networks = await openNetworks(config, machineSettings.nets, (line) => process.stderr.write(`\nunderstudy: ${line}\n`));
+  } catch (error) {
+    for (const image of images) image.close();
+    throw error;
+  }
   const terminal = new TerminalConsole();
   try {
     for (;;) {
       // A reset starts the machine's clock from zero again, as a power cycle would.
       const clock: MachineClock = machineSettings.clock === 'virtual' ? new VirtualClock() : new HostClock();
-      const machine = new Machine(boardConfig(machineSettings, configs), clock);
+      const machine = new Machine(config, clock);
       boot(machine, plan, machineSettings);
       // What the user should know about the boot, once it has worked (a failed one says why).
       if (!notesShown) for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
@@ -38,6 +49,7 @@ export async function runGuest(settings: RunSettings): Promise<number> {
         clock,
         console: terminal,
         disks,
+        networks,
         ...(settings.timeoutSeconds === undefined ? {} : { timeoutSeconds: settings.timeoutSeconds }),
         ...(settings.instructionLimit === undefined ? {} : { instructionLimit: settings.instructionLimit }),
       });
@@ -47,6 +59,7 @@ export async function runGuest(settings: RunSettings): Promise<number> {
     }
   } finally {
     terminal.close();
+    for (const port of networks.values()) port.close();
     for (const image of images) image.close();
   }
 }

@@ -12,6 +12,7 @@ import type { MachineEvent } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
 import type { DiskImage } from './disk-image.js';
+import type { NetworkPort } from './network/port.js';
 import { assert } from '../machine/assert.js';
 
 /** Instructions per slice: about 10 ms of guest time at 100 MIPS. */
@@ -46,6 +47,8 @@ export interface RunnerOptions {
   readonly console: ConsolePort;
   /** Virtio slot -> image. */
   readonly disks: ReadonlyMap<number, DiskImage>;
+  /** Virtio slot -> the NIC's back-end; every NIC of the machine has one. */
+  readonly networks?: ReadonlyMap<number, NetworkPort>;
   readonly timeoutSeconds?: number;
   readonly instructionLimit?: number;
 }
@@ -55,6 +58,8 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
   const startedMs = performance.now();
   let lastYieldMs = startedMs;
   const events: MachineEvent[] = [];
+  const networks = options.networks ?? new Map<number, NetworkPort>();
+  for (const slot of machine.nics.keys()) assert(networks.has(slot), () => `the NIC on virtio slot ${slot} has no back-end`);
   let diskBusy = false;
   for (;;) {
     const slice = diskBusy ? ioSliceInstructions : sliceInstructions;
@@ -64,6 +69,12 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
     for (const output of machine.takeOutputs()) {
       if (output.kind === 'console-output') {
         terminal.write(output.bytes);
+        continue;
+      }
+      if (output.kind === 'net-transmit') {
+        networks.get(output.slot)!.send(output.frame);
+        // An answer may come back soon: look again after a short slice, as for the disk.
+        diskBusy = true;
         continue;
       }
       const disk = options.disks.get(output.request.slot);
@@ -78,6 +89,12 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
       await terminal.drain();
       lastYieldMs = performance.now();
     }
+    for (const port of networks.values()) {
+      if (port.backlogged) {
+        await port.drained();
+        lastYieldMs = performance.now();
+      }
+    }
     if (terminal.quitRequested) return { kind: 'quit', outputClosed: terminal.outputClosed };
     if (options.instructionLimit !== undefined && machine.retiredInstructions >= options.instructionLimit) return { kind: 'instruction-limit' };
 
@@ -85,6 +102,7 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
     for (const event of events.splice(0)) machine.applyEvent(event);
     const room = machine.consoleInputRoom;
     if (room > 0 && terminal.hasInput) machine.applyEvent({ kind: 'console-input', bytes: terminal.takeInput(room) });
+    if (applyNetworkInput(machine, networks)) diskBusy = true;
     machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
 
     const nowMs = performance.now();
@@ -107,10 +125,21 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   const { machine, clock, console: terminal } = options;
   const deadline = machine.clockDeadline;
   if (deadline !== undefined && clock.skipTo(deadline, machine.retiredInstructions)) return undefined;
-  if (deadline === undefined && terminal.inputEnded) {
-    return { kind: 'stuck', reason: 'the guest waits for an interrupt (WFI) that nothing will raise: no timer ahead and no more console input' };
+  const networks = options.networks ?? new Map<number, NetworkPort>();
+  // A frame can wake the guest only into a receive buffer it offered; a link change always can.
+  const networkCanWake = [...networks].some(([slot, port]) => {
+    const nic = machine.nics.get(slot)!;
+    return port.linkUp !== nic.isLinkUp || (nic.receiveRoom > 0 && port.mayDeliver);
+  });
+  if (deadline === undefined && terminal.inputEnded && !networkCanWake) {
+    return { kind: 'stuck', reason: `the guest waits for an interrupt (WFI) that nothing will raise: no timer ahead and no more console input${networks.size > 0 ? ', and no network frame can arrive' : ''}` };
   }
-  const waits: Promise<unknown>[] = [terminal.inputReady()];
+  // Input that has ended would wake us at once, for ever: then only the network and the timer can.
+  const waits: Promise<unknown>[] = terminal.inputEnded ? [] : [terminal.inputReady()];
+  for (const [slot, port] of networks) {
+    if (port.linkUp !== machine.nics.get(slot)?.isLinkUp || (port.inputWaiting && machine.networkReceiveRoom(slot) > 0)) return undefined;
+    waits.push(port.changed());
+  }
   let timer: NodeJS.Timeout | undefined;
   const limitMs = options.timeoutSeconds === undefined ? Infinity : options.timeoutSeconds * 1000;
   const sleepMs = Math.min(deadline === undefined ? Infinity : clock.msUntil(deadline, machine.retiredInstructions), limitMs, 1000);
@@ -118,4 +147,18 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   await Promise.race(waits);
   if (timer !== undefined) clearTimeout(timer);
   return undefined;
+}
+
+/** The boundary's network input: link changes, then as many frames as each NIC has buffers for. Returns whether any came. */
+function applyNetworkInput(machine: Machine, networks: ReadonlyMap<number, NetworkPort>): boolean {
+  let any = false;
+  for (const [slot, port] of networks) {
+    const nic = machine.nics.get(slot)!;
+    if (port.linkUp !== nic.isLinkUp) machine.applyEvent({ kind: 'net-link', slot, up: port.linkUp });
+    for (const frame of port.take(nic.receiveRoom, Infinity)) {
+      machine.applyEvent({ kind: 'net-receive', slot, frame });
+      any = true;
+    }
+  }
+  return any;
 }

@@ -4,6 +4,7 @@
  */
 import { ramBaseAddress } from './memory/ram.js';
 import { sectorBytes } from './devices/virtio-blk.js';
+import { parseMacAddress } from './devices/virtio-net.js';
 
 export const BoardMap = {
   test: 0x0010_0000,
@@ -27,9 +28,16 @@ export interface DiskConfig {
   readonly serial: string;
 }
 
+export interface NicConfig {
+  /** Unicast MAC address, "52:54:00:12:34:56": the same on both replicas and after a failover. */
+  readonly mac: string;
+}
+
 export interface BoardConfig {
   readonly ramBytes: number;
   readonly disks: readonly DiskConfig[];
+  /** Network interfaces (virtio-net); none if absent. */
+  readonly nics?: readonly NicConfig[];
 }
 
 /** Which virtio slot the n-th disk occupies: like QEMU, the first device takes the highest slot. */
@@ -37,8 +45,22 @@ export function diskSlot(index: number): number {
   return virtioSlots - 1 - index;
 }
 
+/** Which virtio slot the n-th NIC occupies: the next free one below the disks (QEMU fills slots in creation order). */
+export function nicSlot(config: BoardConfig, index: number): number {
+  return virtioSlots - 1 - config.disks.length - index;
+}
+
 export function validateConfig(config: BoardConfig): void {
-  if (config.disks.length > virtioSlots) throw new RangeError(`at most ${virtioSlots} disks, got ${config.disks.length}`);
+  const nics = config.nics ?? [];
+  if (config.disks.length + nics.length > virtioSlots) throw new RangeError(`at most ${virtioSlots} virtio devices (disks and NICs), got ${config.disks.length + nics.length}`);
+  const macs = new Set<string>();
+  for (const nic of nics) {
+    const mac = parseMacAddress(nic.mac);
+    if (mac === undefined) throw new RangeError(`${JSON.stringify(nic.mac)} is not a unicast MAC address like 52:54:00:12:34:56`);
+    const key = nic.mac.toLowerCase();
+    if (macs.has(key)) throw new RangeError(`two NICs with the MAC address ${key}`);
+    macs.add(key);
+  }
   for (const disk of config.disks) {
     if (!Number.isInteger(disk.capacityBytes) || disk.capacityBytes < sectorBytes || disk.capacityBytes > diskBytesMax || disk.capacityBytes % sectorBytes !== 0) {
       throw new RangeError(`disk size ${disk.capacityBytes} bytes: must be a multiple of ${sectorBytes} between ${sectorBytes} and ${diskBytesMax}`);
@@ -49,6 +71,9 @@ export function validateConfig(config: BoardConfig): void {
 /** A canonical description of the configuration, part of every snapshot. */
 export function configKey(config: BoardConfig): string {
   const disks = config.disks.map((d) => `${d.capacityBytes}${d.readOnly ? 'r' : 'w'}:${d.serial}`).join(',');
-  return `ram=${config.ramBytes};disks=[${disks}]`;
+  const nics = config.nics ?? [];
+  // Without NICs the key stays what it was before they existed.
+  const nicPart = nics.length === 0 ? '' : `;nics=[${nics.map((nic) => nic.mac.toLowerCase()).join(',')}]`;
+  return `ram=${config.ramBytes};disks=[${disks}]${nicPart}`;
 }
 

@@ -7,7 +7,7 @@
  *   0x0200_0000  CLINT (mtime at 10 MHz)
  *   0x0c00_0000  PLIC (context 0 = M, 1 = S)
  *   0x1000_0000  NS16550A UART                  IRQ 10
- *   0x1000_1000 + k * 0x1000, k = 0..7          virtio-mmio slots, IRQ 1 + k
+ *   0x1000_1000 + k * 0x1000, k = 0..7          virtio-mmio slots, IRQ 1 + k: disks from the top, then NICs
  *   0x8000_0000  RAM
  *
  * The Machine is the whole deterministic state machine: it runs instructions, takes events
@@ -28,13 +28,14 @@ import { SbiFirmware } from './firmware/sbi.js';
 import { deviceTreeBlob } from './firmware/device-tree.js';
 import { Mip, Priv, Status } from './cpu/csr.js';
 import { VirtioBlockDevice, VirtioEmptySlot } from './devices/virtio-blk.js';
-import { BoardIrq, BoardMap, configKey, diskSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
+import { VirtioNetDevice, frameBytesMax, frameBytesMin } from './devices/virtio-net.js';
+import { BoardIrq, BoardMap, configKey, diskSlot, nicSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
 import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
 
-export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, virtioSlots, type BoardConfig, type DiskConfig } from './board-config.js';
+export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioSlots, type BoardConfig, type DiskConfig, type NicConfig } from './board-config.js';
 
 const snapshotMagic = 'understudy-machine';
 const snapshotVersion = 1;
@@ -50,6 +51,8 @@ export class Machine {
   readonly rtc: GoldfishRtc;
   /** Virtio slot index -> block device. */
   readonly disks = new Map<number, VirtioBlockDevice>();
+  /** Virtio slot index -> network device. */
+  readonly nics = new Map<number, VirtioNetDevice>();
   /** Set when the guest asked to power off or reset; the hart is halted. */
   power: PowerRequest | undefined;
 
@@ -105,6 +108,12 @@ export class Machine {
         { ram: this.ram, irq: this.plic.line(BoardIrq.virtioFirst + slot), outputs: sink },
       );
       this.disks.set(slot, device);
+      slotDevices.set(slot, device);
+    });
+    (config.nics ?? []).forEach((nic, index) => {
+      const slot = nicSlot(config, index);
+      const device = new VirtioNetDevice({ slot, mac: nic.mac }, { ram: this.ram, irq: this.plic.line(BoardIrq.virtioFirst + slot), outputs: sink });
+      this.nics.set(slot, device);
       slotDevices.set(slot, device);
     });
     for (let slot = 0; slot < virtioSlots; slot++) {
@@ -254,7 +263,30 @@ export class Machine {
         disk.complete(event.requestId, event.status, event.data);
         return;
       }
+      case 'net-receive': {
+        const nic = this.nic(event.slot);
+        // The host offers only what fits (see receiveRoom); a frame no Ethernet carries is not an input.
+        if (event.frame.length < frameBytesMin || event.frame.length > frameBytesMax) {
+          throw new RangeError(`a network frame of ${event.frame.length} bytes (${frameBytesMin}..${frameBytesMax} allowed)`);
+        }
+        nic.receive(event.frame);
+        return;
+      }
+      case 'net-link':
+        this.nic(event.slot).setLink(event.up);
+        return;
     }
+  }
+
+  private nic(slot: number): VirtioNetDevice {
+    const nic = this.nics.get(slot);
+    if (nic === undefined) throw new RangeError(`network event for virtio slot ${slot}, which has no NIC`);
+    return nic;
+  }
+
+  /** How many received frames the NIC on `slot` can take now (its free receive buffers). */
+  networkReceiveRoom(slot: number): number {
+    return this.nic(slot).receiveRoom;
   }
 
   /** The outputs produced since the last call, in order. */
@@ -469,6 +501,10 @@ function writeOutput(writer: SnapshotWriter, output: MachineOutput): void {
     writer.u8(0).bytes(output.bytes);
     return;
   }
+  if (output.kind === 'net-transmit') {
+    writer.u8(2).u8(output.slot).bytes(output.frame);
+    return;
+  }
   const request = output.request;
   writer.u8(1).u8(request.slot).uint(request.requestId);
   if (request.op === 'read') writer.u8(0).uint(request.offsetBytes).uint(request.lengthBytes);
@@ -479,6 +515,7 @@ function writeOutput(writer: SnapshotWriter, output: MachineOutput): void {
 function readOutput(reader: SnapshotReader): MachineOutput {
   const kind = reader.u8();
   if (kind === 0) return { kind: 'console-output', bytes: reader.bytes() };
+  if (kind === 2) return { kind: 'net-transmit', slot: reader.u8(), frame: reader.bytes() };
   if (kind !== 1) throw new SnapshotError(`bad output kind ${kind}`);
   const slot = reader.u8();
   const requestId = reader.uint();

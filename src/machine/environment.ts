@@ -9,10 +9,10 @@
  *    the RTC), the machine asks its {@link EnvironmentPort} synchronously, passing the exact
  *    instruction count. The primary answers from the host and records; the backup replays.
  * 2. Events (rules P1/P4). Asynchronous happenings (the clock advanced past a deadline, console
- *    bytes arrived, a disk request completed) are applied by the machine's caller between two
+ *    bytes arrived, a disk request completed, a network frame arrived) are applied by the machine's caller between two
  *    instructions with `Machine.applyEvent`. Never from inside a run.
  *
- * What the machine wants done in the world (console bytes, disk requests) leaves as
+ * What the machine wants done in the world (console bytes, disk requests, network frames) leaves as
  * {@link MachineOutput}s that the caller drains; the machine itself never performs I/O.
  */
 
@@ -54,7 +54,11 @@ export type MachineEvent =
       readonly requestId: number;
       readonly status: DiskCompletionStatus;
       readonly data?: Uint8Array;
-    };
+    }
+  /** A frame arrived from the network for the NIC on virtio slot `slot` (P1: logged like console input). */
+  | { readonly kind: 'net-receive'; readonly slot: number; readonly frame: Uint8Array }
+  /** The NIC's link went up or down: its back-end went away or came back. */
+  | { readonly kind: 'net-link'; readonly slot: number; readonly up: boolean };
 
 export type DiskCompletionStatus = 'ok' | 'io-error';
 
@@ -67,7 +71,9 @@ export type DiskRequest =
 /** What the machine wants done outside the VM, in the order the guest asked for it. */
 export type MachineOutput =
   | { readonly kind: 'console-output'; readonly bytes: Uint8Array }
-  | { readonly kind: 'disk-request'; readonly request: DiskRequest };
+  | { readonly kind: 'disk-request'; readonly request: DiskRequest }
+  /** A frame the guest transmitted on the NIC of virtio slot `slot`. */
+  | { readonly kind: 'net-transmit'; readonly slot: number; readonly frame: Uint8Array };
 
 /** Where device models put their outputs; the machine owns the one instance. */
 export interface OutputSink {

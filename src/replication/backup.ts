@@ -39,6 +39,8 @@ export interface FailoverReport {
   readonly epoch: number;
   readonly pendingRequests: number;
   readonly consoleBytesRepeated: number;
+  /** Network frames sent again: the old primary may or may not have sent them. */
+  readonly framesRepeated: number;
 }
 
 export class BackupReplica {
@@ -65,6 +67,8 @@ export class BackupReplica {
   private readonly inFlight = new Map<number, DiskRequest>();
   /** Console bytes of epochs whose release by the primary is not known yet. */
   private unreleasedConsole: { epoch: number; bytes: Uint8Array }[] = [];
+  /** Network frames of epochs whose release by the primary is not known yet. */
+  private unreleasedFrames: { epoch: number; slot: number; frame: Uint8Array }[] = [];
   private promotedPrimary: PrimaryReplica | undefined;
   private finishedWith: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesReceived = 0;
@@ -392,12 +396,16 @@ export class BackupReplica {
     if (this.unreleasedConsole.length > 0 && this.unreleasedConsole[0]!.epoch <= this.releasedThrough) {
       this.unreleasedConsole = this.unreleasedConsole.filter((chunk) => chunk.epoch > this.releasedThrough);
     }
+    if (this.unreleasedFrames.length > 0 && this.unreleasedFrames[0]!.epoch <= this.releasedThrough) {
+      this.unreleasedFrames = this.unreleasedFrames.filter((sent) => sent.epoch > this.releasedThrough);
+    }
   }
 
   /** P3: the backup's outputs go nowhere, but it remembers what it would need after a failover. */
   private track(epoch: number, outputs: readonly MachineOutput[]): void {
     for (const output of outputs) {
       if (output.kind === 'disk-request') this.inFlight.set(output.request.requestId, output.request);
+      else if (output.kind === 'net-transmit') this.unreleasedFrames.push({ epoch, slot: output.slot, frame: output.frame });
       else this.unreleasedConsole.push({ epoch, bytes: output.bytes });
     }
   }
@@ -447,6 +455,11 @@ export class BackupReplica {
       repeated += chunk.bytes.length;
     }
     this.unreleasedConsole = [];
+    // Frames too: TCP and the like take a duplicate for a retransmission; a lost frame of an
+    // acknowledged epoch would be a loss the guest cannot see.
+    for (const sent of this.unreleasedFrames) this.io.networkSend(sent.slot, sent.frame, sent.epoch);
+    const framesRepeated = this.unreleasedFrames.length;
+    this.unreleasedFrames = [];
     // P8: the I/O the old primary may or may not have done.
     if (this.options.pendingIo === 'reissue') {
       for (const request of pending) this.io.diskSubmit(request, epoch);
@@ -456,6 +469,7 @@ export class BackupReplica {
     this.inFlight.clear();
     for (const output of failoverOutputs) {
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
+      else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
       else this.io.diskSubmit(output.request, epoch);
     }
     this.report = {
@@ -466,6 +480,7 @@ export class BackupReplica {
       epoch,
       pendingRequests: pending.length,
       consoleBytesRepeated: repeated,
+      framesRepeated,
     };
     this.role = 'promoted';
     this.promotedPrimary = new PrimaryReplica(machine, this.environment, this.io, this.options, this.identity, this.reboot, {
@@ -476,7 +491,7 @@ export class BackupReplica {
       releasedThrough: epoch,
     });
     this.io.log(
-      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}, ${repeated} console byte(s) repeated`,
+      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}, ${repeated} console byte(s) and ${framesRepeated} network frame(s) repeated`,
     );
   }
 

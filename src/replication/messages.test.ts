@@ -28,6 +28,8 @@ const samples: Message[] = [
       events: [
         { kind: 'disk-completion', slot: 7, requestId: 9, status: 'ok', data: Uint8Array.from({ length: 512 }, (_, i) => i & 0xff) },
         { kind: 'disk-completion', slot: 7, requestId: 10, status: 'io-error' },
+        { kind: 'net-link', slot: 6, up: false },
+        { kind: 'net-receive', slot: 6, frame: Uint8Array.from({ length: 60 }, (_, i) => (i * 7) & 0xff) },
         { kind: 'console-input', bytes: Uint8Array.from([104, 105, 10]) },
         { kind: 'clock', mtime: 2n ** 63n + 5n },
       ],

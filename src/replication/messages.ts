@@ -199,6 +199,12 @@ function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
       w.u8(2).u8(event.slot).uint(event.requestId).u8(completionStatuses.indexOf(event.status)).bool(event.data !== undefined);
       if (event.data !== undefined) w.bytes(event.data);
       return;
+    case 'net-receive':
+      w.u8(3).u8(event.slot).bytes(event.frame);
+      return;
+    case 'net-link':
+      w.u8(4).u8(event.slot).bool(event.up);
+      return;
   }
 }
 
@@ -226,6 +232,10 @@ export function eventWireBytes(event: MachineEvent): number {
       return 1 + wordBytes + event.bytes.length;
     case 'disk-completion':
       return 1 + 1 + wordBytes + 1 + 1 + (event.data === undefined ? 0 : wordBytes + event.data.length);
+    case 'net-receive':
+      return 1 + 1 + wordBytes + event.frame.length;
+    case 'net-link':
+      return 1 + 1 + 1;
   }
 }
 
@@ -345,6 +355,8 @@ function readEvent(r: SnapshotReader): MachineEvent {
     const hasData = r.bool();
     return hasData ? { kind: 'disk-completion', slot, requestId, status, data: r.bytes() } : { kind: 'disk-completion', slot, requestId, status };
   }
+  if (kind === 3) return { kind: 'net-receive', slot: r.u8(), frame: r.bytes() };
+  if (kind === 4) return { kind: 'net-link', slot: r.u8(), up: r.bool() };
   throw new ProtocolError('malformed', `unknown event kind ${kind}`);
 }
 

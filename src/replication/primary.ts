@@ -11,7 +11,7 @@ import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { epochEntryWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
   describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
@@ -234,8 +234,8 @@ export class PrimaryReplica {
       // The backup's queue is bounded by what this side may leave unacknowledged (replica.ts).
       if (this.pending.length >= pendingEpochsMax || this.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return this.waitForAcks(now);
     }
-    if (this.io.consoleBacklogged) {
-      // The console's reader lags: the guest waits, heartbeats and acknowledgements go on.
+    if (this.io.consoleBacklogged || this.io.networkBacklogged) {
+      // The console's reader (or the network) lags: the guest waits, heartbeats and acknowledgements go on.
       return { kind: 'blocked', untilMs: now + consolePollMs };
     }
     if (power?.kind === 'reset') {
@@ -262,7 +262,7 @@ export class PrimaryReplica {
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
-    const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents);
+    const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
     assert(epochEntryWireBytes(reads.length, events) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
@@ -290,9 +290,14 @@ export class PrimaryReplica {
     }
   }
 
-  /** The events for this boundary: the first `queuedEvents` completions (as planned), console input, the clock. */
-  private boundaryEvents(queuedEvents: number): MachineEvent[] {
+  /**
+   * The events for this boundary: the first `queuedEvents` completions (as planned), the
+   * network's (within what the entry has left: `roomBytes`, after the readings and room for
+   * console input and the clock), console input, the clock.
+   */
+  private boundaryEvents(queuedEvents: number, roomBytes: number): MachineEvent[] {
     const events: MachineEvent[] = this.completions.splice(0, queuedEvents);
+    this.networkEvents(events, roomBytes - queuedEventsBytes(events));
     const room = Math.min(this.machine.consoleInputRoom, consoleInputPerEntryBytesMax);
     if (room > 0) {
       const input = this.io.takeConsoleInput(room);
@@ -303,8 +308,43 @@ export class PrimaryReplica {
     return events;
   }
 
+  /**
+   * P1 for the network: a change of a back-end's link, then the frames received, as many as the
+   * NIC has buffers for and `roomBytes` holds (each counted with eventWireBytes, so that the
+   * entry's budget covers them; the rest wait in the back-end for a later boundary).
+   */
+  private networkEvents(events: MachineEvent[], roomBytes: number): void {
+    let room = roomBytes;
+    for (const [slot, nic] of this.machine.nics) {
+      const up = this.io.networkLinkUp(slot);
+      const link: MachineEvent = { kind: 'net-link', slot, up };
+      if (up !== nic.isLinkUp && eventWireBytes(link) <= room) {
+        events.push(link);
+        room -= eventWireBytes(link);
+      }
+      if (!this.io.networkInputWaiting(slot)) continue;
+      const overhead = eventWireBytes({ kind: 'net-receive', slot, frame: new Uint8Array(0) });
+      for (let frames = nic.receiveRoom; frames > 0 && room > overhead; frames--) {
+        const [frame] = this.io.takeNetworkFrames(slot, 1, room - overhead);
+        if (frame === undefined) break;
+        const event: MachineEvent = { kind: 'net-receive', slot, frame };
+        events.push(event);
+        room -= eventWireBytes(event);
+      }
+    }
+  }
+
+  private networkEventsWaiting(): boolean {
+    for (const [slot, nic] of this.machine.nics) {
+      if (this.io.networkLinkUp(slot) !== nic.isLinkUp) return true;
+      if (nic.receiveRoom > 0 && this.io.networkInputWaiting(slot)) return true;
+    }
+    return false;
+  }
+
   private eventsWaiting(): boolean {
     if (this.completions.length > 0 || (this.io.consoleInputWaiting && this.machine.consoleInputRoom > 0)) return true;
+    if (this.networkEventsWaiting()) return true;
     const deadline = this.machine.clockDeadline;
     return deadline !== undefined && this.environment.clockNow(this.machine.retiredInstructions) >= deadline;
   }
@@ -359,6 +399,7 @@ export class PrimaryReplica {
     for (const output of outputs) {
       this.outputsReleased++;
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
+      else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
       else this.io.diskSubmit(output.request, epoch);
     }
   }
@@ -441,4 +482,14 @@ export function compareIdentity(
   if (mine.configKey !== theirs.configKey) return { code: 'config', reason: `different machine configuration (primary ${mine.configKey}, backup ${theirs.configKey})` };
   if (mine.optionsKey !== theirs.optionsKey) return { code: 'options', reason: `different replication options (primary ${mine.optionsKey}, backup ${theirs.optionsKey})` };
   return undefined;
+}
+
+/** What every entry keeps for its console input and its clock event (entry-budget.ts reserves the same). */
+const boundaryReserveBytes =
+  eventWireBytes({ kind: 'console-input', bytes: new Uint8Array(consoleInputPerEntryBytesMax) }) + eventWireBytes({ kind: 'clock', mtime: 0n });
+
+function queuedEventsBytes(events: readonly MachineEvent[]): number {
+  let bytes = 0;
+  for (const event of events) bytes += eventWireBytes(event);
+  return bytes;
 }

@@ -144,6 +144,22 @@ export interface ReplicaIo {
   consoleWrite(bytes: Uint8Array, epoch: number): void;
   /** Performs a disk request; its completion comes back through `onDiskCompletion`. */
   diskSubmit(request: DiskRequest, epoch: number): void;
+  /** A frame for the network from the NIC on virtio slot `slot`; `epoch` produced it. */
+  networkSend(slot: number, frame: Uint8Array, epoch: number): void;
+  /**
+   * Frames received for the NIC on `slot`, oldest first: at most `maxFrames`, and at most
+   * `maxBytes` bytes in all. Frames not taken wait for a later boundary.
+   */
+  takeNetworkFrames(slot: number, maxFrames: number, maxBytes: number): Uint8Array[];
+  /** Whether frames wait for the NIC on `slot`. */
+  networkInputWaiting(slot: number): boolean;
+  /** Whether the back-end of the NIC on `slot` is there: the guest's link status follows it. */
+  networkLinkUp(slot: number): boolean;
+  /**
+   * The network back-end takes frames slower than the guest sends them: the live replica pauses
+   * its guest (not the protocol) until it catches up, as for the console.
+   */
+  readonly networkBacklogged: boolean;
   /** Up to `max` bytes of console input waiting for the machine. */
   takeConsoleInput(max: number): Uint8Array;
   /** Whether console input is waiting. */

@@ -121,6 +121,19 @@ function side(now: () => number): Side {
     diskSubmit(request: DiskRequest): void {
       io.disk.push(request);
     },
+    /** Frames waiting to arrive from the network, and frames sent to it (by slot). */
+    netIn: [] as Uint8Array[],
+    netOut: [] as { slot: number; frame: Uint8Array; epoch: number }[],
+    linkUp: true,
+    networkSend(slot: number, frame: Uint8Array, epoch: number): void {
+      io.netOut.push({ slot, frame, epoch });
+    },
+    takeNetworkFrames(_slot: number, maxFrames: number): Uint8Array[] {
+      return io.netIn.splice(0, maxFrames);
+    },
+    networkInputWaiting: (): boolean => io.netIn.length > 0,
+    networkLinkUp: (): boolean => io.linkUp,
+    networkBacklogged: false,
     takeConsoleInput: () => new Uint8Array(0),
     consoleInputWaiting: false,
     consoleBacklogged: false,

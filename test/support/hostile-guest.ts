@@ -6,7 +6,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BoardMap, Machine, diskSlot, type BoardConfig } from '../../src/machine/board.js';
+import { PassThrough } from 'node:stream';
+import { BoardMap, Machine, diskSlot, nicSlot, type BoardConfig } from '../../src/machine/board.js';
+import { NetworkPort } from '../../src/host/network/port.js';
 import { asm, assemble, li } from '../../src/machine/cpu/encode.js';
 import { rawImage } from '../../src/machine/loader/elf.js';
 import { Csr } from '../../src/machine/cpu/csr.js';
@@ -30,6 +32,11 @@ const handlerAddress = ramBaseAddress + 0x8_0000;
 
 /** Registers: x5 the trap handler's; the rest of the program uses x6, x7 and x28..x31. */
 const [t0, t1, t2, t3, t4, t5] = [5, 6, 7, 28, 29, 30];
+
+/** The NIC's virtio slot: below the two disks. */
+const netSlot = nicSlot({ ramBytes, disks: [{ capacityBytes: 512, readOnly: false, serial: '' }, { capacityBytes: 512, readOnly: true, serial: '' }] }, 0);
+/** The virtio slots with a device: the two disks and the NIC. */
+const deviceSlots = [diskSlot(0), diskSlot(1), netSlot];
 
 const deviceWindows = [
   { base: BoardMap.test, bytes: 0x1000 },
@@ -70,7 +77,19 @@ function fillQueueMemory(random: Prng, ram: DataView): void {
   const chainBytes = 768;
   for (let head = 0; head + 3 <= queueEntries; head += 3) {
     const header = bufferArea + (head / 3) * chainBytes;
-    if (random.chance(0.85)) {
+    if (random.chance(0.2)) {
+      // A frame for the NIC's transmit queue: a network header (zero, now and then not) and
+      // 0..1600 bytes, in one or two readable descriptors (or a receive buffer, writable).
+      for (let i = 0; i < 12; i++) ram.setUint8(at(header) + i, random.chance(0.9) ? 0 : random.int(0, 255));
+      const frameBytes = random.pick([60, 14, 13, 1518, 1519, random.int(0, 1600)]);
+      const flags = random.chance(0.85) ? 0 : 2;
+      if (random.chance(0.5)) {
+        descriptor(head, header, 12 + frameBytes, flags, 0);
+      } else {
+        descriptor(head, header, 12, flags | 1, head + 1);
+        descriptor(head + 1, header + 12, frameBytes, flags, 0);
+      }
+    } else if (random.chance(0.85)) {
       const write = random.chance(0.5);
       const sectors = random.pick([1, 1, 1, 0]);
       ram.setUint32(at(header), write ? 1 : 0, true);
@@ -123,7 +142,7 @@ function generateProgram(random: Prng, actions: number): number[] {
       }
     } else if (kind < 45) {
       // Set up queue 0 (or another) of a virtio slot: sometimes correctly, sometimes not.
-      const slot = random.chance(0.8) ? BoardMap.virtio + diskSlot(random.int(0, 1)) * BoardMap.virtioStride : random.pick(deviceWindows.slice(6)).base;
+      const slot = random.chance(0.8) ? BoardMap.virtio + random.pick(deviceSlots) * BoardMap.virtioStride : random.pick(deviceWindows.slice(6)).base;
       const reg = (offset: number, value: number): void => store(slot + offset, value);
       reg(Reg.Status, 0);
       reg(Reg.Status, 1);
@@ -133,30 +152,60 @@ function generateProgram(random: Prng, actions: number): number[] {
       reg(Reg.DriverFeaturesSel, 0);
       reg(Reg.DriverFeatures, random.chance(0.8) ? 0 : random.next());
       reg(Reg.Status, random.chance(0.9) ? 11 : random.int(0, 255));
-      reg(Reg.QueueSel, random.chance(0.9) ? 0 : random.int(0, 3));
-      reg(Reg.QueueNum, random.pick([1, 2, 8, 16, 256, 256, 256, 0, 257, 1024, random.next()]));
-      reg(Reg.QueueDescLow, random.chance(0.85) ? queueArea : random.next());
-      reg(Reg.QueueDescHigh, random.chance(0.9) ? 0 : random.next());
-      reg(Reg.QueueDriverLow, random.chance(0.85) ? availRing : random.next());
-      reg(Reg.QueueDeviceLow, random.chance(0.85) ? usedRing : random.next());
+      // The NIC has two queues (receive, transmit): mostly both are set up, over the same rings.
+      const isNic = slot === BoardMap.virtio + netSlot * BoardMap.virtioStride;
+      const queues = isNic && random.chance(0.8) ? [0, 1] : [random.chance(0.9) ? 0 : random.int(0, 3)];
       // A fresh queue starts with empty rings (a device that met a bad chain needs a reset,
       // and a reset device starts again from avail index 0).
       if (random.chance(0.9)) {
         store(availRing, 0);
         store(usedRing, 0);
       }
-      reg(Reg.QueueReady, random.chance(0.9) ? 1 : random.next());
+      for (const queue of queues) {
+        reg(Reg.QueueSel, queue);
+        reg(Reg.QueueNum, random.pick([1, 2, 8, 16, 256, 256, 256, 0, 257, 1024, random.next()]));
+        reg(Reg.QueueDescLow, random.chance(0.85) ? queueArea : random.next());
+        reg(Reg.QueueDescHigh, random.chance(0.9) ? 0 : random.next());
+        reg(Reg.QueueDriverLow, random.chance(0.85) ? availRing : random.next());
+        reg(Reg.QueueDeviceLow, random.chance(0.85) ? usedRing : random.next());
+        reg(Reg.QueueReady, random.chance(0.9) ? 1 : random.next());
+      }
       reg(Reg.Status, random.chance(0.9) ? 15 : random.int(0, 255));
+    } else if (kind < 50) {
+      // The NIC from scratch, both queues over the shared rings, then one head offered and the
+      // transmit queue notified (most heads are no frame; some are).
+      const slot = BoardMap.virtio + netSlot * BoardMap.virtioStride;
+      const reg = (offset: number, value: number): void => store(slot + offset, value);
+      for (const value of [0, 1, 3]) reg(Reg.Status, value);
+      reg(Reg.DriverFeaturesSel, 1);
+      reg(Reg.DriverFeatures, 1);
+      reg(Reg.DriverFeaturesSel, 0);
+      reg(Reg.DriverFeatures, random.chance(0.8) ? 0 : 1 << 16);
+      reg(Reg.Status, 11);
+      store(availRing, 0);
+      store(usedRing, 0);
+      for (const queue of [0, 1]) {
+        reg(Reg.QueueSel, queue);
+        reg(Reg.QueueNum, 256);
+        reg(Reg.QueueDescLow, queueArea);
+        reg(Reg.QueueDriverLow, availRing);
+        reg(Reg.QueueDeviceLow, usedRing);
+        reg(Reg.QueueReady, 1);
+      }
+      reg(Reg.Status, 15);
+      store(availRing + 4, 3 * random.int(0, queueEntries / 3 - 1), 2);
+      store(availRing + 2, random.int(1, 3), 2);
+      reg(Reg.QueueNotify, random.chance(0.8) ? 1 : 0);
     } else if (kind < 65) {
       // Offer a descriptor head in the avail ring (the index bumped by one, or by anything)
       // and notify.
-      const slot = BoardMap.virtio + diskSlot(random.int(0, 1)) * BoardMap.virtioStride;
+      const slot = BoardMap.virtio + random.pick(deviceSlots) * BoardMap.virtioStride;
       code.push(...li(t1, availRing + 2), asm.lhu(t2, t1, 0));
       code.push(asm.andi(t3, t2, queueEntries - 1), asm.slli(t3, t3, 1), ...li(t4, availRing + 4), asm.add(t4, t4, t3));
       const head = random.chance(0.95) ? 3 * random.int(0, queueEntries / 3 - 1) : random.chance(0.5) ? random.int(0, queueEntries - 1) : random.int(0, 0xffff);
       code.push(...li(t5, head), asm.sh(t5, t4, 0));
       code.push(asm.addi(t2, t2, random.chance(0.9) ? 1 : random.int(-2048, 2047)), asm.sh(t2, t1, 0));
-      store(slot + Reg.QueueNotify, random.chance(0.9) ? 0 : random.int(0, 0xffff));
+      store(slot + Reg.QueueNotify, random.chance(0.6) ? 0 : random.chance(0.75) ? 1 : random.int(0, 0xffff));
     } else if (kind < 80) {
       // Change a descriptor or a header under the device's feet.
       const area = random.chance(0.6) ? queueArea + random.int(0, 0x2fff) : bufferArea + random.int(0, bufferBytes - 1);
@@ -192,12 +241,25 @@ function generateProgram(random: Prng, actions: number): number[] {
 const handler = [asm.csrrs(t0, Csr.mepc, 0), asm.addi(t0, t0, 4), asm.csrrw(0, Csr.mepc, t0), asm.mret()];
 
 
+/**
+ * A loopback cable: frames come back only as answers to frames sent, so a guest asleep with
+ * nothing on the cable will never hear from it (the runner then calls it stuck, not idle).
+ */
+class LoopbackPort extends NetworkPort {
+  override get mayDeliver(): boolean {
+    return this.inputWaiting || this.backlogBytes > 0;
+  }
+}
+
 export interface HostileGuest {
   readonly machine: Machine;
   readonly clock: VirtualClock;
   readonly config: BoardConfig;
   /** Virtio slot -> image: a read-write and a read-only disk. */
   readonly disks: ReadonlyMap<number, DiskImage>;
+  /** The NIC's back-end: a loopback cable (every frame sent comes back in) that counts; `start()` it first. */
+  readonly networks: ReadonlyMap<number, NetworkPort>;
+  readonly network: NetworkPort;
   readonly imagePaths: readonly string[];
   close(): void;
 }
@@ -213,6 +275,7 @@ export function buildHostileGuest(seed: number, directory: string): HostileGuest
   const config: BoardConfig = {
     ramBytes,
     disks: images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `hostile-${index}` })),
+    nics: [{ mac: '52:54:00:12:34:56' }],
   };
   const clock = new VirtualClock();
   const machine = new Machine(config, clock);
@@ -223,5 +286,11 @@ export function buildHostileGuest(seed: number, directory: string): HostileGuest
   fillQueueMemory(random, new DataView(memory.buffer));
   machine.load(rawImage(memory));
   const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));
-  return { machine, clock, config, disks, imagePaths, close: () => images.forEach((image) => image.close()) };
+  const cable = new PassThrough();
+  const network = new LoopbackPort({ description: 'loopback', restartable: false, connect: () => Promise.resolve(cable), close: () => cable.destroy() }, () => {});
+  const close = (): void => {
+    images.forEach((image) => image.close());
+    network.close();
+  };
+  return { machine, clock, config, disks, networks: new Map([[netSlot, network]]), network, imagePaths, close };
 }

@@ -15,7 +15,8 @@ export async function pairCommand(argv: string[]): Promise<number> {
   return await runPair({
     machine: machineSettings(values, tokens, 'pair'),
     // The replicas get the machine and replication options as given; these are the pair's own.
-    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure', 'on-unprotected']),
+    // The network back-end is the pair's too: the replicas reach it through the pair's switch.
+    replicaArguments: childArguments(argv, ['kill-primary-after', 'kill-backup-after', 'kill-primary-every', 'kill-backup-every', 'arbiter', 'status-port', 'tls', 'insecure', 'on-unprotected', 'net']),
     channel: replication.channel,
     arbiter: replication.arbiter,
     statusPort: replication.statusPort,

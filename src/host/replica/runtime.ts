@@ -17,6 +17,7 @@ import type { GuestEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult
 import type { ConsolePort } from '../console.js';
 import { consoleBacklogMaxBytes } from '../runner.js';
 import type { DiskImage } from '../disk-image.js';
+import type { NetworkPort } from '../network/port.js';
 import type { ReplicaProcessStatus } from '../status.js';
 import { serveStatus } from '../status.js';
 import { ExitStatus, replicaExitStatus } from '../exit-status.js';
@@ -54,6 +55,8 @@ export interface ReplicaProcessOptions {
   readonly environment: ReplicaEnvironment;
   readonly liveClock: EnvironmentPort;
   readonly disks: ReadonlyMap<number, DiskImage>;
+  /** Virtio slot -> the NIC's back-end (a backup's is not listened to until it is live: P3). */
+  readonly networks: ReadonlyMap<number, NetworkPort>;
   readonly console: ConsolePort;
   readonly options: ReplicationOptions;
   readonly identity: ReplicaIdentity;
@@ -135,6 +138,7 @@ class ReplicaRuntime implements ReplicaIo {
     } else {
       const backup = new BackupReplica(o.createMachine, o.environment, o.liveClock, this, o.options, o.identity, reboot);
       this.core = { role: 'backup', replica: backup };
+      for (const port of o.networks.values()) port.accepting = false;
       await this.connect(backup);
     }
     if (o.statusPort !== undefined) this.statusServer = serveStatus(o.statusPort, () => this.status(), (line) => this.log(line));
@@ -207,6 +211,7 @@ class ReplicaRuntime implements ReplicaIo {
       void this.options.console.inputReady().then(() => {
         if (this.options.console.hasInput || this.options.console.quitRequested) this.wakeUp?.();
       });
+      for (const port of this.options.networks.values()) void port.changed().then(() => this.wakeUp?.());
     });
   }
 
@@ -227,6 +232,7 @@ class ReplicaRuntime implements ReplicaIo {
     }
     if (!this.reportedFailover && core.role === 'backup' && core.replica.report !== undefined) {
       this.reportedFailover = true;
+      this.goLiveOnNetwork(core.replica);
       this.options.events?.failover?.(core.replica.report);
       // Promoted: now the primary, this replica takes a backup of its own.
       const promoted = core.replica.promoted;
@@ -234,6 +240,19 @@ class ReplicaRuntime implements ReplicaIo {
       if (promoted !== undefined && endpoint !== undefined) {
         this.listen(promoted, endpoint).catch((error: unknown) => this.log(`cannot take a new backup: ${error instanceof Error ? error.message : String(error)}`));
       }
+    }
+  }
+
+  /**
+   * This backup is the live replica now: it listens to its own back-ends, and tells the network
+   * where the guest's MAC lives (a RARP and a gratuitous ARP: switches learn the new port).
+   */
+  private goLiveOnNetwork(backup: BackupReplica): void {
+    const machine = backup.currentMachine;
+    for (const [slot, port] of this.options.networks) {
+      port.accepting = true;
+      const nic = machine?.nics.get(slot);
+      if (nic !== undefined) port.announce(nic.macAddress, nic.guestIpv4);
     }
   }
 
@@ -303,6 +322,29 @@ class ReplicaRuntime implements ReplicaIo {
     assert(disk !== undefined, () => `disk request for virtio slot ${request.slot}, which has no image`);
     // Completions are delivered between steps, never inside the step that issued the request.
     this.completions.push(disk.perform(request));
+  }
+
+  networkSend(slot: number, frame: Uint8Array): void {
+    const port = this.options.networks.get(slot);
+    assert(port !== undefined, () => `a frame for virtio slot ${slot}, which has no network back-end`);
+    port.send(frame);
+  }
+
+  takeNetworkFrames(slot: number, maxFrames: number, maxBytes: number): Uint8Array[] {
+    return this.options.networks.get(slot)?.take(maxFrames, maxBytes) ?? [];
+  }
+
+  networkInputWaiting(slot: number): boolean {
+    return this.options.networks.get(slot)?.inputWaiting ?? false;
+  }
+
+  networkLinkUp(slot: number): boolean {
+    return this.options.networks.get(slot)?.linkUp ?? false;
+  }
+
+  get networkBacklogged(): boolean {
+    for (const port of this.options.networks.values()) if (port.backlogged) return true;
+    return false;
   }
 
   takeConsoleInput(max: number): Uint8Array {

@@ -335,6 +335,16 @@ export class SplitVirtqueue {
     return this.view.getUint32(physical - ramBaseAddress, true);
   }
 
+  /**
+   * How many heads the driver has published that the device has not taken yet; 0 when the
+   * available index is impossible (more than a queue ahead: takeAvailable reports that). The
+   * queue must be ready.
+   */
+  availableCount(): number {
+    const pending = (this.readU16(this.driverAddress + 2) - this.state.nextAvailableIndex) & 0xffff;
+    return pending > this.state.sizeEntries ? 0 : pending;
+  }
+
   /** Takes the next head from the available ring, if the driver has published one. The queue must be ready. */
   takeAvailable(): AvailableResult {
     const state = this.state;
@@ -511,12 +521,14 @@ export interface TransportState {
   driverFeaturesBeyond: boolean;
   queueSel: number;
   interruptStatus: number;
+  /** 4.2.2 ConfigGeneration: changes whenever the device changes its configuration space. */
+  configGeneration: number;
 }
 
 function initialTransportState(): TransportState {
   return {
     status: 0, deviceFeaturesSel: 0, driverFeaturesSel: 0, driverFeaturesLow: 0, driverFeaturesHigh: 0,
-    driverFeaturesBeyond: false, queueSel: 0, interruptStatus: 0,
+    driverFeaturesBeyond: false, queueSel: 0, interruptStatus: 0, configGeneration: 0,
   };
 }
 
@@ -599,6 +611,16 @@ export class VirtioMmioTransport {
     if ((this.state.status & DeviceStatus.DRIVER_OK) !== 0) this.raiseInterrupt(InterruptReason.ConfigChange);
   }
 
+  /**
+   * The device changed its configuration space (a network link went up or down). 4.2.2: the
+   * generation changes, so a driver reading across the change reads again; 2.5.1: "the device
+   * MUST send a configuration change notification" once the driver can hear it (DRIVER_OK).
+   */
+  configChanged(): void {
+    this.state.configGeneration = (this.state.configGeneration + 1) >>> 0;
+    if ((this.state.status & DeviceStatus.DRIVER_OK) !== 0) this.raiseInterrupt(InterruptReason.ConfigChange);
+  }
+
   private raiseInterrupt(reason: number): void {
     this.state.interruptStatus |= reason;
     this.irq.set(true);
@@ -633,8 +655,7 @@ export class VirtioMmioTransport {
       // of -1." The base reads 0, as in QEMU (Linux looks only at the length).
       case VirtioMmioRegister.ShmLenLow:
       case VirtioMmioRegister.ShmLenHigh: return 0xffff_ffff;
-      // The configuration space never changes, so its generation never does either.
-      case VirtioMmioRegister.ConfigGeneration: return 0;
+      case VirtioMmioRegister.ConfigGeneration: return state.configGeneration;
       default:
         // Write-only and unknown registers read as zero.
         return 0;
@@ -774,7 +795,7 @@ export class VirtioMmioTransport {
       .u32(this.identity.deviceId)
       .u8(state.status).u32(state.deviceFeaturesSel).u32(state.driverFeaturesSel)
       .u32(state.driverFeaturesLow).u32(state.driverFeaturesHigh).bool(state.driverFeaturesBeyond)
-      .u32(state.queueSel).u8(state.interruptStatus)
+      .u32(state.queueSel).u8(state.interruptStatus).u32(state.configGeneration)
       .uint(this.queueList.length);
     for (const queue of this.queueList) queue.save(writer);
   }
@@ -787,7 +808,7 @@ export class VirtioMmioTransport {
     const transport: TransportState = {
       status: reader.u8(), deviceFeaturesSel: reader.u32(), driverFeaturesSel: reader.u32(),
       driverFeaturesLow: reader.u32(), driverFeaturesHigh: reader.u32(), driverFeaturesBeyond: reader.bool(),
-      queueSel: reader.u32(), interruptStatus: reader.u8(),
+      queueSel: reader.u32(), interruptStatus: reader.u8(), configGeneration: reader.u32(),
     };
     if ((transport.status & ~deviceStatusKnownBits) !== 0) throw new SnapshotError(`bad virtio device status ${hex(transport.status)}`);
     if ((transport.interruptStatus & ~interruptReasonsAll) !== 0) throw new SnapshotError(`bad virtio interrupt status ${hex(transport.interruptStatus)}`);

@@ -10,7 +10,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # e2fsprogs for disk images, what the Linux guest's build needs (linux/README.md), passt for
 # user-mode networking and iproute2 for the network tests' namespaces, bridges and TAP devices.
 packages=(
-  gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make openssl etcd-server iproute2 nftables
+  gcc-riscv64-unknown-elf binutils-riscv64-unknown-elf qemu-system-misc e2fsprogs make openssl etcd-server nftables
   gcc libc6-dev bison flex bc perl xz-utils rsync gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu linux-source-6.1
   patch bzip2 gzip
   passt iproute2

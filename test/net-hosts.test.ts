@@ -106,10 +106,10 @@ test('two hosts on one LAN (namespaces, TAP devices on bridges): the primary kil
     const ns = buildLan(tag, created);
     const append = `${defaultBootargs} ip=${lan.guest}::${lan.hostA}:255.255.255.0::eth0:off`;
     const common = ['--guest', 'linux', '--disk', image, '--arbiter', arbiter, '--append', append];
-    const primary = inNamespace(ns.a, [cliPath, 'primary', '--listen', `${lan.hostA}:${replicationPort}`, '--wait-for-backup', '--net', 'tap,ifname=tapA', ...common], 'pipe');
+    const primary = inNamespace(ns.a, [cliPath, 'primary', '--insecure', '--listen', `${lan.hostA}:${replicationPort}`, '--wait-for-backup', '--net', 'tap,ifname=tapA', ...common], 'pipe');
     processes.push(primary);
     await until('the primary to listen', () => /waiting for a backup/.test(primary.err), 60_000, tail);
-    const backup = inNamespace(ns.b, [cliPath, 'backup', '--connect', `${lan.hostA}:${replicationPort}`, '--net', 'tap,ifname=tapB', ...common], 'pipe');
+    const backup = inNamespace(ns.b, [cliPath, 'backup', '--insecure', '--connect', `${lan.hostA}:${replicationPort}`, '--net', 'tap,ifname=tapB', ...common], 'pipe');
     processes.push(backup);
     await until('filehttpd on the primary', () => /filehttpd serving/.test(primary.out), bootTimeoutMs, tail);
     const client = inNamespace(ns.c, [path.join(repoRoot, 'dist/bench/http-client-main.js'), lan.guest, '80', String(requests)]);

@@ -59,7 +59,11 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
   let lastYieldMs = startedMs;
   const events: MachineEvent[] = [];
   const networks = options.networks ?? new Map<number, NetworkPort>();
-  for (const slot of machine.nics.keys()) assert(networks.has(slot), () => `the NIC on virtio slot ${slot} has no back-end`);
+  for (const [slot, nic] of machine.nics) {
+    const port = networks.get(slot);
+    assert(port !== undefined, () => `the NIC on virtio slot ${slot} has no back-end`);
+    port.announceAs = () => ({ mac: nic.macAddress, ipv4: nic.guestIpv4 });
+  }
   let diskBusy = false;
   for (;;) {
     const slice = diskBusy ? ioSliceInstructions : sliceInstructions;

@@ -58,6 +58,12 @@ export class NetworkPort {
   private readonly said = new Set<string>();
   /** A backup's own back-end is not listened to (P3): what arrives is dropped at once. */
   accepting = true;
+  /**
+   * The guest's addresses, for announcing them to a back-end that came back (a new passt knows
+   * no MAC to send the guest's frames to until the guest speaks; TCP drops what arrives
+   * broadcast). Set by whoever runs the machine; undefined: nothing to announce.
+   */
+  announceAs: (() => { readonly mac: Uint8Array; readonly ipv4: Uint8Array | undefined } | undefined) | undefined;
   readonly counters: PortCounters = { framesReceived: 0, framesSent: 0, receiveDropped: 0, sendDropped: 0 };
 
   constructor(
@@ -224,6 +230,8 @@ export class NetworkPort {
           }
           this.log(`the network back-end (${this.description}) is back; the guest's link is up`);
           this.attach(stream);
+          const identity = this.accepting ? this.announceAs?.() : undefined;
+          if (identity !== undefined) this.announce(identity.mac, identity.ipv4);
           // Counted as a success once it has stayed a while: a back-end that dies at once counts on.
           setTimeout(() => {
             if (this.stream === stream) this.restarts = 0;

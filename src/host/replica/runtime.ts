@@ -141,6 +141,12 @@ class ReplicaRuntime implements ReplicaIo {
       for (const port of o.networks.values()) port.accepting = false;
       await this.connect(backup);
     }
+    for (const [slot, port] of o.networks) {
+      port.announceAs = () => {
+        const nic = this.core?.replica.currentMachine?.nics.get(slot);
+        return nic === undefined ? undefined : { mac: nic.macAddress, ipv4: nic.guestIpv4 };
+      };
+    }
     if (o.statusPort !== undefined) this.statusServer = serveStatus(o.statusPort, () => this.status(), (line) => this.log(line));
     const startedMs = performance.now();
     const result = await this.loop(this.core);

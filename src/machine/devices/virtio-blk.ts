@@ -20,7 +20,7 @@ import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snap
 import type { AccessWidth, InterruptLine, MmioDevice } from './device.js';
 import { assert } from '../assert.js';
 import {
-  DeviceStatus, VirtioFeature, VirtioMmioTransport, featureWords, rangesBytes, sliceSegments, virtioMmioWindowBytes,
+  DeviceStatus, VirtioFeature, VirtioMmioTransport, featureWords, rangesBytes, readConfigSpace, sliceSegments, virtioMmioWindowBytes,
   type DescriptorChain, type RamRange, type VirtioBackend,
 } from './virtio-mmio.js';
 
@@ -211,11 +211,7 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   // --- VirtioBackend ----------------------------------------------------------------------------
 
   readConfig(offsetBytes: number, width: AccessWidth): number {
-    // Past the block configuration: all ones, as QEMU answers.
-    if (offsetBytes + width > configSpaceBytes) return width === 4 ? 0xffff_ffff : (1 << (8 * width)) - 1;
-    let value = 0;
-    for (let i = width - 1; i >= 0; i--) value = value * 256 + this.configSpace[offsetBytes + i]!;
-    return value;
+    return readConfigSpace(this.configSpace, offsetBytes, width);
   }
 
   writeConfig(offsetBytes: number, _width: AccessWidth, value: number): void {

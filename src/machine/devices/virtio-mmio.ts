@@ -92,6 +92,17 @@ const statusSteps: ReadonlyArray<{ readonly bit: number; readonly requires: numb
 export type FeatureWords = readonly [low: number, high: number];
 
 /** Packs feature bit numbers (0..63) into two words. */
+/**
+ * A little-endian read of `width` bytes at `offsetBytes` of a device's configuration space;
+ * past its end, all ones, as QEMU answers.
+ */
+export function readConfigSpace(configSpace: Uint8Array, offsetBytes: number, width: AccessWidth): number {
+  if (offsetBytes + width > configSpace.length) return width === 4 ? 0xffff_ffff : (1 << (8 * width)) - 1;
+  let value = 0;
+  for (let i = width - 1; i >= 0; i--) value = value * 256 + configSpace[offsetBytes + i]!;
+  return value;
+}
+
 export function featureWords(bits: readonly number[]): FeatureWords {
   let low = 0;
   let high = 0;

@@ -28,7 +28,7 @@ import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snap
 import type { AccessWidth, InterruptLine, MmioDevice } from './device.js';
 import { assert } from '../assert.js';
 import {
-  VirtioFeature, VirtioMmioTransport, featureWords, rangesBytes, sliceSegments, virtioMmioWindowBytes,
+  VirtioFeature, VirtioMmioTransport, featureWords, rangesBytes, readConfigSpace, sliceSegments, virtioMmioWindowBytes,
   type DescriptorChain, type RamRange, type VirtioBackend,
 } from './virtio-mmio.js';
 
@@ -249,10 +249,7 @@ export class VirtioNetDevice implements MmioDevice, VirtioBackend {
   // --- VirtioBackend ----------------------------------------------------------------------------
 
   readConfig(offsetBytes: number, width: AccessWidth): number {
-    if (offsetBytes + width > configSpaceBytes) return width === 4 ? 0xffff_ffff : (1 << (8 * width)) - 1;
-    let value = 0;
-    for (let i = width - 1; i >= 0; i--) value = value * 256 + this.configSpace[offsetBytes + i]!;
-    return value;
+    return readConfigSpace(this.configSpace, offsetBytes, width);
   }
 
   writeConfig(offsetBytes: number, _width: AccessWidth, value: number): void {

@@ -121,6 +121,8 @@ class PairSupervisor {
   private readonly statusServer: { close(): void } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private childrenChanged: (() => void) | undefined;
+  /** `run` waits for the first primary's port here. */
+  private firstListening: ((port: number) => void) | undefined;
   private readonly alarm: UnprotectedAlarm;
 
   constructor(
@@ -140,16 +142,8 @@ class PairSupervisor {
     this.live = primary;
     this.networkSwitch?.setLive(String(primary.number));
     const port = await new Promise<number>((resolve, reject) => {
-      const check = setInterval(() => {
-        if (primary.listenPort !== undefined) {
-          clearInterval(check);
-          resolve(primary.listenPort);
-        }
-      }, inputForwardIntervalMs);
-      void primary.exited.then((code) => {
-        clearInterval(check);
-        reject(new PairStartError(`the primary stopped before it listened (status ${code})`));
-      });
+      this.firstListening = resolve;
+      void primary.exited.then((code) => reject(new PairStartError(`the primary stopped before it listened (status ${code})`)));
     });
     // The primary has booted its machine: what the user should know about the boot.
     for (const note of this.notes) process.stderr.write(`understudy: ${note}\n`);
@@ -202,6 +196,7 @@ class PairSupervisor {
     switch (message.type) {
       case 'listening':
         child.listenPort = message.port;
+        if (child.number === 1) this.firstListening?.(message.port);
         // A promoted backup listens: it takes the next backup.
         if (child === this.live && this.follower === undefined && child.roles.has('backup')) this.startBackup(message.port);
         return;

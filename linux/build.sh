@@ -483,17 +483,6 @@ build_e2fsck() {
     say "e2fsck built in $((SECONDS - started)) s"
 }
 
-# ---- Userland and initramfs -------------------------------------------------------------------
-gen_init_cpio_tool() {
-    local tool=$cache/tools/gen_init_cpio
-    # A host program from the kernel tree, built on its own so it never waits on the kernel.
-    if [ ! -x "$tool" ] || [ "$src/usr/gen_init_cpio.c" -nt "$tool" ]; then
-        mkdir -p "$cache/tools"
-        gcc -O2 -o "$tool" "$src/usr/gen_init_cpio.c" || die "could not build usr/gen_init_cpio"
-    fi
-    echo "$tool"
-}
-
 # ---- BusyBox --------------------------------------------------------------------------------------
 # defconfig, then every line of linux/busybox.config on top (see that file), built out of tree
 # with the musl compiler wrapper.

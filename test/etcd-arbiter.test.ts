@@ -90,7 +90,7 @@ test('a pair with an etcd arbiter: the primary is killed, the backup wins genera
     assertImage(image, expectedDiskImage(smallShape));
     const clusters = (await etcd.keys('/pair/clusters/')).filter((key) => key.endsWith('/generation'));
     assert.equal(clusters.length, 1, clusters.join(' '));
-    assert.equal(await etcd.get(clusters[0]!), '2', 'the backup took generation 2');
+    assert.equal(await etcd.get(clusters[0]!), '2', `the backup took generation 2\n${describeResult(result)}`);
   } finally {
     pair.killGroup();
     fs.rmSync(directory, { recursive: true, force: true });

@@ -311,14 +311,21 @@ export function replicationSettings(values: {
   };
 }
 
-/** The command line for a child: the parent's, minus what only the parent uses. */
-export function childArguments(argv: readonly string[], parentOnly: readonly string[]): string[] {
+/**
+ * The command line for a child: the parent's, minus what only the parent uses (`parentOnly`,
+ * by name; `spec` says which of them take a value, as the next argument or after `=`).
+ */
+export function childArguments(argv: readonly string[], parentOnly: readonly string[], spec: Readonly<Record<string, { type: 'string' | 'boolean' }>>): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
     const name = arg.startsWith('--') ? arg.slice(2).split('=')[0]! : '';
     if (parentOnly.includes(name)) {
-      if (!arg.includes('=')) i++;
+      if (!arg.includes('=') && spec[name]?.type === 'string') i++;
       continue;
     }
     out.push(arg);

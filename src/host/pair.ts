@@ -120,6 +120,8 @@ class PairSupervisor {
   private firstJoinSeen = false;
   private readonly statusServer: { close(): void } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** When this pair started (for the times in --verbose lines). */
+  private readonly startedMs = performance.now();
   private childrenChanged: (() => void) | undefined;
   /** `run` waits for the first primary's port here. */
   private firstListening: ((port: number) => void) | undefined;
@@ -198,7 +200,7 @@ class PairSupervisor {
         child.listenPort = message.port;
         if (child.number === 1) this.firstListening?.(message.port);
         // A promoted backup listens: it takes the next backup.
-        if (child === this.live && this.follower === undefined && child.roles.has('backup')) this.startBackup(message.port);
+        if (child === this.live && this.follower === undefined && child.roles.has('backup') && child.finished === undefined) this.startBackup(message.port);
         return;
       case 'status':
         child.status = { ...message.status, exited: false };
@@ -210,6 +212,8 @@ class PairSupervisor {
         return;
       case 'finished':
         child.finished = { status: message.status, reason: message.reason, guestFinished: message.guestFinished };
+        this.verbose(child, `finished with status ${message.status}: ${message.reason}`);
+        if (child === this.live && message.guestFinished) this.dropJoiningFollower();
         return;
       case 'failover':
         this.onFailover(child, message.report, message.wallClockMs);
@@ -224,9 +228,20 @@ class PairSupervisor {
         this.outputClosed = true;
         return;
       case 'log':
-        if (this.settings.verbose) process.stderr.write(`[${this.describe(child)}] ${message.line}\n`);
+        this.verbose(child, message.line);
         return;
     }
+  }
+
+  /**
+   * The guest has ended on the live replica: a backup still on its way in has nothing to join
+   * (the primary refuses it, or is gone): stop it rather than let it report a failed join.
+   */
+  private dropJoiningFollower(): void {
+    const follower = this.follower;
+    if (follower === undefined || follower.roles.has('backup') || !running(follower)) return;
+    this.follower = undefined;
+    follower.process.kill('SIGTERM');
   }
 
   /** A backup follows the live replica: the VM is protected (again). */
@@ -362,6 +377,13 @@ class PairSupervisor {
 
   private later(ms: number, action: () => void): void {
     this.timers.push(setTimeout(action, ms).unref());
+  }
+
+  /** With --verbose, a replica's log line: its role now, its pid and the time since the pair started. */
+  private verbose(child: PairChild, line: string): void {
+    if (!this.settings.verbose) return;
+    const seconds = ((performance.now() - this.startedMs) / 1000).toFixed(3);
+    process.stderr.write(`[${this.describe(child)} ${child.process.pid} +${seconds}s] ${line}\n`);
   }
 
   private describe(child: PairChild): string {

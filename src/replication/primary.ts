@@ -123,8 +123,12 @@ export class PrimaryReplica {
       this.io.log(`refused a backup: ${mismatch.reason}`);
       return false;
     }
-    if (this.role === 'protected' || this.role === 'halted') {
-      this.io.send({ type: 'reject', code: 'busy', reason: this.role === 'halted' ? 'this primary has stopped' : 'this primary already has a backup' });
+    // A primary that has finished (its guest ended, or it lost the arbiter) has nothing to
+    // hand on: a backup that joined it would follow a machine nobody runs, and take silence for
+    // a failure.
+    if (this.finished !== undefined || this.role === 'protected' || this.role === 'halted') {
+      const reason = this.finished !== undefined || this.role === 'halted' ? 'this primary has stopped' : 'this primary already has a backup';
+      this.io.send({ type: 'reject', code: 'busy', reason });
       return false;
     }
     // A new backup starts from the state at this boundary: outputs already waiting belong to

@@ -225,6 +225,21 @@ test('a backup with another guest image is refused with the reason, and the prim
   assert.equal(primary.onHello(identity), true, 'a matching backup is still welcome');
 });
 
+test('a primary whose guest has ended refuses a backup: it would follow a machine nobody runs', () => {
+  const clock = { now: 0 };
+  const p = side(() => clock.now);
+  const powerOff = [...li(5, 0x10_0000), ...li(6, 0x5555), asm.sw(6, 5, 0), asm.jal(0, 0)];
+  const boot = (): Machine => machineWith(p.environment, powerOff);
+  const primary = new PrimaryReplica(boot(), p.environment, p.io, options, identity, boot, { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
+  let result = primary.step();
+  for (let i = 0; i < 10 && result.kind !== 'finished'; i++) result = primary.step();
+  assert.equal(result.kind === 'finished' ? result.end.kind : result.kind, 'guest');
+  assert.equal(primary.onHello(identity), false);
+  const reject = p.io.outbox.find((message) => message.type === 'reject');
+  assert.ok(reject?.type === 'reject' && reject.code === 'busy' && reject.reason === 'this primary has stopped', JSON.stringify(reject));
+  assert.equal(p.io.outbox.some((message) => message.type === 'welcome' || message.type === 'state'), false, 'no state is sent');
+});
+
 // --- bounded log entries and a bounded backup queue ----------------------------------------
 
 /** Reads the time CSR in a tight loop, forever: a reading every three instructions. */

@@ -143,6 +143,7 @@ export interface ListenerHandlers {
 export class ReplicaListener {
   private server: net.Server | undefined;
   private peer: net.Socket | undefined;
+  private closed = false;
   /** Connections that have not said hello yet, oldest first, with what closes each. */
   private readonly unjoined = new Map<net.Socket, () => void>();
   private readonly tlsContext: { context: tls.SecureContext; ca: X509Certificate } | undefined;
@@ -180,6 +181,10 @@ export class ReplicaListener {
   }
 
   private accept(raw: net.Socket): void {
+    if (this.closed) {
+      raw.destroy();
+      return;
+    }
     raw.setNoDelay(true);
     const peer = raw.remoteAddress ?? '?';
     if (this.unjoined.size >= unjoinedConnectionsMax) {
@@ -252,6 +257,10 @@ export class ReplicaListener {
             this.refuse(socket, new ProtocolError('malformed', `expected a hello, got ${message.type}`));
             return;
           }
+          if (this.closed) {
+            socket.end(encodeMessage({ type: 'reject', code: 'busy', reason: 'this primary has stopped' }));
+            return;
+          }
           if (this.peer !== undefined) {
             socket.end(encodeMessage({ type: 'reject', code: 'busy', reason: 'this primary already has a backup' }));
             return;
@@ -303,7 +312,13 @@ export class ReplicaListener {
     setTimeout(() => socket.destroy(), refusalLingerMs).unref();
   }
 
+  /**
+   * Stops listening, and closes the backup's connection and every connection still on its way
+   * to a hello (one in its TLS handshake too): nothing that arrives later is handed on.
+   */
   close(): void {
+    this.closed = true;
+    for (const close of [...this.unjoined.values()]) close();
     if (this.peer !== undefined) new SocketLink(this.peer).close();
     this.peer = undefined;
     this.server?.close();

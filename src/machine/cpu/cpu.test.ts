@@ -278,3 +278,31 @@ test('a trap vector into zeros (every handler illegal at once) stops the machine
   assert.match(stuck, /every trap faults at once: cause 2/);
   assert.ok(result.retired < 20_000);
 });
+
+test('the trap-loop watch travels in snapshots: a hart restored mid-loop stops at the same instruction', () => {
+  const program = [...li(1, base + 0x8000), asm.csrrw(0, Csr.mtvec, 1), 0xffffffff];
+  const start = (): { hart: Hart; stuckAt: () => number | undefined } => {
+    const ram = new Ram(1 << 20);
+    let stuckAt: number | undefined;
+    const hart: Hart = new Hart({ ram, bus: new Bus(), readTime: () => 0n, watchedStore: () => {}, trapLoop: () => {
+      stuckAt = hart.currentRetired;
+      hart.halt();
+    } });
+    program.forEach((word, index) => (ram.i32[index] = word));
+    return { hart, stuckAt: () => stuckAt };
+  };
+  const whole = start();
+  whole.hart.reset(base);
+  whole.hart.run(1_000_000);
+  assert.ok(whole.stuckAt() !== undefined);
+
+  const first = start();
+  first.hart.reset(base);
+  first.hart.run(5_000); // part of the way into the loop
+  const writer = new SnapshotWriter();
+  first.hart.save(writer);
+  const second = start();
+  second.hart.restore(new SnapshotReader(writer.finish()));
+  second.hart.run(1_000_000);
+  assert.equal(second.stuckAt(), whole.stuckAt());
+});

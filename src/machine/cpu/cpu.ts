@@ -199,6 +199,7 @@ export class Hart {
     this.pmpcfg.fill(0);
     this.pmpaddr.fill(0);
     this.reservationAddress = -1;
+    this.trapLoopWatch.reset();
     this.pmpChanged();
   }
 
@@ -687,6 +688,7 @@ export class Hart {
     writer.u64(this.instretOffset).u64(this.cycleOffset);
     writer.bytes(this.pmpcfg);
     writer.u32Array(this.pmpaddr);
+    this.trapLoopWatch.save(writer);
   }
 
   restore(reader: SnapshotReader): void {
@@ -727,6 +729,7 @@ export class Hart {
     if (pmpcfg.length !== pmpEntries) throw new SnapshotError('bad PMP configuration in snapshot');
     this.pmpcfg.set(pmpcfg);
     reader.u32ArrayInto(this.pmpaddr);
+    this.trapLoopWatch.restore(reader);
     this.pmpChanged();
   }
 }

@@ -12,6 +12,7 @@ import { Cause, Priv, Status, interruptPriority, type PrivilegeLevel } from './c
 import { instructionBits } from './mmu.js';
 import { raise } from './trap-signal.js';
 import type { Hart } from './cpu.js';
+import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 
 /** Exceptions in a row at the first instruction of the handler just entered: the guest is dead. */
 export const trapLoopMax = 10_000;
@@ -118,8 +119,9 @@ function trapVector(tvec: number, interrupt: boolean, code: number): number {
 /**
  * An exception at the very instruction the previous trap jumped to, many times in a row,
  * means no handler can ever run (a vector into nowhere, a corrupt kernel): the watch reports
- * it so that the machine stops instead of spinning for ever. Not architectural state: not in
- * snapshots (a restored hart starts counting again).
+ * it so that the machine stops instead of spinning for ever. Not architectural state, but it
+ * decides at which instruction the machine stops, so it is in snapshots: a backup started
+ * from a primary's state in the middle of such a loop must stop where the primary stops.
  */
 export class TrapLoopWatch {
   /** Where the last exception's trap went, and how many exceptions in a row have hit exactly there. */
@@ -127,6 +129,23 @@ export class TrapLoopWatch {
   private faultsAtHandler = 0;
 
   constructor(private readonly report: (description: string) => void) {}
+
+  reset(): void {
+    this.lastHandler = -1;
+    this.faultsAtHandler = 0;
+  }
+
+  save(writer: SnapshotWriter): void {
+    writer.i32(this.lastHandler).uint(this.faultsAtHandler);
+  }
+
+  restore(reader: SnapshotReader): void {
+    const lastHandler = reader.i32();
+    const faults = reader.uint();
+    if (faults >= trapLoopMax) throw new SnapshotError(`trap-loop count ${faults} out of range`);
+    this.lastHandler = lastHandler;
+    this.faultsAtHandler = faults;
+  }
 
   /** An exception with `cause` is being taken at `pc`. */
   exceptionAt(cause: number, pc: number): void {

@@ -9,7 +9,9 @@
  * 2. Log traffic per workload: bytes per epoch and per second, from the primary's summary.
  * 3. Normalized performance (the paper's NP): time under `pair` / time of `run`, for the
  *    CPU-bound benchmark at several epoch lengths and both protocol variants.
- * 4. The cost of state digests: NP with digests off and at the default interval, for a
+ * 4. The cost of TLS on the channel: CPU time of the whole pair and wall-clock time, TLS against
+ *    plain TCP, for a CPU-bound and a disk workload at two epoch lengths (runs interleaved).
+ * 5. The cost of state digests: NP with digests off and at the default interval, for a
  *    CPU-bound and a disk workload at two epoch lengths (runs interleaved), and the time the
  *    replicas themselves spent taking digests.
  */
@@ -105,7 +107,7 @@ async function failoverTimes(): Promise<void> {
 }
 
 function logSummary(stderr: string): string {
-  const match = /\[primary\] log summary: (\d+) bytes sent over (\d+) epochs in ([\d.]+) s \((\d+) bytes\/epoch, (\d+) bytes\/s\)/.exec(stderr);
+  const match = /\[primary [^\]]*\] log summary: (\d+) bytes sent over (\d+) epochs in ([\d.]+) s \((\d+) bytes\/epoch, (\d+) bytes\/s\)/.exec(stderr);
   if (match === null) return 'no summary';
   return `${match[4]!.padStart(6)} bytes/epoch  ${(Number(match[5]) / 1024).toFixed(1).padStart(8)} KiB/s  (${match[2]} epochs, ${(Number(match[1]) / 1024).toFixed(0)} KiB in ${match[3]} s)`;
 }
@@ -183,7 +185,7 @@ async function normalizedPerformance(): Promise<void> {
 
 /** The digest figures of a replica's log summary: how many, and milliseconds spent taking them. */
 function digestTime(stderr: string, replica: 'primary' | 'backup'): { taken: number; ms: number; runSeconds: number } {
-  const match = new RegExp(`\\[${replica}\\] log summary: .* in ([\\d.]+) s .*; (\\d+) state digests in ([\\d.]+) ms`).exec(stderr);
+  const match = new RegExp(`\\[${replica} [^\\]]*\\] log summary: .* in ([\\d.]+) s .*; (\\d+) state digests in ([\\d.]+) ms`).exec(stderr);
   return match === null ? { taken: 0, ms: 0, runSeconds: NaN } : { taken: Number(match[2]), ms: Number(match[3]), runSeconds: Number(match[1]) };
 }
 
@@ -231,6 +233,72 @@ async function digestCost(): Promise<void> {
         console.log(
           `  ${name.padEnd(22)} epoch ${(epoch / 1000).toFixed(0).padStart(5)}K: NP off ${npOff.toFixed(3)}, on ${npOn.toFixed(3)} ` +
             `(${(((npOn - npOff) / npOff) * 100).toFixed(1)}%; ${digests} digests; taking them: ${(median(replicaShare) * 100).toFixed(2)}% of the busier replica's run)`,
+        );
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * CPU seconds (user + system) of `understudy ARGS` and every process it waited for (a pair's
+ * replicas included), from bash's `times` after it: load from other processes on a shared
+ * machine does not count, unlike wall-clock time.
+ */
+function cpuSeconds(args: string[]): Promise<{ seconds: number; status: number | null }> {
+  return new Promise((resolve) => {
+    const quoted = [process.execPath, cli, ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
+    const child = spawn('bash', ['-c', `${quoted} >/dev/null 2>&1 </dev/null; status=$?; times; exit $status`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.on('exit', (status) => {
+      // `times` prints the shell's user and system time, then its children's: "0m1.234s 0m0.100s".
+      const children = out.trim().split('\n').at(-1) ?? '';
+      const seconds = [...children.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, match) => sum + Number(match[1]) * 60 + Number(match[2]), 0);
+      resolve({ seconds, status });
+    });
+  });
+}
+
+/**
+ * The cost of TLS on the replication channel: the same pair runs with the channel in TLS 1.3
+ * (keys made per run, the default) and in plain TCP (--insecure), interleaved; CPU time of
+ * the whole pair (both replicas, the pair process) and wall-clock time to the guest's end.
+ */
+async function tlsCost(): Promise<void> {
+  const runs = Number(process.env['BENCH_TLS_RUNS'] ?? 5);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-'));
+  try {
+    const disk = path.join(dir, 'disk.img');
+    const workloads: [string, string[]][] = [
+      ['cpubench (CPU-bound)', ['--kernel', guest('cpubench')]],
+      ['pair_workload (disk)', ['--kernel', guest('pair_workload'), '--disk', disk]],
+    ];
+    // Keys made once, as a deployment has them: making keys is set-up, not the channel's cost.
+    const keys = path.join(dir, 'keys');
+    const made = await cpuSeconds(['keys', 'init', keys, '--replicas', 'bench']);
+    if (made.status !== 0) throw new Error(`keys init exited with ${made.status}`);
+    console.log(`TLS on the replication channel (keys made once: ${made.seconds.toFixed(2)} s CPU): CPU seconds of the whole pair and wall-clock seconds, TLS / plain TCP, median of ${runs} interleaved runs:`);
+    for (const [name, args] of workloads) {
+      for (const epoch of [100_000, 1_000_000]) {
+        const cpu = { tls: [] as number[], plain: [] as number[] };
+        const wall = { tls: [] as number[], plain: [] as number[] };
+        for (let i = 0; i < runs; i++) {
+          for (const kind of ['tls', 'plain'] as const) {
+            const pairArgs = ['pair', ...args, '--epoch', String(epoch), ...(kind === 'plain' ? ['--insecure'] : ['--tls', path.join(keys, 'bench')])];
+            fs.writeFileSync(disk, new Uint8Array(1024 * 1024));
+            const used = await cpuSeconds(pairArgs);
+            if (used.status !== 0) throw new Error(`pair ${pairArgs.join(' ')} exited with ${used.status}`);
+            cpu[kind].push(used.seconds);
+            fs.writeFileSync(disk, new Uint8Array(1024 * 1024));
+            wall[kind].push((await run(pairArgs)).seconds);
+          }
+        }
+        const ratio = (values: { tls: number[]; plain: number[] }): string => `${(((median(values.tls) - median(values.plain)) / median(values.plain)) * 100).toFixed(1)}%`;
+        console.log(
+          `  ${name.padEnd(22)} epoch ${(epoch / 1000).toFixed(0).padStart(5)}K: CPU ${median(cpu.tls).toFixed(2)} s / ${median(cpu.plain).toFixed(2)} s (${ratio(cpu)}), ` +
+            `wall ${median(wall.tls).toFixed(2)} s / ${median(wall.plain).toFixed(2)} s (${ratio(wall)})`,
         );
       }
     }
@@ -328,6 +396,7 @@ const only = process.env['BENCH_ONLY'];
 if (only === undefined || only === 'failover') await failoverTimes();
 if (only === undefined || only === 'traffic') await logTraffic();
 if (only === undefined || only === 'np') await normalizedPerformance();
+if (only === undefined || only === 'tls') await tlsCost();
 if (only === undefined || only === 'digests') {
   digestCostOnOneMachine();
   await digestCost();

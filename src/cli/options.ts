@@ -192,6 +192,9 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --failure-timeout MS         declare the peer failed after this much silence (default ${defaultReplicationOptions.failureTimeoutMs})
   --join-timeout MS            give up a join (state transfer) after this much silence
                                (default ${defaultReplicationOptions.joinTimeoutMs}; at least the failure timeout)
+  --stop-and-copy              a backup joining a running guest gets the whole state with the
+                               guest paused (default: its RAM is copied while the guest runs,
+                               which pauses only for the pages written meanwhile)
   --arbiter DIR|etcd://HOST:PORT[,HOST:PORT...]/PREFIX
                                the go-live test-and-set: a shared directory (default: beside
                                the first disk image), or an etcd cluster (compare-and-swap on
@@ -237,6 +240,7 @@ export const replicationOptionSpec = {
   'pending-io': { type: 'string' },
   'failure-timeout': { type: 'string' },
   'join-timeout': { type: 'string' },
+  'stop-and-copy': { type: 'boolean' },
   arbiter: { type: 'string' },
   'status-port': { type: 'string' },
   verbose: { type: 'boolean' },
@@ -262,6 +266,7 @@ export function replicationSettings(values: {
   'pending-io'?: string | undefined;
   'failure-timeout'?: string | undefined;
   'join-timeout'?: string | undefined;
+  'stop-and-copy'?: boolean | undefined;
   arbiter?: string | undefined;
   'status-port'?: string | undefined;
   verbose?: boolean | undefined;
@@ -288,6 +293,7 @@ export function replicationSettings(values: {
     joinTimeoutMs:
       values['join-timeout'] === undefined ? Math.max(failureTimeoutMs, defaultReplicationOptions.joinTimeoutMs) : parsePositive(values['join-timeout'], '--join-timeout'),
     digestEveryEpochs: values['digest-every'] === undefined ? defaultDigestEveryEpochs(epochInstructions) : parseInteger(values['digest-every'], '--digest-every', digestRange),
+    liveCopy: values['stop-and-copy'] !== true,
   };
   try {
     validateOptions(options);

@@ -373,13 +373,17 @@ export class Machine {
   // ---------------------------------------------------------------------------------------
   // Snapshots and digests
 
-  /** The complete machine state: CPU, RAM, devices, requests in flight, undrained outputs. */
-  save(): Uint8Array {
+  /**
+   * The complete machine state: CPU, RAM, devices, requests in flight, undrained outputs.
+   * With `ramPages`, RAM holds only those pages: the state restores over a machine whose RAM
+   * already has every other page as it is here (the final part of a live copy).
+   */
+  save(ramPages?: readonly number[]): Uint8Array {
     const writer = new SnapshotWriter();
     writer.section(snapshotMagic).u32(snapshotVersion);
     writer.string(configKey(this.config));
     this.hart.save(writer);
-    this.ram.save(writer);
+    this.ram.save(writer, ramPages);
     for (const { part } of this.stateful) part.save(writer);
     this.saveBoard(writer);
     return writer.finish();
@@ -413,7 +417,10 @@ export class Machine {
     ];
   }
 
-  /** Restores a state from `save`; the snapshot must come from a machine of the same configuration. */
+  /**
+   * Restores a state from `save`; the snapshot must come from a machine of the same
+   * configuration. One saved with `ramPages` changes only those pages of this machine's RAM.
+   */
   restore(snapshot: Uint8Array): void {
     const reader = new SnapshotReader(snapshot);
     reader.section(snapshotMagic);

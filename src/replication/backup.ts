@@ -57,6 +57,9 @@ export class BackupReplica {
   private executedThrough = 0;
   private releasedThrough = 0;
   private state: { epoch: number; total: number; chunks: Uint8Array[] } | undefined;
+  /** A live copy's machine, its RAM filled page by page until the state completes it; the bytes received for it. */
+  private copyMachine: Machine | undefined;
+  private copiedBytes = 0;
   private lastHeardMs: number;
   private lastAckSentMs = -Infinity;
   /** The primary said goodbye: the guest finished after the last epoch it sent. */
@@ -146,6 +149,10 @@ export class BackupReplica {
         this.logBytesReceived += wireBytes;
         this.onState(message.epoch, message.index, message.total, message.bytes);
         return;
+      case 'pages':
+        this.logBytesReceived += wireBytes;
+        this.onPages(message.pages, wireBytes);
+        return;
       case 'epoch':
         this.logBytesReceived += wireBytes;
         this.onEntry(message.entry, wireBytes);
@@ -166,6 +173,28 @@ export class BackupReplica {
     }
   }
 
+  /** Part of a live copy: RAM pages into the machine the state will complete. */
+  private onPages(pages: readonly { page: number; bytes: Uint8Array }[], wireBytes: number): void {
+    if (this.role === 'following') {
+      this.diverge(this.receivedThrough, 'the primary sent RAM pages after the join');
+      return;
+    }
+    if (this.role !== 'joining') return;
+    if (this.generation === 0 || this.state !== undefined) {
+      this.finish({ kind: 'no-state' }, `could not join the primary: it sent RAM pages ${this.generation === 0 ? 'before its welcome' : 'during the final state'}`);
+      return;
+    }
+    const machine = (this.copyMachine ??= this.createMachine());
+    for (const { page, bytes } of pages) {
+      if (!machine.ram.setPageFromCopy(page, bytes)) {
+        this.finish({ kind: 'no-state' }, `could not join the primary: it sent RAM page ${page}, which this machine does not have`);
+        return;
+      }
+    }
+    this.copiedBytes += wireBytes;
+    this.io.send({ type: 'copied', bytes: this.copiedBytes });
+  }
+
   private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
     if (this.role === 'following') {
       this.diverge(this.receivedThrough, `the primary sent state chunk ${index} of ${total} after the join`);
@@ -183,7 +212,9 @@ export class BackupReplica {
     }
     this.state.chunks.push(bytes);
     if (this.state.chunks.length < total) return;
-    const machine = this.createMachine();
+    // After a live copy, the state completes the RAM it filled.
+    const machine = this.copyMachine ?? this.createMachine();
+    this.copyMachine = undefined;
     try {
       machine.restore(Buffer.concat(this.state.chunks));
     } catch (error) {

@@ -1,6 +1,7 @@
 /** The protocol's framing: every message round-trips, streams split anywhere, bad input is refused. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { SnapshotWriter } from '../machine/snapshot.js';
 import {
   decodeFrame, encodeMessage, epochEntryFixedBytes, epochEntryWireBytes, FrameDecoder, frameHeaderBytes, framePayloadBytesMax, identityFieldBytesMax,
   ProtocolError, protocolVersion, rejectReasonCharactersMax, type Message,
@@ -38,6 +39,8 @@ const samples: Message[] = [
   { type: 'ack', epoch: 42, heartbeat: 7 },
   { type: 'heartbeat', sequence: 8, releasedThrough: 41 },
   { type: 'goodbye', status: 0 },
+  { type: 'pages', pages: [{ page: 3, bytes: new Uint8Array(0) }, { page: 9, bytes: Uint8Array.from({ length: 4096 }, (_, i) => i & 0xff) }] },
+  { type: 'copied', bytes: 123_456_789 },
 ];
 
 test('every message survives encoding and decoding', () => {
@@ -174,4 +177,21 @@ test('a large frame fed in small chunks decodes in linear time', () => {
   assert.equal(messages.length, 1);
   // Joining the buffer at each chunk (as the decoder once did) copies 32 GiB here: minutes, not this.
   assert.ok(performance.now() - started < 20_000, `${Math.round(performance.now() - started)} ms`);
+});
+
+test('a live copy message with a page of the wrong size, or too many pages, is malformed', () => {
+  /** A frame of type `pages` (11) around a payload written by hand. */
+  const pagesFrame = (write: (w: SnapshotWriter) => void): Uint8Array => {
+    const writer = new SnapshotWriter();
+    write(writer);
+    const payload = writer.finish();
+    const frame = encodeMessage({ type: 'pages', pages: [] }).subarray(0, frameHeaderBytes);
+    const whole = new Uint8Array(frameHeaderBytes + payload.length);
+    whole.set(frame);
+    new DataView(whole.buffer).setUint32(4, payload.length, true);
+    whole.set(payload, frameHeaderBytes);
+    return whole;
+  };
+  assert.throws(() => decodeFrame(pagesFrame((w) => w.uint(1).uint(5).bytes(new Uint8Array(4095)))), /a copied page of 4095 bytes/);
+  assert.throws(() => decodeFrame(pagesFrame((w) => w.uint(65))), /65 pages in one message \(at most 64\)/);
 });

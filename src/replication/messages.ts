@@ -15,8 +15,8 @@ import { assert } from '../machine/assert.js';
 import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
-/** 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
-export const protocolVersion = 2;
+/** 3: live state copy (pages, copied). 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
+export const protocolVersion = 3;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
@@ -29,6 +29,8 @@ export const stateChunkBytes = 1024 * 1024;
  * room its events leave (src/replication/entry-budget.ts).
  */
 export const epochEntryBytesMax = framePayloadBytesMax;
+/** RAM pages in one `pages` message of a live copy, at most. */
+export const copyPagesPerMessageMax = 64;
 /** A reject's reason is cut to this many characters (it may quote what a peer sent). */
 export const rejectReasonCharactersMax = 1000;
 /** A hello's identity fields are at most this long (ours are far shorter). */
@@ -83,6 +85,13 @@ export type Message =
   | { readonly type: 'welcome'; readonly clusterId: string; readonly generation: number; readonly epoch: number }
   | { readonly type: 'reject'; readonly code: RejectCode; readonly reason: string }
   | { readonly type: 'state'; readonly epoch: number; readonly index: number; readonly total: number; readonly bytes: Uint8Array }
+  /**
+   * A live copy, while the guest runs on: RAM pages as they were when sent (empty bytes for a
+   * page of zeros); pages written later come again, or in the final state.
+   */
+  | { readonly type: 'pages'; readonly pages: readonly { readonly page: number; readonly bytes: Uint8Array }[] }
+  /** From a joining backup: the bytes of `pages` messages it has received (the copy's flow control). */
+  | { readonly type: 'copied'; readonly bytes: number }
   | { readonly type: 'epoch'; readonly entry: EpochEntry }
   | { readonly type: 'ack'; readonly epoch: number; readonly heartbeat: number }
   /** Keeps the link alive and the lease renewed; also says how far outputs have been released. */
@@ -94,7 +103,7 @@ export type Message =
   /** From a backup that stops following: its execution left the primary's at `epoch`, for `reason`. */
   | { readonly type: 'divergence'; readonly epoch: number; readonly reason: string };
 
-const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8, digest: 9, divergence: 10 } as const;
+const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8, digest: 9, divergence: 10, pages: 11, copied: 12 } as const;
 const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
 const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
 /** Wire codes of the machine's stop reasons (index = code); the type checks that every reason has one. */
@@ -160,6 +169,14 @@ function writePayload(w: SnapshotWriter, message: Message): void {
       return;
     case 'divergence':
       w.uint(message.epoch).string(shortReason(message.reason));
+      return;
+    case 'pages':
+      assert(message.pages.length <= copyPagesPerMessageMax, () => `${message.pages.length} pages in one message`);
+      w.uint(message.pages.length);
+      for (const { page, bytes } of message.pages) w.uint(page).bytes(bytes);
+      return;
+    case 'copied':
+      w.uint(message.bytes);
       return;
   }
 }
@@ -282,6 +299,20 @@ function readPayload(type: Message['type'], r: SnapshotReader): Message {
       return { type, epoch: r.uint(), digest: readDigest(r) };
     case 'divergence':
       return { type, epoch: r.uint(), reason: r.string() };
+    case 'pages': {
+      const count = r.uint();
+      if (count > copyPagesPerMessageMax) throw new ProtocolError('malformed', `${count} pages in one message (at most ${copyPagesPerMessageMax})`);
+      const pages: { page: number; bytes: Uint8Array }[] = [];
+      for (let i = 0; i < count; i++) {
+        const page = r.uint();
+        const bytes = r.bytes();
+        if (bytes.length !== 0 && bytes.length !== pageBytes) throw new ProtocolError('malformed', `a copied page of ${bytes.length} bytes`);
+        pages.push({ page, bytes });
+      }
+      return { type, pages };
+    }
+    case 'copied':
+      return { type, bytes: r.uint() };
   }
 }
 

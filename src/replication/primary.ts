@@ -11,7 +11,7 @@ import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
 import type { MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
   describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
@@ -19,9 +19,37 @@ import {
 } from './replica.js';
 import { assert } from '../machine/assert.js';
 import { scrubWindow, StateDigester } from '../machine/state-digest.js';
+import type { RamWriteTracker } from '../machine/memory/ram.js';
 
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
+
+// A live copy (a backup joining a running guest): RAM pages go out between epochs while the
+// guest runs on; each round re-sends the pages written during the one before; when few are
+// left (or rounds stop helping), the guest pauses at a boundary for the rest and the CPU and
+// device state.
+/** Copy bytes sent and not yet confirmed by the backup (`copied`), at most: the copy's window. */
+const copyWindowBytes = 8 * 1024 * 1024;
+/** Copy bytes sent in one step at most, so that the guest runs between batches. */
+const copyBytesPerStep = 1024 * 1024;
+/** Pause for the rest once this few pages are left to send... */
+const copyFinalPagesMax = 256;
+/** ... or after this many rounds, or when a round left at least as many as the one before. */
+const copyRoundsMax = 8;
+
+/** A live copy in progress. */
+interface LiveCopy {
+  readonly tracker: RamWriteTracker;
+  /** This round's pages, and how many of them have gone out. */
+  queue: number[];
+  sent: number;
+  round: number;
+  /** Copy bytes sent, and confirmed by the backup. */
+  bytesSent: number;
+  bytesConfirmed: number;
+  pagesSent: number;
+  readonly startedMs: number;
+}
 
 export type PrimaryRole =
   /** No backup yet: nothing runs until one joins (an unprotected start is not the point). */
@@ -69,6 +97,8 @@ export class PrimaryReplica {
   /** A backup has joined but not acknowledged anything yet: it may still be loading the state. */
   private backupJoining = false;
   private completions: MachineEvent[];
+  /** A backup joining while the guest runs: its live copy. */
+  private copy: LiveCopy | undefined;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
   private outputsReleased = 0;
@@ -126,23 +156,41 @@ export class PrimaryReplica {
     // A primary that has finished (its guest ended, or it lost the arbiter) has nothing to
     // hand on: a backup that joined it would follow a machine nobody runs, and take silence for
     // a failure.
-    if (this.finished !== undefined || this.role === 'protected' || this.role === 'halted') {
+    if (this.finished !== undefined || this.role === 'protected' || this.role === 'halted' || this.copy !== undefined) {
       const reason = this.finished !== undefined || this.role === 'halted' ? 'this primary has stopped' : 'this primary already has a backup';
       this.io.send({ type: 'reject', code: 'busy', reason });
       return false;
     }
+    this.sendMessage({ type: 'welcome', clusterId: this.clusterId, generation: this.generation, epoch: this.epoch });
+    this.lastHeardMs = this.io.nowMs();
+    if (this.role === 'solo' && this.options.liveCopy !== false) {
+      // The guest runs: copy its RAM while it does (step), pausing only for the rest.
+      const queue = this.machine.ram.nonZeroPages();
+      this.copy = { tracker: this.machine.ram.trackWrites(), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: this.io.nowMs() };
+      this.machine.hart.flushTlb(); // the tracker armed every page: stores must take the slow path once
+      this.io.log(`a backup is joining: copying ${queue.length} pages while the guest runs`);
+      return true;
+    }
+    this.completeJoin(undefined);
+    return true;
+  }
+
+  /**
+   * The join's last part, at this boundary, the guest paused: the state (after a live copy,
+   * only the pages written since they were sent, with the CPU and devices), then protection.
+   */
+  private completeJoin(copy: { copy: LiveCopy; pages: number[] } | undefined): void {
     // A new backup starts from the state at this boundary: outputs already waiting belong to
     // epochs it will never replay, so they go out now (this replica is the only live one).
     this.releaseAll();
-    // The guest waits from here until the state is sent (live pre-copy is to come).
     const pauseStartMs = this.io.nowMs();
     // Both sides start digests from this boundary: the backup hashes the state it loads and
-    // re-arms write tracking; this side brings its hashes up to date and does the same, so
-    // that the two empty their TLBs at the same instruction counts from here on.
+    // re-arms write tracking; this side brings its hashes up to date and does the same. Both
+    // start with empty TLBs, so that they empty them at the same instruction counts from here on.
     this.digester?.take();
-    const snapshot = this.machine.save();
+    this.machine.hart.flushTlb();
+    const snapshot = this.machine.save(copy?.pages);
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
-    this.sendMessage({ type: 'welcome', clusterId: this.clusterId, generation: this.generation, epoch: this.epoch });
     for (let index = 0; index < total; index++) {
       const bytes = snapshot.subarray(index * stateChunkBytes, (index + 1) * stateChunkBytes);
       this.sendMessage({ type: 'state', epoch: this.epoch, index, total, bytes });
@@ -152,13 +200,70 @@ export class PrimaryReplica {
     this.ackedThrough = this.epoch;
     this.lastHeardMs = this.io.nowMs();
     this.leaseUntilMs = -Infinity;
-    this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes; the guest paused ${Math.round(this.io.nowMs() - pauseStartMs)} ms)`);
-    return true;
+    const paused = Math.round(this.io.nowMs() - pauseStartMs);
+    if (copy === undefined) {
+      this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes; the guest paused ${paused} ms)`);
+      return;
+    }
+    const { copy: live, pages } = copy;
+    live.tracker.stop();
+    this.copy = undefined;
+    this.io.log(
+      `backup joined at epoch ${this.epoch} (live copy: ${live.pagesSent} pages, ${live.bytesSent} bytes in ${live.round} round(s), ` +
+        `${Math.round(this.io.nowMs() - live.startedMs)} ms; then ${pages.length} pages and the rest of the state: ${snapshot.length} bytes; the guest paused ${paused} ms)`,
+    );
+  }
+
+  /** The live copy's work for this step: a batch of pages, or the next round, or the end. */
+  private continueCopy(copy: LiveCopy, now: number): void {
+    if (now - this.lastHeardMs > this.options.joinTimeoutMs) {
+      this.abandonCopy(`nothing heard for ${Math.round(now - this.lastHeardMs)} ms`);
+      return;
+    }
+    let budget = copyBytesPerStep;
+    while (budget > 0 && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes) {
+      if (copy.sent === copy.queue.length) {
+        const written = copy.tracker.take();
+        this.machine.hart.flushTlb(); // the take re-armed every page
+        if (written.length <= copyFinalPagesMax || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
+          this.completeJoin({ copy, pages: written });
+          return;
+        }
+        copy.queue = written;
+        copy.sent = 0;
+        copy.round++;
+      }
+      const batch: { page: number; bytes: Uint8Array }[] = [];
+      while (batch.length < copyPagesPerMessageMax && copy.sent < copy.queue.length) {
+        const page = copy.queue[copy.sent++]!;
+        batch.push({ page, bytes: this.machine.ram.pageForCopy(page) });
+      }
+      const bytes = this.sendMessage({ type: 'pages', pages: batch });
+      this.logBytesSent += bytes;
+      copy.bytesSent += bytes;
+      copy.pagesSent += batch.length;
+      budget -= bytes;
+    }
+  }
+
+  /** The joining backup is gone: this replica runs on alone, as before it came. */
+  private abandonCopy(reason: string): void {
+    this.copy?.tracker.stop();
+    this.copy = undefined;
+    this.io.log(`the backup did not finish joining (${reason}): running alone`);
+  }
+
+  /** The live copy may go on now (or must end): step again at once rather than sleep. */
+  private get copyCanSend(): boolean {
+    const copy = this.copy;
+    return copy !== undefined && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes;
   }
 
   onMessage(message: Message): void {
     this.lastHeardMs = this.io.nowMs();
-    if (message.type === 'ack') {
+    if (message.type === 'copied') {
+      if (this.copy !== undefined && message.bytes <= this.copy.bytesSent) this.copy.bytesConfirmed = Math.max(this.copy.bytesConfirmed, message.bytes);
+    } else if (message.type === 'ack') {
       this.backupJoining = false; // it has loaded the state
       this.onAck(message.epoch, message.heartbeat);
     } else if (message.type === 'divergence' && this.role === 'protected') {
@@ -204,6 +309,7 @@ export class PrimaryReplica {
 
   /** The connection to the backup closed. */
   onDisconnect(reason: string): void {
+    if (this.copy !== undefined) this.abandonCopy(`connection closed: ${reason}`);
     if (this.role === 'protected' && this.finished === undefined) this.loseBackup(`connection closed: ${reason}`);
   }
 
@@ -225,6 +331,7 @@ export class PrimaryReplica {
     this.releaseAcknowledged(now);
     this.heartbeat(now);
     if (this.role === 'waiting') return { kind: 'blocked' };
+    if (this.copy !== undefined) this.continueCopy(this.copy, now);
 
     const power = this.machine.power;
     if (power !== undefined && power.kind !== 'reset') {
@@ -247,8 +354,19 @@ export class PrimaryReplica {
       this.machine = this.reboot();
       this.digester = this.startDigests(this.machine);
       this.digester?.take();
+      const copy = this.copy;
+      if (copy !== undefined) {
+        // The live copy was of the old machine's RAM: the joining backup gets the whole new one.
+        copy.tracker.stop();
+        this.copy = undefined;
+        this.completeJoin(undefined);
+      }
     }
-    if (this.machine.isIdle && !this.eventsWaiting()) return this.idle(now);
+    if (this.machine.isIdle && !this.eventsWaiting()) {
+      // A live copy goes on while the guest sleeps.
+      if (this.copyCanSend) return { kind: 'progress' };
+      return this.idle(now);
+    }
     this.runEpoch(now);
     return { kind: 'progress' };
   }
@@ -358,6 +476,8 @@ export class PrimaryReplica {
     const deadline = this.machine.clockDeadline;
     const heartbeatAt = this.role === 'protected' ? this.lastSentMs + this.options.heartbeatIntervalMs : Infinity;
     let wakeAt = heartbeatAt;
+    // A live copy waiting for the backup's confirmation: give up on it when the join times out.
+    if (this.copy !== undefined) wakeAt = Math.min(wakeAt, this.lastHeardMs + this.options.joinTimeoutMs + 1);
     if (deadline !== undefined) {
       const ticks = Number(deadline - this.environment.clockNow(this.machine.retiredInstructions));
       wakeAt = Math.min(wakeAt, now + Math.max(0, ticksToMs(ticks)));

@@ -42,6 +42,11 @@ export interface ReplicationOptions {
    * that guests with few environment reads still end epochs early.
    */
   readonly epochEntryBytesMax?: number;
+  /**
+   * A backup joining a running primary gets the RAM by a live copy while the guest runs, the
+   * guest pausing only for the rest (default); false: the guest pauses for the whole state.
+   */
+  readonly liveCopy?: boolean;
 }
 
 /**

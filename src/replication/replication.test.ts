@@ -10,6 +10,8 @@ import type { DiskRequest } from '../machine/environment.js';
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
+
+const base = ramBaseAddress;
 import { DivergenceError, ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import { decodeFrame, encodeMessage, eventWireBytes, frameHeaderBytes, readingWireBytes, type Message, type ReplicaIdentity } from './messages.js';
@@ -238,6 +240,137 @@ test('a primary whose guest has ended refuses a backup: it would follow a machin
   const reject = p.io.outbox.find((message) => message.type === 'reject');
   assert.ok(reject?.type === 'reject' && reject.code === 'busy' && reject.reason === 'this primary has stopped', JSON.stringify(reject));
   assert.equal(p.io.outbox.some((message) => message.type === 'welcome' || message.type === 'state'), false, 'no state is sent');
+});
+
+for (const { pages, what } of [
+  { pages: 128, what: 'the pages written meanwhile are few' },
+  { pages: 2048, what: 'pages are written as fast as they are copied: the rounds stop, the final part is bounded' },
+]) {
+  test(`a backup joins a running guest by a live copy (${what}): both machines are identical`, () => {
+    const clock = { now: 0 };
+    const p = side(() => clock.now);
+    const b = side(() => clock.now);
+    const logs: string[] = [];
+    p.io.log = (line: string): void => void logs.push(line);
+    // Stores a counter into one of `pages` pages in turn, forever.
+    const scribbler = [
+      ...li(5, base + 0x1_0000),
+      asm.addi(6, 6, 1), asm.andi(7, 6, pages - 1), asm.slli(7, 7, 12), asm.add(7, 7, 5), asm.andi(8, 6, 0x3fc), asm.add(7, 7, 8), asm.sw(6, 7, 0),
+      asm.jal(0, -28),
+    ];
+    // 16 MiB of RAM, 12 MiB of it not zero: the copy's first round takes several steps.
+    const ramBytes = 16 << 20;
+    const boot = (environment: ReplicaEnvironment): Machine => {
+      const machine = new Machine({ ramBytes, disks: [] }, environment);
+      scribbler.forEach((word, index) => (machine.ram.i32[index] = word));
+      for (let page = 1024; page < 4096; page++) machine.ram.i32.fill(page, page * 1024, page * 1024 + 1024);
+      machine.hart.reset(ramBaseAddress);
+      return machine;
+    };
+    const primary = new PrimaryReplica(boot(p.environment), p.environment, p.io, options, identity, () => boot(p.environment), { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
+    const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, identity, () => boot(b.environment));
+    for (let i = 0; i < 20; i++) primary.step();
+    const fullStateBytes = primary.currentMachine.save().length;
+
+    backup.sayHello();
+    // A device writes zeros over a page the copy will send: it must arrive as zeros.
+    const zeroed = 2000;
+    const seen: Message['type'][] = [];
+    const deliver = (): void => {
+      for (let round = 0; round < 100 && (p.io.outbox.length > 0 || b.io.outbox.length > 0); round++) {
+        for (const message of b.io.outbox.splice(0)) {
+          if (message.type === 'hello') primary.onHello(message.identity);
+          else primary.onMessage(message);
+        }
+        for (const message of p.io.outbox.splice(0)) {
+          seen.push(message.type);
+          if (message.type === 'state') assert.ok(message.bytes.length < fullStateBytes / 8, `the final state (${message.bytes.length} bytes) is a fraction of the whole (${fullStateBytes})`);
+          backup.onMessage(message, encodeMessage(message).length);
+        }
+      }
+    };
+    deliver();
+    primary.currentMachine.ram.writeBytes(base + zeroed * 4096, new Uint8Array(4096));
+    const epochAtHello = primary.status().epoch;
+    let steps = 0;
+    while (primary.status().role !== 'primary') {
+      assert.ok(++steps < 100, 'the join completes');
+      primary.step(); // a batch of pages, then an epoch of the guest
+      deliver();
+    }
+    assert.ok(primary.status().epoch - epochAtHello >= 8, `the guest ran during the copy (${primary.status().epoch - epochAtHello} epochs)`);
+    assert.ok(seen.indexOf('pages') < seen.indexOf('state'), `pages first, then the state: ${seen.join(' ')}`);
+    assert.equal(backup.currentRole, 'following');
+    // The step that ended the join ran an epoch after it, protected: the backup replays it.
+    while (backup.status().epoch < primary.status().epoch) assert.equal(backup.step().kind, 'progress');
+    assert.equal(backup.currentMachine!.digest(), primary.currentMachine.digest(), "the backup loaded exactly the primary's machine");
+    assert.equal(backup.currentMachine!.ram.i32[zeroed * 1024], 0);
+    assert.equal(backup.currentMachine!.ram.i32[(zeroed + 1) * 1024], zeroed + 1);
+
+    for (let i = 0; i < 5; i++) primary.step();
+    const after = primary.currentMachine.digest();
+    deliver();
+    for (let i = 0; i < 5; i++) backup.step();
+    assert.equal(backup.currentMachine!.digest(), after, 'and follows it exactly');
+    const joined = logs.find((line) => line.startsWith('backup joined'));
+    const final = /in (\d+) round\(s\).*then (\d+) pages/.exec(joined ?? '');
+    assert.ok(final !== null, logs.join('\n'));
+    if (pages === 128) assert.ok(Number(final[2]) <= 256, joined);
+    else assert.ok(Number(final[1]) >= 2 && Number(final[2]) > 256, joined);
+  });
+}
+
+test('a guest that reboots during a live copy: the joining backup gets the whole new machine', () => {
+  const clock = { now: 0 };
+  const p = side(() => clock.now);
+  const b = side(() => clock.now);
+  // Counts to 3000, then asks the test device for a reset; the reboot runs the same again.
+  const rebooter = [...li(5, 0x10_0000), ...li(6, 0x7777), ...li(8, 3000), asm.addi(7, 7, 1), asm.bne(7, 8, -4), asm.sw(6, 5, 0), asm.jal(0, 0)];
+  const ramBytes = 16 << 20;
+  const boot = (environment: ReplicaEnvironment): Machine => {
+    const machine = new Machine({ ramBytes, disks: [] }, environment);
+    rebooter.forEach((word, index) => (machine.ram.i32[index] = word));
+    for (let page = 1024; page < 4096; page++) machine.ram.i32.fill(page, page * 1024, page * 1024 + 1024);
+    machine.hart.reset(ramBaseAddress);
+    return machine;
+  };
+  const logs: string[] = [];
+  p.io.log = (line: string): void => void logs.push(line);
+  const primary = new PrimaryReplica(boot(p.environment), p.environment, p.io, options, identity, () => boot(p.environment), { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
+  const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, identity, () => boot(b.environment));
+  primary.step();
+  backup.sayHello();
+  for (let steps = 0; primary.status().role !== 'primary'; steps++) {
+    assert.ok(steps < 100, 'the join completes');
+    pump(primary, backup, p, b);
+    primary.step();
+  }
+  assert.ok(logs.some((line) => /backup joined at epoch \d+ \(state: \d+ bytes/.test(line)), `the whole state after the reboot:\n${logs.join('\n')}`);
+  for (let i = 0; i < 6; i++) primary.step(); // through another reboot
+  const after = primary.currentMachine.digest();
+  pump(primary, backup, p, b);
+  while (backup.status().epoch < primary.status().epoch) assert.equal(backup.step().kind, 'progress');
+  assert.equal(backup.currentMachine!.digest(), after);
+});
+
+test('a joining backup that goes away leaves the primary running alone, ready for the next', () => {
+  const clock = { now: 0 };
+  const p = side(() => clock.now);
+  const boot = (): Machine => machineWith(p.environment);
+  const primary = new PrimaryReplica(boot(), p.environment, p.io, options, identity, boot, { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
+  primary.step();
+  assert.equal(primary.onHello(identity), true);
+  assert.equal(primary.onHello(identity), false, 'one join at a time');
+  primary.onDisconnect('closed');
+  for (let i = 0; i < 3; i++) primary.step();
+  assert.equal(primary.status().role, 'solo');
+  p.io.outbox.length = 0;
+  assert.equal(primary.onHello(identity), true, 'the next backup is welcome');
+  assert.equal(p.io.outbox[0]?.type, 'welcome');
+  // Silence beyond the join timeout ends the copy too.
+  clock.now += options.joinTimeoutMs + 1;
+  primary.step();
+  assert.equal(primary.onHello(identity), true, 'the copy was given up: another may join');
 });
 
 // --- bounded log entries and a bounded backup queue ----------------------------------------

@@ -33,6 +33,13 @@ export const PageFlag = {
   trackWrites: 2,
 } as const;
 
+/** The pages written since the last `take` (see `Ram.trackWrites`). */
+export interface RamWriteTracker {
+  /** The pages written since the tracker started or since the last take, in order; re-arms every page. */
+  take(): number[];
+  stop(): void;
+}
+
 /** Receives notice that guest RAM bytes changed outside the CPU's fast path. */
 export interface CodeWatcher {
   /** Bytes [offset, offset + length) of RAM, within page `page`, were written. */
@@ -54,6 +61,8 @@ export class Ram implements Snapshottable {
   private readonly written: Uint8Array;
   /** The pages with {@link PageFlag.watched} (few: the HTIF tohost page). */
   private readonly watched = new Set<number>();
+  /** Further written-page sets (a live state copy's), kept like `written`. */
+  private readonly trackers = new Set<Uint8Array>();
   watcher: CodeWatcher | undefined;
 
   constructor(sizeBytes: number) {
@@ -103,6 +112,7 @@ export class Ram implements Snapshottable {
     const first = Math.floor(offset / pageBytes);
     const last = Math.floor((offset + length - 1) / pageBytes);
     this.written.fill(1, first, last + 1);
+    for (const tracker of this.trackers) tracker.fill(1, first, last + 1);
     if (this.watcher === undefined) return;
     for (let page = first; page <= last; page++) {
       const start = Math.max(offset, page * pageBytes);
@@ -115,6 +125,7 @@ export class Ram implements Snapshottable {
   noteStored(physical: number): void {
     const page = (physical - ramBaseAddress) >>> 12;
     this.written[page] = 1;
+    for (const tracker of this.trackers) tracker[page] = 1;
     this.pageFlags[page] = this.pageFlags[page]! & ~PageFlag.trackWrites;
   }
 
@@ -163,8 +174,62 @@ export class Ram implements Snapshottable {
     return pages;
   }
 
-  save(writer: SnapshotWriter): void {
-    writer.section('ram').uint(this.sizeBytes);
+  /**
+   * A second record of the pages written, from now on, for a consumer of its own (a live
+   * state copy), beside the digests' (`takeWrittenPages`). Complete only while pages are
+   * armed: the tracker arms them at each take, and the caller must then empty the CPU's TLBs.
+   */
+  trackWrites(): RamWriteTracker {
+    const written = new Uint8Array(this.pages);
+    this.trackers.add(written);
+    this.armWriteTracking();
+    return {
+      take: () => {
+        const pages: number[] = [];
+        for (let page = written.indexOf(1); page !== -1; page = written.indexOf(1, page + 1)) pages.push(page);
+        written.fill(0);
+        this.armWriteTracking();
+        return pages;
+      },
+      stop: () => {
+        this.trackers.delete(written);
+      },
+    };
+  }
+
+  /** The pages that hold a non-zero byte, in order. */
+  nonZeroPages(): number[] {
+    const pages: number[] = [];
+    for (let page = 0; page < this.pages; page++) if (!this.pageIsZero(page)) pages.push(page);
+    return pages;
+  }
+
+  /** Page `page`'s bytes as a state copy sends them: empty for a page of zeros. */
+  pageForCopy(page: number): Uint8Array {
+    return this.pageIsZero(page) ? new Uint8Array(0) : this.u8.slice(page * pageBytes, (page + 1) * pageBytes);
+  }
+
+  /** Sets page `page` from a state copy (`pageForCopy`'s form); false if the page or its size is wrong. */
+  setPageFromCopy(page: number, bytes: Uint8Array): boolean {
+    if (!Number.isInteger(page) || page < 0 || page >= this.pages) return false;
+    if (bytes.length === 0) this.u8.fill(0, page * pageBytes, (page + 1) * pageBytes);
+    else if (bytes.length === pageBytes) this.u8.set(bytes, page * pageBytes);
+    else return false;
+    this.noteWritten(page * pageBytes, pageBytes);
+    return true;
+  }
+
+  /**
+   * Writes RAM: every non-zero page; or, with `onlyPages`, just those pages (zero or not), to
+   * be restored over a RAM that already holds the rest (a live copy's final part).
+   */
+  save(writer: SnapshotWriter, onlyPages?: readonly number[]): void {
+    writer.section('ram').uint(this.sizeBytes).bool(onlyPages !== undefined);
+    if (onlyPages !== undefined) {
+      writer.uint(onlyPages.length);
+      for (const page of onlyPages) writer.uint(page).bytes(this.pageForCopy(page));
+      return;
+    }
     // Sparse: only pages that hold a non-zero byte, as (page, bytes).
     let nonZero = 0;
     const present = new Uint8Array(this.pages);
@@ -189,8 +254,25 @@ export class Ram implements Snapshottable {
     reader.section('ram');
     const size = reader.uint();
     if (size !== this.sizeBytes) throw new SnapshotError(`snapshot has ${size} bytes of RAM, this machine ${this.sizeBytes}`);
+    const overlay = reader.bool();
     const count = reader.uint();
     if (count > this.pages) throw new SnapshotError(`snapshot claims ${count} RAM pages, this machine has ${this.pages}`);
+    if (overlay) {
+      // Over the RAM a live copy filled: checked whole before anything changes.
+      const pages: { page: number; bytes: Uint8Array }[] = [];
+      let previous = -1;
+      for (let i = 0; i < count; i++) {
+        const page = reader.uint();
+        const bytes = reader.bytes();
+        if (page <= previous || page >= this.pages) throw new SnapshotError(`bad RAM page ${page} in snapshot`);
+        if (bytes.length !== 0 && bytes.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${bytes.length} bytes`);
+        previous = page;
+        pages.push({ page, bytes });
+      }
+      for (const { page, bytes } of pages) this.setPageFromCopy(page, bytes);
+      this.noteWritten(0, this.sizeBytes);
+      return;
+    }
     // Zeroing a fresh buffer is the operating system's job, and much faster than fill(0).
     const previous = { u8: this.u8, i8: this.i8, u16: this.u16, i16: this.i16, i32: this.i32 };
     this.useFreshBuffer();

@@ -306,6 +306,7 @@ interface ReplicaLine {
   readonly role: string;
   readonly epoch: number;
   readonly lag: number;
+  readonly lagMs: number;
   readonly logKiBPerSecond: number;
   readonly generation: number;
 }
@@ -313,7 +314,7 @@ interface ReplicaLine {
 /** One replica's line of the human status view. */
 function replicaLine(text: string, name: 'primary' | 'backup'): ReplicaLine | undefined {
   const pattern = new RegExp(
-    `^${name} +pid (\\d+): (exited \\(last report: )?(\\w+), epoch (\\d+), lag (-?\\d+) epochs, log ([\\d.]+) KiB/s, outputs waiting (\\d+), generation (\\d+)\\)?$`,
+    `^${name} +pid (\\d+): (exited \\(last report: )?(\\w+), epoch (\\d+), lag (-?\\d+) epochs \\((\\d+) ms\\), log ([\\d.]+) KiB/s, outputs waiting (\\d+), generation (\\d+)\\)?$`,
     'm',
   );
   const match = pattern.exec(text);
@@ -324,8 +325,9 @@ function replicaLine(text: string, name: 'primary' | 'backup'): ReplicaLine | un
     role: match[3]!,
     epoch: Number(match[4]),
     lag: Number(match[5]),
-    logKiBPerSecond: Number(match[6]),
-    generation: Number(match[8]),
+    lagMs: Number(match[6]),
+    logKiBPerSecond: Number(match[7]),
+    generation: Number(match[9]),
   };
 }
 
@@ -411,7 +413,7 @@ test('status view: `understudy status` shows protection, roles, epochs advancing
       assert.equal(primary.generation, 1, context);
       assert.equal(backup.generation, 1, context);
       assert.notEqual(primary.pid, backup.pid, context);
-      assert.ok(primary.lag >= 0 && backup.lag >= 0, context);
+      assert.ok(primary.lag >= 0 && backup.lag >= 0 && primary.lagMs >= 0 && backup.lagMs >= 0, context);
     }
     assert.ok(
       protectedViews.some((view) => view.primary.logKiBPerSecond > 0 || view.backup.logKiBPerSecond > 0),
@@ -427,7 +429,7 @@ test('status view: `understudy status` shows protection, roles, epochs advancing
     assert.notEqual(newBackup.pid, primaryPid, context);
     assert.equal(promoted.generation, 2, context);
     assert.match(last, /^ +last failover: live \d+ ms after the primary was declared failed \(it had been silent \d+ ms\)$/m, context);
-    const failover = /^failover: (.+); the backup was live (\d+) ms later, from epoch (\d+) \((\d+) disk request\(s\) settled, (\d+) console byte\(s\) repeated\)$/m.exec(last);
+    const failover = /^failover: (.+); the backup was live (\d+) ms later, from epoch (\d+) \((\d+) disk request\(s\) settled, (\d+) console byte\(s\) repeated\), ([\d.]+ (?:ms|s|min \d+ s)) ago$/m.exec(last);
     assert.ok(failover !== null, context);
     assert.match(failover[1]!, /connection closed|nothing heard/, context);
     const stderrLine = failoverLines(result.stderr)[0];
@@ -446,7 +448,7 @@ test('status view: `understudy status` shows protection, roles, epochs advancing
       for (const key of ['primary', 'backup']) {
         const replica = parsed[key] as Record<string, unknown> | null | undefined;
         if (replica === null || replica === undefined) continue;
-        for (const field of ['pid', 'epoch', 'lagEpochs', 'logBytesPerSecond', 'outputsWaiting', 'generation']) {
+        for (const field of ['pid', 'epoch', 'lagEpochs', 'lagMs', 'logBytesPerSecond', 'outputsWaiting', 'generation']) {
           assert.equal(typeof replica[field], 'number', `${key}.${field} in ${poll.text}`);
         }
         assert.equal(typeof replica['role'], 'string', poll.text);
@@ -455,6 +457,10 @@ test('status view: `understudy status` shows protection, roles, epochs advancing
     const afterJson = json.map((poll) => JSON.parse(poll.text) as { failover?: { liveAtMs: number; detectedAtMs: number } | null; primary?: { lastFailover?: { tookMs: number } } }).filter((view) => view.failover != null);
     assert.ok(afterJson.length >= 1, context);
     for (const view of afterJson) assert.ok(view.failover!.liveAtMs >= view.failover!.detectedAtMs, context);
+    for (const poll of json) {
+      const view = JSON.parse(poll.text) as { failover?: unknown; sinceFailoverMs?: unknown };
+      assert.equal(typeof view.sinceFailoverMs, view.failover == null ? 'object' : 'number', `the time since the failover, once there was one: ${poll.text}`);
+    }
     assert.ok(json.some((poll) => (JSON.parse(poll.text) as { primary?: { role?: string } }).primary?.role === 'primary'), `a JSON view of the running primary${context}`);
   } finally {
     cleanUp(directory);

@@ -120,6 +120,8 @@ class PairSupervisor {
   private firstJoinSeen = false;
   private readonly statusServer: { close(): void } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** When the last failover was reported (performance.now()). */
+  private lastFailoverAtMs: number | undefined;
   /** When this pair started (for the times in --verbose lines). */
   private readonly startedMs = performance.now();
   private childrenChanged: (() => void) | undefined;
@@ -266,6 +268,7 @@ class PairSupervisor {
 
   private onFailover(child: PairChild, report: FailoverReport, wallClockMs: number): void {
     this.lastFailover = report;
+    this.lastFailoverAtMs = performance.now();
     this.failovers++;
     const leaseMs = Math.round(report.liveAtMs - report.detectedAtMs);
     const when = this.killedAtMs === undefined ? `${leaseMs} ms after detecting it` : `${Math.round(wallClockMs - this.killedAtMs)} ms after the kill`;
@@ -399,7 +402,10 @@ class PairSupervisor {
     if (!protectedNow) {
       if (live === undefined || !running(live)) reason = 'no live replica (a failover is under way, or the guest has ended)';
       else if (follower === undefined) reason = 'no backup';
-      else if (follower.role === 'starting' || follower.role === 'joining') reason = 'a backup is joining';
+      else if (follower.role === 'starting' || follower.role === 'joining') {
+        const copy = live.status?.joining;
+        reason = copy === undefined || copy === null ? 'a backup is joining' : `a backup is joining (live copy: round ${copy.round}, ${(copy.bytesSent / 1048576).toFixed(1)} MiB sent in ${copy.ms} ms)`;
+      }
       else reason = `the backup is ${follower.role}`;
     }
     return {
@@ -409,6 +415,7 @@ class PairSupervisor {
       backup: follower?.status,
       failover: this.lastFailover,
       failovers: this.failovers,
+      sinceFailoverMs: this.lastFailoverAtMs === undefined ? undefined : Math.round(performance.now() - this.lastFailoverAtMs),
     };
   }
 

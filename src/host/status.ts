@@ -23,6 +23,8 @@ export interface PairStatus {
   backup: ReplicaView | undefined;
   failover: FailoverReport | undefined;
   failovers: number;
+  /** Milliseconds since the last failover was reported, if there was one. */
+  sinceFailoverMs?: number | undefined;
 }
 
 /** How long `understudy status` waits for an answer. */
@@ -115,8 +117,11 @@ export function formatStatus(status: unknown): string {
     const rate = r.logBytesPerSecond === undefined ? '?' : `${(r.logBytesPerSecond / 1024).toFixed(1)} KiB/s`;
     lines.push(
       `${name.padEnd(8)} pid ${r.pid ?? '?'}: ${r.exited === true ? 'exited (last report: ' : ''}${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
-        `lag ${r.lagEpochs ?? '?'} epochs, log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}${r.exited === true ? ')' : ''}`,
+        `lag ${r.lagEpochs ?? '?'} epochs (${r.lagMs ?? '?'} ms), log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}${r.exited === true ? ')' : ''}`,
     );
+    if (r.joining !== undefined && r.joining !== null) {
+      lines.push(`         a backup is joining: live copy round ${r.joining.round}, ${r.joining.pagesSent} pages (${(r.joining.bytesSent / 1048576).toFixed(1)} MiB) sent in ${r.joining.ms} ms`);
+    }
     if (r.divergence !== undefined && r.divergence !== null) {
       lines.push(`         NOT PROTECTED: divergence at epoch ${r.divergence.epoch}: ${r.divergence.reason}`);
     }
@@ -135,10 +140,20 @@ export function formatStatus(status: unknown): string {
         ? 'no failover so far'
         : `failover: ${failover.reason}; the backup was live ${Math.round(failover.liveAtMs - failover.detectedAtMs)} ms later, from epoch ${failover.epoch} ` +
             `(${failover.pendingRequests} disk request(s) settled, ${failover.consoleBytesRepeated} console byte(s) repeated)` +
+            (typeof pair.sinceFailoverMs === 'number' ? `, ${formatDuration(pair.sinceFailoverMs)} ago` : '') +
             (typeof pair.failovers === 'number' && pair.failovers > 1 ? `; ${pair.failovers} failovers in all` : ''),
     );
   } else {
     replica('replica', status);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** A duration for people: 850 ms, 12.3 s, 4 min 05 s, 2 h 03 min. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${String(seconds % 60).padStart(2, '0')} s`;
+  return `${Math.floor(seconds / 3600)} h ${String(Math.floor(seconds / 60) % 60).padStart(2, '0')} min`;
 }

@@ -49,7 +49,7 @@ export class BackupReplica {
   private generation = 0;
   private clusterIdentifier = '';
   /** Entries received and not yet executed, with their size on the wire; bounded (replica.ts). */
-  private readonly queue: { entry: EpochEntry; wireBytes: number }[] = [];
+  private readonly queue: { entry: EpochEntry; wireBytes: number; receivedAtMs: number }[] = [];
   private queueBytes = 0;
   private receivedThrough = 0;
   /** What this backup has acknowledged: it lags `receivedThrough` while the queue is full. */
@@ -285,7 +285,7 @@ export class BackupReplica {
       this.diverge(this.receivedThrough + 1, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
       return;
     }
-    this.queue.push({ entry, wireBytes });
+    this.queue.push({ entry, wireBytes, receivedAtMs: this.io.nowMs() });
     this.queueBytes += wireBytes;
     this.receivedThrough = entry.epoch;
     if (this.queue.length > backupQueueEpochsLimit || this.queueBytes > backupQueueBytesLimit) {
@@ -545,6 +545,7 @@ export class BackupReplica {
       role: this.role === 'joining' ? 'joining' : this.role === 'finished' ? 'halted' : 'backup',
       epoch: this.executedThrough,
       lagEpochs: this.receivedThrough - this.executedThrough,
+      lagMs: this.queue.length === 0 ? 0 : Math.round(this.io.nowMs() - this.queue[0]!.receivedAtMs),
       logBytesSent: 0,
       logBytesReceived: this.logBytesReceived,
       outputsWaiting: 0,

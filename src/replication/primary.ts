@@ -575,6 +575,9 @@ export class PrimaryReplica {
       role: this.role === 'protected' ? 'primary' : this.role === 'solo' ? 'solo' : this.role === 'waiting' ? 'waiting' : 'halted',
       epoch: this.epoch,
       lagEpochs: this.role === 'protected' ? this.epoch - this.ackedThrough : 0,
+      // Entries are sent, and acknowledged, in epoch order: the map's first is the oldest.
+      lagMs: this.role === 'protected' && this.entrySentAtMs.size > 0 ? Math.round(this.io.nowMs() - this.entrySentAtMs.values().next().value!) : 0,
+      joining: this.copy === undefined ? undefined : { round: this.copy.round, pagesSent: this.copy.pagesSent, bytesSent: this.copy.bytesSent, ms: Math.round(this.io.nowMs() - this.copy.startedMs) },
       logBytesSent: this.logBytesSent,
       logBytesReceived: 0,
       outputsWaiting: this.pending.reduce((sum, entry) => sum + entry.outputs.length, 0),

@@ -215,6 +215,13 @@ export interface ReplicaStatus {
   readonly role: 'primary' | 'waiting' | 'backup' | 'solo' | 'halted' | 'joining';
   readonly epoch: number;
   readonly lagEpochs: number;
+  /**
+   * The lag in time: a primary's oldest epoch not yet acknowledged, a backup's oldest epoch
+   * received and not yet replayed: how long ago it was sent or received (0 when none).
+   */
+  readonly lagMs: number;
+  /** A primary copying its state to a joining backup while the guest runs: how far it is. */
+  readonly joining?: { readonly round: number; readonly pagesSent: number; readonly bytesSent: number; readonly ms: number } | undefined;
   readonly logBytesSent: number;
   readonly logBytesReceived: number;
   readonly outputsWaiting: number;

@@ -172,7 +172,7 @@ const rawCases: RawCase[] = [
     bytes: Uint8Array.from(hello, (byte, index) => (index === 2 ? protocolVersion + 1 : byte)),
     reason: new RegExp(`the peer speaks protocol version ${protocolVersion + 1}, this is version ${protocolVersion}`),
   },
-  { name: 'a frame that is not a hello first', bytes: encodeMessage({ type: 'ack', epoch: 5, heartbeat: 0 }), reason: /expected a hello, got ack/ },
+  { name: 'a frame that is not a hello first', bytes: encodeMessage({ type: 'ack', epoch: 5, heartbeat: 0, catchUpMs: 0 }), reason: /expected a hello, got ack/ },
   {
     name: 'a hello whose payload does not parse',
     bytes: Uint8Array.from([...frameHeader(protocolVersion, 1, 5), 0xff, 0xff, 0xff, 0xff, 0xff]),

@@ -76,7 +76,7 @@ test('fuzz: a live primary refuses hostile would-be backups before their hello, 
     // What a backup says once it follows (replayed here before any hello), and its hello,
     // mutated: never the real hello intact, which would make the fuzzer this primary's backup.
     const followerFrames = [
-      encodeMessage({ type: 'ack', epoch: prng.int(0, 50), heartbeat: prng.int(0, 50) }),
+      encodeMessage({ type: 'ack', epoch: prng.int(0, 50), heartbeat: prng.int(0, 50), catchUpMs: prng.int(0, 100_000) }),
       encodeMessage({ type: 'heartbeat', sequence: 1, releasedThrough: 0 }),
       encodeMessage({ type: 'divergence', epoch: 3, reason: 'made up' }),
     ];
@@ -135,8 +135,8 @@ test('fuzz: a live primary drops joined backups that turn hostile, runs on, and 
     await primary.waitFor('stderr', /listening on/, 20_000);
     const hello = await recordHello([...machineArgs, '--connect-timeout', '5000']);
     const follow: Message[] = [
-      { type: 'ack', epoch: 0, heartbeat: 0 },
-      { type: 'ack', epoch: prng.int(1, 1_000_000), heartbeat: prng.int(0, 1000) },
+      { type: 'ack', epoch: 0, heartbeat: 0, catchUpMs: 0 },
+      { type: 'ack', epoch: prng.int(1, 1_000_000), heartbeat: prng.int(0, 1000), catchUpMs: prng.int(0, 1_000_000) },
       { type: 'divergence', epoch: prng.int(0, 100), reason: 'a made-up divergence' },
       decodeFrame(hello),
     ];

@@ -192,6 +192,9 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --failure-timeout MS         declare the peer failed after this much silence (default ${defaultReplicationOptions.failureTimeoutMs})
   --join-timeout MS            give up a join (state transfer) after this much silence
                                (default ${defaultReplicationOptions.joinTimeoutMs}; at least the failure timeout)
+  --catch-up-bound MS          lag control: when the backup would take longer than this to
+                               replay what it holds, the primary slows the guest until it has
+                               caught up (default: the failure timeout)
   --stop-and-copy              a backup joining a running guest gets the whole state with the
                                guest paused (default: its RAM is copied while the guest runs,
                                which pauses only for the pages written meanwhile)
@@ -241,6 +244,7 @@ export const replicationOptionSpec = {
   'failure-timeout': { type: 'string' },
   'join-timeout': { type: 'string' },
   'stop-and-copy': { type: 'boolean' },
+  'catch-up-bound': { type: 'string' },
   arbiter: { type: 'string' },
   'status-port': { type: 'string' },
   verbose: { type: 'boolean' },
@@ -267,6 +271,7 @@ export function replicationSettings(values: {
   'failure-timeout'?: string | undefined;
   'join-timeout'?: string | undefined;
   'stop-and-copy'?: boolean | undefined;
+  'catch-up-bound'?: string | undefined;
   arbiter?: string | undefined;
   'status-port'?: string | undefined;
   verbose?: boolean | undefined;
@@ -294,6 +299,7 @@ export function replicationSettings(values: {
       values['join-timeout'] === undefined ? Math.max(failureTimeoutMs, defaultReplicationOptions.joinTimeoutMs) : parsePositive(values['join-timeout'], '--join-timeout'),
     digestEveryEpochs: values['digest-every'] === undefined ? defaultDigestEveryEpochs(epochInstructions) : parseInteger(values['digest-every'], '--digest-every', digestRange),
     liveCopy: values['stop-and-copy'] !== true,
+    ...(values['catch-up-bound'] === undefined ? {} : { catchUpBoundMs: parsePositive(values['catch-up-bound'], '--catch-up-bound') }),
   };
   try {
     validateOptions(options);

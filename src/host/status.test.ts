@@ -18,3 +18,9 @@ test('formatStatus: a primary copying its state to a joining backup says how far
   assert.match(text, /a backup is joining: live copy round 2, 300 pages \(3\.0 MiB\) sent in 120 ms/);
   assert.match(text, /^backup: no report yet$/m);
 });
+
+test('formatStatus: a primary slowing its guest for a lagging backup says so', () => {
+  const primary = { role: 'primary', epoch: 90, lagEpochs: 3, lagMs: 40, logBytesPerSecond: 0, outputsWaiting: 2, generation: 1, pid: 8, slowedMs: 12 };
+  assert.match(formatStatus({ protected: true, primary, backup: null, failover: null, failovers: 0 }), /slowed while the backup catches up: the guest pauses 12 ms after each epoch/);
+  assert.doesNotMatch(formatStatus({ protected: true, primary: { ...primary, slowedMs: 0 }, backup: null, failover: null, failovers: 0 }), /slowed/);
+});

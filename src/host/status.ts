@@ -119,6 +119,9 @@ export function formatStatus(status: unknown): string {
       `${name.padEnd(8)} pid ${r.pid ?? '?'}: ${r.exited === true ? 'exited (last report: ' : ''}${r.role ?? '?'}, epoch ${r.epoch ?? '?'}, ` +
         `lag ${r.lagEpochs ?? '?'} epochs (${r.lagMs ?? '?'} ms), log ${rate}, outputs waiting ${r.outputsWaiting ?? '?'}, generation ${r.generation ?? '?'}${r.exited === true ? ')' : ''}`,
     );
+    if (typeof r.slowedMs === 'number' && r.slowedMs > 0) {
+      lines.push(`         slowed while the backup catches up: the guest pauses ${r.slowedMs} ms after each epoch`);
+    }
     if (r.joining !== undefined && r.joining !== null) {
       lines.push(`         a backup is joining: live copy round ${r.joining.round}, ${r.joining.pagesSent} pages (${(r.joining.bytesSent / 1048576).toFixed(1)} MiB) sent in ${r.joining.ms} ms`);
     }

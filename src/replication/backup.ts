@@ -24,6 +24,8 @@ export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' |
 
 /** The most chunks a machine's state can take (RAM at most 2 GiB, 1 MiB chunks, room for devices). */
 const stateChunksMax = 2048 + 64;
+/** How much each epoch's replay time moves the smoothed replay rate (an exponential average). */
+const replayRateSmoothing = 0.05;
 /** Own digests kept while the primary's for the same epoch is on its way (it follows the entry at once). */
 const ownDigestsMax = 8;
 
@@ -60,6 +62,8 @@ export class BackupReplica {
   /** A live copy's machine, its RAM filled page by page until the state completes it; the bytes received for it. */
   private copyMachine: Machine | undefined;
   private copiedBytes = 0;
+  /** Milliseconds this backup takes to replay an epoch, smoothed over recent epochs. */
+  private replayMsPerEpoch = 0;
   private lastHeardMs: number;
   private lastAckSentMs = -Infinity;
   /** The primary said goodbye: the guest finished after the last epoch it sent. */
@@ -313,7 +317,7 @@ export class BackupReplica {
   private sendAck(heartbeat: number): void {
     if (this.role !== 'following') return;
     this.lastAckSentMs = this.io.nowMs();
-    this.io.send({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat });
+    this.io.send({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat, catchUpMs: Math.round(this.queue.length * this.replayMsPerEpoch) });
   }
 
   onDisconnect(reason: string): void {
@@ -380,7 +384,10 @@ export class BackupReplica {
         throw new DivergenceError(`the entry claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
       }
       this.environment.beginReplay(entry.reads);
+      const startedMs = this.io.nowMs();
       const result = machine.run(budget);
+      // The replay rate, smoothed: with the queue's length, the catch-up time the acks report.
+      this.replayMsPerEpoch += (this.io.nowMs() - startedMs - this.replayMsPerEpoch) * replayRateSmoothing;
       this.environment.endReplay();
       const stop = machine.power !== undefined ? 'halt' : result.reason;
       if (machine.retiredInstructions !== entry.endRetired || stop !== entry.stop) {

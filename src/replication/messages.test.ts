@@ -36,7 +36,7 @@ const samples: Message[] = [
       ],
     },
   },
-  { type: 'ack', epoch: 42, heartbeat: 7 },
+  { type: 'ack', epoch: 42, heartbeat: 7, catchUpMs: 1500 },
   { type: 'heartbeat', sequence: 8, releasedThrough: 41 },
   { type: 'goodbye', status: 0 },
   { type: 'pages', pages: [{ page: 3, bytes: new Uint8Array(0) }, { page: 9, bytes: Uint8Array.from({ length: 4096 }, (_, i) => i & 0xff) }] },

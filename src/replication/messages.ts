@@ -15,7 +15,7 @@ import { assert } from '../machine/assert.js';
 import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
-/** 3: live state copy (pages, copied). 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
+/** 3: live state copy (pages, copied), the backup's catch-up time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
 export const protocolVersion = 3;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
@@ -93,7 +93,11 @@ export type Message =
   /** From a joining backup: the bytes of `pages` messages it has received (the copy's flow control). */
   | { readonly type: 'copied'; readonly bytes: number }
   | { readonly type: 'epoch'; readonly entry: EpochEntry }
-  | { readonly type: 'ack'; readonly epoch: number; readonly heartbeat: number }
+  /**
+   * Everything through `epoch` received (P4), and heartbeats through `heartbeat`; `catchUpMs`:
+   * how long the backup expects to take replaying what it holds (the primary's lag control).
+   */
+  | { readonly type: 'ack'; readonly epoch: number; readonly heartbeat: number; readonly catchUpMs: number }
   /** Keeps the link alive and the lease renewed; also says how far outputs have been released. */
   | { readonly type: 'heartbeat'; readonly sequence: number; readonly releasedThrough: number }
   /** The guest has finished (after the last epoch sent); `status` is its power-off status, 0 if it ended otherwise. */
@@ -155,7 +159,7 @@ function writePayload(w: SnapshotWriter, message: Message): void {
       writeEntry(w, message.entry);
       return;
     case 'ack':
-      w.uint(message.epoch).uint(message.heartbeat);
+      w.uint(message.epoch).uint(message.heartbeat).uint(message.catchUpMs);
       return;
     case 'heartbeat':
       w.uint(message.sequence).uint(message.releasedThrough);
@@ -290,7 +294,7 @@ function readPayload(type: Message['type'], r: SnapshotReader): Message {
     case 'epoch':
       return { type, entry: readEntry(r) };
     case 'ack':
-      return { type, epoch: r.uint(), heartbeat: r.uint() };
+      return { type, epoch: r.uint(), heartbeat: r.uint(), catchUpMs: r.uint() };
     case 'heartbeat':
       return { type, sequence: r.uint(), releasedThrough: r.uint() };
     case 'goodbye':

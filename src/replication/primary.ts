@@ -37,6 +37,18 @@ const copyFinalPagesMax = 256;
 /** ... or after this many rounds, or when a round left at least as many as the one before. */
 const copyRoundsMax = 8;
 
+// Lag control: a backup whose replay falls behind (a slower or busier host) would make a
+// failover wait for it; the primary slows the guest, a little more at each report that the
+// backup is still too far behind, and less again once it has caught up.
+/** The smallest slowing: a pause of this long after each epoch. */
+const slowStepMs = 1;
+/** The largest: the guest runs at least an epoch in this long. */
+const slowMaxMs = 200;
+/** Each report of a backup still too far behind lengthens the pause by this factor... */
+const slowGrowth = 1.5;
+/** ... and each report of one well within the bound shortens it by this one. */
+const slowDecay = 0.5;
+
 /** A live copy in progress. */
 interface LiveCopy {
   readonly tracker: RamWriteTracker;
@@ -97,6 +109,12 @@ export class PrimaryReplica {
   /** A backup has joined but not acknowledged anything yet: it may still be loading the state. */
   private backupJoining = false;
   private completions: MachineEvent[];
+  /** The backup's last estimate of its catch-up time, new since the slowing was last adjusted. */
+  private backupCatchUpMs = 0;
+  private catchUpReported = false;
+  /** Lag control: the guest pauses this long after each epoch, until `slowUntilMs`. */
+  private slowMs = 0;
+  private slowUntilMs = -Infinity;
   /** A backup joining while the guest runs: its live copy. */
   private copy: LiveCopy | undefined;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
@@ -265,6 +283,8 @@ export class PrimaryReplica {
       if (this.copy !== undefined && message.bytes <= this.copy.bytesSent) this.copy.bytesConfirmed = Math.max(this.copy.bytesConfirmed, message.bytes);
     } else if (message.type === 'ack') {
       this.backupJoining = false; // it has loaded the state
+      this.backupCatchUpMs = message.catchUpMs;
+      this.catchUpReported = true;
       this.onAck(message.epoch, message.heartbeat);
     } else if (message.type === 'divergence' && this.role === 'protected') {
       // The backup's execution left this one's: it stops, and this replica is not protected.
@@ -367,8 +387,28 @@ export class PrimaryReplica {
       if (this.copyCanSend) return { kind: 'progress' };
       return this.idle(now);
     }
+    if (this.role === 'protected' && now < this.slowUntilMs) return { kind: 'blocked', untilMs: this.slowUntilMs };
     this.runEpoch(now);
+    if (this.role === 'protected') this.controlLag(now);
     return { kind: 'progress' };
+  }
+
+  /**
+   * Lag control (VMware FT slows its primary the same way): the backup must never hold more
+   * than it can replay within the failure timeout, or a failover would take that much longer.
+   * Adjusted once for each new report from the backup.
+   */
+  private controlLag(now: number): void {
+    if (this.catchUpReported) {
+      this.catchUpReported = false;
+      const boundMs = this.options.catchUpBoundMs ?? this.options.failureTimeoutMs;
+      const before = this.slowMs;
+      if (this.backupCatchUpMs > boundMs) this.slowMs = Math.min(slowMaxMs, Math.max(slowStepMs, this.slowMs * slowGrowth));
+      else if (this.backupCatchUpMs < boundMs / 2) this.slowMs = this.slowMs * slowDecay < slowStepMs ? 0 : this.slowMs * slowDecay;
+      if (before === 0 && this.slowMs > 0) this.io.log(`the backup is ${this.backupCatchUpMs} ms behind (the bound is ${boundMs} ms): slowing the guest until it catches up`);
+      else if (before > 0 && this.slowMs === 0) this.io.log(`the backup has caught up (${this.backupCatchUpMs} ms behind): the guest runs at full speed`);
+    }
+    if (this.slowMs > 0) this.slowUntilMs = now + this.slowMs;
   }
 
   private runEpoch(now: number): void {
@@ -548,6 +588,9 @@ export class PrimaryReplica {
   /** The backup is gone (timeout or closed connection): go solo if the arbiter agrees, else halt. */
   private loseBackup(reason: string): void {
     this.io.log(`backup lost (${reason})`);
+    this.slowMs = 0;
+    this.slowUntilMs = -Infinity;
+    this.backupCatchUpMs = 0;
     this.io.crashPoint('primary:before-go-solo');
     if (this.io.tryGoLive(this.generation + 1)) {
       this.generation++;
@@ -577,6 +620,7 @@ export class PrimaryReplica {
       lagEpochs: this.role === 'protected' ? this.epoch - this.ackedThrough : 0,
       // Entries are sent, and acknowledged, in epoch order: the map's first is the oldest.
       lagMs: this.role === 'protected' && this.entrySentAtMs.size > 0 ? Math.round(this.io.nowMs() - this.entrySentAtMs.values().next().value!) : 0,
+      slowedMs: this.role === 'protected' ? Math.round(this.slowMs) : 0,
       joining: this.copy === undefined ? undefined : { round: this.copy.round, pagesSent: this.copy.pagesSent, bytesSent: this.copy.bytesSent, ms: Math.round(this.io.nowMs() - this.copy.startedMs) },
       logBytesSent: this.logBytesSent,
       logBytesReceived: 0,

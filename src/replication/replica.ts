@@ -47,6 +47,12 @@ export interface ReplicationOptions {
    * guest pausing only for the rest (default); false: the guest pauses for the whole state.
    */
   readonly liveCopy?: boolean;
+  /**
+   * Lag control: when the backup reports it would take longer than this to replay what it
+   * holds, the primary slows the guest until it has caught up (default: the failure timeout,
+   * so that a failover never waits longer for the backup than for the failure's detection).
+   */
+  readonly catchUpBoundMs?: number;
 }
 
 /**
@@ -220,6 +226,8 @@ export interface ReplicaStatus {
    * received and not yet replayed: how long ago it was sent or received (0 when none).
    */
   readonly lagMs: number;
+  /** Lag control: the pause after each epoch while the backup catches up (0: full speed). */
+  readonly slowedMs?: number;
   /** A primary copying its state to a joining backup while the guest runs: how far it is. */
   readonly joining?: { readonly round: number; readonly pagesSent: number; readonly bytesSent: number; readonly ms: number } | undefined;
   readonly logBytesSent: number;

@@ -373,6 +373,58 @@ test('a joining backup that goes away leaves the primary running alone, ready fo
   assert.equal(primary.onHello(identity), true, 'the copy was given up: another may join');
 });
 
+test('lag control: a backup that falls behind slows the guest, gradually, until it has caught up', () => {
+  const clock = { now: 0 };
+  let backupNow = 0;
+  const p = side(() => clock.now);
+  const b = side(() => (backupNow += 4)); // each reading of the backup's clock: 4 ms later (a slow host)
+  const chosen: ReplicationOptions = { ...options, catchUpBoundMs: 200 };
+  const logs: string[] = [];
+  p.io.log = (line: string): void => void logs.push(line);
+  const primary = new PrimaryReplica(machineWith(p.environment), p.environment, p.io, chosen, identity, () => machineWith(p.environment), { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
+  const backup = new BackupReplica(() => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, identity, () => machineWith(b.environment));
+  backup.sayHello();
+  pump(primary, backup, p, b);
+  // The backup keeps up at first: its replay rate is learnt.
+  for (let i = 0; i < 40; i++) {
+    primary.step();
+    pump(primary, backup, p, b);
+    backup.step();
+  }
+  assert.equal(primary.status().slowedMs, 0);
+  // Then it stops replaying (its host is busy): its queue, and its catch-up time, grow.
+  let slowedAt: number | undefined;
+  for (let i = 0; i < 400 && slowedAt === undefined; i++) {
+    clock.now += 1;
+    primary.step();
+    pump(primary, backup, p, b);
+    if ((primary.status().slowedMs ?? 0) > 0) slowedAt = i;
+  }
+  assert.ok(slowedAt !== undefined, 'the primary slowed the guest');
+  assert.ok(logs.some((line) => /the backup is \d+ ms behind \(the bound is 200 ms\): slowing the guest/.test(line)), logs.join('\n'));
+  const result = primary.step();
+  assert.equal(result.kind, 'blocked', 'the guest pauses after an epoch');
+  assert.ok(result.kind === 'blocked' && result.untilMs !== undefined && result.untilMs > clock.now);
+  // Gradually: more, report by report, while the backup stays behind.
+  const first = primary.status().slowedMs!;
+  for (let i = 0; i < 20; i++) {
+    clock.now += 250;
+    primary.step();
+    pump(primary, backup, p, b);
+  }
+  assert.ok(primary.status().slowedMs! > first, `${primary.status().slowedMs} > ${first}`);
+  // The backup catches up: the guest runs at full speed again.
+  while (backup.status().lagEpochs > 0) backup.step();
+  for (let i = 0; i < 40 && primary.status().slowedMs! > 0; i++) {
+    clock.now += 250;
+    primary.step();
+    pump(primary, backup, p, b);
+    backup.step();
+  }
+  assert.equal(primary.status().slowedMs, 0);
+  assert.ok(logs.some((line) => /the backup has caught up/.test(line)), logs.join('\n'));
+});
+
 // --- bounded log entries and a bounded backup queue ----------------------------------------
 
 /** Reads the time CSR in a tight loop, forever: a reading every three instructions. */

@@ -153,9 +153,9 @@ export async function recordPrimary(port: number, hello: Uint8Array, epochs: num
     for (; answered < received.length; answered++) {
       const message = received[answered]!;
       frames.push(encodeMessage(message));
-      if (message.type === 'state' && message.index === message.total - 1) socket.write(encodeMessage({ type: 'ack', epoch: message.epoch, heartbeat: 0 }));
-      if (message.type === 'epoch') socket.write(encodeMessage({ type: 'ack', epoch: message.entry.epoch, heartbeat: 0 }));
-      if (message.type === 'heartbeat') socket.write(encodeMessage({ type: 'ack', epoch: 0, heartbeat: message.sequence }));
+      if (message.type === 'state' && message.index === message.total - 1) socket.write(encodeMessage({ type: 'ack', epoch: message.epoch, heartbeat: 0, catchUpMs: 0 }));
+      if (message.type === 'epoch') socket.write(encodeMessage({ type: 'ack', epoch: message.entry.epoch, heartbeat: 0, catchUpMs: 0 }));
+      if (message.type === 'heartbeat') socket.write(encodeMessage({ type: 'ack', epoch: 0, heartbeat: message.sequence, catchUpMs: 0 }));
     }
     const entries = received.filter((message) => message.type === 'epoch').length;
     if (entries >= epochs || received.some((message) => message.type === 'goodbye' || message.type === 'reject')) break;

@@ -72,6 +72,31 @@ for (const variant of variants) {
   });
 }
 
+test('a backup joins the running guest at many moments, by a live copy of several rounds; either side crashes during the copy or just after it', (t) => {
+  const options: ReplicationOptions = { ...defaultReplicationOptions, failureTimeoutMs: 500, epochInstructions: 20_000, liveCopyStepBytes: 4096, liveCopyFinalPages: 0 };
+  const failures: string[] = [];
+  const seen = { copies: 0, severalRounds: 0, abandoned: 0, lostBeforeJoin: 0, failoverAfterCopy: 0 };
+  let seed = 30_000;
+  for (const joinAtMs of [1, 12, 35, 60]) {
+    for (const replica of ['primary', 'backup'] as const) {
+      for (const after of [0.01, 0.3, 1, 3, 8]) {
+        const result = runSeed(campaign, seed++, { options, plan: { ...quiet, joinAtMs, crash: { replica, at: { timeMs: joinAtMs + after } } } });
+        if (result.failures.length > 0) failures.push(describeFailure(result));
+        const trace = result.trace.join('\n');
+        if (/a backup is joining: copying/.test(trace)) seen.copies++;
+        if (/live copy: \d+ pages, \d+ bytes in [2-8] round/.test(trace)) seen.severalRounds++;
+        if (/did not finish joining/.test(trace)) seen.abandoned++;
+        if (/before the backup had joined/.test(trace)) seen.lostBeforeJoin++;
+        if (/live copy: /.test(trace) && /backup holds generation 2/.test(trace)) seen.failoverAfterCopy++;
+      }
+    }
+  }
+  assert.deepEqual(failures, []);
+  // The plans must land where they aim: copies cut short from both sides, and failovers after a copy.
+  for (const [what, count] of Object.entries(seen)) assert.ok(count > 0, `${what}: ${JSON.stringify(seen)}`);
+  t.diagnostic(JSON.stringify(seen));
+});
+
 test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, every protocol variant`, { timeout: 30 * 60_000 }, async () => {
   const summary = await runSeedsInParallel(readKernelBytes(kernelPath), 1, campaignSeeds, Math.max(1, os.availableParallelism()));
   assert.equal(summary.seeds, campaignSeeds);

@@ -19,7 +19,7 @@ import {
 } from './replica.js';
 import { assert } from '../machine/assert.js';
 import { scrubWindow, StateDigester } from '../machine/state-digest.js';
-import type { RamWriteTracker } from '../machine/memory/ram.js';
+import { pageBytes, type RamWriteTracker } from '../machine/memory/ram.js';
 
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
@@ -238,12 +238,12 @@ export class PrimaryReplica {
       this.abandonCopy(`nothing heard for ${Math.round(now - this.lastHeardMs)} ms`);
       return;
     }
-    let budget = copyBytesPerStep;
+    let budget = this.options.liveCopyStepBytes ?? copyBytesPerStep;
     while (budget > 0 && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes) {
       if (copy.sent === copy.queue.length) {
         const written = copy.tracker.take();
         this.machine.hart.flushTlb(); // the take re-armed every page
-        if (written.length <= copyFinalPagesMax || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
+        if (written.length <= (this.options.liveCopyFinalPages ?? copyFinalPagesMax) || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
           this.completeJoin({ copy, pages: written });
           return;
         }
@@ -252,7 +252,7 @@ export class PrimaryReplica {
         copy.round++;
       }
       const batch: { page: number; bytes: Uint8Array }[] = [];
-      while (batch.length < copyPagesPerMessageMax && copy.sent < copy.queue.length) {
+      while (batch.length < copyPagesPerMessageMax && copy.sent < copy.queue.length && (batch.length === 0 || (batch.length + 1) * pageBytes <= budget)) {
         const page = copy.queue[copy.sent++]!;
         batch.push({ page, bytes: this.machine.ram.pageForCopy(page) });
       }

@@ -48,6 +48,13 @@ export interface ReplicationOptions {
    */
   readonly liveCopy?: boolean;
   /**
+   * A live copy's bytes per step at most (default 1 MiB), and the pages left at which the
+   * guest pauses for the rest (default 256): smaller in the simulator, so that its copies take
+   * many steps and several rounds.
+   */
+  readonly liveCopyStepBytes?: number;
+  readonly liveCopyFinalPages?: number;
+  /**
    * Lag control: when the backup reports it would take longer than this to replay what it
    * holds, the primary slows the guest until it has caught up (default: the failure timeout,
    * so that a failover never waits longer for the backup than for the failure's detection).

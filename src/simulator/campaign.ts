@@ -52,9 +52,13 @@ export function seedOptions(seed: number): ReplicationOptions {
     digestEveryEpochs: prng.pick([0, 1, 3, 16, defaultReplicationOptions.digestEveryEpochs]),
   };
   const budget = prng.float();
-  if (budget < 0.2) return { ...options, epochEntryBytesMax: epochEntryBytesMin + prng.int(0, 200) };
-  if (budget < 0.4) return { ...options, epochEntryBytesMax: prng.int(1_000, 3_000) };
-  return options;
+  const entries: ReplicationOptions =
+    budget < 0.2 ? { ...options, epochEntryBytesMax: epochEntryBytesMin + prng.int(0, 200) }
+    : budget < 0.4 ? { ...options, epochEntryBytesMax: prng.int(1_000, 3_000) }
+    : options;
+  // A join of a running guest is mostly by live copy (a few pages a step, so that the guest
+  // runs and writes during it, and copies take several rounds), sometimes of the whole state at once.
+  return prng.chance(0.2) ? { ...entries, liveCopy: false } : { ...entries, liveCopyStepBytes: prng.int(1, 8) * 4096, liveCopyFinalPages: prng.int(0, 4) };
 }
 
 export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan } = {}): SimulationResult {
@@ -64,7 +68,7 @@ export function runSeed(campaign: Campaign, seed: number, overrides: { options?:
     disk: campaign.disk,
     ramBytes: simulatorRamBytes,
     options: overrides.options ?? seedOptions(seed),
-    expected: { disk: campaign.reference.disk },
+    expected: { disk: campaign.reference.disk, console: campaign.reference.console },
     checkConsole: (observed) => checkOutputWithRepeats(campaign.reference.console, observed),
     ...(overrides.plan === undefined ? {} : { plan: overrides.plan }),
   });

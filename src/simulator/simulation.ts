@@ -50,6 +50,12 @@ export interface FaultPlan {
   readonly linkLatencyMs: number;
   readonly linkJitterMs: number;
   readonly diskLatencyMs: number;
+  /**
+   * The backup connects at this time to a primary whose guest has run alone since the start
+   * (a join of a running guest: a live copy, or the whole state at a boundary). Absent: it
+   * connects at once to a primary that waits for it.
+   */
+  readonly joinAtMs?: number;
 }
 
 export interface SimulationSetup {
@@ -59,8 +65,8 @@ export interface SimulationSetup {
   readonly disk: Uint8Array;
   readonly ramBytes: number;
   readonly options: ReplicationOptions;
-  /** What a failure-free machine leaves. */
-  readonly expected: { readonly disk: Uint8Array };
+  /** What a failure-free machine leaves, and its console. */
+  readonly expected: { readonly disk: Uint8Array; readonly console: string };
   /** Checks the console the world saw (repeats allowed after a failover). */
   readonly checkConsole: (observed: string) => { ok: boolean; reason?: string };
   /** The faults; chosen from the seed when absent. */
@@ -105,15 +111,20 @@ class SimulatedCrash extends Error {
  * ranges that land inside it: before the backup has joined, during, and near the end.
  */
 export function chooseFaultPlan(prng: Prng): FaultPlan {
-  const base = { linkLatencyMs: prng.between(0.05, 0.5), linkJitterMs: prng.between(0, 0.5), diskLatencyMs: prng.between(0.02, 0.3) };
+  const link = { linkLatencyMs: prng.between(0.05, 0.5), linkJitterMs: prng.between(0, 0.5), diskLatencyMs: prng.between(0.02, 0.3) };
+  // One seed in three: the backup joins the running guest at a moment of the run, so that
+  // faults land before, during and after the join.
+  const base: FaultPlan = prng.chance(1 / 3) ? { ...link, joinAtMs: prng.between(0.5, 60) } : link;
+  // A crash at a moment: for a join, often during it (the copy takes a few milliseconds).
+  const moment = (): number => (base.joinAtMs !== undefined && prng.chance(0.5) ? base.joinAtMs + prng.between(0, 4) : prng.between(2, 110));
   const kind = prng.int(0, 9);
   if (kind === 0) return base; // no fault
   if (kind <= 3) return { ...base, crash: { replica: 'primary', at: { point: prng.pick(primaryCrashPoints), occurrence: prng.int(1, 40) } } };
-  if (kind <= 5) return { ...base, crash: { replica: 'primary', at: { timeMs: prng.between(2, 110) } } };
+  if (kind <= 5) return { ...base, crash: { replica: 'primary', at: { timeMs: moment() } } };
   if (kind === 6) return { ...base, crash: { replica: 'backup', at: { point: prng.pick(backupCrashPoints), occurrence: prng.int(1, 40) } } };
-  if (kind === 7) return { ...base, crash: { replica: 'backup', at: { timeMs: prng.between(2, 110) } } };
-  if (kind === 8) return { ...base, partitionAtMs: prng.between(2, 110) };
-  return { ...base, resetAtMs: prng.between(2, 110) };
+  if (kind === 7) return { ...base, crash: { replica: 'backup', at: { timeMs: moment() } } };
+  if (kind === 8) return { ...base, partitionAtMs: moment() };
+  return { ...base, resetAtMs: moment() };
 }
 
 interface OutputRecord {
@@ -156,7 +167,8 @@ export class Simulation {
     const config: BoardConfig = { ramBytes: setup.ramBytes, disks: [{ capacityBytes: this.disk.length, readOnly: false, serial: 'understudy-disk0' }] };
     const identity: ReplicaIdentity = { configKey: JSON.stringify(config), imageDigest: 'simulated', optionsKey: optionsKey(setup.options) };
 
-    // The primary: boots the guest, waits for its backup.
+    // The primary: boots the guest, waits for its backup (or, for a later join, runs it alone).
+    const joinAtMs = this.plan.joinAtMs;
     const primaryIo = new SimulatedIo(this, 'primary');
     const primaryEnvironment = new ReplicaEnvironment(this.clock('primary'));
     const primaryBoot = (): Machine => {
@@ -166,7 +178,7 @@ export class Simulation {
     };
     assert(this.goLive('primary', 1), 'the arbiter refused the first generation');
     const primary = new PrimaryReplica(primaryBoot(), primaryEnvironment, primaryIo, setup.options, identity, primaryBoot, {
-      epoch: 0, generation: 1, role: 'waiting', clusterId: `sim-${setup.seed}`,
+      epoch: 0, generation: 1, role: joinAtMs === undefined ? 'waiting' : 'solo', clusterId: `sim-${setup.seed}`,
     });
     this.replicas.set('primary', new SimulatedReplica('primary', primary, primaryIo));
 
@@ -204,7 +216,9 @@ export class Simulation {
       });
     }
     // The backup connects.
-    this.queue.push(0, () => {
+    this.queue.push(joinAtMs ?? 0, () => {
+      if (!this.replicas.get('backup')!.alive) return;
+      if (joinAtMs !== undefined) this.note('the backup connects to the running primary');
       backup.sayHello();
       backupIo.flush();
     });
@@ -446,6 +460,14 @@ export class Simulation {
       // The primary died before its backup had the state: the guest was never protected, and
       // (outputs waiting for acknowledgements the backup could not yet give) the world saw nothing.
       this.note('the primary died before the backup had its state: nothing to fail over, nothing was seen');
+      return;
+    }
+    const primary = this.replicas.get('primary')!;
+    if (guestFinished.length === 0 && this.plan.joinAtMs !== undefined && !primary.alive && backup.result?.end.kind === 'no-state') {
+      // The guest ran alone until the join, and its primary died before the join was done:
+      // the guest is lost, as on any unprotected machine. The world saw a failure-free run's start.
+      if (!this.setup.expected.console.startsWith(this.consoleText())) this.fail('the console of a guest lost before its backup joined is not a failure-free run\'s beginning');
+      this.note('the primary died before the backup had joined: the guest was not protected yet');
       return;
     }
     if (guestFinished.length === 0) {

@@ -15,9 +15,9 @@ import { ReplicaStartError } from '../host/replica/transport.js';
 import { NetworkBackendError } from '../host/network/port.js';
 import { KeyError } from '../host/replica/keys.js';
 import { ExitStatus } from '../host/exit-status.js';
-import { backupOptionsHelp, machineOptionsHelp, pairOptionsHelp, primaryOptionsHelp, replicationOptionsHelp, UsageError } from './options.js';
+import { backupOptionsHelp, machineOptionsHelp, pairOptionsHelp, primaryOptionsHelp, replicationOptionsHelp, standbyOptionsHelp, UsageError } from './options.js';
 import { runCommand, runOptionsHelp } from './commands/run.js';
-import { backupCommand, primaryCommand } from './commands/replica.js';
+import { backupCommand, primaryCommand, standbyCommand } from './commands/replica.js';
 import { pairCommand } from './commands/pair.js';
 import { statusCommand, statusHelp } from './commands/status.js';
 import { simulateCommand, simulateHelp } from './commands/simulate.js';
@@ -54,6 +54,14 @@ const commands: Record<string, Command> = {
     summary: 'run the backup of a pair, following the primary at --connect HOST:PORT',
     help: `usage: understudy backup --connect HOST:PORT (--kernel FILE | --guest linux) [options]\n\nRuns the backup of a pair on this host; its machine options must match the primary's.\n\n${machineOptionsHelp}\n${replicationOptionsHelp}\n${backupOptionsHelp}`,
     run: backupCommand,
+  },
+  standby: {
+    summary: 'wait on this host, and become the backup of whichever replica runs the VM unprotected',
+    help:
+      'usage: understudy standby --connect HOST:PORT[,HOST:PORT...] --listen HOST:PORT (--kernel FILE | --guest linux) [options]\n\n' +
+      'Waits on this host for a replica of the list to run the VM without a backup (its backup\nfailed, or it was promoted), and joins it as its backup; replicas with a backup, and\n' +
+      `addresses where nothing listens, are tried again every second. Its machine options must\nmatch the replicas'.\n\n${machineOptionsHelp}\n${replicationOptionsHelp}\n${standbyOptionsHelp}`,
+    run: standbyCommand,
   },
   status: {
     summary: "show a replica's or a pair's status (--port N, its --status-port)",

@@ -226,6 +226,14 @@ export const backupOptionsHelp = `backup options:
   --connect-timeout MS         keep trying to reach it this long (default 15000)
 `;
 
+export const standbyOptionsHelp = `standby options:
+  --connect HOST:PORT[,HOST:PORT...]
+                               the replicas' addresses (a primary's --listen, a backup's
+                               --listen): the standby becomes the backup of whichever runs the
+                               VM without one, whenever that happens (required)
+  --listen HOST:PORT           once promoted, take a backup of its own here (required)
+`;
+
 export const pairOptionsHelp = `pair options:
   --kill-primary-after MS      SIGKILL the primary this long after the backup has joined
   --kill-backup-after MS       SIGKILL the backup this long after it has joined

@@ -11,7 +11,7 @@ import { diskSlot } from '../machine/board.js';
 import { VirtualClock } from '../machine/clock.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import { ReplicaEnvironment } from '../replication/environment.js';
-import { optionsKey, type ReplicationOptions, type ReplicaStatus } from '../replication/replica.js';
+import { optionsKey, type ReplicaEnd, type ReplicationOptions, type ReplicaStatus } from '../replication/replica.js';
 import { HostClock } from './clocks.js';
 import { TerminalConsole, type ConsolePort } from './console.js';
 import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
@@ -19,7 +19,7 @@ import { IpcConsole, type ChildMessage } from './ipc-console.js';
 import { openArbiter } from './replica/arbiter.js';
 import { UnprotectedAlarm } from './alarm.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
-import type { ChannelSecurity, Endpoint } from './replica/transport.js';
+import { ReplicaStartError, type ChannelSecurity, type Endpoint } from './replica/transport.js';
 import type { ReplicaProcessStatus } from './status.js';
 import { openNetworks } from './network/backends.js';
 import { configKey } from '../machine/board.js';
@@ -49,6 +49,56 @@ export interface ReplicaSettings {
 
 /** Runs the replica to its end; returns the process's exit status. */
 export async function runReplicaProcess(settings: ReplicaSettings): Promise<number> {
+  return (await runReplicaOnce(settings)).status;
+}
+
+/** How long a standby waits between rounds of its replicas' addresses. */
+const standbyRetryMs = 1000;
+/** How long a standby keeps trying one address before it tries the next. */
+const standbyConnectMs = 500;
+
+/**
+ * `understudy standby`: a backup-to-be on a host of its own. It tries each replica address
+ * in turn until one is live without a backup (an unprotected VM) and takes it; busy replicas
+ * and addresses where nothing listens are tried again, quietly, every second. Once it has
+ * joined it is an ordinary backup (promoted, it listens at its own --listen for the next).
+ */
+export async function runStandby(settings: ReplicaSettings, replicas: readonly Endpoint[]): Promise<number> {
+  const where = replicas.map((endpoint) => `${endpoint.host}:${endpoint.port}`).join(', ');
+  process.stderr.write(`understudy standby: waiting to become the backup of whichever of ${where} runs the VM unprotected\n`);
+  for (;;) {
+    for (const endpoint of replicas) {
+      let attempt: ReplicaAttempt;
+      try {
+        attempt = await runReplicaOnce({ ...settings, role: 'backup', endpoint, connectTimeoutMs: standbyConnectMs, standby: true });
+      } catch (error) {
+        if (error instanceof ReplicaStartError && error.code === 'unreachable') continue;
+        throw error;
+      }
+      if (attempt.followed) return attempt.status;
+      // Refused because it has a backup, or gone during the join: another round. Anything
+      // else (another image, configuration, options, keys) will not change by waiting.
+      const retry = (attempt.end?.kind === 'refused' && attempt.end.code === 'busy') || attempt.end?.kind === 'no-state';
+      if (!retry) {
+        process.stderr.write(`understudy standby: ${attempt.reason}\n`);
+        return attempt.status;
+      }
+      if (settings.verbose) process.stderr.write(`[standby ${process.pid}] ${endpoint.host}:${endpoint.port}: ${attempt.reason}\n`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, standbyRetryMs));
+  }
+}
+
+interface ReplicaAttempt {
+  readonly status: number;
+  readonly reason: string;
+  /** How this replica's protocol core ended, if it ran to an end. */
+  readonly end: ReplicaEnd | undefined;
+  /** A backup that followed its primary (joined) at some point. */
+  readonly followed: boolean;
+}
+
+async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: boolean }): Promise<ReplicaAttempt> {
   const { role, machine, viaIpc } = settings;
   const tell = (message: ChildMessage): void => {
     if (viaIpc && process.connected) process.send!(message);
@@ -75,6 +125,7 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     tell({ type: 'log', line });
   };
   let previousRole: ReplicaStatus['role'] | undefined;
+  let followed = false;
   const alarm = new UnprotectedAlarm(settings.onUnprotected);
   const arbiter = openArbiter(settings.arbiter ?? defaultArbiterDirectory(machine), (line) => {
     say(line);
@@ -108,6 +159,9 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
           tell({ type: 'listening', port });
         },
         role: (newRole) => {
+          if (newRole === 'backup') followed = true;
+          if (settings.standby === true && newRole === 'joining') return; // a standby's attempts are quiet
+          if (settings.standby === true && newRole === 'backup') process.stderr.write(`understudy standby: joined ${settings.endpoint.host}:${settings.endpoint.port} as its backup\n`);
           say(`role: ${newRole}`);
           tell({ type: 'role', role: newRole });
           // Alone on a host, this process is the operator's only view: every change of
@@ -137,8 +191,9 @@ export async function runReplicaProcess(settings: ReplicaSettings): Promise<numb
     });
     await terminal.drain();
     tell({ type: 'finished', status: result.status, reason: result.reason, guestFinished: result.guest !== undefined });
-    if (!viaIpc && result.guest?.kind !== 'poweroff') process.stderr.write(`understudy ${role}: ${result.reason}\n`);
-    return result.status;
+    const quietAttempt = settings.standby === true && !followed;
+    if (!viaIpc && result.guest?.kind !== 'poweroff' && !quietAttempt) process.stderr.write(`understudy ${role}: ${result.reason}\n`);
+    return { status: result.status, reason: result.reason, end: result.end, followed };
   } finally {
     terminal.close();
     for (const port of networks.values()) port.close();

@@ -147,7 +147,7 @@ export class BackupReplica {
         this.clusterIdentifier = message.clusterId;
         return;
       case 'reject':
-        this.finish({ kind: 'refused' }, `the primary refused this backup: ${message.reason}`);
+        this.finish({ kind: 'refused', code: message.code }, `the primary refused this backup: ${message.reason}`);
         return;
       case 'state':
         this.logBytesReceived += wireBytes;

@@ -4,6 +4,7 @@
  * their own; production (TCP, files, the terminal) and the simulator (virtual time, a seeded
  * link) implement {@link ReplicaIo}.
  */
+import type { RejectCode } from './messages.js';
 import type { DiskRequest } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
@@ -207,7 +208,7 @@ export type GuestEnd = Exclude<PowerRequest, { kind: 'reset' }>;
 export type ReplicaEnd =
   | { readonly kind: 'guest'; readonly guest: GuestEnd }
   /** The primary refused this backup (another image, configuration or options; it is busy). */
-  | { readonly kind: 'refused' }
+  | { readonly kind: 'refused'; readonly code: RejectCode }
   /** The other replica is live (it won the arbiter): this one must stop. */
   | { readonly kind: 'not-live' }
   /** The backup's execution left the primary's. */

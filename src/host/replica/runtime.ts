@@ -13,7 +13,7 @@ import type { ReplicaEnvironment } from '../../replication/environment.js';
 import { encodeMessage, type Message, type ReplicaIdentity } from '../../replication/messages.js';
 import { PrimaryReplica, type Reboot } from '../../replication/primary.js';
 import { BackupReplica, type FailoverReport } from '../../replication/backup.js';
-import type { GuestEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
+import type { GuestEnd, ReplicaEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
 import type { ConsolePort } from '../console.js';
 import { consoleBacklogMaxBytes } from '../runner.js';
 import type { DiskImage } from '../disk-image.js';
@@ -87,6 +87,8 @@ export interface ReplicaProcessResult {
   readonly reason: string;
   /** How the guest ended, if it did (the whole VM is then done); undefined if only this replica stopped. */
   readonly guest: GuestEnd | undefined;
+  /** How the protocol core ended, if it did (not when the replica was quit). */
+  readonly end?: ReplicaEnd;
 }
 
 /** Runs a replica until the guest finishes or the replica stops. */
@@ -189,7 +191,7 @@ class ReplicaRuntime implements ReplicaIo {
       const result: StepResult = core.replica.step();
       link?.uncork();
       this.noticeRole(core);
-      if (result.kind === 'finished') return { status: replicaExitStatus(result.end), reason: result.reason, guest: result.end.kind === 'guest' ? result.end.guest : undefined };
+      if (result.kind === 'finished') return { status: replicaExitStatus(result.end), reason: result.reason, guest: result.end.kind === 'guest' ? result.end.guest : undefined, end: result.end };
       if (result.kind === 'progress') {
         if (performance.now() - lastYieldMs > hostYieldIntervalMs) {
           await yieldToHost();

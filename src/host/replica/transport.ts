@@ -86,6 +86,11 @@ function describeTlsError(error: NodeJS.ErrnoException): string {
 /** The replica could not start (the primary is unreachable, the port is taken...). */
 export class ReplicaStartError extends Error {
   override readonly name = 'ReplicaStartError';
+
+  /** `unreachable`: nothing listens there (yet); worth trying again later, as a standby does. */
+  constructor(message: string, readonly code: 'unreachable' | 'other' = 'other') {
+    super(message);
+  }
 }
 
 /** The connection to the peer, once joined. */
@@ -346,7 +351,7 @@ export async function connectToPrimary(endpoint: Endpoint, timeoutMs: number, ha
       const code = (error as NodeJS.ErrnoException).code;
       if (error instanceof ReplicaStartError) throw error;
       if (code !== 'ECONNREFUSED' || Date.now() > deadline) {
-        throw new ReplicaStartError(`cannot reach the primary at ${endpoint.host}:${endpoint.port}: ${code ?? String(error)}`);
+        throw new ReplicaStartError(`cannot reach the primary at ${endpoint.host}:${endpoint.port}: ${code ?? String(error)}`, code === 'ECONNREFUSED' ? 'unreachable' : 'other');
       }
       await new Promise((resolve) => setTimeout(resolve, connectRetryIntervalMs));
     }

@@ -11,11 +11,19 @@
  * and raises illegal-instruction for the reserved ones before calling here).
  *
  * Sign injection and NaN-boxing are bit work and live here too; moves (fmv) are the CPU's.
+ *
+ * Each operation first tries a fast path (host.ts: the host's IEEE double arithmetic, where
+ * the standard guarantees our result and the flags are computed exactly; comparisons and
+ * classes on the bits), and otherwise the exact core (core.ts), which decides every hard case.
  */
 import {
-  add, binary32, binary64, classify, compare, convert, div, FpuState, fromInteger, minMax, mul, mulAdd, sqrt, sub,
+  add, binary32, binary64, convert, div, FFlag, FpuState, fromInteger, minMax, mul, mulAdd, Rounding, sqrt, sub,
   toInteger,
 } from './core.js';
+import {
+  doubleValue, fastAdd32, fastAdd64, fastDiv32, fastDiv64, fastMul32, fastMul64, fastMulAdd32, fastSqrt32, fastSqrt64,
+  integerToDouble, roundToIntegral, singleToDouble, singleValue,
+} from './host.js';
 
 export { FFlag, FpuState, Rounding, roundingModeMax } from './core.js';
 
@@ -51,26 +59,50 @@ export const nanBoxHigh = 0xffff_ffff;
 // ---------------------------------------------------------------- binary32
 
 export function f32Add(state: FpuState, a: number, b: number, rounding: number): number {
+  if (rounding === Rounding.RNE) {
+    const fast = fastAdd32(state, a, b);
+    if (fast >= 0) return fast;
+  }
   return Number(add(binary32, BigInt(a >>> 0), BigInt(b >>> 0), rounding, state));
 }
 
 export function f32Sub(state: FpuState, a: number, b: number, rounding: number): number {
+  if (rounding === Rounding.RNE) {
+    const fast = fastAdd32(state, a, (b ^ sign32) >>> 0);
+    if (fast >= 0) return fast;
+  }
   return Number(sub(binary32, BigInt(a >>> 0), BigInt(b >>> 0), rounding, state));
 }
 
 export function f32Mul(state: FpuState, a: number, b: number, rounding: number): number {
+  if (rounding === Rounding.RNE) {
+    const fast = fastMul32(state, a, b);
+    if (fast >= 0) return fast;
+  }
   return Number(mul(binary32, BigInt(a >>> 0), BigInt(b >>> 0), rounding, state));
 }
 
 export function f32Div(state: FpuState, a: number, b: number, rounding: number): number {
+  if (rounding === Rounding.RNE) {
+    const fast = fastDiv32(state, a, b);
+    if (fast >= 0) return fast;
+  }
   return Number(div(binary32, BigInt(a >>> 0), BigInt(b >>> 0), rounding, state));
 }
 
 export function f32Sqrt(state: FpuState, a: number, rounding: number): number {
+  if (rounding === Rounding.RNE) {
+    const fast = fastSqrt32(state, a);
+    if (fast >= 0) return fast;
+  }
   return Number(sqrt(binary32, BigInt(a >>> 0), rounding, state));
 }
 
 function f32MulAdd(state: FpuState, a: number, b: number, c: number, negateProduct: boolean, negateAddend: boolean, rounding: number): number {
+  if (rounding === Rounding.RNE) {
+    const fast = fastMulAdd32(state, a, b, c, negateProduct, negateAddend);
+    if (fast >= 0) return fast;
+  }
   return Number(mulAdd(binary32, BigInt(a >>> 0), BigInt(b >>> 0), BigInt(c >>> 0), negateProduct, negateAddend, rounding, state));
 }
 
@@ -94,31 +126,68 @@ export function f32Fnmadd(state: FpuState, a: number, b: number, c: number, roun
   return f32MulAdd(state, a, b, c, true, true, rounding);
 }
 
+const isNaN32 = (bits: number): boolean => (bits & 0x7fff_ffff) > 0x7f80_0000;
+const isSignalling32 = (bits: number): boolean => isNaN32(bits) && (bits & 0x0040_0000) === 0;
+
+/** fmin.s/fmax.s (IEEE 754-2019 minimumNumber/maximumNumber, -0 < +0: 11.6). */
+function f32MinMax(state: FpuState, a: number, b: number, wantMax: boolean): number {
+  if (isNaN32(a) || isNaN32(b)) return Number(minMax(binary32, BigInt(a >>> 0), BigInt(b >>> 0), wantMax, state));
+  const x = singleValue(a);
+  const y = singleValue(b);
+  if (x === y) return (((a | 0) < 0) !== wantMax ? a : b) >>> 0; // equal: only the zeros' signs differ
+  return ((x < y) !== wantMax ? a : b) >>> 0;
+}
+
 export function f32Min(state: FpuState, a: number, b: number): number {
-  return Number(minMax(binary32, BigInt(a >>> 0), BigInt(b >>> 0), false, state));
+  return f32MinMax(state, a, b, false);
 }
 
 export function f32Max(state: FpuState, a: number, b: number): number {
-  return Number(minMax(binary32, BigInt(a >>> 0), BigInt(b >>> 0), true, state));
+  return f32MinMax(state, a, b, true);
 }
 
 /** feq.s: 1 or 0; NV only for a signalling NaN. */
 export function f32Eq(state: FpuState, a: number, b: number): number {
-  return compare(binary32, BigInt(a >>> 0), BigInt(b >>> 0), 'eq', state);
+  if (isNaN32(a) || isNaN32(b)) {
+    if (isSignalling32(a) || isSignalling32(b)) state.flags |= FFlag.NV;
+    return 0;
+  }
+  return singleValue(a) === singleValue(b) ? 1 : 0;
 }
 
 /** flt.s: 1 or 0; NV for any NaN. */
 export function f32Lt(state: FpuState, a: number, b: number): number {
-  return compare(binary32, BigInt(a >>> 0), BigInt(b >>> 0), 'lt', state);
+  if (isNaN32(a) || isNaN32(b)) {
+    state.flags |= FFlag.NV;
+    return 0;
+  }
+  return singleValue(a) < singleValue(b) ? 1 : 0;
 }
 
 /** fle.s: 1 or 0; NV for any NaN. */
 export function f32Le(state: FpuState, a: number, b: number): number {
-  return compare(binary32, BigInt(a >>> 0), BigInt(b >>> 0), 'le', state);
+  if (isNaN32(a) || isNaN32(b)) {
+    state.flags |= FFlag.NV;
+    return 0;
+  }
+  return singleValue(a) <= singleValue(b) ? 1 : 0;
+}
+
+/** fclass's one-hot mask (11.9): bit 0 -inf ... bit 7 +inf, 8 signalling NaN, 9 quiet NaN. */
+function classOf(negative: boolean, field: number, fieldMax: number, fractionZero: boolean, quiet: boolean): number {
+  if (field === fieldMax) {
+    if (!fractionZero) return quiet ? 1 << 9 : 1 << 8;
+    return negative ? 1 << 0 : 1 << 7;
+  }
+  if (field === 0) {
+    if (fractionZero) return negative ? 1 << 3 : 1 << 4;
+    return negative ? 1 << 2 : 1 << 5;
+  }
+  return negative ? 1 << 1 : 1 << 6;
 }
 
 export function f32Class(a: number): number {
-  return classify(binary32, BigInt(a >>> 0));
+  return classOf((a | 0) < 0, (a >>> 23) & 0xff, 0xff, (a & 0x7f_ffff) === 0, (a & 0x40_0000) !== 0);
 }
 
 /** fsgnj.s: a's magnitude, b's sign. */
@@ -138,48 +207,58 @@ export function f32SignInjectXor(a: number, b: number): number {
 
 /** fcvt.w.s: an int32. */
 export function f32ToI32(state: FpuState, a: number, rounding: number): number {
+  if (((a >>> 23) & 0xff) !== 0xff) return doubleToI32(state, singleValue(a), rounding);
   return toInteger(binary32, BigInt(a >>> 0), false, rounding, state) | 0;
 }
 
 /** fcvt.wu.s: a uint32 (the CPU sign-extends it into x registers). */
 export function f32ToU32(state: FpuState, a: number, rounding: number): number {
+  if (((a >>> 23) & 0xff) !== 0xff) return doubleToU32(state, singleValue(a), rounding);
   return toInteger(binary32, BigInt(a >>> 0), true, rounding, state) >>> 0;
 }
 
 /** fcvt.s.w: from an int32. */
 export function i32ToF32(state: FpuState, value: number, rounding: number): number {
+  if (rounding === Rounding.RNE) return integerToSingle(state, value | 0);
   return Number(fromInteger(binary32, value | 0, rounding, state));
 }
 
 /** fcvt.s.wu: from a uint32. */
 export function u32ToF32(state: FpuState, value: number, rounding: number): number {
+  if (rounding === Rounding.RNE) return integerToSingle(state, value >>> 0);
   return Number(fromInteger(binary32, value >>> 0, rounding, state));
 }
 
 /** fcvt.d.s: exact; the result in state.high/low. */
 export function f32ToF64(state: FpuState, a: number): void {
+  if (!isNaN32(a)) return singleToDouble(state, a);
   set64(state, convert(binary32, binary64, BigInt(a >>> 0), 0, state));
 }
 
 // ---------------------------------------------------------------- binary64
 
 export function f64Add(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
+  if (rounding === Rounding.RNE && fastAdd64(state, aHigh, aLow, bHigh, bLow)) return;
   set64(state, add(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Sub(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
+  if (rounding === Rounding.RNE && fastAdd64(state, aHigh, aLow, (bHigh ^ sign32) >>> 0, bLow)) return;
   set64(state, sub(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Mul(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
+  if (rounding === Rounding.RNE && fastMul64(state, aHigh, aLow, bHigh, bLow)) return;
   set64(state, mul(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Div(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
+  if (rounding === Rounding.RNE && fastDiv64(state, aHigh, aLow, bHigh, bLow)) return;
   set64(state, div(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Sqrt(state: FpuState, aHigh: number, aLow: number, rounding: number): void {
+  if (rounding === Rounding.RNE && fastSqrt64(state, aHigh, aLow)) return;
   set64(state, sqrt(binary64, bits64(aHigh, aLow), rounding, state));
 }
 
@@ -211,31 +290,58 @@ export function f64Fnmadd(state: FpuState, aHigh: number, aLow: number, bHigh: n
   f64MulAdd(state, true, true, aHigh, aLow, bHigh, bLow, cHigh, cLow, rounding);
 }
 
+const isNaN64 = (high: number, low: number): boolean => (high & 0x7ff0_0000) === 0x7ff0_0000 && ((high & 0xf_ffff) | low) !== 0;
+const isSignalling64 = (high: number, low: number): boolean => isNaN64(high, low) && (high & 0x8_0000) === 0;
+
+/** fmin.d/fmax.d (IEEE 754-2019 minimumNumber/maximumNumber, -0 < +0: 11.6). */
+function f64MinMax(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, wantMax: boolean): void {
+  if (isNaN64(aHigh, aLow) || isNaN64(bHigh, bLow)) {
+    return set64(state, minMax(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), wantMax, state));
+  }
+  const x = doubleValue(aHigh, aLow);
+  const y = doubleValue(bHigh, bLow);
+  const pickA = x === y ? ((aHigh | 0) < 0) !== wantMax : (x < y) !== wantMax;
+  state.high = (pickA ? aHigh : bHigh) >>> 0;
+  state.low = (pickA ? aLow : bLow) >>> 0;
+}
+
 export function f64Min(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): void {
-  set64(state, minMax(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), false, state));
+  f64MinMax(state, aHigh, aLow, bHigh, bLow, false);
 }
 
 export function f64Max(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): void {
-  set64(state, minMax(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), true, state));
+  f64MinMax(state, aHigh, aLow, bHigh, bLow, true);
 }
 
 /** feq.d: 1 or 0; NV only for a signalling NaN. */
 export function f64Eq(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): number {
-  return compare(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), 'eq', state);
+  if (isNaN64(aHigh, aLow) || isNaN64(bHigh, bLow)) {
+    if (isSignalling64(aHigh, aLow) || isSignalling64(bHigh, bLow)) state.flags |= FFlag.NV;
+    return 0;
+  }
+  return doubleValue(aHigh, aLow) === doubleValue(bHigh, bLow) ? 1 : 0;
 }
 
 /** flt.d: 1 or 0; NV for any NaN. */
 export function f64Lt(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): number {
-  return compare(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), 'lt', state);
+  if (isNaN64(aHigh, aLow) || isNaN64(bHigh, bLow)) {
+    state.flags |= FFlag.NV;
+    return 0;
+  }
+  return doubleValue(aHigh, aLow) < doubleValue(bHigh, bLow) ? 1 : 0;
 }
 
 /** fle.d: 1 or 0; NV for any NaN. */
 export function f64Le(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): number {
-  return compare(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), 'le', state);
+  if (isNaN64(aHigh, aLow) || isNaN64(bHigh, bLow)) {
+    state.flags |= FFlag.NV;
+    return 0;
+  }
+  return doubleValue(aHigh, aLow) <= doubleValue(bHigh, bLow) ? 1 : 0;
 }
 
 export function f64Class(high: number, low: number): number {
-  return classify(binary64, bits64(high, low));
+  return classOf((high | 0) < 0, (high >>> 20) & 0x7ff, 0x7ff, ((high & 0xf_ffff) | low) === 0, (high & 0x8_0000) !== 0);
 }
 
 /** fsgnj.d, fsgnjn.d, fsgnjx.d act on the high half only: the result's high half. */
@@ -253,25 +359,82 @@ export function f64SignInjectXorHigh(aHigh: number, bHigh: number): number {
 
 /** fcvt.w.d: an int32. */
 export function f64ToI32(state: FpuState, high: number, low: number, rounding: number): number {
+  if ((high & 0x7ff0_0000) !== 0x7ff0_0000) return doubleToI32(state, doubleValue(high, low), rounding);
   return toInteger(binary64, bits64(high, low), false, rounding, state) | 0;
 }
 
 /** fcvt.wu.d: a uint32. */
 export function f64ToU32(state: FpuState, high: number, low: number, rounding: number): number {
+  if ((high & 0x7ff0_0000) !== 0x7ff0_0000) return doubleToU32(state, doubleValue(high, low), rounding);
   return toInteger(binary64, bits64(high, low), true, rounding, state) >>> 0;
 }
 
 /** fcvt.d.w: exact. */
 export function i32ToF64(state: FpuState, value: number): void {
-  set64(state, fromInteger(binary64, value | 0, 0, state));
+  integerToDouble(state, value | 0);
 }
 
 /** fcvt.d.wu: exact. */
 export function u32ToF64(state: FpuState, value: number): void {
-  set64(state, fromInteger(binary64, value >>> 0, 0, state));
+  integerToDouble(state, value >>> 0);
 }
 
 /** fcvt.s.d: rounded; returns the single. */
 export function f64ToF32(state: FpuState, high: number, low: number, rounding: number): number {
+  if (rounding === Rounding.RNE && (high & 0x7ff0_0000) !== 0x7ff0_0000) {
+    // Math.fround is binary64 -> binary32 in RNE; tiny and overflowing results go to the core.
+    const value = doubleValue(high, low);
+    const rounded = Math.fround(value);
+    const magnitude = Math.abs(rounded);
+    if (magnitude > minNormal32 && magnitude !== Infinity) {
+      if (rounded !== value) state.flags |= FFlag.NX;
+      float32Scratch[0] = rounded;
+      return float32Words[0]!;
+    }
+  }
   return Number(convert(binary64, binary32, bits64(high, low), rounding, state));
+}
+
+// ---------------------------------------------------------------- conversion helpers
+
+const minNormal32 = 2 ** -126;
+const float32Scratch = new Float32Array(1);
+const float32Words = new Uint32Array(float32Scratch.buffer);
+
+/** fcvt.s.w[u] in RNE: Math.fround of an exact integer rounds once. */
+function integerToSingle(state: FpuState, value: number): number {
+  const rounded = Math.fround(value);
+  if (rounded !== value) state.flags |= FFlag.NX;
+  float32Scratch[0] = rounded;
+  return float32Words[0]!;
+}
+
+/** A finite value to an int32 (11.7: out of range saturates with NV and no NX). */
+function doubleToI32(state: FpuState, value: number, rounding: number): number {
+  const rounded = roundToIntegral(value, rounding);
+  if (rounded > 0x7fff_ffff) {
+    state.flags |= FFlag.NV;
+    return 0x7fff_ffff;
+  }
+  if (rounded < -0x8000_0000) {
+    state.flags |= FFlag.NV;
+    return -0x8000_0000;
+  }
+  if (rounded !== value) state.flags |= FFlag.NX;
+  return rounded | 0;
+}
+
+/** A finite value to a uint32 (11.7: below 0 after rounding gives 0 with NV). */
+function doubleToU32(state: FpuState, value: number, rounding: number): number {
+  const rounded = roundToIntegral(value, rounding);
+  if (rounded > 0xffff_ffff) {
+    state.flags |= FFlag.NV;
+    return 0xffff_ffff;
+  }
+  if (rounded < 0) {
+    state.flags |= FFlag.NV;
+    return 0;
+  }
+  if (rounded !== value) state.flags |= FFlag.NX;
+  return rounded >>> 0;
 }

@@ -1,0 +1,258 @@
+/**
+ * Fast paths on the host's IEEE 754 double arithmetic, taken only where the standard
+ * guarantees the same correctly rounded result as core.ts AND the flags can be computed
+ * exactly; every function returns false (and has changed nothing) when it cannot prove that,
+ * and the caller falls back to the exact core.
+ *
+ * What IEEE 754 guarantees and these rely on (JavaScript numbers are binary64, RNE):
+ * - +, -, *, /, sqrt on doubles are correctly rounded to nearest-even (IEEE 5.1, 5.4.1);
+ *   comparisons are exact; conversions between integers below 2^53 and doubles are exact;
+ *   Math.fround rounds a double to binary32 to nearest-even (ECMA-262 Math.fround).
+ * - Rounding to double and then to single is the same as rounding once, for one +, -, *, /
+ *   or sqrt of singles, because 53 >= 2 * 24 + 2 (Figueroa, "When is double rounding
+ *   innocuous?", 1995); for a product of singles there is no first rounding at all (48 bits).
+ * - TwoSum (Knuth) gives the exact error of a rounded sum, and Dekker's product with
+ *   Veltkamp's split the exact error of a rounded product, when nothing overflows or
+ *   underflows; the guards below keep exponents far from both ends.
+ * Tininess (after rounding) is never decided here: a result at or below the smallest normal
+ * number, an overflow, a zero result and any NaN, infinity, zero or subnormal operand go to
+ * the core. Only RNE is taken here for rounded arithmetic; the directed modes go to the core.
+ */
+import { assert } from '../../assert.js';
+import { FFlag, FpuState } from './core.js';
+
+const float64 = new Float64Array(1);
+const float32 = new Float32Array(float64.buffer, 0, 1);
+const words = new Uint32Array(float64.buffer);
+float64[0] = 1;
+assert(words[1] === 0x3ff0_0000, 'the FPU fast paths assume a little-endian host');
+
+function toDouble(high: number, low: number): number {
+  words[0] = low;
+  words[1] = high;
+  return float64[0]!;
+}
+
+/** Writes a double result into state.high/low (never a NaN: NaNs do not come here). */
+function setDouble(state: FpuState, value: number): void {
+  float64[0] = value;
+  state.low = words[0]!;
+  state.high = words[1]!;
+}
+
+function toSingle(bits: number): number {
+  words[0] = bits;
+  return float32[0]!;
+}
+
+/** A single's bits; value must already be a single (Math.fround). */
+function singleBits(value: number): number {
+  float32[0] = value;
+  return words[0]!;
+}
+
+const fieldBias64 = 1023;
+/** Operands of * / sqrt on doubles within 2^±480: products' exact errors stay representable. */
+const exponentSpread64 = 480;
+const minNormal64 = 2 ** -1022;
+const minNormal32 = 2 ** -126;
+const maxFinite32 = (2 - 2 ** -23) * 2 ** 127;
+const splitter = 2 ** 27 + 1; // Veltkamp: splits a double into two 26-bit halves
+
+/** The exponent field of a double from its high word. */
+const field64 = (high: number): number => (high >>> 20) & 0x7ff;
+
+/** The error of the last `twoProduct`: a * b = product + productError exactly. */
+let productError = 0;
+
+/** Dekker's exact product: returns fl(a * b), leaves the exact error in productError. */
+function twoProduct(a: number, b: number): number {
+  const product = a * b;
+  let t = splitter * a;
+  const aHigh = t - (t - a);
+  const aLow = a - aHigh;
+  t = splitter * b;
+  const bHigh = t - (t - b);
+  const bLow = b - bHigh;
+  productError = ((aHigh * bHigh - product) + aHigh * bLow + aLow * bHigh) + aLow * bLow;
+  return product;
+}
+
+function middle64(high: number): boolean {
+  const field = field64(high);
+  return field >= fieldBias64 - exponentSpread64 && field <= fieldBias64 + exponentSpread64;
+}
+
+// ---------------------------------------------------------------- binary64, RNE
+
+/** Normal operands below 2^1022 in magnitude. */
+function addable64(high: number): boolean {
+  const field = field64(high);
+  return field !== 0 && field < 2045;
+}
+
+export function fastAdd64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
+  if (!addable64(aHigh) || !addable64(bHigh)) return false;
+  const a = toDouble(aHigh, aLow);
+  const b = toDouble(bHigh, bLow);
+  const sum = a + b;
+  const magnitude = Math.abs(sum);
+  if (!(magnitude > minNormal64) || magnitude >= 2 ** 1022) return false;
+  // TwoSum: the exact error of the rounded sum.
+  const bVirtual = sum - a;
+  const error = (a - (sum - bVirtual)) + (b - bVirtual);
+  if (error !== 0) state.flags |= FFlag.NX;
+  setDouble(state, sum);
+  return true;
+}
+
+export function fastMul64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
+  if (!middle64(aHigh) || !middle64(bHigh)) return false;
+  const product = twoProduct(toDouble(aHigh, aLow), toDouble(bHigh, bLow));
+  if (productError !== 0) state.flags |= FFlag.NX;
+  setDouble(state, product);
+  return true;
+}
+
+export function fastDiv64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
+  if (!middle64(aHigh) || !middle64(bHigh)) return false;
+  const a = toDouble(aHigh, aLow);
+  const b = toDouble(bHigh, bLow);
+  const quotient = a / b;
+  // Exact iff quotient * b is exactly a (the quotient of normals in 2^±480 is far from both ends).
+  const product = twoProduct(quotient, b);
+  if (product !== a || productError !== 0) state.flags |= FFlag.NX;
+  setDouble(state, quotient);
+  return true;
+}
+
+export function fastSqrt64(state: FpuState, high: number, low: number): boolean {
+  if ((high | 0) < 0 || !middle64(high)) return false;
+  const root = Math.sqrt(toDouble(high, low));
+  const square = twoProduct(root, root);
+  if (square !== toDouble(high, low) || productError !== 0) state.flags |= FFlag.NX;
+  setDouble(state, root);
+  return true;
+}
+
+// ---------------------------------------------------------------- binary32, RNE
+
+/** A normal single (not zero, subnormal, infinite or NaN). */
+const normal32 = (bits: number): boolean => {
+  const field = (bits >>> 23) & 0xff;
+  return field !== 0 && field !== 0xff;
+};
+
+/** Rounds an exactly known value `value + error` (error tiny beside value) to single. */
+function finishSingle(state: FpuState, rounded: number, inexact: boolean): number {
+  const magnitude = Math.abs(rounded);
+  if (!(magnitude > minNormal32) || magnitude > maxFinite32) return -1;
+  if (inexact) state.flags |= FFlag.NX;
+  return singleBits(rounded);
+}
+
+/** fadd.s in RNE, or -1 when the core must do it. */
+export function fastAdd32(state: FpuState, a: number, b: number): number {
+  if (!normal32(a) || !normal32(b)) return -1;
+  const x = toSingle(a);
+  const y = toSingle(b);
+  const sum = x + y;
+  const yVirtual = sum - x;
+  const error = (x - (sum - yVirtual)) + (y - yVirtual);
+  const rounded = Math.fround(sum);
+  return finishSingle(state, rounded, rounded !== sum || error !== 0);
+}
+
+export function fastMul32(state: FpuState, a: number, b: number): number {
+  if (!normal32(a) || !normal32(b)) return -1;
+  const product = toSingle(a) * toSingle(b); // exact: 48 bits
+  const rounded = Math.fround(product);
+  return finishSingle(state, rounded, rounded !== product);
+}
+
+export function fastDiv32(state: FpuState, a: number, b: number): number {
+  if (!normal32(a) || !normal32(b)) return -1;
+  const x = toSingle(a);
+  const y = toSingle(b);
+  const rounded = Math.fround(x / y);
+  // rounded * y has at most 48 bits: exact in a double, so this tests exactness exactly.
+  return finishSingle(state, rounded, rounded * y !== x);
+}
+
+export function fastSqrt32(state: FpuState, a: number): number {
+  if ((a | 0) < 0 || !normal32(a)) return -1;
+  const x = toSingle(a);
+  const rounded = Math.fround(Math.sqrt(x));
+  return finishSingle(state, rounded, rounded * rounded !== x);
+}
+
+/**
+ * (-1)^negateProduct a * b + (-1)^negateAddend c in RNE with one rounding: the product of
+ * singles is exact in a double; TwoSum gives the sum's exact error; the one case where
+ * rounding the double sum to single differs from rounding the exact sum is a double sum that
+ * lies exactly halfway between two singles, where the error's sign decides.
+ */
+export function fastMulAdd32(state: FpuState, a: number, b: number, c: number, negateProduct: boolean, negateAddend: boolean): number {
+  if (!normal32(a) || !normal32(b) || !normal32(c)) return -1;
+  const product = negateProduct ? -(toSingle(a) * toSingle(b)) : toSingle(a) * toSingle(b);
+  const addend = negateAddend ? -toSingle(c) : toSingle(c);
+  const sum = product + addend;
+  const addendVirtual = sum - product;
+  const error = (product - (sum - addendVirtual)) + (addend - addendVirtual);
+  let rounded = Math.fround(sum);
+  if (error !== 0 && rounded !== sum) {
+    const magnitude = Math.abs(rounded);
+    if (!(magnitude > minNormal32) || magnitude > maxFinite32) return -1;
+    // The single on the other side of sum from rounded.
+    const bits = singleBits(rounded);
+    const away = (sum > rounded) === (rounded > 0) ? bits + 1 : bits - 1;
+    const other = toSingle(away >>> 0);
+    if (sum - rounded === other - sum && (error > 0) === (sum > rounded)) rounded = other;
+  }
+  return finishSingle(state, rounded, rounded !== sum || error !== 0);
+}
+
+// ---------------------------------------------------------------- exact, any mode
+
+/** fcvt.d.w and fcvt.d.wu: every 32-bit integer is a double. */
+export function integerToDouble(state: FpuState, value: number): void {
+  setDouble(state, value);
+}
+
+/** fcvt.d.s for anything but a NaN (the caller checks): widening is exact. */
+export function singleToDouble(state: FpuState, bits: number): void {
+  setDouble(state, toSingle(bits));
+}
+
+/** A double's value from its words, for comparisons (not NaN: the caller checks). */
+export function doubleValue(high: number, low: number): number {
+  return toDouble(high, low);
+}
+
+/** A single's value, for comparisons and conversions (not NaN). */
+export function singleValue(bits: number): number {
+  return toSingle(bits);
+}
+
+/**
+ * A finite double rounded to an integral value as the mode says, in exact double arithmetic:
+ * on the magnitude, floor is exact and so is magnitude - floor (a multiple of the magnitude's
+ * unit in the last place, below it); above 2^52 every double is integral already.
+ */
+export function roundToIntegral(value: number, rounding: number): number {
+  const magnitude = Math.abs(value);
+  const floor = Math.floor(magnitude);
+  const fraction = magnitude - floor;
+  if (fraction === 0) return value;
+  const negative = value < 0;
+  let up: boolean;
+  switch (rounding) {
+    case 0: up = fraction > 0.5 || (fraction === 0.5 && floor % 2 !== 0); break;
+    case 1: up = false; break;
+    case 2: up = negative; break;
+    case 3: up = !negative; break;
+    default: up = fraction >= 0.5;
+  }
+  const rounded = up ? floor + 1 : floor;
+  return negative ? -rounded : rounded;
+}

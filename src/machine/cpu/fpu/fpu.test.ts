@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import * as fpu from './index.js';
 import { FFlag, FpuState, Rounding } from './index.js';
 import { Prng } from '../../../simulator/prng.js';
+import * as core from './core.js';
 
 const { NV, DZ, OF, UF, NX } = { NV: FFlag.NV, DZ: FFlag.DZ, OF: FFlag.OF, UF: FFlag.UF, NX: FFlag.NX };
 const { RNE, RTZ, RDN, RUP, RMM } = { RNE: Rounding.RNE, RTZ: Rounding.RTZ, RDN: Rounding.RDN, RUP: Rounding.RUP, RMM: Rounding.RMM };
@@ -310,4 +311,63 @@ test('f32 in RNE agrees with the host: one operation in double, then one roundin
     assert.equal(hex32(fpu.f32Div(state, a, b, RNE)), hex32(bits(Math.fround(single(a) / single(b)))));
     assert.equal(hex32(fpu.f32Sqrt(state, a & 0x7fff_ffff, RNE)), hex32(bits(Math.fround(Math.sqrt(single(a & 0x7fff_ffff))))));
   }
+});
+
+/**
+ * The fast paths (host.ts) against the exact core (core.ts) on operands they take, with
+ * cancellation and ties made likely: the same bits and flags, or the fast path declined.
+ */
+test('fast paths agree with the exact core, bit for bit and flag for flag', () => {
+  const random = new Prng(17);
+  const view = new DataView(new ArrayBuffer(8));
+  const toBits = (value: number): bigint => {
+    view.setFloat64(0, value);
+    return view.getBigUint64(0);
+  };
+  const half = (bits: bigint): [number, number] => [Number(bits >> 32n), Number(bits & 0xffff_ffffn)];
+  const ordinary = (): number => {
+    // Few significant bits, or runs of ones, now and then: products and sums land on ties.
+    const kind = random.int(0, 3);
+    const significand = kind === 0 ? random.int(1, 255) : kind === 1 ? 2 - 2 ** -random.int(1, 52) : kind === 2 ? 1 + 2 ** -random.int(1, 52) : random.float() + 1;
+    return (random.chance(0.5) ? -1 : 1) * significand * 2 ** random.int(-60, 60);
+  };
+  let compared = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const a = ordinary();
+    const b = ordinary();
+    const product = a * b;
+    const c = random.chance(0.5) ? -product * (1 + (random.chance(0.5) ? 0 : random.int(-3, 3) * 2 ** -52)) : ordinary();
+    const [aBits, bBits, cBits] = [toBits(a), toBits(b), toBits(c)];
+    const negateProduct = random.chance(0.5);
+    const negateAddend = random.chance(0.5);
+    const exact = new FpuState();
+    const expected = core.mulAdd(core.binary64, aBits, bBits, cBits, negateProduct, negateAddend, RNE, exact);
+    const ours = new FpuState();
+    const call = negateProduct ? (negateAddend ? fpu.f64Fnmadd : fpu.f64Fnmsub) : negateAddend ? fpu.f64Fmsub : fpu.f64Fmadd;
+    call(ours, ...half(aBits), ...half(bBits), ...half(cBits), RNE);
+    assert.equal(hex32(ours.high) + hex32(ours.low), expected.toString(16).padStart(16, '0'), `fma ${a} ${b} ${c} ${negateProduct} ${negateAddend}`);
+    assert.equal(ours.flags, exact.flags, `fma flags ${a} ${b} ${c}`);
+    // Singles: the same operands rounded to single.
+    const [x, y, z] = [a, b, c].map((value) => {
+      view.setFloat32(0, value);
+      return view.getUint32(0);
+    }) as [number, number, number];
+    const exact32 = new FpuState();
+    const expected32 = core.mulAdd(core.binary32, BigInt(x), BigInt(y), BigInt(z), negateProduct, negateAddend, RNE, exact32);
+    const ours32 = new FpuState();
+    const call32 = negateProduct ? (negateAddend ? fpu.f32Fnmadd : fpu.f32Fnmsub) : negateAddend ? fpu.f32Fmsub : fpu.f32Fmadd;
+    assert.equal(hex32(call32(ours32, x, y, z, RNE)), hex32(Number(expected32)), `fma.s ${x} ${y} ${z}`);
+    assert.equal(ours32.flags, exact32.flags);
+    for (const [name, ours64, core64] of [
+      ['add', fpu.f64Add, core.add], ['sub', fpu.f64Sub, core.sub], ['mul', fpu.f64Mul, core.mul], ['div', fpu.f64Div, core.div],
+    ] as const) {
+      const st = new FpuState();
+      ours64(st, ...half(aBits), ...half(cBits), RNE);
+      const ex = new FpuState();
+      assert.equal(hex32(st.high) + hex32(st.low), core64(core.binary64, aBits, cBits, RNE, ex).toString(16).padStart(16, '0'), `${name} ${a} ${c}`);
+      assert.equal(st.flags, ex.flags, `${name} flags ${a} ${c}`);
+    }
+    compared++;
+  }
+  assert.equal(compared, 20_000);
 });

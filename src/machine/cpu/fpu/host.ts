@@ -135,6 +135,65 @@ export function fastSqrt64(state: FpuState, high: number, low: number): boolean 
   return true;
 }
 
+/** Operands of the emulated FMA within 2^±400: products, errors and sums stay far from both ends. */
+function fusable64(high: number): boolean {
+  const field = field64(high);
+  return field >= fieldBias64 - 400 && field <= fieldBias64 + 400;
+}
+
+/**
+ * (-1)^negateProduct a * b + (-1)^negateAddend c in RNE with one rounding, on doubles: Boldo
+ * and Melquiond's emulated FMA ("Emulation of FMA and correctly rounded sums: proved algorithms
+ * using rounding to odd", IEEE Trans. Computers 57(4), 2008, Algorithm 5.4 with p >= 5, no
+ * underflow or overflow): the exact product uh + ul (Dekker), th + tl = c + uh exactly
+ * (TwoSum), v = tl + ul rounded to odd, result = RN(th + v).
+ */
+export function fastMulAdd64(
+  state: FpuState, negateProduct: boolean, negateAddend: boolean,
+  aHigh: number, aLow: number, bHigh: number, bLow: number, cHigh: number, cLow: number,
+): boolean {
+  if (!fusable64(aHigh) || !fusable64(bHigh) || !fusable64(cHigh)) return false;
+  let productHigh = twoProduct(toDouble(aHigh, aLow), toDouble(bHigh, bLow));
+  let productLow = productError;
+  if (negateProduct) {
+    productHigh = -productHigh;
+    productLow = -productLow;
+  }
+  const addend = negateAddend ? -toDouble(cHigh, cLow) : toDouble(cHigh, cLow);
+  const sumHigh = productHigh + addend;
+  let virtual = sumHigh - addend;
+  const sumLow = (addend - (sumHigh - virtual)) + (productHigh - virtual);
+  // v = RO(sumLow + productLow): the rounded sum, moved one ulp towards its error when that
+  // error is not zero and the sum's last bit is even.
+  let v = sumLow + productLow;
+  virtual = v - sumLow;
+  const vError = (sumLow - (v - virtual)) + (productLow - virtual);
+  if (vError !== 0) {
+    float64[0] = v;
+    if ((words[0]! & 1) === 0) {
+      // Away from zero if the error has v's sign, else towards zero: the bit pattern +-1.
+      const away = (vError > 0) === (v > 0);
+      const low = words[0]!;
+      if (away) {
+        words[0] = low + 1;
+        if (low === 0xffff_ffff) words[1] = words[1]! + 1;
+      } else {
+        words[0] = low - 1;
+        if (low === 0) words[1] = words[1]! - 1;
+      }
+      v = float64[0];
+    }
+  }
+  const result = sumHigh + v;
+  const magnitude = Math.abs(result);
+  if (!(magnitude > 2 ** -800) || magnitude > 2 ** 1000) return false;
+  virtual = result - sumHigh;
+  const resultError = (sumHigh - (result - virtual)) + (v - virtual);
+  if (vError !== 0 || resultError !== 0) state.flags |= FFlag.NX;
+  setDouble(state, result);
+  return true;
+}
+
 // ---------------------------------------------------------------- binary32, RNE
 
 /** A normal single (not zero, subnormal, infinite or NaN). */

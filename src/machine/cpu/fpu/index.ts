@@ -21,7 +21,7 @@ import {
   toInteger,
 } from './core.js';
 import {
-  doubleValue, fastAdd32, fastAdd64, fastDiv32, fastDiv64, fastMul32, fastMul64, fastMulAdd32, fastSqrt32, fastSqrt64,
+  doubleValue, fastAdd32, fastAdd64, fastDiv32, fastDiv64, fastMul32, fastMul64, fastMulAdd32, fastMulAdd64, fastSqrt32, fastSqrt64,
   integerToDouble, roundToIntegral, singleToDouble, singleValue,
 } from './host.js';
 
@@ -267,6 +267,7 @@ function f64MulAdd(
   state: FpuState, negateProduct: boolean, negateAddend: boolean,
   aHigh: number, aLow: number, bHigh: number, bLow: number, cHigh: number, cLow: number, rounding: number,
 ): void {
+  if (rounding === Rounding.RNE && fastMulAdd64(state, negateProduct, negateAddend, aHigh, aLow, bHigh, bLow, cHigh, cLow)) return;
   set64(state, mulAdd(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), bits64(cHigh, cLow), negateProduct, negateAddend, rounding, state));
 }
 

@@ -4,8 +4,8 @@
  * mode, static and dynamic; results and fflags must agree line for line
  * (test/support/fpu-program.ts makes the program and the expected lines).
  *
- * FPU_QEMU_SEEDS (default 2) sets how many programs run, FPU_QEMU_FIRST_SEED where they start,
- * FPU_QEMU_VECTORS (default 150) how many operand vectors each operation gets. A difference
+ * FPU_QEMU_SEEDS (default 8) sets how many programs run, FPU_QEMU_FIRST_SEED where they start,
+ * FPU_QEMU_VECTORS (default 300) how many operand vectors each operation gets. A difference
  * prints the operation, operands and rounding mode; it replays with
  * FPU_QEMU_FIRST_SEED=<seed> FPU_QEMU_SEEDS=1.
  */
@@ -18,9 +18,9 @@ import * as path from 'node:path';
 import { haveQemu, qemuBinary, repoRoot } from './helpers.js';
 import { describeLine, expectedLines, fpuOps, generateFpuProgram, type FpuProgram } from './support/fpu-program.js';
 
-const seeds = Number(process.env['FPU_QEMU_SEEDS'] ?? 2);
+const seeds = Number(process.env['FPU_QEMU_SEEDS'] ?? 8);
 const firstSeed = Number(process.env['FPU_QEMU_FIRST_SEED'] ?? 1);
-const vectorsPerOp = Number(process.env['FPU_QEMU_VECTORS'] ?? 150);
+const vectorsPerOp = Number(process.env['FPU_QEMU_VECTORS'] ?? 300);
 const cc = 'riscv64-unknown-elf-gcc';
 const linkScript = path.join(repoRoot, 'guests/lib/link.ld');
 

@@ -14,9 +14,12 @@
  * - TwoSum (Knuth) gives the exact error of a rounded sum, and Dekker's product with
  *   Veltkamp's split the exact error of a rounded product, when nothing overflows or
  *   underflows; the guards below keep exponents far from both ends.
- * Tininess (after rounding) is never decided here: a result at or below the smallest normal
- * number, an overflow, a zero result and any NaN, infinity, zero or subnormal operand go to
- * the core. Only RNE is taken here for rounded arithmetic; the directed modes go to the core.
+ * Tininess (after rounding) is never decided here: a rounded result at or below the smallest
+ * normal number, an overflow, and NaN or infinite operands go to the core. Zeros are taken
+ * where the result is exact (x + 0, 0 * x, 0 / x, a * b + 0): the host's signed-zero rules are
+ * IEEE's (6.3) for RNE. Sums are taken whatever their size: a sum below the smallest normal
+ * number is exact, so it can never underflow (and TwoSum is exact with subnormals too). Only
+ * RNE is taken here for rounded arithmetic; the directed modes go to the core.
  */
 import { assert } from '../../assert.js';
 import { FFlag, FpuState } from './core.js';
@@ -54,7 +57,6 @@ function singleBits(value: number): number {
 const fieldBias64 = 1023;
 /** Operands of * / sqrt on doubles within 2^±480: products' exact errors stay representable. */
 const exponentSpread64 = 480;
-const minNormal64 = 2 ** -1022;
 const minNormal32 = 2 ** -126;
 const maxFinite32 = (2 - 2 ** -23) * 2 ** 127;
 const splitter = 2 ** 27 + 1; // Veltkamp: splits a double into two 26-bit halves
@@ -85,19 +87,20 @@ function middle64(high: number): boolean {
 
 // ---------------------------------------------------------------- binary64, RNE
 
-/** Normal operands below 2^1022 in magnitude. */
+/** Finite operands below 2^1022 in magnitude (zeros and subnormals included). */
 function addable64(high: number): boolean {
-  const field = field64(high);
-  return field !== 0 && field < 2045;
+  return field64(high) < 2045;
 }
+
+/** A zero double (either sign). */
+const isZero64 = (high: number, low: number): boolean => ((high & 0x7fff_ffff) | low) === 0;
 
 export function fastAdd64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
   if (!addable64(aHigh) || !addable64(bHigh)) return false;
   const a = toDouble(aHigh, aLow);
   const b = toDouble(bHigh, bLow);
   const sum = a + b;
-  const magnitude = Math.abs(sum);
-  if (!(magnitude > minNormal64) || magnitude >= 2 ** 1022) return false;
+  if (Math.abs(sum) >= 2 ** 1022) return false;
   // TwoSum: the exact error of the rounded sum.
   const bVirtual = sum - a;
   const error = (a - (sum - bVirtual)) + (b - bVirtual);
@@ -107,7 +110,12 @@ export function fastAdd64(state: FpuState, aHigh: number, aLow: number, bHigh: n
 }
 
 export function fastMul64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
-  if (!middle64(aHigh) || !middle64(bHigh)) return false;
+  if (!middle64(aHigh) || !middle64(bHigh)) {
+    // 0 * finite: an exact signed zero.
+    if (!(isZero64(aHigh, aLow) ? field64(bHigh) !== 0x7ff : isZero64(bHigh, bLow) && field64(aHigh) !== 0x7ff)) return false;
+    setDouble(state, toDouble(aHigh, aLow) * toDouble(bHigh, bLow));
+    return true;
+  }
   const product = twoProduct(toDouble(aHigh, aLow), toDouble(bHigh, bLow));
   if (productError !== 0) state.flags |= FFlag.NX;
   setDouble(state, product);
@@ -115,7 +123,12 @@ export function fastMul64(state: FpuState, aHigh: number, aLow: number, bHigh: n
 }
 
 export function fastDiv64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
-  if (!middle64(aHigh) || !middle64(bHigh)) return false;
+  if (!middle64(bHigh)) return false;
+  if (isZero64(aHigh, aLow)) {
+    setDouble(state, toDouble(aHigh, aLow) / toDouble(bHigh, bLow)); // 0 / x: an exact signed zero
+    return true;
+  }
+  if (!middle64(aHigh)) return false;
   const a = toDouble(aHigh, aLow);
   const b = toDouble(bHigh, bLow);
   const quotient = a / b;
@@ -152,7 +165,15 @@ export function fastMulAdd64(
   state: FpuState, negateProduct: boolean, negateAddend: boolean,
   aHigh: number, aLow: number, bHigh: number, bLow: number, cHigh: number, cLow: number,
 ): boolean {
-  if (!fusable64(aHigh) || !fusable64(bHigh) || !fusable64(cHigh)) return false;
+  if (!fusable64(aHigh) || !fusable64(bHigh)) return false;
+  if (isZero64(cHigh, cLow)) {
+    // a * b + 0 with a nonzero product is the rounded product (a sum of accumulator zero).
+    const product = twoProduct(toDouble(aHigh, aLow), toDouble(bHigh, bLow));
+    if (productError !== 0) state.flags |= FFlag.NX;
+    setDouble(state, negateProduct ? -product : product);
+    return true;
+  }
+  if (!fusable64(cHigh)) return false;
   let productHigh = twoProduct(toDouble(aHigh, aLow), toDouble(bHigh, bLow));
   let productLow = productError;
   if (negateProduct) {
@@ -202,7 +223,7 @@ const normal32 = (bits: number): boolean => {
   return field !== 0 && field !== 0xff;
 };
 
-/** Rounds an exactly known value `value + error` (error tiny beside value) to single. */
+/** A rounded single result's bits and NX, or -1 when it is tiny or overflows (the core decides). */
 function finishSingle(state: FpuState, rounded: number, inexact: boolean): number {
   const magnitude = Math.abs(rounded);
   if (!(magnitude > minNormal32) || magnitude > maxFinite32) return -1;
@@ -210,20 +231,29 @@ function finishSingle(state: FpuState, rounded: number, inexact: boolean): numbe
   return singleBits(rounded);
 }
 
-/** fadd.s in RNE, or -1 when the core must do it. */
+/** A finite single: zero, subnormal or normal. */
+const finite32 = (bits: number): boolean => ((bits >>> 23) & 0xff) !== 0xff;
+
+/**
+ * fadd.s in RNE, or -1 when the core must do it. Any finite operands: a sum below the
+ * smallest normal single is exact (no UF), the host's zero signs are IEEE's.
+ */
 export function fastAdd32(state: FpuState, a: number, b: number): number {
-  if (!normal32(a) || !normal32(b)) return -1;
+  if (!finite32(a) || !finite32(b)) return -1;
   const x = toSingle(a);
   const y = toSingle(b);
   const sum = x + y;
   const yVirtual = sum - x;
   const error = (x - (sum - yVirtual)) + (y - yVirtual);
   const rounded = Math.fround(sum);
-  return finishSingle(state, rounded, rounded !== sum || error !== 0);
+  if (Math.abs(rounded) > maxFinite32) return -1;
+  if (rounded !== sum || error !== 0) state.flags |= FFlag.NX;
+  return singleBits(rounded);
 }
 
 export function fastMul32(state: FpuState, a: number, b: number): number {
-  if (!normal32(a) || !normal32(b)) return -1;
+  if (!finite32(a) || !finite32(b)) return -1;
+  if ((a & 0x7fff_ffff) === 0 || (b & 0x7fff_ffff) === 0) return singleBits(toSingle(a) * toSingle(b)); // an exact signed zero
   const product = toSingle(a) * toSingle(b); // exact: 48 bits
   const rounded = Math.fround(product);
   return finishSingle(state, rounded, rounded !== product);

@@ -18,8 +18,13 @@
  * normal number, an overflow, and NaN or infinite operands go to the core. Zeros are taken
  * where the result is exact (x + 0, 0 * x, 0 / x, a * b + 0): the host's signed-zero rules are
  * IEEE's (6.3) for RNE. Sums are taken whatever their size: a sum below the smallest normal
- * number is exact, so it can never underflow (and TwoSum is exact with subnormals too). Only
- * RNE is taken here for rounded arithmetic; the directed modes go to the core.
+ * number is exact, so it can never underflow (and TwoSum is exact with subnormals too).
+ *
+ * Rounding modes: the host rounds to nearest; add, sub, mul, div and sqrt also know the sign
+ * of (exact - nearest) exactly, and RTZ, RDN and RUP step the nearest value one unit towards
+ * the exact one when it lies on the wrong side (the exact value lies between the nearest and
+ * that neighbour). RMM (ties away) and the fused multiply-adds outside RNE go to the core, and
+ * so does an exact zero sum outside RNE (its sign depends on the mode, IEEE 6.3).
  */
 import { assert } from '../../assert.js';
 import { FFlag, FpuState } from './core.js';
@@ -85,7 +90,43 @@ function middle64(high: number): boolean {
   return field >= fieldBias64 - exponentSpread64 && field <= fieldBias64 + exponentSpread64;
 }
 
-// ---------------------------------------------------------------- binary64, RNE
+// ---------------------------------------------------------------- directed rounding
+
+/** The double one unit in the last place above (up) or below a nonzero finite value. */
+function step64(value: number, up: boolean): number {
+  float64[0] = value;
+  const low = words[0]!;
+  if (up === value > 0) {
+    words[0] = low + 1;
+    if (low === 0xffff_ffff) words[1] = words[1]! + 1;
+  } else {
+    words[0] = low - 1;
+    if (low === 0) words[1] = words[1]! - 1;
+  }
+  return float64[0]!;
+}
+
+/** The single one unit in the last place above (up) or below a nonzero finite single. */
+function step32(value: number, up: boolean): number {
+  const bits = singleBits(value);
+  return toSingle(up === value > 0 ? bits + 1 : bits - 1);
+}
+
+/**
+ * The result in mode `rounding` (RNE, RTZ, RDN or RUP) from the nearest value and the sign
+ * of (exact - nearest): `direction` < 0, 0 or > 0.
+ */
+function directed(nearest: number, direction: number, rounding: number, step: (value: number, up: boolean) => number): number {
+  if (direction === 0) return nearest;
+  switch (rounding) {
+    case 1: return (direction > 0) !== (nearest > 0) ? step(nearest, direction > 0) : nearest; // RTZ
+    case 2: return direction < 0 ? step(nearest, false) : nearest; // RDN
+    case 3: return direction > 0 ? step(nearest, true) : nearest; // RUP
+    default: return nearest;
+  }
+}
+
+// ---------------------------------------------------------------- binary64
 
 /** Finite operands below 2^1022 in magnitude (zeros and subnormals included). */
 function addable64(high: number): boolean {
@@ -95,21 +136,22 @@ function addable64(high: number): boolean {
 /** A zero double (either sign). */
 const isZero64 = (high: number, low: number): boolean => ((high & 0x7fff_ffff) | low) === 0;
 
-export function fastAdd64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
+/** fadd.d (RNE, RTZ, RDN, RUP). An inexact sum is at least 2^-1021: steps stay normal. */
+export function fastAdd64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): boolean {
   if (!addable64(aHigh) || !addable64(bHigh)) return false;
   const a = toDouble(aHigh, aLow);
   const b = toDouble(bHigh, bLow);
   const sum = a + b;
-  if (Math.abs(sum) >= 2 ** 1022) return false;
+  if (Math.abs(sum) >= 2 ** 1022 || (sum === 0 && rounding !== 0)) return false;
   // TwoSum: the exact error of the rounded sum.
   const bVirtual = sum - a;
   const error = (a - (sum - bVirtual)) + (b - bVirtual);
   if (error !== 0) state.flags |= FFlag.NX;
-  setDouble(state, sum);
+  setDouble(state, directed(sum, error, rounding, step64));
   return true;
 }
 
-export function fastMul64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
+export function fastMul64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): boolean {
   if (!middle64(aHigh) || !middle64(bHigh)) {
     // 0 * finite: an exact signed zero.
     if (!(isZero64(aHigh, aLow) ? field64(bHigh) !== 0x7ff : isZero64(bHigh, bLow) && field64(aHigh) !== 0x7ff)) return false;
@@ -118,11 +160,11 @@ export function fastMul64(state: FpuState, aHigh: number, aLow: number, bHigh: n
   }
   const product = twoProduct(toDouble(aHigh, aLow), toDouble(bHigh, bLow));
   if (productError !== 0) state.flags |= FFlag.NX;
-  setDouble(state, product);
+  setDouble(state, directed(product, productError, rounding, step64));
   return true;
 }
 
-export function fastDiv64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number): boolean {
+export function fastDiv64(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): boolean {
   if (!middle64(bHigh)) return false;
   if (isZero64(aHigh, aLow)) {
     setDouble(state, toDouble(aHigh, aLow) / toDouble(bHigh, bLow)); // 0 / x: an exact signed zero
@@ -132,19 +174,24 @@ export function fastDiv64(state: FpuState, aHigh: number, aLow: number, bHigh: n
   const a = toDouble(aHigh, aLow);
   const b = toDouble(bHigh, bLow);
   const quotient = a / b;
-  // Exact iff quotient * b is exactly a (the quotient of normals in 2^±480 is far from both ends).
+  // a - quotient * b, exactly signed: a - product is exact (Sterbenz: product is within one
+  // rounding of a), and adding the small product error cannot flip a nonzero sign. The
+  // quotients of normals in 2^±480 are far from both ends.
   const product = twoProduct(quotient, b);
-  if (product !== a || productError !== 0) state.flags |= FFlag.NX;
-  setDouble(state, quotient);
+  const residual = (a - product) - productError;
+  if (residual !== 0) state.flags |= FFlag.NX;
+  setDouble(state, directed(quotient, b > 0 ? residual : -residual, rounding, step64));
   return true;
 }
 
-export function fastSqrt64(state: FpuState, high: number, low: number): boolean {
+export function fastSqrt64(state: FpuState, high: number, low: number, rounding: number): boolean {
   if ((high | 0) < 0 || !middle64(high)) return false;
-  const root = Math.sqrt(toDouble(high, low));
+  const radicand = toDouble(high, low);
+  const root = Math.sqrt(radicand);
   const square = twoProduct(root, root);
-  if (square !== toDouble(high, low) || productError !== 0) state.flags |= FFlag.NX;
-  setDouble(state, root);
+  const residual = (radicand - square) - productError; // exactly signed, as in fastDiv64
+  if (residual !== 0) state.flags |= FFlag.NX;
+  setDouble(state, directed(root, residual, rounding, step64));
   return true;
 }
 
@@ -223,11 +270,16 @@ const normal32 = (bits: number): boolean => {
   return field !== 0 && field !== 0xff;
 };
 
-/** A rounded single result's bits and NX, or -1 when it is tiny or overflows (the core decides). */
-function finishSingle(state: FpuState, rounded: number, inexact: boolean): number {
-  const magnitude = Math.abs(rounded);
+/**
+ * A single result from its nearest value and the sign of (exact - nearest), in the mode: its
+ * bits and NX, or -1 when it is tiny or overflows (the core decides those).
+ */
+function finishSingle(state: FpuState, nearest: number, direction: number, rounding: number): number {
+  const magnitude = Math.abs(nearest);
   if (!(magnitude > minNormal32) || magnitude > maxFinite32) return -1;
-  if (inexact) state.flags |= FFlag.NX;
+  const rounded = directed(nearest, direction, rounding, step32);
+  if (Math.abs(rounded) > maxFinite32) return -1;
+  if (direction !== 0) state.flags |= FFlag.NX;
   return singleBits(rounded);
 }
 
@@ -238,41 +290,50 @@ const finite32 = (bits: number): boolean => ((bits >>> 23) & 0xff) !== 0xff;
  * fadd.s in RNE, or -1 when the core must do it. Any finite operands: a sum below the
  * smallest normal single is exact (no UF), the host's zero signs are IEEE's.
  */
-export function fastAdd32(state: FpuState, a: number, b: number): number {
+export function fastAdd32(state: FpuState, a: number, b: number, rounding: number): number {
   if (!finite32(a) || !finite32(b)) return -1;
   const x = toSingle(a);
   const y = toSingle(b);
   const sum = x + y;
+  if (sum === 0 && rounding !== 0) return -1;
   const yVirtual = sum - x;
   const error = (x - (sum - yVirtual)) + (y - yVirtual);
-  const rounded = Math.fround(sum);
-  if (Math.abs(rounded) > maxFinite32) return -1;
-  if (rounded !== sum || error !== 0) state.flags |= FFlag.NX;
-  return singleBits(rounded);
+  const nearest = Math.fround(sum);
+  // exact - nearest = (sum - nearest) + error; a nonzero sum - nearest (a multiple of sum's
+  // ulp) outweighs the error (at most half of it).
+  const direction = sum !== nearest ? sum - nearest : error;
+  if (direction === 0) {
+    // Exact: tiny sums included (a sum below the smallest normal single is exact).
+    if (Math.abs(nearest) > maxFinite32) return -1;
+    return singleBits(nearest);
+  }
+  return finishSingle(state, nearest, direction, rounding);
 }
 
-export function fastMul32(state: FpuState, a: number, b: number): number {
+export function fastMul32(state: FpuState, a: number, b: number, rounding: number): number {
   if (!finite32(a) || !finite32(b)) return -1;
   if ((a & 0x7fff_ffff) === 0 || (b & 0x7fff_ffff) === 0) return singleBits(toSingle(a) * toSingle(b)); // an exact signed zero
   const product = toSingle(a) * toSingle(b); // exact: 48 bits
-  const rounded = Math.fround(product);
-  return finishSingle(state, rounded, rounded !== product);
+  const nearest = Math.fround(product);
+  return finishSingle(state, nearest, product - nearest, rounding);
 }
 
-export function fastDiv32(state: FpuState, a: number, b: number): number {
+export function fastDiv32(state: FpuState, a: number, b: number, rounding: number): number {
   if (!normal32(a) || !normal32(b)) return -1;
   const x = toSingle(a);
   const y = toSingle(b);
-  const rounded = Math.fround(x / y);
-  // rounded * y has at most 48 bits: exact in a double, so this tests exactness exactly.
-  return finishSingle(state, rounded, rounded * y !== x);
+  const nearest = Math.fround(x / y);
+  // nearest * y has at most 48 bits, exact in a double, and x - nearest * y is exact
+  // (Sterbenz): the sign of exact - nearest is that of (x - nearest * y) / y.
+  const residual = x - nearest * y;
+  return finishSingle(state, nearest, y > 0 ? residual : -residual, rounding);
 }
 
-export function fastSqrt32(state: FpuState, a: number): number {
+export function fastSqrt32(state: FpuState, a: number, rounding: number): number {
   if ((a | 0) < 0 || !normal32(a)) return -1;
   const x = toSingle(a);
-  const rounded = Math.fround(Math.sqrt(x));
-  return finishSingle(state, rounded, rounded * rounded !== x);
+  const nearest = Math.fround(Math.sqrt(x));
+  return finishSingle(state, nearest, x - nearest * nearest, rounding);
 }
 
 /**
@@ -298,7 +359,10 @@ export function fastMulAdd32(state: FpuState, a: number, b: number, c: number, n
     const other = toSingle(away >>> 0);
     if (sum - rounded === other - sum && (error > 0) === (sum > rounded)) rounded = other;
   }
-  return finishSingle(state, rounded, rounded !== sum || error !== 0);
+  const magnitude = Math.abs(rounded);
+  if (!(magnitude > minNormal32) || magnitude > maxFinite32) return -1;
+  if (rounded !== sum || error !== 0) state.flags |= FFlag.NX;
+  return singleBits(rounded);
 }
 
 // ---------------------------------------------------------------- exact, any mode

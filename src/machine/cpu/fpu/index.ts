@@ -59,7 +59,7 @@ export const nanBoxHigh = 0xffff_ffff;
 // ---------------------------------------------------------------- binary32
 
 export function f32Add(state: FpuState, a: number, b: number, rounding: number): number {
-  if (rounding !== Rounding.RMM) {
+  if (rounding < Rounding.RMM) {
     const fast = fastAdd32(state, a, b, rounding);
     if (fast >= 0) return fast;
   }
@@ -67,7 +67,7 @@ export function f32Add(state: FpuState, a: number, b: number, rounding: number):
 }
 
 export function f32Sub(state: FpuState, a: number, b: number, rounding: number): number {
-  if (rounding !== Rounding.RMM) {
+  if (rounding < Rounding.RMM) {
     const fast = fastAdd32(state, a, (b ^ sign32) >>> 0, rounding);
     if (fast >= 0) return fast;
   }
@@ -75,7 +75,7 @@ export function f32Sub(state: FpuState, a: number, b: number, rounding: number):
 }
 
 export function f32Mul(state: FpuState, a: number, b: number, rounding: number): number {
-  if (rounding !== Rounding.RMM) {
+  if (rounding < Rounding.RMM) {
     const fast = fastMul32(state, a, b, rounding);
     if (fast >= 0) return fast;
   }
@@ -83,7 +83,7 @@ export function f32Mul(state: FpuState, a: number, b: number, rounding: number):
 }
 
 export function f32Div(state: FpuState, a: number, b: number, rounding: number): number {
-  if (rounding !== Rounding.RMM) {
+  if (rounding < Rounding.RMM) {
     const fast = fastDiv32(state, a, b, rounding);
     if (fast >= 0) return fast;
   }
@@ -91,7 +91,7 @@ export function f32Div(state: FpuState, a: number, b: number, rounding: number):
 }
 
 export function f32Sqrt(state: FpuState, a: number, rounding: number): number {
-  if (rounding !== Rounding.RMM) {
+  if (rounding < Rounding.RMM) {
     const fast = fastSqrt32(state, a, rounding);
     if (fast >= 0) return fast;
   }
@@ -238,27 +238,27 @@ export function f32ToF64(state: FpuState, a: number): void {
 // ---------------------------------------------------------------- binary64
 
 export function f64Add(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
-  if (rounding !== Rounding.RMM && fastAdd64(state, aHigh, aLow, bHigh, bLow, rounding)) return;
+  if (rounding < Rounding.RMM && fastAdd64(state, aHigh, aLow, bHigh, bLow, rounding)) return;
   set64(state, add(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Sub(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
-  if (rounding !== Rounding.RMM && fastAdd64(state, aHigh, aLow, (bHigh ^ sign32) >>> 0, bLow, rounding)) return;
+  if (rounding < Rounding.RMM && fastAdd64(state, aHigh, aLow, (bHigh ^ sign32) >>> 0, bLow, rounding)) return;
   set64(state, sub(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Mul(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
-  if (rounding !== Rounding.RMM && fastMul64(state, aHigh, aLow, bHigh, bLow, rounding)) return;
+  if (rounding < Rounding.RMM && fastMul64(state, aHigh, aLow, bHigh, bLow, rounding)) return;
   set64(state, mul(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Div(state: FpuState, aHigh: number, aLow: number, bHigh: number, bLow: number, rounding: number): void {
-  if (rounding !== Rounding.RMM && fastDiv64(state, aHigh, aLow, bHigh, bLow, rounding)) return;
+  if (rounding < Rounding.RMM && fastDiv64(state, aHigh, aLow, bHigh, bLow, rounding)) return;
   set64(state, div(binary64, bits64(aHigh, aLow), bits64(bHigh, bLow), rounding, state));
 }
 
 export function f64Sqrt(state: FpuState, aHigh: number, aLow: number, rounding: number): void {
-  if (rounding !== Rounding.RMM && fastSqrt64(state, aHigh, aLow, rounding)) return;
+  if (rounding < Rounding.RMM && fastSqrt64(state, aHigh, aLow, rounding)) return;
   set64(state, sqrt(binary64, bits64(aHigh, aLow), rounding, state));
 }
 

@@ -4,7 +4,9 @@
  * exactly; every function returns false (and has changed nothing) when it cannot prove that,
  * and the caller falls back to the exact core.
  *
- * What IEEE 754 guarantees and these rely on (JavaScript numbers are binary64, RNE):
+ * What IEEE 754 guarantees and these rely on (JavaScript numbers are binary64, RNE, and
+ * ECMA-262 rounds every operation on its own: an engine may not contract a * b + c into a
+ * fused multiply-add or keep extended precision, which the error-free transforms need):
  * - +, -, *, /, sqrt on doubles are correctly rounded to nearest-even (IEEE 5.1, 5.4.1);
  *   comparisons are exact; conversions between integers below 2^53 and doubles are exact;
  *   Math.fround rounds a double to binary32 to nearest-even (ECMA-262 Math.fround).

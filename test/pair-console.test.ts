@@ -12,10 +12,11 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { asm, assemble, li } from '../src/machine/cpu/encode.js';
 import { cliPath, repoRoot } from './helpers.js';
+import { consoleBacklogMaxBytes } from '../src/host/runner.js';
 import { freePort, scratchDirectory } from './support/replica-processes.js';
 
 interface Status {
-  primary?: { role: string; epoch: number };
+  primary?: { role: string; epoch: number; uptimeMs: number; consoleBacklogBytes: number };
   backup?: { role: string; epoch: number };
   failover?: unknown;
 }
@@ -34,6 +35,17 @@ function pairStatus(port: number): Promise<Status> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls the pair's status (a generous deadline, never a fixed wait) until `done` holds; returns that view. */
+async function statusWhen(port: number, what: string, done: (status: Status) => boolean): Promise<Status> {
+  const deadline = performance.now() + 60_000;
+  for (;;) {
+    const status = await pairStatus(port);
+    if (done(status)) return status;
+    assert.ok(performance.now() < deadline, `timed out waiting until ${what}: ${JSON.stringify(status)}`);
+    await sleep(50);
+  }
+}
 
 test('pair: a lagging console reader pauses the guest but not the protocol; one that goes away ends the pair (141)', { timeout: 120_000 }, async () => {
   const directory = scratchDirectory('pair-console');
@@ -54,12 +66,18 @@ test('pair: a lagging console reader pauses the guest but not the protocol; one 
       await sleep(50);
     }
 
-    // The reader stops reading: once the backlog is full, the primary's epochs stop.
+    // The reader stops reading: once the primary's console backlog is past its limit, its
+    // epochs stop; three reports later (each replica reports every 250 ms) they still have.
     child.stdout.pause();
-    await sleep(1500);
-    const before = await pairStatus(statusPort);
-    await sleep(1000);
-    const after = await pairStatus(statusPort);
+    const backlogged = (status: Status): boolean => (status.primary?.consoleBacklogBytes ?? 0) > consoleBacklogMaxBytes;
+    let before = await statusWhen(statusPort, 'the console backlog is full', backlogged);
+    before = await statusWhen(statusPort, 'the next report', (status) => status.primary !== undefined && status.primary.uptimeMs > before.primary!.uptimeMs);
+    let after = before;
+    for (let report = 0; report < 3; report++) {
+      const previous = after;
+      after = await statusWhen(statusPort, 'the next report', (status) => status.primary !== undefined && status.primary.uptimeMs > previous.primary!.uptimeMs);
+    }
+    assert.ok(backlogged(after), JSON.stringify(after));
     assert.equal(after.primary?.role, 'primary', JSON.stringify(after));
     assert.equal(after.backup?.role, 'backup', `the backup still follows: no failover\n${JSON.stringify(after)}\n${stderr}`);
     assert.equal(after.failover ?? null, null, 'no failover');
@@ -67,9 +85,8 @@ test('pair: a lagging console reader pauses the guest but not the protocol; one 
 
     // The reader catches up: the guest goes on.
     child.stdout.resume();
-    await sleep(1000);
-    const resumed = await pairStatus(statusPort);
-    assert.ok((resumed.primary?.epoch ?? 0) > (after.primary?.epoch ?? 0), `the guest went on: ${JSON.stringify(resumed)}`);
+    const resumed = await statusWhen(statusPort, 'the guest goes on', (status) => (status.primary?.epoch ?? 0) > (after.primary?.epoch ?? 0));
+    assert.equal(resumed.failover ?? null, null, 'no failover');
 
     // The reader goes away.
     child.stdout.destroy();

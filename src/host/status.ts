@@ -7,7 +7,13 @@ import type { FailoverReport } from '../replication/backup.js';
 import type { ReplicaStatus } from '../replication/replica.js';
 
 /** What a replica process reports: the protocol's status and the process's own figures. */
-export type ReplicaProcessStatus = ReplicaStatus & { logBytesPerSecond: number; pid: number; uptimeMs: number };
+export type ReplicaProcessStatus = ReplicaStatus & {
+  logBytesPerSecond: number;
+  pid: number;
+  uptimeMs: number;
+  /** Console output not yet taken by its reader; past consoleBacklogMaxBytes the guest waits. */
+  consoleBacklogBytes: number;
+};
 
 /** A replica's latest report, as `pair` keeps it. */
 export type ReplicaView = ReplicaProcessStatus & { exited: boolean; exitCode?: number | null };

@@ -399,7 +399,7 @@ class ReplicaRuntime implements ReplicaIo {
     while (samples.length > 2 && now - samples[1]!.atMs >= rateWindowMs) samples.shift();
     const oldest = samples[0]!;
     const rate = now > oldest.atMs ? ((bytes - oldest.bytes) * 1000) / (now - oldest.atMs) : 0;
-    return { ...core, logBytesPerSecond: Math.round(rate), pid: process.pid, uptimeMs: Math.round(now) };
+    return { ...core, logBytesPerSecond: Math.round(rate), pid: process.pid, uptimeMs: Math.round(now), consoleBacklogBytes: this.options.console.outputBacklogBytes };
   }
 
   /** The replica is done: late socket events must change nothing any more. */

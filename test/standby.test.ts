@@ -26,15 +26,16 @@ test('a standby joins whichever replica is live and unprotected: after each of t
   const common = ['--insecure', '--kernel', guestElf('pair_small_gated'), '--disk', image, '--arbiter', path.join(directory, 'arbiter')];
   const a = new CliProcess(['primary', '--listen', `127.0.0.1:${portA}`, ...common], { timeoutMs: processTimeoutMs });
   const b = new CliProcess(['backup', '--connect', `127.0.0.1:${portA}`, '--listen', `127.0.0.1:${portB}`, ...common], { timeoutMs: processTimeoutMs });
-  const c = new CliProcess(['standby', '--connect', `127.0.0.1:${portA},127.0.0.1:${portB}`, '--listen', `127.0.0.1:${portC}`, ...common], {
-    input: 'pipe',
-    timeoutMs: processTimeoutMs,
-  });
-  const context = (): string => `\n--- A\n${a.tail()}\n--- B\n${b.tail()}\n--- C\n${c.tail()}`;
+  let c: CliProcess | undefined;
+  const context = (): string => `\n--- A\n${a.tail()}\n--- B\n${b.tail()}\n--- C\n${c?.tail() ?? '(not started)'}`;
   try {
-    await c.waitFor('stderr', /understudy standby: waiting to become the backup of whichever of 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ runs the VM unprotected/, 30_000);
+    // B joins A; then the standby starts, and waits (A is busy, nothing listens at B's address yet).
     await a.waitFor('stderr', /protected: a backup has joined/, 60_000);
-    // The guest runs protected by B; C waits (A is busy, nothing listens at B's address yet).
+    c = new CliProcess(['standby', '--connect', `127.0.0.1:${portA},127.0.0.1:${portB}`, '--listen', `127.0.0.1:${portC}`, ...common], {
+      input: 'pipe',
+      timeoutMs: processTimeoutMs,
+    });
+    await c.waitFor('stderr', /understudy standby: waiting to become the backup of whichever of 127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+ runs the VM unprotected/, 30_000);
     await a.waitFor('stdout', /^line 0020 /m, 60_000);
     assert.doesNotMatch(c.stderr, /joined/, `the standby waits while the VM is protected${context()}`);
     a.kill();
@@ -55,7 +56,7 @@ test('a standby joins whichever replica is live and unprotected: after each of t
     assertImage(image, expectedDiskImage(smallShape), all);
     assert.doesNotMatch(resultC.stderr, /refused|divergence|^\s+at /m, all);
   } finally {
-    for (const process of [a, b, c]) process.killGroup();
+    for (const process of [a, b, c]) process?.killGroup();
     fs.rmSync(directory, { recursive: true, force: true });
   }
 });

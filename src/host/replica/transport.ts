@@ -20,6 +20,8 @@ import type { TlsIdentity } from './keys.js';
 export const connectRetryMs = 15_000;
 /** Between two attempts to reach a primary that refused the connection. */
 const connectRetryIntervalMs = 100;
+/** How long a closed link waits for what it wrote to leave, and for the peer to close its side. */
+const closeLingerMs = 2000;
 /** A connection to the primary must finish its TLS handshake and say hello within this long. */
 const helloTimeoutMs = 5000;
 /**
@@ -121,12 +123,20 @@ class SocketLink implements PeerLink {
     this.socket.uncork();
   }
 
+  /**
+   * Ends the connection after what was written: a primary's last words (its goodbye) must
+   * reach the backup, or it would take the closed connection for a failure. A TLS socket
+   * writes asynchronously, and destroy() would drop them. A peer that never closes its side
+   * is cut off after a moment.
+   */
   close(): void {
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
     this.socket.removeAllListeners('data');
     this.socket.on('error', () => {});
-    this.socket.destroy();
+    this.socket.resume(); // what still arrives is read and dropped, up to the peer's end
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), closeLingerMs).unref();
   }
 }
 

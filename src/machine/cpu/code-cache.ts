@@ -7,7 +7,8 @@
  * that has been fetched from gets 2048 slots of two int32 words, one slot per halfword of the
  * page (the slot of the halfword at page offset o is at index o), filled the first time the
  * instruction that starts there runs:
- *   word 0: op (bits 0-7) | rd (8-13; rd = x0 becomes the sink register) | rs1 (14-18)
+ *   word 0: op (bits 0-7; for most compressed instructions the op's C_ twin, see
+ *           {@link cachedOp}) | rd (8-13; rd = x0 becomes the sink register) | rs1 (14-18)
  *           | rs2 (19-23) | the instruction's length in bytes, 2 or 4 (24-31)
  *   word 1: the immediate (decode.ts: for CSR instructions the CSR number, for ILLEGAL the bits)
  * Word 0 is never 0 for a decoded instruction (decode.ts never yields op 0), so 0 marks an
@@ -21,7 +22,7 @@
  * virtual page is never kept in a slot (mmu.ts, `fetchInstruction`): its upper half belongs
  * to another page, whose writes and remappings this page's slots do not follow.
  */
-import { decode } from './decode.js';
+import { decode, Op, type Decoded } from './decode.js';
 import type { Hart } from './cpu.js';
 
 /** Most RAM pages with decoded instructions (16 KiB each) before the whole cache is dropped. */
@@ -70,9 +71,25 @@ export function invalidateCode(hart: Hart, page: number, offset: number, length:
   for (let slot = first; slot <= last; slot += 2) code[slot] = 0;
 }
 
+/**
+ * The op a decoded page holds for a compressed instruction of op `op`: its C_ twin (ops.ts) if
+ * the run loop finishes it in its switch, else the op itself (the rare path reads the length).
+ */
+const compressedTwins: ReadonlyMap<number, Op> = new Map<number, Op>([
+  [Op.ADDI, Op.C_ADDI], [Op.LUI, Op.C_LUI], [Op.ANDI, Op.C_ANDI], [Op.SLLI, Op.C_SLLI], [Op.SRLI, Op.C_SRLI],
+  [Op.SRAI, Op.C_SRAI], [Op.ADD, Op.C_ADD], [Op.SUB, Op.C_SUB], [Op.XOR, Op.C_XOR], [Op.OR, Op.C_OR],
+  [Op.AND, Op.C_AND], [Op.LW, Op.C_LW], [Op.SW, Op.C_SW], [Op.JAL, Op.C_JAL], [Op.JALR, Op.C_JALR],
+  [Op.BEQ, Op.C_BEQ], [Op.BNE, Op.C_BNE],
+]);
+
+/** The op number a decoded page holds for `d`. */
+export function cachedOp(d: Decoded): number {
+  return d.length === 2 ? (compressedTwins.get(d.op) ?? d.op) : d.op;
+}
+
 /** Decodes the instruction at the start of `insn` into `slot` (an even index) of a decoded page. */
 export function decodeInto(code: Int32Array, slot: number, insn: number): void {
   const d = decode(insn);
-  code[slot] = d.op | ((d.rd === 0 ? sinkRegister : d.rd) << 8) | (d.rs1 << 14) | (d.rs2 << 19) | (d.length << lengthShift);
+  code[slot] = cachedOp(d) | ((d.rd === 0 ? sinkRegister : d.rd) << 8) | (d.rs1 << 14) | (d.rs2 << 19) | (d.length << lengthShift);
   code[slot + 1] = d.imm;
 }

@@ -325,7 +325,8 @@ export class Hart {
               fetchVpn = (filled & 1) !== 0 ? vpn : -1;
             }
           }
-          // One slot per halfword (code-cache.ts); bits 24-31 of w hold the length, 2 or 4.
+          // One slot per halfword (code-cache.ts). Compressed instructions have ops of their own
+          // (the C_ twins below) or, on the rare path, bits 24-31 of w hold their length.
           const slot = pc & 0xffe;
           let w = code[slot]!;
           if (w === 0) {
@@ -346,14 +347,14 @@ export class Hart {
               break;
             case Op.JAL: {
               const target = (pc + imm) | 0;
-              x[rd] = (pc + (w >>> 24)) | 0;
+              x[rd] = (pc + 4) | 0;
               pc = target;
               n++;
               continue;
             }
             case Op.JALR: {
               const target = ((x[rs1]! + imm) & ~1) | 0;
-              x[rd] = (pc + (w >>> 24)) | 0;
+              x[rd] = (pc + 4) | 0;
               pc = target;
               n++;
               continue;
@@ -409,7 +410,7 @@ export class Hart {
                 this.runRetired = n;
                 x[rd] = (loadSlow(this, va, 1) << 24) >> 24;
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -424,7 +425,7 @@ export class Hart {
                 this.runRetired = n;
                 x[rd] = loadSlow(this, va, 1) & 0xff;
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -439,7 +440,7 @@ export class Hart {
                 this.runRetired = n;
                 x[rd] = (loadSlow(this, va, 2) << 16) >> 16;
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -454,7 +455,7 @@ export class Hart {
                 this.runRetired = n;
                 x[rd] = loadSlow(this, va, 2) & 0xffff;
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -469,7 +470,7 @@ export class Hart {
                 this.runRetired = n;
                 x[rd] = loadSlow(this, va, 4);
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -496,7 +497,7 @@ export class Hart {
                 this.runRetired = n;
                 storeSlow(this, va, 1, x[rs2]!);
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -523,7 +524,7 @@ export class Hart {
                 this.runRetired = n;
                 storeSlow(this, va, 2, x[rs2]!);
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -550,7 +551,7 @@ export class Hart {
                 this.runRetired = n;
                 storeSlow(this, va, 4, x[rs2]!);
                 if (this.attention) {
-                  pc = (pc + (w >>> 24)) | 0;
+                  pc = (pc + 4) | 0;
                   n++;
                   continue outer;
                 }
@@ -655,6 +656,131 @@ export class Hart {
             case Op.FENCE:
               break;
 
+            // The compressed instructions the loop finishes itself (their C_ twins, ops.ts): the
+            // same operations, then pc + 2. Repeated here rather than reading the length after
+            // every instruction, which cost the whole loop 3% (docs/BENCHMARKS.md).
+            case Op.C_ADDI:
+              x[rd] = (x[rs1]! + imm) | 0;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_LUI:
+              x[rd] = imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_ANDI:
+              x[rd] = x[rs1]! & imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SLLI:
+              x[rd] = x[rs1]! << imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SRLI:
+              x[rd] = x[rs1]! >>> imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SRAI:
+              x[rd] = x[rs1]! >> imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_ADD:
+              x[rd] = (x[rs1]! + x[rs2]!) | 0;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SUB:
+              x[rd] = (x[rs1]! - x[rs2]!) | 0;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_XOR:
+              x[rd] = x[rs1]! ^ x[rs2]!;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_OR:
+              x[rd] = x[rs1]! | x[rs2]!;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_AND:
+              x[rd] = x[rs1]! & x[rs2]!;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_LW: {
+              const va = (x[rs1]! + imm) | 0;
+              const e = (va >>> 12) & tlbMask;
+              if (loadTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) x[rd] = ram32[((va + loadAdd[e]!) | 0) >> 2]!;
+              else {
+                this.runRetired = n;
+                x[rd] = loadSlow(this, va, 4);
+                if (this.attention) {
+                  pc = (pc + 2) | 0;
+                  n++;
+                  continue outer;
+                }
+              }
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            }
+            case Op.C_SW: {
+              const va = (x[rs1]! + imm) | 0;
+              const e = (va >>> 12) & tlbMask;
+              if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) {
+                const i = (va + storeAdd[e]!) | 0;
+                ram32[i >> 2] = x[rs2]!;
+                // Empties the slots it overlaps, as SW does.
+                const stale = codePages[i >>> 12];
+                if (stale !== undefined) {
+                  stale[i & 0xffe] = 0;
+                  stale[(i + 2) & 0xffe] = 0;
+                  stale[(i - 2) & 0xffe] = 0;
+                }
+              }
+              else {
+                this.runRetired = n;
+                storeSlow(this, va, 4, x[rs2]!);
+                if (this.attention) {
+                  pc = (pc + 2) | 0;
+                  n++;
+                  continue outer;
+                }
+              }
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            }
+            case Op.C_JAL: {
+              const target = (pc + imm) | 0;
+              x[rd] = (pc + 2) | 0;
+              pc = target;
+              n++;
+              continue;
+            }
+            case Op.C_JALR: {
+              const target = ((x[rs1]! + imm) & ~1) | 0;
+              x[rd] = (pc + 2) | 0;
+              pc = target;
+              n++;
+              continue;
+            }
+            case Op.C_BEQ:
+              pc = x[rs1] === x[rs2] ? (pc + imm) | 0 : (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_BNE:
+              pc = x[rs1] !== x[rs2] ? (pc + imm) | 0 : (pc + 2) | 0;
+              n++;
+              continue;
+
             default:
               // Everything rarer: atomics and system instructions.
               this.runRetired = n;
@@ -663,7 +789,7 @@ export class Hart {
               n++;
               continue outer;
           }
-          pc = (pc + (w >>> 24)) | 0;
+          pc = (pc + 4) | 0;
           n++;
         }
       } catch (error) {

@@ -76,9 +76,30 @@ export const enum Op {
   AMOMINU_W = 69,
   AMOMAXU_W = 70,
   ILLEGAL = 71,
+  // The code cache's forms of the compressed instructions that the run loop finishes itself
+  // (code-cache.ts, `cachedOp`): the same operations, after which the loop advances pc by 2
+  // (and links pc + 2) with a constant, as it advances by 4 after the others, so that no
+  // instruction pays for reading its length. decode() never returns them.
+  C_ADDI = 72,
+  C_LUI = 73,
+  C_ANDI = 74,
+  C_SLLI = 75,
+  C_SRLI = 76,
+  C_SRAI = 77,
+  C_ADD = 78,
+  C_SUB = 79,
+  C_XOR = 80,
+  C_OR = 81,
+  C_AND = 82,
+  C_LW = 83,
+  C_SW = 84,
+  C_JAL = 85,
+  C_JALR = 86,
+  C_BEQ = 87,
+  C_BNE = 88,
 }
 export type OpCode = Op;
-export const opCount = 72;
+export const opCount = 89;
 
 /** Mnemonics by op number (the enum itself does not exist at run time). */
 export const opNames: readonly string[] = [
@@ -91,6 +112,8 @@ export const opNames: readonly string[] = [
   'csrrc', 'csrrwi', 'csrrsi', 'csrrci', 'mul', 'mulh', 'mulhsu', 'mulhu',
   'div', 'divu', 'rem', 'remu', 'lr.w', 'sc.w', 'amoswap.w', 'amoadd.w',
   'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w', 'illegal',
+  'c.addi', 'c.lui', 'c.andi', 'c.slli', 'c.srli', 'c.srai', 'c.add', 'c.sub',
+  'c.xor', 'c.or', 'c.and', 'c.lw', 'c.sw', 'c.jal', 'c.jalr', 'c.beq', 'c.bne',
 ];
 
 export interface Decoded {

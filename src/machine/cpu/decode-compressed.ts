@@ -8,7 +8,8 @@
  * reports them): the all-zero halfword and C.ADDI4SPN with nzuimm = 0, C.LWSP with rd = 0,
  * C.JR with rs1 = 0, C.ADDI16SP and C.LUI with a zero immediate (for C.LUI whatever rd), the
  * RV32 shifts with shamt[5] = 1 (custom-use code points, NSE), the RV64-only C.SUBW/C.ADDW
- * and the reserved quadrant-0 opcode. HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
+ * and the reserved quadrant-0 opcode. The floating-point loads and stores are illegal too
+ * until F and D exist ({@link decodeFloatingPoint} is where they will decode). HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
  * execute as the instructions they expand to, which write nothing that can be seen.
  */
 import { Op, type Decoded, type OpCode } from './ops.js';
@@ -110,12 +111,22 @@ export function decodeCompressed(half: number): Decoded {
       const uimm = (((half >>> 9) & 15) << 2) | (((half >>> 7) & 3) << 6);
       return make(Op.SW, 0, sp, rs2, uimm);
     }
-    // The floating-point loads and stores (C.FLD, C.FLW, C.FSD, C.FSW and their SP forms:
-    // 0x01, 0x03, 0x05, 0x07, 0x11, 0x13, 0x15, 0x17) are illegal while F and D are not
-    // implemented: the seam for them is here. 0x04 is reserved.
+    case 0x01: case 0x03: case 0x05: case 0x07: case 0x11: case 0x13: case 0x15: case 0x17:
+      return decodeFloatingPoint(half);
     default:
-      return illegal16(half);
+      return illegal16(half); // quadrant 0, funct3 = 100: reserved
   }
+}
+
+/**
+ * C.FLD, C.FLW, C.FSD, C.FSW (quadrant 0, funct3 001/011/101/111) and C.FLDSP, C.FLWSP,
+ * C.FSDSP, C.FSWSP (quadrant 2, the same funct3s): the seam for F and D. Until they are
+ * implemented these are illegal instructions, as on QEMU with f=false,d=false; then they
+ * decode here to the ops of FLD/FLW/FSD/FSW (RV32: C.FLW and C.FSW exist only with F, C.FLD
+ * and C.FSD only with D), and mstatus.FS = Off makes them illegal at run time.
+ */
+function decodeFloatingPoint(half: number): Decoded {
+  return illegal16(half);
 }
 
 /** Quadrant 1, funct3 = 100: C.SRLI, C.SRAI, C.ANDI, C.SUB, C.XOR, C.OR, C.AND. */

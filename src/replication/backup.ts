@@ -320,6 +320,14 @@ export class BackupReplica {
     this.io.send({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat, catchUpMs: Math.round(this.queue.length * this.replayMsPerEpoch) });
   }
 
+  /**
+   * Bytes of a frame arrived: the primary is alive. A large frame (a state chunk, an entry
+   * with disk data) on a slow link takes a while to arrive whole; it must not be taken for silence.
+   */
+  onActivity(): void {
+    if (this.role === 'joining' || this.role === 'following') this.lastHeardMs = this.io.nowMs();
+  }
+
   onDisconnect(reason: string): void {
     if (this.disconnected === undefined) this.disconnected = reason;
   }

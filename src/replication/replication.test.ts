@@ -425,6 +425,26 @@ test('lag control: a backup that falls behind slows the guest, gradually, until 
   assert.ok(logs.some((line) => /the backup has caught up/.test(line)), logs.join('\n'));
 });
 
+test('a frame arriving slowly is not silence: bytes of it keep the backup from taking over', () => {
+  const { primary, backup, p, b, clock } = pair();
+  backup.sayHello();
+  pump(primary, backup, p, b);
+  primary.step();
+  pump(primary, backup, p, b);
+  backup.step();
+  // Long past the failure timeout, but bytes of a large frame kept arriving.
+  for (let elapsed = 0; elapsed < options.failureTimeoutMs * 3; elapsed += options.failureTimeoutMs / 2) {
+    clock.now += options.failureTimeoutMs / 2;
+    backup.onActivity();
+    const result = backup.step();
+    assert.equal(result.kind, 'blocked', `no failover while bytes arrive (${clock.now} ms)`);
+  }
+  // Then nothing at all: now it is silence.
+  clock.now += options.failureTimeoutMs + 1;
+  backup.step();
+  assert.notEqual(backup.currentRole, 'following');
+});
+
 // --- bounded log entries and a bounded backup queue ----------------------------------------
 
 /** Reads the time CSR in a tight loop, forever: a reading every three instructions. */

@@ -299,6 +299,7 @@ class ReplicaRuntime implements ReplicaIo {
         backup.onMessage(message, wireBytes);
         this.wake();
       },
+      activity: () => backup.onActivity(),
       closed: (reason) => {
         this.link = undefined;
         backup.onDisconnect(reason);

@@ -343,6 +343,8 @@ export class ReplicaListener {
 /** What a connecting replica (a backup) does with its primary's messages. */
 export interface ConnectHandlers {
   message(message: Message, wireBytes: number): void;
+  /** Bytes arrived (perhaps only part of a frame): the primary is alive, however slow the link. */
+  activity?(): void;
   /** The connection closed or failed, or the primary sent something unreadable. */
   closed(reason: string): void;
   log(line: string): void;
@@ -402,6 +404,7 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: Ch
         handlers.closed(reason);
       };
       socket.on('data', (chunk: Buffer) => {
+        handlers.activity?.();
         let frames: { message: Message; wireBytes: number }[];
         try {
           frames = decoder.pushFrames(chunk);

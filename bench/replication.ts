@@ -189,15 +189,20 @@ function digestTime(stderr: string, replica: 'primary' | 'backup'): { taken: num
   return match === null ? { taken: 0, ms: 0, runSeconds: NaN } : { taken: Number(match[2]), ms: Number(match[3]), runSeconds: Number(match[1]) };
 }
 
+/** The workloads the cost measurements run: CPU-bound, and disk-bound with its image at `disk`. */
+function costWorkloads(disk: string): [string, string[]][] {
+  return [
+    ['cpubench (CPU-bound)', ['--kernel', guest('cpubench')]],
+    ['pair_workload (disk)', ['--kernel', guest('pair_workload'), '--disk', disk]],
+  ];
+}
+
 async function digestCost(): Promise<void> {
   const runs = Number(process.env['BENCH_DIGEST_RUNS'] ?? 5);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-'));
   try {
     const disk = path.join(dir, 'disk.img');
-    const workloads: [string, string[]][] = [
-      ['cpubench (CPU-bound)', ['--kernel', guest('cpubench')]],
-      ['pair_workload (disk)', ['--kernel', guest('pair_workload'), '--disk', disk]],
-    ];
+    const workloads = costWorkloads(disk);
     /** Seconds to the guest's last output, with a fresh disk each time. */
     const once = async (args: string[]): Promise<Run> => {
       fs.writeFileSync(disk, new Uint8Array(1024 * 1024));
@@ -263,7 +268,7 @@ function cpuSeconds(args: string[]): Promise<{ seconds: number; status: number |
 
 /**
  * The cost of TLS on the replication channel: the same pair runs with the channel in TLS 1.3
- * (keys made per run, the default) and in plain TCP (--insecure), interleaved; CPU time of
+ * (keys made once) and in plain TCP (--insecure), interleaved; CPU time of
  * the whole pair (both replicas, the pair process) and wall-clock time to the guest's end.
  */
 async function tlsCost(): Promise<void> {
@@ -271,10 +276,7 @@ async function tlsCost(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-'));
   try {
     const disk = path.join(dir, 'disk.img');
-    const workloads: [string, string[]][] = [
-      ['cpubench (CPU-bound)', ['--kernel', guest('cpubench')]],
-      ['pair_workload (disk)', ['--kernel', guest('pair_workload'), '--disk', disk]],
-    ];
+    const workloads = costWorkloads(disk);
     // Keys made once, as a deployment has them: making keys is set-up, not the channel's cost.
     const keys = path.join(dir, 'keys');
     const made = await cpuSeconds(['keys', 'init', keys, '--replicas', 'bench']);

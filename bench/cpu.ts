@@ -1,6 +1,8 @@
 /**
- * `npm run bench`: the CPU-bound guest (guests/bench/cpubench.c) on understudy's interpreter
- * and on QEMU, in one run, side by side. Prints MIPS for each and their ratio.
+ * `npm run bench`: the CPU-bound guest (guests/bench/cpubench.c, built with C) on understudy's
+ * interpreter and on QEMU, in one run, side by side. Prints MIPS for each and their ratio,
+ * and the interpreter's steady state on the same program built without C
+ * (cpubench-rv32ima.elf), which must not be faster than with C (issue 15).
  *
  * Each figure is the median of several runs of a fresh process; a run's start-up cost (the
  * same process running the tiny hello guest) is subtracted, so the figures compare execution
@@ -16,6 +18,7 @@ import { readKernel } from '../src/host/guest-image.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const benchElf = path.join(root, 'guests/build/cpubench.elf');
+const benchElfWithoutC = path.join(root, 'guests/build/cpubench-rv32ima.elf');
 const helloElf = path.join(root, 'guests/build/hello.elf');
 const runs = Number(process.env['BENCH_RUNS'] ?? 5);
 
@@ -55,17 +58,19 @@ const engines: Engine[] = [
  * The interpreter once V8 has optimized it: the benchmark run three times in this process,
  * the last run timed. A long-running guest (Linux) spends its life in this state.
  */
-function steadyState(): number {
+function steadyState(elf: string): { mips: number; instructions: number } {
   let mips = 0;
+  let instructions = 0;
   for (let round = 0; round < 3; round++) {
     const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: [] }, new VirtualClock());
-    machine.load(readKernel(benchElf));
+    machine.load(readKernel(elf));
     const start = process.hrtime.bigint();
     while (machine.power === undefined) machine.run(10_000_000);
     const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-    mips = machine.retiredInstructions / seconds / 1e6;
+    instructions = machine.retiredInstructions;
+    mips = instructions / seconds / 1e6;
   }
-  return mips;
+  return { mips, instructions };
 }
 
 function measure(engine: Engine, knownInstructions: number): { mips: number; instructions: number } {
@@ -88,7 +93,8 @@ const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 console.log(`cpubench: ${runs} runs each, median, start-up subtracted; ${cpu}, ${os.cpus().length} cores, Node ${process.version}`);
 const results: { name: string; mips: number; instructions: number }[] = [];
 for (const engine of engines) results.push({ name: engine.name, ...measure(engine, results[0]?.instructions ?? 0) });
-results.splice(1, 0, { name: 'understudy, steady state', mips: steadyState(), instructions: results[0]!.instructions });
+results.splice(1, 0, { name: 'understudy, steady state', ...steadyState(benchElf) });
+results.splice(2, 0, { name: 'steady state, without C', ...steadyState(benchElfWithoutC) });
 const ours = results[0]!;
 for (const result of results) {
   const ratio = result === ours ? '' : `   understudy/this = ${(ours.mips / result.mips).toFixed(2)}`;

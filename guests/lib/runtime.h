@@ -143,10 +143,12 @@ static inline void set_mtimecmp(uint64_t when) {
 
 /* Declares a tiny assembly function for tests that must know where an instruction is:
  * `name` (a0 = argument, returns a0) runs `before`, then `insn` at the global label
- * `name_at`, then returns. With the trap notes, a trap at `name_at` resumes after it. */
+ * `name_at`, then returns. With the trap notes, a trap at `name_at` resumes 4 bytes after
+ * it, so `insn` is assembled without C even in a build with C: a stub that tests a 16-bit
+ * instruction says `.option rvc` and pads it to 4 bytes itself (with c.nop). */
 #define ASM_STUB(name, before, insn)                                                          \
     __asm__(".text\n.balign 4\n.globl " #name "\n" #name ":\n" before "\n.globl " #name "_at\n" \
-            #name "_at:\n" insn "\nret\n");                                                   \
+            #name "_at:\n.option push\n.option norvc\n" insn "\n.option pop\nret\n");           \
     extern uint32_t name(uint32_t);                                                           \
     extern const uint32_t name##_at[]
 

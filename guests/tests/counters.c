@@ -36,11 +36,13 @@ __asm__(
 extern const uint32_t count_trap_entry[];
 
 /* Measured bodies: a0 = argument, returns instret(after) - instret(before), where the
- * reads bracket `insn`. instret (the user-level alias) so that S and U can run them too. */
+ * reads bracket `insn` (assembled without C: the handler skips 4 bytes). instret (the user-level alias) so that S and U can run them too. */
 #define MEASURE(name, insn)                                \
     __asm__(".text\n.balign 4\n" #name ":\n"               \
             "    li a7, 0\n"                               \
-            "    csrr t1, instret\n" insn "\n"             \
+            "    csrr t1, instret\n"                       \
+            ".option push\n.option norvc\n" insn "\n"   \
+            ".option pop\n"                              \
             "    csrr t2, instret\n"                       \
             "    sub a0, t2, t1\n"                         \
             "    ret\n");                                  \

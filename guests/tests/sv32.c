@@ -44,6 +44,8 @@ static uint32_t code_page[1024] __attribute__((aligned(4096)));
 __asm__(
     ".text\n"
     ".balign 4096\n"
+    ".option push\n"
+    ".option norvc\n" /* the trap notes resume 4 bytes after a faulting instruction */
     "user_page:\n"
     "user_load:\n"
     "    lw a0, 0(a0)\n"
@@ -57,6 +59,7 @@ __asm__(
     "    jalr ra, 0(a0)\n" /* a fetch fault resumes at ra: the next instruction */
     "    li a7, 0x52540001\n"
     "    ecall\n"
+    ".option pop\n"
     ".balign 4096\n");
 extern const uint32_t user_page[], user_load[], user_store[], user_jump[];
 
@@ -275,7 +278,9 @@ static uint32_t mprv_load(uint32_t va, uint32_t mpp, uint32_t value_if_fault) {
         "csrc mstatus, %[mpp_mask]\n"
         "csrs mstatus, %[mpp]\n"
         "csrs mstatus, %[mprv]\n"
+        ".option push\n.option norvc\n" /* a fault resumes 4 bytes on */
         "lw %[value], 0(%[va])\n"
+        ".option pop\n"
         "csrc mstatus, %[mprv]\n"
         : [value] "+r"(value)
         : [va] "r"(va), [mpp] "r"(mpp << 11), [mpp_mask] "r"(MSTATUS_MPP), [mprv] "r"(MSTATUS_MPRV)
@@ -288,7 +293,9 @@ static void mprv_store(uint32_t va, uint32_t mpp, uint32_t value) {
         "csrc mstatus, %[mpp_mask]\n"
         "csrs mstatus, %[mpp]\n"
         "csrs mstatus, %[mprv]\n"
+        ".option push\n.option norvc\n" /* a fault resumes 4 bytes on */
         "sw %[value], 0(%[va])\n"
+        ".option pop\n"
         "csrc mstatus, %[mprv]\n"
         :
         : [value] "r"(value), [va] "r"(va), [mpp] "r"(mpp << 11), [mpp_mask] "r"(MSTATUS_MPP),

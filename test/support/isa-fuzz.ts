@@ -6,11 +6,15 @@
  * MXR, TVM, TW, TSR) and page tables: an identity superpage for code and data, and an alias window
  * that maps the data page eight times with random permissions and A/D bits. It sets every
  * free register to a random value, fills a 2 KiB data area from a seeded generator, enters
- * the mode with MRET and runs a few hundred random instructions (RV32IMA, Zicsr, Zifencei:
+ * the mode with MRET and runs a few hundred random instructions (RV32IMAC, Zicsr, Zifencei:
  * arithmetic on edge values, loads and stores aligned or not, AMOs, LR/SC, forward branches
- * and jumps, CSR accesses, accesses through the alias window, instructions that trap). Every
- * trap goes to an M-mode handler that counts it, hashes mcause, mtval and mepc, and resumes
- * after the trapping instruction; the ECALL at the block's end returns to the harness,
+ * and jumps, CSR accesses, accesses through the alias window, instructions that trap;
+ * compressed instructions of every kind and random 16-bit words, in blocks assembled with C
+ * and some without; calls into code that straddles a page boundary, whose second page a
+ * block maps with random permissions). Every trap goes to an M-mode handler that counts it,
+ * hashes mcause, mtval and mepc, and resumes after the trapping instruction (2 or 4 bytes
+ * on; a fetch fault in the straddling code resumes where its caller continues); the ECALL
+ * at the block's end returns to the harness,
  * which prints the registers, a checksum of the data area, the traps, the page-table entries
  * (the walks set A and D) and the instructions the block retired (minstret). The same program
  * on understudy and on QEMU must print the same text, block for block.
@@ -21,6 +25,7 @@
  * place that does says which.
  */
 import { Prng } from '../../src/simulator/prng.js';
+import { decode, Op } from '../../src/machine/cpu/decode.js';
 
 /** The registers random instructions may write (all but x8 and x9; x0 now and then). */
 const writable = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];
@@ -47,11 +52,16 @@ const stores: [string, number][] = [['sb', 1], ['sh', 2], ['sw', 4]];
 const amos = ['amoswap.w', 'amoadd.w', 'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w'];
 const branches = ['beq', 'bne', 'blt', 'bge', 'bltu', 'bgeu'];
 /**
- * Words that are not instructions of RV32IMA (with no C extension): all zeros, all ones, two
- * compressed encodings, an OP with funct7 0x7f, the 48/64-bit opcode 0x7f, and a SYSTEM word
- * next to MRET's encoding (0x300 with rd = x1).
+ * Words that are not instructions of RV32IMAC: all zeros (two illegal 16-bit halfwords), all
+ * ones, an OP with funct7 0x7f, the 48/64-bit opcode 0x7f, a SYSTEM word next to MRET's
+ * encoding (0x300 with rd = x1), and reserved 16-bit encodings followed by c.nop: C.SUBW
+ * (RV64), C.JR x0, C.LUI x0 with 0, C.FLD (D off), C.SLLI with shamt[5] = 1. (0x0000_0001 and
+ * 0x0000_4502 were here before C: they are c.nop and c.lwsp now.)
  */
-const illegalWords = [0x0000_0000, 0xffff_ffff, 0x0000_0001, 0x0000_4502, 0xfe00_7033, 0x0000_707f, 0x3000_00f3];
+const illegalWords = [
+  0x0000_0000, 0xffff_ffff, 0xfe00_7033, 0x0000_707f, 0x3000_00f3,
+  0x0001_9c01, 0x0001_8002, 0x0001_6001, 0x0001_2000, 0x0001_1282,
+];
 
 export interface FuzzProgram {
   readonly seed: number;
@@ -76,6 +86,11 @@ const dataPageOffset = 256;
 /** S-mode blocks: supervisor CSRs; satp only read (a write would move the page tables). */
 const supervisorCsrs = ['sscratch', 'scause', 'stval', 'stvec', 'sstatus', 'sie', 'sip'];
 
+/** The code page pair whose boundary a straddling instruction crosses, mapped at this address in S and U blocks. */
+const straddleBase = 0x4001_0000;
+/** Where the caller of the straddling code stores its return address, below the data. */
+const straddleReturnOffset = -48;
+
 /** Blocks in a program, unless the caller asks for another number. */
 export const defaultBlockCount = 16;
 
@@ -87,6 +102,25 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
   const imm12 = (): number => (random.chance(0.4) ? random.pick([0, 1, -1, 2047, -2048, 0x7f, -0x80]) : random.int(-2048, 2047));
   let label = 0;
   const blocks: string[] = [];
+  const compressed = new CompressedGenerator(random, () => `L${label++}`);
+  // The straddling code, one per program: a 16-bit instruction in the first page's last word,
+  // a 32-bit one at its last halfword (its upper half opens the second page), then c.jr x9.
+  const straddleText = [
+    '.section .text',
+    '.balign 4096',
+    'straddle_page:',
+    `  .fill ${(4096 - 4) / 4}, 4, 0`,
+    'straddle_entry:',
+    '  .option push',
+    '  .option rvc',
+    `  ${compressed.alu()}`,
+    '  .option norvc',
+    `  ${random.pick(rType)} ${reg()}, ${anyReg()}, ${anyReg()}`,
+    '  .option rvc',
+    '  c.jr x9',
+    '  .option pop',
+    '  .balign 4096',
+  ];
   const lines: string[] = [
     '.section .text.init, "ax"',
     '.globl _start',
@@ -139,13 +173,36 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
       const userOk = mode === 'U' ? (flags & Pte.U) !== 0 : (flags & Pte.U) === 0 || (status & Status.SUM) !== 0;
       return (flags & (Pte.V | Pte.R | Pte.W)) === (Pte.V | Pte.R | Pte.W) && userOk ? [page] : [];
     });
-    const body: string[] = [];
+    // Most blocks are assembled with C (the assembler compresses what it can), some without.
+    const body: string[] = [random.chance(0.7) ? '  .option rvc' : '  .option norvc'];
     let remaining = instructionsPerBlock;
     /** An access to the data page through the alias window (S and U blocks only). */
     const aliasAddress = (size: number, pages?: readonly number[]): string =>
       hex(aliasBase + (pages === undefined ? random.int(0, aliasPages - 1) : random.pick(pages)) * 4096 + dataPageOffset + Math.floor(random.int(0, dataBytes - size) / size) * size);
     while (remaining > 0) {
       const kind = random.int(0, 99);
+      if (random.chance(0.15)) {
+        // Compressed instructions, said explicitly (c.* mnemonics), or a random 16-bit word.
+        const lines = random.chance(0.15) ? [compressed.randomHalf()] : compressed.any();
+        body.push('  .option push', '  .option rvc', ...lines.map((line) => (line.endsWith(':') ? line : `  ${line}`)), '  .option pop');
+        remaining -= lines.filter((line) => !line.endsWith(':')).length;
+        continue;
+      }
+      if (random.chance(0.02)) {
+        // A call into the straddling code: through its virtual mapping in S and U blocks
+        // (the second page's permissions are the block's choice), at its address in M.
+        const target = `x${random.pick(writable)}`;
+        const returnLabel = `L${label++}`;
+        body.push(
+          mode === 'M' ? `  la ${target}, straddle_entry` : `  li ${target}, ${hex(straddleBase + 0xffc)}`,
+          `  la x9, ${returnLabel}`,
+          `  sw x9, ${straddleReturnOffset}(x8)`,
+          `  jr ${target}`,
+          `${returnLabel}:`,
+        );
+        remaining -= 4;
+        continue;
+      }
       if (mode !== 'M' && kind < 12) {
         // Through the alias window: loads, stores, AMOs and LR/SC under the block's page
         // permissions, SUM and MXR (page faults with the virtual address in tval).
@@ -204,13 +261,14 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
         body.push(`${target}:`);
         remaining -= skipped;
       } else if (kind < 85) {
-        // jal or jalr forward; a jalr target that is not 4-byte aligned traps (no C extension).
+        // jal or jalr forward; jalr clears bit 0 of its target. (With C every target is
+        // 2-aligned: no misaligned-target traps are left. The target is a label: in a block
+        // with C, instructions before it may be 2 or 4 bytes.)
         const target = `L${label++}`;
         if (random.chance(0.5)) {
           body.push(`  jal ${reg()}, ${target}`, `  addi ${reg()}, ${anyReg()}, 1`, `${target}:`);
         } else {
-          const misalign = random.pick([0, 0, 0, 1, 2, 3]);
-          body.push(`  auipc x9, 0`, `  jalr ${reg()}, ${12 + misalign}(x9)`, `  addi ${reg()}, ${anyReg()}, 1`, `${target}:`);
+          body.push(`  la x9, ${target}`, `  jalr ${reg()}, ${random.pick([0, 0, 0, 1])}(x9)`, `  addi ${reg()}, ${anyReg()}, 1`, `${target}:`);
           remaining--;
         }
         remaining--;
@@ -246,6 +304,7 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
       }
       remaining--;
     }
+    body.push('  .option rvc');
     blocks.push(body.join('\n'));
     lines.push(`# block ${block}: ${mode}-mode`);
     // The code and data superpage (identity, at 0x8000_0000): user pages for a U block; A
@@ -255,6 +314,17 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
     // The alias window: the data page eight times, each with random permissions.
     lines.push('  lw x9, -40(x8)', '  lw x11, -32(x8)');
     pageFlags.forEach((flags, page) => lines.push(`  ori x10, x11, ${flags}`, `  sw x10, ${4 * page}(x9)`));
+    // The straddling code's two pages at straddleBase: the first executable in the block's
+    // mode, the second with random permissions (or none), like the alias pages.
+    const straddleFirst = Pte.V | Pte.R | Pte.X | Pte.A | (mode === 'U' ? Pte.U : 0);
+    const straddleSecond = random.int(0, 0xff) | (random.chance(0.6) ? Pte.V : 0);
+    const straddleIndex = (straddleBase >>> 12) & 0x3ff;
+    lines.push(
+      '  la x11, straddle_page', '  srli x11, x11, 12', '  slli x11, x11, 10',
+      `  ori x10, x11, ${straddleFirst}`, `  sw x10, ${4 * straddleIndex}(x9)`,
+      '  li x10, 0x400', '  add x11, x11, x10',
+      `  ori x10, x11, ${straddleSecond}`, `  sw x10, ${4 * straddleIndex + 4}(x9)`,
+    );
     lines.push('  lw x9, -36(x8)', '  csrw satp, x9', '  sfence.vma');
     lines.push(
       `  li x9, ${hex((3 << 11) | Status.MPRV | Status.SUM | Status.MXR | Status.TVM | Status.TW | Status.TSR)}`,
@@ -288,8 +358,113 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
     '1: j 1b',
     '',
     harness,
+    ...straddleText,
   );
   return { seed, source: lines.join('\n') + '\n', blocks };
+}
+
+/** Registers a compressed instruction's 3-bit field names that random code may write (not x8, x9). */
+const primeWritable = [10, 11, 12, 13, 14, 15];
+/** What a random 16-bit word may decode to: no memory access, no control flow (so no wild jumps or stores). */
+const safeHalfOps: ReadonlySet<number> = new Set([Op.ILLEGAL, Op.ADDI, Op.ANDI, Op.SLLI, Op.SRLI, Op.SRAI, Op.LUI, Op.ADD, Op.SUB, Op.XOR, Op.OR, Op.AND]);
+
+/**
+ * Compressed instructions (RV32C) with random operands, in the assembler's c.* mnemonics
+ * (which it accepts only when the instruction fits 16 bits). They keep the harness's rules:
+ * nothing writes x8 or x9, memory is reached only through the data area, jumps go forward.
+ */
+class CompressedGenerator {
+  constructor(private readonly random: Prng, private readonly newLabel: () => string) {}
+
+  private rd(): string {
+    return `x${this.random.pick(writable)}`;
+  }
+  private rdPrime(): string {
+    return `x${this.random.pick(primeWritable)}`;
+  }
+  private rsPrime(): string {
+    return `x${this.random.int(8, 15)}`;
+  }
+  private rs(): string {
+    return `x${this.random.int(1, 31)}`;
+  }
+  private imm6(): number {
+    return this.random.chance(0.4) ? this.random.pick([0, 1, -1, 31, -32]) : this.random.int(-32, 31);
+  }
+  private nonZero6(): number {
+    return this.random.pick([1, -1, 31, -32, this.random.int(1, 31), -this.random.int(1, 32)]);
+  }
+  private shamt(): number {
+    return this.random.pick([1, 31, this.random.int(1, 31)]);
+  }
+
+  /** One instruction that computes: no memory, no control flow. */
+  alu(): string {
+    const random = this.random;
+    switch (random.int(0, 12)) {
+      case 0: return `c.addi ${this.rd()}, ${this.nonZero6()}`;
+      case 1: return `c.li ${this.rd()}, ${this.imm6()}`;
+      case 2: {
+        const rd = `x${random.pick(writable.filter((r) => r !== 2))}`;
+        return `c.lui ${rd}, ${hex(random.chance(0.5) ? random.int(1, 31) : random.int(0xfffe0, 0xfffff))}`;
+      }
+      case 3: return `c.addi16sp sp, ${16 * random.pick([1, -1, 31, -32, random.int(1, 31)])}`;
+      case 4: return `c.addi4spn ${this.rdPrime()}, sp, ${4 * random.pick([1, 255, random.int(1, 255)])}`;
+      case 5: return `c.slli ${this.rd()}, ${this.shamt()}`;
+      case 6: return `c.srli ${this.rdPrime()}, ${this.shamt()}`;
+      case 7: return `c.srai ${this.rdPrime()}, ${this.shamt()}`;
+      case 8: return `c.andi ${this.rdPrime()}, ${this.imm6()}`;
+      case 9: return `c.mv ${this.rd()}, ${this.rs()}`;
+      case 10: return `c.add ${this.rd()}, ${this.rs()}`;
+      case 11: return `c.${random.pick(['sub', 'xor', 'or', 'and'])} ${this.rdPrime()}, ${this.rsPrime()}`;
+      default: return 'c.nop';
+    }
+  }
+
+  /** A few lines: one compressed instruction, or a jump or branch with what it skips and its label (a line ending in ':'). */
+  any(): string[] {
+    const random = this.random;
+    const skipped = (): string[] => Array.from({ length: random.int(0, 3) }, () => this.alu());
+    switch (random.int(0, 9)) {
+      case 4: {
+        const offset = 4 * random.int(0, 31);
+        return [random.chance(0.5) ? `c.lw ${this.rdPrime()}, ${offset}(x8)` : `c.sw ${this.rsPrime()}, ${offset}(x8)`];
+      }
+      case 5: {
+        // sp (random) first points into the data area.
+        const offset = 4 * random.int(0, 63);
+        const access = random.chance(0.5) ? `c.lwsp ${this.rd()}, ${offset}(sp)` : `c.swsp x${random.int(0, 31)}, ${offset}(sp)`;
+        return [`addi sp, x8, ${4 * random.int(0, (2048 - 256) / 4)}`, access];
+      }
+      case 6: {
+        const label = this.newLabel();
+        return [`${random.pick(['c.j', 'c.jal'])} ${label}`, ...skipped(), `${label}:`];
+      }
+      case 7: {
+        const label = this.newLabel();
+        return [`${random.pick(['c.beqz', 'c.bnez'])} ${this.rsPrime()}, ${label}`, ...skipped(), `${label}:`];
+      }
+      case 8: {
+        const label = this.newLabel();
+        const target = this.rd();
+        return [`la ${target}, ${label}`, `${random.pick(['c.jr', 'c.jalr'])} ${target}`, ...skipped(), `${label}:`];
+      }
+      case 9:
+        return [random.chance(0.3) ? 'c.ebreak' : 'c.nop'];
+      default:
+        return [this.alu()];
+    }
+  }
+
+  /** A random 16-bit word that computes or is illegal (reserved, or a floating-point one). */
+  randomHalf(): string {
+    for (;;) {
+      const half = this.random.int(0, 0xffff);
+      if ((half & 3) === 3) continue;
+      const decoded = decode(half);
+      if (safeHalfOps.has(decoded.op) && decoded.rd !== 8 && decoded.rd !== 9) return `.half ${hex(half)}`;
+    }
+  }
 }
 
 /** An offset into the data area for an access of this size: mostly aligned, sometimes not. */
@@ -306,6 +481,7 @@ function dataOffset(random: Prng, size: number): number {
 const harness = String.raw`
 # Harness state below the data: -44(x8) the root page table's address, -40(x8) the
 # second-level table's (the alias window), -36(x8) satp, -32(x8) the data page's PPN << 10,
+# -48(x8) where the straddling code's caller continues,
 # -28(x8) the block's exit and -24(x8) its end (its final ECALL), -20(x8) minstret at the
 # block's start (QEMU runs a few instructions of its reset vector first), -16(x8) the block's
 # number, -12(x8) the instructions the block retired, -8(x8) the trap count, -4(x8) the trap
@@ -340,11 +516,31 @@ trap:
   csrr x9, mepc
   xor x10, x10, x9
   sw x10, -4(x8)
+  # Resume after the trapping instruction, 2 or 4 bytes on as its low bits say (the code is
+  # identity-mapped: M-mode reads it at mepc); after a fetch fault (in the straddling code's
+  # second page) where the straddling code's caller continues.
+  csrr x9, mcause
+  addi x9, x9, -1
+  beqz x9, 3f
+  addi x9, x9, -11
+  beqz x9, 3f
   csrr x9, mepc
-  addi x9, x9, 4
+  lhu x10, 0(x9)
+  andi x10, x10, 3
+  addi x9, x9, 2
+  addi x10, x10, -3
+  bnez x10, 2f
+  addi x9, x9, 2
+2:
   csrw mepc, x9
+  # x9 (which the code after an LR may use as an SC's address) is left 4-aligned: QEMU 7.2
+  # lets a misaligned SC without a reservation fail quietly (guests/tests/README.md).
+  andi x9, x9, -4
   csrr x10, mscratch
   mret
+3:
+  lw x9, ${straddleReturnOffset}(x8)
+  j 2b
 
 # dump: entered with jal x9, the block's number at -16(x8). Prints "block N", then x1..x31
 # (x8 and x9 are the harness's: not printed), the data checksum, the traps and minstret;
@@ -429,6 +625,11 @@ dump:
   call putspace
   addi s3, s3, 4
   bne s3, s2, 4b
+  # ... and the straddling code's two pages (entries 16 and 17).
+  lw a0, 32(s3)
+  call putspace
+  lw a0, 36(s3)
+  call putspace
   call newline
   la a0, text_minstret
   call puts

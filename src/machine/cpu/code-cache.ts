@@ -3,24 +3,34 @@
  * blocks, in small). The pages live in the hart (`Hart.codePages`); this file says what is in
  * them and keeps them in step with RAM.
  *
- * A RAM page that has been fetched from gets 1024 slots of two int32 words, one slot per
- * instruction word of the page, filled the first time the instruction runs:
- *   word 0: op (bits 0-7) | rd (8-13; rd = x0 becomes the sink register) | rs1 (14-18) | rs2 (19-23)
+ * With the C extension an instruction may start at any halfword (IALIGN = 16), so a RAM page
+ * that has been fetched from gets 2048 slots of two int32 words, one slot per halfword of the
+ * page (the slot of the halfword at page offset o is at index o), filled the first time the
+ * instruction that starts there runs:
+ *   word 0: op (bits 0-7; for most compressed instructions the op's C_ twin, see
+ *           {@link cachedOp}) | rd (8-13; rd = x0 becomes the sink register) | rs1 (14-18)
+ *           | rs2 (19-23) | the instruction's length in bytes, 2 or 4 (24-31)
  *   word 1: the immediate (decode.ts: for CSR instructions the CSR number, for ILLEGAL the bits)
  * Word 0 is never 0 for a decoded instruction (decode.ts never yields op 0), so 0 marks an
- * empty slot. Every write to a RAM page with decoded instructions empties the written words'
- * slots, so code always runs as written:
- * - stores on the run loop's fast path empty the slot themselves (cpu.ts);
+ * empty slot. Every write to a RAM page with decoded instructions empties the slots of the
+ * instructions it may have changed: those that start in the written halfwords and a 32-bit
+ * one that starts at the halfword before them. So code always runs as written:
+ * - stores on the run loop's fast path empty the slots themselves (cpu.ts);
  * - every other write (slow-path stores, device DMA, loaders, page-table A/D updates, a
  *   restored snapshot) reaches {@link invalidateCode} through RAM's watcher (ram.ts).
+ * A 32-bit instruction that starts in a page's last halfword and so straddles into the next
+ * virtual page is never kept in a slot (mmu.ts, `fetchInstruction`): its upper half belongs
+ * to another page, whose writes and remappings this page's slots do not follow.
  */
-import { decode } from './decode.js';
+import { decode, Op, type Decoded } from './decode.js';
 import type { Hart } from './cpu.js';
 
-/** Most RAM pages with decoded instructions (8 KiB each) before the whole cache is dropped. */
+/** Most RAM pages with decoded instructions (16 KiB each) before the whole cache is dropped. */
 export const codePagesMax = 8192;
-/** Int32 words per decoded page: two per instruction word of a 4 KiB page. */
-export const codePageWords = 2048;
+/** Int32 words per decoded page: two per halfword of a 4 KiB page. */
+export const codePageWords = 4096;
+/** Where word 0 of a decoded instruction holds its length in bytes. */
+export const lengthShift = 24;
 /** The register index that decoded instructions with rd = x0 write to (x[32], never read). */
 export const sinkRegister = 32;
 
@@ -48,18 +58,38 @@ function dropCodeCache(hart: Hart): void {
   hart.attention = true;
 }
 
-/** RAM bytes [offset, offset + length) of `page` changed behind the run loop's fast path. */
+/**
+ * RAM bytes [offset, offset + length) of `page` changed behind the run loop's fast path:
+ * empties the slots of the halfwords written and of the halfword before them (a 32-bit
+ * instruction starting there overlaps the write).
+ */
 export function invalidateCode(hart: Hart, page: number, offset: number, length: number): void {
   const code = hart.codePages[page];
   if (code === undefined) return;
-  const first = offset >>> 2;
-  const last = (offset + length - 1) >>> 2;
-  for (let slot = first; slot <= last; slot++) code[slot * 2] = 0;
+  const first = Math.max(0, (offset & ~1) - 2);
+  const last = Math.min(codePageWords - 2, (offset + length - 1) & ~1);
+  for (let slot = first; slot <= last; slot += 2) code[slot] = 0;
 }
 
-/** Decodes instruction word `insn` into `slot` (an even index) of a decoded page. */
+/**
+ * The op a decoded page holds for a compressed instruction of op `op`: its C_ twin (ops.ts) if
+ * the run loop finishes it in its switch, else the op itself (the rare path reads the length).
+ */
+const compressedTwins: ReadonlyMap<number, Op> = new Map<number, Op>([
+  [Op.ADDI, Op.C_ADDI], [Op.LUI, Op.C_LUI], [Op.ANDI, Op.C_ANDI], [Op.SLLI, Op.C_SLLI], [Op.SRLI, Op.C_SRLI],
+  [Op.SRAI, Op.C_SRAI], [Op.ADD, Op.C_ADD], [Op.SUB, Op.C_SUB], [Op.XOR, Op.C_XOR], [Op.OR, Op.C_OR],
+  [Op.AND, Op.C_AND], [Op.LW, Op.C_LW], [Op.SW, Op.C_SW], [Op.JAL, Op.C_JAL], [Op.JALR, Op.C_JALR],
+  [Op.BEQ, Op.C_BEQ], [Op.BNE, Op.C_BNE],
+]);
+
+/** The op number a decoded page holds for `d`. */
+export function cachedOp(d: Decoded): number {
+  return d.length === 2 ? (compressedTwins.get(d.op) ?? d.op) : d.op;
+}
+
+/** Decodes the instruction at the start of `insn` into `slot` (an even index) of a decoded page. */
 export function decodeInto(code: Int32Array, slot: number, insn: number): void {
   const d = decode(insn);
-  code[slot] = d.op | ((d.rd === 0 ? sinkRegister : d.rd) << 8) | (d.rs1 << 14) | (d.rs2 << 19);
+  code[slot] = cachedOp(d) | ((d.rd === 0 ? sinkRegister : d.rd) << 8) | (d.rs1 << 14) | (d.rs2 << 19) | (d.length << lengthShift);
   code[slot + 1] = d.imm;
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hart, mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
 import { decode, disassemble, Op } from './decode.js';
-import { asm, li } from './encode.js';
+import { asm, casm, li, packHalves } from './encode.js';
 import { Csr } from './csr.js';
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
@@ -46,7 +46,7 @@ function machine(program: number[], options: { at?: number } = {}): { hart: Hart
 }
 
 test('decode: fields and immediates of each format', () => {
-  assert.deepEqual(decode(asm.addi(5, 6, -1)), { op: Op.ADDI, rd: 5, rs1: 6, rs2: 31, imm: -1 });
+  assert.deepEqual(decode(asm.addi(5, 6, -1)), { op: Op.ADDI, rd: 5, rs1: 6, rs2: 31, imm: -1, length: 4 });
   assert.equal(decode(asm.lui(1, 0xfffff000)).imm, 0xfffff000 | 0);
   assert.equal(decode(asm.jal(1, -2048)).imm, -2048);
   assert.equal(decode(asm.jal(1, 0xffffe)).imm, 0xffffe);
@@ -54,7 +54,7 @@ test('decode: fields and immediates of each format', () => {
   assert.equal(decode(asm.bne(1, 2, 4094)).imm, 4094);
   assert.equal(decode(asm.sw(7, 8, -2048)).imm, -2048);
   assert.equal(decode(asm.sw(7, 8, 2047)).imm, 2047);
-  assert.deepEqual(decode(asm.srai(3, 4, 31)), { op: Op.SRAI, rd: 3, rs1: 4, rs2: 31, imm: 31 });
+  assert.deepEqual(decode(asm.srai(3, 4, 31)), { op: Op.SRAI, rd: 3, rs1: 4, rs2: 31, imm: 31, length: 4 });
   assert.equal(decode(asm.csrrs(1, Csr.mstatus, 0)).imm, Csr.mstatus);
 });
 
@@ -73,8 +73,190 @@ test('decode: reserved encodings are illegal, with the instruction bits (16 for 
     assert.equal(d.op, Op.ILLEGAL, `0x${(insn >>> 0).toString(16)}`);
     assert.equal(d.imm, insn | 0);
   }
-  assert.equal(decode(0x00010001).imm, 0x0001);
   assert.equal(decode(0).op, Op.ILLEGAL);
+  assert.equal(decode(0).imm, 0);
+});
+
+/** What a compressed instruction must decode to: its 32-bit meaning (casm is checked against GNU as). */
+function expand(op: Op, rd: number, rs1: number, rs2: number, imm: number): { op: Op; rd: number; rs1: number; rs2: number; imm: number; length: 2 } {
+  return { op, rd, rs1, rs2, imm, length: 2 };
+}
+
+test('decode: every RV32C encoding class expands to its 32-bit meaning, at the edges of its immediate', () => {
+  const cases: [number, ReturnType<typeof expand>][] = [];
+  for (const v of [4, 0x3fc, 0x10, 0x20, 0x40, 0x200]) cases.push([casm.addi4spn(15, v), expand(Op.ADDI, 15, 2, 0, v)]);
+  for (const v of [0, 4, 64, 124]) {
+    cases.push([casm.lw(8, 15, v), expand(Op.LW, 8, 15, 0, v)]);
+    cases.push([casm.sw(15, 8, v), expand(Op.SW, 0, 8, 15, v)]);
+  }
+  cases.push([casm.nop(), expand(Op.ADDI, 0, 0, 0, 0)]);
+  for (const v of [1, -1, 31, -32]) {
+    cases.push([casm.addi(31, v), expand(Op.ADDI, 31, 31, 0, v)]);
+    cases.push([casm.li(1, v), expand(Op.ADDI, 1, 0, 0, v)]);
+    cases.push([casm.andi(9, v), expand(Op.ANDI, 9, 9, 0, v)]);
+    cases.push([casm.lui(3, v & 63), expand(Op.LUI, 3, 0, 0, v << 12)]);
+  }
+  for (const v of [16, -16, 496, -512]) cases.push([casm.addi16sp(v), expand(Op.ADDI, 2, 2, 0, v)]);
+  for (const v of [0, 1, 31]) {
+    cases.push([casm.srli(10, v), expand(Op.SRLI, 10, 10, v, v)]);
+    cases.push([casm.srai(11, v), expand(Op.SRAI, 11, 11, v, v)]);
+    cases.push([casm.slli(30, v), expand(Op.SLLI, 30, 30, v, v)]);
+  }
+  cases.push([casm.sub(8, 9), expand(Op.SUB, 8, 8, 9, 0)], [casm.xor(10, 11), expand(Op.XOR, 10, 10, 11, 0)]);
+  cases.push([casm.or(12, 13), expand(Op.OR, 12, 12, 13, 0)], [casm.and(14, 15), expand(Op.AND, 14, 14, 15, 0)]);
+  for (const v of [2, -2, 2046, -2048, 0x400, 0x100, 0x40, 0x20]) {
+    cases.push([casm.j(v), expand(Op.JAL, 0, 0, 0, v)]);
+    cases.push([casm.jal(v), expand(Op.JAL, 1, 0, 0, v)]);
+  }
+  for (const v of [2, -2, 254, -256, 0x20]) {
+    cases.push([casm.beqz(8, v), expand(Op.BEQ, 0, 8, 0, v)]);
+    cases.push([casm.bnez(15, v), expand(Op.BNE, 0, 15, 0, v)]);
+  }
+  for (const v of [0, 4, 252, 128]) {
+    cases.push([casm.lwsp(31, v), expand(Op.LW, 31, 2, 0, v)]);
+    cases.push([casm.swsp(31, v), expand(Op.SW, 0, 2, 31, v)]);
+  }
+  cases.push([casm.jr(1), expand(Op.JALR, 0, 1, 0, 0)], [casm.jalr(31), expand(Op.JALR, 1, 31, 0, 0)]);
+  cases.push([casm.mv(5, 31), expand(Op.ADD, 5, 0, 31, 0)], [casm.add(5, 31), expand(Op.ADD, 5, 5, 31, 0)]);
+  cases.push([casm.ebreak(), expand(Op.EBREAK, 0, 0, 0, 0)]);
+  // HINTs execute as what they expand to: rd = x0 writes the sink.
+  cases.push([casm.addi(0, 5), expand(Op.ADDI, 0, 0, 0, 5)], [casm.li(0, 1), expand(Op.ADDI, 0, 0, 0, 1)]);
+  cases.push([casm.mv(0, 5), expand(Op.ADD, 0, 0, 5, 0)], [casm.lui(0, 1), expand(Op.LUI, 0, 0, 0, 0x1000)]);
+  for (const [half, expected] of cases) {
+    const hex = `0x${half.toString(16)}`;
+    assert.deepEqual(decode(half), expected, hex);
+    // The upper half of the fetched word is the next instruction's: it does not matter.
+    assert.deepEqual(decode((half | 0xabcd0000) | 0), expected, `${hex} with another halfword after it`);
+  }
+});
+
+test('decode: reserved and not-implemented 16-bit encodings are illegal, with the 16 bits for mtval', () => {
+  const cases = [
+    0x0000, // the all-zero halfword
+    casm.addi4spn(9, 0), // nzuimm = 0
+    casm.lwsp(0, 4), // rd = 0
+    casm.jr(0), // rs1 = 0
+    casm.addi16sp(0), // nzimm = 0
+    casm.lui(5, 0), casm.lui(0, 0), // nzimm = 0, whatever rd
+    casm.slli(5, 32), casm.srli(8, 32), casm.srai(9, 33), // shamt[5] = 1 on RV32 (custom use)
+    0x9c01, 0x9c21, 0x9c41, 0x9c61, // C.SUBW, C.ADDW (RV64) and the two reserved
+    0x8000, // quadrant 0, funct3 = 100: reserved
+    // F and D not implemented yet: C.FLD, C.FLW, C.FSD, C.FSW, C.FLDSP, C.FLWSP, C.FSDSP, C.FSWSP
+    0x2000, 0x6000, 0xa000, 0xe000, 0x2002, 0x6002, 0xa002, 0xe002,
+  ];
+  for (const half of cases) {
+    const d = decode(half | 0x12340000);
+    assert.equal(d.op, Op.ILLEGAL, `0x${half.toString(16)}`);
+    assert.equal(d.imm, half, `0x${half.toString(16)}: mtval is the 16 bits`);
+    assert.equal(d.length, 2);
+  }
+});
+
+/** A program of halfwords at the start of RAM (packed two to a word). */
+function compressedMachine(halves: number[]): { hart: Hart; ram: Ram } {
+  const { hart, ram } = machine(packHalves(halves));
+  hart.mtvec = handler;
+  return { hart, ram };
+}
+
+test('compressed instructions run: links are pc + 2, each retires as one instruction, 2-aligned targets are legal', () => {
+  const jalr = asm.jalr(7, 1, 2);
+  const { hart } = compressedMachine([
+    casm.li(8, 5), // 0
+    casm.jal(6), // 2: to 8, ra = 4
+    casm.addi(8, 1), // 4: skipped the first time
+    casm.addi(8, 1), // 6: reached by the jalr below
+    casm.addi(8, 10), // 8
+    jalr & 0xffff, jalr >>> 16, // 10: a 32-bit jalr at a 2-aligned pc, to ra + 2 = 6
+  ]);
+  hart.run(3);
+  assert.equal(hart.x[8], 15);
+  assert.equal(u(hart.x[1]!), base + 4, 'C.JAL links pc + 2');
+  assert.equal(u(hart.pc), base + 10);
+  assert.equal(hart.retired, 3);
+  hart.run(3); // jalr, c.addi 1, c.addi 10
+  assert.equal(u(hart.x[7]!), base + 14, 'a 32-bit jump links pc + 4');
+  assert.equal(hart.x[8], 26);
+  assert.equal(u(hart.pc), base + 10);
+  assert.equal(hart.mcause, 0, 'no trap: the target is 2-aligned (IALIGN = 16)');
+  const second = compressedMachine([casm.nop(), casm.jalr(9), casm.nop(), casm.mv(10, 1), casm.jr(10)]);
+  second.hart.x[9] = base + 6;
+  second.hart.run(4); // c.nop, c.jalr to 6, c.mv x10 = ra, c.jr back to 4
+  assert.equal(u(second.hart.x[1]!), base + 4, 'C.JALR links pc + 2');
+  assert.equal(u(second.hart.pc), base + 4);
+});
+
+test('a 16-bit illegal instruction traps with mtval = the 16 bits; C.EBREAK with mepc at it', () => {
+  const { hart } = compressedMachine([casm.nop(), 0x0000, casm.ebreak()]);
+  hart.run(2);
+  assert.equal(hart.mcause, 2);
+  assert.equal(u(hart.mepc), base + 2);
+  assert.equal(hart.mtval, 0);
+  assert.equal(hart.retired, 2, 'a decode-time illegal instruction counts, as in QEMU');
+  const other = compressedMachine([casm.nop(), casm.ebreak()]);
+  other.hart.run(2);
+  assert.equal(other.hart.mcause, 3);
+  assert.equal(u(other.hart.mepc), base + 2);
+});
+
+test('a 32-bit instruction straddling into a page outside RAM faults with tval = that page, and does not retire', () => {
+  const ram = new Ram(1 << 20);
+  const hart = new Hart({ ram, bus: new Bus(), readTime: () => 0n, watchedStore: () => {} });
+  const last = ram.sizeBytes - 2;
+  const word = asm.addi(5, 5, 7);
+  ram.u16[last / 2] = word & 0xffff;
+  hart.reset(base + last);
+  hart.mtvec = handler;
+  ram.i32[handlerOffset / 4] = asm.jal(0, 0);
+  hart.run(1);
+  assert.equal(hart.mcause, 1);
+  assert.equal(u(hart.mtval), base + ram.sizeBytes);
+  assert.equal(u(hart.mepc), base + last);
+  assert.equal(hart.x[5], 0);
+  assert.equal(hart.retired, 1, 'only the handler\'s first instruction retired');
+});
+
+test('a straddling instruction runs as its two pages say now: a write to its upper half takes effect', () => {
+  // At 0xffe: addi x5, x5, 1 (straddling into the next page); at 0x1002: c.j back to 0xffe.
+  const { hart, ram } = machine([]);
+  const addi = asm.addi(5, 5, 1);
+  ram.u16[0xffe / 2] = addi & 0xffff;
+  ram.u16[0x1000 / 2] = addi >>> 16;
+  ram.u16[0x1002 / 2] = casm.j(-4);
+  hart.reset(base + 0xffe);
+  hart.run(4);
+  assert.equal(hart.x[5], 2);
+  // The upper half changes (a device write into the second page): the next pass sees it.
+  const replacement = asm.addi(5, 5, 0x100);
+  ram.writeBytes(base + 0x1000, new Uint8Array(new Uint16Array([replacement >>> 16]).buffer));
+  hart.run(2);
+  assert.equal(hart.x[5], 2 + 0x100);
+});
+
+test('a store into the middle of an instruction empties its slot: 32-bit at a 2-aligned pc, and compressed', () => {
+  // 0x40: c.nop; 0x42: addi x5, x5, 1 (32-bit, 2-aligned); 0x46: c.addi x6, 1; 0x48: c.j to 0x40.
+  const loop = 0x40;
+  const { hart, ram } = machine([]);
+  const addi = asm.addi(5, 5, 1);
+  [casm.nop(), addi & 0xffff, addi >>> 16, casm.addi(6, 1), casm.j(-8)].forEach((half, index) => (ram.u16[loop / 2 + index] = half));
+  hart.reset(base + loop);
+  hart.run(4 * 2);
+  assert.deepEqual([hart.x[5], hart.x[6]], [2, 2]);
+  // A patcher: a store far from the code fills the store TLB, so that the two patches take
+  // the loop's fast path. The first writes only the upper half of the 32-bit instruction (at
+  // 0x44, a halfword where no instruction starts: its slot is the one at 0x42); the second
+  // replaces the compressed c.addi. Then it jumps back into the loop.
+  const patched = asm.addi(5, 5, 0x7f0); // the same lower half: rs1 = x5, rd = x5
+  assert.equal(patched & 0xffff, addi & 0xffff);
+  const program = [
+    ...li(1, base + loop), asm.sw(0, 1, 0x100), ...li(2, patched >>> 16), asm.sh(2, 1, 4),
+    ...li(3, casm.addi(6, 3)), asm.sh(3, 1, 6), asm.jalr(0, 1, 0),
+  ];
+  program.forEach((word, index) => (ram.i32[0x200 / 4 + index] = word));
+  hart.pc = base + 0x200;
+  hart.run(program.length + 4);
+  assert.equal(u(hart.pc), base + loop);
+  assert.deepEqual([hart.x[5], hart.x[6]], [2 + 0x7f0, 2 + 3]);
 });
 
 test('run(budget) retires exactly the budget, and says so', () => {

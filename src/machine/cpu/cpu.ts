@@ -1,5 +1,5 @@
 /**
- * The hart: RV32IMA + Zicsr + Zifencei, privilege modes M/S/U, Sv32, PMP. This file holds its
+ * The hart: RV32IMAC + Zicsr + Zifencei, privilege modes M/S/U, Sv32, PMP. This file holds its
  * architectural state, the run loop and its snapshots; the rest of the CPU, by concern:
  * - rare-instructions.ts: atomics and system instructions, which the loop hands off;
  * - csr-file.ts: CSR access checks, reads and writes (counters, mstatus, PMP registers);
@@ -18,7 +18,8 @@
  * Hot-path conventions: registers live in an Int32Array with a 33rd "sink" register that
  * decoded instructions with rd = x0 write to; values are kept int32; loads and stores hit a
  * software TLB whose entries map a virtual page straight to an index into RAM, and a store
- * into a page with decoded instructions empties the stored word's slot itself. Anything else
+ * into a page with decoded instructions empties the slots it overlaps itself. Instructions
+ * are 2 or 4 bytes (C): the decoded word says which, and the loop advances pc by it. Anything else
  * (TLB misses, MMIO, faults, page walks, misaligned accesses, stores to watched pages) takes
  * the MMU's slow path, which may throw the {@link TrapSignal}.
  */
@@ -27,11 +28,11 @@ import type { Ram } from '../memory/ram.js';
 import type { AccessWidth } from '../devices/device.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 import { Op } from './decode.js';
-import { Cause, Priv, pmpEntries, type PrivilegeLevel } from './csr.js';
-import { decodeInto, emptyCodePage, invalidateCode, sinkRegister } from './code-cache.js';
-import { dataPrivilege, dataTlbContext, fetchTlbContext, fillFetch, flushTlb, loadSlow, pmpChanged, storeSlow, tlbEntries } from './mmu.js';
+import { Priv, pmpEntries, type PrivilegeLevel } from './csr.js';
+import { emptyCodePage, invalidateCode, sinkRegister } from './code-cache.js';
+import { dataPrivilege, dataTlbContext, fetchInstruction, fetchTlbContext, fillFetch, flushTlb, loadSlow, pmpChanged, storeSlow, tlbEntries } from './mmu.js';
 import type { PmpRegion } from './pmp.js';
-import { raise, trapSignal } from './trap-signal.js';
+import { trapSignal } from './trap-signal.js';
 import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSupervisor } from './traps.js';
 import { executeRare } from './rare-instructions.js';
 
@@ -325,11 +326,13 @@ export class Hart {
               fetchVpn = (filled & 1) !== 0 ? vpn : -1;
             }
           }
-          const slot = (pc >>> 1) & 0x7fe;
+          // One slot per halfword (code-cache.ts). Compressed instructions have ops of their own
+          // (the C_ twins below) or, on the rare path, bits 24-31 of w hold their length.
+          const slot = pc & 0xffe;
           let w = code[slot]!;
           if (w === 0) {
-            decodeInto(code, slot, ram32[fetchBase + (slot >> 1)]!);
-            w = code[slot]!;
+            this.runRetired = n;
+            w = fetchInstruction(this, code, pc, fetchBase) | 0;
           }
           const imm = code[slot + 1]!;
           const rd = (w >> 8) & 63;
@@ -345,7 +348,6 @@ export class Hart {
               break;
             case Op.JAL: {
               const target = (pc + imm) | 0;
-              if ((target & 3) !== 0) raise(Cause.InstructionMisaligned, target);
               x[rd] = (pc + 4) | 0;
               pc = target;
               n++;
@@ -353,7 +355,6 @@ export class Hart {
             }
             case Op.JALR: {
               const target = ((x[rs1]! + imm) & ~1) | 0;
-              if ((target & 3) !== 0) raise(Cause.InstructionMisaligned, target);
               x[rd] = (pc + 4) | 0;
               pc = target;
               n++;
@@ -361,7 +362,6 @@ export class Hart {
             }
             case Op.BEQ:
               if (x[rs1] === x[rs2]) {
-                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
                 pc = (pc + imm) | 0;
                 n++;
                 continue;
@@ -369,7 +369,6 @@ export class Hart {
               break;
             case Op.BNE:
               if (x[rs1] !== x[rs2]) {
-                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
                 pc = (pc + imm) | 0;
                 n++;
                 continue;
@@ -377,7 +376,6 @@ export class Hart {
               break;
             case Op.BLT:
               if (x[rs1]! < x[rs2]!) {
-                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
                 pc = (pc + imm) | 0;
                 n++;
                 continue;
@@ -385,7 +383,6 @@ export class Hart {
               break;
             case Op.BGE:
               if (x[rs1]! >= x[rs2]!) {
-                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
                 pc = (pc + imm) | 0;
                 n++;
                 continue;
@@ -393,7 +390,6 @@ export class Hart {
               break;
             case Op.BLTU:
               if (x[rs1]! >>> 0 < x[rs2]! >>> 0) {
-                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
                 pc = (pc + imm) | 0;
                 n++;
                 continue;
@@ -401,7 +397,6 @@ export class Hart {
               break;
             case Op.BGEU:
               if (x[rs1]! >>> 0 >= x[rs2]! >>> 0) {
-                if ((imm & 2) !== 0) raise(Cause.InstructionMisaligned, (pc + imm) | 0);
                 pc = (pc + imm) | 0;
                 n++;
                 continue;
@@ -489,9 +484,15 @@ export class Hart {
               if (storeTag[e] === ((va >>> 12) | dataContext)) {
                 const i = (va + storeAdd[e]!) | 0;
                 ramU8[i] = x[rs2]!;
-                // A store into a page with decoded instructions empties that word's slot.
+                // A store into a page with decoded instructions empties the slots of the
+                // instructions it overlaps: the one starting at its halfword and a 32-bit one
+                // starting at the halfword before (at offset 0 that wraps to the page's last
+                // slot, which is harmless: straddling instructions are never in a slot).
                 const stale = codePages[i >>> 12];
-                if (stale !== undefined) stale[(i >>> 1) & 0x7fe] = 0;
+                if (stale !== undefined) {
+                  stale[i & 0xffe] = 0;
+                  stale[(i - 2) & 0xffe] = 0;
+                }
               }
               else {
                 this.runRetired = n;
@@ -510,9 +511,15 @@ export class Hart {
               if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 1) === 0) {
                 const i = (va + storeAdd[e]!) | 0;
                 ramU16[i >> 1] = x[rs2]!;
-                // A store into a page with decoded instructions empties that word's slot.
+                // A store into a page with decoded instructions empties the slots of the
+                // instructions it overlaps: the one starting at its halfword and a 32-bit one
+                // starting at the halfword before (at offset 0 that wraps to the page's last
+                // slot, which is harmless: straddling instructions are never in a slot).
                 const stale = codePages[i >>> 12];
-                if (stale !== undefined) stale[(i >>> 1) & 0x7fe] = 0;
+                if (stale !== undefined) {
+                  stale[i & 0xffe] = 0;
+                  stale[(i - 2) & 0xffe] = 0;
+                }
               }
               else {
                 this.runRetired = n;
@@ -531,9 +538,15 @@ export class Hart {
               if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) {
                 const i = (va + storeAdd[e]!) | 0;
                 ram32[i >> 2] = x[rs2]!;
-                // A store into a page with decoded instructions empties that word's slot.
+                // A store into a page with decoded instructions empties the slots of the
+                // instructions it overlaps: those starting at its two halfwords and a 32-bit
+                // one starting at the halfword before (see SH).
                 const stale = codePages[i >>> 12];
-                if (stale !== undefined) stale[(i >>> 1) & 0x7fe] = 0;
+                if (stale !== undefined) {
+                  stale[i & 0xffe] = 0;
+                  stale[(i + 2) & 0xffe] = 0;
+                  stale[(i - 2) & 0xffe] = 0;
+                }
               }
               else {
                 this.runRetired = n;
@@ -644,6 +657,131 @@ export class Hart {
             case Op.FENCE:
               break;
 
+            // The compressed instructions the loop finishes itself (their C_ twins, ops.ts): the
+            // same operations, then pc + 2. Repeated here rather than reading the length after
+            // every instruction, which cost the whole loop 3% (docs/BENCHMARKS.md).
+            case Op.C_ADDI:
+              x[rd] = (x[rs1]! + imm) | 0;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_LUI:
+              x[rd] = imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_ANDI:
+              x[rd] = x[rs1]! & imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SLLI:
+              x[rd] = x[rs1]! << imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SRLI:
+              x[rd] = x[rs1]! >>> imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SRAI:
+              x[rd] = x[rs1]! >> imm;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_ADD:
+              x[rd] = (x[rs1]! + x[rs2]!) | 0;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_SUB:
+              x[rd] = (x[rs1]! - x[rs2]!) | 0;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_XOR:
+              x[rd] = x[rs1]! ^ x[rs2]!;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_OR:
+              x[rd] = x[rs1]! | x[rs2]!;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_AND:
+              x[rd] = x[rs1]! & x[rs2]!;
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_LW: {
+              const va = (x[rs1]! + imm) | 0;
+              const e = (va >>> 12) & tlbMask;
+              if (loadTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) x[rd] = ram32[((va + loadAdd[e]!) | 0) >> 2]!;
+              else {
+                this.runRetired = n;
+                x[rd] = loadSlow(this, va, 4);
+                if (this.attention) {
+                  pc = (pc + 2) | 0;
+                  n++;
+                  continue outer;
+                }
+              }
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            }
+            case Op.C_SW: {
+              const va = (x[rs1]! + imm) | 0;
+              const e = (va >>> 12) & tlbMask;
+              if (storeTag[e] === ((va >>> 12) | dataContext) && (va & 3) === 0) {
+                const i = (va + storeAdd[e]!) | 0;
+                ram32[i >> 2] = x[rs2]!;
+                // Empties the slots it overlaps, as SW does.
+                const stale = codePages[i >>> 12];
+                if (stale !== undefined) {
+                  stale[i & 0xffe] = 0;
+                  stale[(i + 2) & 0xffe] = 0;
+                  stale[(i - 2) & 0xffe] = 0;
+                }
+              }
+              else {
+                this.runRetired = n;
+                storeSlow(this, va, 4, x[rs2]!);
+                if (this.attention) {
+                  pc = (pc + 2) | 0;
+                  n++;
+                  continue outer;
+                }
+              }
+              pc = (pc + 2) | 0;
+              n++;
+              continue;
+            }
+            case Op.C_JAL: {
+              const target = (pc + imm) | 0;
+              x[rd] = (pc + 2) | 0;
+              pc = target;
+              n++;
+              continue;
+            }
+            case Op.C_JALR: {
+              const target = ((x[rs1]! + imm) & ~1) | 0;
+              x[rd] = (pc + 2) | 0;
+              pc = target;
+              n++;
+              continue;
+            }
+            case Op.C_BEQ:
+              pc = x[rs1] === x[rs2] ? (pc + imm) | 0 : (pc + 2) | 0;
+              n++;
+              continue;
+            case Op.C_BNE:
+              pc = x[rs1] !== x[rs2] ? (pc + imm) | 0 : (pc + 2) | 0;
+              n++;
+              continue;
+
             default:
               // Everything rarer: atomics and system instructions.
               this.runRetired = n;
@@ -657,10 +795,8 @@ export class Hart {
         }
       } catch (error) {
         if (error !== trapSignal) throw error;
-        // A synchronous exception at `pc`: the instruction does not retire, except a jump or
-        // branch to a misaligned target, which QEMU's -icount counts (like ECALL; see
-        // docs/ARCHITECTURE.md, "Counting instructions").
-        if (trapSignal.cause === Cause.InstructionMisaligned) n++;
+        // A synchronous exception at `pc`: the instruction does not retire (docs/ARCHITECTURE.md,
+        // "Counting instructions"). With C, IALIGN = 16: no jump or branch target is misaligned.
         pc = takeException(this, trapSignal.cause, trapSignal.tval, pc) | 0;
       }
     }

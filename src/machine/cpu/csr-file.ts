@@ -108,7 +108,7 @@ export function writeCsr(hart: Hart, csr: number, value: number): void {
     case Csr.scounteren: hart.scounteren = value; return;
     case Csr.senvcfg: return;
     case Csr.sscratch: hart.sscratch = value; return;
-    case Csr.sepc: hart.sepc = value & ~3; return;
+    case Csr.sepc: hart.sepc = value & ~1; return; // IALIGN = 16: bit 0 is always zero
     case Csr.scause: hart.scause = value; return;
     case Csr.stval: hart.stval = value; return;
     case Csr.sip: {
@@ -130,7 +130,7 @@ export function writeCsr(hart: Hart, csr: number, value: number): void {
     case Csr.mtvec: hart.mtvec = legalTvec(hart.mtvec, value); return;
     case Csr.mcounteren: hart.mcounteren = value; return;
     case Csr.mscratch: hart.mscratch = value; return;
-    case Csr.mepc: hart.mepc = value & ~3; return;
+    case Csr.mepc: hart.mepc = value & ~1; return; // IALIGN = 16: bit 0 is always zero
     case Csr.mcause: hart.mcause = value; return;
     case Csr.mtval: hart.mtval = value; return;
     case Csr.mip: hart.mipSoftware = (hart.mipSoftware & ~mipWritable) | (value & mipWritable); return;

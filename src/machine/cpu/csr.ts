@@ -136,8 +136,8 @@ export const enum Cause {
 /** Exceptions that medeleg can delegate (ecall from M cannot be). */
 export const medelegWritable = 0xb3ff;
 
-/** misa: MXL=1 (RV32), extensions A, I, M, S, U. */
-export const misaValue = (1 << 30) | (1 << 0) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
+/** misa: MXL=1 (RV32), extensions A, C, I, M, S, U (read-only: C cannot be switched off). */
+export const misaValue = (1 << 30) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
 
 export const pmpEntries = 16;
 

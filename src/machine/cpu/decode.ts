@@ -1,5 +1,5 @@
 /**
- * RV32IMA + Zicsr + Zifencei + privileged-instruction decoder.
+ * RV32IMAC + Zicsr + Zifencei + privileged-instruction decoder (16-bit encodings: decode-compressed.ts).
  *
  * Decoding is kept apart from execution: the interpreter executes decoded instructions from a
  * per-page cache (cpu.ts packs each into two int32 words), and a later translation tier
@@ -10,105 +10,14 @@
  * traps (see docs/ARCHITECTURE.md, "Counting instructions").
  */
 
-export const enum Op {
-  LUI = 1,
-  AUIPC = 2,
-  JAL = 3,
-  JALR = 4,
-  BEQ = 5,
-  BNE = 6,
-  BLT = 7,
-  BGE = 8,
-  BLTU = 9,
-  BGEU = 10,
-  LB = 11,
-  LH = 12,
-  LW = 13,
-  LBU = 14,
-  LHU = 15,
-  SB = 16,
-  SH = 17,
-  SW = 18,
-  ADDI = 19,
-  SLTI = 20,
-  SLTIU = 21,
-  XORI = 22,
-  ORI = 23,
-  ANDI = 24,
-  SLLI = 25,
-  SRLI = 26,
-  SRAI = 27,
-  ADD = 28,
-  SUB = 29,
-  SLL = 30,
-  SLT = 31,
-  SLTU = 32,
-  XOR = 33,
-  SRL = 34,
-  SRA = 35,
-  OR = 36,
-  AND = 37,
-  FENCE = 38,
-  FENCE_I = 39,
-  ECALL = 40,
-  EBREAK = 41,
-  MRET = 42,
-  SRET = 43,
-  WFI = 44,
-  SFENCE_VMA = 45,
-  CSRRW = 46,
-  CSRRS = 47,
-  CSRRC = 48,
-  CSRRWI = 49,
-  CSRRSI = 50,
-  CSRRCI = 51,
-  MUL = 52,
-  MULH = 53,
-  MULHSU = 54,
-  MULHU = 55,
-  DIV = 56,
-  DIVU = 57,
-  REM = 58,
-  REMU = 59,
-  LR_W = 60,
-  SC_W = 61,
-  AMOSWAP_W = 62,
-  AMOADD_W = 63,
-  AMOXOR_W = 64,
-  AMOAND_W = 65,
-  AMOOR_W = 66,
-  AMOMIN_W = 67,
-  AMOMAX_W = 68,
-  AMOMINU_W = 69,
-  AMOMAXU_W = 70,
-  ILLEGAL = 71,
-}
-export type OpCode = Op;
-export const opCount = 72;
+import { Op, opNames, type Decoded, type OpCode } from './ops.js';
+import { decodeCompressed } from './decode-compressed.js';
 
-/** Mnemonics by op number (the enum itself does not exist at run time). */
-export const opNames: readonly string[] = [
-  '?', 'lui', 'auipc', 'jal', 'jalr', 'beq', 'bne', 'blt',
-  'bge', 'bltu', 'bgeu', 'lb', 'lh', 'lw', 'lbu', 'lhu',
-  'sb', 'sh', 'sw', 'addi', 'slti', 'sltiu', 'xori', 'ori',
-  'andi', 'slli', 'srli', 'srai', 'add', 'sub', 'sll', 'slt',
-  'sltu', 'xor', 'srl', 'sra', 'or', 'and', 'fence', 'fence.i',
-  'ecall', 'ebreak', 'mret', 'sret', 'wfi', 'sfence.vma', 'csrrw', 'csrrs',
-  'csrrc', 'csrrwi', 'csrrsi', 'csrrci', 'mul', 'mulh', 'mulhsu', 'mulhu',
-  'div', 'divu', 'rem', 'remu', 'lr.w', 'sc.w', 'amoswap.w', 'amoadd.w',
-  'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w', 'illegal',
-];
+export { Op, opCount, opNames } from './ops.js';
+export type { Decoded, OpCode } from './ops.js';
 
-export interface Decoded {
-  readonly op: OpCode;
-  readonly rd: number;
-  readonly rs1: number;
-  readonly rs2: number;
-  readonly imm: number;
-}
-
-/** ILLEGAL carries the bits for tval: with C absent, low bits other than 0b11 mean a 16-bit encoding. */
-const illegal = (insn: number): Decoded => ({ op: Op.ILLEGAL, rd: 0, rs1: 0, rs2: 0, imm: (insn & 3) === 3 ? insn | 0 : insn & 0xffff });
+/** ILLEGAL carries the instruction's bits, which become mtval. */
+const illegal = (insn: number): Decoded => ({ op: Op.ILLEGAL, rd: 0, rs1: 0, rs2: 0, imm: insn | 0, length: 4 });
 
 function immI(insn: number): number {
   return insn >> 20;
@@ -138,15 +47,20 @@ const amoOps: ReadonlyMap<number, OpCode> = new Map<number, OpCode>([
   [0x10, Op.AMOMIN_W], [0x14, Op.AMOMAX_W], [0x18, Op.AMOMINU_W], [0x1c, Op.AMOMAXU_W],
 ]);
 
-/** Decodes one 32-bit instruction word. Never throws: unknown encodings are ILLEGAL. */
+/**
+ * Decodes the instruction at the start of `insn` (the 32 bits at its address, the lower
+ * halfword first): a 16-bit one when the low two bits are not 0b11 (the upper half is then
+ * ignored), else a 32-bit one. Never throws: unknown encodings are ILLEGAL.
+ */
 export function decode(insn: number): Decoded {
+  if ((insn & 3) !== 3) return decodeCompressed(insn & 0xffff);
   insn |= 0;
   const rd = (insn >>> 7) & 31;
   const rs1 = (insn >>> 15) & 31;
   const rs2 = (insn >>> 20) & 31;
   const funct3 = (insn >>> 12) & 7;
   const funct7 = insn >>> 25;
-  const make = (op: OpCode, imm: number): Decoded => ({ op, rd, rs1, rs2, imm });
+  const make = (op: OpCode, imm: number): Decoded => ({ op, rd, rs1, rs2, imm, length: 4 });
   switch (insn & 0x7f) {
     case 0x37:
       return make(Op.LUI, immU(insn));
@@ -210,18 +124,18 @@ export function decode(insn: number): Decoded {
 function decodeSystem(insn: number, rd: number, rs1: number, rs2: number, funct3: number, funct7: number): Decoded {
   if (funct3 === 0) {
     switch (insn >>> 0) {
-      case 0x00000073: return { op: Op.ECALL, rd: 0, rs1: 0, rs2: 0, imm: 0 };
-      case 0x00100073: return { op: Op.EBREAK, rd: 0, rs1: 0, rs2: 0, imm: 0 };
-      case 0x30200073: return { op: Op.MRET, rd: 0, rs1: 0, rs2: 0, imm: 0 };
-      case 0x10200073: return { op: Op.SRET, rd: 0, rs1: 0, rs2: 0, imm: 0 };
-      case 0x10500073: return { op: Op.WFI, rd: 0, rs1: 0, rs2: 0, imm: 0 };
+      case 0x00000073: return { op: Op.ECALL, rd: 0, rs1: 0, rs2: 0, imm: 0, length: 4 };
+      case 0x00100073: return { op: Op.EBREAK, rd: 0, rs1: 0, rs2: 0, imm: 0, length: 4 };
+      case 0x30200073: return { op: Op.MRET, rd: 0, rs1: 0, rs2: 0, imm: 0, length: 4 };
+      case 0x10200073: return { op: Op.SRET, rd: 0, rs1: 0, rs2: 0, imm: 0, length: 4 };
+      case 0x10500073: return { op: Op.WFI, rd: 0, rs1: 0, rs2: 0, imm: 0, length: 4 };
     }
-    if (funct7 === 0x09 && rd === 0) return { op: Op.SFENCE_VMA, rd: 0, rs1, rs2, imm: 0 };
+    if (funct7 === 0x09 && rd === 0) return { op: Op.SFENCE_VMA, rd: 0, rs1, rs2, imm: 0, length: 4 };
     return illegal(insn);
   }
   const op = csrOps[funct3];
   if (op === undefined) return illegal(insn);
-  return { op, rd, rs1, rs2: 0, imm: insn >>> 20 };
+  return { op, rd, rs1, rs2: 0, imm: insn >>> 20, length: 4 };
 }
 
 /** A readable rendering, for traces and error messages. */

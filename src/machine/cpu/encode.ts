@@ -82,6 +82,69 @@ export const asm = {
   csrrci: (rd: number, csr: number, zimm: number) => i(csr, zimm, 7, rd, 0x73),
 } as const;
 
+/** Bits [high:low] of `value`, placed at bit `at`. */
+const field = (value: number, high: number, low: number, at: number): number => ((value >>> low) & ((1 << (high - low + 1)) - 1)) << at;
+/** x8..x15 as the 3-bit register field of the compressed formats. */
+const p = (register: number): number => {
+  if (register < 8 || register > 15) throw new RangeError(`x${register} has no 3-bit encoding`);
+  return register - 8;
+};
+const ci = (funct3: number, imm: number, rd: number, op: number): number =>
+  (funct3 << 13) | field(imm, 5, 5, 12) | (rd << 7) | field(imm, 4, 0, 2) | op;
+const cj = (funct3: number, offset: number): number =>
+  (funct3 << 13) | field(offset, 11, 11, 12) | field(offset, 4, 4, 11) | field(offset, 9, 8, 9) | field(offset, 10, 10, 8) |
+  field(offset, 6, 6, 7) | field(offset, 7, 7, 6) | field(offset, 3, 1, 3) | field(offset, 5, 5, 2) | 1;
+const cb = (funct3: number, rs1: number, offset: number): number =>
+  (funct3 << 13) | field(offset, 8, 8, 12) | field(offset, 4, 3, 10) | (p(rs1) << 7) | field(offset, 7, 6, 5) |
+  field(offset, 2, 1, 3) | field(offset, 5, 5, 2) | 1;
+const clw = (funct3: number, reg: number, rs1: number, offset: number): number =>
+  (funct3 << 13) | field(offset, 5, 3, 10) | (p(rs1) << 7) | field(offset, 2, 2, 6) | field(offset, 6, 6, 5) | (p(reg) << 2);
+const ca = (funct2: number, rd: number, rs2: number): number => 0x8c01 | (p(rd) << 7) | (funct2 << 5) | (p(rs2) << 2);
+
+/**
+ * The C extension's 16-bit encodings (RV32C), as halfwords. No checks of the reserved
+ * cases: tests use this to build them on purpose.
+ */
+export const casm = {
+  addi4spn: (rd: number, nzuimm: number) =>
+    field(nzuimm, 5, 4, 11) | field(nzuimm, 9, 6, 7) | field(nzuimm, 2, 2, 6) | field(nzuimm, 3, 3, 5) | (p(rd) << 2),
+  lw: (rd: number, rs1: number, offset: number) => clw(2, rd, rs1, offset),
+  sw: (rs2: number, rs1: number, offset: number) => clw(6, rs2, rs1, offset),
+  nop: () => 0x0001,
+  addi: (rd: number, imm: number) => ci(0, imm, rd, 1),
+  jal: (offset: number) => cj(1, offset),
+  li: (rd: number, imm: number) => ci(2, imm, rd, 1),
+  addi16sp: (nzimm: number) =>
+    0x6101 | field(nzimm, 9, 9, 12) | field(nzimm, 4, 4, 6) | field(nzimm, 6, 6, 5) | field(nzimm, 8, 7, 3) | field(nzimm, 5, 5, 2),
+  /** `imm` is nzimm[17:12], the value of bits 17:12 of the result. */
+  lui: (rd: number, imm: number) => ci(3, imm, rd, 1),
+  srli: (rd: number, shamt: number) => ci(4, shamt, p(rd), 1),
+  srai: (rd: number, shamt: number) => ci(4, shamt, p(rd) | 8, 1),
+  andi: (rd: number, imm: number) => ci(4, imm, p(rd) | 16, 1),
+  sub: (rd: number, rs2: number) => ca(0, rd, rs2),
+  xor: (rd: number, rs2: number) => ca(1, rd, rs2),
+  or: (rd: number, rs2: number) => ca(2, rd, rs2),
+  and: (rd: number, rs2: number) => ca(3, rd, rs2),
+  j: (offset: number) => cj(5, offset),
+  beqz: (rs1: number, offset: number) => cb(6, rs1, offset),
+  bnez: (rs1: number, offset: number) => cb(7, rs1, offset),
+  slli: (rd: number, shamt: number) => ci(0, shamt, rd, 2),
+  lwsp: (rd: number, offset: number) => (2 << 13) | field(offset, 5, 5, 12) | (rd << 7) | field(offset, 4, 2, 4) | field(offset, 7, 6, 2) | 2,
+  swsp: (rs2: number, offset: number) => (6 << 13) | field(offset, 5, 2, 9) | field(offset, 7, 6, 7) | (rs2 << 2) | 2,
+  jr: (rs1: number) => 0x8002 | (rs1 << 7),
+  mv: (rd: number, rs2: number) => 0x8002 | (rd << 7) | (rs2 << 2),
+  ebreak: () => 0x9002,
+  jalr: (rs1: number) => 0x9002 | (rs1 << 7),
+  add: (rd: number, rs2: number) => 0x9002 | (rd << 7) | (rs2 << 2),
+} as const;
+
+/** Halfwords packed into little-endian 32-bit words (an odd count is padded with C.NOP). */
+export function packHalves(halves: readonly number[]): number[] {
+  const words: number[] = [];
+  for (let index = 0; index < halves.length; index += 2) words.push(((halves[index]! & 0xffff) | ((halves[index + 1] ?? 0x0001) << 16)) >>> 0);
+  return words;
+}
+
 /** Instruction words as little-endian bytes: a raw image. */
 export function assemble(words: readonly number[]): Uint8Array {
   const bytes = new Uint8Array(words.length * 4);

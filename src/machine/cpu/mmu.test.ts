@@ -62,13 +62,24 @@ test('fillFetch returns the RAM page and whether it entered the fetch TLB', () =
   assert.equal(fillFetch(hart, ramBaseAddress + 0x5000), 5 << 1, 'a page PMP splits stays out of the TLB');
 });
 
-test('a write into a decoded page empties exactly the written slots', () => {
+test('a write into a decoded page empties the slots of the instructions it may overlap, and no others', () => {
   const hart = bareHart();
   fillFetch(hart, ramBaseAddress);
   const code = hart.codePages[0]!;
   code.fill(7);
-  invalidateCode(hart, 0, 6, 4); // bytes 6..9: words 1 and 2
-  assert.deepEqual([...code.slice(0, 8)], [7, 7, 0, 7, 0, 7, 7, 7]);
+  // Bytes 6..9: the halfwords at 6 and 8, and a 32-bit instruction starting at 4. Slot i's
+  // word 0 is at index i (two words per halfword); word 1 (the immediate) is left alone.
+  invalidateCode(hart, 0, 6, 4);
+  assert.deepEqual([...code.slice(0, 12)], [7, 7, 7, 7, 0, 7, 0, 7, 0, 7, 7, 7]);
+  code.fill(7);
+  invalidateCode(hart, 0, 0x101, 1); // one odd byte: its halfword (0x100) and the one before
+  assert.deepEqual([...code.slice(0xfc, 0x104)], [7, 7, 0, 7, 0, 7, 7, 7]);
+  code.fill(7);
+  invalidateCode(hart, 0, 0, 2); // at the page's start there is no halfword before
+  assert.deepEqual([...code.slice(0, 4)], [0, 7, 7, 7]);
+  assert.equal(code[4094], 7);
+  invalidateCode(hart, 0, 4094, 2); // the page's last halfword
+  assert.deepEqual([...code.slice(4092)], [0, 7, 0, 7]);
 });
 
 test('the code cache drops every page when full, and the fetch TLB with it', () => {

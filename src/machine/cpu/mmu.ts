@@ -19,7 +19,7 @@ import { ramBaseAddress, pageBytes } from '../memory/ram.js';
 import type { AccessWidth } from '../devices/device.js';
 import { Cause, PmpCfg, Priv, Status, type PrivilegeLevel } from './csr.js';
 import { pmpCheck, pmpRegions } from './pmp.js';
-import { codePage, invalidateCode } from './code-cache.js';
+import { codePage, decodeInto, invalidateCode } from './code-cache.js';
 import { raise, trapSignal } from './trap-signal.js';
 import type { Hart } from './cpu.js';
 
@@ -161,21 +161,64 @@ function walk(hart: Hart, va: number, access: Access, priv: PrivilegeLevel): num
  * instructions if it has none (`Hart.codePages[page]` afterwards), and enters the page into
  * the fetch TLB if PMP allows. Returns the RAM page number shifted left by one, with bit 0 set
  * when the page entered the TLB; a page whose PMP rules vary inside it is not entered, and
- * must be looked up again for every instruction.
+ * must be looked up again for every instruction. A fetch checks the halfword at `pc` (IALIGN
+ * = 16); on a page PMP does not treat alike, a 32-bit instruction's upper halfword is checked
+ * too (it may lie in the next 4-byte PMP granule). One that straddles into the next page is
+ * checked by {@link fetchInstruction}.
  */
 export function fillFetch(hart: Hart, pc: number): number {
   const ram = hart.ports.ram;
-  const { physical, cacheable } = translate(hart, pc, Access.Fetch, hart.priv, 4);
-  if (!ram.contains(physical, 4)) raise(Cause.InstructionAccessFault, pc);
+  const { physical, cacheable } = translate(hart, pc, Access.Fetch, hart.priv, 2);
+  if (!ram.contains(physical, 2)) raise(Cause.InstructionAccessFault, pc);
   const page = (physical - ramBaseAddress) >>> 12;
   const code = codePage(hart, page);
-  if (!cacheable) return page << 1;
+  if (!cacheable) {
+    if ((pc & 0xfff) !== 0xffe && (ram.u16[(physical - ramBaseAddress) >>> 1]! & 3) === 3) {
+      translate(hart, (pc + 2) | 0, Access.Fetch, hart.priv, 2);
+    }
+    return page << 1;
+  }
   const vpn = pc >>> 12;
   const e = vpn & tlbMask;
   hart.fetchTag[e] = vpn | fetchTlbContext(hart.priv);
   hart.fetchCode[e] = code;
   hart.fetchWordBase[e] = page * 1024;
   return (page << 1) | 1;
+}
+
+/**
+ * The instruction at `pc` has no decoded slot yet in `code`, the decoded page of the RAM page
+ * whose first word is `Ram.i32[wordBase]`: reads it, decodes it into its slot and returns the
+ * slot's word 0 (code-cache.ts). A 32-bit instruction in the page's last halfword straddles
+ * into the next virtual page: its upper half is fetched through translation, and a fault
+ * there reports the address of that second page, as QEMU 7.2 does (the fetch of the upper
+ * halfword is the access that fails). It is decoded for this one execution: word 1 of the
+ * slot holds its immediate, word 0 stays empty (code-cache.ts says why).
+ */
+export function fetchInstruction(hart: Hart, code: Int32Array, pc: number, wordBase: number): number {
+  const ramU16 = hart.ports.ram.u16;
+  const slot = pc & 0xffe;
+  const halfIndex = wordBase * 2 + (slot >>> 1);
+  const low = ramU16[halfIndex]!;
+  if ((low & 3) !== 3) {
+    decodeInto(code, slot, low);
+  } else if (slot !== 0xffe) {
+    decodeInto(code, slot, low | (ramU16[halfIndex + 1]! << 16));
+  } else {
+    decodeInto(code, slot, low | (fetchHalfword(hart, (pc + 2) | 0) << 16));
+    const word = code[slot]!;
+    code[slot] = 0;
+    return word;
+  }
+  return code[slot]!;
+}
+
+/** The halfword at virtual address `va`, fetched through translation (may throw a fetch fault). */
+function fetchHalfword(hart: Hart, va: number): number {
+  const ram = hart.ports.ram;
+  const { physical } = translate(hart, va, Access.Fetch, hart.priv, 2);
+  if (!ram.contains(physical, 2)) raise(Cause.InstructionAccessFault, va);
+  return ram.u16[(physical - ramBaseAddress) >>> 1]!;
 }
 
 /** Load of `width` bytes through translation, PMP, RAM or MMIO. Returns the raw value. */
@@ -287,9 +330,9 @@ function mmioWrite(hart: Hart, va: number, physical: number, width: AccessWidth,
  */
 export function instructionBits(hart: Hart, pc: number): number {
   try {
-    const { physical } = translate(hart, pc, Access.Fetch, hart.priv, 4);
-    const ram = hart.ports.ram;
-    return ram.contains(physical, 4) ? ram.i32[(physical - ramBaseAddress) >>> 2]! : 0;
+    const low = fetchHalfword(hart, pc);
+    if ((low & 3) !== 3) return low;
+    return low | (fetchHalfword(hart, (pc + 2) | 0) << 16);
   } catch (error) {
     if (error !== trapSignal) throw error;
     return 0;

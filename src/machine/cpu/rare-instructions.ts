@@ -10,12 +10,13 @@ import { executeCsrInstruction } from './csr-file.js';
 import { mret, raiseIllegal, sret, takeException } from './traps.js';
 import { raise } from './trap-signal.js';
 import { flushTlb, loadForStore, loadSlow, storeSlow } from './mmu.js';
+import { lengthShift } from './code-cache.js';
 import type { Hart } from './cpu.js';
 
 /**
  * Executes the decoded instruction (`word`, `imm`) at `hart.pc` (the run loop publishes the pc
  * and the instruction count first) and returns where the hart continues: the next
- * instruction, or the trap handler for ECALL, EBREAK and decode-time illegal instructions,
+ * instruction (2 or 4 bytes on, as the length in `word` says), or the trap handler for ECALL, EBREAK and decode-time illegal instructions,
  * which count as retired (see docs/ARCHITECTURE.md, "Counting instructions"). Other
  * exceptions are thrown as the TrapSignal; then the instruction has not retired.
  */
@@ -99,7 +100,7 @@ export function executeRare(hart: Hart, word: number, imm: number): number {
     default:
       throw new Error(`interpreter: unhandled decoded op ${op} at pc 0x${(pc >>> 0).toString(16)}`);
   }
-  return (pc + 4) | 0;
+  return (pc + (word >>> lengthShift)) | 0;
 }
 
 function amo(op: number, old: number, operand: number): number {

@@ -8,7 +8,8 @@
  * reports them): the all-zero halfword and C.ADDI4SPN with nzuimm = 0, C.LWSP with rd = 0,
  * C.JR with rs1 = 0, C.ADDI16SP and C.LUI with a zero immediate (for C.LUI whatever rd), the
  * RV32 shifts with shamt[5] = 1 (custom-use code points, NSE), the RV64-only C.SUBW/C.ADDW
- * and the reserved quadrant-0 opcode. HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
+ * and the reserved quadrant-0 opcode. The F and D loads and stores decode like their 32-bit
+ * forms, with the 16 bits as the immediate (see compressedFloatOffset). HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
  * execute as the instructions they expand to, which write nothing that can be seen.
  */
 import { Op, type Decoded, type OpCode } from './ops.js';
@@ -110,9 +111,25 @@ export function decodeCompressed(half: number): Decoded {
       const uimm = (((half >>> 9) & 15) << 2) | (((half >>> 7) & 3) << 6);
       return make(Op.SW, 0, sp, rs2, uimm);
     }
-    // The floating-point loads and stores (C.FLD, C.FLW, C.FSD, C.FSW and their SP forms:
-    // 0x01, 0x03, 0x05, 0x07, 0x11, 0x13, 0x15, 0x17) are illegal while F and D are not
-    // implemented: the seam for them is here. 0x04 is reserved.
+    // The floating-point loads and stores (RV32FC, RV32DC): ops FLW, FSW, FLD, FSD with the 16
+    // bits as the immediate; fp-instructions.ts takes the offset with compressedFloatOffset.
+    case 0x01:
+      return make(Op.FLD, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLD
+    case 0x03:
+      return make(Op.FLW, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLW
+    case 0x05:
+      return make(Op.FSD, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSD
+    case 0x07:
+      return make(Op.FSW, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSW
+    case 0x11:
+      return make(Op.FLD, rd, sp, 0, half); // C.FLDSP (f0 is a valid rd)
+    case 0x13:
+      return make(Op.FLW, rd, sp, 0, half); // C.FLWSP
+    case 0x15:
+      return make(Op.FSD, 0, sp, rs2, half); // C.FSDSP
+    case 0x17:
+      return make(Op.FSW, 0, sp, rs2, half); // C.FSWSP
+    // 0x04 is reserved.
     default:
       return illegal16(half);
   }
@@ -150,4 +167,23 @@ function decodeJumpMoveAdd(half: number, rd: number, rs2: number): Decoded {
   if (rs2 !== 0) return make(Op.ADD, rd, rd, rs2, 0); // C.ADD
   if (rd === 0) return make(Op.EBREAK, 0, 0, 0, 0); // C.EBREAK
   return make(Op.JALR, ra, rd, 0, 0); // C.JALR
+}
+
+/** The offset of C.LD: uimm[5:3] in bits 12:10, uimm[7:6] in 6:5. */
+const uimmCld = (half: number): number => (((half >>> 10) & 7) << 3) | (((half >>> 5) & 3) << 6);
+
+/**
+ * The byte offset of a compressed floating-point load or store (the 16 bits `half`), which
+ * the decoded form keeps as its immediate.
+ */
+export function compressedFloatOffset(half: number): number {
+  switch (((half & 3) << 3) | ((half >>> 13) & 7)) {
+    case 0x01: case 0x05: return uimmCld(half); // C.FLD, C.FSD
+    case 0x03: case 0x07: return uimmClw(half); // C.FLW, C.FSW
+    case 0x11: return bit(half, 12, 5) | (((half >>> 5) & 3) << 3) | (((half >>> 2) & 7) << 6); // C.FLDSP
+    case 0x13: return bit(half, 12, 5) | (((half >>> 4) & 7) << 2) | (((half >>> 2) & 3) << 6); // C.FLWSP
+    case 0x15: return (((half >>> 10) & 7) << 3) | (((half >>> 7) & 7) << 6); // C.FSDSP
+    case 0x17: return (((half >>> 9) & 15) << 2) | (((half >>> 7) & 3) << 6); // C.FSWSP
+    default: throw new Error(`not a compressed floating-point load or store: 0x${half.toString(16)}`);
+  }
 }

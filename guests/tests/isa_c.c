@@ -374,6 +374,9 @@ static void test_straddling(void) {
     expect_straddle_fault("second page denied by PMP", VA_PMP, CAUSE_FETCH_ACCESS);
     pmp_allow_all();
     sfence_vma_all();
+    /* Not here: a PMP granule boundary inside one page, under the upper half of a 32-bit
+     * instruction. QEMU 7.2 checks PMP for the first half only and executes it; understudy
+     * faults (cpu.test.ts checks that). */
     /* The same instruction runs again once the second page is mapped. */
     sv32_map_page(VA_UNMAPPED + 0x1000, pa(pages[1]), RX);
     sfence_vma_all();

@@ -9,7 +9,7 @@
  * C.JR with rs1 = 0, C.ADDI16SP and C.LUI with a zero immediate (for C.LUI whatever rd), the
  * RV32 shifts with shamt[5] = 1 (custom-use code points, NSE), the RV64-only C.SUBW/C.ADDW
  * and the reserved quadrant-0 opcode. The F and D loads and stores decode like their 32-bit
- * forms, with the 16 bits as the immediate (see compressedFloatOffset). HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
+ * forms, with the 16 bits as the immediate ({@link decodeFloatingPoint}). HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
  * execute as the instructions they expand to, which write nothing that can be seen.
  */
 import { Op, type Decoded, type OpCode } from './ops.js';
@@ -111,27 +111,33 @@ export function decodeCompressed(half: number): Decoded {
       const uimm = (((half >>> 9) & 15) << 2) | (((half >>> 7) & 3) << 6);
       return make(Op.SW, 0, sp, rs2, uimm);
     }
-    // The floating-point loads and stores (RV32FC, RV32DC): ops FLW, FSW, FLD, FSD with the 16
-    // bits as the immediate; fp-instructions.ts takes the offset with compressedFloatOffset.
-    case 0x01:
-      return make(Op.FLD, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLD
-    case 0x03:
-      return make(Op.FLW, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLW
-    case 0x05:
-      return make(Op.FSD, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSD
-    case 0x07:
-      return make(Op.FSW, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSW
-    case 0x11:
-      return make(Op.FLD, rd, sp, 0, half); // C.FLDSP (f0 is a valid rd)
-    case 0x13:
-      return make(Op.FLW, rd, sp, 0, half); // C.FLWSP
-    case 0x15:
-      return make(Op.FSD, 0, sp, rs2, half); // C.FSDSP
-    case 0x17:
-      return make(Op.FSW, 0, sp, rs2, half); // C.FSWSP
-    // 0x04 is reserved.
+    case 0x01: case 0x03: case 0x05: case 0x07: case 0x11: case 0x13: case 0x15: case 0x17:
+      return decodeFloatingPoint(half);
     default:
-      return illegal16(half);
+      return illegal16(half); // quadrant 0, funct3 = 100: reserved
+  }
+}
+
+/**
+ * C.FLD, C.FLW, C.FSD, C.FSW (quadrant 0, funct3 001/011/101/111) and C.FLDSP, C.FLWSP,
+ * C.FSDSP, C.FSWSP (quadrant 2, the same funct3s), RV32FC and RV32DC: the ops of FLD, FLW,
+ * FSD, FSW with the 16 bits as the immediate (fp-instructions.ts takes the offset with
+ * {@link compressedFloatOffset}, and mstatus.FS = Off makes them illegal there). f0 is a
+ * valid rd of C.FLDSP and C.FLWSP (unlike x0 for C.LWSP).
+ */
+function decodeFloatingPoint(half: number): Decoded {
+  const rd = (half >>> 7) & 31;
+  const rs2 = (half >>> 2) & 31;
+  switch (((half & 3) << 3) | (half >>> 13)) {
+    case 0x01: return make(Op.FLD, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLD
+    case 0x03: return make(Op.FLW, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLW
+    case 0x05: return make(Op.FSD, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSD
+    case 0x07: return make(Op.FSW, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSW
+    case 0x11: return make(Op.FLD, rd, sp, 0, half); // C.FLDSP
+    case 0x13: return make(Op.FLW, rd, sp, 0, half); // C.FLWSP
+    case 0x15: return make(Op.FSD, 0, sp, rs2, half); // C.FSDSP
+    case 0x17: return make(Op.FSW, 0, sp, rs2, half); // C.FSWSP
+    default: return illegal16(half);
   }
 }
 

@@ -2,7 +2,9 @@
  * `npm run bench`: the CPU-bound guest (guests/bench/cpubench.c, built with C) on understudy's
  * interpreter and on QEMU, in one run, side by side. Prints MIPS for each and their ratio,
  * and the interpreter's steady state on the same program built without C
- * (cpubench-rv32ima.elf), which must not be faster than with C (issue 15).
+ * (cpubench-rv32ima.elf), which must not be faster than with C (issue 15). Then the same for
+ * the floating-point guest (guests/bench/fpbench.c, n-body in double precision and single-
+ * precision fused multiply-adds), whose printed results must be the same as QEMU's, bit for bit.
  *
  * Each figure is the median of several runs of a fresh process; a run's start-up cost (the
  * same process running the tiny hello guest) is subtracted, so the figures compare execution
@@ -20,6 +22,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const benchElf = path.join(root, 'guests/build/cpubench.elf');
 const benchElfWithoutC = path.join(root, 'guests/build/cpubench-rv32ima.elf');
 const helloElf = path.join(root, 'guests/build/hello.elf');
+const fpElf = path.join(root, 'guests/build/fpbench.elf');
 const runs = Number(process.env['BENCH_RUNS'] ?? 5);
 
 interface Timed {
@@ -73,20 +76,22 @@ function steadyState(elf: string): { mips: number; instructions: number } {
   return { mips, instructions };
 }
 
-function measure(engine: Engine, knownInstructions: number): { mips: number; instructions: number } {
+function measure(engine: Engine, knownInstructions: number, elf = benchElf): { mips: number; instructions: number; output: string } {
   const startups: number[] = [];
   const totals: number[] = [];
   let instructions = 0;
+  let output = '';
   for (let i = 0; i < runs; i++) {
     startups.push(time(engine.command, engine.args(helloElf)).seconds);
-    const run = time(engine.command, engine.args(benchElf));
+    const run = time(engine.command, engine.args(elf));
+    output = run.output;
     totals.push(run.seconds);
     const match = /instructions (\d+)/.exec(run.output);
     if (match === null) throw new Error(`${engine.name}: no instruction count in the output: ${run.output}`);
     instructions = engine.countsInstructions ? Number(match[1]) : knownInstructions;
   }
   const seconds = median(totals) - median(startups);
-  return { mips: instructions / seconds / 1e6, instructions };
+  return { mips: instructions / seconds / 1e6, instructions, output };
 }
 
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
@@ -95,8 +100,24 @@ const results: { name: string; mips: number; instructions: number }[] = [];
 for (const engine of engines) results.push({ name: engine.name, ...measure(engine, results[0]?.instructions ?? 0) });
 results.splice(1, 0, { name: 'understudy, steady state', ...steadyState(benchElf) });
 results.splice(2, 0, { name: 'steady state, without C', ...steadyState(benchElfWithoutC) });
-const ours = results[0]!;
-for (const result of results) {
-  const ratio = result === ours ? '' : `   understudy/this = ${(ours.mips / result.mips).toFixed(2)}`;
-  console.log(`${result.name.padEnd(28)} ${result.mips.toFixed(1).padStart(7)} MIPS  (${result.instructions} instructions)${ratio}`);
+printTable(results);
+
+// The floating-point guest: the same figures, and the same results as QEMU's.
+console.log(`fpbench: ${runs} runs each, median, start-up subtracted`);
+const fpResults: { name: string; mips: number; instructions: number; output?: string }[] = [];
+for (const engine of engines) fpResults.push({ name: engine.name, ...measure(engine, fpResults[0]?.instructions ?? 0, fpElf) });
+fpResults.splice(1, 0, { name: 'understudy, steady state', ...steadyState(fpElf) });
+const resultLine = (output: string | undefined): string => /fpbench energies .*/.exec(output ?? '')?.[0]?.replace(/ instructions.*/, '') ?? '(none)';
+const fpOurs = resultLine(fpResults[0]!.output);
+const fpQemu = resultLine(fpResults[2]!.output);
+if (fpOurs !== fpQemu) throw new Error(`fpbench results differ: understudy '${fpOurs}', QEMU '${fpQemu}'`);
+printTable(fpResults);
+console.log(`results (the same on both): ${fpOurs}`);
+
+function printTable(rows: readonly { name: string; mips: number; instructions: number }[]): void {
+  const ours = rows[0]!;
+  for (const result of rows) {
+    const ratio = result === ours ? '' : `   understudy/this = ${(ours.mips / result.mips).toFixed(2)}`;
+    console.log(`${result.name.padEnd(28)} ${result.mips.toFixed(1).padStart(7)} MIPS  (${result.instructions} instructions)${ratio}`);
+  }
 }

@@ -97,7 +97,7 @@ try {
   for (let i = 0; i < runs; i++) {
     qemu.push(
       await timeToPrompt('qemu-system-riscv32', [
-        '-M', 'virt', '-cpu', 'rv32,c=true,f=false,d=false,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false', '-m', '128M',
+        '-M', 'virt', '-cpu', 'rv32,c=true,f=true,d=true,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false', '-m', '128M',
         '-nographic', '-bios', firmware, '-kernel', kernel, '-initrd', initramfs, '-append', 'console=ttyS0 earlycon=sbi',
         '-drive', `file=${disk},if=none,format=raw,id=d0`, '-device', 'virtio-blk-device,drive=d0', '-global', 'virtio-mmio.force-legacy=false',
       ]),

@@ -5,7 +5,7 @@
 # ICOUNT=shift=0,sleep=off makes time across a sleeping WFI repeatable (see tests/README.md).
 cd "$(dirname "$0")" || exit 2
 QEMU="${QEMU:-qemu-system-riscv32}"
-CPU="${CPU:-rv32,c=true,f=false,d=false,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false}"
+CPU="${CPU:-rv32,c=true,f=true,d=true,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false}"
 ICOUNT="${ICOUNT:-shift=0}"
 # Programs that need a prepared disk image (or, for htif, Spike's host interface; for net_echo,
 # a network peer) run from the node tests instead.

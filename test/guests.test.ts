@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { guestElf, haveQemu, runGuest, runOnQemu } from './helpers.js';
 
-const selfChecking = ['hello', 'isa_rv32i', 'isa_m', 'isa_a', 'isa_c', 'traps', 'interrupts', 'sv32', 'counters'];
+const selfChecking = ['hello', 'isa_rv32i', 'isa_m', 'isa_a', 'isa_c', 'isa_fd', 'traps', 'interrupts', 'sv32', 'counters'];
 
 /**
  * Lines where understudy follows the specification and QEMU 7.2 does not. Each entry names

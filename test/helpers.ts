@@ -64,7 +64,7 @@ export const qemuBinary = 'qemu-system-riscv32';
  * QEMU's CPU shaped like understudy's: RV32IMAC with S and U, and without what QEMU 7.2's
  * generic rv32 adds by default (F, D, the hypervisor, Sstc, the bit-manipulation parts).
  */
-export const qemuCpu = 'rv32,c=true,f=false,d=false,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false';
+export const qemuCpu = 'rv32,c=true,f=true,d=true,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false';
 
 export function haveQemu(): boolean {
   return spawnSync(qemuBinary, ['--version'], { stdio: 'ignore' }).status === 0;

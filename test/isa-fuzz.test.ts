@@ -33,7 +33,7 @@ function build(program: FuzzProgram, directory: string): string {
   fs.writeFileSync(source, program.source);
   const result = spawnSync(
     cc,
-    ['-march=rv32imac_zicsr_zifencei', '-mabi=ilp32', '-nostdlib', '-static', '-mno-relax', '-T', linkScript, '-Wl,--no-warn-rwx-segments', '-o', elf, source],
+    ['-march=rv32imafdc_zicsr_zifencei', '-mabi=ilp32', '-nostdlib', '-static', '-mno-relax', '-T', linkScript, '-Wl,--no-warn-rwx-segments', '-o', elf, source],
     { encoding: 'utf8' },
   );
   assert.equal(result.status, 0, `${cc} failed on seed ${program.seed}:\n${result.stderr}`);

@@ -38,7 +38,7 @@ import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } fro
 export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioSlots, type BoardConfig, type DiskConfig, type NicConfig } from './board-config.js';
 
 const snapshotMagic = 'understudy-machine';
-const snapshotVersion = 2;
+const snapshotVersion = 3; // 3: the hart's f registers and fcsr
 
 export class Machine {
   readonly config: BoardConfig;

@@ -90,6 +90,9 @@ const hartFields: readonly (readonly [string, (hart: Hart) => bigint])[] = [
   ['reservation value', (hart) => u32(hart.reservationValue)],
   ...Array.from({ length: 16 }, (_, i) => [`pmpcfg${i}`, (hart: Hart) => BigInt(hart.pmpcfg[i]!)] as const),
   ...Array.from({ length: 16 }, (_, i) => [`pmpaddr${i}`, (hart: Hart) => u32(hart.pmpaddr[i]!)] as const),
+  ...Array.from({ length: 32 }, (_, i) => [`f${i}`, (hart: Hart) => (u32(hart.f[2 * i + 1]!) << 32n) | u32(hart.f[2 * i]!)] as const),
+  ['fflags', (hart) => BigInt(hart.fpu.flags)],
+  ['frm', (hart) => BigInt(hart.frm)],
 ];
 
 /** The names of a digest's hart values, in order. */

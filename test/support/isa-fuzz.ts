@@ -10,13 +10,15 @@
  * arithmetic on edge values, loads and stores aligned or not, AMOs, LR/SC, forward branches
  * and jumps, CSR accesses, accesses through the alias window, instructions that trap;
  * compressed instructions of every kind and random 16-bit words, in blocks assembled with C
- * and some without; calls into code that straddles a page boundary, whose second page a
+ * and some without; F and D instructions on edge values (float-fuzz.ts) in blocks with the
+ * FPU on, and the same instructions trapping in blocks with mstatus.FS = Off; calls into code that straddles a page boundary, whose second page a
  * block maps with random permissions). Every trap goes to an M-mode handler that counts it,
  * hashes mcause, mtval and mepc, and resumes after the trapping instruction (2 or 4 bytes
  * on; a fetch fault in the straddling code resumes where its caller continues); the ECALL
  * at the block's end returns to the harness,
- * which prints the registers, a checksum of the data area, the traps, the page-table entries
- * (the walks set A and D) and the instructions the block retired (minstret). The same program
+ * which prints the registers, mstatus.FS and SD, fcsr and the f registers, a checksum of the
+ * data area, the traps, the page-table entries (the walks set A and D) and the instructions
+ * the block retired (minstret). The same program
  * on understudy and on QEMU must print the same text, block for block.
  *
  * Two registers are the harness's: s0 (x8) points at the data area, and s1 (x9) is the trap
@@ -26,6 +28,7 @@
  */
 import { Prng } from '../../src/simulator/prng.js';
 import { decode, Op } from '../../src/machine/cpu/decode.js';
+import { FloatGenerator, floatRegisterTable, fpCsrs } from './float-fuzz.js';
 
 /** The registers random instructions may write (all but x8 and x9; x0 now and then). */
 const writable = [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];
@@ -40,7 +43,7 @@ const edgeValues = [0, 1, 2, 0xffffffff, 0xfffffffe, 0x80000000, 0x7fffffff, 0x8
  */
 const csrs = ['sscratch', 'scause', 'stval', 'stvec', 'satp', 'mcause', 'mtval', 'mcounteren', 'scounteren'];
 /** CSR numbers that do not exist on this machine: accessing one is an illegal instruction. */
-const absentCsrs = [0x7c0, 0x5ff, 0x003, 0x001, 0x002, 0xbff, 0x3ff];
+const absentCsrs = [0x7c0, 0x5ff, 0xbff, 0x3ff];
 /** Read-only CSRs: a write is an illegal instruction (a read is compared too). */
 const readOnlyCsrs = ['mhartid', 'misa'];
 
@@ -55,8 +58,9 @@ const branches = ['beq', 'bne', 'blt', 'bge', 'bltu', 'bgeu'];
  * Words that are not instructions of RV32IMAC: all zeros (two illegal 16-bit halfwords), all
  * ones, an OP with funct7 0x7f, the 48/64-bit opcode 0x7f, a SYSTEM word next to MRET's
  * encoding (0x300 with rd = x1), and reserved 16-bit encodings followed by c.nop: C.SUBW
- * (RV64), C.JR x0, C.LUI x0 with 0, C.FLD (D off), C.SLLI with shamt[5] = 1. (0x0000_0001 and
- * 0x0000_4502 were here before C: they are c.nop and c.lwsp now.)
+ * (RV64), C.JR x0, C.LUI x0 with 0, C.FLD f8, 0(x8) (illegal with FS = Off, else a load from
+ * the data area), C.SLLI with shamt[5] = 1. (0x0000_0001 and 0x0000_4502 were here before C:
+ * they are c.nop and c.lwsp now.)
  */
 const illegalWords = [
   0x0000_0000, 0xffff_ffff, 0xfe00_7033, 0x0000_707f, 0x3000_00f3,
@@ -103,6 +107,8 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
   let label = 0;
   const blocks: string[] = [];
   const compressed = new CompressedGenerator(random, () => `L${label++}`);
+  const float = new FloatGenerator(random, reg, anyReg);
+  const registerTables: string[] = [];
   // The straddling code, one per program: a 16-bit instruction in the first page's last word,
   // a 32-bit one at its last halfword (its upper half opens the second page), then c.jr x9.
   const straddleText = [
@@ -173,6 +179,12 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
       const userOk = mode === 'U' ? (flags & Pte.U) !== 0 : (flags & Pte.U) === 0 || (status & Status.SUM) !== 0;
       return (flags & (Pte.V | Pte.R | Pte.W)) === (Pte.V | Pte.R | Pte.W) && userOk ? [page] : [];
     });
+    // The FPU: Off in one block in five (every F and D instruction and fcsr access traps),
+    // Initial or Clean in one in five (the first write of an f register or fcsr makes it
+    // Dirty; stores, moves to x registers and CSR reads do not), else Dirty. With Initial or
+    // Clean no instruction changes only fflags: QEMU 7.2 leaves FS alone there, where the
+    // spec (and understudy) make it Dirty.
+    const floatStatus = random.pick([0, 1, 2, 3, 3, 3, 3, 3, 0, 3]);
     // Most blocks are assembled with C (the assembler compresses what it can), some without.
     const body: string[] = [random.chance(0.7) ? '  .option rvc' : '  .option norvc'];
     let remaining = instructionsPerBlock;
@@ -186,6 +198,15 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
         const lines = random.chance(0.15) ? [compressed.randomHalf()] : compressed.any();
         body.push('  .option push', '  .option rvc', ...lines.map((line) => (line.endsWith(':') ? line : `  ${line}`)), '  .option pop');
         remaining -= lines.filter((line) => !line.endsWith(':')).length;
+        continue;
+      }
+      if (random.chance(0.2)) {
+        // F and D: arithmetic, conversions, moves, loads and stores (through the alias
+        // window too in S and U blocks), fcsr accesses.
+        const aliasFor = mode === 'M' ? undefined : (size: number): string => aliasAddress(size, random.chance(0.5) && writablePages.length > 0 ? writablePages : undefined);
+        const lines = float.any(aliasFor, floatStatus === 1 || floatStatus === 2);
+        body.push(...lines.map((line) => `  ${line}`));
+        remaining -= lines.filter((line) => !line.startsWith('#')).length;
         continue;
       }
       if (random.chance(0.02)) {
@@ -290,7 +311,9 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
         }
         else if (which < 7) body.push(`  ${op} ${reg()}, ${csr}, ${anyReg()}`);
         else if (which < 8) body.push(`  ${csr === 'sstatus' && op === 'csrrw' ? 'csrrs' : op}i ${reg()}, ${csr}, ${random.int(0, 31)}`);
-        else if (which < 9) body.push(`  ${op} ${reg()}, ${hex(random.pick(absentCsrs))}, ${anyReg()}`);
+        // fflags, frm, fcsr too, but not with FS Initial or Clean: a CSRRS/CSRRC whose register
+        // holds 0 writes on understudy (the spec) and not on QEMU 7.2, which decides FS Dirty.
+        else if (which < 9) body.push(`  ${op} ${reg()}, ${hex(random.pick(random.chance(0.3) && (floatStatus === 0 || floatStatus === 3) ? fpCsrs : absentCsrs))}, ${anyReg()}`);
         // A read, or a CSRRW (a write: illegal). Not CSRRS/CSRRC with rs1 != x0: QEMU 7.2
         // lets them through when rs1 holds 0 (guests/tests/README.md).
         else if (random.chance(0.5)) body.push(`  csrrw ${reg()}, ${random.pick(readOnlyCsrs)}, ${anyReg()}`);
@@ -326,6 +349,15 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
       `  ori x10, x11, ${straddleSecond}`, `  sw x10, ${4 * straddleIndex + 4}(x9)`,
     );
     lines.push('  lw x9, -36(x8)', '  csrw satp, x9', '  sfence.vma');
+    // The f registers from the block's table of edge values and fcsr (FS on for that), then
+    // the block's FS.
+    registerTables.push(floatRegisterTable(random, `B${block}_fregs`));
+    lines.push(
+      '  li x9, 0x6000', '  csrs mstatus, x9', `  la x9, B${block}_fregs`,
+      ...Array.from({ length: 32 }, (_, r) => `  fld f${r}, ${8 * r}(x9)`),
+      `  li x9, ${hex(float.initialFcsr())}`, '  csrw fcsr, x9',
+      '  li x9, 0x6000', '  csrc mstatus, x9', `  li x9, ${hex(floatStatus << 13)}`, '  csrs mstatus, x9',
+    );
     lines.push(
       `  li x9, ${hex((3 << 11) | Status.MPRV | Status.SUM | Status.MXR | Status.TVM | Status.TW | Status.TSR)}`,
       '  csrc mstatus, x9',
@@ -359,6 +391,9 @@ export function generateProgram(seed: number, blockCount = defaultBlockCount, in
     '',
     harness,
     ...straddleText,
+    '.section .rodata',
+    '.balign 8',
+    ...registerTables,
   );
   return { seed, source: lines.join('\n') + '\n', blocks };
 }
@@ -456,7 +491,7 @@ class CompressedGenerator {
     }
   }
 
-  /** A random 16-bit word that computes or is illegal (reserved, or a floating-point one). */
+  /** A random 16-bit word that computes or is illegal (reserved); not the F and D loads and stores (float-fuzz.ts). */
   randomHalf(): string {
     for (;;) {
       const half = this.random.int(0, 0xffff);
@@ -581,6 +616,44 @@ dump:
   addi s2, s2, 1
   li t0, 32
   bne s2, t0, 1b
+  # mstatus.SD and FS as the block left them, then (FS on) fcsr and f0..f31.
+  la a0, text_fs
+  call puts
+  csrr a0, mstatus
+  li t0, 0x80006000
+  and a0, a0, t0
+  call puthex
+  call newline
+  li t0, 0x6000
+  csrs mstatus, t0
+  la a0, text_fcsr
+  call puts
+  csrr a0, fcsr
+  call puthex
+  call newline
+  la s3, fsave
+  .irp r, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+  fsd f\r, 8*\r(s3)
+  .endr
+  li s2, 0
+5:
+  li a0, 'f'
+  call putc
+  mv a0, s2
+  call putdec
+  li a0, '='
+  call putc
+  la s3, fsave
+  slli t0, s2, 3
+  add s3, s3, t0
+  lw a0, 4(s3)
+  call puthex
+  lw a0, 0(s3)
+  call putspace
+  call newline
+  addi s2, s2, 1
+  li t0, 32
+  bne s2, t0, 5b
   # data checksum: h = h * 33 + word, over the 512 words
   li t0, 0
   mv t1, x8
@@ -746,6 +819,8 @@ text_data: .asciz "data="
 text_traps: .asciz "traps="
 text_minstret: .asciz "minstret="
 text_pt: .asciz "pt="
+text_fs: .asciz "mstatus.SD/FS="
+text_fcsr: .asciz "fcsr="
 
 .section .bss
 .balign 4096
@@ -757,4 +832,7 @@ root:
   .space 4096
 l2:
   .space 4096
+.balign 8
+fsave:
+  .space 256
 `;

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hart, mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
 import { decode, disassemble, Op } from './decode.js';
-import { asm, casm, li, packHalves } from './encode.js';
+import { asm, casm, cfasm, fasm, li, packHalves } from './encode.js';
+import { compressedFloatOffset } from './decode-compressed.js';
 import { Csr, PmpCfg, Priv } from './csr.js';
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
@@ -130,7 +131,7 @@ test('decode: every RV32C encoding class expands to its 32-bit meaning, at the e
   }
 });
 
-test('decode: reserved and not-implemented 16-bit encodings are illegal, with the 16 bits for mtval', () => {
+test('decode: reserved 16-bit encodings are illegal, with the 16 bits for mtval', () => {
   const cases = [
     0x0000, // the all-zero halfword
     casm.addi4spn(9, 0), // nzuimm = 0
@@ -141,8 +142,6 @@ test('decode: reserved and not-implemented 16-bit encodings are illegal, with th
     casm.slli(5, 32), casm.srli(8, 32), casm.srai(9, 33), // shamt[5] = 1 on RV32 (custom use)
     0x9c01, 0x9c21, 0x9c41, 0x9c61, // C.SUBW, C.ADDW (RV64) and the two reserved
     0x8000, // quadrant 0, funct3 = 100: reserved
-    // F and D not implemented yet: C.FLD, C.FLW, C.FSD, C.FSW, C.FLDSP, C.FLWSP, C.FSDSP, C.FSWSP
-    0x2000, 0x6000, 0xa000, 0xe000, 0x2002, 0x6002, 0xa002, 0xe002,
   ];
   for (const half of cases) {
     const d = decode(half | 0x12340000);
@@ -150,6 +149,150 @@ test('decode: reserved and not-implemented 16-bit encodings are illegal, with th
     assert.equal(d.imm, half, `0x${half.toString(16)}: mtval is the 16 bits`);
     assert.equal(d.length, 2);
   }
+});
+
+test('decode: the F and D encodings become FLW, FSW, FLD, FSD or FP with their bits as the immediate', () => {
+  const bits = (word: number): number => word | 0;
+  assert.deepEqual(decode(fasm.flw(3, 4, -2048)), { op: Op.FLW, rd: 3, rs1: 4, rs2: 0, imm: bits(fasm.flw(3, 4, -2048)), length: 4 });
+  assert.deepEqual(decode(fasm.fsd(5, 6, 2047)), { op: Op.FSD, rd: 2047 & 31, rs1: 6, rs2: 5, imm: bits(fasm.fsd(5, 6, 2047)), length: 4 });
+  assert.equal(decode(fasm.fld(0, 1, 8)).op, Op.FLD);
+  assert.equal(decode(fasm.fsw(0, 1, 8)).op, Op.FSW);
+  const valid = [
+    fasm.fadd(0, 1, 2, 3), fasm.fsub(1, 1, 2, 3, 4), fasm.fmul(0, 1, 2, 3, 5), fasm.fdiv(1, 1, 2, 3, 6), // rm checked at run time
+    fasm.fsqrt(0, 1, 2), fasm.fsqrt(1, 1, 2), fasm.fsgnj(0, 1, 2, 3), fasm.fsgnjx(1, 1, 2, 3), fasm.fmin(0, 1, 2, 3),
+    fasm.fmax(1, 1, 2, 3), fasm.fcvtFormat(0, 1, 2), fasm.fcvtFormat(1, 1, 2), fasm.feq(0, 1, 2, 3), fasm.fle(1, 1, 2, 3),
+    fasm.fcvtToInteger(0, 1, 2, 1), fasm.fcvtToInteger(1, 1, 2, 0), fasm.fcvtFromInteger(0, 1, 2, 1),
+    fasm.fcvtFromInteger(1, 1, 2, 0), fasm.fmvXW(1, 2), fasm.fclass(0, 1, 2), fasm.fclass(1, 1, 2), fasm.fmvWX(1, 2),
+    fasm.fmadd(0, 1, 2, 3, 4), fasm.fmsub(1, 1, 2, 3, 4), fasm.fnmsub(0, 1, 2, 3, 31), fasm.fnmadd(1, 31, 2, 3, 4),
+  ];
+  for (const word of valid) {
+    const d = decode(word);
+    assert.equal(d.op, Op.FP, disassemble(word));
+    assert.equal(d.imm, bits(word));
+  }
+  const reserved = [
+    fasm.fadd(2, 1, 2, 3), fasm.fmadd(3, 1, 2, 3, 4), // fmt H and Q
+    fasm.fsqrt(0, 1, 2) | (1 << 20), // rs2 != 0
+    fasm.fsgnj(0, 1, 2, 3) | (3 << 12), fasm.fmin(1, 1, 2, 3) | (2 << 12), fasm.feq(0, 1, 2, 3) | (3 << 12),
+    fasm.fcvtFormat(0, 1, 2) & ~(1 << 20), // fcvt.s.s
+    fasm.fcvtToInteger(0, 1, 2, 2), fasm.fcvtFromInteger(1, 1, 2, 3), // rs2 = 2, 3: the RV64 L forms
+    fasm.fclass(1, 1, 2) & ~(1 << 12), // fmv.x.d (RV64)
+    fasm.fmvWX(1, 2) | (1 << 25), // fmv.d.x (RV64)
+    fasm.fmvXW(1, 2) | (2 << 12), fasm.fmvWX(1, 2) | (1 << 20),
+    fasm.flw(1, 2, 0) & ~(7 << 12), fasm.fsd(1, 2, 0) | (7 << 12), // loads and stores of other widths
+  ];
+  for (const word of reserved) {
+    const d = decode(word);
+    assert.equal(d.op, Op.ILLEGAL, `0x${(word >>> 0).toString(16)}`);
+    assert.equal(d.imm, bits(word));
+  }
+});
+
+test('decode: the compressed F and D loads and stores, with their offsets at both ends', () => {
+  const cases: [number, Op, number, number, number, number][] = [
+    // half, op, rd, rs1, rs2, offset
+    [cfasm.fld(8, 15, 0), Op.FLD, 8, 15, 0, 0],
+    [cfasm.fld(15, 8, 248), Op.FLD, 15, 8, 0, 248],
+    [cfasm.flw(9, 10, 124), Op.FLW, 9, 10, 0, 124],
+    [cfasm.fsd(10, 11, 248), Op.FSD, 0, 11, 10, 248],
+    [cfasm.fsw(12, 13, 4), Op.FSW, 0, 13, 12, 4],
+    [cfasm.fldsp(0, 504), Op.FLD, 0, 2, 0, 504],
+    [cfasm.fldsp(31, 8), Op.FLD, 31, 2, 0, 8],
+    [cfasm.flwsp(0, 252), Op.FLW, 0, 2, 0, 252],
+    [cfasm.fsdsp(31, 504), Op.FSD, 0, 2, 31, 504],
+    [cfasm.fswsp(1, 252), Op.FSW, 0, 2, 1, 252],
+    [cfasm.fswsp(1, 4), Op.FSW, 0, 2, 1, 4],
+  ];
+  for (const [half, op, rd, rs1, rs2, offset] of cases) {
+    const name = `0x${half.toString(16)}`;
+    assert.deepEqual(decode(half | 0x55550000), { op, rd, rs1, rs2, imm: half, length: 2 }, name);
+    assert.equal(compressedFloatOffset(half), offset, name);
+  }
+});
+
+/** A machine with the FPU on (mstatus.FS = Dirty), running `program`. */
+function floatMachine(program: number[]): { hart: Hart; ram: Ram } {
+  const { hart, ram } = machine(program);
+  hart.mtvec = handler;
+  hart.mstatus |= 3 << 13;
+  return { hart, ram };
+}
+
+const one32 = 0x3f80_0000;
+const three32 = 0x4040_0000;
+
+test('FS = Off: F and D instructions and fcsr accesses trap as illegal with mtval = the bits', () => {
+  for (const word of [fasm.fadd(0, 1, 2, 3), fasm.fld(1, 0, 0), fasm.fmvXW(5, 1), asm.csrrs(5, Csr.fcsr, 0)]) {
+    const { hart } = machine([word]);
+    hart.mtvec = handler;
+    assert.equal(hart.mstatus & (3 << 13), 0, 'FS is Off at reset, as on QEMU 7.2');
+    hart.run(1);
+    assert.equal(u(hart.mcause), 2);
+    assert.equal(u(hart.mtval), word);
+    assert.equal(u(hart.mepc), base);
+  }
+  const { hart } = machine(packHalves([cfasm.fsdsp(3, 8)]));
+  hart.mtvec = handler;
+  hart.run(1);
+  assert.equal(u(hart.mtval), cfasm.fsdsp(3, 8));
+});
+
+test('FP instructions: results NaN-boxed, FS becomes Dirty, SD reads 1, fflags accumulate, reserved rm traps', () => {
+  const { hart } = floatMachine([
+    ...li(1, one32), fasm.fmvWX(1, 1), ...li(1, three32), fasm.fmvWX(2, 1),
+    fasm.fdiv(0, 3, 1, 2, 0), // 1/3 in RNE: inexact
+    fasm.fmvXW(4, 3),
+    asm.csrrs(5, Csr.fflags, 0),
+    asm.csrrs(6, Csr.mstatus, 0),
+    fasm.fadd(0, 4, 1, 2, 5), // rm = 5: illegal, not retired
+  ]);
+  hart.mstatus = (hart.mstatus & ~(3 << 13)) | (1 << 13); // Initial
+  hart.run(10);
+  hart.run(1); // the fadd traps without retiring; the handler's first instruction retires
+  assert.equal(u(hart.x[4]!), 0x3eaa_aaab);
+  assert.equal(hart.f[2 * 3 + 1], 0xffff_ffff);
+  assert.equal(hart.x[5], 1, 'NX');
+  assert.equal(u(hart.x[6]!) >>> 31, 1, 'SD');
+  assert.equal((hart.x[6]! >>> 13) & 3, 3, 'Dirty');
+  assert.equal(u(hart.mcause), 2);
+  assert.equal(hart.retired, 11);
+});
+
+test('FLD and FSD: 64 bits through two 32-bit accesses, misaligned in RAM too; a faulting FSD writes nothing', () => {
+  const data = 0x1000;
+  const ramEnd = base + (1 << 20);
+  const { hart, ram } = floatMachine([
+    ...li(1, base + data), fasm.fld(1, 1, 3), fasm.fsd(1, 1, 0x101),
+    ...li(2, ramEnd - 4), fasm.fsd(1, 2, 0), // the upper half lies past the end of RAM
+  ]);
+  for (let i = 0; i < 16; i++) ram.u8[data + i] = 0x10 + i;
+  ram.i32[(1 << 20) / 4 - 1] = 0x5a5a_5a5a;
+  hart.run(6);
+  assert.equal(hart.f[3], 0x1a19_1817, 'high half');
+  assert.equal(hart.f[2], 0x1615_1413, 'low half');
+  for (let i = 0; i < 8; i++) assert.equal(ram.u8[data + 0x101 + i], 0x13 + i);
+  hart.run(1);
+  assert.equal(u(hart.mcause), 7);
+  assert.equal(u(hart.mtval), ramEnd - 4);
+  assert.equal(ram.i32[(1 << 20) / 4 - 1], 0x5a5a_5a5a, 'the lower half was not written either');
+});
+
+test('f registers and fcsr survive save and restore', () => {
+  const { hart } = floatMachine([...li(1, one32), fasm.fmvWX(7, 1), fasm.fmvWX(0, 0), fasm.fdiv(0, 8, 7, 0, 0), asm.csrrwi(0, Csr.frm, 3)]);
+  hart.run(6);
+  assert.equal(hart.fpu.flags, 0x08, 'DZ');
+  assert.equal(hart.frm, 3);
+  const writer = new SnapshotWriter();
+  hart.save(writer);
+  const saved = writer.finish();
+  const other = machine([]);
+  other.hart.restore(new SnapshotReader(saved));
+  assert.deepEqual(other.hart.f, hart.f);
+  assert.equal(other.hart.fpu.flags, 0x08);
+  assert.equal(other.hart.frm, 3);
+  const again = new SnapshotWriter();
+  other.hart.save(again);
+  assert.deepEqual(again.finish(), saved);
 });
 
 /** A program of halfwords at the start of RAM (packed two to a word). */

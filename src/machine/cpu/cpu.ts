@@ -1,7 +1,8 @@
 /**
- * The hart: RV32IMAC + Zicsr + Zifencei, privilege modes M/S/U, Sv32, PMP. This file holds its
+ * The hart: RV32IMAFDC + Zicsr + Zifencei, privilege modes M/S/U, Sv32, PMP. This file holds its
  * architectural state, the run loop and its snapshots; the rest of the CPU, by concern:
  * - rare-instructions.ts: atomics and system instructions, which the loop hands off;
+ * - fp-instructions.ts: the F and D instructions, which the loop hands off too (fpu/: their arithmetic);
  * - csr-file.ts: CSR access checks, reads and writes (counters, mstatus, PMP registers);
  * - traps.ts: exceptions and interrupts, trap entry, MRET/SRET, the trap-loop watch;
  * - mmu.ts: Sv32 translation, the software TLBs, the slow load and store paths; pmp.ts: PMP;
@@ -35,6 +36,8 @@ import type { PmpRegion } from './pmp.js';
 import { trapSignal } from './trap-signal.js';
 import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSupervisor } from './traps.js';
 import { executeRare } from './rare-instructions.js';
+import { executeFloat } from './fp-instructions.js';
+import { FpuState } from './fpu/index.js';
 
 // The CPU's public names, importable from here as before the split.
 export { TrapSignal } from './trap-signal.js';
@@ -51,6 +54,7 @@ const tlbMask = tlbEntries - 1;
 const fetchContextOf = fetchTlbContext;
 const dataContextOf = dataTlbContext;
 const dataPrivilegeOf = dataPrivilege;
+const executeFloatOf = executeFloat;
 /** Interrupts taken back to back without an instruction between them; more is a bug of ours. */
 const interruptsInARowMax = 8;
 
@@ -128,6 +132,15 @@ export class Hart {
   reservationAddress = -1;
   reservationValue = 0;
 
+  // The F and D state (fp-instructions.ts): f0..f31, 64 bits each as two uint32 halves (f[2i]
+  // the low half, f[2i + 1] the high half; a single is NaN-boxed in the high half), and fcsr:
+  // fflags is `fpu.flags` (every FPU operation ORs its exception flags into it), frm is `frm`.
+  // mstatus.FS says whether any of it may be used (Off traps) and whether it changed (Dirty).
+  readonly f = new Uint32Array(64);
+  readonly fpu = new FpuState();
+  /** fcsr.frm, 0..7 (5, 6 and 7 are reserved: an instruction with rm = DYN then traps). */
+  frm = 0;
+
   // The MMU's state (mmu.ts writes it): software TLBs, tag = vpn | context (-1 = empty),
   // add = RAM index - virtual address; the fetch TLB maps straight to the page's decoded
   // instructions and the index of its first word in RAM. Kept here, not in an object of their
@@ -200,6 +213,10 @@ export class Hart {
     this.pmpcfg.fill(0);
     this.pmpaddr.fill(0);
     this.reservationAddress = -1;
+    // QEMU 7.2 (-bios none) starts with mstatus.FS = Off and fcsr = 0 (mstatus = 0 above).
+    this.f.fill(0);
+    this.fpu.flags = 0;
+    this.frm = 0;
     this.trapLoopWatch.reset();
     this.pmpChanged();
   }
@@ -782,6 +799,20 @@ export class Hart {
               n++;
               continue;
 
+            case Op.FLW:
+            case Op.FSW:
+            case Op.FLD:
+            case Op.FSD:
+            case Op.FP:
+              // The F and D instructions, all in one call (fp-instructions.ts); it traps by
+              // throwing, or by returning a handler's address with attention set (FS = Off).
+              this.runRetired = n;
+              this.pc = pc;
+              pc = executeFloatOf(this, w, imm) | 0;
+              n++;
+              if (this.attention) continue outer;
+              continue;
+
             default:
               // Everything rarer: atomics and system instructions.
               this.runRetired = n;
@@ -824,6 +855,8 @@ export class Hart {
     writer.u64(this.instretOffset).u64(this.cycleOffset);
     writer.bytes(this.pmpcfg);
     writer.u32Array(this.pmpaddr);
+    writer.u32Array(this.f);
+    writer.u8(this.fpu.flags).u8(this.frm);
     this.trapLoopWatch.save(writer);
   }
 
@@ -865,6 +898,12 @@ export class Hart {
     if (pmpcfg.length !== pmpEntries) throw new SnapshotError('bad PMP configuration in snapshot');
     this.pmpcfg.set(pmpcfg);
     reader.u32ArrayInto(this.pmpaddr);
+    reader.u32ArrayInto(this.f);
+    const fflags = reader.u8();
+    const frm = reader.u8();
+    if (fflags > 0x1f || frm > 7) throw new SnapshotError(`bad fcsr in snapshot: fflags ${fflags}, frm ${frm}`);
+    this.fpu.flags = fflags;
+    this.frm = frm;
     this.trapLoopWatch.restore(reader);
     this.pmpChanged();
   }

@@ -40,6 +40,8 @@ function checkCsrAccess(hart: Hart, csr: number, writes: boolean): void {
   if (hart.priv < required) raiseIllegal(hart);
   if (writes && (csr >>> 10) === 3) raiseIllegal(hart);
   if (csr === Csr.satp && hart.priv === Priv.S && (hart.mstatus & Status.TVM) !== 0) raiseIllegal(hart);
+  // fflags, frm and fcsr exist only while the FPU is on (privileged spec 3.1.6.6: FS = Off).
+  if (csr >= Csr.fflags && csr <= Csr.fcsr && (hart.mstatus & Status.FS) === 0) raiseIllegal(hart);
   if ((csr >= Csr.cycle && csr <= Csr.hpmcounter31) || (csr >= Csr.cycleh && csr <= Csr.hpmcounter31h)) {
     const bit = 1 << (csr & 31);
     if (hart.priv < Priv.M && (hart.mcounteren & bit) === 0) raiseIllegal(hart);
@@ -54,13 +56,16 @@ function counter(hart: Hart, offset: bigint): bigint {
 
 export function readCsr(hart: Hart, csr: number): number {
   switch (csr) {
+    case Csr.fflags: return hart.fpu.flags;
+    case Csr.frm: return hart.frm;
+    case Csr.fcsr: return (hart.frm << 5) | hart.fpu.flags;
     case Csr.cycle: case Csr.mcycle: return Number(counter(hart, hart.cycleOffset) & 0xffff_ffffn) | 0;
     case Csr.cycleh: case Csr.mcycleh: return Number(counter(hart, hart.cycleOffset) >> 32n) | 0;
     case Csr.instret: case Csr.minstret: return Number(counter(hart, hart.instretOffset) & 0xffff_ffffn) | 0;
     case Csr.instreth: case Csr.minstreth: return Number(counter(hart, hart.instretOffset) >> 32n) | 0;
     case Csr.time: return Number(hart.ports.readTime() & 0xffff_ffffn) | 0;
     case Csr.timeh: return Number(hart.ports.readTime() >> 32n) | 0;
-    case Csr.sstatus: return hart.mstatus & sstatusMask;
+    case Csr.sstatus: return withSd(hart.mstatus) & sstatusMask;
     case Csr.sie: return hart.mie & hart.mideleg;
     case Csr.stvec: return hart.stvec;
     case Csr.scounteren: return hart.scounteren;
@@ -72,7 +77,7 @@ export function readCsr(hart: Hart, csr: number): number {
     case Csr.sip: return hart.mip & hart.mideleg;
     case Csr.satp: return hart.satp;
     case Csr.mvendorid: case Csr.marchid: case Csr.mimpid: case Csr.mhartid: case Csr.mconfigptr: return 0;
-    case Csr.mstatus: return hart.mstatus;
+    case Csr.mstatus: return withSd(hart.mstatus);
     case Csr.misa: return misaValue;
     case Csr.medeleg: return hart.medeleg;
     case Csr.mideleg: return hart.mideleg;
@@ -98,6 +103,14 @@ export function readCsr(hart: Hart, csr: number): number {
 
 export function writeCsr(hart: Hart, csr: number, value: number): void {
   switch (csr) {
+    // Writing the FPU's CSRs changes its state: FS becomes Dirty (privileged spec 3.1.6.6).
+    case Csr.fflags: hart.fpu.flags = value & fflagsMask; hart.mstatus |= Status.FS; return;
+    case Csr.frm: hart.frm = value & 7; hart.mstatus |= Status.FS; return;
+    case Csr.fcsr:
+      hart.fpu.flags = value & fflagsMask;
+      hart.frm = (value >>> 5) & 7;
+      hart.mstatus |= Status.FS;
+      return;
     case Csr.mcycle: hart.cycleOffset = counterWrite(hart, hart.cycleOffset, value, false); return;
     case Csr.mcycleh: hart.cycleOffset = counterWrite(hart, hart.cycleOffset, value, true); return;
     case Csr.minstret: hart.instretOffset = counterWrite(hart, hart.instretOffset, value, false); return;
@@ -167,6 +180,14 @@ function writePmpcfg(hart: Hart, index: number, value: number): void {
   let legal = value & (PmpCfg.R | PmpCfg.W | PmpCfg.X | PmpCfg.A | PmpCfg.L);
   if ((legal & (PmpCfg.R | PmpCfg.W)) === PmpCfg.W) legal &= ~PmpCfg.W; // R=0, W=1 is reserved
   hart.pmpcfg[index] = legal;
+}
+
+/** fflags' five bits: NV DZ OF UF NX. */
+const fflagsMask = 0x1f;
+
+/** SD (bit 31) summarises FS = Dirty (XS and VS are always Off here); it is not stored. */
+function withSd(mstatus: number): number {
+  return (mstatus & Status.FS) === Status.FS ? mstatus | Status.SD : mstatus & ~Status.SD;
 }
 
 function writeMstatus(hart: Hart, value: number): void {

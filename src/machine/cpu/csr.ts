@@ -1,6 +1,9 @@
 /** CSR numbers, status bits and trap causes (RISC-V privileged spec 1.12, RV32). */
 
 export const enum Csr {
+  fflags = 0x001,
+  frm = 0x002,
+  fcsr = 0x003,
   cycle = 0xc00,
   time = 0xc01,
   instret = 0xc02,
@@ -86,9 +89,9 @@ export const enum Status {
   SD = 1 << 31,
 }
 
-/** mstatus bits that exist on this machine (no F, V or big-endian support). */
+/** mstatus bits that exist on this machine (no V or big-endian support; SD is computed on reads). */
 export const mstatusWritable =
-  Status.SIE | Status.MIE | Status.SPIE | Status.MPIE | Status.SPP | Status.MPP |
+  Status.SIE | Status.MIE | Status.SPIE | Status.MPIE | Status.SPP | Status.MPP | Status.FS |
   Status.MPRV | Status.SUM | Status.MXR | Status.TVM | Status.TW | Status.TSR;
 /** The view of mstatus that sstatus gives. */
 export const sstatusMask = Status.SIE | Status.SPIE | Status.UBE | Status.SPP | Status.FS | Status.XS | Status.SUM | Status.MXR | Status.SD;
@@ -136,8 +139,11 @@ export const enum Cause {
 /** Exceptions that medeleg can delegate (ecall from M cannot be). */
 export const medelegWritable = 0xb3ff;
 
-/** misa: MXL=1 (RV32), extensions A, C, I, M, S, U (read-only: C cannot be switched off). */
-export const misaValue = (1 << 30) | (1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
+/**
+ * misa: MXL=1 (RV32), extensions A, C, D, F, I, M, S, U (read-only: none can be switched off;
+ * mstatus.FS = Off is how software turns the FPU off).
+ */
+export const misaValue = (1 << 30) | (1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20);
 
 export const pmpEntries = 16;
 

@@ -8,8 +8,8 @@
  * reports them): the all-zero halfword and C.ADDI4SPN with nzuimm = 0, C.LWSP with rd = 0,
  * C.JR with rs1 = 0, C.ADDI16SP and C.LUI with a zero immediate (for C.LUI whatever rd), the
  * RV32 shifts with shamt[5] = 1 (custom-use code points, NSE), the RV64-only C.SUBW/C.ADDW
- * and the reserved quadrant-0 opcode. The floating-point loads and stores are illegal too
- * until F and D exist ({@link decodeFloatingPoint} is where they will decode). HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
+ * and the reserved quadrant-0 opcode. The F and D loads and stores decode like their 32-bit
+ * forms, with the 16 bits as the immediate ({@link decodeFloatingPoint}). HINTs (rd = x0, C.NOP with an immediate, shifts by 0)
  * execute as the instructions they expand to, which write nothing that can be seen.
  */
 import { Op, type Decoded, type OpCode } from './ops.js';
@@ -120,13 +120,25 @@ export function decodeCompressed(half: number): Decoded {
 
 /**
  * C.FLD, C.FLW, C.FSD, C.FSW (quadrant 0, funct3 001/011/101/111) and C.FLDSP, C.FLWSP,
- * C.FSDSP, C.FSWSP (quadrant 2, the same funct3s): the seam for F and D. Until they are
- * implemented these are illegal instructions, as on QEMU with f=false,d=false; then they
- * decode here to the ops of FLD/FLW/FSD/FSW (RV32: C.FLW and C.FSW exist only with F, C.FLD
- * and C.FSD only with D), and mstatus.FS = Off makes them illegal at run time.
+ * C.FSDSP, C.FSWSP (quadrant 2, the same funct3s), RV32FC and RV32DC: the ops of FLD, FLW,
+ * FSD, FSW with the 16 bits as the immediate (fp-instructions.ts takes the offset with
+ * {@link compressedFloatOffset}, and mstatus.FS = Off makes them illegal there). f0 is a
+ * valid rd of C.FLDSP and C.FLWSP (unlike x0 for C.LWSP).
  */
 function decodeFloatingPoint(half: number): Decoded {
-  return illegal16(half);
+  const rd = (half >>> 7) & 31;
+  const rs2 = (half >>> 2) & 31;
+  switch (((half & 3) << 3) | (half >>> 13)) {
+    case 0x01: return make(Op.FLD, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLD
+    case 0x03: return make(Op.FLW, prime(half >>> 2), prime(half >>> 7), 0, half); // C.FLW
+    case 0x05: return make(Op.FSD, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSD
+    case 0x07: return make(Op.FSW, 0, prime(half >>> 7), prime(half >>> 2), half); // C.FSW
+    case 0x11: return make(Op.FLD, rd, sp, 0, half); // C.FLDSP
+    case 0x13: return make(Op.FLW, rd, sp, 0, half); // C.FLWSP
+    case 0x15: return make(Op.FSD, 0, sp, rs2, half); // C.FSDSP
+    case 0x17: return make(Op.FSW, 0, sp, rs2, half); // C.FSWSP
+    default: return illegal16(half);
+  }
 }
 
 /** Quadrant 1, funct3 = 100: C.SRLI, C.SRAI, C.ANDI, C.SUB, C.XOR, C.OR, C.AND. */
@@ -161,4 +173,23 @@ function decodeJumpMoveAdd(half: number, rd: number, rs2: number): Decoded {
   if (rs2 !== 0) return make(Op.ADD, rd, rd, rs2, 0); // C.ADD
   if (rd === 0) return make(Op.EBREAK, 0, 0, 0, 0); // C.EBREAK
   return make(Op.JALR, ra, rd, 0, 0); // C.JALR
+}
+
+/** The offset of C.LD: uimm[5:3] in bits 12:10, uimm[7:6] in 6:5. */
+const uimmCld = (half: number): number => (((half >>> 10) & 7) << 3) | (((half >>> 5) & 3) << 6);
+
+/**
+ * The byte offset of a compressed floating-point load or store (the 16 bits `half`), which
+ * the decoded form keeps as its immediate.
+ */
+export function compressedFloatOffset(half: number): number {
+  switch (((half & 3) << 3) | ((half >>> 13) & 7)) {
+    case 0x01: case 0x05: return uimmCld(half); // C.FLD, C.FSD
+    case 0x03: case 0x07: return uimmClw(half); // C.FLW, C.FSW
+    case 0x11: return bit(half, 12, 5) | (((half >>> 5) & 3) << 3) | (((half >>> 2) & 7) << 6); // C.FLDSP
+    case 0x13: return bit(half, 12, 5) | (((half >>> 4) & 7) << 2) | (((half >>> 2) & 3) << 6); // C.FLWSP
+    case 0x15: return (((half >>> 10) & 7) << 3) | (((half >>> 7) & 7) << 6); // C.FSDSP
+    case 0x17: return (((half >>> 9) & 15) << 2) | (((half >>> 7) & 3) << 6); // C.FSWSP
+    default: throw new Error(`not a compressed floating-point load or store: 0x${half.toString(16)}`);
+  }
 }

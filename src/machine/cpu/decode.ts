@@ -1,10 +1,10 @@
 /**
- * RV32IMAC + Zicsr + Zifencei + privileged-instruction decoder (16-bit encodings: decode-compressed.ts).
+ * RV32IMAFDC + Zicsr + Zifencei + privileged-instruction decoder (16-bit encodings: decode-compressed.ts).
  *
  * Decoding is kept apart from execution: the interpreter executes decoded instructions from a
  * per-page cache (cpu.ts packs each into two int32 words), and a later translation tier
  * decodes with this same function. `imm` is the sign-extended immediate (for CSR
- * instructions: the CSR number; for ILLEGAL: the instruction bits, which become mtval).
+ * instructions: the CSR number; for ILLEGAL and the F and D instructions: the instruction bits, which become mtval).
  * `op` is never 0, so 0 marks an empty cache slot. Reserved encodings decode to ILLEGAL; like
  * QEMU with -icount, an instruction that is illegal at decode time counts as executed when it
  * traps (see docs/ARCHITECTURE.md, "Counting instructions").
@@ -116,8 +116,39 @@ export function decode(insn: number): Decoded {
     }
     case 0x73:
       return decodeSystem(insn, rd, rs1, rs2, funct3, funct7);
+    case 0x07: // LOAD-FP: FLW, FLD
+      if (funct3 === 2) return make(Op.FLW, insn);
+      return funct3 === 3 ? make(Op.FLD, insn) : illegal(insn);
+    case 0x27: // STORE-FP: FSW, FSD
+      if (funct3 === 2) return make(Op.FSW, insn);
+      return funct3 === 3 ? make(Op.FSD, insn) : illegal(insn);
+    case 0x43: case 0x47: case 0x4b: case 0x4f: // FMADD, FMSUB, FNMSUB, FNMADD: fmt S or D
+      return (funct7 & 3) <= 1 ? make(Op.FP, insn) : illegal(insn);
+    case 0x53:
+      return isFloatOperation(funct7, funct3, rs2) ? make(Op.FP, insn) : illegal(insn);
     default:
       return illegal(insn);
+  }
+}
+
+/**
+ * Whether an OP-FP instruction exists in RV32FD (unprivileged spec, chapter 24's table): the
+ * fields that select it (funct7, and funct3 or rs2 where they do) must match. Its rm field,
+ * where it has one, is checked when it runs: DYN depends on frm.
+ */
+function isFloatOperation(funct7: number, funct3: number, rs2: number): boolean {
+  if ((funct7 & 3) > 1) return false; // fmt: S or D only
+  switch (funct7 >>> 2) {
+    case 0x00: case 0x01: case 0x02: case 0x03: return true; // FADD, FSUB, FMUL, FDIV
+    case 0x0b: return rs2 === 0; // FSQRT
+    case 0x04: return funct3 <= 2; // FSGNJ, FSGNJN, FSGNJX
+    case 0x05: return funct3 <= 1; // FMIN, FMAX
+    case 0x08: return rs2 === 1 - (funct7 & 1); // FCVT.S.D (rs2 = 1), FCVT.D.S (rs2 = 0)
+    case 0x14: return funct3 <= 2; // FLE, FLT, FEQ
+    case 0x18: case 0x1a: return rs2 <= 1; // FCVT.W[U].fmt, FCVT.fmt.W[U]
+    case 0x1c: return rs2 === 0 && (funct3 === 1 || (funct3 === 0 && funct7 === 0x70)); // FCLASS, FMV.X.W
+    case 0x1e: return rs2 === 0 && funct3 === 0 && funct7 === 0x78; // FMV.W.X
+    default: return false;
   }
 }
 
@@ -156,6 +187,7 @@ export function disassemble(insn: number, pc = 0): string {
     case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: return `${name} ${x(d.rd)}, ${hex(d.imm)}, ${x(d.rs1)}`;
     case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI: return `${name} ${x(d.rd)}, ${hex(d.imm)}, ${d.rs1}`;
     case Op.ILLEGAL: return `illegal ${hex(d.imm)}`;
+    case Op.FLW: case Op.FSW: case Op.FLD: case Op.FSD: case Op.FP: return `${name} ${hex(d.imm)}`;
     case Op.FENCE: case Op.FENCE_I: case Op.ECALL: case Op.EBREAK: case Op.MRET: case Op.SRET: case Op.WFI: return name;
     case Op.SFENCE_VMA: return `${name} ${x(d.rs1)}, ${x(d.rs2)}`;
     default:

@@ -138,6 +138,67 @@ export const casm = {
   add: (rd: number, rs2: number) => 0x9002 | (rd << 7) | (rs2 << 2),
 } as const;
 
+/** Rounding-mode field values (rm): 0..4 are RNE, RTZ, RDN, RUP, RMM; 7 is DYN (frm's). */
+export const rmDynamic = 7;
+
+const fp = (funct5: number, fmt: number, rs2: number, rs1: number, rm: number, rd: number): number => r((funct5 << 2) | fmt, rs2, rs1, rm, rd, 0x53);
+const r4 = (opcode: number, fmt: number, rs3: number, rs2: number, rs1: number, rm: number, rd: number): number =>
+  ((rs3 << 27) | (fmt << 25) | (rs2 << 20) | (rs1 << 15) | (rm << 12) | (rd << 7) | opcode) >>> 0;
+
+/**
+ * The F and D instructions (fmt 0 = S, 1 = D). Register numbers are f registers except where
+ * the name says x (the address base of loads and stores, the integer side of moves,
+ * conversions and compares). `rm` defaults to DYN, as assemblers do.
+ */
+export const fasm = {
+  flw: (rd: number, rs1: number, offset: number) => i(offset, rs1, 2, rd, 0x07),
+  fld: (rd: number, rs1: number, offset: number) => i(offset, rs1, 3, rd, 0x07),
+  fsw: (rs2: number, rs1: number, offset: number) => s(offset, rs2, rs1, 2, 0x27),
+  fsd: (rs2: number, rs1: number, offset: number) => s(offset, rs2, rs1, 3, 0x27),
+  fmadd: (fmt: number, rd: number, rs1: number, rs2: number, rs3: number, rm = rmDynamic) => r4(0x43, fmt, rs3, rs2, rs1, rm, rd),
+  fmsub: (fmt: number, rd: number, rs1: number, rs2: number, rs3: number, rm = rmDynamic) => r4(0x47, fmt, rs3, rs2, rs1, rm, rd),
+  fnmsub: (fmt: number, rd: number, rs1: number, rs2: number, rs3: number, rm = rmDynamic) => r4(0x4b, fmt, rs3, rs2, rs1, rm, rd),
+  fnmadd: (fmt: number, rd: number, rs1: number, rs2: number, rs3: number, rm = rmDynamic) => r4(0x4f, fmt, rs3, rs2, rs1, rm, rd),
+  fadd: (fmt: number, rd: number, rs1: number, rs2: number, rm = rmDynamic) => fp(0x00, fmt, rs2, rs1, rm, rd),
+  fsub: (fmt: number, rd: number, rs1: number, rs2: number, rm = rmDynamic) => fp(0x01, fmt, rs2, rs1, rm, rd),
+  fmul: (fmt: number, rd: number, rs1: number, rs2: number, rm = rmDynamic) => fp(0x02, fmt, rs2, rs1, rm, rd),
+  fdiv: (fmt: number, rd: number, rs1: number, rs2: number, rm = rmDynamic) => fp(0x03, fmt, rs2, rs1, rm, rd),
+  fsqrt: (fmt: number, rd: number, rs1: number, rm = rmDynamic) => fp(0x0b, fmt, 0, rs1, rm, rd),
+  fsgnj: (fmt: number, rd: number, rs1: number, rs2: number) => fp(0x04, fmt, rs2, rs1, 0, rd),
+  fsgnjn: (fmt: number, rd: number, rs1: number, rs2: number) => fp(0x04, fmt, rs2, rs1, 1, rd),
+  fsgnjx: (fmt: number, rd: number, rs1: number, rs2: number) => fp(0x04, fmt, rs2, rs1, 2, rd),
+  fmin: (fmt: number, rd: number, rs1: number, rs2: number) => fp(0x05, fmt, rs2, rs1, 0, rd),
+  fmax: (fmt: number, rd: number, rs1: number, rs2: number) => fp(0x05, fmt, rs2, rs1, 1, rd),
+  /** fcvt.s.d (fmt 0, from D) or fcvt.d.s (fmt 1, from S). */
+  fcvtFormat: (fmt: number, rd: number, rs1: number, rm = rmDynamic) => fp(0x08, fmt, 1 - fmt, rs1, rm, rd),
+  fle: (fmt: number, xd: number, rs1: number, rs2: number) => fp(0x14, fmt, rs2, rs1, 0, xd),
+  flt: (fmt: number, xd: number, rs1: number, rs2: number) => fp(0x14, fmt, rs2, rs1, 1, xd),
+  feq: (fmt: number, xd: number, rs1: number, rs2: number) => fp(0x14, fmt, rs2, rs1, 2, xd),
+  /** fcvt.w.fmt (unsigned = 0) or fcvt.wu.fmt (1). */
+  fcvtToInteger: (fmt: number, xd: number, rs1: number, unsigned: number, rm = rmDynamic) => fp(0x18, fmt, unsigned, rs1, rm, xd),
+  /** fcvt.fmt.w (unsigned = 0) or fcvt.fmt.wu (1). */
+  fcvtFromInteger: (fmt: number, rd: number, xs1: number, unsigned: number, rm = rmDynamic) => fp(0x1a, fmt, unsigned, xs1, rm, rd),
+  fmvXW: (xd: number, rs1: number) => fp(0x1c, 0, 0, rs1, 0, xd),
+  fclass: (fmt: number, xd: number, rs1: number) => fp(0x1c, fmt, 0, rs1, 1, xd),
+  fmvWX: (rd: number, xs1: number) => fp(0x1e, 0, 0, xs1, 0, rd),
+} as const;
+
+/** C.FLD/C.FSD offsets: uimm[5:3] in bits 12:10, uimm[7:6] in 6:5. */
+const cld = (funct3: number, reg: number, rs1: number, offset: number): number =>
+  (funct3 << 13) | field(offset, 5, 3, 10) | (p(rs1) << 7) | field(offset, 7, 6, 5) | (p(reg) << 2);
+
+/** The compressed F and D loads and stores (RV32FC, RV32DC), as halfwords. */
+export const cfasm = {
+  fld: (rd: number, rs1: number, offset: number) => cld(1, rd, rs1, offset),
+  flw: (rd: number, rs1: number, offset: number) => clw(3, rd, rs1, offset),
+  fsd: (rs2: number, rs1: number, offset: number) => cld(5, rs2, rs1, offset),
+  fsw: (rs2: number, rs1: number, offset: number) => clw(7, rs2, rs1, offset),
+  fldsp: (rd: number, offset: number) => (1 << 13) | field(offset, 5, 5, 12) | (rd << 7) | field(offset, 4, 3, 5) | field(offset, 8, 6, 2) | 2,
+  flwsp: (rd: number, offset: number) => (3 << 13) | field(offset, 5, 5, 12) | (rd << 7) | field(offset, 4, 2, 4) | field(offset, 7, 6, 2) | 2,
+  fsdsp: (rs2: number, offset: number) => (5 << 13) | field(offset, 5, 3, 10) | field(offset, 8, 6, 7) | (rs2 << 2) | 2,
+  fswsp: (rs2: number, offset: number) => (7 << 13) | field(offset, 5, 2, 9) | field(offset, 7, 6, 7) | (rs2 << 2) | 2,
+} as const;
+
 /** Halfwords packed into little-endian 32-bit words (an odd count is padded with C.NOP). */
 export function packHalves(halves: readonly number[]): number[] {
   const words: number[] = [];

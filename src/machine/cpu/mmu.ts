@@ -285,6 +285,24 @@ export function storeSlow(hart: Hart, va: number, width: AccessWidth, value: num
   hart.ports.watchedStore(physical, width);
 }
 
+/**
+ * A 64-bit store (FSD) of `low` at `va` and `high` at `va + 4`, as two 32-bit stores. Aligned,
+ * both halves lie in one page. Misaligned (RAM only, completed byte by byte), every byte is
+ * translated before any is written, so that a fault in the second page leaves memory as it
+ * was, as QEMU 7.2 probes both pages of a store that crosses one before writing.
+ */
+export function storeDoubleSlow(hart: Hart, va: number, low: number, high: number): void {
+  if ((va & 7) !== 0) {
+    const priv = dataPrivilege(hart);
+    for (let i = 0; i < 8; i++) {
+      const { physical } = translate(hart, (va + i) | 0, Access.Store, priv, 1);
+      if (!hart.ports.ram.contains(physical, 1)) raise(Cause.StoreAccessFault, va);
+    }
+  }
+  storeSlow(hart, va, 4, low);
+  storeSlow(hart, (va + 4) | 0, 4, high);
+}
+
 function storeMisaligned(hart: Hart, va: number, width: number, value: number, priv: PrivilegeLevel): void {
   const ram = hart.ports.ram;
   const physicals: number[] = [];

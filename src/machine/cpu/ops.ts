@@ -97,9 +97,19 @@ export const enum Op {
   C_JALR = 86,
   C_BEQ = 87,
   C_BNE = 88,
+  // The F and D extensions (fp-instructions.ts executes them all, the loop only hands them
+  // over): their immediate is the instruction's bits (16 of them for a compressed load or
+  // store), from which the executor takes the offset, rm, rs3 and funct7, and which become
+  // mtval when FS is Off.
+  FLW = 89,
+  FSW = 90,
+  FLD = 91,
+  FSD = 92,
+  /** Every other F or D instruction (OP-FP and the fused multiply-adds). */
+  FP = 93,
 }
 export type OpCode = Op;
-export const opCount = 89;
+export const opCount = 94;
 
 /** Mnemonics by op number (the enum itself does not exist at run time). */
 export const opNames: readonly string[] = [
@@ -114,6 +124,7 @@ export const opNames: readonly string[] = [
   'amoxor.w', 'amoand.w', 'amoor.w', 'amomin.w', 'amomax.w', 'amominu.w', 'amomaxu.w', 'illegal',
   'c.addi', 'c.lui', 'c.andi', 'c.slli', 'c.srli', 'c.srai', 'c.add', 'c.sub',
   'c.xor', 'c.or', 'c.and', 'c.lw', 'c.sw', 'c.jal', 'c.jalr', 'c.beq', 'c.bne',
+  'flw', 'fsw', 'fld', 'fsd', 'fp',
 ];
 
 export interface Decoded {

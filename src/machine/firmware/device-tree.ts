@@ -20,7 +20,7 @@ const Phandle = { cpuInterruptController: 1, plic: 2, test: 3 } as const;
 /** The 16550's input clock, as QEMU's virt board declares it. */
 const uartClockHz = 3_686_400;
 /** The ISA string Linux 6.1 parses: base, extensions, then Z extensions. */
-export const isaString = 'rv32imac_zicsr_zifencei';
+export const isaString = 'rv32imafdc_zicsr_zifencei';
 
 const reg = (base: number, size: number): [string, ReturnType<typeof cells>] => ['reg', cells(0, base, 0, size)];
 

@@ -31,7 +31,7 @@ const dataImageMiB = 32;
 const diskbenchMiB = 2;
 
 const cpuModels = {
-  understudy: 'rv32,c=false,f=false,d=false,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false',
+  understudy: 'rv32,c=true,f=true,d=true,h=false,sstc=false,zba=false,zbb=false,zbc=false,zbs=false',
   qemu: 'rv32',
 };
 

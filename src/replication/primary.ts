@@ -257,7 +257,6 @@ export class PrimaryReplica {
         batch.push({ page, bytes: this.machine.ram.pageForCopy(page) });
       }
       const bytes = this.sendMessage({ type: 'pages', pages: batch });
-      this.logBytesSent += bytes;
       copy.bytesSent += bytes;
       copy.pagesSent += batch.length;
       budget -= bytes;
@@ -581,7 +580,7 @@ export class PrimaryReplica {
   private sendMessage(message: Message): number {
     this.lastSentMs = this.io.nowMs();
     const bytes = this.io.send(message);
-    if (message.type === 'epoch' || message.type === 'state' || message.type === 'digest') this.logBytesSent += bytes;
+    if (message.type === 'epoch' || message.type === 'state' || message.type === 'digest' || message.type === 'pages') this.logBytesSent += bytes;
     return bytes;
   }
 

@@ -242,6 +242,16 @@ test('a primary whose guest has ended refuses a backup: it would follow a machin
   assert.equal(p.io.outbox.some((message) => message.type === 'welcome' || message.type === 'state'), false, 'no state is sent');
 });
 
+/** The live copy tests' machine: 16 MiB of RAM, `program` at its start, pages 1024-4095 each filled with its number. */
+const copyTestRamBytes = 16 << 20;
+function copyTestMachine(environment: ReplicaEnvironment, program: readonly number[]): Machine {
+  const machine = new Machine({ ramBytes: copyTestRamBytes, disks: [] }, environment);
+  program.forEach((word, index) => (machine.ram.i32[index] = word));
+  for (let page = 1024; page < 4096; page++) machine.ram.i32.fill(page, page * 1024, page * 1024 + 1024);
+  machine.hart.reset(ramBaseAddress);
+  return machine;
+}
+
 for (const { pages, what } of [
   { pages: 128, what: 'the pages written meanwhile are few' },
   { pages: 2048, what: 'pages are written as fast as they are copied: the rounds stop, the final part is bounded' },
@@ -259,14 +269,8 @@ for (const { pages, what } of [
       asm.jal(0, -28),
     ];
     // 16 MiB of RAM, 12 MiB of it not zero: the copy's first round takes several steps.
-    const ramBytes = 16 << 20;
-    const boot = (environment: ReplicaEnvironment): Machine => {
-      const machine = new Machine({ ramBytes, disks: [] }, environment);
-      scribbler.forEach((word, index) => (machine.ram.i32[index] = word));
-      for (let page = 1024; page < 4096; page++) machine.ram.i32.fill(page, page * 1024, page * 1024 + 1024);
-      machine.hart.reset(ramBaseAddress);
-      return machine;
-    };
+    const ramBytes = copyTestRamBytes;
+    const boot = (environment: ReplicaEnvironment): Machine => copyTestMachine(environment, scribbler);
     const primary = new PrimaryReplica(boot(p.environment), p.environment, p.io, options, identity, () => boot(p.environment), { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
     const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, identity, () => boot(b.environment));
     for (let i = 0; i < 20; i++) primary.step();
@@ -326,14 +330,8 @@ test('a guest that reboots during a live copy: the joining backup gets the whole
   const b = side(() => clock.now);
   // Counts to 3000, then asks the test device for a reset; the reboot runs the same again.
   const rebooter = [...li(5, 0x10_0000), ...li(6, 0x7777), ...li(8, 3000), asm.addi(7, 7, 1), asm.bne(7, 8, -4), asm.sw(6, 5, 0), asm.jal(0, 0)];
-  const ramBytes = 16 << 20;
-  const boot = (environment: ReplicaEnvironment): Machine => {
-    const machine = new Machine({ ramBytes, disks: [] }, environment);
-    rebooter.forEach((word, index) => (machine.ram.i32[index] = word));
-    for (let page = 1024; page < 4096; page++) machine.ram.i32.fill(page, page * 1024, page * 1024 + 1024);
-    machine.hart.reset(ramBaseAddress);
-    return machine;
-  };
+  const ramBytes = copyTestRamBytes;
+  const boot = (environment: ReplicaEnvironment): Machine => copyTestMachine(environment, rebooter);
   const logs: string[] = [];
   p.io.log = (line: string): void => void logs.push(line);
   const primary = new PrimaryReplica(boot(p.environment), p.environment, p.io, options, identity, () => boot(p.environment), { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });

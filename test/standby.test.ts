@@ -10,6 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { guestElf } from './helpers.js';
 import { checkConsoleWithRepeats, createBlankDiskImage, expectedDiskImage, smallShape } from './support/pair-workload.js';
@@ -57,6 +58,44 @@ test('a standby joins whichever replica is live and unprotected: after each of t
     assert.doesNotMatch(resultC.stderr, /refused|divergence|^\s+at /m, all);
   } finally {
     for (const process of [a, b, c]) process?.killGroup();
+    fs.rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test('a standby opens its network back-end once, however many times it is turned away', { timeout: testTimeoutMs }, async () => {
+  const directory = scratchDirectory('standby-net');
+  const image = path.join(directory, 'disk.img');
+  createBlankDiskImage(image, smallShape);
+  // Each replica's own back-end: a UNIX socket that takes connections and says nothing.
+  const connections = new Map<string, number>();
+  const backends = ['a', 'b', 'c'].map((name) => {
+    const socketPath = path.join(directory, `${name}.sock`);
+    const server = net.createServer((socket) => {
+      connections.set(name, (connections.get(name) ?? 0) + 1);
+      socket.on('error', () => undefined);
+    });
+    server.listen(socketPath);
+    return { name, socketPath, server };
+  });
+  const [portA, portB, portC] = [await freePort(), await freePort(), await freePort()];
+  const common = ['--insecure', '--kernel', guestElf('pair_small_gated'), '--disk', image, '--arbiter', path.join(directory, 'arbiter')];
+  const nic = (name: string): string[] => ['--net', `stream,path=${path.join(directory, `${name}.sock`)}`];
+  const a = new CliProcess(['primary', '--listen', `127.0.0.1:${portA}`, ...common, ...nic('a')], { timeoutMs: processTimeoutMs });
+  const b = new CliProcess(['backup', '--connect', `127.0.0.1:${portA}`, ...common, ...nic('b')], { timeoutMs: processTimeoutMs });
+  let c: CliProcess | undefined;
+  const context = (): string => `\n--- A\n${a.tail()}\n--- B\n${b.tail()}\n--- C\n${c?.tail() ?? '(not started)'}`;
+  try {
+    await a.waitFor('stderr', /protected: a backup has joined/, 60_000);
+    c = new CliProcess(['standby', '--connect', `127.0.0.1:${portA},127.0.0.1:${portB}`, '--listen', `127.0.0.1:${portC}`, '--verbose', ...common, ...nic('c')], {
+      timeoutMs: processTimeoutMs,
+    });
+    // Turned away three times by the busy primary (and by nothing listening at B's address).
+    const refusal = `\\[standby \\d+\\] 127\\.0\\.0\\.1:${portA}: [^\\n]*already has a backup`;
+    await c.waitFor('stderr', new RegExp(`(?:${refusal}[\\s\\S]*?){3}`), 90_000);
+    assert.equal(connections.get('c'), 1, `the standby's back-end was connected to once${context()}`);
+  } finally {
+    for (const process of [a, b, c]) process?.killGroup();
+    for (const backend of backends) backend.server.close();
     fs.rmSync(directory, { recursive: true, force: true });
   }
 });

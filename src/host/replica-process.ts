@@ -66,26 +66,34 @@ const standbyConnectMs = 500;
 export async function runStandby(settings: ReplicaSettings, replicas: readonly Endpoint[]): Promise<number> {
   const where = replicas.map((endpoint) => `${endpoint.host}:${endpoint.port}`).join(', ');
   process.stderr.write(`understudy standby: waiting to become the backup of whichever of ${where} runs the VM unprotected\n`);
-  for (;;) {
-    for (const endpoint of replicas) {
-      let attempt: ReplicaAttempt;
-      try {
-        attempt = await runReplicaOnce({ ...settings, role: 'backup', endpoint, connectTimeoutMs: standbyConnectMs, standby: true });
-      } catch (error) {
-        if (error instanceof ReplicaStartError && error.code === 'unreachable') continue;
-        throw error;
+  // Opened once for all attempts: a backup neither writes its disks nor listens to its
+  // network back-ends before it is live, so a refused attempt leaves them as they were (and
+  // passt is not started again every second).
+  const resources = await openResources({ ...settings, role: 'backup' });
+  try {
+    for (;;) {
+      for (const endpoint of replicas) {
+        let attempt: ReplicaAttempt;
+        try {
+          attempt = await runReplicaOnce({ ...settings, role: 'backup', endpoint, connectTimeoutMs: standbyConnectMs, standby: true }, resources);
+        } catch (error) {
+          if (error instanceof ReplicaStartError && error.code === 'unreachable') continue;
+          throw error;
+        }
+        if (attempt.followed) return attempt.status;
+        // Refused because it has a backup, or gone during the join: another round. Anything
+        // else (another image, configuration, options, keys) will not change by waiting.
+        const retry = (attempt.end?.kind === 'refused' && attempt.end.code === 'busy') || attempt.end?.kind === 'no-state';
+        if (!retry) {
+          process.stderr.write(`understudy standby: ${attempt.reason}\n`);
+          return attempt.status;
+        }
+        if (settings.verbose) process.stderr.write(`[standby ${process.pid}] ${endpoint.host}:${endpoint.port}: ${attempt.reason}\n`);
       }
-      if (attempt.followed) return attempt.status;
-      // Refused because it has a backup, or gone during the join: another round. Anything
-      // else (another image, configuration, options, keys) will not change by waiting.
-      const retry = (attempt.end?.kind === 'refused' && attempt.end.code === 'busy') || attempt.end?.kind === 'no-state';
-      if (!retry) {
-        process.stderr.write(`understudy standby: ${attempt.reason}\n`);
-        return attempt.status;
-      }
-      if (settings.verbose) process.stderr.write(`[standby ${process.pid}] ${endpoint.host}:${endpoint.port}: ${attempt.reason}\n`);
+      await new Promise((resolve) => setTimeout(resolve, standbyRetryMs));
     }
-    await new Promise((resolve) => setTimeout(resolve, standbyRetryMs));
+  } finally {
+    resources.close();
   }
 }
 
@@ -98,24 +106,46 @@ interface ReplicaAttempt {
   readonly followed: boolean;
 }
 
-async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: boolean }): Promise<ReplicaAttempt> {
-  const { role, machine, viaIpc } = settings;
-  const tell = (message: ChildMessage): void => {
-    if (viaIpc && process.connected) process.send!(message);
-  };
-  const plan = planBoot(machine);
+/** What a replica process opens before its replica runs: the boot plan, disks, network back-ends. */
+interface ReplicaResources {
+  readonly plan: ReturnType<typeof planBoot>;
+  readonly images: ReturnType<typeof openDisks>['images'];
+  readonly config: ReturnType<typeof boardConfig>;
+  readonly networks: Awaited<ReturnType<typeof openNetworks>>;
+  close(): void;
+}
 
+async function openResources(settings: ReplicaSettings): Promise<ReplicaResources> {
+  const { role, machine } = settings;
+  const plan = planBoot(machine);
   const { images, configs } = openDisks(machine);
   const config = boardConfig(machine, configs);
   // The network back-ends' news (gone, back, dropping) matters to whoever watches this replica.
   const networkLog = (line: string): boolean => process.stderr.write(`\nunderstudy ${role}: ${line}\n`);
-  let networks: Awaited<ReturnType<typeof openNetworks>>;
+  let networks: ReplicaResources['networks'];
   try {
     networks = await openNetworks(config, machine.nets, networkLog);
   } catch (error) {
     for (const image of images) image.close();
     throw error;
   }
+  return {
+    plan, images, config, networks,
+    close: () => {
+      for (const port of networks.values()) port.close();
+      for (const image of images) image.close();
+    },
+  };
+}
+
+/** Runs the replica once, with `shared` resources (kept open) or its own (closed at its end). */
+async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: boolean }, shared?: ReplicaResources): Promise<ReplicaAttempt> {
+  const { role, machine, viaIpc } = settings;
+  const tell = (message: ChildMessage): void => {
+    if (viaIpc && process.connected) process.send!(message);
+  };
+  const resources = shared ?? (await openResources(settings));
+  const { plan, images, config, networks } = resources;
   const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();
   const environment = new ReplicaEnvironment(live);
   const terminal: ConsolePort = viaIpc ? new IpcConsole() : new TerminalConsole();
@@ -196,9 +226,8 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
     return { status: result.status, reason: result.reason, end: result.end, followed };
   } finally {
     terminal.close();
-    for (const port of networks.values()) port.close();
     arbiter.close?.();
-    for (const image of images) image.close();
+    if (shared === undefined) resources.close();
   }
 }
 

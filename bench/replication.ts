@@ -27,6 +27,9 @@ import type { MachineEvent } from '../src/machine/environment.js';
 import { loadImage } from '../src/machine/loader/elf.js';
 import { scrubWindow, StateDigester } from '../src/machine/state-digest.js';
 import { digestIntervalInstructionsDefault } from '../src/replication/replica.js';
+import { encodeMessage } from '../src/replication/messages.js';
+import { loadTlsIdentity } from '../src/host/replica/keys.js';
+import { measureChannel, type ChannelTraffic } from './channel.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin/understudy.js');
@@ -302,11 +305,52 @@ async function tlsCost(): Promise<void> {
           `  ${name.padEnd(22)} epoch ${(epoch / 1000).toFixed(0).padStart(5)}K: CPU ${median(cpu.tls).toFixed(2)} s / ${median(cpu.plain).toFixed(2)} s (${ratio(cpu)}), ` +
             `wall ${median(wall.tls).toFixed(2)} s / ${median(wall.plain).toFixed(2)} s (${ratio(wall)})`,
         );
+        await channelCostOfTls(keys, { name, args, epoch, disk, pairCpuSeconds: median(cpu.plain), runs });
       }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The channel's part of a workload's TLS cost, isolated: the run's own traffic (its epochs,
+ * and the bytes per entry, from a plain run's log summary; one acknowledgement per epoch)
+ * replayed over loopback with and without TLS (bench/channel.ts), interleaved; the extra CPU
+ * time as a share of the whole pair's, and the latency TLS adds to each round trip.
+ */
+async function channelCostOfTls(
+  keys: string,
+  workload: { name: string; args: string[]; epoch: number; disk: string; pairCpuSeconds: number; runs: number },
+): Promise<void> {
+  fs.writeFileSync(workload.disk, new Uint8Array(1024 * 1024));
+  const plain = await run(['pair', ...workload.args, '--epoch', String(workload.epoch), '--insecure', '--verbose']);
+  const summary = /log summary: (\d+) bytes sent over (\d+) epochs/.exec(plain.stderr);
+  if (summary === null) throw new Error(`no log summary from ${workload.name}:\n${plain.stderr.slice(-2000)}`);
+  const epochs = Number(summary[2]);
+  const traffic: ChannelTraffic = {
+    rounds: epochs,
+    entryBytes: Math.round(Number(summary[1]) / epochs),
+    ackBytes: encodeMessage({ type: 'ack', epoch: epochs, heartbeat: epochs, catchUpMs: 1 }).length,
+  };
+  const identities = { primary: loadTlsIdentity(path.join(keys, 'bench')), backup: loadTlsIdentity(path.join(keys, 'bench')) };
+  const cpu = { tls: [] as number[], plain: [] as number[] };
+  const roundTrips = { tls: [] as number[], plain: [] as number[] };
+  await measureChannel(traffic, identities); // warm-up: the first run pays for compiling the paths
+  for (let i = 0; i < Math.max(workload.runs, 5); i++) {
+    for (const kind of ['tls', 'plain'] as const) {
+      const cost = await measureChannel(traffic, kind === 'tls' ? identities : undefined);
+      cpu[kind].push(cost.cpuMs);
+      roundTrips[kind].push(...cost.roundTripsUs);
+    }
+  }
+  const extraCpuMs = median(cpu.tls) - median(cpu.plain);
+  const percentile = (values: number[], p: number): number => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(values.length * p))]!;
+  console.log(
+    `    the channel alone: ${epochs} entries of ${traffic.entryBytes} bytes, each acknowledged: CPU ${median(cpu.tls).toFixed(1)} ms TLS / ${median(cpu.plain).toFixed(1)} ms plain, ` +
+      `TLS's extra ${extraCpuMs.toFixed(1)} ms = ${((extraCpuMs / 1000 / workload.pairCpuSeconds) * 100).toFixed(2)}% of the pair's CPU; ` +
+      `round trip median ${percentile(roundTrips.tls, 0.5).toFixed(0)} / ${percentile(roundTrips.plain, 0.5).toFixed(0)} µs, p99 ${percentile(roundTrips.tls, 0.99).toFixed(0)} / ${percentile(roundTrips.plain, 0.99).toFixed(0)} µs`,
+  );
 }
 
 /**

@@ -197,12 +197,18 @@ class ReplayEnvironment implements EnvironmentPort {
 }
 
 test('record with the host clock, replay into a second machine: identical digests', () => {
-  const recorder = new RecordingEnvironment(new HostClock());
+  // One host clock for the guest's reads and the boundaries' clock events, as a primary has:
+  // with two, the events' time would lag the reads by however long the machine took between
+  // creating them, and the guest's timer waits would last that much longer.
   const host = new HostClock();
+  const recorder = new RecordingEnvironment(host);
   const primary = boot('interrupts', recorder);
   const events: { retired: number; event: MachineEvent }[] = [];
   const boundaries: string[] = [];
-  for (let slice = 0; slice < 400 && primary.power === undefined; slice++) {
+  // A slice that ends at a wfi takes no guest time: waits for the timer are as many slices as
+  // the host needs to reach the deadline, so the bound is far beyond any (the guest itself
+  // needs 72K instructions, a handful of slices).
+  for (let slice = 0; slice < 1_000_000 && primary.power === undefined; slice++) {
     primary.run(sliceInstructions);
     primary.takeOutputs();
     const event: MachineEvent = { kind: 'clock', mtime: host.mtimeNow() };

@@ -15,9 +15,8 @@ import * as path from 'node:path';
 import { repoRoot } from './helpers.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { shellPrompt } from './support/console-session.js';
-import { assertCleanFileSystem as fsck, debugfs, firstCommandAfterFailover, killPrimary, startLinuxPair as startPair, type LinuxPair } from './support/linux-pair.js';
+import { assertCleanFileSystem as fsck, debugfs, firstCommandAfterFailover, killPrimary, startLinuxPair as startPair, waitForProtection, type LinuxPair } from './support/linux-pair.js';
 import { CliProcess, describeResult, failoverLines, freePort, runCli, scratchDirectory } from './support/replica-processes.js';
-import { fetchStatus, type PairStatus } from '../src/host/status.js';
 
 const kernel = path.join(repoRoot, '.cache/linux/Image');
 const bootTimeoutMs = 120_000;
@@ -191,14 +190,3 @@ test('Linux on a pair that stays protected: three failovers in one boot (test-fa
     fs.rmSync(directory, { recursive: true, force: true });
   }
 });
-
-/** Polls a pair's status until it shows the VM protected; returns the primary's pid. */
-async function waitForProtection(port: number, pair: CliProcess): Promise<number> {
-  const deadline = performance.now() + 120_000;
-  for (;;) {
-    const status = await fetchStatus(port).then((text) => JSON.parse(text) as PairStatus, () => undefined);
-    if (status?.protected === true && status.primary !== undefined) return status.primary.pid;
-    assert.ok(!pair.exited && performance.now() < deadline, `not protected in time\n${pair.tail()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}

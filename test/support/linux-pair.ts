@@ -2,8 +2,8 @@
  * Linux on a primary/backup pair, as two processes a test starts itself (`understudy primary`
  * and `understudy backup`), so that it controls the kill and knows whose console to type
  * into: each role's console is its own stdin/stdout, and only the live replica's guest sees
- * what is typed (the backup holds its stdin until it goes live). For pair-linux.test.ts (the
- * project's kernel) and linux-defconfig.test.ts (the standard kernel).
+ * what is typed (the backup holds its stdin until it goes live); and the status of a `pair`.
+ * For pair-linux.test.ts (the project's kernel) and linux-defconfig.test.ts (the standard one).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { ensureDataDisk } from '../../src/host/linux-guest.js';
 import { initClusterKeys } from '../../src/host/replica/keys.js';
 import { ConsoleSession, shellPrompt } from './console-session.js';
-import { freePort } from './replica-processes.js';
+import { fetchStatus, type PairStatus } from '../../src/host/status.js';
+import { freePort, type CliProcess } from './replica-processes.js';
 
 export function debugfs(image: string, request: string): string {
   const result = spawnSync('debugfs', ['-R', request, image], { encoding: 'utf8' });
@@ -96,4 +97,15 @@ export async function firstCommandAfterFailover(backup: ConsoleSession): Promise
   const echo = backup.text.indexOf(command);
   assert.ok(echo >= 0, backup.tail());
   return backup.text.slice(0, echo);
+}
+
+/** Polls a pair's status until it shows the VM protected; returns the primary's pid. */
+export async function waitForProtection(port: number, pair: CliProcess): Promise<number> {
+  const deadline = performance.now() + 120_000;
+  for (;;) {
+    const status = await fetchStatus(port).then((text) => JSON.parse(text) as PairStatus, () => undefined);
+    if (status?.protected === true && status.primary !== undefined) return status.primary.pid;
+    assert.ok(!pair.exited && performance.now() < deadline, `not protected in time\n${pair.tail()}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }

@@ -13,9 +13,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { haveQemu, repoRoot } from './helpers.js';
-import { ConsoleSession, shellPrompt } from './support/console-session.js';
+import { assertCtrlCInterrupts, ConsoleSession, shellPrompt } from './support/console-session.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
-import { assertCleanFileSystem, debugfs, firstCommandAfterFailover, killPrimary, startLinuxPair, waitForProtection, type LinuxPair } from './support/linux-pair.js';
+import { assertCleanFileSystem, debugfs, killPrimaryDuringPipeline, progressPipeline, startLinuxPair, waitForProtection, type LinuxPair } from './support/linux-pair.js';
 import { CliProcess, describeResult, failoverLines, freePort, runCli, scratchDirectory } from './support/replica-processes.js';
 
 const kernel = path.join(repoRoot, '.cache/linux-defconfig/Image');
@@ -59,13 +59,7 @@ test('the standard kernel boots to the shell on understudy; commands, the data d
     assert.match(await session.command('diskbench 1'), /diskbench: OK/);
     assert.match(await session.command('date -u +%F.%T'), /^20\d\d-\d\d-\d\d\.\d\d:\d\d:\d\d$/m);
 
-    // Ctrl-C reaches the foreground command once it runs (it says so first).
-    const sleeping = session.text.length;
-    session.type("sh -c 'echo sleeping; exec sleep 600'\n");
-    await session.waitFor(/\nsleeping\r?\n/, 30_000, sleeping);
-    session.type('\x03');
-    await session.waitFor(shellPrompt, 30_000, sleeping);
-    assert.equal((await session.command('echo $?')).trim(), '130', 'the sleep died of SIGINT');
+    await assertCtrlCInterrupts(session);
 
     const uptime = (await session.command('cat /proc/uptime')).trim().split(' ')[0];
     t.diagnostic(`guest uptime at the end: ${uptime} s`);
@@ -107,16 +101,8 @@ test('the standard kernel on a pair: the primary dies in the middle of a pipelin
 
     // The kill moment comes from the guest: the pipeline reports its progress on the console.
     const lines = 2000;
-    const start = primary.text.length;
-    primary.type(`seq ${lines} | while read n; do echo "line $n"; [ $((n % 400)) = 0 ] && echo "at $n" >&2; done | tee /data/pipe.txt | wc -l\n`);
-    await primary.waitFor(/\nat 400\r?\n/, 120_000, start);
-    assert.ok(!primary.text.slice(start).includes(`at ${lines}`), `the pipeline was still running at the kill:\n${primary.tail()}`);
-    const { promotedMs, line } = await killPrimary(pair);
+    const { promotedMs, line } = await killPrimaryDuringPipeline(pair, { lines, every: 400, timeoutMs: 180_000 });
     t.diagnostic(`the backup was live ${promotedMs.toFixed(0)} ms after the SIGKILL (${line})`);
-
-    const counted = await backup.waitFor(new RegExp(`\\n${lines}\\r?\\n`), 180_000);
-    await backup.waitFor(shellPrompt, 30_000, counted);
-    await firstCommandAfterFailover(backup);
     assert.equal((await backup.command('cat /data/before.txt')).trim(), 'written on the primary before the failover');
     assert.equal((await backup.command('wc -l < /data/pipe.txt')).trim(), String(lines));
     assert.doesNotMatch(primary.text + backup.text, kernelTrouble, 'no bug, warning or stall on either replica');
@@ -147,7 +133,7 @@ test('the standard kernel under `pair`: a failover in the middle of a pipeline, 
     // The kill moment comes from the guest: the pipeline reports its progress on the console.
     const lines = 2000;
     const start = pair.stdout.length;
-    pair.child.stdin!.write(`seq ${lines} | while read n; do echo "line $n"; [ $((n % 400)) = 0 ] && echo "at $n" >&2; done | tee /data/pipe.txt | wc -l\n`);
+    pair.child.stdin!.write(`${progressPipeline(lines, 400)}\n`);
     await pair.waitFor('stdout', /^at 400\r?$/m, 120_000, start);
     assert.doesNotMatch(pair.stdout.slice(start), new RegExp(`^at ${lines}\\r?$`, 'm'), 'the pipeline was still running at the failover');
     const failover = await runCli(['status', '--port', String(port), 'test-failover'], 30_000);

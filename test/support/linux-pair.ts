@@ -71,6 +71,29 @@ export async function startLinuxPair(directory: string, options: LinuxPairOption
   return { image, primary, backup };
 }
 
+/**
+ * Four processes in a pipeline: seq | a shell loop | tee (to /data/pipe.txt and on) | wc. The
+ * loop reports its progress on the console every `every` lines ("at N"), the moment a test
+ * kills a replica; wc prints `lines` at the end.
+ */
+export function progressPipeline(lines: number, every: number): string {
+  return `seq ${lines} | while read n; do echo "line $n"; [ $((n % ${every})) = 0 ] && echo "at $n" >&2; done | tee /data/pipe.txt | wc -l`;
+}
+
+/** Types the pipeline on `session` and waits for its first progress report; it must still be running. */
+async function startPipelineUntilProgress(session: ConsoleSession, lines: number, every: number, timeoutMs: number): Promise<void> {
+  const start = session.text.length;
+  session.type(`${progressPipeline(lines, every)}\n`);
+  await session.waitFor(new RegExp(`\\nat ${every}\\r?\\n`), timeoutMs, start);
+  assert.ok(!session.text.slice(start).includes(`at ${lines}`), `the pipeline was still running at the kill:\n${session.tail()}`);
+}
+
+/** Waits for the pipeline's end on `session` (wc's count of every line) and the prompt after it. */
+async function pipelineFinished(session: ConsoleSession, lines: number, timeoutMs: number): Promise<void> {
+  const counted = await session.waitFor(new RegExp(`\\n${lines}\\r?\\n`), timeoutMs);
+  await session.waitFor(shellPrompt, 30_000, counted);
+}
+
 /** SIGKILLs the primary; waits for the backup to go live; returns how long that took. */
 export async function killPrimary({ primary, backup }: LinuxPair): Promise<{ promotedMs: number; line: string }> {
   const killedAt = performance.now();
@@ -81,6 +104,19 @@ export async function killPrimary({ primary, backup }: LinuxPair): Promise<{ pro
   assert.equal(primary.process.signalCode, 'SIGKILL');
   await waitForLog(backup, /role: solo/, 5_000);
   return { promotedMs, line: promoted[0] };
+}
+
+/**
+ * The progress pipeline on the primary, which is SIGKILLed at the pipeline's first report;
+ * the backup goes live, finishes the pipeline (wc counts every line) and answers a command.
+ * Returns how long the backup took to go live.
+ */
+export async function killPrimaryDuringPipeline(pair: LinuxPair, pipeline: { lines: number; every: number; timeoutMs: number }): Promise<{ promotedMs: number; line: string }> {
+  await startPipelineUntilProgress(pair.primary, pipeline.lines, pipeline.every, pipeline.timeoutMs);
+  const killed = await killPrimary(pair);
+  await pipelineFinished(pair.backup, pipeline.lines, pipeline.timeoutMs);
+  await firstCommandAfterFailover(pair.backup);
+  return killed;
 }
 
 /**

@@ -3,7 +3,9 @@
  * retired on the way, on understudy and on QEMU (same kernel and initramfs; QEMU boots it with
  * linux/firmware, understudy with its built-in SBI). Each figure is the median of several
  * fresh processes, measured from spawn to the prompt on the console. UNDERSTUDY_LINUX_CACHE
- * names another build's directory (Image, initramfs.cpio, understudy-sbi.bin) to compare.
+ * names another build's directory (Image, initramfs.cpio, understudy-sbi.bin) to compare;
+ * BENCH_KERNEL another kernel Image with the same initramfs and firmware (the standard one:
+ * BENCH_KERNEL=.cache/linux-defconfig/Image).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -17,7 +19,7 @@ import { dataDiskMkfsArguments } from '../src/host/linux-guest.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cache = process.env['UNDERSTUDY_LINUX_CACHE'] ?? path.join(root, '.cache/linux');
-const kernel = path.join(cache, 'Image');
+const kernel = process.env['BENCH_KERNEL'] ?? path.join(cache, 'Image');
 const initramfs = path.join(cache, 'initramfs.cpio');
 const firmware = path.join(cache, 'understudy-sbi.bin');
 const prompt = 'understudy$ ';
@@ -90,7 +92,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-boot-'));
 const disk = path.join(dir, 'data.img');
 spawnSync('mkfs.ext4', dataDiskMkfsArguments(disk, 32 * 1024 * 1024));
 try {
-  console.log(`Linux boot to the shell prompt (${initramfs}, ${fs.statSync(initramfs).size} bytes): ${runs} runs each, median; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}`);
+  console.log(`Linux boot to the shell prompt (${kernel}, ${initramfs}, ${fs.statSync(initramfs).size} bytes): ${runs} runs each, median; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}`);
   const ours: number[] = [];
   for (let i = 0; i < runs; i++) ours.push(await timeToPrompt(process.execPath, [path.join(root, 'bin/understudy.js'), 'run', '--guest', 'linux', '--kernel', kernel, '--initrd', initramfs, '--disk', disk]));
   const qemu: number[] = [];

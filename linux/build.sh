@@ -7,6 +7,14 @@
 #   .cache/linux/understudy-sbi.bin the M-mode SBI firmware from linux/firmware
 #   .cache/linux/e2fsck             e2fsck for the guest (in the initramfs as /sbin/e2fsck)
 #
+# With --defconfig it builds only the standard kernel instead, into its own directory:
+#
+#   .cache/linux-defconfig/Image    Linux 6.1 from the kernel's own rv32_defconfig plus
+#                                   linux/defconfig-kernel.config (what understudy's board
+#                                   needs); Image only, no modules. Opt-in (665 CPU-seconds,
+#                                   18 minutes on a busy two-core machine), so the set-up and CI
+#                                   do not build it (linux/README.md, "The standard kernel").
+#
 # The userland's sources are Debian's own source packages from trixie (musl 1.2.5, busybox
 # 1.37, e2fsprogs 1.47), fetched once with apt-get source through a private sources list and
 # state directory under .cache/linux/apt: the machine's apt configuration is read (for its
@@ -19,16 +27,18 @@
 # recompiles only what it touches. Nothing here needs root, except installing missing
 # build tools with apt-get, which the script does itself when it runs as root.
 #
-# Usage: linux/build.sh
+# Usage: linux/build.sh [--defconfig]
 # Environment:
 #   LINUX_SOURCE_TARBALL   kernel source (default /usr/src/linux-source-6.1.tar.xz)
 #   UNDERSTUDY_LINUX_CACHE output and work directory (default <repo>/.cache/linux)
+#   UNDERSTUDY_LINUX_DEFCONFIG_CACHE  the standard kernel's (default <repo>/.cache/linux-defconfig)
 #   JOBS                   parallel compile jobs (default: number of CPUs)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 cache=${UNDERSTUDY_LINUX_CACHE:-$repo/.cache/linux}
+defconfig_cache=${UNDERSTUDY_LINUX_DEFCONFIG_CACHE:-$repo/.cache/linux-defconfig}
 tarball=${LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.1.tar.xz}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 cross=riscv64-linux-gnu-
@@ -178,8 +188,27 @@ extract_source() {
     mv "$src.partial" "$src"
 }
 
-kmake() {
-    make -C "$src" O="$kbuild" ARCH=riscv CROSS_COMPILE="$cross" -j"$jobs" "$@"
+kmake_in() { # kmake_in BUILD_DIRECTORY TARGET...: the kernel's make, out of tree
+    local out=$1
+    shift
+    make -C "$src" O="$out" ARCH=riscv CROSS_COMPILE="$cross" -j"$jobs" "$@"
+}
+
+kmake() { kmake_in "$kbuild" "$@"; }
+
+# Sets every line of a configuration fragment in a .config, replacing the option's line there
+# (its value or "is not set"); the caller runs oldconfig or olddefconfig afterwards.
+apply_fragment() { # apply_fragment FRAGMENT CONFIG
+    local line name
+    while IFS= read -r line; do
+        case $line in
+        CONFIG_*=*) name=${line%%=*} ;;
+        "# CONFIG_"*" is not set") name=${line#\# } && name=${name%% *} ;;
+        *) continue ;;
+        esac
+        sed -i -e "/^$name=/d" -e "/^# $name is not set\$/d" "$2"
+        echo "$line" >>"$2"
+    done <"$1"
 }
 
 # Every line of a configuration fragment must hold in the final .config: Kconfig silently
@@ -230,6 +259,39 @@ build_kernel() {
     cp "$kbuild/arch/riscv/boot/Image" "$cache/Image.partial"
     publish "$cache/Image.partial" "$cache/Image" "$inputs"
     say "kernel built in $((SECONDS - started)) s"
+}
+
+# The standard kernel (--defconfig): the kernel's own rv32_defconfig, then every line of
+# linux/defconfig-kernel.config set on top and olddefconfig, each line checked to have
+# survived; built out of tree in $defconfig_cache/kbuild. `make Image` builds vmlinux and the
+# Image, not the modules rv32_defconfig asks for (=m): the initramfs holds none.
+build_defconfig_kernel() {
+    local fragment=$here/defconfig-kernel.config build=$defconfig_cache/kbuild log=$defconfig_cache/kernel-build.log inputs
+    inputs=$(fingerprint "$fragment"; source_identity)
+    if is_current "$defconfig_cache/Image" "$inputs" && [ -f "$build/.config" ]; then
+        say "the defconfig kernel is up to date"
+        return
+    fi
+    # Objects compiled from another source tree must not be mixed into this one.
+    if [ -f "$build/.understudy-source" ] && [ "$(cat "$build/.understudy-source")" != "$(source_identity)" ]; then
+        rm -rf "$build"
+    fi
+    mkdir -p "$build"
+    source_identity >"$build/.understudy-source"
+    say "configuring the defconfig kernel (rv32_defconfig + linux/defconfig-kernel.config)"
+    kmake_in "$build" rv32_defconfig >"$log" 2>&1 || { tail -n 30 "$log" >&2; die "rv32_defconfig failed; full log: $log"; }
+    cp "$build/.config" "$defconfig_cache/rv32_defconfig.resolved"
+    apply_fragment "$fragment" "$build/.config"
+    kmake_in "$build" olddefconfig >>"$log" 2>&1 || { tail -n 30 "$log" >&2; die "olddefconfig failed; full log: $log"; }
+    verify_fragment "$fragment" "$build/.config"
+    say "building the defconfig kernel with $jobs jobs: Image only, no modules (log: $log)"
+    local started=$SECONDS
+    kmake_in "$build" Image >>"$log" 2>&1 || { tail -n 40 "$log" >&2; die "defconfig kernel build failed; full log: $log"; }
+    check_rv32_elf "$build/vmlinux" compressed-ok
+    cp "$build/.config" "$defconfig_cache/kernel.config.resolved"
+    cp "$build/arch/riscv/boot/Image" "$defconfig_cache/Image.partial"
+    publish "$defconfig_cache/Image.partial" "$defconfig_cache/Image" "$inputs"
+    say "defconfig kernel built in $((SECONDS - started)) s"
 }
 
 # UAPI headers (asm/unistd.h and friends) for the userland; they depend only on the source.
@@ -489,7 +551,7 @@ build_e2fsck() {
 # defconfig, then every line of linux/busybox.config on top (see that file), built out of tree
 # with the musl compiler wrapper.
 build_busybox() {
-    local inputs build=$cache/busybox-build line name log=$cache/busybox-build.log
+    local inputs build=$cache/busybox-build log=$cache/busybox-build.log
     inputs=$(fingerprint "$here/busybox.config"; source_version busybox; cat "$musl/lib/libc.a.inputs")
     if is_current "$cache/busybox" "$inputs" && [ -f "$cache/busybox.links" ]; then
         say "BusyBox is up to date"
@@ -502,15 +564,7 @@ build_busybox() {
     # KCONFIG_NOTIMESTAMP: no build date in the binary, so the same inputs give the same bytes.
     local bbmake=(env KCONFIG_NOTIMESTAMP=1 make -C "$sources/busybox" O="$build" HOSTCC=gcc CROSS_COMPILE="$cross" CC="$guest_cc")
     "${bbmake[@]}" defconfig >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "BusyBox defconfig failed"; }
-    while IFS= read -r line; do
-        case $line in
-        CONFIG_*=*) name=${line%%=*} ;;
-        "# CONFIG_"*" is not set") name=${line#\# } && name=${name%% *} ;;
-        *) continue ;;
-        esac
-        sed -i -e "/^$name=/d" -e "/^# $name is not set\$/d" "$build/.config"
-        echo "$line" >>"$build/.config"
-    done <"$here/busybox.config"
+    apply_fragment "$here/busybox.config" "$build/.config"
     # Any question oldconfig still asks takes its default ("yes" ends on SIGPIPE: no pipefail).
     (set +o pipefail; yes '' | "${bbmake[@]}" oldconfig >>"$log" 2>&1) || { tail -n 20 "$log" >&2; die "BusyBox oldconfig failed"; }
     verify_fragment "$here/busybox.config" "$build/.config"
@@ -580,14 +634,36 @@ build_userland() {
 }
 
 # ---- Main -----------------------------------------------------------------------------------------
-main() {
-    check_tools
-    mkdir -p "$cache"
-    # One build at a time per cache directory.
+lock() { # lock FILE: one build at a time per cache directory (on file descriptor 9)
     if command -v flock >/dev/null; then
-        exec 9>"$cache/.lock"
+        exec 9>"$1"
         flock 9
     fi
+}
+
+# --defconfig: the kernel source is extracted (or checked) under the guest's cache lock, then
+# the standard kernel is built under a lock of its own, so that the two builds, which only
+# read the source tree, do not wait for each other.
+main_defconfig() {
+    check_tools
+    mkdir -p "$cache" "$defconfig_cache"
+    lock "$cache/.lock"
+    extract_source
+    lock "$defconfig_cache/.lock"
+    build_defconfig_kernel
+    say "$(printf '%-20s %s (%s bytes)' Image "$defconfig_cache/Image" "$(stat -c %s "$defconfig_cache/Image")")"
+}
+
+main() {
+    [ $# -le 1 ] || die "too many arguments (usage: linux/build.sh [--defconfig])"
+    case ${1:-} in
+    "") ;;
+    --defconfig) main_defconfig && return ;;
+    *) die "unknown argument: $1 (usage: linux/build.sh [--defconfig])" ;;
+    esac
+    check_tools
+    mkdir -p "$cache"
+    lock "$cache/.lock"
     extract_source
     build_kernel
     install_headers

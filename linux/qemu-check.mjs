@@ -6,12 +6,14 @@
  * (debugfs, dumpe2fs, e2fsck), poweroff, reboot and `exit`, and that a corrupt kernel or
  * initramfs ends the run instead of hanging it.
  *
- * Usage: node linux/qemu-check.mjs [--cpu understudy|qemu] [--icount] [--verbose]
- *   --cpu understudy  (default) an RV32IMA hart without C, F, D, H, Sstc or bit-manipulation,
- *                     like understudy's: any compressed instruction would trap
+ * Usage: node linux/qemu-check.mjs [--cpu understudy|qemu] [--icount] [--kernel IMAGE] [--verbose]
+ *   --cpu understudy  (default) an RV32IMAFDC hart without H, Sstc or bit-manipulation,
+ *                     like understudy's
  *   --cpu qemu        QEMU's default rv32 CPU
  *   --icount          run with -icount shift=0,sleep=off: one nanosecond of guest time per
  *                     instruction, so the guest's uptime at the prompt estimates instructions
+ *   --kernel IMAGE    boot another kernel with the same firmware and initramfs, e.g. the
+ *                     standard one (.cache/linux-defconfig/Image, linux/build.sh --defconfig)
  *   --verbose         copy the console to stderr as it arrives
  * Prints one line per check and ends with "N passed, M failed"; exits non-zero on failure.
  * Needs qemu-system-riscv32, mkfs.ext4 and debugfs (Debian: qemu-system-misc, e2fsprogs).
@@ -37,13 +39,17 @@ const cpuModels = {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const cache = process.env.UNDERSTUDY_LINUX_CACHE ?? path.join(path.dirname(here), '.cache', 'linux');
+const args = process.argv.slice(2);
+const kernelArgument = args.includes('--kernel') ? args[args.indexOf('--kernel') + 1] : undefined;
+if (args.includes('--kernel') && (kernelArgument === undefined || kernelArgument.startsWith('--'))) {
+  console.error('qemu-check: --kernel needs a file (a RISC-V Linux Image)');
+  process.exit(2);
+}
 const files = {
   firmware: path.join(cache, 'understudy-sbi.bin'),
-  kernel: path.join(cache, 'Image'),
+  kernel: kernelArgument === undefined ? path.join(cache, 'Image') : path.resolve(kernelArgument),
   initramfs: path.join(cache, 'initramfs.cpio'),
 };
-
-const args = process.argv.slice(2);
 const cpuName = args.includes('--cpu') ? args[args.indexOf('--cpu') + 1] : 'understudy';
 const useIcount = args.includes('--icount');
 const verbose = args.includes('--verbose');
@@ -53,7 +59,7 @@ if (!(cpuName in cpuModels)) {
 }
 for (const [name, file] of Object.entries(files)) {
   if (!existsSync(file)) {
-    console.error(`qemu-check: the ${name} ${file} is missing; run linux/build.sh first`);
+    console.error(`qemu-check: the ${name} ${file} is missing; run linux/build.sh${name === 'kernel' && kernelArgument !== undefined ? ' --defconfig' : ''} first`);
     process.exit(2);
   }
 }
@@ -68,12 +74,12 @@ function check(name, ok, detail = '') {
 
 /** One QEMU process with the guest's console on its standard input and output. */
 class Guest {
-  constructor({ dataImage, kernel = files.kernel, initramfs = files.initramfs }) {
+  constructor({ dataImage, kernel = files.kernel, initramfs = files.initramfs, append = 'console=ttyS0 earlycon=sbi' }) {
     const qemuArgs = [
       '-M', 'virt', '-cpu', cpuModels[cpuName], '-m', '128M', '-smp', '1',
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
       '-bios', files.firmware, '-kernel', kernel, '-initrd', initramfs,
-      '-append', 'console=ttyS0 earlycon=sbi',
+      '-append', append,
       ...(useIcount ? ['-icount', 'shift=0,sleep=off'] : []),
       ...(dataImage === undefined ? [] : [
         '-drive', `file=${dataImage},if=none,format=raw,id=data`,
@@ -321,9 +327,11 @@ async function checkBrokenInputs(directory) {
   const kernelStatus = await badKernel.waitForExit(exitTimeoutMs);
   check('a corrupt kernel stops the firmware with status 3', kernelStatus !== undefined && kernelStatus.code === 3 &&
     badKernel.console.includes('understudy-sbi: no Linux Image'), JSON.stringify(kernelStatus));
-  const badInitramfs = new Guest({ initramfs: garbage });
+  // panic=-1: restart at once after a panic, whatever the kernel's own PANIC_TIMEOUT (ours is
+  // -1; rv32_defconfig's is 0, spin forever).
+  const badInitramfs = new Guest({ initramfs: garbage, append: 'console=ttyS0 earlycon=sbi panic=-1' });
   const initramfsStatus = await badInitramfs.waitForExit(bootTimeoutMs);
-  // The kernel panics (no init) and CONFIG_PANIC_TIMEOUT=-1 restarts at once; -no-reboot exits.
+  // The kernel panics (no init) and restarts at once; -no-reboot exits.
   check('a corrupt initramfs panics and restarts', initramfsStatus !== undefined &&
     badInitramfs.console.includes('Initramfs unpacking failed') && badInitramfs.console.includes('Kernel panic'),
   JSON.stringify(initramfsStatus));
@@ -331,7 +339,7 @@ async function checkBrokenInputs(directory) {
 
 const directory = mkdtempSync(path.join(tmpdir(), 'understudy-qemu-'));
 try {
-  console.log(`# QEMU CPU: ${cpuName} (${cpuModels[cpuName]})${useIcount ? ', -icount shift=0,sleep=off' : ''}`);
+  console.log(`# QEMU CPU: ${cpuName} (${cpuModels[cpuName]})${useIcount ? ', -icount shift=0,sleep=off' : ''}; kernel ${files.kernel}`);
   for (const scenario of [checkShell, checkWithoutDisk, checkReboot, checkBrokenInputs]) {
     try {
       await scenario(directory);

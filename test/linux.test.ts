@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cliPath, repoRoot } from './helpers.js';
-import { ConsoleSession, shellPrompt } from './support/console-session.js';
+import { assertCtrlCInterrupts, ConsoleSession, shellPrompt } from './support/console-session.js';
 
 const kernel = path.join(repoRoot, '.cache/linux/Image');
 const initramfs = path.join(repoRoot, '.cache/linux/initramfs.cpio');
@@ -64,15 +64,7 @@ test('Linux boots to the shell; commands work; a file written in /data lands in 
     assert.match(await session.command('nosuchcommand'), /nosuchcommand: not found/);
     assert.equal((await session.command('echo $?')).trim(), '127');
 
-    // Job control: Ctrl-C interrupts the foreground command and the shell carries on. The
-    // command says when it runs (after the shell made it the terminal's foreground process
-    // group), and only then does the Ctrl-C go.
-    const sleeping = session.text.length;
-    session.type("sh -c 'echo sleeping; exec sleep 600'\n");
-    await session.waitFor(/\nsleeping\r?\n/, 30_000, sleeping);
-    session.type('\x03');
-    await session.waitFor(shellPrompt, 30_000, sleeping);
-    assert.equal((await session.command('echo $?')).trim(), '130', 'the sleep died of SIGINT');
+    await assertCtrlCInterrupts(session);
 
     await session.command('sync');
     session.type('poweroff\n');

@@ -1,8 +1,7 @@
 /**
  * Unmodified Linux on a primary/backup pair, as two processes the test starts itself
- * (`understudy primary` and `understudy backup`), so that it controls the kill and knows
- * whose console to type into: each role's console is its own stdin/stdout, and only the live
- * replica's guest sees what is typed (the backup holds its stdin until it goes live).
+ * (`understudy primary` and `understudy backup`, test/support/linux-pair.ts), so that it
+ * controls the kill and knows whose console to type into.
  *
  * Files written in /data before the primary is SIGKILLed must be intact on the backup after
  * it takes over; the backup carries on the shell, writes more, powers off with status 0, and
@@ -11,96 +10,20 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { repoRoot } from './helpers.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
-import { ConsoleSession, shellPrompt } from './support/console-session.js';
+import { assertCleanFileSystem as fsck, debugfs, firstCommandAfterFailover, killPrimary, killPrimaryDuringPipeline, startLinuxPair as startPair, waitForProtection, type LinuxPair } from './support/linux-pair.js';
 import { CliProcess, describeResult, failoverLines, freePort, runCli, scratchDirectory } from './support/replica-processes.js';
-import { fetchStatus, type PairStatus } from '../src/host/status.js';
-import { initClusterKeys } from '../src/host/replica/keys.js';
 
 const kernel = path.join(repoRoot, '.cache/linux/Image');
 const bootTimeoutMs = 120_000;
 const testTimeoutMs = 200_000;
 
-function debugfs(image: string, request: string): string {
-  const result = spawnSync('debugfs', ['-R', request, image], { encoding: 'utf8' });
-  assert.equal(result.status, 0, result.stderr);
-  return result.stdout;
-}
-
-/** Waits until a session's stderr (its --verbose log) matches. */
-async function waitForLog(session: ConsoleSession, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const match = pattern.exec(session.stderr);
-    if (match !== null) return match;
-    if (session.process.exitCode !== null) throw new Error(`the process exited (${session.process.exitCode}) before its log showed ${pattern}:\n${session.tail()}`);
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${pattern} in the log:\n${session.tail()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-interface LinuxPair {
-  readonly image: string;
-  readonly primary: ConsoleSession;
-  readonly backup: ConsoleSession;
-}
-
-/**
- * A fresh ext4 data disk, a primary listening on a free port, a backup following it, and
- * Linux booted to its shell on the primary's console.
- */
-async function startLinuxPair(directory: string): Promise<LinuxPair> {
-  const image = path.join(directory, 'data.img');
-  ensureDataDisk(image, 16 * 1024 * 1024);
-  const port = await freePort();
-  const common = ['--guest', 'linux', '--disk', image, '--arbiter', path.join(directory, 'arbiter'), '--verbose'];
-  // Two hosts' worth of keys from one cluster CA, as `understudy keys init` makes them.
-  const [primaryKeys, backupKeys] = initClusterKeys(path.join(directory, 'keys'), ['host-a', 'host-b']);
-  const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', '--tls', primaryKeys!, ...common]);
-  await waitForLog(primary, /listening on 127\.0\.0\.1:\d+/, 30_000);
-  const backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, '--tls', backupKeys!, ...common]);
-  const mounted = await primary.waitFor('understudy: /data mounted', bootTimeoutMs);
-  await primary.waitFor(shellPrompt, 30_000, mounted);
-  await waitForLog(backup, /following from epoch \d+/, 10_000);
-  await waitForLog(primary, /backup joined at epoch \d+/, 10_000);
-  return { image, primary, backup };
-}
-
-/** SIGKILLs the primary; waits for the backup to go live; returns how long that took. */
-async function killPrimary({ primary, backup }: LinuxPair): Promise<{ promotedMs: number; line: string }> {
-  const killedAt = performance.now();
-  primary.kill();
-  const promoted = await waitForLog(backup, /promoted: live from epoch \d+.*/, 15_000);
-  const promotedMs = performance.now() - killedAt;
-  assert.equal(await primary.exit(10_000), null, 'the primary died of the signal');
-  assert.equal(primary.process.signalCode, 'SIGKILL');
-  await waitForLog(backup, /role: solo/, 5_000);
-  return { promotedMs, line: promoted[0] };
-}
-
-/**
- * The first command typed into the new primary. Console bytes the failover repeats may still
- * be on their way (a repeated prompt among them), so it waits for the command's own output and
- * the prompt after it, not for the first prompt. Returns what the backup printed before the
- * echo of the command.
- */
-async function firstCommandAfterFailover(backup: ConsoleSession): Promise<string> {
-  const command = 'echo the backup is live';
-  backup.type(`${command}\n`);
-  const output = await backup.waitFor(/\nthe backup is live\r?\n/, 30_000);
-  await backup.waitFor(shellPrompt, 30_000, output);
-  const echo = backup.text.indexOf(command);
-  assert.ok(echo >= 0, backup.tail());
-  return backup.text.slice(0, echo);
-}
-
-function fsck(image: string): void {
-  const result = spawnSync('e2fsck', ['-fn', image], { encoding: 'utf8' });
-  assert.equal(result.status, 0, `e2fsck finds the disk clean:\n${result.stdout}${result.stderr}`);
+/** The project's kernel on a pair (test/support/linux-pair.ts), booted to its shell. */
+function startLinuxPair(directory: string): Promise<LinuxPair> {
+  return startPair(directory, { bootTimeoutMs });
 }
 
 test('the Linux guest is built (linux/build.sh, run by the set-up)', () => {
@@ -199,21 +122,13 @@ test('Linux on a pair: the primary dies in the middle of a shell pipeline writin
   let pair: LinuxPair | undefined;
   try {
     pair = await startLinuxPair(directory);
-    const { image, primary, backup } = pair;
-    // Four processes in a pipeline: seq | a shell loop | tee (to /data and on) | wc. The loop
-    // reports its progress on the console, and the kill waits for it.
+    const { image, backup } = pair;
+    // Four processes in a pipeline (support/linux-pair.ts) that report their progress on the
+    // console; the kill waits for it, and the pipeline goes on on the backup, to its end: wc
+    // counts every line.
     const lines = 3000;
-    const start = primary.text.length;
-    primary.type(`seq ${lines} | while read n; do echo "line $n"; [ $((n % 500)) = 0 ] && echo "at $n" >&2; done | tee /data/pipe.txt | wc -l\n`);
-    await primary.waitFor(/\nat 500\r?\n/, 60_000, start);
-    assert.ok(!primary.text.slice(start).includes(`at ${lines}`), `the pipeline was still running at the kill:\n${primary.tail()}`);
-    const { promotedMs, line } = await killPrimary(pair);
+    const { promotedMs, line } = await killPrimaryDuringPipeline(pair, { lines, every: 500, timeoutMs: 120_000 });
     t.diagnostic(`the backup was live ${promotedMs.toFixed(0)} ms after the SIGKILL (${line})`);
-
-    // The pipeline goes on on the backup, to its end: wc counts every line.
-    const counted = await backup.waitFor(new RegExp(`\\n${lines}\\r?\\n`), 120_000);
-    await backup.waitFor(shellPrompt, 30_000, counted);
-    await firstCommandAfterFailover(backup);
     assert.equal((await backup.command('tail -n 1 /data/pipe.txt')).trim(), `line ${lines}`);
     assert.equal((await backup.command('wc -l < /data/pipe.txt')).trim(), String(lines));
     backup.type('poweroff\n');
@@ -266,14 +181,3 @@ test('Linux on a pair that stays protected: three failovers in one boot (test-fa
     fs.rmSync(directory, { recursive: true, force: true });
   }
 });
-
-/** Polls a pair's status until it shows the VM protected; returns the primary's pid. */
-async function waitForProtection(port: number, pair: CliProcess): Promise<number> {
-  const deadline = performance.now() + 120_000;
-  for (;;) {
-    const status = await fetchStatus(port).then((text) => JSON.parse(text) as PairStatus, () => undefined);
-    if (status?.protected === true && status.primary !== undefined) return status.primary.pid;
-    assert.ok(!pair.exited && performance.now() < deadline, `not protected in time\n${pair.tail()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}

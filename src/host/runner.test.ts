@@ -1,11 +1,12 @@
-/** The host run loop: console backpressure. */
+/** The host run loop: console backpressure; console input with a clock that skips idle time. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine } from '../machine/board.js';
 import { asm, assemble, li } from '../machine/cpu/encode.js';
 import { rawImage } from '../machine/loader/elf.js';
 import { VirtualClock } from '../machine/clock.js';
-import type { ConsolePort } from './console.js';
+import { BoardMap } from '../machine/board-config.js';
+import { BufferConsole, type ConsolePort } from './console.js';
 import { consoleBacklogMaxBytes, runMachine } from './runner.js';
 
 /** A console whose reader is stuck until the test lets it read. */
@@ -80,4 +81,25 @@ test('runner: a guest that prints without end pauses while the console reader la
   assert.deepEqual(await run, { kind: 'instruction-limit' });
   assert.equal(machine.retiredInstructions, limit);
   assert.ok(terminal.written > consoleBacklogMaxBytes, 'everything was written in the end');
+});
+
+test('runner: with the virtual clock, input typed while the guest idles with a timer always ahead reaches it', async () => {
+  // M-mode, interrupts off but MTIE on, so that WFI wakes when mtime passes mtimecmp: set the
+  // timer 1000 ticks ahead, WFI, look at the UART's data-ready bit, and again; on input, pass.
+  // Idle with a deadline ahead, the virtual clock skips to it at once: the run loop never
+  // waits, and must still let the host's events (here: the typed byte) in.
+  const setup = [...li(6, BoardMap.clint + 0xbff8), ...li(7, BoardMap.clint + 0x4000), ...li(10, BoardMap.uart), ...li(5, 0x80), asm.csrrs(0, 0x304, 5)];
+  const loop = [asm.lw(28, 6, 0), asm.lw(29, 6, 4), asm.addi(28, 28, 1000), asm.sw(29, 7, 4), asm.sw(28, 7, 0), asm.wfi(), asm.lbu(30, 10, 5), asm.andi(30, 30, 1)];
+  const pass = [...li(5, BoardMap.test), ...li(6, 0x5555), asm.sw(6, 5, 0)];
+  const clock = new VirtualClock();
+  const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, clock);
+  machine.load(rawImage(assemble([...setup, ...loop, asm.beq(30, 0, -4 * loop.length), ...pass])));
+  const terminal = new BufferConsole('', { inputEnded: false });
+  // The byte arrives as stdin's would, from the host's event loop: after five turns of it, so
+  // that the loop must yield again and again, not just once when a slow slice (a garbage
+  // collection, a compilation) happens to let one turn through.
+  const typeAfterTurns = (turns: number): void => void setImmediate(() => (turns === 0 ? terminal.type('x') : typeAfterTurns(turns - 1)));
+  typeAfterTurns(5);
+  const outcome = await runMachine({ machine, clock, console: terminal, disks: new Map(), instructionLimit: 10_000_000 });
+  assert.deepEqual(outcome, { kind: 'poweroff', status: 0 }, `the guest saw the input before ${machine.retiredInstructions} instructions`);
 });

@@ -114,21 +114,32 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
       return { kind: 'timeout', seconds: options.timeoutSeconds };
     }
     if (result.reason === 'wfi' && machine.isIdle) {
-      const waited = await waitWhileIdle(options);
-      if (waited !== undefined) return waited;
-      lastYieldMs = performance.now();
-    } else if (nowMs - lastYieldMs > hostYieldIntervalMs) {
+      const idle = await waitWhileIdle(options);
+      if (idle === 'waited') {
+        lastYieldMs = performance.now();
+        continue;
+      }
+      if (idle !== 'no-wait') return idle;
+    }
+    // A busy guest, or an idle one whose clock skipped ahead to its deadline instead of
+    // waiting (--clock virtual): either way the host's own events (console input, signals)
+    // must get their turn, or a guest that idles with a timer always ahead never sees input.
+    if (nowMs - lastYieldMs > hostYieldIntervalMs) {
       await yieldToHost();
       lastYieldMs = performance.now();
     }
   }
 }
 
-/** The guest sleeps: wait for its next deadline or input, or say why it never wakes. */
-async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undefined> {
+/**
+ * The guest sleeps: wait for its next deadline or input ('waited'); go on at once ('no-wait')
+ * when a virtual clock jumps to the deadline or a network frame can be delivered; or say why
+ * it never wakes.
+ */
+async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | 'waited' | 'no-wait'> {
   const { machine, clock, console: terminal } = options;
   const deadline = machine.clockDeadline;
-  if (deadline !== undefined && clock.skipTo(deadline, machine.retiredInstructions)) return undefined;
+  if (deadline !== undefined && clock.skipTo(deadline, machine.retiredInstructions)) return 'no-wait';
   const networks = options.networks ?? new Map<number, NetworkPort>();
   // A frame can wake the guest only into a receive buffer it offered; a link change always can.
   const networkCanWake = [...networks].some(([slot, port]) => {
@@ -141,7 +152,7 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   // Input that has ended would wake us at once, for ever: then only the network and the timer can.
   const waits: Promise<unknown>[] = terminal.inputEnded ? [] : [terminal.inputReady()];
   for (const [slot, port] of networks) {
-    if (port.linkUp !== machine.nics.get(slot)?.isLinkUp || (port.inputWaiting && machine.networkReceiveRoom(slot) > 0)) return undefined;
+    if (port.linkUp !== machine.nics.get(slot)?.isLinkUp || (port.inputWaiting && machine.networkReceiveRoom(slot) > 0)) return 'no-wait';
     waits.push(port.changed());
   }
   let timer: NodeJS.Timeout | undefined;
@@ -150,7 +161,7 @@ async function waitWhileIdle(options: RunnerOptions): Promise<RunOutcome | undef
   waits.push(new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, sleepMs)))));
   await Promise.race(waits);
   if (timer !== undefined) clearTimeout(timer);
-  return undefined;
+  return 'waited';
 }
 
 /** The boundary's network input: link changes, then as many frames as each NIC has buffers for. Returns whether any came. */

@@ -2,6 +2,7 @@
  * Drives a guest's console through a real `understudy` process: waits for text, types lines,
  * runs shell commands between prompts. For the Linux and pair tests.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cliPath } from '../helpers.js';
 
@@ -107,6 +108,20 @@ export class ConsoleSession {
   tail(characters = 2000): string {
     return `--- console (last ${characters}) ---\n${this.output.slice(-characters)}\n--- stderr ---\n${this.errors.slice(-characters)}`;
   }
+}
+
+/**
+ * Job control: Ctrl-C interrupts the foreground command and the shell carries on. The command
+ * says when it runs (after the shell made it the terminal's foreground process group), and
+ * only then does the Ctrl-C go.
+ */
+export async function assertCtrlCInterrupts(session: ConsoleSession): Promise<void> {
+  const sleeping = session.text.length;
+  session.type("sh -c 'echo sleeping; exec sleep 600'\n");
+  await session.waitFor(/\nsleeping\r?\n/, 30_000, sleeping);
+  session.type('\x03');
+  await session.waitFor(shellPrompt, 30_000, sleeping);
+  assert.equal((await session.command('echo $?')).trim(), '130', 'the sleep died of SIGINT');
 }
 
 function shellQuote(word: string): string {

@@ -241,7 +241,8 @@ export const pairOptionsHelp = `pair options:
   --kill-primary-after MS      SIGKILL the primary this long after the backup has joined
   --kill-backup-after MS       SIGKILL the backup this long after it has joined
   --kill-primary-every MS      SIGKILL whichever replica is the primary this long after every
-                               join (a new backup is started after each failure)
+                               join (with --backups N: once all N follow; new backups are
+                               started after each failure)
   --kill-backup-every MS       the same for the backup
                                (on a terminal: Ctrl-A k kills the primary, Ctrl-A b the backup,
                                Ctrl-A x quits)

@@ -21,7 +21,7 @@ import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
   backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, pendingEpochsMax,
-  type ArbiterAnswer, type ReplicaIo, type ReplicationOptions,
+  type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
 /** A clock whose mtime the test sets. */
@@ -582,4 +582,97 @@ test('a primary that sends a second welcome or state after the join loses its ba
     assert.match(result.kind === 'finished' ? result.reason : '', late.type === 'welcome' ? /the primary sent a second welcome/ : /state chunk 0 of 1 after the join/);
     assert.ok(b.io.outbox.some((message) => message.type === 'divergence'), 'the primary is told');
   }
+});
+
+test('t backups: a backup failing over skips the generations its primary took naming it, and stops where it is not named or another replica holds one', () => {
+  const named = (members: string[]): ArbiterRecord => ({ replica: 'test-primary', members });
+  const cases: { records: Record<number, ArbiterRecord>; outcome: string }[] = [
+    { records: {}, outcome: 'promoted in generation 2' },
+    { records: { 2: named(['test-backup', 'other']), 3: named(['test-backup']) }, outcome: 'promoted in generation 4' },
+    { records: { 2: named(['test-backup']), 3: named(['other']) }, outcome: 'not-live: the primary dropped this backup in generation 3' },
+    { records: { 2: { replica: 'someone-else', members: ['test-backup'] } }, outcome: 'not-live: generation 2 is held by someone-else, which is live' },
+  ];
+  for (const { records, outcome } of cases) {
+    const { primary, backup, p, b, clock } = pair();
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    for (let i = 0; i < 3; i++) primary.step();
+    pump(primary, backup, p, b);
+    const tried: number[] = [];
+    b.io.tryGoLive = (generation: number): ArbiterAnswer => {
+      tried.push(generation);
+      const holder = records[generation];
+      return holder === undefined ? { won: true } : { won: false, holder };
+    };
+    backup.onDisconnect('closed');
+    let result = backup.step();
+    for (let i = 0; i < 20 && result.kind !== 'finished' && backup.promoted === undefined; i++) {
+      clock.now += 100; // past the lease
+      result = backup.step();
+    }
+    const seen = backup.promoted !== undefined ? `promoted in generation ${backup.status().generation}` : result.kind === 'finished' ? `${result.end.kind}: ${result.reason.replace(/^.*go live: /, '')}` : 'still running';
+    assert.equal(seen, outcome, `records ${JSON.stringify(records)}; tried ${tried.join(', ')}`);
+  }
+});
+
+test('t backups: outputs wait for every backup that follows; a backup lost is dropped through the arbiter, naming the ones kept', () => {
+  const clock = { now: 0 };
+  const p = side(() => clock.now);
+  const backups = [side(() => clock.now), side(() => clock.now)];
+  const chosen: ReplicationOptions = { ...options, backups: 2, liveCopy: false };
+  const boot = (): Machine => machineWith(p.environment);
+  const primary = new PrimaryReplica(boot(), p.environment, p.io, chosen, identity, boot, { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
+  // Each side's messages by connection: the primary sends to peer 1 or 2.
+  const inboxes = new Map<number, Message[]>([[1, []], [2, []]]);
+  p.io.send = (message: Message, to?: number): number => {
+    inboxes.get(to!)!.push(message);
+    return encodeMessage(message).length;
+  };
+  const claims: { generation: number; members: readonly string[] }[] = [];
+  p.io.tryGoLive = (generation: number, members: readonly string[]): ArbiterAnswer => {
+    claims.push({ generation, members });
+    return { won: true };
+  };
+  const replicas = backups.map((b, index) =>
+    new BackupReplica(() => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, { ...identity, replicaId: `backup-${index + 1}` }, () => machineWith(b.environment)),
+  );
+  const deliver = (): void => {
+    for (let round = 0; round < 100; round++) {
+      let moved = false;
+      replicas.forEach((backup, index) => {
+        for (const message of backups[index]!.io.outbox.splice(0)) {
+          moved = true;
+          if (message.type === 'hello') primary.onHello(message.identity, index + 1);
+          else primary.onMessage(message, index + 1);
+        }
+        for (const message of inboxes.get(index + 1)!.splice(0)) {
+          moved = true;
+          backup.onMessage(message, encodeMessage(message).length);
+        }
+      });
+      if (!moved) return;
+    }
+  };
+  replicas[0]!.sayHello();
+  deliver();
+  replicas[1]!.sayHello();
+  deliver();
+  assert.deepEqual(primary.status().backups?.map((backup) => [backup.replicaId, backup.state]), [['backup-1', 'following'], ['backup-2', 'following']]);
+  // Acknowledgements from the first backup alone release nothing.
+  for (let i = 0; i < 5; i++) primary.step();
+  for (const message of inboxes.get(1)!.splice(0)) replicas[0]!.onMessage(message, encodeMessage(message).length);
+  for (const message of backups[0]!.io.outbox.splice(0)) primary.onMessage(message, 1);
+  primary.step();
+  assert.deepEqual(p.io.console, [], 'one backup of two has acknowledged: nothing is released');
+  deliver();
+  primary.step();
+  assert.ok(p.io.console.length > 0, 'released once both have acknowledged');
+  // The second goes away: the primary takes generation 2 naming the first, and stays protected.
+  primary.onDisconnect('closed', 2);
+  assert.deepEqual(claims, [{ generation: 2, members: ['backup-1'] }]);
+  assert.equal(primary.status().role, 'primary');
+  assert.equal(primary.status().generation, 2);
+  primary.onDisconnect('closed', 1);
+  assert.deepEqual(claims[1], { generation: 3, members: [] });
+  assert.equal(primary.status().role, 'solo');
 });

@@ -545,6 +545,18 @@ export class BackupReplica {
       for (const request of pending) machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'io-error' });
     }
     this.inFlight.clear();
+    // Requests the machine has in flight that this backup never saw issued: the guest issued
+    // them before this backup joined, and their completions were still to come in the log. Only
+    // the old primary knew them: they complete as uncertain (P8, IO2), and the driver retries.
+    const known = new Set(pending.map((request) => `${request.slot}:${request.requestId}`));
+    let unknown = 0;
+    for (const [slot, disk] of machine.disks) {
+      for (const requestId of disk.inFlightRequestIds) {
+        if (known.has(`${slot}:${requestId}`)) continue;
+        machine.applyEvent({ kind: 'disk-completion', slot, requestId, status: 'io-error' });
+        unknown++;
+      }
+    }
     let submitted = this.options.pendingIo === 'reissue' ? pending.length : 0;
     for (const output of failoverOutputs) {
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
@@ -560,7 +572,7 @@ export class BackupReplica {
       silenceMs: failover.silenceMs,
       liveAtMs: now,
       epoch,
-      pendingRequests: pending.length,
+      pendingRequests: pending.length + unknown,
       consoleBytesRepeated: repeated,
       framesRepeated,
     };
@@ -574,7 +586,8 @@ export class BackupReplica {
       diskRequestsOutstanding: submitted,
     });
     this.io.log(
-      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}, ${repeated} console byte(s) and ${framesRepeated} network frame(s) repeated`,
+      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}` +
+        `${unknown > 0 ? ` (and ${unknown} issued before this backup joined, completed as uncertain)` : ''}, ${repeated} console byte(s) and ${framesRepeated} network frame(s) repeated`,
     );
   }
 

@@ -239,7 +239,7 @@ export class PrimaryReplica {
    * A boundary where a new backup may take the state: no outputs wait (with other backups
    * following, those of epochs before the join are held only by them: all of them lost, the new
    * one could not repeat them), and no disk request is out without its completion (the new one
-   * would not know to re-issue it, P8; its completion goes into an entry it does get).
+   * did not see it issued, and could not re-issue it, P8; it would complete it as uncertain).
    */
   private get quiet(): boolean {
     return this.pending.length === 0 && this.diskRequestsOutstanding === 0;

@@ -86,7 +86,7 @@ test('a backup joins the running guest at many moments, by a live copy of severa
         if (/a backup is joining: copying/.test(trace)) seen.copies++;
         if (/live copy: \d+ pages, \d+ bytes in [2-8] round/.test(trace)) seen.severalRounds++;
         if (/did not finish joining/.test(trace)) seen.abandoned++;
-        if (/before the backup had joined/.test(trace)) seen.lostBeforeJoin++;
+        if (/no replica holds the guest any more/.test(trace)) seen.lostBeforeJoin++;
         if (/live copy: /.test(trace) && /backup holds generation 2/.test(trace)) seen.failoverAfterCopy++;
       }
     }

@@ -30,12 +30,13 @@ after(async () => {
 test('etcd arbiter: each generation is won once, in order', () => {
   const arbiter = new EtcdArbiter(parseEtcdAddress(etcd.arbiterAddress('once')));
   try {
-    assert.equal(arbiter.tryGoLive('c1', 1, 'primary'), true);
-    assert.equal(arbiter.tryGoLive('c1', 1, 'primary'), false, 'generation 1 again');
-    assert.equal(arbiter.tryGoLive('c1', 3, 'backup'), false, 'a generation out of turn');
-    assert.equal(arbiter.tryGoLive('c1', 2, 'backup'), true);
-    assert.equal(arbiter.tryGoLive('c1', 2, 'primary'), false, 'the loser of generation 2');
-    assert.equal(arbiter.tryGoLive('c2', 1, 'primary'), true, 'another cluster has its own generations');
+    assert.deepEqual(arbiter.tryGoLive('c1', 1, 'primary', []), { won: true });
+    assert.deepEqual(arbiter.tryGoLive('c1', 1, 'primary', []), { won: false, holder: { replica: 'primary', members: [] } }, 'generation 1 again');
+    assert.deepEqual(arbiter.tryGoLive('c1', 3, 'backup', []), { won: false, holder: undefined }, 'a generation out of turn');
+    assert.deepEqual(arbiter.tryGoLive('c1', 2, 'primary', ['backup-a', 'backup-b']), { won: true }, 'the primary drops a backup, keeping two');
+    assert.deepEqual(arbiter.tryGoLive('c1', 2, 'backup-a', []), { won: false, holder: { replica: 'primary', members: ['backup-a', 'backup-b'] } }, 'a backup reads the record');
+    assert.deepEqual(arbiter.tryGoLive('c1', 3, 'backup-a', []), { won: true });
+    assert.deepEqual(arbiter.tryGoLive('c2', 1, 'primary', []), { won: true }, 'another cluster has its own generations');
   } finally {
     arbiter.close();
   }
@@ -44,7 +45,7 @@ test('etcd arbiter: each generation is won once, in order', () => {
 test('etcd arbiter: processes racing for one generation: exactly one wins', { timeout: testTimeoutMs }, async () => {
   const address = etcd.arbiterAddress('race');
   const setup = new EtcdArbiter(parseEtcdAddress(address));
-  assert.equal(setup.tryGoLive('raced', 1, 'primary'), true);
+  assert.equal(setup.tryGoLive('raced', 1, 'primary', []).won, true);
   setup.close();
   const module = path.join(repoRoot, 'dist/src/host/replica/etcd-arbiter.js');
   const racers = 6;
@@ -52,7 +53,7 @@ test('etcd arbiter: processes racing for one generation: exactly one wins', { ti
     Array.from({ length: racers }, (_, index) => {
       const script = `import { EtcdArbiter, parseEtcdAddress } from ${JSON.stringify(module)};
         const arbiter = new EtcdArbiter(parseEtcdAddress(${JSON.stringify(address)}));
-        process.stdout.write(String(arbiter.tryGoLive('raced', 2, 'racer-${index}')));
+        process.stdout.write(String(arbiter.tryGoLive('raced', 2, 'racer-${index}', []).won));
         arbiter.close();`;
       return new Promise<string>((resolve, reject) => {
         const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });

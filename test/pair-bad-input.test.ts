@@ -138,7 +138,7 @@ function frameHeader(version: number, type: number, length: number): Uint8Array 
   return header;
 }
 
-const hello = encodeMessage({ type: 'hello', identity: { configKey: 'ram=134217728;disks=[]', imageDigest: '0'.repeat(64), optionsKey: 'epoch=100000' } });
+const hello = encodeMessage({ type: 'hello', identity: { configKey: 'ram=134217728;disks=[]', imageDigest: '0'.repeat(64), optionsKey: 'epoch=100000', replicaId: 'stranger' } });
 
 interface RawCase {
   readonly name: string;

@@ -141,7 +141,7 @@ test('strangers learn nothing: a plain hello, and a client that trusts our CA bu
   const c = cluster();
   try {
     const primary = await startPrimary(c, ['--tls', c.keys.a]);
-    const identity = { configKey: 'x', imageDigest: 'y', optionsKey: 'z' };
+    const identity = { configKey: 'x', imageDigest: 'y', optionsKey: 'z', replicaId: 'stranger' };
     // A plain TCP peer with a well-formed hello: no understudy frame comes back.
     const plain = net.connect(primary.port, '127.0.0.1', () => plain.write(encodeMessage({ type: 'hello', identity })));
     const plainSeen = await collectFrames(plain);

@@ -86,7 +86,7 @@ test('a backup joins the running guest at many moments, by a live copy of severa
         if (/a backup is joining: copying/.test(trace)) seen.copies++;
         if (/live copy: \d+ pages, \d+ bytes in [2-8] round/.test(trace)) seen.severalRounds++;
         if (/did not finish joining/.test(trace)) seen.abandoned++;
-        if (/before the backup had joined/.test(trace)) seen.lostBeforeJoin++;
+        if (/no replica holds the guest any more/.test(trace)) seen.lostBeforeJoin++;
         if (/live copy: /.test(trace) && /backup holds generation 2/.test(trace)) seen.failoverAfterCopy++;
       }
     }
@@ -97,12 +97,50 @@ test('a backup joins the running guest at many moments, by a live copy of severa
   t.diagnostic(JSON.stringify(seen));
 });
 
+test('t backups: the primary and t-1 backups crash at once, at many moments; the one left takes over, new backups join; the live replica crashes again and again', () => {
+  const options: ReplicationOptions = { ...defaultReplicationOptions, failureTimeoutMs: 500, epochInstructions: 20_000, liveCopyStepBytes: 8192, liveCopyFinalPages: 2 };
+  const failures: string[] = [];
+  const seen = { runs: 0, promotions: 0, fenced: 0, lost: 0 };
+  let seed = 40_000;
+  const note = (result: ReturnType<typeof runSeed>): void => {
+    seen.runs++;
+    seen.promotions += result.failovers;
+    if (result.guestLost) seen.lost++;
+    if (result.failures.length > 0) failures.push(describeFailure(result));
+    if (/holds generation \d+ \(backups /.test(result.trace.join('\n'))) seen.fenced++;
+  };
+  for (const backups of [2, 3]) {
+    for (const at of [20, 45, 70, 95]) {
+      const victims = ['live', 'backup', 'backup2'].slice(0, backups);
+      note(runSeed(campaign, seed++, { options, plan: { ...quiet, backups, rejoinAfterMs: 2, crashes: victims.map((replica) => ({ replica, timeMs: at })) } }));
+    }
+  }
+  // The live replica, three times, each after the last failover; a backup with it once.
+  note(runSeed(campaign, seed++, {
+    options,
+    plan: { ...quiet, backups: 2, rejoinAfterMs: 2, crashes: [{ replica: 'live', timeMs: 30 }, { replica: 'live', timeMs: 300 }, { replica: 'backup2', timeMs: 300 }, { replica: 'live', timeMs: 570 }] },
+  }));
+  // A backup cut off alone: it goes live (then the primary halts, the other backup is fenced
+  // by the winner's generation) or the primary drops it through the arbiter, naming the other
+  // (then the cut-off one is fenced); and the primary cut off alone.
+  for (const atMs of [20, 60, 80]) {
+    note(runSeed(campaign, seed++, { options, plan: { ...quiet, backups: 2, rejoinAfterMs: 2, isolate: { replica: 'backup', atMs } } }));
+    note(runSeed(campaign, seed++, { options, plan: { ...quiet, backups: 2, rejoinAfterMs: 2, isolate: { replica: 'live', atMs } } }));
+  }
+  assert.deepEqual(failures, []);
+  assert.equal(seen.lost, 0, `every run keeps its guest: ${JSON.stringify(seen)}`);
+  assert.ok(seen.promotions >= 8 + 3 + 1, `a promotion per crash of the live replica: ${JSON.stringify(seen)}`);
+  assert.ok(seen.fenced >= 1, `a primary dropped a backup, naming the others: ${JSON.stringify(seen)}`);
+});
+
 test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, every protocol variant`, { timeout: 30 * 60_000 }, async () => {
   const summary = await runSeedsInParallel(readKernelBytes(kernelPath), 1, campaignSeeds, Math.max(1, os.availableParallelism()));
   assert.equal(summary.seeds, campaignSeeds);
   assert.deepEqual(summary.failures, [], summary.failures.join('\n\n'));
-  // The faults must really bite: many runs go through a failover.
+  // The faults must really bite: many runs go through a failover, some through several, many with t > 1.
   assert.ok(summary.failovers > campaignSeeds * 0.3, `${summary.failovers} failovers in ${campaignSeeds} seeds`);
+  assert.ok(summary.promotions > summary.failovers, `${summary.promotions} promotions in ${summary.failovers} runs with a failover`);
+  assert.ok(summary.withBackups > campaignSeeds / 5, `${summary.withBackups} of ${campaignSeeds} seeds with 2 or 3 backups`);
   // Small entry budgets really end epochs early (at exact counts, which the backup follows).
   assert.ok(summary.epochsEndedEarly > campaignSeeds / 2, `${summary.epochsEndedEarly} epochs ended early in ${campaignSeeds} seeds`);
 });

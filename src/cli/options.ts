@@ -6,7 +6,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
 import {
-  defaultDigestEveryEpochs, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
+  backupsMax, defaultDigestEveryEpochs, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
   validateOptions, type ReplicationOptions,
 } from '../replication/replica.js';
 import { projectRoot, type MachineSettings } from '../host/guest-image.js';
@@ -195,6 +195,9 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --catch-up-bound MS          lag control: when the backup would take longer than this to
                                replay what it holds, the primary slows the guest until it has
                                caught up (default: the failure timeout)
+  --backups N                  t: a primary keeps up to N backups (1 to ${backupsMax}; default 1);
+                               outputs wait for every one that follows. pair runs N backups:
+                               the VM survives N failures at once
   --stop-and-copy              a backup joining a running guest gets the whole state with the
                                guest paused (default: its RAM is copied while the guest runs,
                                which pauses only for the pages written meanwhile)
@@ -238,7 +241,8 @@ export const pairOptionsHelp = `pair options:
   --kill-primary-after MS      SIGKILL the primary this long after the backup has joined
   --kill-backup-after MS       SIGKILL the backup this long after it has joined
   --kill-primary-every MS      SIGKILL whichever replica is the primary this long after every
-                               join (a new backup is started after each failure)
+                               join (with --backups N: once all N follow; new backups are
+                               started after each failure)
   --kill-backup-every MS       the same for the backup
                                (on a terminal: Ctrl-A k kills the primary, Ctrl-A b the backup,
                                Ctrl-A x quits)
@@ -253,6 +257,7 @@ export const replicationOptionSpec = {
   'join-timeout': { type: 'string' },
   'stop-and-copy': { type: 'boolean' },
   'catch-up-bound': { type: 'string' },
+  backups: { type: 'string' },
   arbiter: { type: 'string' },
   'status-port': { type: 'string' },
   verbose: { type: 'boolean' },
@@ -280,6 +285,7 @@ export function replicationSettings(values: {
   'join-timeout'?: string | undefined;
   'stop-and-copy'?: boolean | undefined;
   'catch-up-bound'?: string | undefined;
+  backups?: string | undefined;
   arbiter?: string | undefined;
   'status-port'?: string | undefined;
   verbose?: boolean | undefined;
@@ -308,6 +314,7 @@ export function replicationSettings(values: {
     digestEveryEpochs: values['digest-every'] === undefined ? defaultDigestEveryEpochs(epochInstructions) : parseInteger(values['digest-every'], '--digest-every', digestRange),
     liveCopy: values['stop-and-copy'] !== true,
     ...(values['catch-up-bound'] === undefined ? {} : { catchUpBoundMs: parsePositive(values['catch-up-bound'], '--catch-up-bound') }),
+    ...(values.backups === undefined ? {} : { backups: parseInteger(values.backups, '--backups', { min: 1, max: backupsMax, unit: 'backups' }) }),
   };
   try {
     validateOptions(options);

@@ -1,7 +1,7 @@
 /**
  * `pair`: a fault-tolerant VM on this host, as child processes of this one on loopback: a
- * primary and a backup, and after every failure a new backup, so that the VM is protected
- * again (VMware FT restores redundancy the same way). This process owns the terminal (console
+ * primary and t backups (`--backups`, default 1), and after every failure new backups, so that
+ * the VM is protected again (VMware FT restores redundancy the same way). This process owns the terminal (console
  * input goes to whichever replica is live), says every change of protection, serves the pair's
  * status, and kills replicas on request (Ctrl-A k / b, or the --kill-* options).
  */
@@ -21,6 +21,7 @@ import { initClusterKeys } from './replica/keys.js';
 import { UnprotectedAlarm } from './alarm.js';
 import { NetworkSwitch } from './network/switch.js';
 import { formatNetSpec } from './network/option.js';
+import { assert } from '../machine/assert.js';
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -39,6 +40,8 @@ export interface PairSettings {
   /** The replicas' channel: given keys, plain TCP, or (undefined) keys made for this run. */
   readonly channel: { readonly kind: 'tls'; readonly directory: string } | { readonly kind: 'insecure' } | undefined;
   readonly statusPort: number | undefined;
+  /** t: the backups the pair runs (the replicas get the same option: a primary keeps this many). */
+  readonly backups: number;
   readonly verbose: boolean;
   /** The alarm hook: run whenever the VM becomes unprotected. */
   readonly onUnprotected: string | undefined;
@@ -59,6 +62,8 @@ interface PairChild {
   readonly roles: Set<string>;
   /** Where it listens for a backup (a primary at once; a backup once promoted). */
   listenPort: number | undefined;
+  /** A backup: the replica it was started to follow. */
+  follows: PairChild | undefined;
   status: ReplicaView | undefined;
   finished: { status: number; reason: string; guestFinished: boolean } | undefined;
   readonly exited: Promise<number | null>;
@@ -107,8 +112,8 @@ class PairSupervisor {
   private readonly children: PairChild[] = [];
   /** The replica whose console the world sees. */
   private live: PairChild | undefined;
-  /** Its backup: joining, following, or none. */
-  private follower: PairChild | undefined;
+  /** Its backups, oldest first: joining (one at a time) or following; at most `settings.backups`. */
+  private followers: PairChild[] = [];
   private lastFailover: FailoverReport | undefined;
   private failovers = 0;
   private joinFailures = 0;
@@ -151,7 +156,8 @@ class PairSupervisor {
     });
     // The primary has booted its machine: what the user should know about the boot.
     for (const note of this.notes) process.stderr.write(`understudy: ${note}\n`);
-    this.startBackup(port);
+    assert(port === primary.listenPort, 'the primary listens where it said');
+    this.fillBackups();
     this.terminal.escapeCommands.set('k', () => this.killCommand('k'));
     this.terminal.escapeCommands.set('b', () => this.killCommand('b'));
     const forwardInput = setInterval(() => this.tick(), inputForwardIntervalMs);
@@ -182,7 +188,7 @@ class PairSupervisor {
     const nets = (this.networkSwitch?.replicaSpecs(String(number)) ?? []).flatMap((spec) => ['--net', formatNetSpec(spec)]);
     const process = fork(path.join(projectRoot, 'bin/understudy.js'), [command, '--ipc', ...args, ...nets, ...this.replicaArguments], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const exited = new Promise<number | null>((resolve) => process.on('exit', (code) => resolve(code)));
-    const child: PairChild = { number, process, role: 'starting', roles: new Set(), listenPort: undefined, status: undefined, finished: undefined, exited };
+    const child: PairChild = { number, process, role: 'starting', roles: new Set(), listenPort: undefined, follows: undefined, status: undefined, finished: undefined, exited };
     this.children.push(child);
     // Its messages are handled from the start: the first ones may arrive together, and one
     // not listened for is lost.
@@ -192,8 +198,23 @@ class PairSupervisor {
     return child;
   }
 
-  private startBackup(port: number): void {
-    this.follower = this.spawn('backup', ['--connect', `127.0.0.1:${port}`, '--listen', '127.0.0.1:0']);
+  /** The backups that follow the live replica now (joined, running). */
+  private following(): PairChild[] {
+    return this.followers.filter((child) => child.follows === this.live && child.roles.has('backup') && running(child));
+  }
+
+  /**
+   * Starts a backup for the live replica if it has fewer than `settings.backups`, one join at a
+   * time (a primary takes one join at a time; the next starts once this one has joined).
+   */
+  private fillBackups(): void {
+    const live = this.live;
+    if (live === undefined || !running(live) || live.listenPort === undefined || this.quitting) return;
+    if (this.joinFailures >= joinAttemptsMax || this.followers.length >= this.settings.backups) return;
+    if (this.followers.some((child) => !child.roles.has('backup'))) return;
+    const child = this.spawn('backup', ['--connect', `127.0.0.1:${live.listenPort}`, '--listen', '127.0.0.1:0']);
+    child.follows = live;
+    this.followers.push(child);
   }
 
   private onMessage(child: PairChild, message: ChildMessage): void {
@@ -201,8 +222,8 @@ class PairSupervisor {
       case 'listening':
         child.listenPort = message.port;
         if (child.number === 1) this.firstListening?.(message.port);
-        // A promoted backup listens: it takes the next backup.
-        if (child === this.live && this.follower === undefined && child.roles.has('backup') && child.finished === undefined) this.startBackup(message.port);
+        // A promoted backup listens: it takes the next backups.
+        if (child === this.live && child.roles.has('backup') && child.finished === undefined) this.fillBackups();
         return;
       case 'status':
         child.status = { ...message.status, exited: false };
@@ -210,12 +231,12 @@ class PairSupervisor {
       case 'role':
         child.role = message.role;
         child.roles.add(message.role);
-        if (child === this.follower && message.role === 'backup') this.onProtected();
+        if (this.followers.includes(child) && message.role === 'backup') this.onJoined(child);
         return;
       case 'finished':
         child.finished = { status: message.status, reason: message.reason, guestFinished: message.guestFinished };
         this.verbose(child, `finished with status ${message.status}: ${message.reason}`);
-        if (child === this.live && message.guestFinished) this.dropJoiningFollower();
+        if (child === this.live && message.guestFinished) this.dropJoiningFollowers();
         return;
       case 'failover':
         this.onFailover(child, message.report, message.wallClockMs);
@@ -239,23 +260,33 @@ class PairSupervisor {
    * The guest has ended on the live replica: a backup still on its way in has nothing to join
    * (the primary refuses it, or is gone): stop it rather than let it report a failed join.
    */
-  private dropJoiningFollower(): void {
-    const follower = this.follower;
-    if (follower === undefined || follower.roles.has('backup') || !running(follower)) return;
-    this.follower = undefined;
-    follower.process.kill('SIGTERM');
+  private dropJoiningFollowers(): void {
+    for (const follower of this.followers.filter((child) => !child.roles.has('backup') && running(child))) {
+      this.followers = this.followers.filter((child) => child !== follower);
+      follower.process.kill('SIGTERM');
+    }
   }
 
-  /** A backup follows the live replica: the VM is protected (again). */
-  private onProtected(): void {
+  /**
+   * A backup follows the live replica: the next one may start; with all of them, the VM is
+   * protected (again).
+   */
+  private onJoined(child: PairChild): void {
     this.joinFailures = 0;
+    const count = this.following().length;
+    const backups = this.settings.backups;
+    if (count < backups) {
+      if (backups > 1) say(`a backup (pid ${child.process.pid}) has joined: ${count} of ${backups} backups follow`);
+      this.fillBackups();
+      return;
+    }
     const first = !this.firstJoinSeen;
     this.firstJoinSeen = true;
-    if (!first) process.stderr.write(`\nunderstudy: protected again: a new backup (pid ${this.follower?.process.pid}) has joined\n`);
+    if (!first) process.stderr.write(`\nunderstudy: protected again: a new backup (pid ${child.process.pid}) has joined${backups > 1 ? ` (${backups} backups follow)` : ''}\n`);
     const { killPrimaryAfterMs, killPrimaryEveryMs, killBackupAfterMs, killBackupEveryMs } = this.settings;
     const primaryDelay = killPrimaryEveryMs ?? (first ? killPrimaryAfterMs : undefined);
     const backupDelay = killBackupEveryMs ?? (first ? killBackupAfterMs : undefined);
-    const target = { live: this.live, follower: this.follower };
+    const target = { live: this.live, follower: this.followers[0] };
     if (primaryDelay !== undefined) {
       this.later(primaryDelay, () => {
         if (this.live !== target.live) return;
@@ -263,7 +294,7 @@ class PairSupervisor {
         this.kill(target.live);
       });
     }
-    if (backupDelay !== undefined) this.later(backupDelay, () => this.follower === target.follower && this.kill(target.follower));
+    if (backupDelay !== undefined) this.later(backupDelay, () => this.followers[0] === target.follower && this.kill(target.follower));
   }
 
   private onFailover(child: PairChild, report: FailoverReport, wallClockMs: number): void {
@@ -277,9 +308,11 @@ class PairSupervisor {
     this.live = child;
     // Frames from the network go to the new primary now (the switch first hands it the last moments again).
     this.networkSwitch?.setLive(String(child.number));
-    this.follower = undefined;
+    // The other backups followed the old primary: they lose the arbiter and stop (a backup that
+    // is further ahead than the winner could not follow it without a copy), and new ones join.
+    this.followers = [];
     this.alarm.raise(`the primary failed (${report.reason}); the backup went live and has no backup yet`);
-    if (child.listenPort !== undefined) this.startBackup(child.listenPort);
+    if (child.listenPort !== undefined) this.fillBackups();
     else process.stderr.write('understudy: not protected until a new backup joins\n');
   }
 
@@ -287,8 +320,8 @@ class PairSupervisor {
     if (child.status !== undefined) child.status = { ...child.status, exited: true, exitCode: code };
     this.networkSwitch?.forget(String(child.number));
     this.childrenChanged?.();
-    if (child !== this.follower) return;
-    this.follower = undefined;
+    if (!this.followers.includes(child)) return;
+    this.followers = this.followers.filter((other) => other !== child);
     const live = this.live;
     const liveRunning = live !== undefined && running(live);
     if (!liveRunning || this.quitting || child.finished?.guestFinished === true || live.finished !== undefined) return;
@@ -304,9 +337,10 @@ class PairSupervisor {
       }
       process.stderr.write(`\nunderstudy: the backup could not join the primary (${reason}); starting another backup\n`);
     } else {
-      process.stderr.write(`\nunderstudy: the backup (pid ${child.process.pid}) is gone: not protected; starting a new backup\n`);
+      const left = this.following().length;
+      process.stderr.write(`\nunderstudy: the backup (pid ${child.process.pid}) is gone: ${left === 0 ? 'not protected' : `${left} of ${this.settings.backups} backups follow`}; starting a new backup\n`);
     }
-    if (live.listenPort !== undefined) this.startBackup(live.listenPort);
+    this.fillBackups();
   }
 
   private tick(): void {
@@ -327,13 +361,13 @@ class PairSupervisor {
 
   /** Ctrl-A k (the primary) or b (the backup). Killing the only live copy asks twice. */
   private killCommand(key: 'k' | 'b'): void {
-    const victim = key === 'k' ? this.live : this.follower;
+    const victim = key === 'k' ? this.live : this.followers[0];
     const name = key === 'k' ? 'primary' : 'backup';
     if (victim === undefined || !running(victim)) {
       say(`no ${name} is running: nothing to kill`);
       return;
     }
-    const onlyCopy = key === 'k' ? this.follower?.role !== 'backup' : victim === this.live;
+    const onlyCopy = key === 'k' ? this.following().length === 0 : victim === this.live;
     const confirmed = this.confirmUntilMs?.key === key && Date.now() < this.confirmUntilMs.untilMs;
     if (onlyCopy && !confirmed) {
       this.confirmUntilMs = { key, untilMs: Date.now() + confirmWindowMs };
@@ -351,14 +385,14 @@ class PairSupervisor {
     switch (action) {
       case 'test-failover': {
         // A controlled failure of the primary: only when a backup is there to take over.
-        if (!view.protected) return { ok: false, message: `not protected (${view.reason ?? '?'}): a failover now would end the guest` };
+        if (this.following().length === 0) return { ok: false, message: `not protected (${view.reason ?? '?'}): a failover now would end the guest` };
         say('test-failover (from the status port): the primary is killed; the backup takes over');
         this.killedAtMs = Date.now();
         this.kill(this.live);
         return { ok: true, message: `killed the primary (pid ${this.live?.process.pid}); the backup takes over, and a new backup follows` };
       }
       case 'restart-backup': {
-        const follower = this.follower;
+        const follower = this.followers[0];
         if (follower === undefined || !running(follower)) return { ok: false, message: 'no backup is running (one is started after every failure)' };
         say('restart-backup (from the status port): the backup is stopped and a new one joins');
         this.kill(follower);
@@ -390,29 +424,38 @@ class PairSupervisor {
   }
 
   private describe(child: PairChild): string {
-    return child === this.live ? 'primary' : child === this.follower ? 'backup' : `replica ${child.number}`;
+    if (child === this.live) return 'primary';
+    const index = this.followers.indexOf(child);
+    return index === -1 ? `replica ${child.number}` : this.settings.backups === 1 ? 'backup' : `backup ${index + 1}`;
   }
 
-  /** The pair's status: the live replica, its backup, whether the VM is protected and why not. */
+  /**
+   * The pair's status: the live replica, its backups, whether the VM is protected (every one of
+   * its t backups follows it) and why not.
+   */
   private statusView(): PairStatus {
     const live = this.live;
-    const follower = this.follower;
-    const protectedNow = live !== undefined && running(live) && follower !== undefined && follower.role === 'backup';
+    const backups = this.settings.backups;
+    const following = this.following().length;
+    const protectedNow = live !== undefined && running(live) && following === backups;
     let reason: string | undefined;
     if (!protectedNow) {
+      const of = backups > 1 ? ` (${following} of ${backups} backups follow)` : '';
+      const joiner = this.followers.find((child) => !child.roles.has('backup') && running(child));
       if (live === undefined || !running(live)) reason = 'no live replica (a failover is under way, or the guest has ended)';
-      else if (follower === undefined) reason = 'no backup';
-      else if (follower.role === 'starting' || follower.role === 'joining') {
+      else if (joiner !== undefined) {
         const copy = live.status?.joining;
         reason = copy === undefined || copy === null ? 'a backup is joining' : `a backup is joining (live copy: round ${copy.round}, ${(copy.bytesSent / 1048576).toFixed(1)} MiB sent in ${copy.ms} ms)`;
-      }
-      else reason = `the backup is ${follower.role}`;
+        reason += of;
+      } else if (following === 0) reason = 'no backup';
+      else reason = `a backup is missing${of}`;
     }
     return {
       protected: protectedNow,
       ...(reason === undefined ? {} : { reason }),
       primary: live?.status,
-      backup: follower?.status,
+      backup: this.followers[0]?.status,
+      backups: this.followers.map((child) => child.status),
       failover: this.lastFailover,
       failovers: this.failovers,
       sinceFailoverMs: this.lastFailoverAtMs === undefined ? undefined : Math.round(performance.now() - this.lastFailoverAtMs),

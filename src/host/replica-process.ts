@@ -173,7 +173,8 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
       networks,
       console: terminal,
       options: settings.options,
-      identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options) },
+      // The arbiter's records name replicas by this: unique per process, and readable in them.
+      identity: { configKey: configKey(config), imageDigest: bootDigest(plan), optionsKey: optionsKey(settings.options), replicaId: `${settings.role}-${os.hostname()}-${process.pid}-${randomUUID().slice(0, 8)}` },
       arbiter,
       clusterId: randomUUID(),
       waitForBackup: settings.waitForBackup,

@@ -26,7 +26,10 @@ export interface PairStatus {
   protected: boolean;
   reason?: string;
   primary: ReplicaView | undefined;
+  /** The first backup (the only one with t = 1). */
   backup: ReplicaView | undefined;
+  /** Every backup, oldest first: following or joining (null: no report yet). */
+  backups?: (ReplicaView | undefined)[];
   failover: FailoverReport | undefined;
   failovers: number;
   /** Milliseconds since the last failover was reported, if there was one. */
@@ -142,7 +145,8 @@ export function formatStatus(status: unknown): string {
   if (typeof status === 'object' && status !== null && ('primary' in status || 'backup' in status)) {
     if (typeof pair.protected === 'boolean') lines.push(pair.protected ? 'Protected' : `Not protected: ${pair.reason ?? 'unknown'}`);
     replica('primary', pair.primary);
-    replica('backup', pair.backup);
+    if (Array.isArray(pair.backups) && pair.backups.length > 1) pair.backups.forEach((backup, index) => replica(`backup ${index + 1}`, backup));
+    else replica('backup', pair.backup);
     const failover = pair.failover;
     lines.push(
       failover === undefined || failover === null

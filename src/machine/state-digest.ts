@@ -172,8 +172,14 @@ export class StateDigester {
  * (and before this side's next): what differs, by name, or undefined when nothing does. A
  * page listed by one side only changed on that side alone since the previous digest, when
  * the two agreed: it differs.
+ *
+ * `theirsFromEarlier`: the other side's previous digest is older than this side's start (a
+ * replica that took a state in between, as a backup joining a primary that has other backups
+ * and keeps its digests going for them). A page this side lists and the other does not may
+ * then have changed and changed back on the other side: it is not named; the RAM hash, over
+ * every page, still finds a difference.
  */
-export function compareDigests(mine: LocalDigest, theirs: MachineDigest): DigestMismatch | undefined {
+export function compareDigests(mine: LocalDigest, theirs: MachineDigest, theirsFromEarlier = false): DigestMismatch | undefined {
   const registers: { name: string; mine: bigint; theirs: bigint }[] = [];
   hartFieldNames.forEach((name, index) => {
     const a = mine.hart[index];
@@ -186,7 +192,7 @@ export function compareDigests(mine: LocalDigest, theirs: MachineDigest): Digest
   const theirPages = new Set(theirs.pages.map(({ page }) => page));
   const differing = new Set<number>();
   for (const { page, hash } of theirs.pages) if (mine.pageHash(page) !== hash) differing.add(page);
-  for (const { page } of mine.pages) if (!theirPages.has(page)) differing.add(page);
+  if (!theirsFromEarlier) for (const { page } of mine.pages) if (!theirPages.has(page)) differing.add(page);
   const pages = [...differing].sort((a, b) => a - b).map((page) => ramBaseAddress + page * pageBytes);
   const unlistedRam = pages.length === 0 && mine.ramHash !== theirs.ramHash;
   if (registers.length === 0 && parts.length === 0 && pages.length === 0 && !unlistedRam) return undefined;

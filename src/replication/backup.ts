@@ -16,7 +16,7 @@ import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot } from './primary.js';
 import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
 import {
-  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, leaseMarginMs, validateOptions,
+  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, generationsSkippedMax, leaseMarginMs, validateOptions,
   type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 
@@ -50,6 +50,8 @@ export class BackupReplica {
   private machine: Machine | undefined;
   private generation = 0;
   private clusterIdentifier = '';
+  /** The primary this backup follows (its replicaId, from the welcome): the holder it looks for in the arbiter's records. */
+  private primaryId = '';
   /** Entries received and not yet executed, with their size on the wire; bounded (replica.ts). */
   private readonly queue: { entry: EpochEntry; wireBytes: number; receivedAtMs: number }[] = [];
   private queueBytes = 0;
@@ -82,6 +84,8 @@ export class BackupReplica {
   /** Keeps this machine's state digest, when digests are on; and digests awaiting their counterpart, by epoch. */
   private digester: StateDigester | undefined;
   private readonly ownDigests = new Map<number, LocalDigest>();
+  /** A digest has been compared since digests (re)started here. */
+  private comparedSinceStart = false;
   private readonly primaryDigests = new Map<number, { digest: MachineDigest; wireBytes: number }>();
   private readonly digests = { taken: 0, ms: 0 };
   report: FailoverReport | undefined;
@@ -145,6 +149,7 @@ export class BackupReplica {
         }
         this.generation = message.generation;
         this.clusterIdentifier = message.clusterId;
+        this.primaryId = message.primaryId;
         return;
       case 'reject':
         this.finish({ kind: 'refused', code: message.code }, `the primary refused this backup: ${message.reason}`);
@@ -248,6 +253,7 @@ export class BackupReplica {
     this.digester = this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
     this.digester?.take();
     this.ownDigests.clear();
+    this.comparedSinceStart = false;
   }
 
   private onDigest(epoch: number, digest: MachineDigest, wireBytes: number): void {
@@ -272,7 +278,10 @@ export class BackupReplica {
     this.ownDigests.delete(epoch);
     this.primaryDigests.delete(epoch);
     this.queueBytes -= theirs.wireBytes;
-    const mismatch = compareDigests(own, theirs.digest);
+    // The first digest after the state loaded: the primary's previous one may be older (it keeps
+    // its digests going for other backups across this one's join).
+    const mismatch = compareDigests(own, theirs.digest, !this.comparedSinceStart);
+    this.comparedSinceStart = true;
     if (mismatch !== undefined) this.diverge(epoch, `the state after epoch ${epoch} differs: ${describeMismatch(mismatch, { mine: 'backup', theirs: 'primary' })}`);
   }
 
@@ -466,7 +475,8 @@ export class BackupReplica {
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
     if (!failover.arbiterWon) {
       this.io.crashPoint('backup:before-go-live');
-      if (!this.io.tryGoLive(this.generation + 1)) return this.finish({ kind: 'not-live' }, 'the arbiter did not let this replica go live (the primary won it, or it could not be reached)');
+      const refusal = this.claimGeneration();
+      if (refusal !== undefined) return this.finish({ kind: 'not-live' }, `the arbiter did not let this replica go live: ${refusal}`);
       failover.arbiterWon = true;
     }
     // The old primary may release outputs until its lease ends; only then may this one start.
@@ -474,6 +484,28 @@ export class BackupReplica {
     if (now < liveAfter) return { kind: 'blocked', untilMs: liveAfter };
     this.promote(now);
     return { kind: 'progress' };
+  }
+
+  /**
+   * Takes the first generation after this backup's own from the arbiter. One already taken by
+   * the primary it followed, naming this backup among those it kept, is skipped (the primary
+   * dropped another backup then, and this one may not have heard); any other holder means
+   * another replica is live, or this backup was dropped (fenced): it must not go live, as it
+   * may lack epochs whose outputs were released since. Sets `generation` to the one before the
+   * generation won; returns why not, if not.
+   */
+  private claimGeneration(): string | undefined {
+    for (let skipped = 0; skipped <= generationsSkippedMax; skipped++) {
+      const generation = this.generation + 1;
+      const answer = this.io.tryGoLive(generation, []);
+      if (answer.won) return undefined;
+      const holder = answer.holder;
+      if (holder === undefined) return `generation ${generation} is taken (or the arbiter could not be reached)`;
+      if (holder.replica !== this.primaryId) return `generation ${generation} is held by ${holder.replica}, which is live`;
+      if (!holder.members.includes(this.identity.replicaId)) return `the primary dropped this backup in generation ${generation}`;
+      this.generation = generation;
+    }
+    return `the primary took more than ${generationsSkippedMax} generations after this backup's`;
   }
 
   /** The failover epoch, P8, and the hand-over to a primary running alone. */
@@ -513,10 +545,26 @@ export class BackupReplica {
       for (const request of pending) machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'io-error' });
     }
     this.inFlight.clear();
+    // Requests the machine has in flight that this backup never saw issued: the guest issued
+    // them before this backup joined, and their completions were still to come in the log. Only
+    // the old primary knew them: they complete as uncertain (P8, IO2), and the driver retries.
+    const known = new Set(pending.map((request) => `${request.slot}:${request.requestId}`));
+    let unknown = 0;
+    for (const [slot, disk] of machine.disks) {
+      for (const requestId of disk.inFlightRequestIds) {
+        if (known.has(`${slot}:${requestId}`)) continue;
+        machine.applyEvent({ kind: 'disk-completion', slot, requestId, status: 'io-error' });
+        unknown++;
+      }
+    }
+    let submitted = this.options.pendingIo === 'reissue' ? pending.length : 0;
     for (const output of failoverOutputs) {
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
       else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
-      else this.io.diskSubmit(output.request, epoch);
+      else {
+        this.io.diskSubmit(output.request, epoch);
+        submitted++;
+      }
     }
     this.report = {
       detectedAtMs: failover.detectedAtMs,
@@ -524,7 +572,7 @@ export class BackupReplica {
       silenceMs: failover.silenceMs,
       liveAtMs: now,
       epoch,
-      pendingRequests: pending.length,
+      pendingRequests: pending.length + unknown,
       consoleBytesRepeated: repeated,
       framesRepeated,
     };
@@ -535,9 +583,11 @@ export class BackupReplica {
       role: 'solo',
       clusterId: this.clusterIdentifier,
       releasedThrough: epoch,
+      diskRequestsOutstanding: submitted,
     });
     this.io.log(
-      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}, ${repeated} console byte(s) and ${framesRepeated} network frame(s) repeated`,
+      `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}` +
+        `${unknown > 0 ? ` (and ${unknown} issued before this backup joined, completed as uncertain)` : ''}, ${repeated} console byte(s) and ${framesRepeated} network frame(s) repeated`,
     );
   }
 

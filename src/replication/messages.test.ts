@@ -11,8 +11,8 @@ import { AssertionError } from '../machine/assert.js';
 import { Prng } from '../simulator/prng.js';
 
 const samples: Message[] = [
-  { type: 'hello', identity: { configKey: 'ram=134217728;disks=[]', imageDigest: 'ab'.repeat(32), optionsKey: 'epoch=100000' } },
-  { type: 'welcome', clusterId: 'c0ffee', generation: 3, epoch: 17 },
+  { type: 'hello', identity: { configKey: 'ram=134217728;disks=[]', imageDigest: 'ab'.repeat(32), optionsKey: 'epoch=100000', replicaId: 'backup-1a2b' } },
+  { type: 'welcome', clusterId: 'c0ffee', primaryId: 'primary-3c4d', generation: 3, epoch: 17 },
   { type: 'reject', code: 'image', reason: 'different guest image' },
   { type: 'state', epoch: 0, index: 1, total: 3, bytes: Uint8Array.from([1, 2, 3, 250]) },
   {
@@ -158,7 +158,7 @@ test('a reject quoting a huge peer field is cut short; a hello with a huge field
   const reason = `different machine configuration (primary a, backup ${'x'.repeat(9_000_000)})`;
   const reject = decodeFrame(encodeMessage({ type: 'reject', code: 'config', reason }));
   assert.ok(reject.type === 'reject' && reject.reason.length < rejectReasonCharactersMax + 50 && reject.reason.endsWith(`(${reason.length} characters)`));
-  const hello = encodeMessage({ type: 'hello', identity: { configKey: 'c'.repeat(identityFieldBytesMax + 1), imageDigest: 'd', optionsKey: 'o' } });
+  const hello = encodeMessage({ type: 'hello', identity: { configKey: 'c'.repeat(identityFieldBytesMax + 1), imageDigest: 'd', optionsKey: 'o', replicaId: 'r' } });
   const error = refusal(hello);
   assert.equal(error.code, 'malformed');
   assert.match(error.message, /hello with a configuration of 4097 characters/);

@@ -15,8 +15,12 @@ import { assert } from '../machine/assert.js';
 import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
-/** 3: live state copy (pages, copied), the backup's catch-up time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports. */
-export const protocolVersion = 3;
+/**
+ * 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
+ * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
+ * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
+ */
+export const protocolVersion = 4;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
@@ -76,13 +80,19 @@ export interface ReplicaIdentity {
   readonly imageDigest: string;
   /** Protocol options both sides must share. */
   readonly optionsKey: string;
+  /**
+   * Names this replica (unique in its cluster; no spaces): the arbiter's records list the
+   * backups a primary keeps by these names. Not compared: every replica has its own.
+   */
+  readonly replicaId: string;
 }
 
 export type RejectCode = 'version' | 'config' | 'image' | 'options' | 'busy' | 'malformed' | 'unauthorized';
 
 export type Message =
   | { readonly type: 'hello'; readonly identity: ReplicaIdentity }
-  | { readonly type: 'welcome'; readonly clusterId: string; readonly generation: number; readonly epoch: number }
+  /** `primaryId`: the primary's replicaId, the holder a follower looks for in the arbiter's records. */
+  | { readonly type: 'welcome'; readonly clusterId: string; readonly primaryId: string; readonly generation: number; readonly epoch: number }
   | { readonly type: 'reject'; readonly code: RejectCode; readonly reason: string }
   | { readonly type: 'state'; readonly epoch: number; readonly index: number; readonly total: number; readonly bytes: Uint8Array }
   /**
@@ -144,10 +154,10 @@ export function encodeMessage(message: Message): Uint8Array {
 function writePayload(w: SnapshotWriter, message: Message): void {
   switch (message.type) {
     case 'hello':
-      w.string(message.identity.configKey).string(message.identity.imageDigest).string(message.identity.optionsKey);
+      w.string(message.identity.configKey).string(message.identity.imageDigest).string(message.identity.optionsKey).string(message.identity.replicaId);
       return;
     case 'welcome':
-      w.string(message.clusterId).uint(message.generation).uint(message.epoch);
+      w.string(message.clusterId).string(message.primaryId).uint(message.generation).uint(message.epoch);
       return;
     case 'reject':
       w.u8(rejectCodes.indexOf(message.code)).string(shortReason(message.reason));
@@ -276,9 +286,12 @@ export const diskCompletionWireBytesMax = eventWireBytes({ kind: 'disk-completio
 function readPayload(type: Message['type'], r: SnapshotReader): Message {
   switch (type) {
     case 'hello':
-      return { type, identity: { configKey: identityField(r, 'configuration'), imageDigest: identityField(r, 'image digest'), optionsKey: identityField(r, 'options') } };
+      return {
+        type,
+        identity: { configKey: identityField(r, 'configuration'), imageDigest: identityField(r, 'image digest'), optionsKey: identityField(r, 'options'), replicaId: identityField(r, 'replica id') },
+      };
     case 'welcome':
-      return { type, clusterId: r.string(), generation: r.uint(), epoch: r.uint() };
+      return { type, clusterId: r.string(), primaryId: identityField(r, 'primary id'), generation: r.uint(), epoch: r.uint() };
     case 'reject': {
       const code = rejectCodes[r.u8()];
       if (code === undefined) throw new ProtocolError('malformed', 'reject with an unknown code');

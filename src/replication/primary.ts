@@ -15,7 +15,7 @@ import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunk
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
   describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
-  type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
+  type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
 import { scrubWindow, StateDigester } from '../machine/state-digest.js';
@@ -63,14 +63,46 @@ interface LiveCopy {
   readonly startedMs: number;
 }
 
+/**
+ * One backup of this primary: joining (a live copy under way) or a member (it has the state;
+ * outputs wait for its acknowledgements, and its lease).
+ */
+interface Follower {
+  readonly peer: PeerId;
+  readonly replicaId: string;
+  /** Its live copy, while it joins by one. */
+  copy: LiveCopy | undefined;
+  /**
+   * Its join's last step is due (after a live copy: with the pages written in the last round):
+   * it waits for a quiet boundary (see `quiet`).
+   */
+  final: { readonly copy: LiveCopy | undefined; readonly pages: number[] | undefined } | undefined;
+  /** It has the state: outputs wait for it, and dropping it takes the arbiter (fencing). */
+  member: boolean;
+  /** A member that has not acknowledged anything yet: it may still be loading the state. */
+  loading: boolean;
+  ackedThrough: number;
+  /** When each entry it has not acknowledged was sent, and its wire bytes (and their sum). */
+  readonly entrySentAtMs: Map<number, number>;
+  readonly entryBytesUnacknowledged: Map<number, number>;
+  unacknowledgedLogBytes: number;
+  readonly heartbeatSentAtMs: Map<number, number>;
+  /** Outputs may go out until then, as far as this backup is concerned. */
+  leaseUntilMs: number;
+  lastSentMs: number;
+  lastHeardMs: number;
+  /** Its last estimate of its catch-up time (lag control). */
+  catchUpMs: number;
+}
+
 export type PrimaryRole =
   /** No backup yet: nothing runs until one joins (an unprotected start is not the point). */
   | 'waiting'
-  /** A backup follows: outputs wait for its acknowledgements. */
+  /** Backups follow: outputs wait for every one's acknowledgements. */
   | 'protected'
-  /** The backup is gone and this replica won the arbiter: outputs go out at once. */
+  /** No backup follows and this replica won the arbiter: outputs go out at once. */
   | 'solo'
-  /** This replica lost the arbiter (the backup went live) or the guest finished. */
+  /** This replica lost the arbiter (a backup went live) or the guest finished. */
   | 'halted';
 
 export interface PrimaryStart {
@@ -84,6 +116,8 @@ export interface PrimaryStart {
   readonly completions?: readonly MachineEvent[];
   /** The outputs this replica released last (for the piggyback after a promotion). */
   readonly releasedThrough?: number;
+  /** Disk requests already out (re-issued after a failover) whose completions will come. */
+  readonly diskRequestsOutstanding?: number;
 }
 
 /** Creates a fresh machine for a guest that asked for a reset (both replicas do the same). */
@@ -95,28 +129,18 @@ export class PrimaryReplica {
   private epoch: number;
   private generation: number;
   private readonly pending: { epoch: number; outputs: MachineOutput[] }[] = [];
-  private ackedThrough: number;
   private releasedThrough: number;
-  private readonly entrySentAtMs = new Map<number, number>();
-  /** Wire bytes of each entry sent and not yet acknowledged, and their sum. */
-  private readonly entryBytesUnacknowledged = new Map<number, number>();
-  private unacknowledgedLogBytes = 0;
-  private readonly heartbeatSentAtMs = new Map<number, number>();
+  /** Its backups, by connection: at most `options.backups`, at most one of them joining by a live copy. */
+  private readonly followers = new Map<PeerId, Follower>();
   private heartbeatSequence = 0;
-  private leaseUntilMs = -Infinity;
-  private lastSentMs = -Infinity;
-  private lastHeardMs = -Infinity;
-  /** A backup has joined but not acknowledged anything yet: it may still be loading the state. */
-  private backupJoining = false;
   private completions: MachineEvent[];
-  /** The backup's last estimate of its catch-up time, new since the slowing was last adjusted. */
-  private backupCatchUpMs = 0;
+  /** Disk requests released whose completion has not come back yet. */
+  private diskRequestsOutstanding: number;
+  /** A new catch-up report since the slowing was last adjusted. */
   private catchUpReported = false;
   /** Lag control: the guest pauses this long after each epoch, until `slowUntilMs`. */
   private slowMs = 0;
   private slowUntilMs = -Infinity;
-  /** A backup joining while the guest runs: its live copy. */
-  private copy: LiveCopy | undefined;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
   private outputsReleased = 0;
@@ -140,9 +164,9 @@ export class PrimaryReplica {
     this.role = start.role;
     this.epoch = start.epoch;
     this.generation = start.generation;
-    this.ackedThrough = start.epoch;
     this.releasedThrough = start.releasedThrough ?? start.epoch;
     this.completions = [...(start.completions ?? [])];
+    this.diskRequestsOutstanding = start.diskRequestsOutstanding ?? 0;
     this.clusterId = start.clusterId;
     this.digester = this.startDigests(machine);
   }
@@ -160,82 +184,147 @@ export class PrimaryReplica {
     return this.role;
   }
 
+  get currentGeneration(): number {
+    return this.generation;
+  }
+
+  /** The backups whose acknowledgements outputs wait for. */
+  private members(): Follower[] {
+    return [...this.followers.values()].filter((follower) => follower.member);
+  }
+
+  /** The backup joining (by a live copy, or waiting for its join's last step), if one is. */
+  private joiner(): Follower | undefined {
+    for (const follower of this.followers.values()) if (follower.copy !== undefined || follower.final !== undefined) return follower;
+    return undefined;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Inputs
 
-  /** A backup said hello: refuse it, or welcome it with the machine's state at this boundary. */
-  onHello(identity: ReplicaIdentity): boolean {
+  /** A backup said hello on connection `peer`: refuse it, or welcome it and start its join. */
+  onHello(identity: ReplicaIdentity, peer: PeerId): boolean {
     const mismatch = compareIdentity(this.identity, identity);
     if (mismatch !== undefined) {
-      this.io.send({ type: 'reject', code: mismatch.code, reason: mismatch.reason });
+      this.io.send({ type: 'reject', code: mismatch.code, reason: mismatch.reason }, peer);
       this.io.log(`refused a backup: ${mismatch.reason}`);
       return false;
     }
-    // A primary that has finished (its guest ended, or it lost the arbiter) has nothing to
-    // hand on: a backup that joined it would follow a machine nobody runs, and take silence for
-    // a failure.
-    if (this.finished !== undefined || this.role === 'protected' || this.role === 'halted' || this.copy !== undefined) {
-      const reason = this.finished !== undefined || this.role === 'halted' ? 'this primary has stopped' : 'this primary already has a backup';
-      this.io.send({ type: 'reject', code: 'busy', reason });
+    const busy = this.busyReason(identity.replicaId, peer);
+    if (busy !== undefined) {
+      this.io.send({ type: 'reject', code: 'busy', reason: busy }, peer);
       return false;
     }
-    this.sendMessage({ type: 'welcome', clusterId: this.clusterId, generation: this.generation, epoch: this.epoch });
-    this.lastHeardMs = this.io.nowMs();
-    if (this.role === 'solo' && this.options.liveCopy !== false) {
+    const now = this.io.nowMs();
+    const follower: Follower = {
+      peer, replicaId: identity.replicaId, copy: undefined, final: undefined, member: false, loading: false, ackedThrough: this.epoch,
+      entrySentAtMs: new Map(), entryBytesUnacknowledged: new Map(), unacknowledgedLogBytes: 0, heartbeatSentAtMs: new Map(),
+      leaseUntilMs: -Infinity, lastSentMs: -Infinity, lastHeardMs: now, catchUpMs: 0,
+    };
+    this.followers.set(peer, follower);
+    this.sendMessage({ type: 'welcome', clusterId: this.clusterId, primaryId: this.identity.replicaId, generation: this.generation, epoch: this.epoch }, follower);
+    if (this.role !== 'waiting' && this.options.liveCopy !== false) {
       // The guest runs: copy its RAM while it does (step), pausing only for the rest.
       const queue = this.machine.ram.nonZeroPages();
-      this.copy = { tracker: this.machine.ram.trackWrites(), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: this.io.nowMs() };
+      follower.copy = { tracker: this.machine.ram.trackWrites(), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
       this.machine.hart.flushTlb(); // the tracker armed every page: stores must take the slow path once
       this.io.log(`a backup is joining: copying ${queue.length} pages while the guest runs`);
       return true;
     }
-    this.completeJoin(undefined);
+    this.finishJoin(follower, undefined, undefined);
     return true;
   }
 
   /**
-   * The join's last part, at this boundary, the guest paused: the state (after a live copy,
-   * only the pages written since they were sent, with the CPU and devices), then protection.
+   * A boundary where a new backup may take the state: no outputs wait (with other backups
+   * following, those of epochs before the join are held only by them: all of them lost, the new
+   * one could not repeat them), and no disk request is out without its completion (the new one
+   * did not see it issued, and could not re-issue it, P8; it would complete it as uncertain).
    */
-  private completeJoin(copy: { copy: LiveCopy; pages: number[] } | undefined): void {
-    // A new backup starts from the state at this boundary: outputs already waiting belong to
-    // epochs it will never replay, so they go out now (this replica is the only live one).
-    this.releaseAll();
+  private get quiet(): boolean {
+    return this.pending.length === 0 && this.diskRequestsOutstanding === 0;
+  }
+
+  /** The join's last step now if this boundary is quiet, else at the first quiet one (the guest waits meanwhile). */
+  private finishJoin(follower: Follower, copy: LiveCopy | undefined, pages: number[] | undefined): void {
+    if (this.members().length === 0) this.releaseAll(); // the only live replica: nothing to keep
+    if (this.quiet) this.completeJoin(follower, copy === undefined ? undefined : { copy, pages: pages ?? [] });
+    else follower.final = { copy, pages };
+  }
+
+  /** Why a backup named `replicaId` may not join now, if it may not. */
+  private busyReason(replicaId: string, peer: PeerId): string | undefined {
+    // A primary that has finished (its guest ended, or it lost the arbiter) has nothing to
+    // hand on: a backup that joined it would follow a machine nobody runs, and take silence for
+    // a failure.
+    if (this.finished !== undefined || this.role === 'halted') return 'this primary has stopped';
+    const backups = this.options.backups ?? 1;
+    if (this.followers.size >= backups) return backups === 1 ? 'this primary already has a backup' : `this primary already has ${backups} backups`;
+    if (this.joiner() !== undefined) return 'another backup is joining this primary';
+    // The arbiter's records name backups: two of one name could not be told apart.
+    if (replicaId === this.identity.replicaId || [...this.followers.values()].some((follower) => follower.replicaId === replicaId) || this.followers.has(peer)) {
+      return `a replica named ${replicaId} follows this primary already`;
+    }
+    return undefined;
+  }
+
+  /**
+   * The join's last part, at this boundary, the guest paused: the state (after a live copy,
+   * only the pages written since they were sent, with the CPU and devices); from here on,
+   * outputs wait for this backup too.
+   */
+  private completeJoin(follower: Follower, copy: { copy: LiveCopy; pages: number[] } | undefined): void {
+    const alone = this.members().length === 0;
+    if (alone) {
+      // A first backup starts from the state at this boundary: outputs already waiting belong
+      // to epochs it will never replay, so they go out now (this replica is the only live one).
+      this.releaseAll();
+      // Both sides start digests from this boundary: the backup hashes the state it loads and
+      // re-arms write tracking; this side brings its hashes up to date and does the same.
+      // (With backups following, this side's digests go on unchanged for them: the new one
+      // hashed everything it loaded, and compares the pages written since.)
+      this.digester?.take();
+    }
     const pauseStartMs = this.io.nowMs();
-    // Both sides start digests from this boundary: the backup hashes the state it loads and
-    // re-arms write tracking; this side brings its hashes up to date and does the same. Both
-    // start with empty TLBs, so that they empty them at the same instruction counts from here on.
-    this.digester?.take();
+    // The new backup starts with an empty TLB, as this side does, so that both empty it at the
+    // same instruction counts from here on.
     this.machine.hart.flushTlb();
-    const snapshot = this.machine.save(copy?.pages);
+    // After a live copy: the pages written in its last round, and any written since (an epoch
+    // may have run while the join waited for a quiet boundary).
+    const pages = copy === undefined ? undefined : [...new Set([...copy.pages, ...copy.copy.tracker.take()])].sort((a, b) => a - b);
+    const snapshot = this.machine.save(pages);
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
     for (let index = 0; index < total; index++) {
       const bytes = snapshot.subarray(index * stateChunkBytes, (index + 1) * stateChunkBytes);
-      this.sendMessage({ type: 'state', epoch: this.epoch, index, total, bytes });
+      this.sendMessage({ type: 'state', epoch: this.epoch, index, total, bytes }, follower);
     }
     this.role = 'protected';
-    this.backupJoining = true;
-    this.ackedThrough = this.epoch;
-    this.lastHeardMs = this.io.nowMs();
-    this.leaseUntilMs = -Infinity;
+    follower.member = true;
+    follower.final = undefined;
+    follower.loading = true;
+    follower.ackedThrough = this.epoch;
+    follower.lastHeardMs = this.io.nowMs();
+    follower.leaseUntilMs = -Infinity;
     const paused = Math.round(this.io.nowMs() - pauseStartMs);
+    const count = this.members().length;
+    const of = count > 1 ? ` (${count} backups follow)` : '';
     if (copy === undefined) {
-      this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes; the guest paused ${paused} ms)`);
+      this.io.log(`backup joined at epoch ${this.epoch} (state: ${snapshot.length} bytes; the guest paused ${paused} ms)${of}`);
       return;
     }
-    const { copy: live, pages } = copy;
+    const live = copy.copy;
     live.tracker.stop();
-    this.copy = undefined;
+    follower.copy = undefined;
     this.io.log(
       `backup joined at epoch ${this.epoch} (live copy: ${live.pagesSent} pages, ${live.bytesSent} bytes in ${live.round} round(s), ` +
-        `${Math.round(this.io.nowMs() - live.startedMs)} ms; then ${pages.length} pages and the rest of the state: ${snapshot.length} bytes; the guest paused ${paused} ms)`,
+        `${Math.round(this.io.nowMs() - live.startedMs)} ms; then ${pages!.length} pages and the rest of the state: ${snapshot.length} bytes; the guest paused ${paused} ms)${of}`,
     );
   }
 
   /** The live copy's work for this step: a batch of pages, or the next round, or the end. */
-  private continueCopy(copy: LiveCopy, now: number): void {
-    if (now - this.lastHeardMs > this.options.joinTimeoutMs) {
-      this.abandonCopy(`nothing heard for ${Math.round(now - this.lastHeardMs)} ms`);
+  private continueCopy(follower: Follower, copy: LiveCopy, now: number): void {
+    if (now - follower.lastHeardMs > this.options.joinTimeoutMs) {
+      this.dropFollower(follower, `it did not finish joining: nothing heard for ${Math.round(now - follower.lastHeardMs)} ms`);
       return;
     }
     let budget = this.options.liveCopyStepBytes ?? copyBytesPerStep;
@@ -244,7 +333,7 @@ export class PrimaryReplica {
         const written = copy.tracker.take();
         this.machine.hart.flushTlb(); // the take re-armed every page
         if (written.length <= (this.options.liveCopyFinalPages ?? copyFinalPagesMax) || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
-          this.completeJoin({ copy, pages: written });
+          this.finishJoin(follower, copy, written);
           return;
         }
         copy.queue = written;
@@ -256,83 +345,84 @@ export class PrimaryReplica {
         const page = copy.queue[copy.sent++]!;
         batch.push({ page, bytes: this.machine.ram.pageForCopy(page) });
       }
-      const bytes = this.sendMessage({ type: 'pages', pages: batch });
+      const bytes = this.sendMessage({ type: 'pages', pages: batch }, follower);
       copy.bytesSent += bytes;
       copy.pagesSent += batch.length;
       budget -= bytes;
     }
   }
 
-  /** The joining backup is gone: this replica runs on alone, as before it came. */
-  private abandonCopy(reason: string): void {
-    this.copy?.tracker.stop();
-    this.copy = undefined;
-    this.io.log(`the backup did not finish joining (${reason}): running alone`);
-  }
-
   /** The live copy may go on now (or must end): step again at once rather than sleep. */
   private get copyCanSend(): boolean {
-    const copy = this.copy;
+    const copy = this.joiner()?.copy;
     return copy !== undefined && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes;
   }
 
-  onMessage(message: Message): void {
-    this.lastHeardMs = this.io.nowMs();
+  /** A message from the backup on connection `peer`. */
+  onMessage(message: Message, peer: PeerId): void {
+    const follower = this.followers.get(peer);
+    if (follower === undefined) return; // a backup already dropped, still talking
+    follower.lastHeardMs = this.io.nowMs();
     if (message.type === 'copied') {
-      if (this.copy !== undefined && message.bytes <= this.copy.bytesSent) this.copy.bytesConfirmed = Math.max(this.copy.bytesConfirmed, message.bytes);
-    } else if (message.type === 'ack') {
-      this.backupJoining = false; // it has loaded the state
-      this.backupCatchUpMs = message.catchUpMs;
+      const copy = follower.copy;
+      if (copy !== undefined && message.bytes <= copy.bytesSent) copy.bytesConfirmed = Math.max(copy.bytesConfirmed, message.bytes);
+    } else if (message.type === 'ack' && follower.member) {
+      follower.loading = false; // it has loaded the state
+      follower.catchUpMs = message.catchUpMs;
       this.catchUpReported = true;
-      this.onAck(message.epoch, message.heartbeat);
-    } else if (message.type === 'divergence' && this.role === 'protected') {
-      // The backup's execution left this one's: it stops, and this replica is not protected.
+      this.onAck(follower, message.epoch, message.heartbeat);
+    } else if (message.type === 'divergence' && follower.member && this.role === 'protected') {
+      // The backup's execution left this one's: it stops, and this replica is not protected by it.
       this.divergence = { epoch: message.epoch, reason: message.reason };
       this.io.log(`NOT PROTECTED: the backup diverged at epoch ${message.epoch}: ${message.reason}`);
-      this.loseBackup(`divergence at epoch ${message.epoch}`);
+      this.loseFollower(follower, `divergence at epoch ${message.epoch}`);
     }
     // Anything else from a backup is ignored: it has nothing else to say to a primary.
   }
 
-  private onAck(epoch: number, heartbeat: number): void {
-    if (this.role !== 'protected') return;
+  private onAck(follower: Follower, epoch: number, heartbeat: number): void {
     // The lease runs from the send of the newest thing acknowledged.
     let sentAt = -Infinity;
-    for (const [sent, at] of this.entrySentAtMs) {
+    for (const [sent, at] of follower.entrySentAtMs) {
       if (sent <= epoch) {
         sentAt = Math.max(sentAt, at);
-        this.entrySentAtMs.delete(sent);
+        follower.entrySentAtMs.delete(sent);
       }
     }
-    for (const [sent, bytes] of this.entryBytesUnacknowledged) {
+    for (const [sent, bytes] of follower.entryBytesUnacknowledged) {
       if (sent <= epoch) {
-        this.unacknowledgedLogBytes -= bytes;
-        this.entryBytesUnacknowledged.delete(sent);
+        follower.unacknowledgedLogBytes -= bytes;
+        follower.entryBytesUnacknowledged.delete(sent);
       }
     }
-    for (const [sequence, at] of this.heartbeatSentAtMs) {
+    for (const [sequence, at] of follower.heartbeatSentAtMs) {
       if (sequence <= heartbeat) {
         sentAt = Math.max(sentAt, at);
-        this.heartbeatSentAtMs.delete(sequence);
+        follower.heartbeatSentAtMs.delete(sequence);
       }
     }
     if (epoch > this.epoch) return; // an acknowledgement of something never sent: ignore it
-    if (epoch > this.ackedThrough) this.ackedThrough = epoch;
-    if (sentAt + this.options.leaseMs > this.leaseUntilMs) this.leaseUntilMs = sentAt + this.options.leaseMs;
+    if (epoch > follower.ackedThrough) follower.ackedThrough = epoch;
+    if (sentAt + this.options.leaseMs > follower.leaseUntilMs) follower.leaseUntilMs = sentAt + this.options.leaseMs;
   }
 
-  /** How long the backup may be silent before it is declared failed. */
-  private silenceLimitMs(): number {
-    return this.backupJoining ? this.options.joinTimeoutMs : this.options.failureTimeoutMs;
+  /** How long a backup may be silent before it is declared failed. */
+  private silenceLimitMs(follower: Follower): number {
+    return follower.loading || !follower.member ? this.options.joinTimeoutMs : this.options.failureTimeoutMs;
   }
 
-  /** The connection to the backup closed. */
-  onDisconnect(reason: string): void {
-    if (this.copy !== undefined) this.abandonCopy(`connection closed: ${reason}`);
-    if (this.role === 'protected' && this.finished === undefined) this.loseBackup(`connection closed: ${reason}`);
+  /** The connection to the backup on `peer` closed. */
+  onDisconnect(reason: string, peer: PeerId): void {
+    const follower = this.followers.get(peer);
+    if (follower === undefined) return;
+    if (!follower.member) this.dropFollower(follower, `it did not finish joining: connection closed: ${reason}`);
+    else if (this.finished === undefined && this.role === 'protected') this.loseFollower(follower, `connection closed: ${reason}`);
+    else this.followers.delete(peer);
   }
 
   onDiskCompletion(event: MachineEvent): void {
+    this.diskRequestsOutstanding--;
+    assert(this.diskRequestsOutstanding >= 0, 'a disk completion for a request this replica did not submit');
     this.completions.push(event);
   }
 
@@ -342,43 +432,53 @@ export class PrimaryReplica {
   step(): StepResult {
     const now = this.io.nowMs();
     if (this.finished !== undefined) return { kind: 'finished', ...this.finished };
-    if (this.role === 'halted') return this.finish({ kind: 'not-live' }, 'this replica lost the arbiter: the other one is live');
-    if (this.role === 'protected' && now - this.lastHeardMs > this.silenceLimitMs()) {
-      this.loseBackup(`nothing heard for ${Math.round(now - this.lastHeardMs)} ms`);
-      return this.step(); // now solo or halted
+    if (this.role === 'halted') return this.finish({ kind: 'not-live' }, 'this replica lost the arbiter: another one is live');
+    for (const follower of this.members()) {
+      if (this.role === 'protected' && now - follower.lastHeardMs > this.silenceLimitMs(follower)) {
+        this.loseFollower(follower, `nothing heard for ${Math.round(now - follower.lastHeardMs)} ms`);
+      }
     }
+    if (this.currentRole === 'halted') return this.step(); // it lost the arbiter while dropping one
     this.releaseAcknowledged(now);
     this.heartbeat(now);
     if (this.role === 'waiting') return { kind: 'blocked' };
-    if (this.copy !== undefined) this.continueCopy(this.copy, now);
+    const joiner = this.joiner();
+    if (joiner?.final !== undefined) {
+      // The join's last step waits for a quiet boundary: acknowledgements and completions come meanwhile; the guest waits.
+      if (!this.quiet) return this.waitForAcks(now);
+      this.completeJoin(joiner, joiner.final.copy === undefined ? undefined : { copy: joiner.final.copy, pages: joiner.final.pages ?? [] });
+    } else if (joiner?.copy !== undefined) {
+      this.continueCopy(joiner, joiner.copy, now);
+    }
 
     const power = this.machine.power;
     if (power !== undefined && power.kind !== 'reset') {
       if (this.pending.length > 0) return this.waitForAcks(now);
       this.io.crashPoint('primary:before-goodbye');
-      if (this.role === 'protected') this.sendMessage({ type: 'goodbye', status: power.kind === 'poweroff' ? power.status : 0 });
+      for (const member of this.members()) this.sendMessage({ type: 'goodbye', status: power.kind === 'poweroff' ? power.status : 0 }, member);
       return this.finish({ kind: 'guest', guest: power }, describeGuestEnd(power));
     }
     if (this.role === 'protected') {
-      if (this.options.protocol === 'original' && this.ackedThrough < this.epoch) return this.waitForAcks(now); // P2
-      // The backup's queue is bounded by what this side may leave unacknowledged (replica.ts).
-      if (this.pending.length >= pendingEpochsMax || this.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return this.waitForAcks(now);
+      if (this.options.protocol === 'original' && this.ackedThroughAll() < this.epoch) return this.waitForAcks(now); // P2
+      // Each backup's queue is bounded by what this side may leave unacknowledged (replica.ts).
+      const unacknowledgedBytes = Math.max(0, ...this.members().map((member) => member.unacknowledgedLogBytes));
+      if (this.pending.length >= pendingEpochsMax || unacknowledgedBytes >= unacknowledgedLogBytesMax) return this.waitForAcks(now);
     }
     if (this.io.consoleBacklogged || this.io.networkBacklogged) {
       // The console's reader (or the network) lags: the guest waits, heartbeats and acknowledgements go on.
       return { kind: 'blocked', untilMs: now + consolePollMs };
     }
     if (power?.kind === 'reset') {
-      // Both replicas reboot at the same boundary: the backup does so when it replays it.
+      // Both replicas reboot at the same boundary: the backups do so when they replay it.
       this.machine = this.reboot();
       this.digester = this.startDigests(this.machine);
       this.digester?.take();
-      const copy = this.copy;
-      if (copy !== undefined) {
+      const copying = this.joiner();
+      if (copying?.copy !== undefined) {
         // The live copy was of the old machine's RAM: the joining backup gets the whole new one.
-        copy.tracker.stop();
-        this.copy = undefined;
-        this.completeJoin(undefined);
+        copying.copy.tracker.stop();
+        copying.copy = undefined;
+        this.finishJoin(copying, undefined, undefined);
       }
     }
     if (this.machine.isIdle && !this.eventsWaiting()) {
@@ -392,20 +492,26 @@ export class PrimaryReplica {
     return { kind: 'progress' };
   }
 
+  /** The epoch every following backup has acknowledged (this epoch if none follows). */
+  private ackedThroughAll(): number {
+    return Math.min(this.epoch, ...this.members().map((member) => member.ackedThrough));
+  }
+
   /**
-   * Lag control (VMware FT slows its primary the same way): the backup must never hold more
-   * than it can replay within the failure timeout, or a failover would take that much longer.
-   * Adjusted once for each new report from the backup.
+   * Lag control (VMware FT slows its primary the same way): no backup may hold more than it
+   * can replay within the failure timeout, or a failover would take that much longer. Adjusted
+   * once for each new report; the slowest backup decides.
    */
   private controlLag(now: number): void {
     if (this.catchUpReported) {
       this.catchUpReported = false;
       const boundMs = this.options.catchUpBoundMs ?? this.options.failureTimeoutMs;
+      const catchUpMs = Math.max(0, ...this.members().map((member) => member.catchUpMs));
       const before = this.slowMs;
-      if (this.backupCatchUpMs > boundMs) this.slowMs = Math.min(slowMaxMs, Math.max(slowStepMs, this.slowMs * slowGrowth));
-      else if (this.backupCatchUpMs < boundMs / 2) this.slowMs = this.slowMs * slowDecay < slowStepMs ? 0 : this.slowMs * slowDecay;
-      if (before === 0 && this.slowMs > 0) this.io.log(`the backup is ${this.backupCatchUpMs} ms behind (the bound is ${boundMs} ms): slowing the guest until it catches up`);
-      else if (before > 0 && this.slowMs === 0) this.io.log(`the backup has caught up (${this.backupCatchUpMs} ms behind): the guest runs at full speed`);
+      if (catchUpMs > boundMs) this.slowMs = Math.min(slowMaxMs, Math.max(slowStepMs, this.slowMs * slowGrowth));
+      else if (catchUpMs < boundMs / 2) this.slowMs = this.slowMs * slowDecay < slowStepMs ? 0 : this.slowMs * slowDecay;
+      if (before === 0 && this.slowMs > 0) this.io.log(`the backup is ${catchUpMs} ms behind (the bound is ${boundMs} ms): slowing the guest until it catches up`);
+      else if (before > 0 && this.slowMs === 0) this.io.log(`the backup has caught up (${catchUpMs} ms behind): the guest runs at full speed`);
     }
     if (this.slowMs > 0) this.slowUntilMs = now + this.slowMs;
   }
@@ -432,18 +538,22 @@ export class PrimaryReplica {
     if (this.role === 'protected') {
       this.pending.push({ epoch, outputs });
       this.io.crashPoint('primary:before-send-epoch');
-      let bytes = this.sendMessage({ type: 'epoch', entry });
+      let digest: Message | undefined;
       if (this.digester !== undefined && epoch % this.options.digestEveryEpochs === 0) {
-        // The state after the boundary events, as the backup will have it after replaying E.
+        // The state after the boundary events, as the backups will have it after replaying E.
         const startedMs = this.io.nowMs();
         const { hart, parts, ramHash, pages } = this.digester.take(scrubWindow(epoch / this.options.digestEveryEpochs, machine.ram.pages));
         this.digests.taken++;
         this.digests.ms += this.io.nowMs() - startedMs;
-        bytes += this.sendMessage({ type: 'digest', epoch, digest: { hart, parts, ramHash, pages } });
+        digest = { type: 'digest', epoch, digest: { hart, parts, ramHash, pages } };
       }
-      this.entrySentAtMs.set(epoch, now);
-      this.entryBytesUnacknowledged.set(epoch, bytes);
-      this.unacknowledgedLogBytes += bytes;
+      for (const member of this.members()) {
+        let bytes = this.sendMessage({ type: 'epoch', entry }, member);
+        if (digest !== undefined) bytes += this.sendMessage(digest, member);
+        member.entrySentAtMs.set(epoch, now);
+        member.entryBytesUnacknowledged.set(epoch, bytes);
+        member.unacknowledgedLogBytes += bytes;
+      }
       this.io.crashPoint('primary:after-send-epoch');
     } else {
       this.release(epoch, outputs);
@@ -513,10 +623,11 @@ export class PrimaryReplica {
   /** The guest sleeps: wake at its next deadline (console input and completions wake the driver anyway). */
   private idle(now: number): StepResult {
     const deadline = this.machine.clockDeadline;
-    const heartbeatAt = this.role === 'protected' ? this.lastSentMs + this.options.heartbeatIntervalMs : Infinity;
-    let wakeAt = heartbeatAt;
+    let wakeAt = Infinity;
+    for (const member of this.members()) wakeAt = Math.min(wakeAt, member.lastSentMs + this.options.heartbeatIntervalMs);
     // A live copy waiting for the backup's confirmation: give up on it when the join times out.
-    if (this.copy !== undefined) wakeAt = Math.min(wakeAt, this.lastHeardMs + this.options.joinTimeoutMs + 1);
+    const joiner = this.joiner();
+    if (joiner !== undefined) wakeAt = Math.min(wakeAt, joiner.lastHeardMs + this.options.joinTimeoutMs + 1);
     if (deadline !== undefined) {
       const ticks = Number(deadline - this.environment.clockNow(this.machine.retiredInstructions));
       wakeAt = Math.min(wakeAt, now + Math.max(0, ticksToMs(ticks)));
@@ -525,8 +636,12 @@ export class PrimaryReplica {
   }
 
   private waitForAcks(now: number): StepResult {
-    // Wake for the next heartbeat, or when the backup would be declared failed.
-    return { kind: 'blocked', untilMs: Math.min(this.lastSentMs + this.options.heartbeatIntervalMs, this.lastHeardMs + this.silenceLimitMs() + 1, now + this.options.leaseMs) };
+    // Wake for the next heartbeat, or when a backup would be declared failed.
+    let wakeAt = now + this.options.leaseMs;
+    for (const member of this.members()) {
+      wakeAt = Math.min(wakeAt, member.lastSentMs + this.options.heartbeatIntervalMs, member.lastHeardMs + this.silenceLimitMs(member) + 1);
+    }
+    return { kind: 'blocked', untilMs: wakeAt };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -537,9 +652,14 @@ export class PrimaryReplica {
       this.releaseAll();
       return;
     }
-    if (this.role !== 'protected' || now >= this.leaseUntilMs) return;
+    if (this.role !== 'protected') return;
+    // Every following backup must hold the epoch (the output rule), and every one's lease must
+    // hold: each promises not to go live before its lease has ended.
+    const members = this.members();
+    if (members.some((member) => now >= member.leaseUntilMs)) return;
+    const acked = this.ackedThroughAll();
     let printed = false;
-    while (this.pending.length > 0 && this.pending[0]!.epoch <= this.ackedThrough) {
+    while (this.pending.length > 0 && this.pending[0]!.epoch <= acked) {
       const { epoch, outputs } = this.pending.shift()!;
       this.io.crashPoint('primary:before-release');
       this.release(epoch, outputs);
@@ -547,8 +667,8 @@ export class PrimaryReplica {
       printed ||= outputs.some((output) => output.kind === 'console-output');
       this.io.crashPoint('primary:after-release');
     }
-    // Tell the backup at once, so that a failover repeats as little console output as possible.
-    if (printed) this.lastSentMs = -Infinity;
+    // Tell the backups at once, so that a failover repeats as little console output as possible.
+    if (printed) for (const member of members) member.lastSentMs = -Infinity;
   }
 
   private releaseAll(): void {
@@ -563,47 +683,78 @@ export class PrimaryReplica {
       this.outputsReleased++;
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
       else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
-      else this.io.diskSubmit(output.request, epoch);
+      else {
+        this.io.diskSubmit(output.request, epoch);
+        this.diskRequestsOutstanding++;
+      }
     }
   }
 
   // -------------------------------------------------------------------------------------------
-  // The link
+  // The links
 
   private heartbeat(now: number): void {
-    if (this.role !== 'protected' || now - this.lastSentMs < this.options.heartbeatIntervalMs) return;
-    const sequence = ++this.heartbeatSequence;
-    this.heartbeatSentAtMs.set(sequence, now);
-    this.sendMessage({ type: 'heartbeat', sequence, releasedThrough: this.releasedThrough });
+    if (this.role !== 'protected') return;
+    for (const member of this.members()) {
+      if (now - member.lastSentMs < this.options.heartbeatIntervalMs) continue;
+      const sequence = ++this.heartbeatSequence;
+      member.heartbeatSentAtMs.set(sequence, now);
+      this.sendMessage({ type: 'heartbeat', sequence, releasedThrough: this.releasedThrough }, member);
+    }
   }
 
-  private sendMessage(message: Message): number {
-    this.lastSentMs = this.io.nowMs();
-    const bytes = this.io.send(message);
+  private sendMessage(message: Message, to: Follower): number {
+    to.lastSentMs = this.io.nowMs();
+    const bytes = this.io.send(message, to.peer);
     if (message.type === 'epoch' || message.type === 'state' || message.type === 'digest' || message.type === 'pages') this.logBytesSent += bytes;
     return bytes;
   }
 
-  /** The backup is gone (timeout or closed connection): go solo if the arbiter agrees, else halt. */
-  private loseBackup(reason: string): void {
-    this.io.log(`backup lost (${reason})`);
-    this.slowMs = 0;
-    this.slowUntilMs = -Infinity;
-    this.backupCatchUpMs = 0;
-    this.io.crashPoint('primary:before-go-solo');
-    if (this.io.tryGoLive(this.generation + 1)) {
-      this.generation++;
+  /** A backup that never had the state goes (its join failed): it cannot go live, so nothing to fence. */
+  private dropFollower(follower: Follower, reason: string): void {
+    follower.copy?.tracker.stop();
+    follower.copy = undefined;
+    follower.final = undefined;
+    this.followers.delete(follower.peer);
+    this.io.disconnect(follower.peer);
+    this.io.log(`the backup did not finish joining (${reason}): ${this.members().length > 0 ? 'the others follow on' : 'running alone'}`);
+  }
+
+  /**
+   * A following backup is gone (timeout, closed connection, divergence). It may be alive behind
+   * a partition and go live once its lease has ended, lacking the epochs released from now on:
+   * so this replica takes the next generation from the arbiter, naming the backups it keeps. A
+   * backup failing over later finds that generation taken: it goes on to the next one only if it
+   * is named there (safety: only a backup holding every released epoch can win). Solo if none is
+   * left; halted if the arbiter was taken already (a backup went live).
+   */
+  private loseFollower(follower: Follower, reason: string): void {
+    follower.copy?.tracker.stop();
+    this.followers.delete(follower.peer);
+    this.io.disconnect(follower.peer);
+    const kept = [...this.followers.values()];
+    const alone = !kept.some((other) => other.member);
+    this.io.log(`backup lost (${reason})${alone ? '' : `: ${kept.filter((other) => other.member).length} follow on`}`);
+    if (alone) {
+      this.slowMs = 0;
+      this.slowUntilMs = -Infinity;
+    }
+    this.io.crashPoint(alone ? 'primary:before-go-solo' : 'primary:before-fence');
+    // Joining backups are named too: once they have the state they are members of this generation.
+    const answer = this.io.tryGoLive(this.generation + 1, kept.map((other) => other.replicaId));
+    if (!answer.won) {
+      this.role = 'halted';
+      this.pending.length = 0;
+      this.io.log('a backup went live first: stopping');
+      return;
+    }
+    this.generation++;
+    if (alone) {
       this.role = 'solo';
-      this.entrySentAtMs.clear();
-      this.entryBytesUnacknowledged.clear();
-      this.unacknowledgedLogBytes = 0;
-      this.heartbeatSentAtMs.clear();
       this.releaseAll();
       this.io.log(`running alone (generation ${this.generation})`);
     } else {
-      this.role = 'halted';
-      this.pending.length = 0;
-      this.io.log('the backup went live first: stopping');
+      this.io.log(`generation ${this.generation}: the backups that follow on are ${kept.map((other) => other.replicaId).join(', ')}`);
     }
   }
 
@@ -613,14 +764,24 @@ export class PrimaryReplica {
   }
 
   status(): ReplicaStatus {
+    const now = this.io.nowMs();
+    const members = this.role === 'protected' ? this.members() : [];
+    // Entries are sent, and acknowledged, in epoch order: each map's first is the oldest.
+    const lagMs = (follower: Follower): number => (follower.entrySentAtMs.size > 0 ? Math.round(now - follower.entrySentAtMs.values().next().value!) : 0);
+    const copy = this.joiner()?.copy;
     return {
       role: this.role === 'protected' ? 'primary' : this.role === 'solo' ? 'solo' : this.role === 'waiting' ? 'waiting' : 'halted',
       epoch: this.epoch,
-      lagEpochs: this.role === 'protected' ? this.epoch - this.ackedThrough : 0,
-      // Entries are sent, and acknowledged, in epoch order: the map's first is the oldest.
-      lagMs: this.role === 'protected' && this.entrySentAtMs.size > 0 ? Math.round(this.io.nowMs() - this.entrySentAtMs.values().next().value!) : 0,
+      lagEpochs: Math.max(0, ...members.map((member) => this.epoch - member.ackedThrough)),
+      lagMs: Math.max(0, ...members.map(lagMs)),
       slowedMs: this.role === 'protected' ? Math.round(this.slowMs) : 0,
-      joining: this.copy === undefined ? undefined : { round: this.copy.round, pagesSent: this.copy.pagesSent, bytesSent: this.copy.bytesSent, ms: Math.round(this.io.nowMs() - this.copy.startedMs) },
+      backups: [...this.followers.values()].map((follower) => ({
+        replicaId: follower.replicaId,
+        state: follower.member ? 'following' : 'joining',
+        lagEpochs: follower.member ? this.epoch - follower.ackedThrough : 0,
+        lagMs: follower.member ? lagMs(follower) : 0,
+      })),
+      joining: copy === undefined ? undefined : { round: copy.round, pagesSent: copy.pagesSent, bytesSent: copy.bytesSent, ms: Math.round(now - copy.startedMs) },
       logBytesSent: this.logBytesSent,
       logBytesReceived: 0,
       outputsWaiting: this.pending.reduce((sum, entry) => sum + entry.outputs.length, 0),

@@ -61,7 +61,20 @@ export interface ReplicationOptions {
    * so that a failover never waits longer for the backup than for the failure's detection).
    */
   readonly catchUpBoundMs?: number;
+  /**
+   * t: the backups a primary keeps at most (default 1, at most `backupsMax`). Outputs wait
+   * for every one that follows; another that says hello is refused as busy.
+   */
+  readonly backups?: number;
 }
+
+/** The most backups one primary keeps (each costs a copy of the log on the wire). */
+export const backupsMax = 8;
+/**
+ * A backup failing over skips at most this many generations its primary took while keeping it
+ * (membership changes it may not have heard of); more is an arbiter it cannot make sense of.
+ */
+export const generationsSkippedMax = 1024;
 
 /**
  * Digests come every this many instructions unless told otherwise: one costs about a
@@ -132,6 +145,8 @@ export function validateOptions(options: ReplicationOptions): void {
   if (!Number.isSafeInteger(options.digestEveryEpochs) || options.digestEveryEpochs < 0 || options.digestEveryEpochs > digestEveryEpochsMax) {
     throw new RangeError(`the digest interval ${options.digestEveryEpochs} is out of range (0, off, to ${digestEveryEpochsMax} epochs)`);
   }
+  const backups = options.backups ?? 1;
+  if (!Number.isSafeInteger(backups) || backups < 1 || backups > backupsMax) throw new RangeError(`${backups} backups is out of range (1 to ${backupsMax})`);
   const entryBytes = options.epochEntryBytesMax;
   if (entryBytes !== undefined && !(Number.isSafeInteger(entryBytes) && entryBytes >= epochEntryBytesMin && entryBytes <= epochEntryBytesMax)) {
     throw new RangeError(`the log entry budget ${entryBytes} is out of range (${epochEntryBytesMin} to ${epochEntryBytesMax} bytes)`);
@@ -149,16 +164,36 @@ export function optionsKey(options: ReplicationOptions): string {
  */
 export const primaryCrashPoints = [
   'primary:before-send-epoch', 'primary:after-send-epoch', 'primary:before-release', 'primary:after-release',
-  'primary:before-goodbye', 'primary:before-go-solo',
+  'primary:before-goodbye', 'primary:before-go-solo', 'primary:before-fence',
 ] as const;
 export const backupCrashPoints = ['backup:before-ack', 'backup:after-ack', 'backup:before-go-live', 'backup:failover-epoch'] as const;
 export type CrashPoint = (typeof primaryCrashPoints)[number] | (typeof backupCrashPoints)[number];
 
+/**
+ * A primary's handle on one of its backups' connections (the driver's numbering). A backup
+ * has one connection, to its primary, and sends without one.
+ */
+export type PeerId = number;
+
+/** What the arbiter holds for a generation: who won it, and the backups it kept following. */
+export interface ArbiterRecord {
+  readonly replica: string;
+  readonly members: readonly string[];
+}
+
+/** The arbiter's answer: this replica won the generation, or who holds it (if it can tell). */
+export type ArbiterAnswer = { readonly won: true } | { readonly won: false; readonly holder: ArbiterRecord | undefined };
+
 export interface ReplicaIo {
   /** Milliseconds on a monotonic clock (virtual in the simulator). */
   nowMs(): number;
-  /** Queues a message for the peer (dropped if there is no connection); returns its size on the wire. */
-  send(message: Message): number;
+  /**
+   * Queues a message for a peer (a primary names the backup's connection; dropped if it has
+   * closed); returns its size on the wire.
+   */
+  send(message: Message, to?: PeerId): number;
+  /** A primary drops a backup (silent, diverged, fenced out): its connection is closed. */
+  disconnect(peer: PeerId): void;
   /** Console bytes for the world. `epoch` is the epoch that produced them (for checkers). */
   consoleWrite(bytes: Uint8Array, epoch: number): void;
   /** Performs a disk request; its completion comes back through `onDiskCompletion`. */
@@ -188,8 +223,11 @@ export interface ReplicaIo {
    * protocol) until it catches up, so that a guest printing without end cannot fill memory.
    */
   readonly consoleBacklogged: boolean;
-  /** Atomic test-and-set on shared storage: may this replica be the live one for `generation`? */
-  tryGoLive(generation: number): boolean;
+  /**
+   * Atomic test-and-set on shared storage: may this replica be the live one for `generation`,
+   * with `members` (replica ids) as the backups it keeps? If not, who holds it.
+   */
+  tryGoLive(generation: number, members: readonly string[]): ArbiterAnswer;
   /** A point where the simulator may crash this replica; nothing in production. */
   crashPoint(point: CrashPoint): void;
   /** Epoch `epoch` is complete on this replica (boundary events applied): for invariant checks. */
@@ -236,6 +274,8 @@ export interface ReplicaStatus {
   readonly lagMs: number;
   /** Lag control: the pause after each epoch while the backup catches up (0: full speed). */
   readonly slowedMs?: number;
+  /** A primary's backups, one by one: following (with its lag) or joining. */
+  readonly backups?: readonly BackupView[];
   /** A primary copying its state to a joining backup while the guest runs: how far it is. */
   readonly joining?: { readonly round: number; readonly pagesSent: number; readonly bytesSent: number; readonly ms: number } | undefined;
   readonly logBytesSent: number;
@@ -247,6 +287,14 @@ export interface ReplicaStatus {
   readonly divergence: { readonly epoch: number; readonly reason: string } | undefined;
   /** State digests this replica has taken, and the time they took (its clock's milliseconds). */
   readonly digests: { readonly taken: number; readonly ms: number };
+}
+
+/** One backup of a primary, for the status view. */
+export interface BackupView {
+  readonly replicaId: string;
+  readonly state: 'following' | 'joining';
+  readonly lagEpochs: number;
+  readonly lagMs: number;
 }
 
 /** What a person reads when the guest has ended a run. */

@@ -21,7 +21,7 @@ import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
   backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, pendingEpochsMax,
-  type ReplicaIo, type ReplicationOptions,
+  type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
 /** A clock whose mtime the test sets. */
@@ -139,7 +139,8 @@ function side(now: () => number): Side {
     takeConsoleInput: () => new Uint8Array(0),
     consoleInputWaiting: false,
     consoleBacklogged: false,
-    tryGoLive: () => true,
+    tryGoLive: (): ArbiterAnswer => ({ won: true }),
+    disconnect: () => {},
     crashPoint: () => {},
     epochDone: () => {},
     log: () => {},
@@ -147,7 +148,8 @@ function side(now: () => number): Side {
   return { io, environment: new ReplicaEnvironment(new TestClock()) };
 }
 
-const identity: ReplicaIdentity = { configKey: 'test', imageDigest: 'image-a', optionsKey: 'epoch=2000' };
+const identity: ReplicaIdentity = { configKey: 'test', imageDigest: 'image-a', optionsKey: 'epoch=2000', replicaId: 'test-primary' };
+const backupIdentity: ReplicaIdentity = { ...identity, replicaId: 'test-backup' };
 const options: ReplicationOptions = { ...defaultReplicationOptions, epochInstructions: 2000 };
 
 function machineWith(environment: ReplicaEnvironment, words: readonly number[] = program()): Machine {
@@ -167,7 +169,7 @@ function pair(
   const boot = (): Machine => machineWith(p.environment, settings.program);
   const primary = new PrimaryReplica(boot(), p.environment, p.io, chosen, identity, boot, { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
   const backup = new BackupReplica(
-    () => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, identity,
+    () => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, backupIdentity,
     () => machineWith(b.environment, settings.program),
   );
   return { primary, backup, p, b, clock };
@@ -177,8 +179,8 @@ function pair(
 function pump(primary: PrimaryReplica, backup: BackupReplica, p: Side, b: Side, tamper?: (message: Message) => Message): void {
   for (let round = 0; round < 100 && (p.io.outbox.length > 0 || b.io.outbox.length > 0); round++) {
     for (const message of b.io.outbox.splice(0)) {
-      if (message.type === 'hello') primary.onHello(message.identity);
-      else primary.onMessage(message);
+      if (message.type === 'hello') primary.onHello(message.identity, 1);
+      else primary.onMessage(message, 1);
     }
     for (const message of p.io.outbox.splice(0)) backup.onMessage(tamper === undefined ? message : tamper(message), encodeMessage(message).length);
   }
@@ -220,11 +222,11 @@ test('divergence is reported, never absorbed: a tampered log stops the backup wi
 
 test('a backup with another guest image is refused with the reason, and the primary waits on', () => {
   const { primary, p } = pair();
-  assert.equal(primary.onHello({ ...identity, imageDigest: 'image-b' }), false);
+  assert.equal(primary.onHello({ ...backupIdentity, imageDigest: 'image-b' }, 1), false);
   const reject = p.io.outbox.find((message) => message.type === 'reject');
   assert.ok(reject !== undefined && reject.type === 'reject' && reject.code === 'image' && /different guest image/.test(reject.reason));
   assert.equal(primary.currentRole, 'waiting');
-  assert.equal(primary.onHello(identity), true, 'a matching backup is still welcome');
+  assert.equal(primary.onHello(backupIdentity, 1), true, 'a matching backup is still welcome');
 });
 
 test('a primary whose guest has ended refuses a backup: it would follow a machine nobody runs', () => {
@@ -236,7 +238,7 @@ test('a primary whose guest has ended refuses a backup: it would follow a machin
   let result = primary.step();
   for (let i = 0; i < 10 && result.kind !== 'finished'; i++) result = primary.step();
   assert.equal(result.kind === 'finished' ? result.end.kind : result.kind, 'guest');
-  assert.equal(primary.onHello(identity), false);
+  assert.equal(primary.onHello(backupIdentity, 1), false);
   const reject = p.io.outbox.find((message) => message.type === 'reject');
   assert.ok(reject?.type === 'reject' && reject.code === 'busy' && reject.reason === 'this primary has stopped', JSON.stringify(reject));
   assert.equal(p.io.outbox.some((message) => message.type === 'welcome' || message.type === 'state'), false, 'no state is sent');
@@ -272,7 +274,7 @@ for (const { pages, what } of [
     const ramBytes = copyTestRamBytes;
     const boot = (environment: ReplicaEnvironment): Machine => copyTestMachine(environment, scribbler);
     const primary = new PrimaryReplica(boot(p.environment), p.environment, p.io, options, identity, () => boot(p.environment), { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
-    const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, identity, () => boot(b.environment));
+    const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, backupIdentity, () => boot(b.environment));
     for (let i = 0; i < 20; i++) primary.step();
     const fullStateBytes = primary.currentMachine.save().length;
 
@@ -283,8 +285,8 @@ for (const { pages, what } of [
     const deliver = (): void => {
       for (let round = 0; round < 100 && (p.io.outbox.length > 0 || b.io.outbox.length > 0); round++) {
         for (const message of b.io.outbox.splice(0)) {
-          if (message.type === 'hello') primary.onHello(message.identity);
-          else primary.onMessage(message);
+          if (message.type === 'hello') primary.onHello(message.identity, 1);
+          else primary.onMessage(message, 1);
         }
         for (const message of p.io.outbox.splice(0)) {
           seen.push(message.type);
@@ -335,7 +337,7 @@ test('a guest that reboots during a live copy: the joining backup gets the whole
   const logs: string[] = [];
   p.io.log = (line: string): void => void logs.push(line);
   const primary = new PrimaryReplica(boot(p.environment), p.environment, p.io, options, identity, () => boot(p.environment), { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
-  const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, identity, () => boot(b.environment));
+  const backup = new BackupReplica(() => new Machine({ ramBytes, disks: [] }, b.environment), b.environment, new TestClock(), b.io, options, backupIdentity, () => boot(b.environment));
   primary.step();
   backup.sayHello();
   for (let steps = 0; primary.status().role !== 'primary'; steps++) {
@@ -357,18 +359,18 @@ test('a joining backup that goes away leaves the primary running alone, ready fo
   const boot = (): Machine => machineWith(p.environment);
   const primary = new PrimaryReplica(boot(), p.environment, p.io, options, identity, boot, { epoch: 0, generation: 1, role: 'solo', clusterId: 'test' });
   primary.step();
-  assert.equal(primary.onHello(identity), true);
-  assert.equal(primary.onHello(identity), false, 'one join at a time');
-  primary.onDisconnect('closed');
+  assert.equal(primary.onHello(backupIdentity, 1), true);
+  assert.equal(primary.onHello(backupIdentity, 1), false, 'one join at a time');
+  primary.onDisconnect('closed', 1);
   for (let i = 0; i < 3; i++) primary.step();
   assert.equal(primary.status().role, 'solo');
   p.io.outbox.length = 0;
-  assert.equal(primary.onHello(identity), true, 'the next backup is welcome');
+  assert.equal(primary.onHello(backupIdentity, 1), true, 'the next backup is welcome');
   assert.equal(p.io.outbox[0]?.type, 'welcome');
   // Silence beyond the join timeout ends the copy too.
   clock.now += options.joinTimeoutMs + 1;
   primary.step();
-  assert.equal(primary.onHello(identity), true, 'the copy was given up: another may join');
+  assert.equal(primary.onHello(backupIdentity, 1), true, 'the copy was given up: another may join');
 });
 
 test('lag control: a backup that falls behind slows the guest, gradually, until it has caught up', () => {
@@ -380,7 +382,7 @@ test('lag control: a backup that falls behind slows the guest, gradually, until 
   const logs: string[] = [];
   p.io.log = (line: string): void => void logs.push(line);
   const primary = new PrimaryReplica(machineWith(p.environment), p.environment, p.io, chosen, identity, () => machineWith(p.environment), { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
-  const backup = new BackupReplica(() => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, identity, () => machineWith(b.environment));
+  const backup = new BackupReplica(() => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, backupIdentity, () => machineWith(b.environment));
   backup.sayHello();
   pump(primary, backup, p, b);
   // The backup keeps up at first: its replay rate is learnt.
@@ -488,7 +490,7 @@ test('a backup that falls behind defers its acknowledgements (still answering he
   while (primary.step().kind === 'progress') {
     steps++;
     for (const message of p.io.outbox.splice(0)) backup.onMessage(message, encodeMessage(message).length);
-    for (const message of b.io.outbox.splice(0)) primary.onMessage(message);
+    for (const message of b.io.outbox.splice(0)) primary.onMessage(message, 1);
     clock.now += 0.001;
     assert.ok(steps <= backupQueueEpochsMax + pendingEpochsMax, 'the primary never stops');
   }
@@ -567,7 +569,7 @@ for (const { what, corrupt, report } of corruptions) {
 
 test('a primary that sends a second welcome or state after the join loses its backup (a welcome sets the arbiter generation)', () => {
   for (const late of [
-    { type: 'welcome', clusterId: 'other', generation: 40, epoch: 0 },
+    { type: 'welcome', clusterId: 'other', primaryId: 'other', generation: 40, epoch: 0 },
     { type: 'state', epoch: 0, index: 0, total: 1, bytes: new Uint8Array(8) },
   ] as const) {
     const { primary, backup, p, b } = pair();
@@ -580,4 +582,97 @@ test('a primary that sends a second welcome or state after the join loses its ba
     assert.match(result.kind === 'finished' ? result.reason : '', late.type === 'welcome' ? /the primary sent a second welcome/ : /state chunk 0 of 1 after the join/);
     assert.ok(b.io.outbox.some((message) => message.type === 'divergence'), 'the primary is told');
   }
+});
+
+test('t backups: a backup failing over skips the generations its primary took naming it, and stops where it is not named or another replica holds one', () => {
+  const named = (members: string[]): ArbiterRecord => ({ replica: 'test-primary', members });
+  const cases: { records: Record<number, ArbiterRecord>; outcome: string }[] = [
+    { records: {}, outcome: 'promoted in generation 2' },
+    { records: { 2: named(['test-backup', 'other']), 3: named(['test-backup']) }, outcome: 'promoted in generation 4' },
+    { records: { 2: named(['test-backup']), 3: named(['other']) }, outcome: 'not-live: the primary dropped this backup in generation 3' },
+    { records: { 2: { replica: 'someone-else', members: ['test-backup'] } }, outcome: 'not-live: generation 2 is held by someone-else, which is live' },
+  ];
+  for (const { records, outcome } of cases) {
+    const { primary, backup, p, b, clock } = pair();
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    for (let i = 0; i < 3; i++) primary.step();
+    pump(primary, backup, p, b);
+    const tried: number[] = [];
+    b.io.tryGoLive = (generation: number): ArbiterAnswer => {
+      tried.push(generation);
+      const holder = records[generation];
+      return holder === undefined ? { won: true } : { won: false, holder };
+    };
+    backup.onDisconnect('closed');
+    let result = backup.step();
+    for (let i = 0; i < 20 && result.kind !== 'finished' && backup.promoted === undefined; i++) {
+      clock.now += 100; // past the lease
+      result = backup.step();
+    }
+    const seen = backup.promoted !== undefined ? `promoted in generation ${backup.status().generation}` : result.kind === 'finished' ? `${result.end.kind}: ${result.reason.replace(/^.*go live: /, '')}` : 'still running';
+    assert.equal(seen, outcome, `records ${JSON.stringify(records)}; tried ${tried.join(', ')}`);
+  }
+});
+
+test('t backups: outputs wait for every backup that follows; a backup lost is dropped through the arbiter, naming the ones kept', () => {
+  const clock = { now: 0 };
+  const p = side(() => clock.now);
+  const backups = [side(() => clock.now), side(() => clock.now)];
+  const chosen: ReplicationOptions = { ...options, backups: 2, liveCopy: false };
+  const boot = (): Machine => machineWith(p.environment);
+  const primary = new PrimaryReplica(boot(), p.environment, p.io, chosen, identity, boot, { epoch: 0, generation: 1, role: 'waiting', clusterId: 'test' });
+  // Each side's messages by connection: the primary sends to peer 1 or 2.
+  const inboxes = new Map<number, Message[]>([[1, []], [2, []]]);
+  p.io.send = (message: Message, to?: number): number => {
+    inboxes.get(to!)!.push(message);
+    return encodeMessage(message).length;
+  };
+  const claims: { generation: number; members: readonly string[] }[] = [];
+  p.io.tryGoLive = (generation: number, members: readonly string[]): ArbiterAnswer => {
+    claims.push({ generation, members });
+    return { won: true };
+  };
+  const replicas = backups.map((b, index) =>
+    new BackupReplica(() => new Machine({ ramBytes: 1 << 20, disks: [] }, b.environment), b.environment, new TestClock(), b.io, chosen, { ...identity, replicaId: `backup-${index + 1}` }, () => machineWith(b.environment)),
+  );
+  const deliver = (): void => {
+    for (let round = 0; round < 100; round++) {
+      let moved = false;
+      replicas.forEach((backup, index) => {
+        for (const message of backups[index]!.io.outbox.splice(0)) {
+          moved = true;
+          if (message.type === 'hello') primary.onHello(message.identity, index + 1);
+          else primary.onMessage(message, index + 1);
+        }
+        for (const message of inboxes.get(index + 1)!.splice(0)) {
+          moved = true;
+          backup.onMessage(message, encodeMessage(message).length);
+        }
+      });
+      if (!moved) return;
+    }
+  };
+  replicas[0]!.sayHello();
+  deliver();
+  replicas[1]!.sayHello();
+  deliver();
+  assert.deepEqual(primary.status().backups?.map((backup) => [backup.replicaId, backup.state]), [['backup-1', 'following'], ['backup-2', 'following']]);
+  // Acknowledgements from the first backup alone release nothing.
+  for (let i = 0; i < 5; i++) primary.step();
+  for (const message of inboxes.get(1)!.splice(0)) replicas[0]!.onMessage(message, encodeMessage(message).length);
+  for (const message of backups[0]!.io.outbox.splice(0)) primary.onMessage(message, 1);
+  primary.step();
+  assert.deepEqual(p.io.console, [], 'one backup of two has acknowledged: nothing is released');
+  deliver();
+  primary.step();
+  assert.ok(p.io.console.length > 0, 'released once both have acknowledged');
+  // The second goes away: the primary takes generation 2 naming the first, and stays protected.
+  primary.onDisconnect('closed', 2);
+  assert.deepEqual(claims, [{ generation: 2, members: ['backup-1'] }]);
+  assert.equal(primary.status().role, 'primary');
+  assert.equal(primary.status().generation, 2);
+  primary.onDisconnect('closed', 1);
+  assert.deepEqual(claims[1], { generation: 3, members: [] });
+  assert.equal(primary.status().role, 'solo');
 });

@@ -106,6 +106,12 @@ export interface RangeSummary {
   readonly failoverMsTotal: number;
   /** Epochs the primaries ended early because their log entry was full. */
   readonly epochsEndedEarly: number;
+  /** Promotions in all runs (a run with repeated failures has several). */
+  readonly promotions: number;
+  /** Seeds with more than one backup. */
+  readonly withBackups: number;
+  /** Seeds whose crashes left no replica holding the guest. */
+  readonly guestsLost: number;
 }
 
 export function runRange(range: SeedRange): RangeSummary {
@@ -113,6 +119,9 @@ export function runRange(range: SeedRange): RangeSummary {
   const failures: string[] = [];
   const outcomes: Record<string, number> = {};
   let failovers = 0;
+  let promotions = 0;
+  let withBackups = 0;
+  let guestsLost = 0;
   let failoverMsTotal = 0;
   let epochsEndedEarly = 0;
   for (let seed = range.first; seed < range.first + range.count; seed++) {
@@ -120,15 +129,24 @@ export function runRange(range: SeedRange): RangeSummary {
     epochsEndedEarly += result.epochsEndedEarly;
     if (result.failures.length > 0) failures.push(describeFailure(result));
     const plan = result.plan;
-    const kind = plan.crash !== undefined ? `crash ${plan.crash.replica}` : plan.partitionAtMs !== undefined ? 'partition' : plan.resetAtMs !== undefined ? 'reset' : 'none';
-    const key = `${kind}: primary ${result.outcome.primary}; backup ${result.outcome.backup}`;
+    const kind =
+      plan.crash !== undefined ? `crash ${plan.crash.replica}`
+      : plan.crashes !== undefined ? `${plan.crashes.length} crashes`
+      : plan.partitionAtMs !== undefined || plan.isolate !== undefined ? 'partition'
+      : plan.resetAtMs !== undefined ? 'reset'
+      : 'none';
+    const ends = Object.entries(result.outcome).map(([name, outcome]) => `${name} ${outcome}`).join('; ');
+    const key = `t=${plan.backups ?? 1}, ${kind}: ${result.guestLost ? 'guest lost to crashes' : ends}`;
     outcomes[key] = (outcomes[key] ?? 0) + 1;
+    promotions += result.failovers;
+    if ((plan.backups ?? 1) > 1) withBackups++;
+    if (result.guestLost) guestsLost++;
     if (result.failoverMs !== undefined) {
       failovers++;
       failoverMsTotal += result.failoverMs;
     }
   }
-  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly };
+  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, promotions, withBackups, guestsLost };
 }
 
 /** Runs seeds [first, first + count) of the workload in `kernelBytes` on `threads` worker threads and merges their summaries. */
@@ -158,5 +176,8 @@ export async function runSeedsInParallel(kernelBytes: Uint8Array, first: number,
     failovers: summaries.reduce((sum, s) => sum + s.failovers, 0),
     failoverMsTotal: summaries.reduce((sum, s) => sum + s.failoverMsTotal, 0),
     epochsEndedEarly: summaries.reduce((sum, s) => sum + s.epochsEndedEarly, 0),
+    promotions: summaries.reduce((sum, s) => sum + s.promotions, 0),
+    withBackups: summaries.reduce((sum, s) => sum + s.withBackups, 0),
+    guestsLost: summaries.reduce((sum, s) => sum + s.guestsLost, 0),
   };
 }

@@ -1,4 +1,4 @@
-/** `understudy pair`: a primary and a backup as two processes on this host. */
+/** `understudy pair`: a primary and its backups (`--backups N`, default 1) as processes on this host. */
 import { runPair } from '../../host/pair.js';
 import { childArguments, machineOptionSpec, machineSettings, parseOptions, parsePositive, replicationOptionSpec, replicationSettings } from '../options.js';
 
@@ -21,6 +21,7 @@ export async function pairCommand(argv: string[]): Promise<number> {
     channel: replication.channel,
     arbiter: replication.arbiter,
     statusPort: replication.statusPort,
+    backups: replication.options.backups ?? 1,
     verbose: replication.verbose,
     onUnprotected: replication.onUnprotected,
     killPrimaryAfterMs: values['kill-primary-after'] === undefined ? undefined : parsePositive(values['kill-primary-after'], '--kill-primary-after'),

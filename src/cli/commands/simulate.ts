@@ -41,6 +41,9 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   for (const failure of summary.failures) process.stdout.write(`${failure}\n\n`);
   for (const [outcome, seeds] of Object.entries(summary.outcomes).sort((a, b) => b[1] - a[1])) process.stdout.write(`${String(seeds).padStart(6)}  ${outcome}\n`);
   const seconds = (performance.now() - started) / 1000;
-  process.stdout.write(`${summary.seeds} seeds, ${summary.failures.length} failed, ${summary.failovers} failovers (mean ${(summary.failoverMsTotal / Math.max(1, summary.failovers)).toFixed(1)} ms virtual), ${seconds.toFixed(1)} s\n`);
+  process.stdout.write(
+    `${summary.seeds} seeds, ${summary.failures.length} failed, ${summary.failovers} failovers (mean ${(summary.failoverMsTotal / Math.max(1, summary.failovers)).toFixed(1)} ms virtual), ` +
+        `${summary.promotions} promotions; ${summary.withBackups} seeds with 2-3 backups; ${summary.guestsLost} guests lost to more crashes than backups; ${seconds.toFixed(1)} s\n`,
+    );
   return summary.failures.length === 0 ? 0 : 1;
 }

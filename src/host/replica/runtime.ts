@@ -13,7 +13,7 @@ import type { ReplicaEnvironment } from '../../replication/environment.js';
 import { encodeMessage, type Message, type ReplicaIdentity } from '../../replication/messages.js';
 import { PrimaryReplica, type Reboot } from '../../replication/primary.js';
 import { BackupReplica, type FailoverReport } from '../../replication/backup.js';
-import type { GuestEnd, ReplicaEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
+import type { ArbiterAnswer, GuestEnd, PeerId, ReplicaEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
 import type { ConsolePort } from '../console.js';
 import { consoleBacklogMaxBytes } from '../runner.js';
 import type { DiskImage } from '../disk-image.js';
@@ -107,7 +107,12 @@ type Core = { readonly role: 'primary'; readonly replica: PrimaryReplica } | { r
 class ReplicaRuntime implements ReplicaIo {
   private core: Core | undefined;
   private listener: ReplicaListener | undefined;
+  /** A backup's connection to its primary. */
   private link: PeerLink | undefined;
+  /** A primary's connections to its backups, by the handle the core knows them by. */
+  private readonly peers = new Map<PeerId, PeerLink>();
+  private readonly peerIds = new Map<PeerLink, PeerId>();
+  private nextPeer = 1;
   private statusServer: { close(): void } | undefined;
   private wakeUp: (() => void) | undefined;
   private readonly completions: MachineEvent[] = [];
@@ -128,7 +133,7 @@ class ReplicaRuntime implements ReplicaIo {
       const machine = o.createMachine();
       o.boot(machine);
       // A new cluster's first generation: only an arbiter that cannot be reached says no.
-      if (!o.arbiter.tryGoLive(o.clusterId, 1, 'primary')) throw new ReplicaStartError(`the arbiter did not let this primary start (cluster ${o.clusterId}): is it reachable?`);
+      if (!o.arbiter.tryGoLive(o.clusterId, 1, o.identity.replicaId, []).won) throw new ReplicaStartError(`the arbiter did not let this primary start (cluster ${o.clusterId}): is it reachable?`);
       const primary = new PrimaryReplica(machine, o.environment, this, o.options, o.identity, reboot, {
         epoch: 0,
         generation: 1,
@@ -185,11 +190,11 @@ class ReplicaRuntime implements ReplicaIo {
           : { status: ExitStatus.ok, reason: 'quit (Ctrl-A x): this replica stops', guest: undefined };
       }
       for (const event of this.completions.splice(0)) core.replica.onDiskCompletion(event);
-      // What one step sends leaves in one write.
-      const link = this.link;
-      link?.cork();
+      // What one step sends leaves in one write (on each connection).
+      const links = this.link === undefined ? [...this.peers.values()] : [this.link, ...this.peers.values()];
+      for (const link of links) link.cork();
       const result: StepResult = core.replica.step();
-      link?.uncork();
+      for (const link of links) link.uncork();
       this.noticeRole(core);
       if (result.kind === 'finished') return { status: replicaExitStatus(result.end), reason: result.reason, guest: result.end.kind === 'guest' ? result.end.guest : undefined, end: result.end };
       if (result.kind === 'progress') {
@@ -270,27 +275,37 @@ class ReplicaRuntime implements ReplicaIo {
   private async listen(primary: PrimaryReplica, endpoint: Endpoint): Promise<void> {
     const { listener, port } = await ReplicaListener.listen(endpoint, {
       hello: (link, identity) => {
-        this.link = link;
-        if (primary.onHello(identity)) {
+        const peer = this.nextPeer++;
+        this.peers.set(peer, link);
+        this.peerIds.set(link, peer);
+        if (primary.onHello(identity, peer)) {
           this.wake();
           return true;
         }
-        this.link = undefined;
+        this.forget(link);
         return false;
       },
-      message: (message) => {
-        primary.onMessage(message);
+      message: (link, message) => {
+        const peer = this.peerIds.get(link);
+        if (peer !== undefined) primary.onMessage(message, peer);
         this.wake();
       },
-      closed: (reason) => {
-        this.link = undefined;
-        primary.onDisconnect(reason);
+      closed: (link, reason) => {
+        const peer = this.peerIds.get(link);
+        this.forget(link);
+        if (peer !== undefined) primary.onDisconnect(reason, peer);
         this.wake();
       },
       log: (line) => this.log(line),
     }, this.options.security);
     this.listener = listener;
     this.options.events?.listening?.(port);
+  }
+
+  private forget(link: PeerLink): void {
+    const peer = this.peerIds.get(link);
+    this.peerIds.delete(link);
+    if (peer !== undefined) this.peers.delete(peer);
   }
 
   private async connect(backup: BackupReplica): Promise<void> {
@@ -317,9 +332,18 @@ class ReplicaRuntime implements ReplicaIo {
     return performance.now();
   }
 
-  send(message: Message): number {
+  send(message: Message, to?: PeerId): number {
     // Without a connection the message is dropped; its size still counts (as the core expects).
-    return this.link?.send(message) ?? encodeMessage(message).length;
+    const link = to === undefined ? this.link : this.peers.get(to);
+    return link?.send(message) ?? encodeMessage(message).length;
+  }
+
+  disconnect(peer: PeerId): void {
+    const link = this.peers.get(peer);
+    if (link === undefined) return;
+    this.forget(link);
+    if (this.listener !== undefined) this.listener.drop(link);
+    else link.close();
   }
 
   consoleWrite(bytes: Uint8Array): void {
@@ -368,10 +392,10 @@ class ReplicaRuntime implements ReplicaIo {
     return this.options.console.hasInput;
   }
 
-  tryGoLive(generation: number): boolean {
+  tryGoLive(generation: number, members: readonly string[]): ArbiterAnswer {
     const core = this.core;
     const clusterId = core?.role === 'backup' ? core.replica.clusterId : this.options.clusterId;
-    return this.options.arbiter.tryGoLive(clusterId, generation, this.options.role);
+    return this.options.arbiter.tryGoLive(clusterId, generation, this.options.identity.replicaId, members);
   }
 
   crashPoint(): void {}
@@ -406,6 +430,7 @@ class ReplicaRuntime implements ReplicaIo {
   /** The replica is done: late socket events must change nothing any more. */
   close(): void {
     this.link?.close();
+    for (const link of this.peers.values()) link.close();
     this.listener?.close();
     this.statusServer?.close();
   }

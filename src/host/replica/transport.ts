@@ -143,21 +143,21 @@ class SocketLink implements PeerLink {
 /** What a listening replica (a primary) does with the backups that connect. */
 export interface ListenerHandlers {
   /**
-   * A connection said hello. Return true to take it as the peer; false if it was refused (the
+   * A connection said hello. Return true to take it as a peer; false if it was refused (the
    * handler may have sent a reject frame on `link` first; the connection is then ended).
    */
   hello(link: PeerLink, identity: ReplicaIdentity): boolean;
-  /** A message from the joined peer. */
-  message(message: Message): void;
-  /** The joined peer's connection closed or failed, or it sent something unreadable. */
-  closed(reason: string): void;
+  /** A message from a joined peer. */
+  message(link: PeerLink, message: Message): void;
+  /** A joined peer's connection closed or failed, or it sent something unreadable. */
+  closed(link: PeerLink, reason: string): void;
   log(line: string): void;
 }
 
-/** A primary's listening socket and its joined peer, if any. */
+/** A primary's listening socket and its joined peers (its backups: the core decides how many). */
 export class ReplicaListener {
   private server: net.Server | undefined;
-  private peer: net.Socket | undefined;
+  private readonly peers = new Map<net.Socket, PeerLink>();
   private closed = false;
   /** Connections that have not said hello yet, oldest first, with what closes each. */
   private readonly unjoined = new Map<net.Socket, () => void>();
@@ -276,13 +276,10 @@ export class ReplicaListener {
             socket.end(encodeMessage({ type: 'reject', code: 'busy', reason: 'this primary has stopped' }));
             return;
           }
-          if (this.peer !== undefined) {
-            socket.end(encodeMessage({ type: 'reject', code: 'busy', reason: 'this primary already has a backup' }));
-            return;
-          }
-          this.peer = socket;
-          if (!this.handlers.hello(new SocketLink(socket), message.identity)) {
-            this.peer = undefined;
+          const link = new SocketLink(socket);
+          this.peers.set(socket, link);
+          if (!this.handlers.hello(link, message.identity)) {
+            this.peers.delete(socket);
             socket.end();
             return;
           }
@@ -290,15 +287,17 @@ export class ReplicaListener {
           settle();
           continue;
         }
-        this.handlers.message(message);
+        const link = this.peers.get(socket);
+        if (link !== undefined) this.handlers.message(link, message);
       }
     });
     const closed = (reason: string): void => {
       clearTimeout(helloTimer);
       settle();
-      if (this.peer === socket) {
-        this.peer = undefined;
-        this.handlers.closed(reason);
+      const link = this.peers.get(socket);
+      if (link !== undefined) {
+        this.peers.delete(socket);
+        this.handlers.closed(link, reason);
       } else if (this.tlsContext !== undefined && !verifiedTls && !refused) {
         // A client that finds our certificate foreign just hangs up, mid-handshake.
         refused = true;
@@ -318,24 +317,31 @@ export class ReplicaListener {
   private refuse(socket: net.Socket, error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
     this.handlers.log(`refused a connection from ${socket.remoteAddress ?? '?'}: ${reason}`);
-    if (this.peer === socket) {
-      this.peer = undefined;
-      this.handlers.closed(reason);
+    const link = this.peers.get(socket);
+    if (link !== undefined) {
+      this.peers.delete(socket);
+      this.handlers.closed(link, reason);
     }
     const code = error instanceof ProtocolError && (error.code === 'version' || error.code === 'unauthorized') ? error.code : 'malformed';
     socket.end(encodeMessage({ type: 'reject', code, reason }));
     setTimeout(() => socket.destroy(), refusalLingerMs).unref();
   }
 
+  /** Closes a joined peer's connection (the primary dropped that backup); no handler is called for it. */
+  drop(link: PeerLink): void {
+    for (const [socket, joined] of this.peers) if (joined === link) this.peers.delete(socket);
+    link.close();
+  }
+
   /**
-   * Stops listening, and closes the backup's connection and every connection still on its way
+   * Stops listening, and closes the backups' connections and every connection still on its way
    * to a hello (one in its TLS handshake too): nothing that arrives later is handed on.
    */
   close(): void {
     this.closed = true;
     for (const close of [...this.unjoined.values()]) close();
-    if (this.peer !== undefined) new SocketLink(this.peer).close();
-    this.peer = undefined;
+    for (const link of this.peers.values()) link.close();
+    this.peers.clear();
     this.server?.close();
   }
 }

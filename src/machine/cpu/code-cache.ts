@@ -56,6 +56,8 @@ function dropCodeCache(hart: Hart): void {
   hart.fetchTag.fill(-1);
   hart.fetchCode.fill(undefined);
   hart.attention = true;
+  // The tier's head marks were in the dropped pages.
+  if (hart.tier !== undefined) hart.tier.flush();
 }
 
 /**
@@ -64,6 +66,7 @@ function dropCodeCache(hart: Hart): void {
  * instruction starting there overlaps the write).
  */
 export function invalidateCode(hart: Hart, page: number, offset: number, length: number): void {
+  if (hart.tier !== undefined) hart.tier.codeWritten(page, offset, length);
   const code = hart.codePages[page];
   if (code === undefined) return;
   const first = Math.max(0, (offset & ~1) - 2);

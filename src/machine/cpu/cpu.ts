@@ -38,6 +38,7 @@ import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSuperv
 import { executeRare } from './rare-instructions.js';
 import { executeFloat } from './fp-instructions.js';
 import { FpuState } from './fpu/index.js';
+import type { ExecutionTier } from './execution-tier.js';
 
 // The CPU's public names, importable from here as before the split.
 export { TrapSignal } from './trap-signal.js';
@@ -165,8 +166,13 @@ export class Hart {
    * page) may be stale, or the board halted the hart.
    */
   attention = false;
-  /** Instructions retired so far in the current `run` call, published before slow-path calls. */
-  private runRetired = 0;
+  /**
+   * Instructions retired so far in the current `run` call, published before slow-path calls
+   * (by the translation tier too, which adds what its code has retired).
+   */
+  runRetired = 0;
+  /** The translation tier, if this hart uses one (execution-tier.ts); the interpreter alone if not. */
+  tier: ExecutionTier | undefined;
   readonly trapLoopWatch: TrapLoopWatch;
 
   constructor(readonly ports: HartPorts) {
@@ -347,9 +353,26 @@ export class Hart {
           // (the C_ twins below) or, on the rare path, bits 24-31 of w hold their length.
           const slot = pc & 0xffe;
           let w = code[slot]!;
-          if (w === 0) {
-            this.runRetired = n;
-            w = fetchInstruction(this, code, pc, fetchBase) | 0;
+          // One test for both rare cases: an empty slot (0), and the head of a block the
+          // translation tier watches (bit 31 set, see execution-tier.ts); the interpreter pays
+          // nothing else for the tier.
+          if (w <= 0) {
+            if (w === 0) {
+              this.runRetired = n;
+              w = fetchInstruction(this, code, pc, fetchBase) | 0;
+            }
+            if (w < 0) {
+              this.runRetired = n;
+              this.pc = pc;
+              const ran = this.tier!.run(this, budget - n) | 0;
+              if (ran !== 0) {
+                n += ran;
+                pc = this.pc | 0;
+                if (this.attention) continue outer;
+                continue;
+              }
+              w &= 0x7fff_ffff;
+            }
           }
           const imm = code[slot + 1]!;
           const rd = (w >> 8) & 63;

@@ -54,6 +54,16 @@ export interface ExecutionTier {
    */
   run(hart: Hart, budget: number): number;
 
+  /**
+   * The interpreter has just decoded the instruction at virtual `pc` into `slot` of `code`, the
+   * decoded page of RAM page `page`: the tier may mark it, or the heads it leads to, by setting
+   * bit 31 of a slot's word 0, which makes the interpreter call {@link run} there.
+   */
+  decoded(page: number, code: Int32Array, slot: number, pc: number): void;
+
+  /** Whether RAM page `page` has translations: then it must stay out of the store TLB. */
+  translates(page: number): boolean;
+
   /** RAM bytes [offset, offset + length) of RAM page `page` were written: drop what read them. */
   codeWritten(page: number, offset: number, length: number): void;
 

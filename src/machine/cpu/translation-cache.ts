@@ -92,6 +92,10 @@ export class TranslationCache implements ExecutionTier {
   private blockCount = 0;
   private sourceCharacters = 0;
   private environment: BlockEnvironment;
+  /** The trap the last `run` took after retiring instructions (for lockstep verification). */
+  lastTrap: { readonly pc: number; readonly cause: number; readonly tval: number } | undefined;
+  /** Whether one `run` goes on from block to block (lockstep verification turns it off, to compare after each). */
+  chains = true;
   /** Blocks compiled since the tier was created (for tests and benchmarks). */
   compiledBlocks = 0;
 
@@ -111,6 +115,7 @@ export class TranslationCache implements ExecutionTier {
     const fetchContext = fetchTlbContext(hart.priv);
     const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
     const fetchTag = hart.fetchTag;
+    this.lastTrap = undefined;
     let ran = 0;
     for (;;) {
       const pc = hart.pc;
@@ -134,10 +139,11 @@ export class TranslationCache implements ExecutionTier {
         // had not been called (its pc and count are the instruction's). Later ones here.
         if (error !== trapSignal || hart.runRetired === base) throw error;
         ran = hart.runRetired - base;
+        this.lastTrap = { pc: hart.pc, cause: trapSignal.cause, tval: trapSignal.tval };
         hart.pc = takeException(hart, trapSignal.cause, trapSignal.tval, hart.pc);
         return ran;
       }
-      if (hart.attention) break;
+      if (hart.attention || !this.chains) break;
     }
     return ran;
   }

@@ -45,6 +45,9 @@ import { Lockstep, RecordingEnvironment } from './lockstep.js';
 export type CpuMode = 'interp' | 'jit' | 'lockstep';
 export const cpuModes: readonly CpuMode[] = ['interp', 'jit', 'lockstep'];
 
+/** Entries of a block head before the tier compiles it, in lockstep mode. */
+const lockstepHotEntries = 2;
+
 export interface MachineOptions {
   /** Default 'interp'. Nothing of it is machine state: snapshots and digests do not depend on it. */
   readonly cpu?: CpuMode;
@@ -100,7 +103,8 @@ export class Machine {
     });
     if (cpu === 'jit') this.hart.tier = new TranslationCache(this.hart);
     if (recording !== undefined) {
-      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart), (reference) => new Machine(config, reference));
+      // Checked code is compiled at its second entry, so that nearly everything runs translated.
+      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart, lockstepHotEntries), (reference) => new Machine(config, reference));
       this.hart.tier = this.lockstep;
     }
     const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };
@@ -345,6 +349,11 @@ export class Machine {
   /** The hart waits in WFI and nothing pending would wake it: only an event can. */
   get isIdle(): boolean {
     return this.hart.waiting && (this.hart.mip & this.hart.mie) === 0;
+  }
+
+  /** In lockstep mode: how many exits from translated code were compared so far (else 0). */
+  get lockstepComparisons(): number {
+    return this.lockstep?.blockExits ?? 0;
   }
 
   get retiredInstructions(): number {

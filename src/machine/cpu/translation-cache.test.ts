@@ -121,10 +121,11 @@ test('self-modifying code: a store to a translated page drops its translations, 
     asm.addi(10, 0, 100),
     asm.addi(5, 5, 1), // loop (word 7): rewritten when x6 reaches 100
     asm.addi(6, 6, -1),
+    asm.addi(12, 12, 1),
     asm.bne(6, 10, 12), // to next
     asm.sw(8, 7, 0),
     asm.addi(11, 11, 1),
-    asm.bne(6, 0, -20), // next: back to loop
+    asm.bne(6, 0, -24), // next: back to loop
     asm.jal(0, 0),
   ];
   const { tier, hart } = runBoth(program, slices);

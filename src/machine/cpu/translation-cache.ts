@@ -38,7 +38,7 @@ import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeSlow, tl
 import { sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
-import { compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
+import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
 
 /** Entries of a block head by the interpreter before its block is compiled. */
@@ -99,7 +99,8 @@ export class TranslationCache implements ExecutionTier {
   /** Blocks compiled since the tier was created (for tests and benchmarks). */
   compiledBlocks = 0;
 
-  constructor(private readonly hart: Hart) {
+  /** `hotEntries`: entries of a head before its block is compiled (lockstep verification compiles nearly everything). */
+  constructor(private readonly hart: Hart, private readonly hotEntries = hotEntriesMin) {
     this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
     this.translatedPages = new Uint8Array(hart.ports.ram.pages);
     this.environment = this.makeEnvironment();
@@ -202,10 +203,10 @@ export class TranslationCache implements ExecutionTier {
     const info = this.pageInfo(page);
     if (info.abandoned) return undefined;
     const slot = offset >>> 1;
-    if (++info.entries[slot]! < hotEntriesMin) return undefined;
+    if (++info.entries[slot]! < this.hotEntries) return undefined;
     info.entries[slot] = 0;
     const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
-    if (plan.instructions.length === 0) {
+    if (plan.instructions.length < blockInstructionsMin && !plan.loops) {
       // Nothing to translate here (a system instruction, say): stop watching this head.
       info.heads[slot] = 0;
       const code = this.hart.codePages[page];

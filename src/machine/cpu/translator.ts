@@ -28,6 +28,12 @@ import { decode, Op, type Decoded } from './decode.js';
 
 /** Most instructions in one block: keeps a function's bytecode far below V8's 60 KB limit for optimization. */
 export const blockInstructionsMax = 48;
+/**
+ * Fewest instructions in a block that does not loop: entering the tier costs about as much as
+ * interpreting a few instructions, so shorter ones (between FP or system instructions, say)
+ * stay on the interpreter.
+ */
+export const blockInstructionsMin = 4;
 
 /**
  * A compiled block. `base` is `Hart.runRetired` at entry, `budget` (≥ the block's length) the
@@ -70,6 +76,8 @@ export interface BlockPlan {
   readonly instructions: readonly Instruction[];
   /** The instruction that ends it (a branch or jump, the last of `instructions`), if any. */
   readonly endsWithJump: boolean;
+  /** Its last instruction may jump back to its first (the function loops inside). */
+  readonly loops: boolean;
 }
 
 const branchOps = new Set<number>([Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU]);
@@ -120,7 +128,9 @@ export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number,
     offset += d.length;
     pc = (pc + d.length) | 0;
   }
-  return { instructions, endsWithJump };
+  const last = instructions[instructions.length - 1];
+  const loops = endsWithJump && last !== undefined && jumpTarget(last) === instructions[0]!.pc;
+  return { instructions, endsWithJump, loops };
 }
 
 /** The JavaScript source of a block's function body (see {@link compileBlock}). */
@@ -141,7 +151,7 @@ export function blockSource(plan: BlockPlan): string {
   }
   const r = (index: number): string => (index === 0 ? '0' : `r${index}`);
   const lines: string[] = [];
-  const loops = plan.endsWithJump && jumpTarget(last) === head;
+  const loops = plan.loops;
   lines.push(...[...used].sort((a, b) => a - b).map((index) => `let r${index} = x[${index}];`));
   lines.push('let k = 0;');
   lines.push('try {');

@@ -7,7 +7,8 @@
  * - traps.ts: exceptions and interrupts, trap entry, MRET/SRET, the trap-loop watch;
  * - mmu.ts: Sv32 translation, the software TLBs, the slow load and store paths; pmp.ts: PMP;
  * - code-cache.ts: decoded instructions per RAM page, kept in step with every RAM write;
- * - execution-tier.ts: where a faster tier (guest code compiled to JS) plugs in, and its contract;
+ * - execution-tier.ts: where a faster tier plugs in, and its contract; translation-cache.ts and
+ *   translator.ts: the translation tier (hot guest code compiled to JavaScript functions);
  * - decode.ts, csr.ts: instruction decoding, CSR numbers and bits.
  *
  * This interpreter is the reference implementation. `run(budget)` executes decoded
@@ -268,7 +269,7 @@ export class Hart {
   // this loop moves with edits that look neutral: the order of the locals below, an imported
   // constant, a call result assigned to `pc` without `| 0` (which made V8 carry pc tagged,
   // checked at every instruction) have each cost 3-10%. Run `npm run bench` before and after
-  // any change here. A translation tier would plug in at taken branches: execution-tier.ts.
+  // any change here. The translation tier plugs in at marked block heads: execution-tier.ts.
 
   /**
    * Executes until `budget` instructions have retired, the hart waits in WFI with nothing

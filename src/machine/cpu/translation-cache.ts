@@ -56,13 +56,31 @@ const headMark = 0x8000_0000 | 0;
 /** Slots per decoded page (one per halfword). */
 const slotsPerPage = 2048;
 
-interface Block {
-  readonly run: BlockFunction;
-  /** Instructions in one pass. */
-  readonly length: number;
-  /** The virtual page (pc >>> 12) it was translated for: its pc constants. */
-  readonly virtualPage: number;
-  readonly sourceCharacters: number;
+class Block {
+  /** False once dropped: links to it are then not followed. */
+  valid = true;
+  // The last two blocks of the same virtual page that this one went on to, and their pcs.
+  linkPc0 = -1;
+  link0: Block | undefined = undefined;
+  linkPc1 = -1;
+  link1: Block | undefined = undefined;
+
+  constructor(
+    readonly run: BlockFunction,
+    /** Instructions in one pass. */
+    readonly length: number,
+    /** The virtual page (pc >>> 12) it was translated for: its pc constants. */
+    readonly virtualPage: number,
+    readonly sourceCharacters: number,
+  ) {}
+
+  /** Remembers `next` as where pc `pc` leads, in place of the older of the two links. */
+  link(pc: number, next: Block): void {
+    this.linkPc1 = this.linkPc0;
+    this.link1 = this.link0;
+    this.linkPc0 = pc;
+    this.link0 = next;
+  }
 }
 
 /** What the tier knows of one RAM page of code. */
@@ -113,40 +131,61 @@ export class TranslationCache implements ExecutionTier {
       this.environment = this.makeEnvironment();
     }
     const base = hart.runRetired;
-    const fetchContext = fetchTlbContext(hart.priv);
-    const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
-    const fetchTag = hart.fetchTag;
     this.lastTrap = undefined;
     let ran = 0;
-    for (;;) {
-      const pc = hart.pc;
-      const vpn = pc >>> 12;
-      const e = vpn & tlbMask;
-      if (fetchTag[e] !== (vpn | fetchContext)) break;
-      const page = hart.fetchWordBase[e]! >> 10;
-      const offset = pc & 0xffe;
-      let block = this.pages[page]?.blocks.get(offset);
-      if (block === undefined || block.virtualPage !== vpn) {
-        // Only the interpreter's entries count (and compile): a block that leads here had its chance.
-        if (ran !== 0) break;
-        block = this.entered(page, offset, pc);
-        if (block === undefined) break;
-      }
-      if (block.length > budget - ran) break;
-      try {
+    let block = this.lookup(hart);
+    if (block === undefined) return 0;
+    const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
+    try {
+      for (;;) {
+        if (block.length > budget - ran) break;
         ran += block.run(hart, base + ran, budget - ran, dataContext);
-      } catch (error) {
-        // A trap at the first instruction of this call: the interpreter takes it, as if the tier
-        // had not been called (its pc and count are the instruction's). Later ones here.
-        if (error !== trapSignal || hart.runRetired === base) throw error;
-        ran = hart.runRetired - base;
-        this.lastTrap = { pc: hart.pc, cause: trapSignal.cause, tval: trapSignal.tval };
-        hart.pc = takeException(hart, trapSignal.cause, trapSignal.tval, hart.pc);
-        return ran;
+        if (hart.attention || !this.chains) break;
+        // The next block: one of the two this block went to before (a link stays valid while
+        // the block it leads to is, within the same virtual page: same mapping, same
+        // privilege while `run` lasts), else looked up through the fetch TLB.
+        const pc = hart.pc;
+        let next: Block | undefined;
+        if (block.linkPc0 === pc) next = block.link0;
+        else if (block.linkPc1 === pc) next = block.link1;
+        if (next === undefined || !next.valid) {
+          next = this.lookupChained(hart, pc);
+          if (next === undefined) break;
+          if (next.virtualPage === block.virtualPage) block.link(pc, next);
+        }
+        block = next;
       }
-      if (hart.attention || !this.chains) break;
+    } catch (error) {
+      // A trap at the first instruction of this call: the interpreter takes it, as if the tier
+      // had not been called (its pc and count are the instruction's). Later ones here.
+      if (error !== trapSignal || hart.runRetired === base) throw error;
+      ran = hart.runRetired - base;
+      this.lastTrap = { pc: hart.pc, cause: trapSignal.cause, tval: trapSignal.tval };
+      hart.pc = takeException(hart, trapSignal.cause, trapSignal.tval, hart.pc);
     }
     return ran;
+  }
+
+  /** The block at `hart.pc` if its page is in the fetch TLB now; counts the entry (and compiles when hot) if there is none. */
+  private lookup(hart: Hart): Block | undefined {
+    const pc = hart.pc;
+    const vpn = pc >>> 12;
+    const e = vpn & tlbMask;
+    if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
+    const page = hart.fetchWordBase[e]! >> 10;
+    const offset = pc & 0xffe;
+    const block = this.pages[page]?.blocks.get(offset);
+    if (block !== undefined && block.virtualPage === vpn) return block;
+    return this.entered(page, offset, pc);
+  }
+
+  /** The compiled block at `pc`, reached from another block: no counting (only the interpreter's entries count). */
+  private lookupChained(hart: Hart, pc: number): Block | undefined {
+    const vpn = pc >>> 12;
+    const e = vpn & tlbMask;
+    if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
+    const block = this.pages[hart.fetchWordBase[e]! >> 10]?.blocks.get(pc & 0xffe);
+    return block !== undefined && block.virtualPage === vpn ? block : undefined;
   }
 
   decoded(page: number, code: Int32Array, slot: number, pc: number): void {
@@ -187,6 +226,7 @@ export class TranslationCache implements ExecutionTier {
   }
 
   flush(): void {
+    for (const info of this.pages) if (info !== undefined) this.dropBlocks(info);
     this.pages.fill(undefined);
     this.translatedPages.fill(0);
     this.blockCount = 0;
@@ -215,7 +255,7 @@ export class TranslationCache implements ExecutionTier {
     }
     if (this.blockCount >= blocksMax || this.sourceCharacters >= sourceCharactersMax) this.flushKeepingHeads();
     const run = compileBlock(plan, this.environment);
-    const block: Block = { run, length: plan.instructions.length, virtualPage: pc >>> 12, sourceCharacters: run.toString().length };
+    const block = new Block(run, plan.instructions.length, pc >>> 12, run.toString().length);
     const pageInfo = this.pageInfo(page);
     const old = pageInfo.blocks.get(offset);
     if (old !== undefined) this.forget(old);
@@ -264,6 +304,7 @@ export class TranslationCache implements ExecutionTier {
   }
 
   private forget(block: Block): void {
+    block.valid = false;
     this.blockCount--;
     this.sourceCharacters -= block.sourceCharacters;
   }

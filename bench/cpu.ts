@@ -1,20 +1,22 @@
 /**
- * `npm run bench`: the CPU-bound guest (guests/bench/cpubench.c, built with C) on understudy's
- * interpreter and on QEMU, in one run, side by side. Prints MIPS for each and their ratio,
- * and the interpreter's steady state on the same program built without C
- * (cpubench-rv32ima.elf), which must not be faster than with C (issue 15). Then the same for
- * the floating-point guest (guests/bench/fpbench.c, n-body in double precision and single-
- * precision fused multiply-adds), whose printed results must be the same as QEMU's, bit for bit.
+ * `npm run bench`: three CPU-bound guests on understudy's interpreter, on its translation tier
+ * (`--cpu jit`) and on QEMU with and without `-icount shift=0`, in one run, side by side:
+ * cpubench (guests/bench/cpubench.c: matrix multiply, bit-wise CRC, shell sort, divisions),
+ * mixbench (guests/bench/mixbench.c: table CRC, a sieve, list walks, number theory) and
+ * fpbench (guests/bench/fpbench.c: n-body in double precision, single-precision fused
+ * multiply-adds). Every engine must print the same checksum or results as QEMU.
  *
- * Each figure is the median of several runs of a fresh process; a run's start-up cost (the
- * same process running the tiny hello guest) is subtracted, so the figures compare execution
- * speed. Times are wall-clock on a shared machine: compare the ratio, not the absolute MIPS.
+ * Whole runs: the median of several runs of a fresh process, wall clock, a run's start-up
+ * (the same process running the tiny hello guest) subtracted. Steady state: the program run
+ * three times in this process with each tier, the last run timed by this process's CPU time
+ * (less disturbed by other load than wall clock). For cpubench also the program built without
+ * C, which must not be faster than with C (issue 15). Compare ratios within one run.
  */
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Machine } from '../src/machine/board.js';
+import { Machine, type CpuMode } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
 import { readKernel } from '../src/host/guest-image.js';
 
@@ -23,6 +25,7 @@ const benchElf = path.join(root, 'guests/build/cpubench.elf');
 const benchElfWithoutC = path.join(root, 'guests/build/cpubench-rv32ima.elf');
 const helloElf = path.join(root, 'guests/build/hello.elf');
 const fpElf = path.join(root, 'guests/build/fpbench.elf');
+const mixElf = path.join(root, 'guests/build/mixbench.elf');
 const runs = Number(process.env['BENCH_RUNS'] ?? 5);
 
 interface Timed {
@@ -51,8 +54,10 @@ interface Engine {
   readonly countsInstructions: boolean;
 }
 
+const understudy = (cpu: CpuMode) => (elf: string) => [path.join(root, 'bin/understudy.js'), 'run', '--clock', 'virtual', '--cpu', cpu, '--kernel', elf];
 const engines: Engine[] = [
-  { name: 'understudy (interpreter)', command: process.execPath, args: (elf) => [path.join(root, 'bin/understudy.js'), 'run', '--clock', 'virtual', '--kernel', elf], countsInstructions: true },
+  { name: 'understudy, interpreter', command: process.execPath, args: understudy('interp'), countsInstructions: true },
+  { name: 'understudy, translation tier', command: process.execPath, args: understudy('jit'), countsInstructions: true },
   { name: 'QEMU TCG, -icount shift=0', command: 'qemu-system-riscv32', args: (elf) => ['-M', 'virt', '-bios', 'none', '-nographic', '-icount', 'shift=0', '-kernel', elf], countsInstructions: true },
   { name: 'QEMU TCG', command: 'qemu-system-riscv32', args: (elf) => ['-M', 'virt', '-bios', 'none', '-nographic', '-kernel', elf], countsInstructions: false },
 ];
@@ -61,15 +66,17 @@ const engines: Engine[] = [
  * The interpreter once V8 has optimized it: the benchmark run three times in this process,
  * the last run timed. A long-running guest (Linux) spends its life in this state.
  */
-function steadyState(elf: string): { mips: number; instructions: number } {
+function steadyState(elf: string, cpu: CpuMode): { mips: number; instructions: number } {
   let mips = 0;
   let instructions = 0;
   for (let round = 0; round < 3; round++) {
-    const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: [] }, new VirtualClock());
+    const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: [] }, new VirtualClock(), { cpu });
     machine.load(readKernel(elf));
-    const start = process.hrtime.bigint();
+    // CPU time of this process: the machine is shared, and other processes' load moves wall-clock figures.
+    const start = process.cpuUsage();
     while (machine.power === undefined) machine.run(10_000_000);
-    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    const used = process.cpuUsage(start);
+    const seconds = (used.user + used.system) / 1e6;
     instructions = machine.retiredInstructions;
     mips = instructions / seconds / 1e6;
   }
@@ -95,29 +102,46 @@ function measure(engine: Engine, knownInstructions: number, elf = benchElf): { m
 }
 
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-console.log(`cpubench: ${runs} runs each, median, start-up subtracted; ${cpu}, ${os.cpus().length} cores, Node ${process.version}`);
-const results: { name: string; mips: number; instructions: number }[] = [];
-for (const engine of engines) results.push({ name: engine.name, ...measure(engine, results[0]?.instructions ?? 0) });
-results.splice(1, 0, { name: 'understudy, steady state', ...steadyState(benchElf) });
-results.splice(2, 0, { name: 'steady state, without C', ...steadyState(benchElfWithoutC) });
-printTable(results);
+console.log(`${runs} runs each, median, start-up subtracted; ${cpu}, ${os.cpus().length} cores, Node ${process.version}`);
 
-// The floating-point guest: the same figures, and the same results as QEMU's.
-console.log(`fpbench: ${runs} runs each, median, start-up subtracted`);
-const fpResults: { name: string; mips: number; instructions: number; output?: string }[] = [];
-for (const engine of engines) fpResults.push({ name: engine.name, ...measure(engine, fpResults[0]?.instructions ?? 0, fpElf) });
-fpResults.splice(1, 0, { name: 'understudy, steady state', ...steadyState(fpElf) });
-const resultLine = (output: string | undefined): string => /fpbench energies .*/.exec(output ?? '')?.[0]?.replace(/ instructions.*/, '') ?? '(none)';
-const fpOurs = resultLine(fpResults[0]!.output);
-const fpQemu = resultLine(fpResults[2]!.output);
-if (fpOurs !== fpQemu) throw new Error(`fpbench results differ: understudy '${fpOurs}', QEMU '${fpQemu}'`);
-printTable(fpResults);
-console.log(`results (the same on both): ${fpOurs}`);
+/**
+ * One program on every engine (whole runs), plus understudy's steady state with each tier;
+ * its checksum line must be the same everywhere (QEMU's included).
+ */
+function compare(name: string, elf: string, resultPattern: RegExp, extra: { name: string; elf: string; cpu: CpuMode }[] = []): void {
+  console.log(`${name}:`);
+  const rows: { name: string; mips: number; instructions: number; output?: string }[] = [];
+  for (const engine of engines) rows.push({ name: engine.name, ...measure(engine, rows[0]?.instructions ?? 0, elf) });
+  const steady = [
+    { name: 'interpreter, steady state', ...steadyState(elf, 'interp') },
+    { name: 'translation tier, steady state', ...steadyState(elf, 'jit') },
+    ...extra.map((row) => ({ name: row.name, ...steadyState(row.elf, row.cpu) })),
+  ];
+  rows.splice(2, 0, ...steady);
+  const result = (output: string | undefined): string => resultPattern.exec(output ?? '')?.[0] ?? '(none)';
+  const reference = result(rows.find((row) => row.name.startsWith('QEMU'))?.output);
+  for (const row of rows) {
+    if (row.output !== undefined && result(row.output) !== reference) throw new Error(`${name}: ${row.name} printed '${result(row.output)}', QEMU '${reference}'`);
+  }
+  printTable(rows);
+  console.log(`result (the same on every engine): ${reference}`);
+}
 
+compare('cpubench', benchElf, /cpubench checksum \S+/, [
+  { name: 'interpreter, without C', elf: benchElfWithoutC, cpu: 'interp' },
+  { name: 'translation tier, without C', elf: benchElfWithoutC, cpu: 'jit' },
+]);
+compare('mixbench (CRC, sieve, list walks, division)', mixElf, /mixbench checksum \S+/);
+compare('fpbench', fpElf, /fpbench energies .*? checksum \S+/);
+
+/** MIPS of each row, and how many times faster than the interpreter and than QEMU with -icount each is. */
 function printTable(rows: readonly { name: string; mips: number; instructions: number }[]): void {
-  const ours = rows[0]!;
-  for (const result of rows) {
-    const ratio = result === ours ? '' : `   understudy/this = ${(ours.mips / result.mips).toFixed(2)}`;
-    console.log(`${result.name.padEnd(28)} ${result.mips.toFixed(1).padStart(7)} MIPS  (${result.instructions} instructions)${ratio}`);
+  const interpreter = rows[0]!;
+  const icount = rows.find((row) => row.name === 'QEMU TCG, -icount shift=0')!;
+  for (const row of rows) {
+    console.log(
+      `  ${row.name.padEnd(32)} ${row.mips.toFixed(1).padStart(7)} MIPS  (${row.instructions} instructions)` +
+        `  ×${(row.mips / interpreter.mips).toFixed(2)} the interpreter, ×${(row.mips / icount.mips).toFixed(2)} QEMU -icount`,
+    );
   }
 }

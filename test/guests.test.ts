@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { guestElf, haveQemu, runGuest, runOnQemu } from './helpers.js';
+import type { TranslationCache } from '../src/machine/cpu/translation-cache.js';
 
 const selfChecking = ['hello', 'isa_rv32i', 'isa_m', 'isa_a', 'isa_c', 'isa_fd', 'traps', 'interrupts', 'sv32', 'counters'];
 
@@ -27,6 +28,23 @@ for (const name of selfChecking) {
     const run = await runGuest(name);
     assert.deepEqual(run.outcome, { kind: 'poweroff', status: 0 }, `guest output:\n${run.output}`);
     assert.match(run.output, new RegExp(`PASS ${name}`));
+  });
+}
+
+// The translation tier in lockstep with the interpreter (src/machine/lockstep.ts): every exit
+// from translated code compared, the same output, count and final state as the interpreter's.
+// cpubench makes some 20 million exits, too many to compare one by one in the suite: it runs
+// with the tier alone, and its end state must be the interpreter's.
+for (const [name, cpu] of [...selfChecking.map((guest) => [guest, 'lockstep'] as const), ['fpbench', 'lockstep'], ['cpubench', 'jit']] as const) {
+  test(`guest ${name} with the translation tier${cpu === 'lockstep' ? ' in lockstep with the interpreter' : ''}: the interpreter's output, count and state`, async () => {
+    const plain = await runGuest(name);
+    const tiered = await runGuest(name, { cpu });
+    assert.equal(tiered.output, plain.output);
+    assert.deepEqual(tiered.outcome, plain.outcome);
+    assert.equal(tiered.machine.retiredInstructions, plain.machine.retiredInstructions);
+    assert.equal(tiered.machine.digest(), plain.machine.digest());
+    if (cpu === 'lockstep') assert.ok(tiered.machine.lockstepComparisons > 0, 'the tier ran translated code');
+    else assert.ok((tiered.machine.hart.tier as TranslationCache).compiledBlocks > 0, 'the tier compiled blocks');
   });
 }
 

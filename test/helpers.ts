@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Machine, type BoardConfig } from '../src/machine/board.js';
+import { Machine, type BoardConfig, type CpuMode } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
 import { BufferConsole } from '../src/host/console.js';
 import { DiskImage } from '../src/host/disk-image.js';
@@ -32,6 +32,8 @@ export interface GuestRunOptions {
   readonly ramBytes?: number;
   readonly instructionLimit?: number;
   readonly input?: string;
+  /** How the CPU runs (default: the interpreter). */
+  readonly cpu?: CpuMode;
 }
 
 /** Runs one of the project's guests (guests/build/NAME.elf); see runElf. */
@@ -48,7 +50,7 @@ export async function runElf(elf: string, options: GuestRunOptions = {}): Promis
       disks: images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `understudy-disk${index}` })),
     };
     const clock = new VirtualClock();
-    const machine = new Machine(config, clock);
+    const machine = new Machine(config, clock, { cpu: options.cpu ?? 'interp' });
     machine.load(readKernel(elf));
     const terminal = new BufferConsole(options.input ?? '');
     const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));

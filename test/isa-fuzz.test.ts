@@ -60,11 +60,15 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-isa-fuzz-'));
   let blocksCompared = 0;
   let traps = 0;
+  let translatedExits = 0;
   try {
     for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
       const program = generateProgram(seed);
       const elf = build(program, directory);
       const ours = await runElf(elf, { instructionLimit: 50_000_000 });
+      // And with the translation tier, checked against the interpreter after every translated block.
+      const translated = await runElf(elf, { instructionLimit: 50_000_000, cpu: 'lockstep' });
+      translatedExits += translated.machine.lockstepComparisons;
       const reference = runOnQemu(elf);
       assert.equal(reference.status, 0, `QEMU failed on seed ${seed}:\n${reference.output.slice(-2000)}`);
       assert.deepEqual(ours.outcome, { kind: 'poweroff', status: 0 }, `understudy did not finish seed ${seed}:\n${ours.output.slice(-2000)}`);
@@ -73,7 +77,7 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
       // thousand instructions (as a backup is started from a primary's state): TLBs, the LR
       // reservation, decoded code and every CSR must survive the trip.
       const hopping = runHopping(elf, seed);
-      for (const [who, output] of [['understudy', ours.output], ['understudy, saved and restored every few thousand instructions,', hopping]] as const) {
+      for (const [who, output] of [['understudy', ours.output], ['understudy with the translation tier (in lockstep)', translated.output], ['understudy, saved and restored every few thousand instructions,', hopping]] as const) {
         const ourLines = output.split('\n');
         const difference = firstDifference(ourLines, referenceLines);
         if (difference === undefined) continue;
@@ -90,7 +94,8 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
         if (match !== null) traps += parseInt(match[1]!, 16);
       }
     }
-    t.diagnostic(`${blocksCompared} blocks compared, ${traps} traps taken`);
+    t.diagnostic(`${blocksCompared} blocks compared, ${traps} traps taken, ${translatedExits} exits from translated code compared`);
+    assert.ok(translatedExits > 0, 'the tier ran translated code');
     assert.equal(blocksCompared, seeds * defaultBlockCount, 'every block printed on both');
     assert.ok(traps > 0, 'the programs took traps');
     fs.rmSync(directory, { recursive: true, force: true });

@@ -136,6 +136,24 @@ test('reboot restarts the machine; the shell comes back', { timeout: 240_000 }, 
   }
 });
 
+for (const cpu of ['jit', 'lockstep'] as const) {
+  test(`Linux with the translation tier${cpu === 'lockstep' ? ', in lockstep with the interpreter (every exit from translated code compared),' : ''} boots to the shell; a shell loop and a pipe work`, { timeout: 600_000 }, async () => {
+    const dir = scratch();
+    const session = new ConsoleSession(['run', '--guest', 'linux', '--cpu', cpu, '--disk', path.join(dir, 'data.img'), '--timeout', '560']);
+    try {
+      await session.waitFor(shellPrompt, cpu === 'lockstep' ? 500_000 : bootTimeoutMs, 0);
+      assert.equal((await session.command('i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo $i')).trim(), '3000');
+      assert.equal((await session.command('seq 1 500 | sort -rn | head -2 | tr "\\n" " "')).trim(), '500 499');
+      session.type('poweroff\n');
+      // A divergence would have ended the process with an error (status 1) before this.
+      assert.equal(await session.exit(60_000), 0, session.tail());
+    } finally {
+      session.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
 test('a full data disk (an old ext2 image): the guest reports "no space left" and keeps going', { timeout: 240_000 }, async () => {
   const dir = scratch();
   const image = path.join(dir, 'small.img');

@@ -9,7 +9,10 @@ import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import { readKernel, readKernelBytes } from '../src/host/guest-image.js';
 import { defaultReplicationOptions, type ReplicationOptions } from '../src/replication/replica.js';
-import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, simulatorWorkload } from '../src/simulator/campaign.js';
+import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, seedOptions, simulatorRamBytes, simulatorWorkload } from '../src/simulator/campaign.js';
+import { Machine } from '../src/machine/board.js';
+import { VirtualClock } from '../src/machine/clock.js';
+import type { TranslationCache } from '../src/machine/cpu/translation-cache.js';
 import { type FaultPlan } from '../src/simulator/simulation.js';
 import { backupCrashPoints, primaryCrashPoints } from '../src/replication/replica.js';
 import { repoRoot } from './helpers.js';
@@ -34,6 +37,21 @@ test('a seed replays exactly: same faults, same trace, same output', () => {
     assert.equal(again.console, first.console);
     assert.deepEqual(again.outcome, first.outcome);
   }
+});
+
+test('a primary with the translation tier and backups without stay identical: state digests after every epoch, through crashes and partitions', () => {
+  // The workload does get translated: its machine compiles blocks with the tier.
+  const alone = new Machine({ ramBytes: simulatorRamBytes, disks: [{ capacityBytes: campaign.disk.length, readOnly: false, serial: 'understudy-disk0' }] }, new VirtualClock(), { cpu: 'jit' });
+  alone.load(campaign.kernel);
+  for (let slice = 0; slice < 200 && alone.power === undefined; slice++) alone.run(100_000);
+  assert.ok((alone.hart.tier as TranslationCache).compiledBlocks > 0, 'the simulator workload has hot blocks');
+  const failures: string[] = [];
+  for (let seed = 20_000; seed < 20_024; seed++) {
+    const options = { ...seedOptions(seed), digestEveryEpochs: 1 };
+    const result = runSeed(campaign, seed, { options, primaryCpu: 'jit' });
+    if (result.failures.length > 0) failures.push(describeFailure(result));
+  }
+  assert.deepEqual(failures, []);
 });
 
 const variants: { name: string; options: ReplicationOptions }[] = [

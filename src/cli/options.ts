@@ -5,6 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
+import { cpuModes } from '../machine/board.js';
 import {
   backupsMax, defaultDigestEveryEpochs, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
   validateOptions, type ReplicationOptions,
@@ -30,6 +31,9 @@ export const machineOptionsHelp = `machine options:
   --memory SIZE        RAM size, e.g. 128M, 1.5G, or 128 (MiB, as QEMU's -m) (default 128M)
   --clock host|virtual host: real time (default); virtual: time from the instruction count
                        (exactly repeatable, like QEMU's -icount shift=0)
+  --cpu interp|jit|lockstep  interp: the interpreter alone (default); jit: hot guest code
+                       compiled to JavaScript; lockstep: jit checked against the interpreter
+                       after every translated block (slow; for tests and debugging)
   --initrd FILE        (Linux) the initramfs
   --append TEXT        (Linux) the kernel command line (default "${defaultBootargs}")
   --net SPEC           a virtio network interface (repeatable), like QEMU's -nic:
@@ -51,6 +55,7 @@ export const machineOptionSpec = {
   'disk-ro': { type: 'string', multiple: true },
   memory: { type: 'string' },
   clock: { type: 'string' },
+  cpu: { type: 'string' },
   net: { type: 'string', multiple: true },
 } as const;
 
@@ -88,7 +93,7 @@ function joinNegativeValues(argv: readonly string[], options: NonNullable<ParseA
 }
 
 export function machineSettings(
-  values: { kernel?: string | undefined; guest?: string | undefined; initrd?: string | undefined; append?: string | undefined; memory?: string | undefined; clock?: string | undefined },
+  values: { kernel?: string | undefined; guest?: string | undefined; initrd?: string | undefined; append?: string | undefined; memory?: string | undefined; clock?: string | undefined; cpu?: string | undefined },
   tokens: readonly Token[],
   command: string,
 ): MachineSettings {
@@ -105,6 +110,8 @@ export function machineSettings(
   }
   const clock = values.clock ?? 'host';
   if (clock !== 'host' && clock !== 'virtual') throw new UsageError(`--clock must be host or virtual, not "${clock}"`);
+  const cpu = cpuModes.find((mode) => mode === (values.cpu ?? 'interp'));
+  if (cpu === undefined) throw new UsageError(`--cpu must be ${cpuModes.join(', ')}, not "${values.cpu}"`);
   if (guest === 'linux' && disks.length === 0) disks.push({ path: linux.dataDisk, readOnly: false });
   const settings: MachineSettings = {
     guest,
@@ -113,6 +120,7 @@ export function machineSettings(
     disks,
     memoryBytes: values.memory === undefined ? defaultMemoryBytes : parseSize(values.memory),
     clock,
+    cpu,
     nets: netSpecs(tokens),
   };
   if (guest === 'linux') settings.initrd = values.initrd ?? linux.initrd;

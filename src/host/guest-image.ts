@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Machine, type BoardConfig, type DiskConfig } from '../machine/board.js';
+import { Machine, type BoardConfig, type CpuMode, type DiskConfig } from '../machine/board.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import { ImageError, isElf, loadImage, type LoadedImage } from '../machine/loader/elf.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
@@ -27,6 +27,8 @@ export interface MachineSettings {
   disks: { path: string; readOnly: boolean }[];
   memoryBytes: number;
   clock: 'host' | 'virtual';
+  /** How the CPU executes guest code (board.ts): the interpreter alone, or with the translation tier. */
+  cpu: CpuMode;
   /** Network interfaces, in slot order after the disks. */
   nets: NetSpec[];
 }
@@ -119,6 +121,6 @@ export function bootDigest(plan: BootPlan): string {
   return hash.digest('hex');
 }
 
-export function createMachine(config: BoardConfig, environment: EnvironmentPort): Machine {
-  return new Machine(config, environment);
+export function createMachine(config: BoardConfig, environment: EnvironmentPort, cpu: CpuMode): Machine {
+  return new Machine(config, environment, { cpu });
 }

@@ -165,7 +165,7 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
     const result: ReplicaProcessResult = await runReplica({
       role,
       endpoint: settings.endpoint,
-      createMachine: () => createMachine(config, environment),
+      createMachine: () => createMachine(config, environment, machine.cpu),
       boot: (fresh: Machine) => boot(fresh, plan, machine),
       environment,
       liveClock: live,

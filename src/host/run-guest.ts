@@ -38,7 +38,7 @@ export async function runGuest(settings: RunSettings): Promise<number> {
     for (;;) {
       // A reset starts the machine's clock from zero again, as a power cycle would.
       const clock: MachineClock = machineSettings.clock === 'virtual' ? new VirtualClock() : new HostClock();
-      const machine = new Machine(config, clock);
+      const machine = new Machine(config, clock, { cpu: machineSettings.cpu });
       boot(machine, plan, machineSettings);
       // What the user should know about the boot, once it has worked (a failed one says why).
       if (!notesShown) for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);

@@ -34,6 +34,24 @@ import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
 import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
+import { TranslationCache } from './cpu/translation-cache.js';
+import { Lockstep, RecordingEnvironment } from './lockstep.js';
+
+/**
+ * How the machine executes guest code (docs/ARCHITECTURE.md, "The CPU"): the interpreter
+ * alone, with the translation tier for hot code, or (a test and debug mode) with the tier
+ * checked against a copy of the machine on the interpreter at every exit from translated code.
+ */
+export type CpuMode = 'interp' | 'jit' | 'lockstep';
+export const cpuModes: readonly CpuMode[] = ['interp', 'jit', 'lockstep'];
+
+/** Entries of a block head before the tier compiles it, in lockstep mode. */
+const lockstepHotEntries = 2;
+
+export interface MachineOptions {
+  /** Default 'interp'. Nothing of it is machine state: snapshots and digests do not depend on it. */
+  readonly cpu?: CpuMode;
+}
 
 export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioSlots, type BoardConfig, type DiskConfig, type NicConfig } from './board-config.js';
 
@@ -62,9 +80,16 @@ export class Machine {
   /** Every device's state, by name (the name says which device differs when digests do). */
   private readonly stateful: { readonly name: string; readonly part: Snapshottable }[] = [];
 
-  constructor(config: BoardConfig, private readonly environment: EnvironmentPort) {
+  private readonly environment: EnvironmentPort;
+  /** Set in lockstep mode (lockstep.ts): the reference machine's keeper. */
+  private readonly lockstep: Lockstep | undefined;
+
+  constructor(config: BoardConfig, environment: EnvironmentPort, options: MachineOptions = {}) {
     validateConfig(config);
     this.config = config;
+    const cpu = options.cpu ?? 'interp';
+    const recording = cpu === 'lockstep' ? new RecordingEnvironment(environment) : undefined;
+    this.environment = recording ?? environment;
     this.ram = new Ram(config.ramBytes);
     this.hart = new Hart({
       ram: this.ram,
@@ -76,6 +101,12 @@ export class Machine {
       },
       trapLoop: (reason) => this.requestPower({ kind: 'stuck', reason }),
     });
+    if (cpu === 'jit') this.hart.tier = new TranslationCache(this.hart);
+    if (recording !== undefined) {
+      // Checked code is compiled at its second entry, so that nearly everything runs translated.
+      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart, lockstepHotEntries), (reference) => new Machine(config, reference));
+      this.hart.tier = this.lockstep;
+    }
     const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };
     const sink = { emit: (output: MachineOutput) => this.emit(output) };
     this.clint = new Clint({
@@ -158,6 +189,7 @@ export class Machine {
 
   /** Copies an image into RAM and points the hart at its entry, in M-mode, as after reset. */
   load(image: LoadedImage): void {
+    if (this.lockstep !== undefined) this.lockstep.forget();
     for (const segment of image.segments) {
       if (!this.ram.contains(segment.physicalAddress, segment.memoryBytes)) {
         const end = segment.physicalAddress + segment.memoryBytes;
@@ -191,6 +223,7 @@ export class Machine {
    * owns M-mode.
    */
   bootLinux(kernel: Uint8Array, options: { readonly initrd?: Uint8Array; readonly bootargs: string }): LinuxLayout {
+    if (this.lockstep !== undefined) this.lockstep.forget();
     const header = parseLinuxImageHeader(kernel);
     const kernelStart = ramBaseAddress + header.textOffset;
     const kernelEnd = kernelStart + Math.max(header.imageBytes, kernel.length);
@@ -244,11 +277,15 @@ export class Machine {
 
   /** Runs up to `budget` instructions (see Hart.run). */
   run(budget: number): RunResult {
-    return this.hart.run(budget);
+    if (this.lockstep !== undefined) this.lockstep.prepare();
+    const result = this.hart.run(budget);
+    if (this.lockstep !== undefined) this.lockstep.verify();
+    return result;
   }
 
   /** Applies an asynchronous input between two instructions (P1/P4 at the backup). */
   applyEvent(event: MachineEvent): void {
+    if (this.lockstep !== undefined) this.lockstep.beforeEvent((reference) => reference.applyEvent(event));
     switch (event.kind) {
       case 'clock':
         this.clint.advanceClock(event.mtime);
@@ -312,6 +349,11 @@ export class Machine {
   /** The hart waits in WFI and nothing pending would wake it: only an event can. */
   get isIdle(): boolean {
     return this.hart.waiting && (this.hart.mip & this.hart.mie) === 0;
+  }
+
+  /** In lockstep mode: how many exits from translated code were compared so far (else 0). */
+  get lockstepComparisons(): number {
+    return this.lockstep?.blockExits ?? 0;
   }
 
   get retiredInstructions(): number {
@@ -422,6 +464,7 @@ export class Machine {
    * configuration. One saved with `ramPages` changes only those pages of this machine's RAM.
    */
   restore(snapshot: Uint8Array): void {
+    if (this.lockstep !== undefined) this.lockstep.forget();
     const reader = new SnapshotReader(snapshot);
     reader.section(snapshotMagic);
     const version = reader.u32();

@@ -7,6 +7,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { loadImage, type LoadedImage } from '../machine/loader/elf.js';
+import type { CpuMode } from '../machine/board.js';
 import { defaultReplicationOptions, type ReplicationOptions } from '../replication/replica.js';
 import { epochEntryBytesMin } from '../replication/entry-budget.js';
 import { checkOutputWithRepeats } from './console-check.js';
@@ -61,7 +62,7 @@ export function seedOptions(seed: number): ReplicationOptions {
   return prng.chance(0.2) ? { ...entries, liveCopy: false } : { ...entries, liveCopyStepBytes: prng.int(1, 8) * 4096, liveCopyFinalPages: prng.int(0, 4) };
 }
 
-export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan } = {}): SimulationResult {
+export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan; primaryCpu?: CpuMode } = {}): SimulationResult {
   const simulation = new Simulation({
     seed,
     kernel: campaign.kernel,
@@ -71,6 +72,7 @@ export function runSeed(campaign: Campaign, seed: number, overrides: { options?:
     expected: { disk: campaign.reference.disk, console: campaign.reference.console },
     checkConsole: (observed) => checkOutputWithRepeats(campaign.reference.console, observed),
     ...(overrides.plan === undefined ? {} : { plan: overrides.plan }),
+    ...(overrides.primaryCpu === undefined ? {} : { primaryCpu: overrides.primaryCpu }),
   });
   return simulation.run();
 }

@@ -25,7 +25,7 @@
  *     differs, or a replay that does, is a bug of ours).
  */
 import { createHash } from 'node:crypto';
-import { Machine, type BoardConfig } from '../machine/board.js';
+import { Machine, type BoardConfig, type CpuMode } from '../machine/board.js';
 import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { LoadedImage } from '../machine/loader/elf.js';
 import { ReplicaEnvironment } from '../replication/environment.js';
@@ -99,6 +99,8 @@ export interface SimulationSetup {
   readonly plan?: FaultPlan;
   /** Virtual time after which a run that has not finished is a failure. */
   readonly timeLimitMs?: number;
+  /** How the first primary's CPU runs (default the interpreter; backups always use it): a primary with the tier must stay identical to them. */
+  readonly primaryCpu?: CpuMode;
 }
 
 export interface SimulationResult {
@@ -263,7 +265,7 @@ export class Simulation {
     const primaryIo = new SimulatedIo(this, 'primary');
     const primaryEnvironment = new ReplicaEnvironment(this.clock(0));
     const primaryBoot = (): Machine => {
-      const machine = new Machine(this.config, primaryEnvironment);
+      const machine = new Machine(this.config, primaryEnvironment, { cpu: setup.primaryCpu ?? 'interp' });
       machine.load(setup.kernel);
       return machine;
     };

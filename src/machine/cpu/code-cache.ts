@@ -12,7 +12,8 @@
  *           | rs2 (19-23) | the instruction's length in bytes, 2 or 4 (24-31)
  *   word 1: the immediate (decode.ts: for CSR instructions the CSR number, for ILLEGAL the bits)
  * Word 0 is never 0 for a decoded instruction (decode.ts never yields op 0), so 0 marks an
- * empty slot. Every write to a RAM page with decoded instructions empties the slots of the
+ * empty slot; and it is positive, except that the translation tier sets bit 31 on the block
+ * heads it watches (execution-tier.ts), so the run loop's one test `w <= 0` finds both. Every write to a RAM page with decoded instructions empties the slots of the
  * instructions it may have changed: those that start in the written halfwords and a 32-bit
  * one that starts at the halfword before them. So code always runs as written:
  * - stores on the run loop's fast path empty the slots themselves (cpu.ts);
@@ -56,6 +57,8 @@ function dropCodeCache(hart: Hart): void {
   hart.fetchTag.fill(-1);
   hart.fetchCode.fill(undefined);
   hart.attention = true;
+  // The tier's head marks were in the dropped pages.
+  if (hart.tier !== undefined) hart.tier.flush();
 }
 
 /**
@@ -64,6 +67,7 @@ function dropCodeCache(hart: Hart): void {
  * instruction starting there overlaps the write).
  */
 export function invalidateCode(hart: Hart, page: number, offset: number, length: number): void {
+  if (hart.tier !== undefined) hart.tier.codeWritten(page, offset, length);
   const code = hart.codePages[page];
   if (code === undefined) return;
   const first = Math.max(0, (offset & ~1) - 2);

@@ -7,7 +7,8 @@
  * - traps.ts: exceptions and interrupts, trap entry, MRET/SRET, the trap-loop watch;
  * - mmu.ts: Sv32 translation, the software TLBs, the slow load and store paths; pmp.ts: PMP;
  * - code-cache.ts: decoded instructions per RAM page, kept in step with every RAM write;
- * - execution-tier.ts: where a faster tier (guest code compiled to JS) plugs in, and its contract;
+ * - execution-tier.ts: where a faster tier plugs in, and its contract; translation-cache.ts and
+ *   translator.ts: the translation tier (hot guest code compiled to JavaScript functions);
  * - decode.ts, csr.ts: instruction decoding, CSR numbers and bits.
  *
  * This interpreter is the reference implementation. `run(budget)` executes decoded
@@ -38,6 +39,7 @@ import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSuperv
 import { executeRare } from './rare-instructions.js';
 import { executeFloat } from './fp-instructions.js';
 import { FpuState } from './fpu/index.js';
+import type { ExecutionTier } from './execution-tier.js';
 
 // The CPU's public names, importable from here as before the split.
 export { TrapSignal } from './trap-signal.js';
@@ -165,8 +167,13 @@ export class Hart {
    * page) may be stale, or the board halted the hart.
    */
   attention = false;
-  /** Instructions retired so far in the current `run` call, published before slow-path calls. */
-  private runRetired = 0;
+  /**
+   * Instructions retired so far in the current `run` call, published before slow-path calls
+   * (by the translation tier too, which adds what its code has retired).
+   */
+  runRetired = 0;
+  /** The translation tier, if this hart uses one (execution-tier.ts); the interpreter alone if not. */
+  tier: ExecutionTier | undefined;
   readonly trapLoopWatch: TrapLoopWatch;
 
   constructor(readonly ports: HartPorts) {
@@ -262,7 +269,7 @@ export class Hart {
   // this loop moves with edits that look neutral: the order of the locals below, an imported
   // constant, a call result assigned to `pc` without `| 0` (which made V8 carry pc tagged,
   // checked at every instruction) have each cost 3-10%. Run `npm run bench` before and after
-  // any change here. A translation tier would plug in at taken branches: execution-tier.ts.
+  // any change here. The translation tier plugs in at marked block heads: execution-tier.ts.
 
   /**
    * Executes until `budget` instructions have retired, the hart waits in WFI with nothing
@@ -347,9 +354,26 @@ export class Hart {
           // (the C_ twins below) or, on the rare path, bits 24-31 of w hold their length.
           const slot = pc & 0xffe;
           let w = code[slot]!;
-          if (w === 0) {
-            this.runRetired = n;
-            w = fetchInstruction(this, code, pc, fetchBase) | 0;
+          // One test for both rare cases: an empty slot (0), and the head of a block the
+          // translation tier watches (bit 31 set, see execution-tier.ts); the interpreter pays
+          // nothing else for the tier.
+          if (w <= 0) {
+            if (w === 0) {
+              this.runRetired = n;
+              w = fetchInstruction(this, code, pc, fetchBase) | 0;
+            }
+            if (w < 0) {
+              this.runRetired = n;
+              this.pc = pc;
+              const ran = this.tier!.run(this, budget - n) | 0;
+              if (ran !== 0) {
+                n += ran;
+                pc = this.pc | 0;
+                if (this.attention) continue outer;
+                continue;
+              }
+              w &= 0x7fff_ffff;
+            }
           }
           const imm = code[slot + 1]!;
           const rd = (w >> 8) & 63;

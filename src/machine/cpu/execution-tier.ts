@@ -1,9 +1,7 @@
 /**
- * Where a faster execution tier plugs in: the translation tier that is still to come (hot guest
- * code compiled to JavaScript functions). Nothing implements this interface yet and the run
- * loop does not call it: a check at every taken branch for a tier that is not there cost 4%
- * of the interpreter's steady-state speed (docs/BENCHMARKS.md). This file names the seam and
- * states the contract.
+ * Where a faster execution tier plugs in: the translation tier (translation-cache.ts, hot
+ * guest code compiled to JavaScript functions by translator.ts). This file names the seam and
+ * states the contract; lockstep.ts checks a tier against the interpreter.
  *
  * The interpreter (cpu.ts) stays the reference. A tier is an optimization that neither the
  * guest nor replication may notice: a machine that runs some of its code through a tier must
@@ -12,11 +10,13 @@
  * apart and a primary with a tier stays identical to a backup without one. Tests run the same
  * programs both ways and compare digests (the ISA fuzzer, the guest programs).
  *
- * Where the run loop would consult it: at a taken branch or jump, when the target's decoded
- * page (code-cache.ts) has a translation for the target's slot, the loop publishes `pc` and
- * its count (`Hart.pc`, the count behind `Hart.currentRetired`) and calls {@link
- * ExecutionTier.run} with what is left of the budget; then it goes on from `Hart.pc`, through
- * its between-instructions checks if `Hart.attention` is set.
+ * Where the run loop consults it: at an instruction whose decoded slot has bit 31 set (a
+ * block head the tier marked, see {@link ExecutionTier.decoded}). The loop's test for an empty
+ * slot (`w <= 0`) catches it, so the interpreter pays nothing else for the tier (a check at
+ * every taken branch had cost 4%, docs/BENCHMARKS.md). There the loop publishes `pc` and its
+ * count (`Hart.pc`, `Hart.runRetired`) and calls {@link ExecutionTier.run} with what is left
+ * of the budget; if that ran nothing, the loop executes the instruction itself; else it goes
+ * on from `Hart.pc`, through its between-instructions checks if `Hart.attention` is set.
  */
 import type { Hart } from './cpu.js';
 
@@ -39,9 +39,15 @@ import type { Hart } from './cpu.js';
  *   A/D updates and restored snapshots, and the run loop's fast-path stores, which empty the
  *   slot themselves. A translation is valid only while every slot it was built from is
  *   unchanged; self-modifying code and code loaded by DMA must run as written.
- * - Translations depend on the address mapping: a translation is looked up by decoded page,
- *   under the fetch TLB's context, and dropped when the fetch TLB is flushed (satp,
- *   SFENCE.VMA, PMP changes) or the code cache is dropped.
+ * - Translations depend on the address mapping: a translation is entered only through the
+ *   fetch TLB, under its context (privilege), for the RAM page the TLB maps the virtual page
+ *   to, and only for the virtual page it was translated for. So satp writes, SFENCE.VMA and
+ *   PMP changes, which flush the fetch TLB, need not drop translations: a page is entered
+ *   again only after a new walk and permission check. They are dropped with the code cache.
+ * - A trap in translated code: if it is at the first instruction the call would execute, the
+ *   TrapSignal goes on to the run loop, which takes it as if the tier had not been called;
+ *   later ones the tier takes itself (traps.ts, `takeException`, with pc and count published),
+ *   and it returns with `attention` set.
  * - Nothing of it is machine state: never in snapshots or digests, no host time or randomness
  *   (a tier may decide what is hot only from guest execution); a restored machine starts with
  *   no translations.
@@ -53,6 +59,16 @@ export interface ExecutionTier {
    * instructions retired; 0 when nothing is translated there (the interpreter executes it).
    */
   run(hart: Hart, budget: number): number;
+
+  /**
+   * The interpreter has just decoded the instruction at virtual `pc` into `slot` of `code`, the
+   * decoded page of RAM page `page`: the tier may mark it, or the heads it leads to, by setting
+   * bit 31 of a slot's word 0, which makes the interpreter call {@link run} there.
+   */
+  decoded(page: number, code: Int32Array, slot: number, pc: number): void;
+
+  /** Whether RAM page `page` has translations: then it must stay out of the store TLB. */
+  translates(page: number): boolean;
 
   /** RAM bytes [offset, offset + length) of RAM page `page` were written: drop what read them. */
   codeWritten(page: number, offset: number, length: number): void;

@@ -210,6 +210,7 @@ export function fetchInstruction(hart: Hart, code: Int32Array, pc: number, wordB
     code[slot] = 0;
     return word;
   }
+  if (hart.tier !== undefined) hart.tier.decoded(wordBase >> 10, code, slot, pc);
   return code[slot]!;
 }
 
@@ -279,7 +280,8 @@ export function storeSlow(hart: Hart, va: number, width: AccessWidth, value: num
   else ram.u8[index] = value;
   invalidateCode(hart, index >>> 12, index & 0xfff, width);
   if (ram.pageFlags[index >>> 12] === 0) {
-    if (cacheable) fillData(hart, hart.storeTag, hart.storeAdd, va, physical, priv);
+    // A page with translations stays out of the store TLB, so that every store to it comes here.
+    if (cacheable && (hart.tier === undefined || !hart.tier.translates(index >>> 12))) fillData(hart, hart.storeTag, hart.storeAdd, va, physical, priv);
     return;
   }
   hart.ports.watchedStore(physical, width);

@@ -1,0 +1,207 @@
+/**
+ * Unit tests for the translation tier: each program runs on two harts, one with the tier and
+ * one on the interpreter alone, in the same slices of instructions, and after every slice the
+ * two must be in the same state (registers, pc, count, trap CSRs, RAM). Each test also checks
+ * that the tier did translate what it was meant to, so that it cannot pass by not running.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Hart } from './cpu.js';
+import { asm } from './encode.js';
+import { Csr, Mip } from './csr.js';
+import { Bus } from '../memory/bus.js';
+import { Ram, ramBaseAddress } from '../memory/ram.js';
+import type { AccessWidth, MmioDevice } from '../devices/device.js';
+import { TranslationCache, hotEntriesMin, pageInvalidationsMax } from './translation-cache.js';
+import { blockSource, planBlock } from './translator.js';
+
+const base = ramBaseAddress;
+const handlerOffset = 0x100;
+const handler = base + handlerOffset;
+const deviceBase = 0x1000_0000;
+const ramBytes = 1 << 20;
+
+/** A device that raises the machine timer interrupt on the `raiseAt`-th write to it. */
+class InterruptingDevice implements MmioDevice {
+  readonly name = 'interrupter';
+  readonly windowBytes = 0x1000;
+  writes = 0;
+  hart: Hart | undefined;
+  constructor(private readonly raiseAt: number) {}
+  read(): number {
+    return this.writes;
+  }
+  write(_offset: number, _width: AccessWidth, _value: number): void {
+    if (++this.writes === this.raiseAt) this.hart!.setInterruptLine(Mip.MTIP, true);
+  }
+  save(): void {}
+  restore(): void {}
+}
+
+interface Side {
+  readonly hart: Hart;
+  readonly ram: Ram;
+  readonly device: InterruptingDevice;
+}
+
+function side(program: number[], withTier: boolean, raiseAt: number): Side {
+  const ram = new Ram(ramBytes);
+  const bus = new Bus();
+  const device = new InterruptingDevice(raiseAt);
+  bus.map(deviceBase, device);
+  const hart = new Hart({ ram, bus, readTime: () => 77n, watchedStore: () => {} });
+  device.hart = hart;
+  if (withTier) hart.tier = new TranslationCache(hart);
+  ram.i32[handlerOffset / 4] = asm.jal(0, 0); // the trap handler spins
+  program.forEach((word, index) => (ram.i32[index] = word));
+  hart.reset(base);
+  return { hart, ram, device };
+}
+
+function state(hart: Hart): Record<string, number | bigint> {
+  const values: Record<string, number | bigint> = {};
+  for (let i = 1; i < 32; i++) values[`x${i}`] = hart.x[i]!;
+  Object.assign(values, { pc: hart.pc, retired: hart.retired, priv: hart.priv, mepc: hart.mepc, mcause: hart.mcause, mtval: hart.mtval, mstatus: hart.mstatus, mip: hart.mip });
+  return values;
+}
+
+/**
+ * Runs `program` on both harts in `slices`, comparing after each; returns the tiered side.
+ * `raiseAt`: the device write that raises MTIP.
+ */
+function runBoth(program: number[], slices: readonly number[], raiseAt = 0): Side & { tier: TranslationCache } {
+  const tiered = side(program, true, raiseAt);
+  const plain = side(program, false, raiseAt);
+  slices.forEach((slice, index) => {
+    const a = tiered.hart.run(slice);
+    const b = plain.hart.run(slice);
+    assert.deepEqual(a, b, `slice ${index}: the run results`);
+    assert.deepEqual(state(tiered.hart), state(plain.hart), `slice ${index} (${slice} instructions)`);
+    assert.ok(Buffer.compare(tiered.ram.u8, plain.ram.u8) === 0, `slice ${index}: RAM`);
+  });
+  return { ...tiered, tier: tiered.hart.tier as TranslationCache };
+}
+
+/** Slices of every size from 1 to 40, then larger ones: block and loop ends fall at every offset. */
+/** Loads a 32-bit value in exactly two instructions (lui, addi), so that programs have a fixed layout. */
+function liw(rd: number, value: number): number[] {
+  const low = (value << 20) >> 20;
+  return [asm.lui(rd, (value - low) | 0), asm.addi(rd, rd, low)];
+}
+
+const slices = [...Array.from({ length: 40 }, (_, index) => index + 1), 500, 1000, 3000, 10_000, 50_000];
+
+test('a hot loop is translated, and a budget that ends at any instruction of it is met exactly', () => {
+  const program = [
+    ...liw(2, 5000),
+    asm.addi(1, 1, 3), // loop:
+    asm.xor(3, 1, 2),
+    asm.mul(4, 3, 1),
+    asm.addi(2, 2, -1),
+    asm.bne(2, 0, -16),
+    asm.jal(0, 0),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.ok(tier.compiledBlocks >= 1, 'the loop was compiled');
+  assert.equal(hart.x[2], 0, 'the loop ran to its end');
+});
+
+test('a block head is compiled only after it was entered hotEntriesMin times', () => {
+  const program = [...liw(2, hotEntriesMin - 2), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8), asm.addi(0, 0, 0), asm.jal(0, -4)];
+  const { tier } = runBoth(program, [150]);
+  assert.equal(tier.compiledBlocks, 0, 'a loop that ran fewer times stays on the interpreter');
+});
+
+test('self-modifying code: a store to a translated page drops its translations, and the new code runs', () => {
+  const target = base + 4 * 7; // the first instruction of the loop
+  const program = [
+    ...liw(6, 300),
+    ...liw(7, target),
+    ...liw(8, asm.addi(5, 5, 2)), // what the loop's first instruction becomes
+    asm.addi(10, 0, 100),
+    asm.addi(5, 5, 1), // loop (word 7): rewritten when x6 reaches 100
+    asm.addi(6, 6, -1),
+    asm.addi(12, 12, 1),
+    asm.bne(6, 10, 12), // to next
+    asm.sw(8, 7, 0),
+    asm.addi(11, 11, 1),
+    asm.bne(6, 0, -24), // next: back to loop
+    asm.jal(0, 0),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.equal(hart.x[5], 200 + 2 * 100, 'the rewritten instruction ran after the store');
+  assert.ok(tier.compiledBlocks >= 2, 'the loop was compiled before the store and again after it');
+});
+
+test('a block that stores into its own page leaves after the store; a page rewritten again and again is left to the interpreter', () => {
+  const program = [
+    ...liw(6, 2000),
+    ...liw(7, base + 0x400), // data in the same page as the code
+    asm.sw(6, 7, 0), // loop:
+    asm.addi(5, 5, 1),
+    asm.addi(6, 6, -1),
+    asm.bne(6, 0, -12),
+    asm.jal(0, 0),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.equal(hart.x[5], 2000);
+  assert.equal(tier.compiledBlocks, pageInvalidationsMax, 'compiled until the page was abandoned');
+  assert.equal(tier.blocks, 0);
+});
+
+test('a page fault in the middle of a translated block is precise: pc, count, cause and tval as the interpreter', () => {
+  const program = [
+    ...liw(1, handler),
+    asm.csrrw(0, Csr.mtvec, 1),
+    ...liw(7, base + 0x800),
+    ...liw(9, base + ramBytes - 4 * 100), // walks off the end of RAM after 100 passes
+    asm.lw(2, 7, 0), // loop:
+    asm.addi(3, 3, 1),
+    asm.lw(4, 9, 0), // faults on pass 101
+    asm.addi(9, 9, 4),
+    asm.jal(0, -16),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.ok(tier.compiledBlocks >= 1);
+  assert.equal(hart.mcause, 5, 'a load access fault');
+  assert.equal(hart.mepc >>> 0, base + 4 * 9, 'at the second load');
+  assert.equal(hart.x[3], 101);
+});
+
+test('an interrupt raised by an MMIO store inside a translated block is taken right after that store', () => {
+  const program = [
+    ...liw(1, handler),
+    asm.csrrw(0, Csr.mtvec, 1),
+    ...liw(1, Mip.MTIP),
+    asm.csrrs(0, Csr.mie, 1),
+    asm.csrrsi(0, Csr.mstatus, 8),
+    ...liw(12, deviceBase),
+    asm.addi(5, 5, 1), // loop:
+    asm.sw(0, 12, 0), // the 120th write raises MTIP
+    asm.addi(6, 6, 1),
+    asm.jal(0, -12),
+  ];
+  const { tier, hart } = runBoth(program, slices, 120);
+  assert.ok(tier.compiledBlocks >= 1);
+  assert.equal(hart.mcause >>> 0, 0x8000_0007, 'the machine timer interrupt');
+  assert.equal(hart.x[5], 120);
+  assert.equal(hart.x[6], 119, 'taken before the instruction after the store');
+});
+
+test('blocks end before instructions the interpreter runs, before a straddling instruction, and at the size cap', () => {
+  const ram = new Ram(ramBytes);
+  const words = [asm.addi(1, 1, 1), asm.addi(2, 2, 1), asm.csrrs(3, Csr.mstatus, 0), asm.addi(4, 4, 1)];
+  words.forEach((word, index) => (ram.i32[index] = word));
+  const plan = planBlock(ram.u16, 0, 0, base);
+  assert.equal(plan.instructions.length, 2, 'stops before the CSR instruction');
+  assert.equal(plan.endsWithJump, false);
+  assert.match(blockSource(plan), /h\.pc = \(-2147483640\); return k \+ 2;/, 'leaves at the CSR instruction, 0x80000008');
+  // A 32-bit instruction in the last halfword of the page straddles into the next: not translated.
+  ram.u16[2046] = 0x0001;
+  ram.u16[2047] = asm.addi(1, 1, 1) & 0xffff;
+  const end = planBlock(ram.u16, 0, 0xffc, base + 0xffc);
+  assert.equal(end.instructions.length, 1);
+  // The cap.
+  for (let index = 0; index < 1000; index++) ram.i32[index] = asm.addi(1, 1, 1);
+  assert.equal(planBlock(ram.u16, 0, 0, base).instructions.length, 48);
+});

@@ -1,0 +1,358 @@
+/**
+ * The translation tier (execution-tier.ts): which guest blocks are hot, their compiled
+ * functions (translator.ts) per RAM page, running them, and dropping them when their code
+ * is written. The interpreter stays the first tier: it runs everything until a block head has
+ * been entered {@link hotEntriesMin} times.
+ *
+ * How the interpreter finds the tier without paying for it (cpu.ts): a decoded slot whose
+ * word 0 has bit 31 set is a block head the tier watches; the loop's test for an empty slot
+ * (`w <= 0`) catches both, and only then calls {@link TranslationCache.run}. Heads are marked
+ * when the instructions that lead to them are decoded ({@link TranslationCache.decoded}): the
+ * targets of direct branches and jumps, and the instruction after a branch, a call or an
+ * instruction the tier leaves to the interpreter. A store that empties a slot clears its mark;
+ * the slot's next decoding marks it again.
+ *
+ * Keeping translations valid:
+ * - a translation is built from a RAM page's bytes and the virtual page it was entered from;
+ *   it runs only when the fetch TLB maps that virtual page, at the current privilege, to that
+ *   RAM page, so satp, SFENCE.VMA, PMP and privilege changes need no flush of their own: the
+ *   fetch TLB (mmu.ts) already follows them, and a page is only ever entered through it;
+ * - a page with translations never enters the store TLB (mmu.ts asks {@link
+ *   TranslationCache.translates}), so every store to it takes the slow path, which reports it
+ *   like every other RAM write (DMA, loaders, A/D updates, restores) through
+ *   `invalidateCode` (code-cache.ts): the page's translations are dropped, and `attention`
+ *   makes a block that wrote its own page leave after that store;
+ * - a page whose translations were dropped {@link pageInvalidationsMax} times (code and data
+ *   sharing a page, a guest rewriting its code in a loop) is left to the interpreter;
+ * - bounded: at most {@link blocksMax} blocks and {@link sourceCharactersMax} characters of
+ *   generated source; past either everything is dropped (QEMU's tb_flush) and warms up again.
+ *
+ * Nothing here is machine state: hotness counts only guest execution (entries of heads), and
+ * no snapshot or digest sees any of it.
+ */
+import type { Hart } from './cpu.js';
+import { mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
+import type { ExecutionTier } from './execution-tier.js';
+import { Op } from './ops.js';
+import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeSlow, tlbEntries } from './mmu.js';
+import { sinkRegister } from './code-cache.js';
+import { takeException } from './traps.js';
+import { trapSignal } from './trap-signal.js';
+import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
+import type { AccessWidth } from '../devices/device.js';
+
+/** Entries of a block head by the interpreter before its block is compiled. */
+export const hotEntriesMin = 50;
+/** Compiled blocks kept at most; past it every translation is dropped. */
+export const blocksMax = 8192;
+/** Characters of generated source kept at most (about as many bytes of V8 bytecode); past it everything is dropped. */
+export const sourceCharactersMax = 32 * 1024 * 1024;
+/** Times a page's translations may be dropped by writes before the tier leaves the page to the interpreter. */
+export const pageInvalidationsMax = 16;
+
+const tlbMask = tlbEntries - 1;
+/** Bit 31 of a decoded slot's word 0: a block head (cpu.ts tests `w < 0`). */
+const headMark = 0x8000_0000 | 0;
+/** Slots per decoded page (one per halfword). */
+const slotsPerPage = 2048;
+
+class Block {
+  /** False once dropped: links to it are then not followed. */
+  valid = true;
+  // The last two blocks of the same virtual page that this one went on to, and their pcs.
+  linkPc0 = -1;
+  link0: Block | undefined = undefined;
+  linkPc1 = -1;
+  link1: Block | undefined = undefined;
+
+  constructor(
+    readonly run: BlockFunction,
+    /** Instructions in one pass. */
+    readonly length: number,
+    /** The virtual page (pc >>> 12) it was translated for: its pc constants. */
+    readonly virtualPage: number,
+    readonly sourceCharacters: number,
+  ) {}
+
+  /** Remembers `next` as where pc `pc` leads, in place of the older of the two links. */
+  link(pc: number, next: Block): void {
+    this.linkPc1 = this.linkPc0;
+    this.link1 = this.link0;
+    this.linkPc0 = pc;
+    this.link0 = next;
+  }
+}
+
+/** What the tier knows of one RAM page of code. */
+interface PageTranslations {
+  /** Per slot (halfword): 1 if a block may start there. */
+  readonly heads: Uint8Array;
+  /** Per slot: interpreter entries since the head was marked or last compiled. */
+  readonly entries: Uint16Array;
+  /** Compiled blocks by page offset. */
+  readonly blocks: Map<number, Block>;
+  invalidations: number;
+  /** Left to the interpreter (see {@link pageInvalidationsMax}). */
+  abandoned: boolean;
+}
+
+/** The ops a decoded slot may hold for a branch or jump (the C twins included, ops.ts). */
+const directBranches = new Set<number>([Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU, Op.C_BEQ, Op.C_BNE]);
+const directJumps = new Set<number>([Op.JAL, Op.C_JAL]);
+const indirectJumps = new Set<number>([Op.JALR, Op.C_JALR]);
+/** C twins that blocks contain (their 32-bit ops are translatable). */
+const twins = new Set<number>([Op.C_ADDI, Op.C_LUI, Op.C_ANDI, Op.C_SLLI, Op.C_SRLI, Op.C_SRAI, Op.C_ADD, Op.C_SUB, Op.C_XOR, Op.C_OR, Op.C_AND, Op.C_LW, Op.C_SW]);
+
+export class TranslationCache implements ExecutionTier {
+  private pages: (PageTranslations | undefined)[];
+  /** Per RAM page: 1 while it has compiled blocks (its stores take the slow path). */
+  private readonly translatedPages: Uint8Array;
+  private blockCount = 0;
+  private sourceCharacters = 0;
+  private environment: BlockEnvironment;
+  /** The trap the last `run` took after retiring instructions (for lockstep verification). */
+  lastTrap: { readonly pc: number; readonly cause: number; readonly tval: number } | undefined;
+  /** Whether one `run` goes on from block to block (lockstep verification turns it off, to compare after each). */
+  chains = true;
+  /** Blocks compiled since the tier was created (for tests and benchmarks). */
+  compiledBlocks = 0;
+
+  /** `hotEntries`: entries of a head before its block is compiled (lockstep verification compiles nearly everything). */
+  constructor(private readonly hart: Hart, private readonly hotEntries = hotEntriesMin) {
+    this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
+    this.translatedPages = new Uint8Array(hart.ports.ram.pages);
+    this.environment = this.makeEnvironment();
+  }
+
+  run(hart: Hart, budget: number): number {
+    if (hart.ports.ram.i32 !== this.environment.ram32) {
+      // A restored snapshot replaced RAM's views: everything compiled closes over the old ones.
+      this.flush();
+      this.environment = this.makeEnvironment();
+    }
+    const base = hart.runRetired;
+    this.lastTrap = undefined;
+    let ran = 0;
+    let block = this.lookup(hart);
+    if (block === undefined) return 0;
+    const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
+    try {
+      for (;;) {
+        if (block.length > budget - ran) break;
+        ran += block.run(hart, base + ran, budget - ran, dataContext);
+        if (hart.attention || !this.chains) break;
+        // The next block: one of the two this block went to before (a link stays valid while
+        // the block it leads to is, within the same virtual page: same mapping, same
+        // privilege while `run` lasts), else looked up through the fetch TLB.
+        const pc = hart.pc;
+        let next: Block | undefined;
+        if (block.linkPc0 === pc) next = block.link0;
+        else if (block.linkPc1 === pc) next = block.link1;
+        if (next === undefined || !next.valid) {
+          next = this.lookupChained(hart, pc);
+          if (next === undefined) break;
+          if (next.virtualPage === block.virtualPage) block.link(pc, next);
+        }
+        block = next;
+      }
+    } catch (error) {
+      // A trap at the first instruction of this call: the interpreter takes it, as if the tier
+      // had not been called (its pc and count are the instruction's). Later ones here.
+      if (error !== trapSignal || hart.runRetired === base) throw error;
+      ran = hart.runRetired - base;
+      this.lastTrap = { pc: hart.pc, cause: trapSignal.cause, tval: trapSignal.tval };
+      hart.pc = takeException(hart, trapSignal.cause, trapSignal.tval, hart.pc);
+    }
+    return ran;
+  }
+
+  /** The block at `hart.pc` if its page is in the fetch TLB now; counts the entry (and compiles when hot) if there is none. */
+  private lookup(hart: Hart): Block | undefined {
+    const pc = hart.pc;
+    const vpn = pc >>> 12;
+    const e = vpn & tlbMask;
+    if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
+    const page = hart.fetchWordBase[e]! >> 10;
+    const offset = pc & 0xffe;
+    const block = this.pages[page]?.blocks.get(offset);
+    if (block !== undefined && block.virtualPage === vpn) return block;
+    return this.entered(page, offset, pc);
+  }
+
+  /** The compiled block at `pc`, reached from another block: no counting (only the interpreter's entries count). */
+  private lookupChained(hart: Hart, pc: number): Block | undefined {
+    const vpn = pc >>> 12;
+    const e = vpn & tlbMask;
+    if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
+    const block = this.pages[hart.fetchWordBase[e]! >> 10]?.blocks.get(pc & 0xffe);
+    return block !== undefined && block.virtualPage === vpn ? block : undefined;
+  }
+
+  decoded(page: number, code: Int32Array, slot: number, pc: number): void {
+    const word = code[slot]!;
+    const info = this.pages[page];
+    if (info !== undefined && info.heads[slot >>> 1] === 1 && !info.abandoned) code[slot] = word | headMark;
+    const op = word & 0xff;
+    const length = (word >>> 24) & 0x7f;
+    const imm = code[slot + 1]!;
+    const links = ((word >> 8) & 63) !== sinkRegister;
+    if (directBranches.has(op)) {
+      this.markHead((pc + imm) | 0);
+      this.markHead((pc + length) | 0);
+    } else if (directJumps.has(op)) {
+      this.markHead((pc + imm) | 0);
+      if (links) this.markHead((pc + length) | 0);
+    } else if (indirectJumps.has(op)) {
+      if (links) this.markHead((pc + length) | 0);
+    } else if (!translatable(op) && !twins.has(op)) {
+      this.markHead((pc + length) | 0);
+    }
+  }
+
+  translates(page: number): boolean {
+    return this.translatedPages[page] === 1;
+  }
+
+  codeWritten(page: number, offset: number, length: number): void {
+    void offset;
+    void length;
+    const info = this.pages[page];
+    if (info === undefined || info.blocks.size === 0) return;
+    this.dropBlocks(info);
+    this.translatedPages[page] = 0;
+    // A block that wrote its own page must not go on: it leaves after the store (translator.ts).
+    this.hart.attention = true;
+    if (++info.invalidations >= pageInvalidationsMax) this.abandon(page, info);
+  }
+
+  flush(): void {
+    for (const info of this.pages) if (info !== undefined) this.dropBlocks(info);
+    this.pages.fill(undefined);
+    this.translatedPages.fill(0);
+    this.blockCount = 0;
+    this.sourceCharacters = 0;
+  }
+
+  /** Blocks compiled and kept now. */
+  get blocks(): number {
+    return this.blockCount;
+  }
+
+  /** The interpreter entered the head at `offset` of RAM page `page` (virtual `pc`): counts, compiles when hot. */
+  private entered(page: number, offset: number, pc: number): Block | undefined {
+    const info = this.pageInfo(page);
+    if (info.abandoned) return undefined;
+    const slot = offset >>> 1;
+    if (++info.entries[slot]! < this.hotEntries) return undefined;
+    info.entries[slot] = 0;
+    const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
+    if (plan.instructions.length < blockInstructionsMin && !plan.loops) {
+      // Nothing to translate here (a system instruction, say): stop watching this head.
+      info.heads[slot] = 0;
+      const code = this.hart.codePages[page];
+      if (code !== undefined) code[offset] = code[offset]! & ~headMark;
+      return undefined;
+    }
+    if (this.blockCount >= blocksMax || this.sourceCharacters >= sourceCharactersMax) this.flushKeepingHeads();
+    const run = compileBlock(plan, this.environment);
+    const block = new Block(run, plan.instructions.length, pc >>> 12, run.toString().length);
+    const pageInfo = this.pageInfo(page);
+    const old = pageInfo.blocks.get(offset);
+    if (old !== undefined) this.forget(old);
+    pageInfo.blocks.set(offset, block);
+    this.blockCount++;
+    this.sourceCharacters += block.sourceCharacters;
+    this.compiledBlocks++;
+    if (this.translatedPages[page] === 0) {
+      this.translatedPages[page] = 1;
+      // From now on every store to the page takes the slow path, which reports it.
+      this.hart.storeTag.fill(-1);
+    }
+    return block;
+  }
+
+  /**
+   * Marks virtual `target` as a block head if the fetch TLB maps its page now (its own page
+   * always is: the interpreter has just fetched from it; unless PMP keeps it out of the TLB).
+   */
+  private markHead(target: number): void {
+    const hart = this.hart;
+    const vpn = target >>> 12;
+    const e = vpn & tlbMask;
+    if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return;
+    const code = hart.fetchCode[e];
+    if (code === undefined) return;
+    const info = this.pageInfo(hart.fetchWordBase[e]! >> 10);
+    if (info.abandoned) return;
+    const slot = target & 0xffe;
+    info.heads[slot >>> 1] = 1;
+    if (code[slot]! > 0) code[slot] = code[slot]! | headMark;
+  }
+
+  private pageInfo(page: number): PageTranslations {
+    let info = this.pages[page];
+    if (info === undefined) {
+      info = { heads: new Uint8Array(slotsPerPage), entries: new Uint16Array(slotsPerPage), blocks: new Map(), invalidations: 0, abandoned: false };
+      this.pages[page] = info;
+    }
+    return info;
+  }
+
+  private dropBlocks(info: PageTranslations): void {
+    for (const block of info.blocks.values()) this.forget(block);
+    info.blocks.clear();
+  }
+
+  private forget(block: Block): void {
+    block.valid = false;
+    this.blockCount--;
+    this.sourceCharacters -= block.sourceCharacters;
+  }
+
+  /** The page's code keeps changing: no more heads or blocks there. */
+  private abandon(page: number, info: PageTranslations): void {
+    info.abandoned = true;
+    info.heads.fill(0);
+    const code = this.hart.codePages[page];
+    if (code !== undefined) for (let slot = 0; slot < code.length; slot += 2) code[slot] = code[slot]! & ~headMark;
+  }
+
+  /** Drops every block (the caps were reached); the heads stay watched and warm up again. */
+  private flushKeepingHeads(): void {
+    for (const info of this.pages) if (info !== undefined) this.dropBlocks(info);
+    this.translatedPages.fill(0);
+  }
+
+  private makeEnvironment(): BlockEnvironment {
+    const hart = this.hart;
+    const ram = hart.ports.ram;
+    return {
+      x: hart.x,
+      ram32: ram.i32,
+      ramU8: ram.u8,
+      ramI8: ram.i8,
+      ramU16: ram.u16,
+      ramI16: ram.i16,
+      loadTag: hart.loadTag,
+      loadAdd: hart.loadAdd,
+      storeTag: hart.storeTag,
+      storeAdd: hart.storeAdd,
+      codePages: hart.codePages,
+      load: (h, va, width, pc, retired) => {
+        const target = h as Hart;
+        target.pc = pc;
+        target.runRetired = retired;
+        return loadSlow(target, va, width as AccessWidth);
+      },
+      store: (h, va, width, value, pc, retired) => {
+        const target = h as Hart;
+        target.pc = pc;
+        target.runRetired = retired;
+        storeSlow(target, va, width as AccessWidth, value);
+      },
+      mulh: mulhSigned,
+      mulhsu: mulhSignedUnsigned,
+      mulhu: mulhUnsigned,
+    };
+  }
+}

@@ -36,8 +36,8 @@ interface Run {
 }
 
 /** Runs the workload through the CLI on `image` (killed after runTimeoutMs), stdin closed. */
-function runWorkload(image: string, clock: 'host' | 'virtual'): Promise<Run> {
-  const args = [cliPath, 'run', '--kernel', guestElf('pair_workload'), '--disk', image, '--clock', clock];
+function runWorkload(image: string, clock: 'host' | 'virtual', command: 'run' | 'pair' = 'run'): Promise<Run> {
+  const args = [cliPath, command, '--kernel', guestElf('pair_workload'), '--disk', image, '--clock', clock];
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], timeout: runTimeoutMs, killSignal: 'SIGKILL' });
@@ -133,5 +133,17 @@ test('pair_workload on an image of the wrong size: stops at once', { timeout: te
     assert.equal(run.status, 90, describeRun(run));
     assert.match(run.stdout, /^pair_workload: FAIL the disk has 1024 sectors, not 2048$/m);
     assert.doesNotMatch(run.stdout, /^line /m);
+  });
+});
+
+test('pair_workload under pair with the virtual clock: the primary lets virtual time jump while the guest sleeps, as run does', { timeout: testTimeoutMs }, async () => {
+  // Virtual time passes only with instructions: a primary that waited for it while the guest
+  // slept (no instructions) waited for ever, at the workload's first timer sleep.
+  await withImage(async (image) => {
+    createBlankDiskImage(image);
+    const run = await runWorkload(image, 'virtual', 'pair');
+    assert.equal(run.status, 0, describeRun(run));
+    assert.ok(run.stdout === expectedConsole(), `console output differs at ${firstDifference(run.stdout, expectedConsole())}\n${describeRun(run)}`);
+    assertImage(fs.readFileSync(image), expectedDiskImage());
   });
 });

@@ -9,6 +9,7 @@
  *   never sees time go backwards.
  */
 import type { EnvironmentPort, EnvironmentReadKind } from '../machine/environment.js';
+import type { MachineClock } from '../machine/clock.js';
 import type { EnvironmentReading } from './messages.js';
 
 /** The backup's execution left the primary's: a bug, or a machine that is not deterministic. */
@@ -61,6 +62,16 @@ export class ReplicaEnvironment implements EnvironmentPort {
     if (value < this.latestMtime) value = this.latestMtime;
     this.latestMtime = value;
     return value;
+  }
+
+  /**
+   * Primary, its guest asleep with nothing else to wake it: lets a live clock that can (virtual
+   * time) reach `deadline` at once, as `run` does. False for the host's clock, which must be
+   * waited for. The skip shows only in readings, which the log carries.
+   */
+  skipTo(deadline: bigint, retired: number): boolean {
+    const live = this.live as Partial<MachineClock>;
+    return live.skipTo?.(deadline - this.mtimeOffset, retired) ?? false;
   }
 
   /** Primary: starts recording the readings of a new epoch. */

@@ -623,6 +623,8 @@ export class PrimaryReplica {
   /** The guest sleeps: wake at its next deadline (console input and completions wake the driver anyway). */
   private idle(now: number): StepResult {
     const deadline = this.machine.clockDeadline;
+    // Virtual time does not pass while the guest sleeps: it jumps to the deadline.
+    if (deadline !== undefined && this.environment.skipTo(deadline, this.machine.retiredInstructions)) return { kind: 'progress' };
     let wakeAt = Infinity;
     for (const member of this.members()) wakeAt = Math.min(wakeAt, member.lastSentMs + this.options.heartbeatIntervalMs);
     // A live copy waiting for the backup's confirmation: give up on it when the join times out.

@@ -198,7 +198,10 @@ class ReplicaRuntime implements ReplicaIo {
       this.noticeRole(core);
       if (result.kind === 'finished') return { status: replicaExitStatus(result.end), reason: result.reason, guest: result.end.kind === 'guest' ? result.end.guest : undefined, end: result.end };
       if (result.kind === 'progress') {
-        if (performance.now() - lastYieldMs > hostYieldIntervalMs) {
+        // What this step sent must leave now, not at the next yield: with TLS, a message sent
+        // while an earlier one is still being handed to the kernel waits for the event loop
+        // (an entry's acknowledgement, and the outputs behind it, came milliseconds late).
+        if (links.some((link) => link.holding) || performance.now() - lastYieldMs > hostYieldIntervalMs) {
           await yieldToHost();
           lastYieldMs = performance.now();
         }

@@ -102,11 +102,17 @@ export interface PeerLink {
   /** What is sent between cork and uncork leaves in one write. */
   cork(): void;
   uncork(): void;
+  /**
+   * Something sent is still in this process, not yet handed to the kernel. A TLS socket hands
+   * over one write at a time, the next only once the event loop has seen the previous one done:
+   * whoever sends and then runs on without yielding holds back what it sends next.
+   */
+  readonly holding: boolean;
   /** Closes the connection; no handler is called for it any more. */
   close(): void;
 }
 
-class SocketLink implements PeerLink {
+export class SocketLink implements PeerLink {
   constructor(readonly socket: net.Socket) {}
 
   send(message: Message): number {
@@ -121,6 +127,10 @@ class SocketLink implements PeerLink {
 
   uncork(): void {
     this.socket.uncork();
+  }
+
+  get holding(): boolean {
+    return this.socket.writableLength > 0;
   }
 
   /**

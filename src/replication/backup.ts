@@ -40,6 +40,12 @@ export interface FailoverReport {
   readonly liveAtMs: number;
   readonly epoch: number;
   readonly pendingRequests: number;
+  /**
+   * Of those, requests the machine had in flight that this backup never saw issued (issued
+   * before it joined at `joinedAtEpoch`), completed as uncertain. None when it joined at 0.
+   */
+  readonly requestsNeverSeen: number;
+  readonly joinedAtEpoch: number;
   readonly consoleBytesRepeated: number;
   /** Network frames sent again: the old primary may or may not have sent them. */
   readonly framesRepeated: number;
@@ -59,6 +65,8 @@ export class BackupReplica {
   /** What this backup has acknowledged: it lags `receivedThrough` while the queue is full. */
   private acknowledgedThrough = 0;
   private executedThrough = 0;
+  /** The epoch of the state this backup joined with. */
+  private joinedAtEpoch = 0;
   private releasedThrough = 0;
   private state: { epoch: number; total: number; chunks: Uint8Array[] } | undefined;
   /** A live copy's machine, its RAM filled page by page until the state completes it; the bytes received for it. */
@@ -240,6 +248,7 @@ export class BackupReplica {
     this.executedThrough = epoch;
     this.releasedThrough = epoch;
     this.state = undefined;
+    this.joinedAtEpoch = epoch;
     this.role = 'following';
     this.sendAck(0);
     this.io.log(`following from epoch ${epoch}`);
@@ -548,7 +557,9 @@ export class BackupReplica {
     // Requests the machine has in flight that this backup never saw issued: the guest issued
     // them before this backup joined, and their completions were still to come in the log. Only
     // the old primary knew them: they complete as uncertain (P8, IO2), and the driver retries.
+    // (The failover epoch's own requests are known too: they are submitted just below.)
     const known = new Set(pending.map((request) => `${request.slot}:${request.requestId}`));
+    for (const output of failoverOutputs) if (output.kind === 'disk-request') known.add(`${output.request.slot}:${output.request.requestId}`);
     let unknown = 0;
     for (const [slot, disk] of machine.disks) {
       for (const requestId of disk.inFlightRequestIds) {
@@ -573,6 +584,8 @@ export class BackupReplica {
       liveAtMs: now,
       epoch,
       pendingRequests: pending.length + unknown,
+      requestsNeverSeen: unknown,
+      joinedAtEpoch: this.joinedAtEpoch,
       consoleBytesRepeated: repeated,
       framesRepeated,
     };

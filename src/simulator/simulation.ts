@@ -334,6 +334,13 @@ export class Simulation {
     }
     this.finalChecks();
     const reports = [...this.replicas.values()].flatMap((replica) => (replica.core instanceof BackupReplica && replica.core.report !== undefined ? [replica.core.report] : []));
+    // Only a request issued before a backup joined can be one it never saw issued (P8): the
+    // failover epoch's own requests, above all, are submitted, not completed as uncertain.
+    for (const report of reports) {
+      if (report.joinedAtEpoch === 0 && report.requestsNeverSeen > 0) {
+        this.fail(`a backup that joined at epoch 0 completed ${report.requestsNeverSeen} disk request(s) it "never saw issued" as uncertain at its failover (epoch ${report.epoch})`);
+      }
+    }
     const first = reports[0];
     return {
       seed: setup.seed,

@@ -88,11 +88,30 @@ test('fuzz: a live primary refuses hostile would-be backups before their hello, 
       const changed = { ...identity.identity, [field]: `${identity.identity[field]}${prng.pick(['0', 'x', ';ram=1', ''.padEnd(prng.int(1, 5000), 'z')])}` };
       return { description: `a hello with another ${field}`, bytes: encodeMessage({ type: 'hello', identity: changed }) };
     };
+    /**
+     * Whether a mutated hello would still be this primary's backup: it parses and names the
+     * same machine, image and options, only another replica (the name is free text since
+     * protocol version 4). Such a mutation is the real hello, not a hostile one.
+     */
+    const stillJoins = (bytes: Uint8Array): boolean => {
+      try {
+        const message = decodeFrame(bytes);
+        return message.type === 'hello' && (['configKey', 'imageDigest', 'optionsKey'] as const).every((field) => message.identity[field] === identity.identity[field]);
+      } catch {
+        return false;
+      }
+    };
+    const mutatedHello = (): FuzzCase => {
+      for (;;) {
+        const { bytes, how } = mutateFrame(hello, prng);
+        if (!stillJoins(bytes)) return { description: `the real hello, ${how}`, bytes };
+      }
+    };
     for (let i = 0; i < cases; i++) {
       const kind = prng.int(0, 3);
       const fuzz: FuzzCase =
         kind === 0 ? randomBytes(prng)
-        : kind === 1 ? (({ bytes, how }) => ({ description: `the real hello, ${how}`, bytes }))(mutateFrame(hello, prng))
+        : kind === 1 ? mutatedHello()
         : kind === 2 ? otherHello()
         : hostileStream(followerFrames, prng, 'a follower\'s frames, before any hello');
       const before = [...primary.stderr.matchAll(refusalLines)].length;

@@ -333,7 +333,9 @@ async function channelCostOfTls(
     entryBytes: Math.round(Number(summary[1]) / epochs),
     ackBytes: encodeMessage({ type: 'ack', epoch: epochs, heartbeat: epochs, catchUpMs: 1 }).length,
   };
-  const identities = { primary: loadTlsIdentity(path.join(keys, 'bench')), backup: loadTlsIdentity(path.join(keys, 'bench')) };
+  // Both ends present the pair's one certificate, as the replicas of a `pair --tls` run do.
+  const identity = loadTlsIdentity(path.join(keys, 'bench'));
+  const identities = { primary: identity, backup: identity };
   const cpu = { tls: [] as number[], plain: [] as number[] };
   const roundTrips = { tls: [] as number[], plain: [] as number[] };
   await measureChannel(traffic, identities); // warm-up: the first run pays for compiling the paths

@@ -95,7 +95,7 @@ test('a backup joins the running guest at many moments, by a live copy of severa
   const failures: string[] = [];
   const seen = { copies: 0, severalRounds: 0, abandoned: 0, lostBeforeJoin: 0, failoverAfterCopy: 0 };
   let seed = 30_000;
-  for (const joinAtMs of [1, 12, 35, 60]) {
+  for (const joinAtMs of [1, 13, 28, 35, 60]) {
     for (const replica of ['primary', 'backup'] as const) {
       for (const after of [0.01, 0.3, 1, 3, 8]) {
         const result = runSeed(campaign, seed++, { options, plan: { ...quiet, joinAtMs, crash: { replica, at: { timeMs: joinAtMs + after } } } });

@@ -215,6 +215,9 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                the generation under PREFIX)
   --status-port N              serve the status view as JSON on 127.0.0.1:N
   --verbose                    log the protocol's events on stderr
+  --trace-io                   at the end, where the primary's disk requests spent their time
+                               (round trip to the backup, release, host I/O, delivery to the
+                               guest; implies --verbose)
   --on-unprotected CMD         run CMD (with /bin/sh) whenever the VM becomes unprotected; the
                                reason is in $UNDERSTUDY_REASON
   --tls DIR                    secure the replication channel with mutual TLS 1.3, with this
@@ -269,6 +272,7 @@ export const replicationOptionSpec = {
   arbiter: { type: 'string' },
   'status-port': { type: 'string' },
   verbose: { type: 'boolean' },
+  'trace-io': { type: 'boolean' },
   tls: { type: 'string' },
   insecure: { type: 'boolean' },
   'on-unprotected': { type: 'string' },
@@ -281,6 +285,8 @@ export interface ReplicationSettings {
   arbiter: string | undefined;
   statusPort: number | undefined;
   verbose: boolean;
+  /** --trace-io: the primary reports where its disk requests' time went. */
+  traceIo: boolean;
   onUnprotected: string | undefined;
 }
 
@@ -297,6 +303,7 @@ export function replicationSettings(values: {
   arbiter?: string | undefined;
   'status-port'?: string | undefined;
   verbose?: boolean | undefined;
+  'trace-io'?: boolean | undefined;
   tls?: string | undefined;
   insecure?: boolean | undefined;
   'on-unprotected'?: string | undefined;
@@ -341,7 +348,8 @@ export function replicationSettings(values: {
     channel: values.tls !== undefined ? { kind: 'tls', directory: values.tls } : values.insecure === true ? { kind: 'insecure' } : undefined,
     arbiter: values.arbiter,
     statusPort: values['status-port'] === undefined ? undefined : parseCount(values['status-port'], '--status-port'),
-    verbose: values.verbose ?? false,
+    verbose: (values.verbose ?? false) || values['trace-io'] === true,
+    traceIo: values['trace-io'] ?? false,
     onUnprotected: values['on-unprotected'],
   };
 }

@@ -41,6 +41,8 @@ export interface ReplicaSettings {
   /** A primary waits for its first backup before it runs the guest. */
   readonly waitForBackup: boolean;
   readonly verbose: boolean;
+  /** --trace-io: a primary reports where its disk requests' time went (issue 14). */
+  readonly traceIo?: boolean;
   /** The alarm hook: run whenever this replica, live, loses its protection. */
   readonly onUnprotected: string | undefined;
   /** Forked by `pair`: console and reports over IPC. */
@@ -180,6 +182,7 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
       waitForBackup: settings.waitForBackup,
       ...(settings.listenWhenPromoted === undefined ? {} : { listenWhenPromoted: settings.listenWhenPromoted }),
       security: settings.security,
+      traceIo: settings.traceIo === true,
       ...(settings.statusPort === undefined || viaIpc ? {} : { statusPort: settings.statusPort }),
       ...(settings.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: settings.connectTimeoutMs }),
       events: {

@@ -179,6 +179,9 @@ export class Machine {
     }
     this.flushConsole();
     this.outputs.push(output);
+    // A disk request or a frame: the run ends after this instruction, so that its caller can
+    // send it on at once (a primary ends the epoch here; the backup follows the recorded end).
+    this.hart.requestStop();
   }
 
   private flushConsole(): void {
@@ -344,6 +347,14 @@ export class Machine {
     if (timer === undefined) return alarm;
     if (alarm === undefined) return timer;
     return timer < alarm ? timer : alarm;
+  }
+
+  /**
+   * The last `run` ended early because the guest handed the outside a request (a disk request
+   * or a frame): its caller may send it on now.
+   */
+  get stoppedForOutput(): boolean {
+    return this.hart.stopRequested;
   }
 
   /** The hart waits in WFI and nothing pending would wake it: only an event can. */

@@ -80,7 +80,8 @@ export function planEntry(queue: readonly MachineEvent[], entryBytesMax: number 
  * Runs up to `instructions` instructions of `machine`, in chunks, so that the environment
  * readings recorded meanwhile (`readsRecorded()`, counted from the start of the epoch) never
  * exceed `readsMax`. Returns why it stopped: as `run` would, except that 'budget' may come
- * early, at an exact instruction count, because the readings' room ran out.
+ * early, at an exact instruction count, because the readings' room ran out (or, as with `run`,
+ * because the guest handed the outside a request).
  */
 export function runWithinReads(machine: Machine, instructions: number, readsMax: number, readsRecorded: () => number): RunResult {
   let retired = 0;
@@ -93,6 +94,7 @@ export function runWithinReads(machine: Machine, instructions: number, readsMax:
     assert(readsAfter - readsBefore <= result.retired * environmentReadsPerInstructionMax, () =>
       `${result.retired} instructions made ${readsAfter - readsBefore} environment reads, more than ${environmentReadsPerInstructionMax} each`);
     const roomLeft = Math.floor((readsMax - readsAfter) / environmentReadsPerInstructionMax);
-    if (result.reason !== 'budget' || retired >= instructions || roomLeft === 0) return { reason: result.reason, retired };
+    // The guest handed the outside a request: the epoch ends there.
+    if (result.reason !== 'budget' || retired >= instructions || roomLeft === 0 || machine.stoppedForOutput) return { reason: result.reason, retired };
   }
 }

@@ -536,7 +536,7 @@ export class PrimaryReplica {
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
     if (this.role === 'protected') {
-      this.pending.push({ epoch, outputs });
+      this.pending.push({ epoch, outputs: this.issueReads(epoch, outputs) });
       this.io.crashPoint('primary:before-send-epoch');
       let digest: Message | undefined;
       if (this.digester !== undefined && epoch % this.options.digestEveryEpochs === 0) {
@@ -671,6 +671,34 @@ export class PrimaryReplica {
     }
     // Tell the backups at once, so that a failover repeats as little console output as possible.
     if (printed) for (const member of members) member.lastSentMs = -Infinity;
+  }
+
+  /**
+   * Disk reads go out before the acknowledgement: a read changes nothing outside, and its
+   * completion reaches the guest only through a later entry, which the backups receive after
+   * this one (a backup that never gets it issues the read again itself, P8). Only a read with no
+   * write or flush of its disk held before it, which it must see the effect of. Returns the
+   * outputs that wait for the acknowledgement.
+   */
+  private issueReads(epoch: number, outputs: MachineOutput[]): MachineOutput[] {
+    if (!outputs.some((output) => output.kind === 'disk-request' && output.request.op === 'read')) return outputs;
+    const blocked = new Set<number>(); // disks with a write or flush held
+    for (const held of this.pending) {
+      for (const output of held.outputs) if (output.kind === 'disk-request' && output.request.op !== 'read') blocked.add(output.request.slot);
+    }
+    const waiting: MachineOutput[] = [];
+    for (const output of outputs) {
+      if (output.kind !== 'disk-request' || output.request.op !== 'read' || blocked.has(output.request.slot)) {
+        if (output.kind === 'disk-request') blocked.add(output.request.slot);
+        waiting.push(output);
+        continue;
+      }
+      this.io.crashPoint('primary:before-early-read');
+      this.outputsReleased++;
+      this.io.diskSubmit(output.request, epoch);
+      this.diskRequestsOutstanding++;
+    }
+    return waiting;
   }
 
   private releaseAll(): void {

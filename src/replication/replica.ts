@@ -164,7 +164,7 @@ export function optionsKey(options: ReplicationOptions): string {
  */
 export const primaryCrashPoints = [
   'primary:before-send-epoch', 'primary:after-send-epoch', 'primary:before-release', 'primary:after-release',
-  'primary:before-goodbye', 'primary:before-go-solo', 'primary:before-fence',
+  'primary:before-early-read', 'primary:before-goodbye', 'primary:before-go-solo', 'primary:before-fence',
 ] as const;
 export const backupCrashPoints = ['backup:before-ack', 'backup:after-ack', 'backup:before-go-live', 'backup:failover-epoch'] as const;
 export type CrashPoint = (typeof primaryCrashPoints)[number] | (typeof backupCrashPoints)[number];

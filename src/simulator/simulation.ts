@@ -17,7 +17,8 @@
  *     left no replica holding the guest may it end early: then the console is such a run's
  *     beginning (with repeats), and nothing was lost that a replica still held;
  *  4. a protected primary releases no output before every backup that follows it has
- *     acknowledged its epoch;
+ *     acknowledged its epoch, except disk reads (they change nothing outside); and no read
+ *     overtakes a write or flush that its machine issued before it on the same disk;
  *  5. the guest finishes (progress after failover) within a bound of virtual time;
  *  6. no log entry outgrows its budget (entry-budget.ts), except by a single queued event
  *     larger than the budget, carried alone;
@@ -630,7 +631,8 @@ export class Simulation {
   }
 
   diskSubmit(from: SimulatedReplica, request: DiskRequest, epoch: number): void {
-    this.checkOutput(from, epoch, 'disk');
+    this.checkDiskOrder(from, request);
+    if (request.op !== 'read') this.checkOutput(from, epoch, 'disk');
     // One disk, requests in order: each starts when the previous one is done.
     const start = Math.max(this.now, this.diskBusyUntil);
     const done = start + this.plan.diskLatencyMs;
@@ -659,6 +661,20 @@ export class Simulation {
     this.generations.set(generation, { replica: name, members: [...members] });
     this.note(`${name} holds generation ${generation}${members.length > 0 ? ` (backups ${members.join(', ')})` : ''}`);
     return { won: true };
+  }
+
+  /** Per machine and disk: the highest request id of a read performed (request ids grow in the order the guest issues). */
+  private readonly readsPerformed = new WeakMap<Machine, Map<number, number>>();
+
+  /** Invariant 4's reads: a write or flush performed after a later read would have been missed by it. */
+  private checkDiskOrder(from: SimulatedReplica, request: DiskRequest): void {
+    const machine = from.core.currentMachine;
+    if (machine === undefined) return;
+    let reads = this.readsPerformed.get(machine);
+    if (reads === undefined) this.readsPerformed.set(machine, (reads = new Map()));
+    const latestRead = reads.get(request.slot) ?? 0;
+    if (request.op === 'read') reads.set(request.slot, Math.max(latestRead, request.requestId));
+    else if (request.requestId < latestRead) this.fail(`${from.name} performed disk ${request.op} ${request.requestId} after read ${latestRead}, which the guest issued later`);
   }
 
   /** Invariants 2 and 4, at the moment of each output. */

@@ -72,6 +72,7 @@ async function replicaCommand(command: 'primary' | 'backup' | 'standby', argv: s
     statusPort: replication.statusPort,
     connectTimeoutMs: values['connect-timeout'] === undefined ? undefined : parsePositive(values['connect-timeout'], '--connect-timeout'),
     verbose: replication.verbose,
+    traceIo: replication.traceIo,
     onUnprotected: replication.onUnprotected,
     waitForBackup: values['wait-for-backup'] === true,
     viaIpc: values.ipc === true && process.send !== undefined,

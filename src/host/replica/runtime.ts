@@ -24,9 +24,14 @@ import { ExitStatus, replicaExitStatus } from '../exit-status.js';
 import type { Arbiter } from './arbiter.js';
 import { connectRetryMs, connectToPrimary, ReplicaListener, ReplicaStartError, type ChannelSecurity, type Endpoint, type PeerLink } from './transport.js';
 import { assert } from '../../machine/assert.js';
+import { IoTrace } from './io-trace.js';
 
-/** Longest stretch of guest execution before the loop looks at sockets and timers. */
-const hostYieldIntervalMs = 5;
+/**
+ * Longest stretch of guest execution before the loop looks at sockets and timers. An
+ * acknowledgement (the primary) or an entry (the backup) waits at most this long to be read,
+ * and every output waits for an acknowledgement; a look costs about a microsecond.
+ */
+const hostYieldIntervalMs = 0.25;
 /** How often a replica reports its status to its parent (`pair`). */
 const statusReportIntervalMs = 250;
 /** Longest sleep while blocked with no deadline: the loop looks again at least this often. */
@@ -71,6 +76,8 @@ export interface ReplicaProcessOptions {
    */
   readonly waitForBackup?: boolean;
   readonly statusPort?: number;
+  /** Trace where each disk request's time goes (io-trace.ts); a summary at the end. */
+  readonly traceIo?: boolean;
   /**
    * A backup listens here for a backup of its own once it is promoted (a primary always
    * listens at `endpoint`), so that a pair can be protected again after a failover.
@@ -119,8 +126,11 @@ class ReplicaRuntime implements ReplicaIo {
   private reportedFailover = false;
   private reportedDivergence: unknown;
   private lastRole = '';
+  private readonly trace: IoTrace | undefined;
 
-  constructor(private readonly options: ReplicaProcessOptions) {}
+  constructor(private readonly options: ReplicaProcessOptions) {
+    this.trace = options.traceIo === true ? new IoTrace(() => this.nowMs()) : undefined;
+  }
 
   async run(): Promise<ReplicaProcessResult> {
     const o = this.options;
@@ -171,6 +181,7 @@ class ReplicaRuntime implements ReplicaIo {
         `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s); ` +
         `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms`,
     );
+    if (this.trace !== undefined && this.trace.traced.length > 0) for (const line of this.trace.summary()) this.log(line);
   }
 
   private async loop(core: Core): Promise<ReplicaProcessResult> {
@@ -290,6 +301,7 @@ class ReplicaRuntime implements ReplicaIo {
       },
       message: (link, message) => {
         const peer = this.peerIds.get(link);
+        if (message.type === 'ack') this.trace?.acknowledged(message.epoch);
         if (peer !== undefined) primary.onMessage(message, peer);
         this.wake();
       },
@@ -338,6 +350,9 @@ class ReplicaRuntime implements ReplicaIo {
   send(message: Message, to?: PeerId): number {
     // Without a connection the message is dropped; its size still counts (as the core expects).
     const link = to === undefined ? this.link : this.peers.get(to);
+    if (message.type === 'epoch' && this.trace !== undefined) {
+      this.trace.entrySent(message.entry.epoch, message.entry.events.flatMap((event) => (event.kind === 'disk-completion' ? [event] : [])));
+    }
     return link?.send(message) ?? encodeMessage(message).length;
   }
 
@@ -353,11 +368,13 @@ class ReplicaRuntime implements ReplicaIo {
     this.options.console.write(bytes);
   }
 
-  diskSubmit(request: DiskRequest): void {
+  diskSubmit(request: DiskRequest, epoch: number): void {
     const disk = this.options.disks.get(request.slot);
     assert(disk !== undefined, () => `disk request for virtio slot ${request.slot}, which has no image`);
+    this.trace?.released(request, epoch);
     // Completions are delivered between steps, never inside the step that issued the request.
     this.completions.push(disk.perform(request));
+    this.trace?.performed(request);
   }
 
   networkSend(slot: number, frame: Uint8Array): void {

@@ -100,6 +100,8 @@ export class Hart {
   waiting = false;
   /** Set when the board powers off; `run` returns 'halt' until reset. */
   halted = false;
+  /** `requestStop` was called during this `run` call. */
+  stopRequested = false;
   /** Native M-mode firmware, if the board boots an OS that expects one (see firmware/sbi.ts). */
   firmware: MachineModeFirmware | undefined;
 
@@ -235,6 +237,16 @@ export class Hart {
     this.attention = true;
   }
 
+  /**
+   * Asks the running loop to return after the current instruction, as if its budget were
+   * spent (the board does so when the guest hands the outside a request: replication ends
+   * the epoch there, so that the request leaves at once). Only for the current `run` call.
+   */
+  requestStop(): void {
+    this.stopRequested = true;
+    this.attention = true;
+  }
+
   /** Asks a running loop to stop after the current instruction (power-off). */
   halt(): void {
     this.halted = true;
@@ -273,7 +285,8 @@ export class Hart {
 
   /**
    * Executes until `budget` instructions have retired, the hart waits in WFI with nothing
-   * pending, or the board halts. Interrupts are taken between instructions.
+   * pending, or the board halts; or, reason 'budget' with fewer retired, until `requestStop`.
+   * Interrupts are taken between instructions.
    */
   run(budget: number): RunResult {
     if (!Number.isSafeInteger(budget) || budget < 0) throw new RangeError(`bad instruction budget ${budget}`);
@@ -296,6 +309,7 @@ export class Hart {
     let pc = this.pc | 0;
     let n = 0;
     let reason: StopReason = 'budget';
+    this.stopRequested = false;
     let interruptsInARow = 0;
     let fetchContext = 0;
     let dataContext = 0;
@@ -310,6 +324,7 @@ export class Hart {
         reason = 'halt';
         break;
       }
+      if (this.stopRequested) break; // as if the budget were spent
       const interrupt = pendingInterrupt(this);
       if (interrupt >= 0) {
         this.waiting = false;

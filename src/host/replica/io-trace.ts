@@ -1,0 +1,151 @@
+/**
+ * Where a synchronous disk request's time goes under protection (`--trace-io`): the primary's
+ * run loop notes, for every disk request, the moments it passes on its way out and back:
+ *
+ *   entry sent     the epoch that issued the request ended, its log entry left for the backup
+ *   acknowledged   the backup's acknowledgement of that epoch arrived (the round trip)
+ *   released       the request went to the disk image (the output rule allowed it)
+ *   performed      the host's I/O finished
+ *   delivered      the completion entered the guest, at an epoch boundary (its entry left)
+ *   next issued    the entry of the epoch that issued the guest's next request left
+ *
+ * Every gap but the round trip is a wait the protocol does not need (issue 14). Times are the
+ * host's monotonic milliseconds; nothing here reaches the machine or the protocol core.
+ */
+
+/** A disk request: its virtio slot and its id there. */
+export interface RequestKey {
+  readonly slot: number;
+  readonly requestId: number;
+}
+
+/** One request's way, in host milliseconds (undefined: not reached, or not applicable). */
+export interface TracedRequest {
+  readonly requestId: number;
+  readonly epoch: number;
+  entrySentMs: number | undefined;
+  acknowledgedMs: number | undefined;
+  releasedMs: number | undefined;
+  performedMs: number | undefined;
+  deliveredMs: number | undefined;
+  deliveredEpoch: number | undefined;
+}
+
+/** The gaps of a traced request, in the order it meets them. */
+export const traceGaps = [
+  ['round trip', 'entrySentMs', 'acknowledgedMs'],
+  ['acknowledged -> released', 'acknowledgedMs', 'releasedMs'],
+  ['host I/O', 'releasedMs', 'performedMs'],
+  ['performed -> delivered', 'performedMs', 'deliveredMs'],
+] as const;
+
+/** Epoch entries remembered at most (older ones are forgotten: a request of theirs is not traced). */
+const epochsKeptMax = 4096;
+/** Requests kept for the summary at most (the first ones). */
+const requestsKeptMax = 100_000;
+
+export class IoTrace {
+  /** When each recent epoch's entry left, and when its acknowledgement came. */
+  private readonly epochs = new Map<number, { sentMs: number; acknowledgedMs: number | undefined }>();
+  private readonly requests: TracedRequest[] = [];
+  /** Requests released and not delivered yet, by slot and id. */
+  private readonly open = new Map<string, TracedRequest>();
+
+  constructor(private readonly nowMs: () => number) {}
+
+  /** The entry of `epoch` left; it delivers the completions of `completed`. */
+  entrySent(epoch: number, completed: readonly RequestKey[]): void {
+    if (this.epochs.has(epoch)) return; // sent to another backup: the first send counts
+    const now = this.nowMs();
+    this.epochs.set(epoch, { sentMs: now, acknowledgedMs: undefined });
+    if (this.epochs.size > epochsKeptMax) this.epochs.delete(this.epochs.keys().next().value!);
+    for (const { slot, requestId } of completed) {
+      const key = `${slot}:${requestId}`;
+      const request = this.open.get(key);
+      if (request === undefined) continue;
+      this.open.delete(key);
+      request.deliveredMs = now;
+      request.deliveredEpoch = epoch;
+    }
+  }
+
+  /** A backup acknowledged everything through `epoch` (the first acknowledgement of an epoch counts). */
+  acknowledged(epoch: number): void {
+    const now = this.nowMs();
+    for (const [sent, times] of this.epochs) {
+      if (sent > epoch) break;
+      times.acknowledgedMs ??= now;
+    }
+  }
+
+  /** The request, issued in `epoch`, went to the disk image. */
+  released({ slot, requestId }: RequestKey, epoch: number): void {
+    const times = this.epochs.get(epoch);
+    const request: TracedRequest = {
+      requestId, epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
+      performedMs: undefined, deliveredMs: undefined, deliveredEpoch: undefined,
+    };
+    if (this.requests.length < requestsKeptMax) this.requests.push(request);
+    this.open.set(`${slot}:${requestId}`, request);
+  }
+
+  /** The host's I/O for the request finished. */
+  performed({ slot, requestId }: RequestKey): void {
+    const request = this.open.get(`${slot}:${requestId}`);
+    if (request !== undefined) request.performedMs = this.nowMs();
+  }
+
+  /** The requests traced so far, in the order they were released. */
+  get traced(): readonly TracedRequest[] {
+    return this.requests;
+  }
+
+  /** A few lines: the median of each gap, the guest's turn-around, and one request's whole way. */
+  summary(): string[] {
+    const complete = this.requests.filter((request) => request.deliveredMs !== undefined && request.performedMs !== undefined);
+    if (complete.length === 0) return ['io trace: no disk request went its whole way'];
+    const lines: string[] = [];
+    const cells: string[] = [];
+    for (const [name, from, to] of traceGaps) {
+      const gaps = complete.flatMap((request) => (request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
+      if (gaps.length > 0) cells.push(`${name} ${formatMs(median(gaps))}`);
+    }
+    // The guest's part: from a completion's delivery to the entry that carries its next request.
+    const turnaround: number[] = [];
+    const whole: number[] = [];
+    const epochsBetween: number[] = [];
+    for (let index = 1; index < this.requests.length; index++) {
+      const before = this.requests[index - 1]!;
+      const after = this.requests[index]!;
+      if (before.deliveredMs === undefined || after.entrySentMs === undefined || before.deliveredEpoch === undefined) continue;
+      if (after.epoch < before.deliveredEpoch) continue; // in flight together: not one after the other
+      turnaround.push(after.entrySentMs - before.deliveredMs);
+      epochsBetween.push(after.epoch - before.epoch);
+      if (before.entrySentMs !== undefined) whole.push(after.entrySentMs - before.entrySentMs);
+    }
+    if (turnaround.length > 0) cells.push(`delivered -> next issued ${formatMs(median(turnaround))}`);
+    lines.push(`io trace: ${complete.length} disk requests; median per step: ${cells.join(', ')}`);
+    if (whole.length > 0) lines.push(`io trace: one request after the other: median ${formatMs(median(whole))} and ${median(epochsBetween)} epochs from one issue to the next (${whole.length} pairs)`);
+    // One request end to end: the one whose way took the median time.
+    const byWay = complete.filter((request) => request.entrySentMs !== undefined).sort((a, b) => a.deliveredMs! - a.entrySentMs! - (b.deliveredMs! - b.entrySentMs!));
+    const typical = byWay[Math.floor(byWay.length / 2)];
+    if (typical !== undefined) {
+      const start = typical.entrySentMs!;
+      const at = (ms: number | undefined): string => (ms === undefined ? '-' : `+${formatMs(ms - start)}`);
+      lines.push(
+        `io trace: request ${typical.requestId} (issued in epoch ${typical.epoch}): entry sent +0, acknowledged ${at(typical.acknowledgedMs)}, ` +
+          `released ${at(typical.releasedMs)}, performed ${at(typical.performedMs)}, delivered ${at(typical.deliveredMs)} (epoch ${typical.deliveredEpoch})`,
+      );
+    }
+    return lines;
+  }
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function formatMs(ms: number): string {
+  return `${ms.toFixed(ms < 10 ? 3 : 1)} ms`;
+}

@@ -212,9 +212,10 @@ test('failover times of the primary-kill trials', (t) => {
       `min ${Math.min(...live)}, median ${median(live)}, max ${Math.max(...live)}`,
   );
   console.log(`pair.test: failover times (kill line -> live after, ms): ${failovers.map((entry) => `${entry.trial.killAtLine}->${entry.line.liveAfterMs}`).join(', ')}`);
-  // A killed process closes its socket: the backup notices at once and waits out the lease
-  // (200 ms by default) before it goes live; seconds would mean it waited for a timeout.
+  // A killed process closes its socket: the backup notices at once, and pair, which saw its
+  // child exit, tells it that no lease need run out; seconds would mean it waited for a timeout.
   for (const { trial, line } of failovers) assert.ok(line.liveAfterMs < 2000, `trial at line ${trial.killAtLine} took ${line.liveAfterMs} ms to go live`);
+  for (const { trial, line } of failovers) assert.ok(line.primaryExited, `trial at line ${trial.killAtLine}: the backup did not hear that the primary's process had ended`);
 });
 
 // -------------------------------------------------------------------------------------------

@@ -20,8 +20,11 @@ export type ChildMessage =
   /** The shared console's reader went away (EPIPE). */
   | { type: 'output-closed' };
 
-/** What `pair` tells a replica: console input for the guest. */
-export type ParentMessage = { type: 'input'; bytes: number[] };
+/**
+ * What `pair` tells a replica: console input for the guest; that the replica listening at
+ * `port` (the primary a backup follows) has exited, as its parent saw.
+ */
+export type ParentMessage = { type: 'input'; bytes: number[] } | { type: 'primary-exited'; port: number };
 
 /** The console of a replica run by `pair`: output straight to stdout, input from the parent. */
 export class IpcConsole implements ConsolePort {

@@ -301,10 +301,8 @@ class PairSupervisor {
     this.lastFailover = report;
     this.lastFailoverAtMs = performance.now();
     this.failovers++;
-    const leaseMs = Math.round(report.liveAtMs - report.detectedAtMs);
-    const when = this.killedAtMs === undefined ? `${leaseMs} ms after detecting it` : `${Math.round(wallClockMs - this.killedAtMs)} ms after the kill`;
+    process.stderr.write(`\nunderstudy: the primary failed (${report.reason}); the backup went live ${describeFailover(report, this.killedAtMs === undefined ? undefined : wallClockMs - this.killedAtMs)}\n`);
     this.killedAtMs = undefined;
-    process.stderr.write(`\nunderstudy: the primary failed (${report.reason}); the backup went live ${when} (of which ${leaseMs} ms waiting out the old primary's lease)\n`);
     this.live = child;
     // Frames from the network go to the new primary now (the switch first hands it the last moments again).
     this.networkSwitch?.setLive(String(child.number));
@@ -318,6 +316,14 @@ class PairSupervisor {
 
   private onExit(child: PairChild, code: number | null): void {
     if (child.status !== undefined) child.status = { ...child.status, exited: true, exitCode: code };
+    // Its process has ended, for certain (this is its parent): a process that has ended releases
+    // nothing more, so its backups need not wait out its lease before they go live.
+    if (child.listenPort !== undefined) {
+      for (const follower of this.children) {
+        if (follower.follows !== child || !running(follower) || !follower.process.connected) continue;
+        follower.process.send({ type: 'primary-exited', port: child.listenPort } satisfies ParentMessage);
+      }
+    }
     this.networkSwitch?.forget(String(child.number));
     this.childrenChanged?.();
     if (!this.followers.includes(child)) return;
@@ -475,4 +481,21 @@ function running(child: PairChild): boolean {
 
 function say(line: string): void {
   process.stderr.write(`\nunderstudy: ${line}\n`);
+}
+
+/**
+ * When a backup went live and where the time went (the benchmark reads this line): from the
+ * kill if this pair killed the primary (`sinceKillMs`), else from the detection.
+ */
+export function describeFailover(report: FailoverReport, sinceKillMs: number | undefined): string {
+  const phases = report.phasesMs;
+  const afterDetection = report.liveAtMs - report.detectedAtMs;
+  const when = sinceKillMs === undefined ? `${Math.round(afterDetection)} ms after detecting it` : `${Math.round(sinceKillMs)} ms after the kill`;
+  const detection = sinceKillMs === undefined ? report.silenceMs : Math.max(0, sinceKillMs - afterDetection);
+  return (
+    `${when}: detection ${Math.round(detection)} ms; ${Math.round(afterDetection)} ms from detection to live: ` +
+    `catching up ${Math.round(phases.catchUp)} ms (${report.epochsCaughtUp} epochs), arbiter ${Math.round(phases.arbiter)} ms, ` +
+    `lease ${Math.round(phases.lease)} ms${report.primaryExited ? " (none to wait out: the old primary's process had ended)" : ''}; ` +
+    `then the failover epoch ${phases.failoverEpoch.toFixed(1)} ms, re-issued I/O ${phases.reissue.toFixed(1)} ms`
+  );
 }

@@ -15,7 +15,7 @@ import { optionsKey, type ReplicaEnd, type ReplicationOptions, type ReplicaStatu
 import { HostClock } from './clocks.js';
 import { TerminalConsole, type ConsolePort } from './console.js';
 import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
-import { IpcConsole, type ChildMessage } from './ipc-console.js';
+import { IpcConsole, type ChildMessage, type ParentMessage } from './ipc-console.js';
 import { openArbiter } from './replica/arbiter.js';
 import { UnprotectedAlarm } from './alarm.js';
 import { runReplica, type ReplicaProcessResult } from './replica/runtime.js';
@@ -183,6 +183,14 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
       ...(settings.listenWhenPromoted === undefined ? {} : { listenWhenPromoted: settings.listenWhenPromoted }),
       security: settings.security,
       traceIo: settings.traceIo === true,
+      ...(viaIpc
+        ? {
+            primaryExits: (listener: (port: number) => void) =>
+              process.on('message', (message: ParentMessage) => {
+                if (message.type === 'primary-exited' && Number.isInteger(message.port)) listener(message.port);
+              }),
+          }
+        : {}),
       ...(settings.statusPort === undefined || viaIpc ? {} : { statusPort: settings.statusPort }),
       ...(settings.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: settings.connectTimeoutMs }),
       events: {

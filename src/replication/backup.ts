@@ -38,6 +38,15 @@ export interface FailoverReport {
   readonly silenceMs: number;
   /** When the failover epoch started (the new primary's first instruction). */
   readonly liveAtMs: number;
+  /**
+   * Where the time from detection to the end of the failover went, in ms: replaying the epochs
+   * received (`epochsCaughtUp` of them), the arbiter, waiting out the old primary's lease (none
+   * when its process was known to have ended), the failover epoch, the I/O re-issued (P8).
+   */
+  readonly phasesMs: { readonly catchUp: number; readonly arbiter: number; readonly lease: number; readonly failoverEpoch: number; readonly reissue: number };
+  readonly epochsCaughtUp: number;
+  /** The old primary's process was known to have ended (`onPrimaryExited`): no lease to wait out. */
+  readonly primaryExited: boolean;
   readonly epoch: number;
   readonly pendingRequests: number;
   /**
@@ -79,7 +88,11 @@ export class BackupReplica {
   /** The primary said goodbye: the guest finished after the last epoch it sent. */
   private primaryFinished = false;
   private disconnected: string | undefined;
-  private failover: { detectedAtMs: number; reason: string; silenceMs: number; arbiterWon: boolean } | undefined;
+  private failover:
+    | { detectedAtMs: number; reason: string; silenceMs: number; arbiterWon: boolean; epochsCaughtUp: number; caughtUpAtMs: number | undefined; arbiterDoneAtMs: number | undefined }
+    | undefined;
+  /** The primary's process has ended, as its supervisor saw (`onPrimaryExited`). */
+  private primaryExited = false;
   /** Disk requests our machine issued with no completion in the log yet (P8), by request id. */
   private readonly inFlight = new Map<number, DiskRequest>();
   /** Console bytes of epochs whose release by the primary is not known yet. */
@@ -350,6 +363,17 @@ export class BackupReplica {
     if (this.disconnected === undefined) this.disconnected = reason;
   }
 
+  /**
+   * The primary's process has ended: its supervisor (the `pair` process, its parent) saw it
+   * exit. A process that has ended releases nothing more, so this backup need not wait out its
+   * lease: it fails over at once (the arbiter still decides who goes live).
+   */
+  onPrimaryExited(): void {
+    if (this.role !== 'following' && this.role !== 'failing-over') return;
+    this.primaryExited = true;
+    this.onDisconnect("the primary's process ended");
+  }
+
   onDiskCompletion(event: MachineEvent): void {
     // Only a live replica performs I/O, so only the promoted primary can get completions.
     this.promotedPrimary?.onDiskCompletion(event);
@@ -385,7 +409,7 @@ export class BackupReplica {
       }
       this.role = 'failing-over';
       const reason = this.disconnected !== undefined ? `connection closed: ${this.disconnected}` : `nothing heard for ${Math.round(silence)} ms`;
-      this.failover = { detectedAtMs: now, reason, silenceMs: silence, arbiterWon: false };
+      this.failover = { detectedAtMs: now, reason, silenceMs: silence, arbiterWon: false, epochsCaughtUp: 0, caughtUpAtMs: undefined, arbiterDoneAtMs: undefined };
       this.io.log(`primary failed (${reason}) after epoch ${this.executedThrough}`);
     }
     return this.continueFailover(now);
@@ -479,17 +503,21 @@ export class BackupReplica {
     // P7: first the epochs already received (none arrive any more: the primary is failed).
     if (this.queue.length > 0) {
       this.executeNext();
+      failover.epochsCaughtUp++;
       return { kind: 'progress' };
     }
     if (this.finishedWith !== undefined) return { kind: 'finished', ...this.finishedWith };
+    failover.caughtUpAtMs ??= now;
     if (!failover.arbiterWon) {
       this.io.crashPoint('backup:before-go-live');
       const refusal = this.claimGeneration();
       if (refusal !== undefined) return this.finish({ kind: 'not-live' }, `the arbiter did not let this replica go live: ${refusal}`);
       failover.arbiterWon = true;
+      failover.arbiterDoneAtMs = this.io.nowMs();
     }
-    // The old primary may release outputs until its lease ends; only then may this one start.
-    const liveAfter = this.lastAckSentMs + this.options.leaseMs + leaseMarginMs;
+    // The old primary may release outputs until its lease ends; only then may this one start
+    // (at once if its process is known to have ended).
+    const liveAfter = this.primaryExited ? -Infinity : this.lastAckSentMs + this.options.leaseMs + leaseMarginMs;
     if (now < liveAfter) return { kind: 'blocked', untilMs: liveAfter };
     this.promote(now);
     return { kind: 'progress' };
@@ -518,8 +546,9 @@ export class BackupReplica {
   }
 
   /** The failover epoch, P8, and the hand-over to a primary running alone. */
-  private promote(now: number): void {
+  private promote(stepStartMs: number): void {
     const failover = this.failover!;
+    const now = Math.max(stepStartMs, this.io.nowMs());
     let machine = this.machine!;
     if (machine.power?.kind === 'reset') {
       machine = this.reboot();
@@ -533,6 +562,7 @@ export class BackupReplica {
     this.io.crashPoint('backup:failover-epoch');
     if (machine.power === undefined) machine.run(machine.isIdle ? 0 : this.options.epochInstructions);
     this.environment.takeRecorded();
+    const failoverEpochDoneMs = this.io.nowMs();
     const failoverOutputs = machine.takeOutputs();
     const pending = [...this.inFlight.values()].sort((a, b) => a.requestId - b.requestId);
     // Repeats, never losses: console bytes the old primary may not have printed come first.
@@ -577,11 +607,22 @@ export class BackupReplica {
         submitted++;
       }
     }
+    const caughtUpAtMs = failover.caughtUpAtMs ?? now;
+    const arbiterDoneAtMs = failover.arbiterDoneAtMs ?? caughtUpAtMs;
     this.report = {
       detectedAtMs: failover.detectedAtMs,
       reason: failover.reason,
       silenceMs: failover.silenceMs,
       liveAtMs: now,
+      phasesMs: {
+        catchUp: Math.max(0, caughtUpAtMs - failover.detectedAtMs),
+        arbiter: Math.max(0, arbiterDoneAtMs - caughtUpAtMs),
+        lease: Math.max(0, now - arbiterDoneAtMs),
+        failoverEpoch: Math.max(0, failoverEpochDoneMs - now),
+        reissue: Math.max(0, this.io.nowMs() - failoverEpochDoneMs),
+      },
+      epochsCaughtUp: failover.epochsCaughtUp,
+      primaryExited: this.primaryExited,
       epoch,
       pendingRequests: pending.length + unknown,
       requestsNeverSeen: unknown,

@@ -83,6 +83,12 @@ export interface FaultPlan {
    * long after by a new one that joins the live replica, as `pair` does; absent: none is.
    */
   readonly rejoinAfterMs?: number;
+  /**
+   * A supervisor (as `pair` is, the replicas' parent) tells the backups of a primary that
+   * crashed that its process has ended, this long after the crash: they need not wait out its
+   * lease. Absent: nobody knows (separate hosts); a partition never brings a notice.
+   */
+  readonly exitNoticeAfterMs?: number;
 }
 
 export interface SimulationSetup {
@@ -250,7 +256,10 @@ export class Simulation {
 
   constructor(private readonly setup: SimulationSetup) {
     this.prng = new Prng(setup.seed);
-    this.plan = setup.plan ?? chooseFaultPlan(this.prng);
+    // Whether a supervisor announces crashes is drawn from a stream of its own, so that each
+    // seed's other faults stay what they were before supervisors were simulated.
+    const supervisor = new Prng(setup.seed ^ 0x5eed_0e1f);
+    this.plan = setup.plan ?? { ...chooseFaultPlan(this.prng), ...(supervisor.chance(0.5) ? { exitNoticeAfterMs: supervisor.between(0, 2) } : {}) };
     this.options = { ...setup.options, backups: this.plan.backups ?? 1 };
     this.disk = setup.disk.slice();
     this.sampledEpochs = new Set(Array.from({ length: 4 }, () => this.prng.int(1, 120)));
@@ -505,8 +514,22 @@ export class Simulation {
     replica.alive = false;
     replica.io.flush(0); // what it had written to its socket before dying still goes out
     this.note(`${name} crashed (${how})`);
+    const followers = [...this.connections.values()].filter((connection) => connection.primary === name && !connection.closed).map((connection) => ({ connection, backup: connection.backup }));
     // The peers' operating systems see the connections close, unless the link is cut.
     this.closeConnectionsOf(name);
+    const noticeAfter = this.plan.exitNoticeAfterMs;
+    if (noticeAfter !== undefined) {
+      for (const { connection, backup } of followers) {
+        this.queue.push(this.now + noticeAfter, () =>
+          this.whenIdle(backup, () => {
+            const replica = this.replicas.get(backup)!;
+            if (replica.upstream !== connection) return; // it follows another primary by now
+            this.note(`${backup} hears that ${name}'s process has ended`);
+            replica.backupCore?.onPrimaryExited();
+          }),
+        );
+      }
+    }
     if (this.holders().length === 0) {
       this.guestLost = true;
       this.note('no replica holds the guest any more: it is lost');

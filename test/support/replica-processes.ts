@@ -165,20 +165,22 @@ export function assertImage(file: string, expected: Uint8Array, context = ''): v
 
 /**
  * What `pair` says on stderr when the backup goes live: since the kill (when `pair` killed
- * the primary) or since the failure was detected, and how much of that was the lease wait.
+ * the primary) or since the failure was detected, and how long from the detection to going live.
  */
 export interface FailoverLine {
-  /** From the detection to going live: the lease wait. */
+  /** From the detection to going live (catching up, the arbiter, the lease wait if any). */
   readonly liveAfterMs: number;
+  /** The backup heard from pair that the primary's process had ended: it waited out no lease. */
+  readonly primaryExited: boolean;
   readonly sinceKillMs: number | undefined;
   readonly reason: string;
 }
 
 export function failoverLines(stderr: string): FailoverLine[] {
   const lines: FailoverLine[] = [];
-  const pattern = /the primary failed \((.*)\); the backup went live (\d+) ms after (the kill|detecting it) \(of which (\d+) ms waiting out the old primary's lease\)/g;
+  const pattern = /the primary failed \((.*)\); the backup went live (\d+) ms after (the kill|detecting it): detection \d+ ms; (\d+) ms from detection to live: .*?lease \d+ ms( \(none to wait out)?/g;
   for (const match of stderr.matchAll(pattern)) {
-    lines.push({ reason: match[1]!, liveAfterMs: Number(match[4]), sinceKillMs: match[3] === 'the kill' ? Number(match[2]) : undefined });
+    lines.push({ reason: match[1]!, liveAfterMs: Number(match[4]), sinceKillMs: match[3] === 'the kill' ? Number(match[2]) : undefined, primaryExited: match[5] !== undefined });
   }
   return lines;
 }

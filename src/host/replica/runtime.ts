@@ -76,6 +76,11 @@ export interface ReplicaProcessOptions {
    */
   readonly waitForBackup?: boolean;
   readonly statusPort?: number;
+  /**
+   * A backup under a supervisor (`pair`): it calls the listener when the replica listening at
+   * a port has exited. If that is the primary this backup follows, it need not wait out its lease.
+   */
+  readonly primaryExits?: (listener: (port: number) => void) => void;
   /** Trace where each disk request's time goes (io-trace.ts); a summary at the end. */
   readonly traceIo?: boolean;
   /**
@@ -156,6 +161,11 @@ class ReplicaRuntime implements ReplicaIo {
       const backup = new BackupReplica(o.createMachine, o.environment, o.liveClock, this, o.options, o.identity, reboot);
       this.core = { role: 'backup', replica: backup };
       for (const port of o.networks.values()) port.accepting = false;
+      o.primaryExits?.((port) => {
+        if (port !== o.endpoint.port) return;
+        backup.onPrimaryExited();
+        this.wake();
+      });
       await this.connect(backup);
     }
     for (const [slot, port] of o.networks) {

@@ -34,7 +34,7 @@ import { measureChannel, type ChannelTraffic } from './channel.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin/understudy.js');
 const guest = (name: string): string => path.join(root, 'guests/build', `${name}.elf`);
-const trials = Number(process.env['BENCH_TRIALS'] ?? 15);
+const trials = Number(process.env['BENCH_TRIALS'] ?? 50);
 
 interface Run {
   readonly status: number | null;
@@ -83,30 +83,55 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-function stats(values: number[]): string {
-  return values.length === 0 ? 'n/a' : `median ${median(values).toFixed(0)} ms, max ${Math.max(...values).toFixed(0)} ms`;
+/** The p-th quantile (0..1), nearest rank. */
+function quantile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))]!;
 }
+
+function stats(values: number[]): string {
+  if (values.length === 0) return 'n/a';
+  const ms = (value: number): string => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
+  return `median ${ms(median(values))}, p99 ${ms(quantile(values, 0.99))}, max ${ms(Math.max(...values))}`;
+}
+
+/** pair's went-live line (host/pair.ts, describeFailover). */
+const wentLive =
+  /went live (\d+) ms after the kill: detection (\d+) ms; \d+ ms from detection to live: catching up (\d+) ms \((\d+) epochs\), arbiter (\d+) ms, lease (\d+) ms.*?; then the failover epoch ([\d.]+) ms, re-issued I\/O ([\d.]+) ms/;
 
 async function failoverTimes(): Promise<void> {
   const prng = new Prng(20261124);
-  const live: number[] = [];
-  const output: number[] = [];
-  const leaseWaits: number[] = [];
+  const phases = { live: [] as number[], output: [] as number[], detection: [] as number[], catchUp: [] as number[], arbiter: [] as number[], lease: [] as number[], failoverEpoch: [] as number[], reissue: [] as number[] };
+  let epochsCaughtUp = 0;
   for (let trial = 0; trial < trials; trial++) {
     const killAfter = prng.int(300, 2500);
     const result = await run(['pair', '--kernel', guest('ticker'), '--kill-primary-after', String(killAfter)]);
-    const match = /went live (\d+) ms after the kill \(of which (\d+) ms waiting out the old primary's lease\)/.exec(result.stderr);
+    const match = wentLive.exec(result.stderr);
     if (result.status !== 0 || match === null) throw new Error(`trial ${trial} (kill after ${killAfter} ms) failed: status ${result.status}\n${result.stderr}`);
-    live.push(Number(match[1]));
-    leaseWaits.push(Number(match[2]));
-    if (result.firstOutputAfterKillMs !== undefined) output.push(result.firstOutputAfterKillMs);
+    phases.live.push(Number(match[1]));
+    phases.detection.push(Number(match[2]));
+    phases.catchUp.push(Number(match[3]));
+    epochsCaughtUp += Number(match[4]);
+    phases.arbiter.push(Number(match[5]));
+    phases.lease.push(Number(match[6]));
+    phases.failoverEpoch.push(Number(match[7]));
+    phases.reissue.push(Number(match[8]));
+    if (result.firstOutputAfterKillMs !== undefined) phases.output.push(result.firstOutputAfterKillMs);
+    process.stderr.write(`\rfailover trial ${trial + 1} of ${trials}`);
   }
+  process.stderr.write('\n');
   console.log(`failover, ${trials} trials (pair, ticker guest, SIGKILL at random moments; default --failure-timeout 500 ms, lease 200 ms):`);
-  console.log(`  kill -> new primary's first instruction:   ${stats(live)}`);
-  console.log(`  kill -> next new console line:             ${stats(output)}  (the guest prints every 2 ms)`);
-  console.log(`  of which waiting out the old primary's lease after detection: ${stats(leaseWaits)}`);
-  console.log('  detection: the connection closes when the primary dies, so ~0 ms here; a primary that hangs');
-  console.log('  or is cut off is declared failed after --failure-timeout (500 ms) of silence instead.');
+  console.log(`  kill -> new primary's first instruction:   ${stats(phases.live)}`);
+  console.log(`  kill -> next new console line:             ${stats(phases.output)}  (the guest prints every 2 ms)`);
+  console.log(`  of which detection (kill -> the backup knows): ${stats(phases.detection)}`);
+  console.log(`           catching up (replaying the epochs received): ${stats(phases.catchUp)}  (${(epochsCaughtUp / trials).toFixed(1)} epochs on average)`);
+  console.log(`           the arbiter:                  ${stats(phases.arbiter)}`);
+  console.log(`           the old primary's lease:      ${stats(phases.lease)}  (none when pair saw the primary's process end)`);
+  console.log(`  then the failover epoch:               ${stats(phases.failoverEpoch)}`);
+  console.log(`       and the re-issued I/O:            ${stats(phases.reissue)}`);
+  console.log('  detection: the connection closes (or pair reports the exit) when the primary dies; a primary');
+  console.log('  that hangs or is cut off is declared failed after --failure-timeout (500 ms) of silence instead,');
+  console.log('  and then its lease (200 ms) is waited out.');
 }
 
 function logSummary(stderr: string): string {

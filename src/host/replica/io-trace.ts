@@ -19,9 +19,15 @@ export interface RequestKey {
   readonly requestId: number;
 }
 
+/** A released request: its key and what it does. */
+export interface TracedRequestKey extends RequestKey {
+  readonly op: 'read' | 'write' | 'flush';
+}
+
 /** One request's way, in host milliseconds (undefined: not reached, or not applicable). */
 export interface TracedRequest {
   readonly requestId: number;
+  readonly op: 'read' | 'write' | 'flush';
   readonly epoch: number;
   entrySentMs: number | undefined;
   acknowledgedMs: number | undefined;
@@ -79,10 +85,10 @@ export class IoTrace {
   }
 
   /** The request, issued in `epoch`, went to the disk image. */
-  released({ slot, requestId }: RequestKey, epoch: number): void {
+  released({ slot, requestId, op }: TracedRequestKey, epoch: number): void {
     const times = this.epochs.get(epoch);
     const request: TracedRequest = {
-      requestId, epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
+      requestId, op, epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
       performedMs: undefined, deliveredMs: undefined, deliveredEpoch: undefined,
     };
     if (this.requests.length < requestsKeptMax) this.requests.push(request);
@@ -100,45 +106,58 @@ export class IoTrace {
     return this.requests;
   }
 
-  /** A few lines: the median of each gap, the guest's turn-around, and one request's whole way. */
+  /** A few lines for each kind of request: the median of each gap, the guest's turn-around, and one request's whole way. */
   summary(): string[] {
-    const complete = this.requests.filter((request) => request.deliveredMs !== undefined && request.performedMs !== undefined);
-    if (complete.length === 0) return ['io trace: no disk request went its whole way'];
     const lines: string[] = [];
-    const cells: string[] = [];
-    for (const [name, from, to] of traceGaps) {
-      const gaps = complete.flatMap((request) => (request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
-      if (gaps.length > 0) cells.push(`${name} ${formatMs(median(gaps))}`);
+    for (const op of ['write', 'read', 'flush'] as const) {
+      const requests = this.requests.filter((request) => request.op === op);
+      if (requests.length > 0) lines.push(...summarize(`${op}s`, requests));
     }
-    // The guest's part: from a completion's delivery to the entry that carries its next request.
-    const turnaround: number[] = [];
-    const whole: number[] = [];
-    const epochsBetween: number[] = [];
-    for (let index = 1; index < this.requests.length; index++) {
-      const before = this.requests[index - 1]!;
-      const after = this.requests[index]!;
-      if (before.deliveredMs === undefined || after.entrySentMs === undefined || before.deliveredEpoch === undefined) continue;
-      if (after.epoch < before.deliveredEpoch) continue; // in flight together: not one after the other
-      turnaround.push(after.entrySentMs - before.deliveredMs);
-      epochsBetween.push(after.epoch - before.epoch);
-      if (before.entrySentMs !== undefined) whole.push(after.entrySentMs - before.entrySentMs);
-    }
-    if (turnaround.length > 0) cells.push(`delivered -> next issued ${formatMs(median(turnaround))}`);
-    lines.push(`io trace: ${complete.length} disk requests; median per step: ${cells.join(', ')}`);
-    if (whole.length > 0) lines.push(`io trace: one request after the other: median ${formatMs(median(whole))} and ${median(epochsBetween)} epochs from one issue to the next (${whole.length} pairs)`);
-    // One request end to end: the one whose way took the median time.
-    const byWay = complete.filter((request) => request.entrySentMs !== undefined).sort((a, b) => a.deliveredMs! - a.entrySentMs! - (b.deliveredMs! - b.entrySentMs!));
-    const typical = byWay[Math.floor(byWay.length / 2)];
-    if (typical !== undefined) {
-      const start = typical.entrySentMs!;
-      const at = (ms: number | undefined): string => (ms === undefined ? '-' : `+${formatMs(ms - start)}`);
-      lines.push(
-        `io trace: request ${typical.requestId} (issued in epoch ${typical.epoch}): entry sent +0, acknowledged ${at(typical.acknowledgedMs)}, ` +
-          `released ${at(typical.releasedMs)}, performed ${at(typical.performedMs)}, delivered ${at(typical.deliveredMs)} (epoch ${typical.deliveredEpoch})`,
-      );
-    }
-    return lines;
+    return lines.length > 0 ? lines : ['io trace: no disk request went its whole way'];
   }
+}
+
+/** The summary of `requests` (of one kind, in the order they were released). */
+function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
+  const complete = requests.filter((request) => request.deliveredMs !== undefined && request.performedMs !== undefined);
+  if (complete.length === 0) return [];
+  const lines: string[] = [];
+  const cells: string[] = [];
+  for (const [name, from, to] of traceGaps) {
+    const gaps = complete.flatMap((request) => (request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
+    if (gaps.length > 0) cells.push(`${name} ${formatMs(median(gaps))}`);
+  }
+  // The guest's part: from a completion's delivery to the entry that carries its next request.
+  const turnaround: number[] = [];
+  const whole: number[] = [];
+  const epochsBetween: number[] = [];
+  for (let index = 1; index < requests.length; index++) {
+    const before = requests[index - 1]!;
+    const after = requests[index]!;
+    if (before.deliveredMs === undefined || after.entrySentMs === undefined || before.deliveredEpoch === undefined) continue;
+    if (after.epoch < before.deliveredEpoch) continue; // in flight together: not one after the other
+    turnaround.push(after.entrySentMs - before.deliveredMs);
+    epochsBetween.push(after.epoch - before.epoch);
+    if (before.entrySentMs !== undefined) whole.push(after.entrySentMs - before.entrySentMs);
+  }
+  if (turnaround.length > 0) cells.push(`delivered -> next issued ${formatMs(median(turnaround))}`);
+  lines.push(`io trace: ${complete.length} ${kind}; median per step: ${cells.join(', ')}`);
+  if (whole.length > 0) {
+    const mean = whole.reduce((sum, value) => sum + value, 0) / whole.length;
+    lines.push(`io trace: ${kind} one after the other: from one issue to the next median ${formatMs(median(whole))} (mean ${formatMs(mean)}, ${median(epochsBetween)} epochs; ${whole.length} pairs)`);
+  }
+  // One request end to end: the one whose way took the median time.
+  const byWay = complete.filter((request) => request.entrySentMs !== undefined).sort((a, b) => a.deliveredMs! - a.entrySentMs! - (b.deliveredMs! - b.entrySentMs!));
+  const typical = byWay[Math.floor(byWay.length / 2)];
+  if (typical !== undefined) {
+    const start = typical.entrySentMs!;
+    const at = (ms: number | undefined): string => (ms === undefined ? '-' : `+${formatMs(ms - start)}`);
+    lines.push(
+      `io trace: ${typical.op} ${typical.requestId} (issued in epoch ${typical.epoch}): entry sent +0, acknowledged ${at(typical.acknowledgedMs)}, ` +
+        `released ${at(typical.releasedMs)}, performed ${at(typical.performedMs)}, delivered ${at(typical.deliveredMs)} (epoch ${typical.deliveredEpoch})`,
+    );
+  }
+  return lines;
 }
 
 function median(values: readonly number[]): number {

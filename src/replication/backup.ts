@@ -139,6 +139,22 @@ export class BackupReplica {
     return this.clusterIdentifier;
   }
 
+  /** The role as `status()` reports it (cheap: the run loop asks after every step). */
+  get statusRole(): ReplicaStatus['role'] {
+    if (this.promotedPrimary !== undefined) return this.promotedPrimary.statusRole;
+    return this.role === 'joining' ? 'joining' : this.role === 'finished' ? 'halted' : 'backup';
+  }
+
+  /** Promoted: the last divergence its backup reported (a backup itself reports none: it stops). */
+  get lastDivergence(): { readonly epoch: number; readonly reason: string } | undefined {
+    return this.promotedPrimary?.lastDivergence;
+  }
+
+  /** Promoted: its outputs wait for acknowledgements (see PrimaryReplica.holdsOutputs). */
+  get holdsOutputs(): boolean {
+    return this.promotedPrimary?.holdsOutputs ?? false;
+  }
+
   get currentMachine(): Machine | undefined {
     return this.promotedPrimary?.currentMachine ?? this.machine;
   }
@@ -661,7 +677,7 @@ export class BackupReplica {
       };
     }
     return {
-      role: this.role === 'joining' ? 'joining' : this.role === 'finished' ? 'halted' : 'backup',
+      role: this.statusRole,
       epoch: this.executedThrough,
       lagEpochs: this.receivedThrough - this.executedThrough,
       lagMs: this.queue.length === 0 ? 0 : Math.round(this.io.nowMs() - this.queue[0]!.receivedAtMs),

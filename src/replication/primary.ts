@@ -130,6 +130,8 @@ export class PrimaryReplica {
   private generation: number;
   private readonly pending: { epoch: number; outputs: MachineOutput[] }[] = [];
   private releasedThrough: number;
+  /** The last epoch whose outputs were held for acknowledgements. */
+  private heldOutputsThrough = 0;
   /** Its backups, by connection: at most `options.backups`, at most one of them joining by a live copy. */
   private readonly followers = new Map<PeerId, Follower>();
   private heartbeatSequence = 0;
@@ -174,6 +176,21 @@ export class PrimaryReplica {
   /** A digester for `machine`, if digests are on. */
   private startDigests(machine: Machine): StateDigester | undefined {
     return this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
+  }
+
+  /** The role as `status()` reports it (cheap: the run loop asks after every step). */
+  get statusRole(): ReplicaStatus['role'] {
+    return this.role === 'protected' ? 'primary' : this.role === 'solo' ? 'solo' : this.role === 'waiting' ? 'waiting' : 'halted';
+  }
+
+  /** The last divergence a backup reported, as `status()` has it. */
+  get lastDivergence(): { readonly epoch: number; readonly reason: string } | undefined {
+    return this.divergence;
+  }
+
+  /** Outputs wait for acknowledgements: what this replica sends should leave at once, not with the next batch. */
+  get holdsOutputs(): boolean {
+    return this.pending.length > 0 && this.heldOutputsThrough > this.releasedThrough;
   }
 
   get currentMachine(): Machine {
@@ -381,25 +398,23 @@ export class PrimaryReplica {
   }
 
   private onAck(follower: Follower, epoch: number, heartbeat: number): void {
-    // The lease runs from the send of the newest thing acknowledged.
+    // The lease runs from the send of the newest thing acknowledged. (Each map holds its keys
+    // in the order they were sent, ascending: the acknowledged ones come first.)
     let sentAt = -Infinity;
     for (const [sent, at] of follower.entrySentAtMs) {
-      if (sent <= epoch) {
-        sentAt = Math.max(sentAt, at);
-        follower.entrySentAtMs.delete(sent);
-      }
+      if (sent > epoch) break;
+      sentAt = Math.max(sentAt, at);
+      follower.entrySentAtMs.delete(sent);
     }
     for (const [sent, bytes] of follower.entryBytesUnacknowledged) {
-      if (sent <= epoch) {
-        follower.unacknowledgedLogBytes -= bytes;
-        follower.entryBytesUnacknowledged.delete(sent);
-      }
+      if (sent > epoch) break;
+      follower.unacknowledgedLogBytes -= bytes;
+      follower.entryBytesUnacknowledged.delete(sent);
     }
     for (const [sequence, at] of follower.heartbeatSentAtMs) {
-      if (sequence <= heartbeat) {
-        sentAt = Math.max(sentAt, at);
-        follower.heartbeatSentAtMs.delete(sequence);
-      }
+      if (sequence > heartbeat) break;
+      sentAt = Math.max(sentAt, at);
+      follower.heartbeatSentAtMs.delete(sequence);
     }
     if (epoch > this.epoch) return; // an acknowledgement of something never sent: ignore it
     if (epoch > follower.ackedThrough) follower.ackedThrough = epoch;
@@ -536,7 +551,9 @@ export class PrimaryReplica {
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
     if (this.role === 'protected') {
-      this.pending.push({ epoch, outputs: this.issueReads(epoch, outputs) });
+      const held = this.issueReads(epoch, outputs);
+      this.pending.push({ epoch, outputs: held });
+      if (held.length > 0) this.heldOutputsThrough = epoch;
       this.io.crashPoint('primary:before-send-epoch');
       let digest: Message | undefined;
       if (this.digester !== undefined && epoch % this.options.digestEveryEpochs === 0) {
@@ -800,7 +817,7 @@ export class PrimaryReplica {
     const lagMs = (follower: Follower): number => (follower.entrySentAtMs.size > 0 ? Math.round(now - follower.entrySentAtMs.values().next().value!) : 0);
     const copy = this.joiner()?.copy;
     return {
-      role: this.role === 'protected' ? 'primary' : this.role === 'solo' ? 'solo' : this.role === 'waiting' ? 'waiting' : 'halted',
+      role: this.statusRole,
       epoch: this.epoch,
       lagEpochs: Math.max(0, ...members.map((member) => this.epoch - member.ackedThrough)),
       lagMs: Math.max(0, ...members.map(lagMs)),

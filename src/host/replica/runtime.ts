@@ -196,6 +196,8 @@ class ReplicaRuntime implements ReplicaIo {
 
   private async loop(core: Core): Promise<ReplicaProcessResult> {
     let lastYieldMs = performance.now();
+    /** Links corked for the current batch (see below). */
+    const corked = new Set<PeerLink>();
     let lastStatusMs = -Infinity;
     for (;;) {
       if (this.options.events?.status !== undefined && performance.now() - lastStatusMs > statusReportIntervalMs) {
@@ -204,6 +206,7 @@ class ReplicaRuntime implements ReplicaIo {
       }
       const terminal = this.options.console;
       if (terminal.quitRequested) {
+        for (const link of corked) link.uncork();
         // Ctrl-A x on this replica's terminal, or its reader went away: this replica stops,
         // as if its host had; a peer that follows or leads carries on without it.
         return terminal.outputClosed
@@ -211,18 +214,28 @@ class ReplicaRuntime implements ReplicaIo {
           : { status: ExitStatus.ok, reason: 'quit (Ctrl-A x): this replica stops', guest: undefined };
       }
       for (const event of this.completions.splice(0)) core.replica.onDiskCompletion(event);
-      // What one step sends leaves in one write (on each connection).
+      // What a run of steps sends leaves in one write on each connection: short epochs cost
+      // a system call per batch, not per entry. The batch goes when the loop yields or sleeps,
+      // or at once when outputs wait for the acknowledgement of what it holds.
       const links = this.link === undefined ? [...this.peers.values()] : [this.link, ...this.peers.values()];
-      for (const link of links) link.cork();
+      for (const link of links) {
+        if (corked.has(link)) continue;
+        link.cork();
+        corked.add(link);
+      }
       const result: StepResult = core.replica.step();
-      for (const link of links) link.uncork();
+      const yieldDue = performance.now() - lastYieldMs > hostYieldIntervalMs;
+      if (result.kind !== 'progress' || yieldDue || core.replica.holdsOutputs) {
+        for (const link of corked) link.uncork();
+        corked.clear();
+      }
       this.noticeRole(core);
       if (result.kind === 'finished') return { status: replicaExitStatus(result.end), reason: result.reason, guest: result.end.kind === 'guest' ? result.end.guest : undefined, end: result.end };
       if (result.kind === 'progress') {
-        // What this step sent must leave now, not at the next yield: with TLS, a message sent
+        // What was sent must leave now, not at the next yield: with TLS, a message sent
         // while an earlier one is still being handed to the kernel waits for the event loop
         // (an entry's acknowledgement, and the outputs behind it, came milliseconds late).
-        if (links.some((link) => link.holding) || performance.now() - lastYieldMs > hostYieldIntervalMs) {
+        if (yieldDue || (corked.size === 0 && links.some((link) => link.holding))) {
           await yieldToHost();
           lastYieldMs = performance.now();
         }
@@ -257,12 +270,12 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   private noticeRole(core: Core): void {
-    const status = core.replica.status();
-    if (status.divergence !== undefined && status.divergence !== this.reportedDivergence) {
-      this.reportedDivergence = status.divergence;
-      this.options.events?.divergence?.(status.divergence);
+    const divergence = core.replica.lastDivergence;
+    if (divergence !== undefined && divergence !== this.reportedDivergence) {
+      this.reportedDivergence = divergence;
+      this.options.events?.divergence?.(divergence);
     }
-    const role = status.role;
+    const role = core.replica.statusRole;
     if (role !== this.lastRole) {
       this.lastRole = role;
       this.options.events?.role?.(role);

@@ -431,7 +431,10 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: Ch
           closed(reason);
           return;
         }
+        // What the handlers answer to these frames (a backup's acknowledgements) leaves in one write.
+        socket.cork();
         for (const frame of frames) handlers.message(frame.message, frame.wireBytes);
+        socket.uncork();
       });
       socket.on('error', (error: NodeJS.ErrnoException) => closed(security.kind === 'tls' && error.code?.startsWith('ERR_SSL') === true ? describeTlsError(error) : error.message));
       // A primary that hung up in the middle of a frame: say so, or the truncation leaves no trace.

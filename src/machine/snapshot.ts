@@ -29,6 +29,12 @@ export class SnapshotWriter {
     this.view = new DataView(grown.buffer);
   }
 
+  /** Empties the writer for reuse (its buffer is kept). */
+  reset(): this {
+    this.length = 0;
+    return this;
+  }
+
   /** Opens a named section: readers check the tag, so misordered state is caught at once. */
   section(tag: string): this {
     return this.string(tag);
@@ -65,7 +71,12 @@ export class SnapshotWriter {
   /** A non-negative integer below 2^53 (instruction counts, byte offsets). */
   uint(value: number): this {
     if (!Number.isSafeInteger(value) || value < 0) throw new SnapshotError(`not a safe unsigned integer: ${value}`);
-    return this.u64(BigInt(value));
+    // As u64, without a BigInt (the replication log writes several per entry).
+    this.reserve(8);
+    this.view.setUint32(this.length, value >>> 0, true);
+    this.view.setUint32(this.length + 4, Math.floor(value / 0x1_0000_0000), true);
+    this.length += 8;
+    return this;
   }
 
   bytes(data: Uint8Array): this {
@@ -140,9 +151,13 @@ export class SnapshotReader {
   }
 
   uint(): number {
-    const value = this.u64();
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw new SnapshotError(`integer out of range at offset ${this.offset - 8}`);
-    return Number(value);
+    this.need(8);
+    const low = this.view.getUint32(this.offset, true);
+    const high = this.view.getUint32(this.offset + 4, true);
+    // Safe integers are below 2^53: the high word below 2^21.
+    if (high >= 0x20_0000) throw new SnapshotError(`integer out of range at offset ${this.offset}`);
+    this.offset += 8;
+    return high * 0x1_0000_0000 + low;
   }
 
   bytes(): Uint8Array {

@@ -136,18 +136,17 @@ const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
  * cut short here, and the other messages are small and of our own making. A message too
  * large is therefore a bug of ours, never something a guest or a peer can cause.
  */
+/** One writer for every message: a replica encodes several per epoch (its buffer is kept). */
+const messageWriter = new SnapshotWriter();
+
 export function encodeMessage(message: Message): Uint8Array {
-  const payload = new SnapshotWriter();
-  writePayload(payload, message);
-  const body = payload.finish();
-  assert(body.length <= framePayloadBytesMax, () => `${message.type} message of ${body.length} bytes exceeds the frame limit of ${framePayloadBytesMax}`);
-  const frame = new Uint8Array(frameHeaderBytes + body.length);
-  frame[0] = frameMagic[0]!;
-  frame[1] = frameMagic[1]!;
-  frame[2] = protocolVersion;
-  frame[3] = typeCodes[message.type];
-  new DataView(frame.buffer).setUint32(4, body.length, true);
-  frame.set(body, frameHeaderBytes);
+  // The header, with the payload's length filled in at the end.
+  const writer = messageWriter.reset().u8(frameMagic[0]!).u8(frameMagic[1]!).u8(protocolVersion).u8(typeCodes[message.type]).u32(0);
+  writePayload(writer, message);
+  const frame = writer.finish();
+  const payloadBytes = frame.length - frameHeaderBytes;
+  assert(payloadBytes <= framePayloadBytesMax, () => `${message.type} message of ${payloadBytes} bytes exceeds the frame limit of ${framePayloadBytesMax}`);
+  new DataView(frame.buffer, frame.byteOffset).setUint32(4, payloadBytes, true);
   return frame;
 }
 

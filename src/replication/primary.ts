@@ -587,7 +587,7 @@ export class PrimaryReplica {
     const events: MachineEvent[] = this.completions.splice(0, queuedEvents);
     this.networkEvents(events, roomBytes - queuedEventsBytes(events));
     const room = Math.min(this.machine.consoleInputRoom, consoleInputPerEntryBytesMax);
-    if (room > 0) {
+    if (room > 0 && this.io.consoleInputWaiting) {
       const input = this.io.takeConsoleInput(room);
       if (input.length > 0) events.push({ kind: 'console-input', bytes: input });
     }

@@ -89,6 +89,12 @@ export interface FaultPlan {
    * lease. Absent: nobody knows (separate hosts); a partition never brings a notice.
    */
   readonly exitNoticeAfterMs?: number;
+  /**
+   * A replica stops running for a while, alive (a frozen process, a host swapping): it takes no
+   * step and reads nothing meanwhile; what arrived is read when it resumes. What the lease is
+   * for, with a reset of the connections during the pause.
+   */
+  readonly pause?: { readonly replica: ReplicaName | 'live'; readonly atMs: number; readonly forMs: number };
 }
 
 export interface SimulationSetup {
@@ -184,6 +190,21 @@ export function chooseFaultPlan(prng: Prng): FaultPlan {
 }
 
 /**
+ * One seed in five also pauses the primary (from the stream `prng`, so that the other faults
+ * stay as they were): for less than the lease or longer than the failure timeout, and in half
+ * of them every connection is reset during the pause (the backup hears of it at once and may
+ * go live while the primary still holds acknowledgements it has not read).
+ */
+function withPause(prng: Prng, plan: FaultPlan): FaultPlan {
+  if (!prng.chance(0.2)) return plan;
+  const atMs = plan.joinAtMs !== undefined && prng.chance(0.5) ? plan.joinAtMs + prng.between(1, 10) : prng.between(2, 110);
+  const forMs = prng.chance(0.5) ? prng.between(5, 150) : prng.between(200, 900);
+  const pause = { replica: prng.chance(0.5) ? ('primary' as const) : ('live' as const), atMs, forMs };
+  const reset = plan.resetAtMs === undefined && prng.chance(0.5) ? { resetAtMs: atMs + prng.between(0, Math.min(forMs, 50)) } : {};
+  return { ...plan, pause, ...reset };
+}
+
+/**
  * Failures of t > 1: the primary and backups together (at most t at once), or the live replica again and again, each time once the last failover is done
  * (a backup waits out the lease, about 220 ms, before it is live) and new backups have joined.
  */
@@ -259,7 +280,7 @@ export class Simulation {
     // Whether a supervisor announces crashes is drawn from a stream of its own, so that each
     // seed's other faults stay what they were before supervisors were simulated.
     const supervisor = new Prng(setup.seed ^ 0x5eed_0e1f);
-    this.plan = setup.plan ?? { ...chooseFaultPlan(this.prng), ...(supervisor.chance(0.5) ? { exitNoticeAfterMs: supervisor.between(0, 2) } : {}) };
+    this.plan = setup.plan ?? withPause(supervisor, { ...chooseFaultPlan(this.prng), ...(supervisor.chance(0.5) ? { exitNoticeAfterMs: supervisor.between(0, 2) } : {}) });
     this.options = { ...setup.options, backups: this.plan.backups ?? 1 };
     this.disk = setup.disk.slice();
     this.sampledEpochs = new Set(Array.from({ length: 4 }, () => this.prng.int(1, 120)));
@@ -301,6 +322,15 @@ export class Simulation {
       this.queue.push(plan.crash.at.timeMs, () => this.crash(victim, 'at a moment in time'));
     }
     for (const crash of plan.crashes ?? []) this.queue.push(crash.timeMs, () => this.crash(this.resolve(crash.replica), 'at a moment in time'));
+    const pause = plan.pause;
+    if (pause !== undefined) {
+      this.queue.push(pause.atMs, () => {
+        const replica = this.replicas.get(this.resolve(pause.replica))!;
+        if (!replica.alive || replica.result !== undefined) return;
+        replica.busyUntilMs = Math.max(replica.busyUntilMs, this.now + pause.forMs);
+        this.note(`${replica.name} pauses for ${pause.forMs.toFixed(1)} ms`);
+      });
+    }
     if (plan.resetAtMs !== undefined) {
       this.queue.push(plan.resetAtMs, () => {
         this.note('every connection reset');
@@ -469,7 +499,9 @@ export class Simulation {
     this.queue.push(atMs, () => {
       if (replica.wakeToken !== token) return;
       replica.wakeAtMs = Infinity;
-      this.step(replica);
+      // Paused (or still busy): the step waits until it resumes.
+      if (replica.busyUntilMs > this.now) this.wake(name, replica.busyUntilMs);
+      else this.step(replica);
     });
   }
 
@@ -504,7 +536,12 @@ export class Simulation {
     replica.result = result;
     this.note(`${replica.name} finished: ${result.reason} (${describeEnd(result.end)})`);
     this.closeConnectionsOf(replica.name);
-    if (this.holders().length === 0 && result.end.kind !== 'guest' && !this.guestLost) this.note('no replica holds the guest any more');
+    if (this.holders().length === 0 && result.end.kind !== 'guest' && !this.guestLost) {
+      this.note('no replica holds the guest any more');
+      // A paused primary that lost the arbiter counts as a failure too: with a crash besides,
+      // more failures than backups may have lost the guest.
+      if (this.plan.pause !== undefined && (this.plan.crash !== undefined || this.plan.crashes !== undefined)) this.guestLost = true;
+    }
     if (replace && result.end.kind !== 'guest') this.replaceLost(replica.name);
   }
 

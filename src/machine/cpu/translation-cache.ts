@@ -110,7 +110,7 @@ class Block {
 
 /** What the tier knows of one RAM page of code. */
 interface PageTranslations {
-  /** Per slot (halfword): 1 if a block may start there, 2 if none can (too short; until the code there is written). */
+  /** Per slot (halfword): 1 if the interpreter watches it, 2 if no block can start there (until the code there is written). */
   readonly heads: Uint8Array;
   /** Per slot: interpreter entries since the head was marked or last compiled. */
   readonly entries: Int32Array;
@@ -217,7 +217,7 @@ export class TranslationCache implements ExecutionTier {
     const offset = pc & 0xffe;
     const block = this.pages[page]?.blocks[offset >>> 1];
     if (block !== undefined && block.virtualPage === vpn) return block;
-    return this.entered(page, offset, pc);
+    return this.entered(page, offset, pc, blockInstructionsMin);
   }
 
   /**
@@ -228,7 +228,7 @@ export class TranslationCache implements ExecutionTier {
     const vpn = pc >>> 12;
     const e = vpn & tlbMask;
     if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
-    return this.entered(hart.fetchWordBase[e]! >> 10, pc & 0xffe, pc);
+    return this.entered(hart.fetchWordBase[e]! >> 10, pc & 0xffe, pc, 1);
   }
 
   /** The compiled block at `pc`, reached from another block (no counting: see exitedTo). */
@@ -296,7 +296,7 @@ export class TranslationCache implements ExecutionTier {
   }
 
   /** The interpreter entered the head at `offset` of RAM page `page` (virtual `pc`): counts, compiles when hot. */
-  private entered(page: number, offset: number, pc: number): Block | undefined {
+  private entered(page: number, offset: number, pc: number, lengthMin: number): Block | undefined {
     const info = this.pageInfo(page);
     if (info.abandoned) return undefined;
     const slot = offset >>> 1;
@@ -308,9 +308,11 @@ export class TranslationCache implements ExecutionTier {
     if (++info.entries[slot]! < threshold) return undefined;
     info.entries[slot] = 0;
     const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
-    if (plan.instructions.length < blockInstructionsMin && !plan.loops) {
-      // Nothing to translate here (a system instruction, say): stop watching this head.
-      info.heads[slot] = refusedHead;
+    if (plan.instructions.length < lengthMin && !plan.loops) {
+      // Too short to be worth the interpreter's call (or nothing to translate: a system
+      // instruction, say): the interpreter stops watching this head. Blocks may still lead
+      // here (lengthMin 1), unless nothing at all can be translated.
+      info.heads[slot] = plan.instructions.length === 0 ? refusedHead : 0;
       const code = this.hart.codePages[page];
       if (code !== undefined) code[offset] = code[offset]! & ~headMark;
       return undefined;

@@ -52,7 +52,7 @@ export const compileCostInstructions = 500_000;
 /** Instructions' worth of compiling the tier may spend before its blocks have repaid any. */
 export const compileCreditInstructions = 4_000_000;
 /** How many times hotter a head must be while compiled blocks have not repaid their cost. */
-export const indebtedHotFactor = 100;
+export const indebtedHotFactor = 1000;
 /** Compiled blocks kept at most; past it every translation is dropped. */
 export const blocksMax = 8192;
 /** Characters of generated source kept at most (about as many bytes of V8 bytecode); past it everything is dropped. */

@@ -12,7 +12,7 @@ import { Csr, Mip } from './csr.js';
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 import type { AccessWidth, MmioDevice } from '../devices/device.js';
-import { TranslationCache, hotEntriesMin, pageInvalidationsMax } from './translation-cache.js';
+import { TranslationCache, compileCostInstructions, compileCreditInstructions, hotEntriesMin, pageInvalidationsMax, type TierOptions } from './translation-cache.js';
 import { blockSource, planBlock } from './translator.js';
 
 const base = ramBaseAddress;
@@ -44,15 +44,15 @@ interface Side {
   readonly device: InterruptingDevice;
 }
 
-function side(program: number[], withTier: boolean, raiseAt: number): Side {
+function side(program: number[], withTier: boolean, raiseAt: number, options: TierOptions = { compileCostInstructions: 0 }): Side {
   const ram = new Ram(ramBytes);
   const bus = new Bus();
   const device = new InterruptingDevice(raiseAt);
   bus.map(deviceBase, device);
   const hart = new Hart({ ram, bus, readTime: () => 77n, watchedStore: () => {} });
   device.hart = hart;
-  // Every compile allowed at the threshold (no compile-cost limit): the tests count compiles.
-  if (withTier) hart.tier = new TranslationCache(hart, { compileCostInstructions: 0 });
+  // By default every compile is allowed at the threshold (no compile budget): the tests count compiles.
+  if (withTier) hart.tier = new TranslationCache(hart, options);
   ram.i32[handlerOffset / 4] = asm.jal(0, 0); // the trap handler spins
   program.forEach((word, index) => (ram.i32[index] = word));
   hart.reset(base);
@@ -280,3 +280,24 @@ for (const [what, turnOff] of [['mstatus.FS = Off', asm.csrrc(0, Csr.mstatus, 5)
     assert.equal(hart.mepc >>> 0, (base + 4 * 11) >>> 0, 'at the F instruction');
   });
 }
+
+test('compiling is budgeted: once the credit is spent on blocks that have not repaid it, heads must be far hotter', () => {
+  const loops = 12;
+  const program: number[] = [];
+  for (let loop = 0; loop < loops; loop++) {
+    // Each loop runs just past the threshold: compiled, then a few passes translated.
+    program.push(...liw(2, hotEntriesMin + 10), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8));
+  }
+  program.push(asm.jal(0, 0));
+  const budgeted = side(program, true, 0, {});
+  budgeted.hart.run(100_000);
+  // Not in debt while translated instructions + credit >= compiled blocks × cost: about as many
+  // blocks as the credit pays for are compiled, then none.
+  const compiled = (budgeted.hart.tier as TranslationCache).compiledBlocks;
+  const paidFor = compileCreditInstructions / compileCostInstructions;
+  assert.ok(compiled >= paidFor && compiled <= paidFor + 2, `${compiled} blocks compiled, the credit pays for ${paidFor}`);
+  const free = side(program, true, 0);
+  free.hart.run(100_000);
+  assert.ok((free.hart.tier as TranslationCache).compiledBlocks >= loops, "without a budget every loop is compiled");
+  assert.equal(free.hart.x[1], budgeted.hart.x[1]);
+});

@@ -52,7 +52,13 @@ export const compileCostInstructions = 500_000;
 /** Instructions' worth of compiling the tier may spend before its blocks have repaid any. */
 export const compileCreditInstructions = 4_000_000;
 /** How many times hotter a head must be while compiled blocks have not repaid their cost. */
-export const indebtedHotFactor = 1000;
+export const indebtedHotFactor = 100;
+/**
+ * Instructions per entry, on average, above which a head is not hot however often it has been
+ * entered: its count starts again. Cold code (a boot) enters many heads thousands of times,
+ * but far apart; a hot loop's head is entered every few instructions.
+ */
+export const entryIntervalMax = 1000;
 /** Compiled blocks kept at most; past it every translation is dropped. */
 export const blocksMax = 8192;
 /** Characters of generated source kept at most (about as many bytes of V8 bytecode); past it everything is dropped. */
@@ -71,6 +77,8 @@ export interface TierOptions {
   readonly everyBranchHeads?: boolean;
   /** What compiling a block is taken to cost, in instructions its code must run to repay it (0: no limit). */
   readonly compileCostInstructions?: number;
+  /** See {@link entryIntervalMax} (Infinity: entries count however far apart). */
+  readonly entryIntervalMax?: number;
 }
 
 const tlbMask = tlbEntries - 1;
@@ -112,8 +120,10 @@ class Block {
 interface PageTranslations {
   /** Per slot (halfword): 1 if the interpreter watches it, 2 if no block can start there (until the code there is written). */
   readonly heads: Uint8Array;
-  /** Per slot: interpreter entries since the head was marked or last compiled. */
+  /** Per slot: entries since counting (re)started (see {@link entryIntervalMax}). */
   readonly entries: Int32Array;
+  /** Per slot: the instruction count when its counting started. */
+  readonly countedSince: Float64Array;
   /** Compiled blocks by slot (page offset / 2): an array, not a Map, because the interpreter looks here at every head it enters. */
   readonly blocks: (Block | undefined)[];
   /** How many of `blocks` are set. */
@@ -146,6 +156,7 @@ export class TranslationCache implements ExecutionTier {
 
   private readonly hotEntries: number;
   private readonly compileCost: number;
+  private readonly entryInterval: number;
   /** Instructions run by translated code since the tier was created. */
   private translatedInstructions = 0;
   private readonly everyBranchHeads: boolean;
@@ -153,6 +164,7 @@ export class TranslationCache implements ExecutionTier {
   constructor(private readonly hart: Hart, options: TierOptions = {}) {
     this.hotEntries = options.hotEntries ?? hotEntriesMin;
     this.compileCost = options.compileCostInstructions ?? compileCostInstructions;
+    this.entryInterval = options.entryIntervalMax ?? entryIntervalMax;
     this.everyBranchHeads = options.everyBranchHeads ?? false;
     this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
     this.translatedPages = new Uint8Array(hart.ports.ram.pages);
@@ -188,6 +200,7 @@ export class TranslationCache implements ExecutionTier {
           if (next === undefined) {
             // Where a block leads to code not yet compiled: counted here, not by the
             // interpreter (which watches fewer heads, see decoded).
+            hart.runRetired = base + ran;
             next = this.exitedTo(hart, pc);
             if (next === undefined) break;
           }
@@ -305,8 +318,12 @@ export class TranslationCache implements ExecutionTier {
     // compileCostInstructions): only much hotter heads are compiled.
     const indebted = this.translatedInstructions + compileCreditInstructions < this.compiledBlocks * this.compileCost;
     const threshold = indebted ? this.hotEntries * indebtedHotFactor : this.hotEntries;
+    const now = this.hart.currentRetired;
+    if (info.entries[slot] === 0) info.countedSince[slot] = now;
     if (++info.entries[slot]! < threshold) return undefined;
     info.entries[slot] = 0;
+    // Hot means frequent: a head entered that often, but over a long time, is counted again.
+    if (now - info.countedSince[slot]! > threshold * this.entryInterval) return undefined;
     const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
     if (plan.instructions.length < lengthMin && !plan.loops) {
       // Too short to be worth the interpreter's call (or nothing to translate: a system
@@ -362,7 +379,7 @@ export class TranslationCache implements ExecutionTier {
   private pageInfo(page: number): PageTranslations {
     let info = this.pages[page];
     if (info === undefined) {
-      info = { heads: new Uint8Array(slotsPerPage), entries: new Int32Array(slotsPerPage), blocks: new Array<Block | undefined>(slotsPerPage).fill(undefined), blockCount: 0, invalidations: 0, abandoned: false };
+      info = { heads: new Uint8Array(slotsPerPage), entries: new Int32Array(slotsPerPage), countedSince: new Float64Array(slotsPerPage), blocks: new Array<Block | undefined>(slotsPerPage).fill(undefined), blockCount: 0, invalidations: 0, abandoned: false };
       this.pages[page] = info;
     }
     return info;

@@ -2,15 +2,17 @@
  * The translation tier (execution-tier.ts): which guest blocks are hot, their compiled
  * functions (translator.ts) per RAM page, running them, and dropping them when their code
  * is written. The interpreter stays the first tier: it runs everything until a block head has
- * been entered {@link hotEntriesMin} times.
+ * been entered {@link hotEntriesMin} times, often enough ({@link entryIntervalMax}), and the
+ * tier's compile budget allows it ({@link compileCostInstructions}).
  *
  * How the interpreter finds the tier without paying for it (cpu.ts): a decoded slot whose
  * word 0 has bit 31 set is a block head the tier watches; the loop's test for an empty slot
  * (`w <= 0`) catches both, and only then calls {@link TranslationCache.run}. Heads are marked
- * when the instructions that lead to them are decoded ({@link TranslationCache.decoded}): the
- * targets of direct branches and jumps, and the instruction after a branch, a call or an
- * instruction the tier leaves to the interpreter. A store that empties a slot clears its mark;
- * the slot's next decoding marks it again.
+ * when the instructions that lead to them are decoded ({@link TranslationCache.decoded}):
+ * loop heads (targets of backward branches and jumps) and the instruction after one the tier
+ * leaves to the interpreter; the rest of hot code the tier finds where its blocks lead
+ * (`exitedTo`), and every compiled block's head is marked. A store that empties a slot clears
+ * its mark; the slot's next decoding marks it again.
  *
  * Keeping translations valid:
  * - a translation is built from a RAM page's bytes and the virtual page it was entered from;
@@ -52,7 +54,7 @@ export const compileCostInstructions = 500_000;
 /** Instructions' worth of compiling the tier may spend before its blocks have repaid any. */
 export const compileCreditInstructions = 4_000_000;
 /** How many times hotter a head must be while compiled blocks have not repaid their cost. */
-export const indebtedHotFactor = 100;
+export const indebtedHotFactor = 1000;
 /**
  * Instructions per entry, on average, above which a head is not hot however often it has been
  * entered: its count starts again. Cold code (a boot) enters many heads thousands of times,

@@ -30,9 +30,10 @@ import { floatFunctionNames, floatFunctions, floatRegisters, floatSource, floatT
 /** Most instructions in one block: keeps a function's bytecode far below V8's 60 KB limit for optimization. */
 export const blockInstructionsMax = 48;
 /**
- * Fewest instructions in a block that does not loop: entering the tier costs about as much as
- * interpreting a few instructions, so shorter ones (between FP or system instructions, say)
- * stay on the interpreter.
+ * Fewest instructions in a block that does not loop, where the interpreter enters it: entering
+ * the tier costs about as much as interpreting a few instructions, so shorter ones (between
+ * system instructions, say) stay on the interpreter. A block that other blocks lead to may be
+ * shorter (translation-cache.ts).
  */
 export const blockInstructionsMin = 4;
 

@@ -135,12 +135,22 @@ interface PageTranslations {
   abandoned: boolean;
 }
 
-/** The ops a decoded slot may hold for a branch or jump (the C twins included, ops.ts). */
-const directBranches = new Set<number>([Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU, Op.C_BEQ, Op.C_BNE]);
-const directJumps = new Set<number>([Op.JAL, Op.C_JAL]);
-const indirectJumps = new Set<number>([Op.JALR, Op.C_JALR]);
-/** C twins that blocks contain (their 32-bit ops are translatable). */
-const twins = new Set<number>([Op.C_ADDI, Op.C_LUI, Op.C_ANDI, Op.C_SLLI, Op.C_SRLI, Op.C_SRAI, Op.C_ADD, Op.C_SUB, Op.C_XOR, Op.C_OR, Op.C_AND, Op.C_LW, Op.C_SW]);
+/** What the tier needs to know of each op a decoded slot may hold (the C twins included, ops.ts). */
+const enum OpKind {
+  other = 0,
+  directBranch = 1,
+  directJump = 2,
+  indirectJump = 3,
+  /** An instruction a block cannot hold: the interpreter runs it. */
+  interpreted = 4,
+}
+/** By op number: a table, not sets, because `decoded` runs at every decode and V8 inlines it into the run loop. */
+const opKinds = new Uint8Array(256);
+for (let op = 0; op < 256; op++) if (!translatable(op)) opKinds[op] = OpKind.interpreted;
+for (const op of [Op.C_ADDI, Op.C_LUI, Op.C_ANDI, Op.C_SLLI, Op.C_SRLI, Op.C_SRAI, Op.C_ADD, Op.C_SUB, Op.C_XOR, Op.C_OR, Op.C_AND, Op.C_LW, Op.C_SW]) opKinds[op] = OpKind.other;
+for (const op of [Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU, Op.C_BEQ, Op.C_BNE]) opKinds[op] = OpKind.directBranch;
+for (const op of [Op.JAL, Op.C_JAL]) opKinds[op] = OpKind.directJump;
+for (const op of [Op.JALR, Op.C_JALR]) opKinds[op] = OpKind.indirectJump;
 
 export class TranslationCache implements ExecutionTier {
   private pages: (PageTranslations | undefined)[];
@@ -259,19 +269,20 @@ export class TranslationCache implements ExecutionTier {
     const word = code[slot]!;
     const info = this.pages[page];
     if (info !== undefined && info.heads[slot >>> 1] === 1 && !info.abandoned) code[slot] = word | headMark;
-    const op = word & 0xff;
+    const kind = opKinds[word & 0xff]!;
+    if (kind === OpKind.other) return;
     const length = (word >>> 24) & 0x7f;
     const imm = code[slot + 1]!;
     const links = ((word >> 8) & 63) !== sinkRegister;
-    if (directBranches.has(op) || directJumps.has(op)) {
+    if (kind === OpKind.directBranch || kind === OpKind.directJump) {
       // Loops: a backward target. The rest of the code translated blocks lead to is found by
       // the tier itself (exitedTo): each head the interpreter watches costs a call per entry
       // until it is hot, which cold code (a boot) never repays.
       if (imm <= 0 || this.everyBranchHeads) this.markHead((pc + imm) | 0);
-      if (this.everyBranchHeads && (directBranches.has(op) || links)) this.markHead((pc + length) | 0);
-    } else if (indirectJumps.has(op)) {
+      if (this.everyBranchHeads && (kind === OpKind.directBranch || links)) this.markHead((pc + length) | 0);
+    } else if (kind === OpKind.indirectJump) {
       if (links && this.everyBranchHeads) this.markHead((pc + length) | 0);
-    } else if (!translatable(op) && !twins.has(op)) {
+    } else {
       this.markHead((pc + length) | 0);
     }
   }

@@ -12,9 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Machine } from '../src/machine/board.js';
-import { VirtualClock } from '../src/machine/clock.js';
-import { ReplicaEnvironment } from '../src/replication/environment.js';
+import { bootToPrompt, shellPrompt } from './boot-to-prompt.js';
 import { dataDiskMkfsArguments } from '../src/host/linux-guest.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -22,7 +20,7 @@ const cache = process.env['UNDERSTUDY_LINUX_CACHE'] ?? path.join(root, '.cache/l
 const kernel = process.env['BENCH_KERNEL'] ?? path.join(cache, 'Image');
 const initramfs = path.join(cache, 'initramfs.cpio');
 const firmware = path.join(cache, 'understudy-sbi.bin');
-const prompt = 'understudy$ ';
+const prompt = shellPrompt;
 const runs = Number(process.env['BENCH_RUNS'] ?? 5);
 
 function median(values: number[]): number {
@@ -53,41 +51,6 @@ function timeToPrompt(command: string, args: string[]): Promise<number> {
   });
 }
 
-/** Instructions to the prompt on understudy, counted in-process with time from the instruction count. */
-function instructionsToPrompt(disk: string): number {
-  const size = fs.statSync(disk).size;
-  const environment = new ReplicaEnvironment(new VirtualClock());
-  const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: [{ capacityBytes: size, readOnly: false, serial: 'understudy-disk0' }] }, environment);
-  machine.bootLinux(fs.readFileSync(kernel), { bootargs: 'console=ttyS0 earlycon=sbi', initrd: fs.readFileSync(initramfs) });
-  const clock = new VirtualClock();
-  const fd = fs.openSync(disk, 'r+');
-  let output = '';
-  try {
-    while (!output.includes(prompt) && machine.power === undefined) {
-      const result = machine.run(1_000_000);
-      for (const out of machine.takeOutputs()) {
-        if (out.kind === 'console-output') output += Buffer.from(out.bytes).toString('latin1');
-        else if (out.kind === 'disk-request') {
-          const request = out.request;
-          if (request.op === 'read') {
-            const data = new Uint8Array(request.lengthBytes);
-            fs.readSync(fd, data, 0, data.length, request.offsetBytes);
-            machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'ok', data });
-          } else {
-            if (request.op === 'write') fs.writeSync(fd, request.data, 0, request.data.length, request.offsetBytes);
-            machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'ok' });
-          }
-        }
-      }
-      if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
-      machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return machine.retiredInstructions;
-}
-
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-boot-'));
 const disk = path.join(dir, 'data.img');
 spawnSync('mkfs.ext4', dataDiskMkfsArguments(disk, 32 * 1024 * 1024));
@@ -111,7 +74,7 @@ try {
       ]),
     );
   }
-  const instructions = instructionsToPrompt(disk);
+  const instructions = bootToPrompt({ kernel, initramfs, disk }, 'interp').instructions;
   console.log(`understudy   ${median(ours).toFixed(2)} s to the prompt (host clock), the interpreter`);
   console.log(`understudy   ${median(translated).toFixed(2)} s to the prompt (host clock), --cpu jit   jit/interpreter time = ${(median(translated) / median(ours)).toFixed(2)}`);
   console.log(`QEMU TCG     ${median(qemu).toFixed(2)} s to the prompt   understudy/QEMU time = ${(median(ours) / median(qemu)).toFixed(2)}`);

@@ -7,12 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hart } from './cpu.js';
-import { asm } from './encode.js';
+import { asm, fasm } from './encode.js';
 import { Csr, Mip } from './csr.js';
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 import type { AccessWidth, MmioDevice } from '../devices/device.js';
-import { TranslationCache, hotEntriesMin, pageInvalidationsMax } from './translation-cache.js';
+import { TranslationCache, compileCostInstructions, compileCreditInstructions, hotEntriesMin, pageInvalidationsMax, type TierOptions } from './translation-cache.js';
 import { blockSource, planBlock } from './translator.js';
 
 const base = ramBaseAddress;
@@ -44,14 +44,15 @@ interface Side {
   readonly device: InterruptingDevice;
 }
 
-function side(program: number[], withTier: boolean, raiseAt: number): Side {
+function side(program: number[], withTier: boolean, raiseAt: number, options: TierOptions = { compileCostInstructions: 0 }): Side {
   const ram = new Ram(ramBytes);
   const bus = new Bus();
   const device = new InterruptingDevice(raiseAt);
   bus.map(deviceBase, device);
   const hart = new Hart({ ram, bus, readTime: () => 77n, watchedStore: () => {} });
   device.hart = hart;
-  if (withTier) hart.tier = new TranslationCache(hart);
+  // By default every compile is allowed at the threshold (no compile budget): the tests count compiles.
+  if (withTier) hart.tier = new TranslationCache(hart, options);
   ram.i32[handlerOffset / 4] = asm.jal(0, 0); // the trap handler spins
   program.forEach((word, index) => (ram.i32[index] = word));
   hart.reset(base);
@@ -61,7 +62,9 @@ function side(program: number[], withTier: boolean, raiseAt: number): Side {
 function state(hart: Hart): Record<string, number | bigint> {
   const values: Record<string, number | bigint> = {};
   for (let i = 1; i < 32; i++) values[`x${i}`] = hart.x[i]!;
+  for (let i = 0; i < 64; i++) values[`f${i >> 1}${i & 1 ? 'high' : 'low'}`] = hart.f[i]!;
   Object.assign(values, { pc: hart.pc, retired: hart.retired, priv: hart.priv, mepc: hart.mepc, mcause: hart.mcause, mtval: hart.mtval, mstatus: hart.mstatus, mip: hart.mip });
+  Object.assign(values, { fflags: hart.fpu.flags, frm: hart.frm });
   return values;
 }
 
@@ -204,4 +207,97 @@ test('blocks end before instructions the interpreter runs, before a straddling i
   // The cap.
   for (let index = 0; index < 1000; index++) ram.i32[index] = asm.addi(1, 1, 1);
   assert.equal(planBlock(ram.u16, 0, 0, base).instructions.length, 48);
+});
+
+
+test('F and D instructions are translated with the interpreter\'s results, flags, FS updates and memory', () => {
+  const S = 0;
+  const D = 1;
+  const program = [
+    // FS = Initial (not Dirty: the first FP write makes it Dirty, which the state compares).
+    ...liw(5, 0x2000), asm.csrrs(0, Csr.mstatus, 5),
+    ...liw(2, 300),
+    ...liw(10, base + 0x4000), // data, in a page without code
+    asm.addi(1, 1, 7), // loop:
+    fasm.fcvtFromInteger(S, 1, 1, 0),
+    fasm.fcvtFromInteger(D, 2, 2, 0, 1),
+    fasm.fdiv(S, 3, 1, 4), // f4 is 0 at first: division by zero, then an infinity
+    fasm.fadd(D, 5, 2, 5),
+    fasm.fmul(D, 6, 5, 2, 3),
+    fasm.fmadd(S, 7, 1, 3, 7),
+    fasm.fmadd(D, 8, 6, 2, 8, 4),
+    fasm.fsqrt(D, 9, 6),
+    fasm.fsgnjn(D, 10, 9, 6),
+    fasm.fmin(S, 11, 1, 3),
+    fasm.fcvtFormat(S, 12, 6),
+    fasm.fcvtFormat(D, 13, 1),
+    fasm.feq(S, 11, 1, 3),
+    fasm.flt(D, 12, 6, 5),
+    fasm.fcvtToInteger(D, 13, 6, 1, 1),
+    fasm.fcvtToInteger(S, 14, 3, 0),
+    fasm.fclass(D, 15, 9),
+    fasm.fmvXW(16, 1),
+    fasm.fmvWX(14, 16),
+    fasm.fnmsub(S, 4, 14, 1, 3, 2),
+    fasm.fsw(1, 10, 0),
+    fasm.fsd(6, 10, 8),
+    fasm.flw(15, 10, 0),
+    fasm.fld(16, 10, 8),
+    fasm.fsd(8, 10, 20), // misaligned: the slow path
+    fasm.fld(17, 10, 20),
+    fasm.feq(D, 0, 17, 17), // into x0: only its flags count
+    asm.addi(2, 2, -1),
+    asm.bne(2, 0, -4 * 31),
+    asm.jal(0, 0),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.ok(tier.compiledBlocks >= 1, 'the loop was compiled');
+  assert.equal(hart.x[2], 0, 'the loop ran to its end');
+});
+
+for (const [what, turnOff] of [['mstatus.FS = Off', asm.csrrc(0, Csr.mstatus, 5)], ['a reserved frm with a DYN rounding mode', asm.csrrwi(0, Csr.frm, 5)]] as const) {
+  test(`${what} after an F instruction was compiled: the interpreter takes the illegal-instruction trap`, () => {
+    const program = [
+      ...liw(5, 0x6000), // mstatus.FS's bits
+      asm.csrrs(0, Csr.mstatus, 5),
+      ...liw(1, handler),
+      asm.csrrw(0, Csr.mtvec, 1),
+      ...liw(2, 100),
+      asm.addi(1, 1, 1), // inner:
+      asm.addi(3, 3, 1),
+      asm.addi(4, 4, 1),
+      fasm.fcvtFromInteger(0, 1, 1, 0),
+      fasm.fadd(0, 2, 2, 1),
+      asm.addi(2, 2, -1),
+      asm.bne(2, 0, -24),
+      turnOff,
+      ...liw(2, 100),
+      asm.jal(0, -40),
+    ];
+    const { tier, hart } = runBoth(program, slices);
+    assert.ok(tier.compiledBlocks >= 1, 'the loop was compiled');
+    assert.equal(hart.mcause, 2, 'illegal instruction');
+    assert.equal(hart.mepc >>> 0, (base + 4 * 11) >>> 0, 'at the F instruction');
+  });
+}
+
+test('compiling is budgeted: once the credit is spent on blocks that have not repaid it, heads must be far hotter', () => {
+  const loops = 12;
+  const program: number[] = [];
+  for (let loop = 0; loop < loops; loop++) {
+    // Each loop runs just past the threshold: compiled, then a few passes translated.
+    program.push(...liw(2, hotEntriesMin + 10), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8));
+  }
+  program.push(asm.jal(0, 0));
+  const budgeted = side(program, true, 0, {});
+  budgeted.hart.run(100_000);
+  // Not in debt while translated instructions + credit >= compiled blocks × cost: about as many
+  // blocks as the credit pays for are compiled, then none.
+  const compiled = (budgeted.hart.tier as TranslationCache).compiledBlocks;
+  const paidFor = compileCreditInstructions / compileCostInstructions;
+  assert.ok(compiled >= paidFor && compiled <= paidFor + 2, `${compiled} blocks compiled, the credit pays for ${paidFor}`);
+  const free = side(program, true, 0);
+  free.hart.run(100_000);
+  assert.ok((free.hart.tier as TranslationCache).compiledBlocks >= loops, "without a budget every loop is compiled");
+  assert.equal(free.hart.x[1], budgeted.hart.x[1]);
 });

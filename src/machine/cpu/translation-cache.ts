@@ -2,15 +2,17 @@
  * The translation tier (execution-tier.ts): which guest blocks are hot, their compiled
  * functions (translator.ts) per RAM page, running them, and dropping them when their code
  * is written. The interpreter stays the first tier: it runs everything until a block head has
- * been entered {@link hotEntriesMin} times.
+ * been entered {@link hotEntriesMin} times, often enough ({@link entryIntervalMax}), and the
+ * tier's compile budget allows it ({@link compileCostInstructions}).
  *
  * How the interpreter finds the tier without paying for it (cpu.ts): a decoded slot whose
  * word 0 has bit 31 set is a block head the tier watches; the loop's test for an empty slot
  * (`w <= 0`) catches both, and only then calls {@link TranslationCache.run}. Heads are marked
- * when the instructions that lead to them are decoded ({@link TranslationCache.decoded}): the
- * targets of direct branches and jumps, and the instruction after a branch, a call or an
- * instruction the tier leaves to the interpreter. A store that empties a slot clears its mark;
- * the slot's next decoding marks it again.
+ * when the instructions that lead to them are decoded ({@link TranslationCache.decoded}):
+ * loop heads (targets of backward branches and jumps) and the instruction after one the tier
+ * leaves to the interpreter; the rest of hot code the tier finds where its blocks lead
+ * (`exitedTo`), and every compiled block's head is marked. A store that empties a slot clears
+ * its mark; the slot's next decoding marks it again.
  *
  * Keeping translations valid:
  * - a translation is built from a RAM page's bytes and the virtual page it was entered from;
@@ -34,15 +36,31 @@ import type { Hart } from './cpu.js';
 import { mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
 import type { ExecutionTier } from './execution-tier.js';
 import { Op } from './ops.js';
-import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeSlow, tlbEntries } from './mmu.js';
+import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeDoubleSlow, storeSlow, tlbEntries } from './mmu.js';
 import { sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
 import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
 
-/** Entries of a block head by the interpreter before its block is compiled. */
+/** Entries of a block head (by the interpreter, or from a translated block) before its block is compiled. */
 export const hotEntriesMin = 50;
+/**
+ * What compiling a block costs, in instructions its code must run to repay it: building the
+ * source, `new Function`, and V8 optimizing it (about 3 ms on the machines of
+ * docs/BENCHMARKS.md), against some 2-5 ns saved per translated instruction.
+ */
+export const compileCostInstructions = 500_000;
+/** Instructions' worth of compiling the tier may spend before its blocks have repaid any. */
+export const compileCreditInstructions = 4_000_000;
+/** How many times hotter a head must be while compiled blocks have not repaid their cost. */
+export const indebtedHotFactor = 1000;
+/**
+ * Instructions per entry, on average, above which a head is not hot however often it has been
+ * entered: its count starts again. Cold code (a boot) enters many heads thousands of times,
+ * but far apart; a hot loop's head is entered every few instructions.
+ */
+export const entryIntervalMax = 1000;
 /** Compiled blocks kept at most; past it every translation is dropped. */
 export const blocksMax = 8192;
 /** Characters of generated source kept at most (about as many bytes of V8 bytecode); past it everything is dropped. */
@@ -50,9 +68,26 @@ export const sourceCharactersMax = 32 * 1024 * 1024;
 /** Times a page's translations may be dropped by writes before the tier leaves the page to the interpreter. */
 export const pageInvalidationsMax = 16;
 
+export interface TierOptions {
+  /** Entries of a head before its block is compiled (lockstep verification compiles nearly everything). */
+  readonly hotEntries?: number;
+  /**
+   * Whether the interpreter watches every branch target and fall-through, every return point
+   * (lockstep verification, so that nearly every instruction is checked translated); else only
+   * loops and what follows an instruction the tier does not translate (see decoded).
+   */
+  readonly everyBranchHeads?: boolean;
+  /** What compiling a block is taken to cost, in instructions its code must run to repay it (0: no limit). */
+  readonly compileCostInstructions?: number;
+  /** See {@link entryIntervalMax} (Infinity: entries count however far apart). */
+  readonly entryIntervalMax?: number;
+}
+
 const tlbMask = tlbEntries - 1;
 /** Bit 31 of a decoded slot's word 0: a block head (cpu.ts tests `w < 0`). */
 const headMark = 0x8000_0000 | 0;
+/** `PageTranslations.heads` of a slot where no block can start. */
+const refusedHead = 2;
 /** Slots per decoded page (one per halfword). */
 const slotsPerPage = 2048;
 
@@ -85,23 +120,37 @@ class Block {
 
 /** What the tier knows of one RAM page of code. */
 interface PageTranslations {
-  /** Per slot (halfword): 1 if a block may start there. */
+  /** Per slot (halfword): 1 if the interpreter watches it, 2 if no block can start there (until the code there is written). */
   readonly heads: Uint8Array;
-  /** Per slot: interpreter entries since the head was marked or last compiled. */
-  readonly entries: Uint16Array;
-  /** Compiled blocks by page offset. */
-  readonly blocks: Map<number, Block>;
+  /** Per slot: entries since counting (re)started (see {@link entryIntervalMax}). */
+  readonly entries: Int32Array;
+  /** Per slot: the instruction count when its counting started. */
+  readonly countedSince: Float64Array;
+  /** Compiled blocks by slot (page offset / 2): an array, not a Map, because the interpreter looks here at every head it enters. */
+  readonly blocks: (Block | undefined)[];
+  /** How many of `blocks` are set. */
+  blockCount: number;
   invalidations: number;
   /** Left to the interpreter (see {@link pageInvalidationsMax}). */
   abandoned: boolean;
 }
 
-/** The ops a decoded slot may hold for a branch or jump (the C twins included, ops.ts). */
-const directBranches = new Set<number>([Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU, Op.C_BEQ, Op.C_BNE]);
-const directJumps = new Set<number>([Op.JAL, Op.C_JAL]);
-const indirectJumps = new Set<number>([Op.JALR, Op.C_JALR]);
-/** C twins that blocks contain (their 32-bit ops are translatable). */
-const twins = new Set<number>([Op.C_ADDI, Op.C_LUI, Op.C_ANDI, Op.C_SLLI, Op.C_SRLI, Op.C_SRAI, Op.C_ADD, Op.C_SUB, Op.C_XOR, Op.C_OR, Op.C_AND, Op.C_LW, Op.C_SW]);
+/** What the tier needs to know of each op a decoded slot may hold (the C twins included, ops.ts). */
+const enum OpKind {
+  other = 0,
+  directBranch = 1,
+  directJump = 2,
+  indirectJump = 3,
+  /** An instruction a block cannot hold: the interpreter runs it. */
+  interpreted = 4,
+}
+/** By op number: a table, not sets, because `decoded` runs at every decode and V8 inlines it into the run loop. */
+const opKinds = new Uint8Array(256);
+for (let op = 0; op < 256; op++) if (!translatable(op)) opKinds[op] = OpKind.interpreted;
+for (const op of [Op.C_ADDI, Op.C_LUI, Op.C_ANDI, Op.C_SLLI, Op.C_SRLI, Op.C_SRAI, Op.C_ADD, Op.C_SUB, Op.C_XOR, Op.C_OR, Op.C_AND, Op.C_LW, Op.C_SW]) opKinds[op] = OpKind.other;
+for (const op of [Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.BGEU, Op.C_BEQ, Op.C_BNE]) opKinds[op] = OpKind.directBranch;
+for (const op of [Op.JAL, Op.C_JAL]) opKinds[op] = OpKind.directJump;
+for (const op of [Op.JALR, Op.C_JALR]) opKinds[op] = OpKind.indirectJump;
 
 export class TranslationCache implements ExecutionTier {
   private pages: (PageTranslations | undefined)[];
@@ -117,8 +166,18 @@ export class TranslationCache implements ExecutionTier {
   /** Blocks compiled since the tier was created (for tests and benchmarks). */
   compiledBlocks = 0;
 
-  /** `hotEntries`: entries of a head before its block is compiled (lockstep verification compiles nearly everything). */
-  constructor(private readonly hart: Hart, private readonly hotEntries = hotEntriesMin) {
+  private readonly hotEntries: number;
+  private readonly compileCost: number;
+  private readonly entryInterval: number;
+  /** Instructions run by translated code since the tier was created. */
+  private translatedInstructions = 0;
+  private readonly everyBranchHeads: boolean;
+
+  constructor(private readonly hart: Hart, options: TierOptions = {}) {
+    this.hotEntries = options.hotEntries ?? hotEntriesMin;
+    this.compileCost = options.compileCostInstructions ?? compileCostInstructions;
+    this.entryInterval = options.entryIntervalMax ?? entryIntervalMax;
+    this.everyBranchHeads = options.everyBranchHeads ?? false;
     this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
     this.translatedPages = new Uint8Array(hart.ports.ram.pages);
     this.environment = this.makeEnvironment();
@@ -150,7 +209,13 @@ export class TranslationCache implements ExecutionTier {
         else if (block.linkPc1 === pc) next = block.link1;
         if (next === undefined || !next.valid) {
           next = this.lookupChained(hart, pc);
-          if (next === undefined) break;
+          if (next === undefined) {
+            // Where a block leads to code not yet compiled: counted here, not by the
+            // interpreter (which watches fewer heads, see decoded).
+            hart.runRetired = base + ran;
+            next = this.exitedTo(hart, pc);
+            if (next === undefined) break;
+          }
           if (next.virtualPage === block.virtualPage) block.link(pc, next);
         }
         block = next;
@@ -163,6 +228,7 @@ export class TranslationCache implements ExecutionTier {
       this.lastTrap = { pc: hart.pc, cause: trapSignal.cause, tval: trapSignal.tval };
       hart.pc = takeException(hart, trapSignal.cause, trapSignal.tval, hart.pc);
     }
+    this.translatedInstructions += ran;
     return ran;
   }
 
@@ -174,17 +240,28 @@ export class TranslationCache implements ExecutionTier {
     if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
     const page = hart.fetchWordBase[e]! >> 10;
     const offset = pc & 0xffe;
-    const block = this.pages[page]?.blocks.get(offset);
+    const block = this.pages[page]?.blocks[offset >>> 1];
     if (block !== undefined && block.virtualPage === vpn) return block;
-    return this.entered(page, offset, pc);
+    return this.entered(page, offset, pc, blockInstructionsMin);
   }
 
-  /** The compiled block at `pc`, reached from another block: no counting (only the interpreter's entries count). */
+  /**
+   * A block left to `pc`, which has no block: counts it as an entry of a head there, and
+   * compiles that block when hot, so that the next pass goes on to it.
+   */
+  private exitedTo(hart: Hart, pc: number): Block | undefined {
+    const vpn = pc >>> 12;
+    const e = vpn & tlbMask;
+    if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
+    return this.entered(hart.fetchWordBase[e]! >> 10, pc & 0xffe, pc, 1);
+  }
+
+  /** The compiled block at `pc`, reached from another block (no counting: see exitedTo). */
   private lookupChained(hart: Hart, pc: number): Block | undefined {
     const vpn = pc >>> 12;
     const e = vpn & tlbMask;
     if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
-    const block = this.pages[hart.fetchWordBase[e]! >> 10]?.blocks.get(pc & 0xffe);
+    const block = this.pages[hart.fetchWordBase[e]! >> 10]?.blocks[(pc & 0xffe) >>> 1];
     return block !== undefined && block.virtualPage === vpn ? block : undefined;
   }
 
@@ -192,19 +269,20 @@ export class TranslationCache implements ExecutionTier {
     const word = code[slot]!;
     const info = this.pages[page];
     if (info !== undefined && info.heads[slot >>> 1] === 1 && !info.abandoned) code[slot] = word | headMark;
-    const op = word & 0xff;
+    const kind = opKinds[word & 0xff]!;
+    if (kind === OpKind.other) return;
     const length = (word >>> 24) & 0x7f;
     const imm = code[slot + 1]!;
     const links = ((word >> 8) & 63) !== sinkRegister;
-    if (directBranches.has(op)) {
-      this.markHead((pc + imm) | 0);
-      this.markHead((pc + length) | 0);
-    } else if (directJumps.has(op)) {
-      this.markHead((pc + imm) | 0);
-      if (links) this.markHead((pc + length) | 0);
-    } else if (indirectJumps.has(op)) {
-      if (links) this.markHead((pc + length) | 0);
-    } else if (!translatable(op) && !twins.has(op)) {
+    if (kind === OpKind.directBranch || kind === OpKind.directJump) {
+      // Loops: a backward target. The rest of the code translated blocks lead to is found by
+      // the tier itself (exitedTo): each head the interpreter watches costs a call per entry
+      // until it is hot, which cold code (a boot) never repays.
+      if (imm <= 0 || this.everyBranchHeads) this.markHead((pc + imm) | 0);
+      if (this.everyBranchHeads && (kind === OpKind.directBranch || links)) this.markHead((pc + length) | 0);
+    } else if (kind === OpKind.indirectJump) {
+      if (links && this.everyBranchHeads) this.markHead((pc + length) | 0);
+    } else {
       this.markHead((pc + length) | 0);
     }
   }
@@ -217,7 +295,12 @@ export class TranslationCache implements ExecutionTier {
     void offset;
     void length;
     const info = this.pages[page];
-    if (info === undefined || info.blocks.size === 0) return;
+    if (info === undefined) return;
+    // Heads refused for their code may start a block once it is rewritten.
+    const first = Math.max(0, (offset >>> 1) - blockInstructionsMin * 2);
+    const last = Math.min(slotsPerPage, (offset + length + 1) >>> 1);
+    for (let slot = first; slot < last; slot++) if (info.heads[slot] === refusedHead) info.heads[slot] = 0;
+    if (info.blockCount === 0) return;
     this.dropBlocks(info);
     this.translatedPages[page] = 0;
     // A block that wrote its own page must not go on: it leaves after the store (translator.ts).
@@ -239,27 +322,43 @@ export class TranslationCache implements ExecutionTier {
   }
 
   /** The interpreter entered the head at `offset` of RAM page `page` (virtual `pc`): counts, compiles when hot. */
-  private entered(page: number, offset: number, pc: number): Block | undefined {
+  private entered(page: number, offset: number, pc: number, lengthMin: number): Block | undefined {
     const info = this.pageInfo(page);
     if (info.abandoned) return undefined;
     const slot = offset >>> 1;
-    if (++info.entries[slot]! < this.hotEntries) return undefined;
+    if (info.heads[slot] === refusedHead) return undefined;
+    // In debt (compiled blocks have not yet run enough to repay their compiling, see
+    // compileCostInstructions): only much hotter heads are compiled.
+    const indebted = this.translatedInstructions + compileCreditInstructions < this.compiledBlocks * this.compileCost;
+    const threshold = indebted ? this.hotEntries * indebtedHotFactor : this.hotEntries;
+    const now = this.hart.currentRetired;
+    if (info.entries[slot] === 0) info.countedSince[slot] = now;
+    if (++info.entries[slot]! < threshold) return undefined;
     info.entries[slot] = 0;
+    // Hot means frequent: a head entered that often, but over a long time, is counted again.
+    if (now - info.countedSince[slot]! > threshold * this.entryInterval) return undefined;
     const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
-    if (plan.instructions.length < blockInstructionsMin && !plan.loops) {
-      // Nothing to translate here (a system instruction, say): stop watching this head.
-      info.heads[slot] = 0;
+    if (plan.instructions.length < lengthMin && !plan.loops) {
+      // Too short to be worth the interpreter's call (or nothing to translate: a system
+      // instruction, say): the interpreter stops watching this head. Blocks may still lead
+      // here (lengthMin 1), unless nothing at all can be translated.
+      info.heads[slot] = plan.instructions.length === 0 ? refusedHead : 0;
       const code = this.hart.codePages[page];
       if (code !== undefined) code[offset] = code[offset]! & ~headMark;
       return undefined;
     }
     if (this.blockCount >= blocksMax || this.sourceCharacters >= sourceCharactersMax) this.flushKeepingHeads();
+    // The interpreter enters compiled blocks too, wherever they were found from.
+    info.heads[slot] = 1;
+    const code = this.hart.codePages[page];
+    if (code !== undefined && code[offset]! > 0) code[offset] = code[offset]! | headMark;
     const run = compileBlock(plan, this.environment);
     const block = new Block(run, plan.instructions.length, pc >>> 12, run.toString().length);
     const pageInfo = this.pageInfo(page);
-    const old = pageInfo.blocks.get(offset);
+    const old = pageInfo.blocks[slot];
     if (old !== undefined) this.forget(old);
-    pageInfo.blocks.set(offset, block);
+    else pageInfo.blockCount++;
+    pageInfo.blocks[slot] = block;
     this.blockCount++;
     this.sourceCharacters += block.sourceCharacters;
     this.compiledBlocks++;
@@ -285,6 +384,7 @@ export class TranslationCache implements ExecutionTier {
     const info = this.pageInfo(hart.fetchWordBase[e]! >> 10);
     if (info.abandoned) return;
     const slot = target & 0xffe;
+    if (info.heads[slot >>> 1] === refusedHead) return;
     info.heads[slot >>> 1] = 1;
     if (code[slot]! > 0) code[slot] = code[slot]! | headMark;
   }
@@ -292,15 +392,20 @@ export class TranslationCache implements ExecutionTier {
   private pageInfo(page: number): PageTranslations {
     let info = this.pages[page];
     if (info === undefined) {
-      info = { heads: new Uint8Array(slotsPerPage), entries: new Uint16Array(slotsPerPage), blocks: new Map(), invalidations: 0, abandoned: false };
+      info = { heads: new Uint8Array(slotsPerPage), entries: new Int32Array(slotsPerPage), countedSince: new Float64Array(slotsPerPage), blocks: new Array<Block | undefined>(slotsPerPage).fill(undefined), blockCount: 0, invalidations: 0, abandoned: false };
       this.pages[page] = info;
     }
     return info;
   }
 
   private dropBlocks(info: PageTranslations): void {
-    for (const block of info.blocks.values()) this.forget(block);
-    info.blocks.clear();
+    if (info.blockCount === 0) return;
+    for (let slot = 0; slot < slotsPerPage; slot++) {
+      const block = info.blocks[slot];
+      if (block !== undefined) this.forget(block);
+    }
+    info.blocks.fill(undefined);
+    info.blockCount = 0;
   }
 
   private forget(block: Block): void {
@@ -338,6 +443,8 @@ export class TranslationCache implements ExecutionTier {
       storeTag: hart.storeTag,
       storeAdd: hart.storeAdd,
       codePages: hart.codePages,
+      f: hart.f,
+      fpu: hart.fpu,
       load: (h, va, width, pc, retired) => {
         const target = h as Hart;
         target.pc = pc;
@@ -349,6 +456,12 @@ export class TranslationCache implements ExecutionTier {
         target.pc = pc;
         target.runRetired = retired;
         storeSlow(target, va, width as AccessWidth, value);
+      },
+      storeDouble: (h, va, low, high, pc, retired) => {
+        const target = h as Hart;
+        target.pc = pc;
+        target.runRetired = retired;
+        storeDoubleSlow(target, va, low, high);
       },
       mulh: mulhSigned,
       mulhsu: mulhSignedUnsigned,

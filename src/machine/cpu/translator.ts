@@ -25,13 +25,15 @@
  *   instruction, as the interpreter's `continue outer` does.
  */
 import { decode, Op, type Decoded } from './decode.js';
+import { floatFunctionNames, floatFunctions, floatRegisters, floatSource, floatTranslatable, isFloat, type FloatContext } from './translator-float.js';
 
 /** Most instructions in one block: keeps a function's bytecode far below V8's 60 KB limit for optimization. */
 export const blockInstructionsMax = 48;
 /**
- * Fewest instructions in a block that does not loop: entering the tier costs about as much as
- * interpreting a few instructions, so shorter ones (between FP or system instructions, say)
- * stay on the interpreter.
+ * Fewest instructions in a block that does not loop, where the interpreter enters it: entering
+ * the tier costs about as much as interpreting a few instructions, so shorter ones (between
+ * system instructions, say) stay on the interpreter. A block that other blocks lead to may be
+ * shorter (translation-cache.ts).
  */
 export const blockInstructionsMin = 4;
 
@@ -55,15 +57,20 @@ export interface BlockEnvironment {
   readonly storeTag: Int32Array;
   readonly storeAdd: Int32Array;
   readonly codePages: readonly (Int32Array | undefined)[];
+  /** The f registers (`Hart.f`) and the FPU state (`Hart.fpu`, whose flags are fflags). */
+  readonly f: Uint32Array;
+  readonly fpu: unknown;
   /** Publishes pc and count, then the MMU's slow load (may throw the TrapSignal). */
   readonly load: (hart: unknown, va: number, width: number, pc: number, retired: number) => number;
   /** Publishes pc and count, then the MMU's slow store (may throw the TrapSignal). */
   readonly store: (hart: unknown, va: number, width: number, value: number, pc: number, retired: number) => void;
+  /** Publishes pc and count, then the MMU's slow 64-bit store (FSD; may throw the TrapSignal). */
+  readonly storeDouble: (hart: unknown, va: number, low: number, high: number, pc: number, retired: number) => void;
   readonly mulh: (a: number, b: number) => number;
   readonly mulhsu: (a: number, b: number) => number;
   readonly mulhu: (a: number, b: number) => number;
 }
-const environmentNames = ['x', 'ram32', 'ramU8', 'ramI8', 'ramU16', 'ramI16', 'loadTag', 'loadAdd', 'storeTag', 'storeAdd', 'codePages', 'load', 'store', 'mulh', 'mulhsu', 'mulhu'] as const;
+const environmentNames = ['x', 'ram32', 'ramU8', 'ramI8', 'ramU16', 'ramI16', 'loadTag', 'loadAdd', 'storeTag', 'storeAdd', 'codePages', 'f', 'fpu', 'load', 'store', 'storeDouble', 'mulh', 'mulhsu', 'mulhu'] as const;
 
 /** One decoded instruction of a block and its address. */
 interface Instruction {
@@ -93,7 +100,7 @@ const computeOps = new Set<number>([
 
 /** Whether a block may contain `op` (else the block ends before it and the interpreter runs it). */
 export function translatable(op: number): boolean {
-  return computeOps.has(op) || loadOps.has(op) || storeOps.has(op) || jumpOps.has(op);
+  return computeOps.has(op) || loadOps.has(op) || storeOps.has(op) || jumpOps.has(op) || isFloat(op);
 }
 
 /** Whether `op` ends a block (a branch or jump: the block's last instruction). */
@@ -119,7 +126,7 @@ export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number,
       bits = low | (ramU16[halfBase + (offset >>> 1) + 1]! << 16);
     }
     const d = decode(bits);
-    if (!translatable(d.op)) break;
+    if (!translatable(d.op) || isFloat(d.op) && !floatTranslatable(d)) break;
     instructions.push({ pc, d });
     if (endsBlock(d.op)) {
       endsWithJump = true;
@@ -144,9 +151,10 @@ export function blockSource(plan: BlockPlan): string {
   const written = new Set<number>();
   for (const { d } of instructions) {
     for (const r of sourceRegisters(d)) if (r !== 0) used.add(r);
-    if (writesRd(d.op) && d.rd !== 0) {
-      used.add(d.rd);
-      written.add(d.rd);
+    const destination = isFloat(d.op) ? floatRegisters(d).destination : writesRd(d.op) ? d.rd : undefined;
+    if (destination !== undefined && destination !== 0) {
+      used.add(destination);
+      written.add(destination);
     }
   }
   const r = (index: number): string => (index === 0 ? '0' : `r${index}`);
@@ -156,9 +164,11 @@ export function blockSource(plan: BlockPlan): string {
   lines.push('let k = 0;');
   lines.push('try {');
   if (loops) lines.push('for (;;) {');
+  const float: FloatContext = { r, retiredAt, attentionExit, fsChecked: false };
   instructions.forEach((instruction, index) => {
     const isLast = index === length - 1;
     if (isLast && plan.endsWithJump) lines.push(...jumpSource(instruction, length, loops, head, r));
+    else if (isFloat(instruction.d.op)) lines.push(...floatSource(instruction, index, float));
     else lines.push(...instructionSource(instruction, index, r));
   });
   if (!plan.endsWithJump) lines.push(`h.pc = ${hex((last.pc + last.d.length) | 0)}; return k + ${length};`);
@@ -174,9 +184,10 @@ export function compileBlock(plan: BlockPlan, environment: BlockEnvironment): Bl
   const body = blockSource(plan);
   const factory = new Function(
     ...environmentNames,
+    ...floatFunctionNames,
     `'use strict';\nreturn function block(h, base, budget, dc) {\n${body}\n};`,
   ) as (...values: unknown[]) => BlockFunction;
-  return factory(...environmentNames.map((name) => environment[name]));
+  return factory(...environmentNames.map((name) => environment[name]), ...floatFunctions);
 }
 
 function hex(value: number): string {
@@ -188,6 +199,7 @@ function writesRd(op: number): boolean {
 }
 
 function sourceRegisters(d: Decoded): number[] {
+  if (isFloat(d.op)) return floatRegisters(d).sources;
   if (d.op === Op.LUI || d.op === Op.AUIPC || d.op === Op.JAL || d.op === Op.FENCE) return [];
   if (storeOps.has(d.op) || branchOps.has(d.op) || isRegisterOp(d.op)) return [d.rs1, d.rs2];
   return [d.rs1];

@@ -21,6 +21,8 @@ import { assert } from '../machine/assert.js';
 import { scrubWindow, StateDigester } from '../machine/state-digest.js';
 import { pageBytes, type RamWriteTracker } from '../machine/memory/ram.js';
 
+/** The longest epoch while outputs wait for acknowledgements (about 0.05 ms of guest time). */
+const heldOutputsEpochInstructions = 10_000;
 /** How often a primary whose console is backlogged looks again. */
 const consolePollMs = 10;
 
@@ -539,7 +541,10 @@ export class PrimaryReplica {
     // instruction count, rather than outgrow it. The backup runs to the recorded end.
     const plan = planEntry(this.completions, this.options.epochEntryBytesMax);
     this.environment.beginRecording();
-    const instructions = machine.isIdle ? 0 : this.options.epochInstructions;
+    // While outputs wait for an acknowledgement, epochs are short: the loop reads its socket
+    // only between steps, so the acknowledgement (and the outputs behind it) would otherwise
+    // wait for the rest of a long epoch. The backup follows the recorded end, as for any early end.
+    const instructions = machine.isIdle ? 0 : this.holdsOutputs ? Math.min(this.options.epochInstructions, heldOutputsEpochInstructions) : this.options.epochInstructions;
     const result = runWithinReads(machine, instructions, plan.readsMax, () => this.environment.recordedCount);
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();

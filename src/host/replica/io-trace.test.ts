@@ -62,5 +62,5 @@ test('an acknowledgement covers every earlier epoch; a later one does not move t
 });
 
 test('nothing traced: the summary says so', () => {
-  assert.deepEqual(new IoTrace(() => 0).summary(), ['io trace: no disk request went its whole way']);
+  assert.deepEqual(new IoTrace(() => 0).summary(), ['io trace: no disk request went its whole way, and no frame went out']);
 });

@@ -54,6 +54,9 @@ export class IoTrace {
   /** When each recent epoch's entry left, and when its acknowledgement came. */
   private readonly epochs = new Map<number, { sentMs: number; acknowledgedMs: number | undefined }>();
   private readonly requests: TracedRequest[] = [];
+  /** Frames sent by the guest, in the order they went out. */
+  private readonly frames: { epoch: number; entrySentMs: number | undefined; acknowledgedMs: number | undefined; releasedMs: number; deliveredMs: number | undefined }[] = [];
+  private lastDelivery: { epoch: number; atMs: number } | undefined;
   /** Requests released and not delivered yet, by slot and id. */
   private readonly open = new Map<string, TracedRequest>();
 
@@ -101,6 +104,23 @@ export class IoTrace {
     if (request !== undefined) request.performedMs = this.nowMs();
   }
 
+  /** The entry of `epoch` delivered frames from the network to the guest. */
+  framesDelivered(epoch: number): void {
+    this.lastDelivery = { epoch, atMs: this.nowMs() };
+  }
+
+  /** A frame the guest sent in `epoch` went out to the network. */
+  frameReleased(epoch: number): void {
+    if (this.frames.length >= requestsKeptMax) return;
+    const times = this.epochs.get(epoch);
+    const delivery = this.lastDelivery;
+    this.frames.push({
+      epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
+      // The guest's answer to the last frames delivered before it (a request, for a server).
+      deliveredMs: delivery !== undefined && delivery.epoch <= epoch ? delivery.atMs : undefined,
+    });
+  }
+
   /** The requests traced so far, in the order they were released. */
   get traced(): readonly TracedRequest[] {
     return this.requests;
@@ -113,7 +133,21 @@ export class IoTrace {
       const requests = this.requests.filter((request) => request.op === op);
       if (requests.length > 0) lines.push(...summarize(`${op}s`, requests));
     }
-    return lines.length > 0 ? lines : ['io trace: no disk request went its whole way'];
+    if (this.frames.length > 0) {
+      const gap = (pick: (frame: (typeof this.frames)[number]) => number | undefined): string => {
+        const values = this.frames.flatMap((frame) => {
+          const value = pick(frame);
+          return value === undefined ? [] : [value];
+        });
+        return values.length === 0 ? '-' : formatMs(median(values));
+      };
+      lines.push(
+        `io trace: ${this.frames.length} frames sent; median: frames delivered -> the answer's entry sent ${gap((f) => (f.entrySentMs === undefined || f.deliveredMs === undefined ? undefined : f.entrySentMs - f.deliveredMs))}, ` +
+          `round trip ${gap((f) => (f.entrySentMs === undefined || f.acknowledgedMs === undefined ? undefined : f.acknowledgedMs - f.entrySentMs))}, ` +
+          `acknowledged -> released ${gap((f) => (f.acknowledgedMs === undefined ? undefined : f.releasedMs - f.acknowledgedMs))}`,
+      );
+    }
+    return lines.length > 0 ? lines : ['io trace: no disk request went its whole way, and no frame went out'];
   }
 }
 

@@ -196,7 +196,7 @@ class ReplicaRuntime implements ReplicaIo {
         `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s); ` +
         `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms`,
     );
-    if (this.trace !== undefined && this.trace.traced.length > 0) for (const line of this.trace.summary()) this.log(line);
+    if (this.trace !== undefined) for (const line of this.trace.summary()) this.log(line);
   }
 
   private async loop(core: Core): Promise<ReplicaProcessResult> {
@@ -385,7 +385,9 @@ class ReplicaRuntime implements ReplicaIo {
     // Without a connection the message is dropped; its size still counts (as the core expects).
     const link = to === undefined ? this.link : this.peers.get(to);
     if (message.type === 'epoch' && this.trace !== undefined) {
-      this.trace.entrySent(message.entry.epoch, message.entry.events.flatMap((event) => (event.kind === 'disk-completion' ? [event] : [])));
+      const events = message.entry.events;
+      this.trace.entrySent(message.entry.epoch, events.flatMap((event) => (event.kind === 'disk-completion' ? [event] : [])));
+      if (events.some((event) => event.kind === 'net-receive')) this.trace.framesDelivered(message.entry.epoch);
     }
     return link?.send(message) ?? encodeMessage(message).length;
   }
@@ -411,7 +413,8 @@ class ReplicaRuntime implements ReplicaIo {
     this.trace?.performed(request);
   }
 
-  networkSend(slot: number, frame: Uint8Array): void {
+  networkSend(slot: number, frame: Uint8Array, epoch: number): void {
+    this.trace?.frameReleased(epoch);
     const port = this.options.networks.get(slot);
     assert(port !== undefined, () => `a frame for virtio slot ${slot}, which has no network back-end`);
     port.send(frame);

@@ -269,8 +269,13 @@ class ReplicaRuntime implements ReplicaIo {
       };
       const timer = setTimeout(done, limit);
       this.wakeUp = done;
+      // Console input wakes the loop only if it arrives now: input that was already waiting
+      // is not what the core waits for (it blocked with it there, e.g. for an acknowledgement
+      // under the original protocol), and waking for it at once would spin in microtasks and
+      // never let the acknowledgement be read.
+      const inputWaiting = this.options.console.hasInput;
       void this.options.console.inputReady().then(() => {
-        if (this.options.console.hasInput || this.options.console.quitRequested) this.wakeUp?.();
+        if (this.options.console.quitRequested || (!inputWaiting && this.options.console.hasInput)) this.wakeUp?.();
       });
       for (const port of this.options.networks.values()) void port.changed().then(() => this.wakeUp?.());
     });

@@ -24,7 +24,7 @@ baseline) and under a primary and a backup (each pinned to a core of its own: ta
 and -c 1), for each epoch length, protocol and link; normalized performance (NP = time
 protected / time under run) beside the paper's Table 1, the primary's CPU time beside its wall
 time, log bandwidth and messages per epoch, and SVG plots of NP against epoch length. Progress
-on stderr; the report (Markdown, JSON and SVGs, named by date) in --out.
+on stderr; the report (Markdown, JSON and SVGs, named by date), rewritten after every cell, in --out.
 
 The full sweep: cpubench, diskbench and Linux (when .cache/linux/Image exists); epochs
 ${fullEpochs.map((epoch) => epoch.toLocaleString('en')).join(', ')}; original and relaxed; the link unthrottled at every epoch
@@ -32,13 +32,13 @@ length, 155 and 10 Mbit/s at ${fullThrottledEpochs.map((epoch) => epoch.toLocale
 
 options:
   --quick              a small subset in a few minutes: cpubench and diskbench, epochs 4K and
-                       1M, relaxed, unthrottled, one run
+                       1M, relaxed, unthrottled, three runs each
   --workloads LIST     of cpu, disk, linux (comma-separated; default all)
   --epochs LIST        epoch lengths in instructions (e.g. 1000,32000)
   --protocols LIST     of original, relaxed (default both)
   --links LIST         of unthrottled, 155, 10 (Mbit/s; default all)
   --latency MS         one-way latency of the throttled links (default ${defaultLatencyMs})
-  --runs N             runs per cell, the median is reported (default 1)
+  --runs N             runs per cell, the median is reported (default 1; --quick: 3)
   --out DIR            where the report goes (default docs/bench)
 
 The other replication measurements (failover times, log traffic, TLS, state digests) are in
@@ -81,8 +81,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
     links: links.filter((link) => linkNames.some((name) => link.name.startsWith(name))),
     throttledEpochs: values.epochs === undefined && !quick ? fullThrottledEpochs : undefined,
     latencyMs,
-    runs: values.runs === undefined ? 1 : parseInteger(values.runs, '--runs', { min: 1, max: 100, unit: 'runs' }),
+    runs: values.runs === undefined ? (quick ? 3 : 1) : parseInteger(values.runs, '--runs', { min: 1, max: 100, unit: 'runs' }),
     outDirectory: path.resolve(values.out ?? path.join(projectRoot, 'docs/bench')),
+    reportName: quick ? 'protection-quick' : 'protection',
     command: ['understudy', 'bench', ...argv].join(' '),
     progress: (line) => process.stderr.write(`${line}\n`),
   });

@@ -23,7 +23,7 @@ import { projectRoot } from '../guest-image.js';
 import { ensureDataDisk } from '../linux-guest.js';
 import { renderSvg } from './plot.js';
 import {
-  epochLabel, median, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
+  epochLabel, median, normalizedPerformance, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
   type WorkloadResult,
 } from './protection-report.js';
 
@@ -31,6 +31,12 @@ const cli = path.join(projectRoot, 'bin/understudy.js');
 const guest = (name: string): string => path.join(projectRoot, 'guests/build', `${name}.elf`);
 /** A run that takes longer than this has hung: it is killed and the sweep goes on. */
 const runTimeoutMs = 15 * 60_000;
+/**
+ * The replicas' failure timeout: longer than the default, so that a stall of the loaded machine
+ * is not taken for a failure in the middle of a measurement (the lease and heartbeats stay as
+ * they are by default: they follow only a failure timeout shorter than the default).
+ */
+const failureTimeoutMs = 10_000;
 /** The cores the replicas are pinned to. */
 const primaryCore = 0;
 const backupCore = 1;
@@ -55,6 +61,8 @@ export interface ProtectionBenchOptions {
   readonly latencyMs: number;
   readonly runs: number;
   readonly outDirectory: string;
+  /** The report's files are named NAME-DATE.md, .json, -PHASE.svg. */
+  readonly reportName: string;
   readonly command: string;
   readonly progress: (line: string) => void;
 }
@@ -246,7 +254,7 @@ async function protectedRun(work: Workload, setting: Setting, options: Protectio
   const arbiter = fs.mkdtempSync(path.join(scratch, 'arbiter-'));
   const link = options.links.find((candidate) => candidate.name === setting.link);
   const linkArguments = link?.rateMbitPerSecond === undefined ? [] : ['--link-rate', String(link.rateMbitPerSecond), '--link-latency', String(options.latencyMs)];
-  const common = [...work.machineArguments(disk), '--epoch', String(setting.epochInstructions), '--protocol', setting.protocol, '--insecure', '--verbose', '--arbiter', arbiter, ...linkArguments];
+  const common = [...work.machineArguments(disk), '--epoch', String(setting.epochInstructions), '--protocol', setting.protocol, '--insecure', '--verbose', '--arbiter', arbiter, '--failure-timeout', String(failureTimeoutMs), ...linkArguments];
   const primary = startPinned(primaryCore, ['primary', '--listen', '127.0.0.1:0', '--wait-for-backup', ...common], work.conversation?.());
   let backup: Process | undefined;
   try {
@@ -258,7 +266,11 @@ async function protectedRun(work: Workload, setting: Setting, options: Protectio
     ]);
     backup = startPinned(backupCore, ['backup', '--connect', `127.0.0.1:${listening.match[1]}`, ...common]);
     const protectedAt = primary.waitForStderr(/protected: a backup has joined/);
-    const [primaryEnd] = await Promise.all([finish(primary, 'the primary'), finish(backup, 'the backup')]);
+    const ended = backup;
+    const [primaryEnd] = await Promise.all([finish(primary, 'the primary'), finish(ended, 'the backup')]).catch((error: unknown) => {
+      // Both sides' last words: one side's failure is often the other's doing.
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\nthe primary said:\n${primary.stderr.slice(-1500)}`);
+    });
     const phases = work.name === 'cpu' ? { cpu: (primary.lastOutputMs - (await protectedAt).atMs) / 1000 } : work.phaseSeconds(primary.stdout);
     const traffic = summaryTraffic(primary.stderr, backup.stderr);
     return { phases, wallSeconds: primaryEnd.wallSeconds, cpuSeconds: primaryEnd.cpuSeconds, ...(traffic === undefined ? {} : { traffic }) };
@@ -284,21 +296,21 @@ function machineDescription(): string {
   return `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}`;
 }
 
-/** Runs the sweep, writes the report and plots into `outDirectory`; returns the report's path. */
+/** Runs the sweep, writing the report and plots into `outDirectory` after every cell; returns the report's path. */
 export async function runProtectionBench(options: ProtectionBenchOptions): Promise<string> {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-protection-'));
   const started = performance.now();
+  const minutes = (): number => (performance.now() - started) / 60_000;
   try {
     const workloads = options.workloads.filter((name) => name !== 'linux' || fs.existsSync(path.join(projectRoot, '.cache/linux/Image'))).map((name) => workload(name, scratch));
     const settings = sweepSettings(options);
     const total = workloads.length * (settings.length + 1);
     let done = 0;
-    const say = (line: string): void => {
-      const minutes = (performance.now() - started) / 60_000;
-      options.progress(`[${done}/${total} cells, ${minutes.toFixed(1)} min] ${line}`);
-    };
+    const say = (line: string): void => options.progress(`[${done}/${total} cells, ${minutes().toFixed(1)} min] ${line}`);
     const startUp = options.workloads.includes('cpu') ? await startUpSeconds(options.runs) : 0;
     const results: WorkloadResult[] = [];
+    const failures: string[] = [];
+    let report = '';
     for (const work of workloads) {
       const disk = path.join(scratch, 'disk.img');
       const baseline: RunMeasurement[] = [];
@@ -307,58 +319,64 @@ export async function runProtectionBench(options: ProtectionBenchOptions): Promi
         baseline.push(await baselineRun(work, disk, startUp));
       }
       done++;
-      const cells: WorkloadResult['protected'][number][] = [];
+      const result = { workload: work.title, phases: work.phases, baseline, protected: [] as WorkloadResult['protected'][number][] };
+      results.push(result);
       for (const setting of settings) {
         const runs: RunMeasurement[] = [];
+        const cell = `${work.title}, ${setting.protocol}, epoch ${epochLabel(setting.epochInstructions)}, link ${setting.link}`;
         for (let run = 0; run < options.runs; run++) {
-          say(`${work.title}, ${setting.protocol}, epoch ${epochLabel(setting.epochInstructions)}, link ${setting.link} (${run + 1} of ${options.runs})`);
+          say(`${cell} (${run + 1} of ${options.runs})`);
           try {
             runs.push(await protectedRun(work, setting, options, scratch));
           } catch (error) {
-            options.progress(`  failed: ${error instanceof Error ? error.message : String(error)}`);
+            const reason = error instanceof Error ? error.message : String(error);
+            options.progress(`  failed: ${reason}`);
+            failures.push(`${cell}, run ${run + 1}: ${reason.split('\n')[0]} (${reason.match(/\] (backup lost[^\n]*)/)?.[1] ?? 'see the progress log'})`);
           }
         }
-        const np = work.phases.map((phase) => {
-          const ours = median(runs.map((r) => r.phases[phase] ?? NaN));
-          const base = median(baseline.map((r) => r.phases[phase] ?? NaN));
-          return `${phase} NP ${(ours / base).toFixed(2)}`;
-        });
-        options.progress(`  ${np.join(', ')}`);
-        cells.push({ setting, runs });
+        result.protected.push({ setting, runs });
         done++;
+        const np = work.phases.map((phase) => `${phase} NP ${normalizedPerformance(result, phase, runs).toFixed(2)}`);
+        options.progress(`  ${np.join(', ')}`);
+        report = await writeReport(options, results, { minutes: minutes(), done, total, failures });
       }
-      results.push({ workload: work.title, phases: work.phases, baseline, protected: cells });
     }
-    const date = new Date().toISOString().slice(0, 10);
-    const bench: BenchResults = {
-      date,
-      machine: machineDescription(),
-      command: options.command,
-      notes: [
-        `${options.runs} run(s) per cell; the sweep took ${((performance.now() - started) / 60_000).toFixed(1)} minutes.`,
-        `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure).`,
-        `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
-        'cpubench: 192 million instructions (the paper\'s Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).',
-        `Linux: \`cpubench ${linuxCpubenchRounds}\` and \`diskbench ${linuxDiskbenchMiB}\` (write and fsync, then direct-I/O read) in the guest's shell, timed by the guest.`,
-      ],
-      links: options.links,
-      workloads: results,
-    };
-    fs.mkdirSync(options.outDirectory, { recursive: true });
-    const base = `protection-${date}`;
-    fs.writeFileSync(path.join(options.outDirectory, `${base}.json`), JSON.stringify(bench, null, 1) + '\n');
-    const plots = new Map<Phase, string>();
-    for (const phase of Object.keys(phaseTitles) as Phase[]) {
-      const spec = npPlotSpec(bench, phase);
-      if (spec === undefined) continue;
-      const file = `${base}-${phase}.svg`;
-      fs.writeFileSync(path.join(options.outDirectory, file), await renderSvg(spec));
-      plots.set(phase, file);
-    }
-    const report = path.join(options.outDirectory, `${base}.md`);
-    fs.writeFileSync(report, reportMarkdown(bench, plots));
     return report;
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** Writes the report (Markdown, JSON, an SVG per phase) of the results so far; returns the Markdown's path. */
+async function writeReport(options: ProtectionBenchOptions, results: readonly WorkloadResult[], progress: { minutes: number; done: number; total: number; failures: readonly string[] }): Promise<string> {
+  const date = new Date().toISOString().slice(0, 10);
+  const bench: BenchResults = {
+    date,
+    machine: machineDescription(),
+    command: options.command,
+    notes: [
+      `${options.runs} run(s) per cell; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
+      `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure); --failure-timeout ${failureTimeoutMs}.`,
+      `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
+      "cpubench: 192 million instructions (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",
+      `Linux: \`cpubench ${linuxCpubenchRounds}\` and \`diskbench ${linuxDiskbenchMiB}\` (write and fsync, then direct-I/O read) in the guest's shell, timed by the guest.`,
+      ...progress.failures.map((failure) => `Failed: ${failure}`),
+    ],
+    links: options.links,
+    workloads: results,
+  };
+  fs.mkdirSync(options.outDirectory, { recursive: true });
+  const base = `${options.reportName}-${date}`;
+  fs.writeFileSync(path.join(options.outDirectory, `${base}.json`), JSON.stringify(bench, null, 1) + '\n');
+  const plots = new Map<Phase, string>();
+  for (const phase of Object.keys(phaseTitles) as Phase[]) {
+    const spec = npPlotSpec(bench, phase);
+    if (spec === undefined) continue;
+    const file = `${base}-${phase}.svg`;
+    fs.writeFileSync(path.join(options.outDirectory, file), await renderSvg(spec));
+    plots.set(phase, file);
+  }
+  const report = path.join(options.outDirectory, `${base}.md`);
+  fs.writeFileSync(report, reportMarkdown(bench, plots));
+  return report;
 }

@@ -1,7 +1,8 @@
 /** `understudy bench replication`: the cost of protection (host/bench/protection.ts). */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../../host/guest-image.js';
-import type { LinkSetting, Protocol } from '../../host/bench/protection-report.js';
+import type { BenchResults, LinkSetting, Protocol } from '../../host/bench/protection-report.js';
 import { parseInteger, parseOptions, UsageError } from '../options.js';
 import { epochInstructionsMax, epochInstructionsMin } from '../../replication/replica.js';
 
@@ -40,6 +41,8 @@ options:
   --latency MS         one-way latency of the throttled links (default ${defaultLatencyMs})
   --runs N             runs per cell, the median is reported (default 1; --quick: 3)
   --out DIR            where the report goes (default docs/bench)
+  --report FILE.json   measure nothing: draw the report and plots again from a sweep's
+                       JSON, beside it
 
 The other replication measurements (failover times, log traffic, TLS, state digests) are in
 bench/replication.ts: npm run bench:replication:sections (BENCH_ONLY=failover|traffic|np|tls|digests).
@@ -64,7 +67,20 @@ export async function benchCommand(argv: string[]): Promise<number> {
     latency: { type: 'string' },
     runs: { type: 'string' },
     out: { type: 'string' },
+    report: { type: 'string' },
   });
+  if (values.report !== undefined) {
+    const { renderReport } = await import('../../host/bench/protection.js');
+    const json = path.resolve(values.report);
+    let results: BenchResults;
+    try {
+      results = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchResults;
+    } catch (error) {
+      throw new UsageError(`--report: cannot read ${values.report}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    process.stderr.write(`understudy bench: the report is in ${await renderReport(results, json.replace(/\.json$/, ''))}\n`);
+    return 0;
+  }
   const quick = values.quick === true;
   const epochs =
     values.epochs === undefined

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderSvg } from './plot.js';
-import { costTable, epochLabel, median, normalizedPerformance, npPlotSpec, npTable, reportMarkdown, type BenchResults, type RunMeasurement } from './protection-report.js';
+import { costTable, epochLabel, linkTable, median, normalizedPerformance, npPlotSpec, npTable, reportMarkdown, type BenchResults, type RunMeasurement } from './protection-report.js';
 import { sweepSettings } from './protection.js';
 
 const run = (phases: RunMeasurement['phases'], traffic?: RunMeasurement['traffic']): RunMeasurement => ({ phases, wallSeconds: 2, cpuSeconds: 1.5, ...(traffic === undefined ? {} : { traffic }) });
@@ -77,4 +77,29 @@ test('the sweep measures throttled links only at the chosen epochs', () => {
     settings.map((setting) => `${setting.link} ${setting.epochInstructions}`),
     ['unthrottled 1000', 'unthrottled 4000', 'unthrottled 32000', '10 Mbit/s 32000'],
   );
+});
+
+test("the link table: CPU-bound NP at 32K epochs by link, beside the paper's Ethernet and ATM", () => {
+  const cpu: BenchResults = {
+    ...results,
+    links: [...results.links, { name: '155 Mbit/s', rateMbitPerSecond: 155 }],
+    workloads: [
+      {
+        workload: 'cpubench',
+        phases: ['cpu'],
+        baseline: [run({ cpu: 2 })],
+        protected: [
+          { setting: { epochInstructions: 32_000, protocol: 'relaxed', link: 'unthrottled' }, runs: [run({ cpu: 3 })] },
+          { setting: { epochInstructions: 32_000, protocol: 'original', link: '10 Mbit/s' }, runs: [run({ cpu: 5 })] },
+          { setting: { epochInstructions: 4000, protocol: 'original', link: '155 Mbit/s' }, runs: [run({ cpu: 9 })] },
+          { setting: { epochInstructions: 4000, protocol: 'relaxed', link: '10 Mbit/s' }, runs: [run({ cpu: 4 })] },
+        ],
+      },
+    ],
+  };
+  assert.equal(linkTable(cpu), ['| link | original | relaxed | paper |', '| --- | --- | --- | --- |', '| unthrottled | – | 1.50 |  |', '| 10 Mbit/s | 2.50 | – | 1.84 (Ethernet) |', ''].join('\n'));
+  // The paper's Table 1 (Ethernet) stands beside loopback and 10 Mbit/s, not beside 155 Mbit/s.
+  const markdown = reportMarkdown(cpu, new Map());
+  assert.match(markdown, /## NP, link 155 Mbit\/s\n\n\| epoch \| CPU orig\. \| CPU relaxed \|\n\| --- \| --- \| --- \|\n\| 4K \| 4\.50 \| {2}\|/);
+  assert.match(markdown, /## NP, link 10 Mbit\/s\n\n[^#]*\| 4K \| {2}\(6\.50\) \| 2\.00 \(3\.21\) \|/);
 });

@@ -368,15 +368,20 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
   fs.mkdirSync(options.outDirectory, { recursive: true });
   const base = `${options.reportName}-${date}`;
   fs.writeFileSync(path.join(options.outDirectory, `${base}.json`), JSON.stringify(bench, null, 1) + '\n');
+  return await renderReport(bench, path.join(options.outDirectory, base));
+}
+
+/** Writes BASE.md and BASE-PHASE.svg for `results` (BASE: a path without an extension); returns the Markdown's path. */
+export async function renderReport(results: BenchResults, base: string): Promise<string> {
   const plots = new Map<Phase, string>();
   for (const phase of Object.keys(phaseTitles) as Phase[]) {
-    const spec = npPlotSpec(bench, phase);
+    const spec = npPlotSpec(results, phase);
     if (spec === undefined) continue;
     const file = `${base}-${phase}.svg`;
-    fs.writeFileSync(path.join(options.outDirectory, file), await renderSvg(spec));
-    plots.set(phase, file);
+    fs.writeFileSync(file, await renderSvg(spec));
+    plots.set(phase, path.basename(file));
   }
-  const report = path.join(options.outDirectory, `${base}.md`);
-  fs.writeFileSync(report, reportMarkdown(bench, plots));
+  const report = `${base}.md`;
+  fs.writeFileSync(report, reportMarkdown(results, plots));
   return report;
 }

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../../host/guest-image.js';
-import type { BenchResults, LinkSetting, Protocol } from '../../host/bench/protection-report.js';
+import { epochLabel, type BenchResults, type LinkSetting, type Protocol } from '../../host/bench/protection-report.js';
 import { parseInteger, parseOptions, UsageError } from '../options.js';
 import { epochInstructionsMax, epochInstructionsMin } from '../../replication/replica.js';
 
@@ -27,9 +27,10 @@ protected / time under run) beside the paper's Table 1, the primary's CPU time b
 time, log bandwidth and messages per epoch, and SVG plots of NP against epoch length. Progress
 on stderr; the report (Markdown, JSON and SVGs, named by date), rewritten after every cell, in --out.
 
-The full sweep: cpubench, diskbench and Linux (when .cache/linux/Image exists); epochs
-${fullEpochs.map((epoch) => epoch.toLocaleString('en')).join(', ')}; original and relaxed; the link unthrottled at every epoch
-length, 155 and 10 Mbit/s at ${fullThrottledEpochs.map((epoch) => epoch.toLocaleString('en')).join(', ')}. About an hour on a two-core machine.
+The full sweep: cpubench, diskbench and Linux (when .cache/linux/Image exists); epochs of
+${fullEpochs.map(epochLabel).join(', ')} instructions; original and relaxed; the link unthrottled at every
+epoch length, 155 and 10 Mbit/s at ${fullThrottledEpochs.map(epochLabel).join(', ')}; two runs a cell: 87 cells, about 45
+minutes on a two-core machine.
 
 options:
   --quick              a small subset in a few minutes: cpubench and diskbench, epochs 4K and
@@ -39,7 +40,7 @@ options:
   --protocols LIST     of original, relaxed (default both)
   --links LIST         of unthrottled, 155, 10 (Mbit/s; default all)
   --latency MS         one-way latency of the throttled links (default ${defaultLatencyMs})
-  --runs N             runs per cell, the median is reported (default 1; --quick: 3)
+  --runs N             runs per cell, the median is reported (default 2; --quick: 3)
   --out DIR            where the report goes (default docs/bench)
   --report FILE.json   measure nothing: draw the report and plots again from a sweep's
                        JSON, beside it
@@ -97,7 +98,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     links: links.filter((link) => linkNames.some((name) => link.name.startsWith(name))),
     throttledEpochs: values.epochs === undefined && !quick ? fullThrottledEpochs : undefined,
     latencyMs,
-    runs: values.runs === undefined ? (quick ? 3 : 1) : parseInteger(values.runs, '--runs', { min: 1, max: 100, unit: 'runs' }),
+    runs: values.runs === undefined ? (quick ? 3 : 2) : parseInteger(values.runs, '--runs', { min: 1, max: 100, unit: 'runs' }),
     outDirectory: path.resolve(values.out ?? path.join(projectRoot, 'docs/bench')),
     reportName: quick ? 'protection-quick' : 'protection',
     command: ['understudy', 'bench', ...argv].join(' '),

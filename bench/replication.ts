@@ -1,6 +1,7 @@
 /**
- * `npm run bench:replication`: what replication costs and how fast it recovers, with real
- * processes on loopback.
+ * `npm run bench:replication:sections`: what replication costs and how fast it recovers, with
+ * real processes on loopback. (`npm run bench:replication` is `understudy bench replication`,
+ * the sweep of NP against epoch length, protocol and link: src/host/bench/protection.ts.)
  *
  * 1. Failover time over many trials: `pair` running the ticker guest (a console line every
  *    2 ms), the primary killed with SIGKILL at a random moment. For each trial: when the

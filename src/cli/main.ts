@@ -23,6 +23,7 @@ import { statusCommand, statusHelp } from './commands/status.js';
 import { simulateCommand, simulateHelp } from './commands/simulate.js';
 import { demoCommand, demoHelp } from './commands/demo.js';
 import { keysCommand, keysHelp } from './commands/keys.js';
+import { benchCommand, benchHelp } from './commands/bench.js';
 
 interface Command {
   /** One line for the list of commands. */
@@ -82,6 +83,11 @@ const commands: Record<string, Command> = {
     summary: 'Linux on a primary and a backup, with a failover (on a terminal: Ctrl-A k kills the primary)',
     help: demoHelp,
     run: demoCommand,
+  },
+  bench: {
+    summary: 'measure the cost of protection (bench replication: NP beside the paper, plots)',
+    help: benchHelp,
+    run: benchCommand,
   },
 };
 

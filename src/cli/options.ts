@@ -14,6 +14,7 @@ import { projectRoot, type MachineSettings } from '../host/guest-image.js';
 import { parseEtcdAddress } from '../host/replica/etcd-arbiter.js';
 import { defaultBootargs, linuxDefaults } from '../host/linux-guest.js';
 import { NetOptionError, parseNetSpec, type NetSpec } from '../host/network/option.js';
+import type { LinkShape } from '../host/replica/link-shaper.js';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -225,6 +226,11 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                replica.key); pair makes keys for the run by default
   --insecure                   plain TCP: anyone who reaches the port can join and read the
                                guest's memory (primary and backup need --tls or --insecure)
+  --link-rate MBIT             (testing and benchmarks) a slower link: what this replica sends
+                               leaves at MBIT Mbit/s at most (a token bucket; e.g. 10 for the
+                               paper's Ethernet, 155 for its ATM); order is kept
+  --link-latency MS            (testing and benchmarks) and arrives MS ms later (one way; each
+                               replica delays what it sends, so a round trip takes 2 x MS)
 `;
 
 export const primaryOptionsHelp = `primary options:
@@ -276,6 +282,8 @@ export const replicationOptionSpec = {
   tls: { type: 'string' },
   insecure: { type: 'boolean' },
   'on-unprotected': { type: 'string' },
+  'link-rate': { type: 'string' },
+  'link-latency': { type: 'string' },
 } as const;
 
 export interface ReplicationSettings {
@@ -288,6 +296,8 @@ export interface ReplicationSettings {
   /** --trace-io: the primary reports where its disk requests' time went. */
   traceIo: boolean;
   onUnprotected: string | undefined;
+  /** --link-rate, --link-latency: the channel's sending side slowed down (undefined: as fast as it goes). */
+  linkShape: LinkShape | undefined;
 }
 
 export function replicationSettings(values: {
@@ -307,6 +317,8 @@ export function replicationSettings(values: {
   tls?: string | undefined;
   insecure?: boolean | undefined;
   'on-unprotected'?: string | undefined;
+  'link-rate'?: string | undefined;
+  'link-latency'?: string | undefined;
 }): ReplicationSettings {
   if (values.tls !== undefined && values.insecure === true) throw new UsageError('--tls and --insecure exclude each other');
   const protocol = values.protocol ?? defaultReplicationOptions.protocol;
@@ -351,7 +363,16 @@ export function replicationSettings(values: {
     verbose: (values.verbose ?? false) || values['trace-io'] === true,
     traceIo: values['trace-io'] ?? false,
     onUnprotected: values['on-unprotected'],
+    linkShape: linkShape(values['link-rate'], values['link-latency']),
   };
+}
+
+/** --link-rate MBIT and --link-latency MS (a latency of 0 is allowed: a rate alone). */
+function linkShape(rate: string | undefined, latency: string | undefined): LinkShape | undefined {
+  if (rate === undefined && latency === undefined) return undefined;
+  const latencyMs = latency === undefined ? 0 : Number(latency);
+  if (latency !== undefined && (latency.trim() === '' || !Number.isFinite(latencyMs) || latencyMs < 0)) throw new UsageError(`--link-latency needs a number of ms, 0 or more, not "${latency}"`);
+  return { rateMbitPerSecond: rate === undefined ? undefined : parsePositive(rate, '--link-rate'), latencyMs };
 }
 
 /**

@@ -102,6 +102,7 @@ export class BackupReplica {
   private promotedPrimary: PrimaryReplica | undefined;
   private finishedWith: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesReceived = 0;
+  private messagesSent = 0;
   /** Keeps this machine's state digest, when digests are on; and digests awaiting their counterpart, by epoch. */
   private digester: StateDigester | undefined;
   private readonly ownDigests = new Map<number, LocalDigest>();
@@ -163,7 +164,7 @@ export class BackupReplica {
   sayHello(): void {
     // The wait for an answer starts now (connecting may have taken a while).
     this.lastHeardMs = this.io.nowMs();
-    this.io.send({ type: 'hello', identity: this.identity });
+    this.sendToPrimary({ type: 'hello', identity: this.identity });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ export class BackupReplica {
       }
     }
     this.copiedBytes += wireBytes;
-    this.io.send({ type: 'copied', bytes: this.copiedBytes });
+    this.sendToPrimary({ type: 'copied', bytes: this.copiedBytes });
   }
 
   private onState(epoch: number, index: number, total: number, bytes: Uint8Array): void {
@@ -325,7 +326,7 @@ export class BackupReplica {
 
   /** This backup's execution has left the primary's: tell it (it is not protected any more), and stop. */
   private diverge(epoch: number, reason: string): void {
-    this.io.send({ type: 'divergence', epoch, reason });
+    this.sendToPrimary({ type: 'divergence', epoch, reason });
     this.io.log(`divergence at epoch ${epoch}: ${reason}`);
     this.finish({ kind: 'divergence' }, `divergence at epoch ${epoch}: ${reason}`);
   }
@@ -361,10 +362,15 @@ export class BackupReplica {
     this.io.crashPoint('backup:after-ack');
   }
 
+  private sendToPrimary(message: Message): void {
+    this.messagesSent++;
+    this.io.send(message);
+  }
+
   private sendAck(heartbeat: number): void {
     if (this.role !== 'following') return;
     this.lastAckSentMs = this.io.nowMs();
-    this.io.send({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat, catchUpMs: Math.round(this.queue.length * this.replayMsPerEpoch) });
+    this.sendToPrimary({ type: 'ack', epoch: this.acknowledgedThrough, heartbeat, catchUpMs: Math.round(this.queue.length * this.replayMsPerEpoch) });
   }
 
   /**
@@ -683,6 +689,7 @@ export class BackupReplica {
       lagMs: this.queue.length === 0 ? 0 : Math.round(this.io.nowMs() - this.queue[0]!.receivedAtMs),
       logBytesSent: 0,
       logBytesReceived: this.logBytesReceived,
+      messagesSent: this.messagesSent,
       outputsWaiting: 0,
       generation: this.generation,
       lastFailover: undefined,

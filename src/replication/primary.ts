@@ -147,6 +147,7 @@ export class PrimaryReplica {
   private slowUntilMs = -Infinity;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
+  private messagesSent = 0;
   private outputsReleased = 0;
   private readonly clusterId: string;
   /** Keeps the machine's state digest up to date, when digests are on. */
@@ -758,6 +759,7 @@ export class PrimaryReplica {
   private sendMessage(message: Message, to: Follower): number {
     to.lastSentMs = this.io.nowMs();
     const bytes = this.io.send(message, to.peer);
+    this.messagesSent++;
     if (message.type === 'epoch' || message.type === 'state' || message.type === 'digest' || message.type === 'pages') this.logBytesSent += bytes;
     return bytes;
   }
@@ -836,6 +838,7 @@ export class PrimaryReplica {
       joining: copy === undefined ? undefined : { round: copy.round, pagesSent: copy.pagesSent, bytesSent: copy.bytesSent, ms: Math.round(now - copy.startedMs) },
       logBytesSent: this.logBytesSent,
       logBytesReceived: 0,
+      messagesSent: this.messagesSent,
       outputsWaiting: this.pending.reduce((sum, entry) => sum + entry.outputs.length, 0),
       generation: this.generation,
       lastFailover: undefined,

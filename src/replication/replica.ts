@@ -280,6 +280,8 @@ export interface ReplicaStatus {
   readonly joining?: { readonly round: number; readonly pagesSent: number; readonly bytesSent: number; readonly ms: number } | undefined;
   readonly logBytesSent: number;
   readonly logBytesReceived: number;
+  /** Messages this replica has sent on its links (every kind: entries, heartbeats, acknowledgements...). */
+  readonly messagesSent: number;
   readonly outputsWaiting: number;
   readonly generation: number;
   readonly lastFailover: { readonly atMs: number; readonly tookMs: number; readonly detectionMs: number } | undefined;

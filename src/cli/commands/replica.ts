@@ -65,7 +65,10 @@ async function replicaCommand(command: 'primary' | 'backup' | 'standby', argv: s
     role,
     endpoint,
     listenWhenPromoted,
-    security: channel.kind === 'tls' ? { kind: 'tls', identity: loadTlsIdentity(channel.directory) } : { kind: 'insecure' },
+    security: {
+      ...(channel.kind === 'tls' ? { kind: 'tls', identity: loadTlsIdentity(channel.directory) } : { kind: 'insecure' }),
+      ...(replication.linkShape === undefined ? {} : { linkShape: replication.linkShape }),
+    },
     machine,
     options: replication.options,
     arbiter: replication.arbiter,

@@ -194,7 +194,7 @@ class ReplicaRuntime implements ReplicaIo {
     this.log(
       `log summary: ${bytes} bytes ${status.logBytesSent > 0 ? 'sent' : 'received'} over ${status.epoch} epochs in ${seconds.toFixed(2)} s ` +
         `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s); ` +
-        `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms`,
+        `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms; ${status.messagesSent} messages sent`,
     );
     if (this.trace !== undefined) for (const line of this.trace.summary()) this.log(line);
   }

@@ -15,6 +15,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { encodeMessage, FrameDecoder, ProtocolError, type Message, type ReplicaIdentity } from '../../replication/messages.js';
 import type { TlsIdentity } from './keys.js';
+import { LinkShaper, type LinkShape } from './link-shaper.js';
 
 /** How long a backup keeps trying, by default, to reach a primary that is not listening yet. */
 export const connectRetryMs = 15_000;
@@ -44,8 +45,11 @@ export function parseEndpoint(text: string): Endpoint {
   return { host: match[1] === '' ? '127.0.0.1' : match[1]!, port };
 }
 
-/** How the channel is secured: mutual TLS with the cluster's keys, or nothing (`--insecure`). */
-export type ChannelSecurity = { readonly kind: 'tls'; readonly identity: TlsIdentity } | { readonly kind: 'insecure' };
+/**
+ * How the channel is secured: mutual TLS with the cluster's keys, or nothing (`--insecure`);
+ * and, for tests and benchmarks, a slower link on this replica's sending side (link-shaper.ts).
+ */
+export type ChannelSecurity = ({ readonly kind: 'tls'; readonly identity: TlsIdentity } | { readonly kind: 'insecure' }) & { readonly linkShape?: LinkShape };
 
 const tlsVersion = 'TLSv1.3';
 
@@ -113,11 +117,19 @@ export interface PeerLink {
 }
 
 export class SocketLink implements PeerLink {
-  constructor(readonly socket: net.Socket) {}
+  /** --link-rate, --link-latency: what this side sends passes through a shaper first. */
+  private readonly shaper: LinkShaper | undefined;
+
+  constructor(readonly socket: net.Socket, shape?: LinkShape) {
+    this.shaper = shape === undefined ? undefined : new LinkShaper(shape, (bytes) => {
+      if (!this.socket.destroyed) this.socket.write(bytes);
+    });
+  }
 
   send(message: Message): number {
     const bytes = encodeMessage(message);
-    this.socket.write(bytes);
+    if (this.shaper === undefined) this.socket.write(bytes);
+    else this.shaper.send(bytes);
     return bytes.length;
   }
 
@@ -130,7 +142,7 @@ export class SocketLink implements PeerLink {
   }
 
   get holding(): boolean {
-    return this.socket.writableLength > 0;
+    return this.socket.writableLength > 0 || (this.shaper?.queuedFrames ?? 0) > 0;
   }
 
   /**
@@ -145,7 +157,8 @@ export class SocketLink implements PeerLink {
     this.socket.removeAllListeners('data');
     this.socket.on('error', () => {});
     this.socket.resume(); // what still arrives is read and dropped, up to the peer's end
-    this.socket.end();
+    if (this.shaper === undefined) this.socket.end();
+    else this.shaper.drained(() => this.socket.end());
     setTimeout(() => this.socket.destroy(), closeLingerMs).unref();
   }
 }
@@ -175,7 +188,7 @@ export class ReplicaListener {
 
   private constructor(
     private readonly handlers: ListenerHandlers,
-    security: ChannelSecurity,
+    private readonly security: ChannelSecurity,
   ) {
     this.tlsContext =
       security.kind === 'tls'
@@ -286,7 +299,7 @@ export class ReplicaListener {
             socket.end(encodeMessage({ type: 'reject', code: 'busy', reason: 'this primary has stopped' }));
             return;
           }
-          const link = new SocketLink(socket);
+          const link = new SocketLink(socket, this.security.linkShape);
           this.peers.set(socket, link);
           if (!this.handlers.hello(link, message.identity)) {
             this.peers.delete(socket);
@@ -412,7 +425,7 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: Ch
     socket.once('error', failed);
     socket.once(security.kind === 'tls' ? 'secureConnect' : 'connect', () => {
       socket.off('error', failed);
-      const link = new SocketLink(socket);
+      const link = new SocketLink(socket, security.linkShape);
       let open = true;
       const closed = (reason: string): void => {
         if (!open) return;

@@ -1,0 +1,387 @@
+/**
+ * `understudy bench replication`: the cost of protection, measured as the paper measured it
+ * (PAPER.md, "What they measured"): the same guest under `run` and under a primary and a
+ * backup, for each epoch length, protocol and link, in one run on one machine.
+ *
+ * Each replica is a process of its own pinned to a core of its own (taskset: the primary and
+ * the baseline `run` on core 0, the backup on core 1), spawned here as `understudy primary`
+ * and `understudy backup` on loopback (plain TCP: the paper's link was not encrypted; the TLS
+ * section of bench/replication.ts measures that cost). A run's CPU time is bash's `times`
+ * after the process (user + system of it and its children).
+ *
+ * What is timed: diskbench and the Linux benchmarks time their phases with the guest's own
+ * clock (under a primary the guest reads the host clock through it); cpubench, from the moment
+ * the primary says it is protected (a primary run with --wait-for-backup starts the guest then)
+ * to its last console output, and under `run` from the start to its last output less the same
+ * for the tiny hello guest (the start-up).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { projectRoot } from '../guest-image.js';
+import { ensureDataDisk } from '../linux-guest.js';
+import { renderSvg } from './plot.js';
+import {
+  epochLabel, median, normalizedPerformance, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
+  type WorkloadResult,
+} from './protection-report.js';
+
+const cli = path.join(projectRoot, 'bin/understudy.js');
+const guest = (name: string): string => path.join(projectRoot, 'guests/build', `${name}.elf`);
+/** A run that takes longer than this has hung: it is killed and the sweep goes on. */
+const runTimeoutMs = 15 * 60_000;
+/**
+ * The replicas' failure timeout: longer than the default, so that a stall of the loaded machine
+ * is not taken for a failure in the middle of a measurement (the lease and heartbeats stay as
+ * they are by default: they follow only a failure timeout shorter than the default).
+ */
+const failureTimeoutMs = 10_000;
+/** The cores the replicas are pinned to. */
+const primaryCore = 0;
+const backupCore = 1;
+/** diskbench's region (guests/bench/diskbench.c): 1024 blocks of 8 KiB. */
+const diskbenchImageBytes = 8 * 1024 * 1024;
+/** The Linux guest's data disk, and its benchmarks' sizes (enough to time them to a few per cent). */
+const linuxDiskBytes = 64 * 1024 * 1024;
+const linuxCpubenchRounds = 200;
+const linuxDiskbenchMiB = 8;
+
+export const workloadNames = ['cpu', 'disk', 'linux'] as const;
+export type WorkloadName = (typeof workloadNames)[number];
+
+export interface ProtectionBenchOptions {
+  readonly workloads: readonly WorkloadName[];
+  readonly epochs: readonly number[];
+  readonly protocols: readonly Protocol[];
+  readonly links: readonly LinkSetting[];
+  /** Throttled links are measured at these epoch lengths only (all, if undefined). */
+  readonly throttledEpochs: readonly number[] | undefined;
+  /** One-way latency of the throttled links, ms. */
+  readonly latencyMs: number;
+  readonly runs: number;
+  readonly outDirectory: string;
+  /** The report's files are named NAME-DATE.md, .json, -PHASE.svg. */
+  readonly reportName: string;
+  readonly command: string;
+  readonly progress: (line: string) => void;
+}
+
+/** Answers a guest's console output (all of it so far) with input, through `write`. */
+type Conversation = (output: string, write: (text: string) => void) => void;
+
+/** What one workload runs, and how its phases are read from its output. */
+interface Workload {
+  readonly name: WorkloadName;
+  readonly title: string;
+  readonly phases: readonly Phase[];
+  readonly machineArguments: (disk: string) => string[];
+  /** Makes a fresh disk image at `disk` for one run (none for a workload without a disk). */
+  readonly prepareDisk?: (disk: string) => void;
+  /** Console input in answer to output (Linux's shell): a new conversation for each run. */
+  readonly conversation?: () => Conversation;
+  readonly phaseSeconds: (output: string) => Partial<Record<Phase, number>>;
+}
+
+function workload(name: WorkloadName, scratch: string): Workload {
+  switch (name) {
+    case 'cpu':
+      return { name, title: 'cpubench', phases: ['cpu'], machineArguments: () => ['--kernel', guest('cpubench')], phaseSeconds: () => ({}) };
+    case 'disk':
+      return {
+        name,
+        title: 'diskbench',
+        phases: ['write', 'read'],
+        machineArguments: (disk) => ['--kernel', guest('diskbench'), '--disk', disk],
+        prepareDisk: (disk) => {
+          fs.rmSync(disk, { force: true });
+          fs.writeFileSync(disk, '');
+          fs.truncateSync(disk, diskbenchImageBytes);
+        },
+        phaseSeconds: (output) => {
+          const write = /diskbench: write \d+ ops of \d+ bytes in (\d+) us/.exec(output);
+          const read = /diskbench: read \d+ ops of \d+ bytes in (\d+) us, verified/.exec(output);
+          if (!/diskbench: PASS/.test(output) || write === null || read === null) return {};
+          return { write: Number(write[1]) / 1e6, read: Number(read[1]) / 1e6 };
+        },
+      };
+    case 'linux': {
+      const pristine = path.join(scratch, 'linux-pristine.img');
+      return {
+        name,
+        title: 'Linux',
+        phases: ['linux-cpu', 'linux-write', 'linux-read'],
+        machineArguments: (disk) => ['--guest', 'linux', '--disk', disk],
+        prepareDisk: (disk) => {
+          ensureDataDisk(pristine, linuxDiskBytes);
+          fs.copyFileSync(pristine, disk);
+        },
+        conversation: linuxConversation,
+        phaseSeconds: (output) => {
+          const cpu = /cpubench: \d+ rounds, checksum 0x[0-9a-f]+, ([\d.]+) ms/.exec(output);
+          const write = /diskbench: wrote \d+ MiB to \S+ in ([\d.]+) ms/.exec(output);
+          const read = /diskbench: read back in ([\d.]+) ms/.exec(output);
+          if (cpu === null || write === null || read === null || !/diskbench: OK/.test(output)) return {};
+          return { 'linux-cpu': Number(cpu[1]) / 1000, 'linux-write': Number(write[1]) / 1000, 'linux-read': Number(read[1]) / 1000 };
+        },
+      };
+    }
+  }
+}
+
+/** Linux's shell: at each prompt the next command (cpubench, diskbench, then poweroff). A new one per run. */
+function linuxConversation(): Conversation {
+  const commands = [`cpubench ${linuxCpubenchRounds}\n`, `diskbench ${linuxDiskbenchMiB}\n`, 'poweroff\n'];
+  let sent = 0;
+  return (output, write) => {
+    // The n-th prompt gets the n-th command.
+    if (output.split('understudy$ ').length - 1 > sent && sent < commands.length) write(commands[sent++]!);
+  };
+}
+
+/** A process, pinned to a core, with its output, the moment of its last console output, and its CPU time. */
+interface Process {
+  stdout: string;
+  stderr: string;
+  readonly startedMs: number;
+  lastOutputMs: number;
+  readonly write: (text: string) => void;
+  readonly exited: Promise<{ status: number | null; wallSeconds: number; cpuSeconds: number }>;
+  /** Resolves when stderr first matches `pattern`, with the match and the moment. */
+  waitForStderr(pattern: RegExp): Promise<{ match: RegExpExecArray; atMs: number }>;
+  kill(): void;
+}
+
+function quote(word: string): string {
+  return `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+function startPinned(core: number, args: readonly string[], converse?: Conversation): Process {
+  const command = ['taskset', '-c', String(core), process.execPath, cli, ...args].map(quote).join(' ');
+  // `times` after the command: the CPU time of its children (the replica) on the last line of stderr.
+  const child = spawn('bash', ['-c', `${command}; status=$?; times >&2; exit $status`], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  const startedMs = performance.now();
+  const waiters: { pattern: RegExp; resolve: (value: { match: RegExpExecArray; atMs: number }) => void }[] = [];
+  const write = (text: string): void => {
+    if (child.stdin.writable) child.stdin.write(text);
+  };
+  const proc: Process = {
+    stdout: '',
+    stderr: '',
+    startedMs,
+    lastOutputMs: startedMs,
+    write,
+    exited: new Promise((resolve) => {
+      child.on('exit', (status) => {
+        const times = [...proc.stderr.matchAll(/^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/gm)].at(-1);
+        const cpuSeconds = times === undefined ? NaN : Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4]);
+        resolve({ status, wallSeconds: (performance.now() - startedMs) / 1000, cpuSeconds });
+      });
+    }),
+    waitForStderr(pattern) {
+      return new Promise((resolve) => {
+        const match = pattern.exec(proc.stderr);
+        if (match !== null) resolve({ match, atMs: performance.now() });
+        else waiters.push({ pattern, resolve });
+      });
+    },
+    kill() {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
+  };
+  child.stdout.setEncoding('latin1').on('data', (chunk: string) => {
+    proc.stdout += chunk;
+    proc.lastOutputMs = performance.now();
+    converse?.(proc.stdout, write);
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    proc.stderr += chunk;
+    for (const waiter of [...waiters]) {
+      const match = waiter.pattern.exec(proc.stderr);
+      if (match === null) continue;
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve({ match, atMs: performance.now() });
+    }
+  });
+  if (converse === undefined) child.stdin.end();
+  return proc;
+}
+
+/** Waits for a process, killing it if it runs past the timeout. */
+async function finish(proc: Process, what: string): Promise<{ wallSeconds: number; cpuSeconds: number }> {
+  const timer = setTimeout(() => proc.kill(), runTimeoutMs);
+  const result = await proc.exited;
+  clearTimeout(timer);
+  if (result.status !== 0) throw new Error(`${what} exited with status ${result.status}:\n${proc.stderr.slice(-1500)}`);
+  return result;
+}
+
+/** One run under `run`, pinned to the primary's core. */
+async function baselineRun(work: Workload, disk: string, startUpSeconds: number): Promise<RunMeasurement> {
+  work.prepareDisk?.(disk);
+  const proc = startPinned(primaryCore, ['run', ...work.machineArguments(disk)], work.conversation?.());
+  const { wallSeconds, cpuSeconds } = await finish(proc, `run ${work.title}`);
+  const phases = work.name === 'cpu' ? { cpu: (proc.lastOutputMs - proc.startedMs) / 1000 - startUpSeconds } : work.phaseSeconds(proc.stdout);
+  return { phases, wallSeconds, cpuSeconds };
+}
+
+/** Seconds from the start of `run` to the last output of the hello guest: what a run spends before its guest. */
+async function startUpSeconds(runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const proc = startPinned(primaryCore, ['run', '--kernel', guest('hello')]);
+    await finish(proc, 'run hello');
+    times.push((proc.lastOutputMs - proc.startedMs) / 1000);
+  }
+  return median(times);
+}
+
+function summaryTraffic(primaryErr: string, backupErr: string): Traffic | undefined {
+  const primary = /\[primary [^\]]*\] log summary: (\d+) bytes sent over (\d+) epochs in ([\d.]+) s .*; (\d+) messages sent/.exec(primaryErr);
+  const backup = /\[backup [^\]]*\] log summary: .*; (\d+) messages sent/.exec(backupErr);
+  if (primary === null) return undefined;
+  return { bytes: Number(primary[1]), epochs: Number(primary[2]), seconds: Number(primary[3]), primaryMessages: Number(primary[4]), backupMessages: backup === null ? NaN : Number(backup[1]) };
+}
+
+/** One run under a primary and a backup, each on its own core. */
+async function protectedRun(work: Workload, setting: Setting, options: ProtectionBenchOptions, scratch: string): Promise<RunMeasurement> {
+  const disk = path.join(scratch, 'disk.img');
+  work.prepareDisk?.(disk);
+  const arbiter = fs.mkdtempSync(path.join(scratch, 'arbiter-'));
+  const link = options.links.find((candidate) => candidate.name === setting.link);
+  const linkArguments = link?.rateMbitPerSecond === undefined ? [] : ['--link-rate', String(link.rateMbitPerSecond), '--link-latency', String(options.latencyMs)];
+  const common = [...work.machineArguments(disk), '--epoch', String(setting.epochInstructions), '--protocol', setting.protocol, '--insecure', '--verbose', '--arbiter', arbiter, '--failure-timeout', String(failureTimeoutMs), ...linkArguments];
+  const primary = startPinned(primaryCore, ['primary', '--listen', '127.0.0.1:0', '--wait-for-backup', ...common], work.conversation?.());
+  let backup: Process | undefined;
+  try {
+    const listening = await Promise.race([
+      primary.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/),
+      primary.exited.then(() => {
+        throw new Error(`the primary stopped before it listened:\n${primary.stderr.slice(-1500)}`);
+      }),
+    ]);
+    backup = startPinned(backupCore, ['backup', '--connect', `127.0.0.1:${listening.match[1]}`, ...common]);
+    const protectedAt = primary.waitForStderr(/protected: a backup has joined/);
+    const ended = backup;
+    const [primaryEnd] = await Promise.all([finish(primary, 'the primary'), finish(ended, 'the backup')]).catch((error: unknown) => {
+      // Both sides' last words: one side's failure is often the other's doing.
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\nthe primary said:\n${primary.stderr.slice(-1500)}`);
+    });
+    const phases = work.name === 'cpu' ? { cpu: (primary.lastOutputMs - (await protectedAt).atMs) / 1000 } : work.phaseSeconds(primary.stdout);
+    const traffic = summaryTraffic(primary.stderr, backup.stderr);
+    return { phases, wallSeconds: primaryEnd.wallSeconds, cpuSeconds: primaryEnd.cpuSeconds, ...(traffic === undefined ? {} : { traffic }) };
+  } finally {
+    primary.kill();
+    backup?.kill();
+    fs.rmSync(arbiter, { recursive: true, force: true });
+  }
+}
+
+/** The protected settings of the sweep, in the order they are measured. */
+export function sweepSettings(options: Pick<ProtectionBenchOptions, 'epochs' | 'protocols' | 'links' | 'throttledEpochs'>): Setting[] {
+  const settings: Setting[] = [];
+  for (const link of options.links) {
+    const epochs = link.rateMbitPerSecond === undefined || options.throttledEpochs === undefined ? options.epochs : options.epochs.filter((epoch) => options.throttledEpochs!.includes(epoch));
+    for (const protocol of options.protocols) for (const epochInstructions of epochs) settings.push({ epochInstructions, protocol, link: link.name });
+  }
+  return settings;
+}
+
+function machineDescription(): string {
+  const cpus = os.cpus();
+  return `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}`;
+}
+
+/** Runs the sweep, writing the report and plots into `outDirectory` after every cell; returns the report's path. */
+export async function runProtectionBench(options: ProtectionBenchOptions): Promise<string> {
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-protection-'));
+  const started = performance.now();
+  const minutes = (): number => (performance.now() - started) / 60_000;
+  try {
+    const workloads = options.workloads.filter((name) => name !== 'linux' || fs.existsSync(path.join(projectRoot, '.cache/linux/Image'))).map((name) => workload(name, scratch));
+    const settings = sweepSettings(options);
+    const total = workloads.length * (settings.length + 1);
+    let done = 0;
+    const say = (line: string): void => options.progress(`[${done}/${total} cells, ${minutes().toFixed(1)} min] ${line}`);
+    const startUp = options.workloads.includes('cpu') ? await startUpSeconds(options.runs) : 0;
+    const results: WorkloadResult[] = [];
+    const failures: string[] = [];
+    let report = '';
+    for (const work of workloads) {
+      const disk = path.join(scratch, 'disk.img');
+      const baseline: RunMeasurement[] = [];
+      for (let run = 0; run < options.runs; run++) {
+        say(`${work.title} under run (${run + 1} of ${options.runs})`);
+        baseline.push(await baselineRun(work, disk, startUp));
+      }
+      done++;
+      const result = { workload: work.title, phases: work.phases, baseline, protected: [] as WorkloadResult['protected'][number][] };
+      results.push(result);
+      for (const setting of settings) {
+        const runs: RunMeasurement[] = [];
+        const cell = `${work.title}, ${setting.protocol}, epoch ${epochLabel(setting.epochInstructions)}, link ${setting.link}`;
+        for (let run = 0; run < options.runs; run++) {
+          say(`${cell} (${run + 1} of ${options.runs})`);
+          try {
+            runs.push(await protectedRun(work, setting, options, scratch));
+          } catch (error) {
+            const reason = error instanceof Error ? error.message : String(error);
+            options.progress(`  failed: ${reason}`);
+            failures.push(`${cell}, run ${run + 1}: ${reason.split('\n')[0]} (${reason.match(/\] (backup lost[^\n]*)/)?.[1] ?? 'see the progress log'})`);
+          }
+        }
+        result.protected.push({ setting, runs });
+        done++;
+        const np = work.phases.map((phase) => `${phase} NP ${normalizedPerformance(result, phase, runs).toFixed(2)}`);
+        options.progress(`  ${np.join(', ')}`);
+        report = await writeReport(options, results, { minutes: minutes(), done, total, failures });
+      }
+    }
+    return report;
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Writes the report (Markdown, JSON, an SVG per phase) of the results so far; returns the Markdown's path. */
+async function writeReport(options: ProtectionBenchOptions, results: readonly WorkloadResult[], progress: { minutes: number; done: number; total: number; failures: readonly string[] }): Promise<string> {
+  const date = new Date().toISOString().slice(0, 10);
+  const bench: BenchResults = {
+    date,
+    machine: machineDescription(),
+    command: options.command,
+    notes: [
+      `${options.runs} run(s) per cell; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
+      `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure); --failure-timeout ${failureTimeoutMs}.`,
+      `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
+      "cpubench: 192 million instructions (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",
+      `Linux: \`cpubench ${linuxCpubenchRounds}\` and \`diskbench ${linuxDiskbenchMiB}\` (write and fsync, then direct-I/O read) in the guest's shell, timed by the guest.`,
+      ...progress.failures.map((failure) => `Failed: ${failure}`),
+    ],
+    links: options.links,
+    workloads: results,
+  };
+  fs.mkdirSync(options.outDirectory, { recursive: true });
+  const base = `${options.reportName}-${date}`;
+  fs.writeFileSync(path.join(options.outDirectory, `${base}.json`), JSON.stringify(bench, null, 1) + '\n');
+  return await renderReport(bench, path.join(options.outDirectory, base));
+}
+
+/** Writes BASE.md and BASE-PHASE.svg for `results` (BASE: a path without an extension); returns the Markdown's path. */
+export async function renderReport(results: BenchResults, base: string): Promise<string> {
+  const plots = new Map<Phase, string>();
+  for (const phase of Object.keys(phaseTitles) as Phase[]) {
+    const spec = npPlotSpec(results, phase);
+    if (spec === undefined) continue;
+    const file = `${base}-${phase}.svg`;
+    fs.writeFileSync(file, await renderSvg(spec));
+    plots.set(phase, path.basename(file));
+  }
+  const report = `${base}.md`;
+  fs.writeFileSync(report, reportMarkdown(results, plots));
+  return report;
+}

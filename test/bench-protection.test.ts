@@ -1,0 +1,55 @@
+/**
+ * `understudy bench replication` on the smallest sweep (diskbench, one epoch length, relaxed,
+ * loopback, one run): it measures (no figure is asserted: a benchmark prints figures, tests
+ * assert behaviour) and leaves a report with the NP table, the traffic table and an SVG plot.
+ * And bad options end in one line.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = path.join(repoRoot, 'bin/understudy.js');
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-test-'));
+after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+function understudy(...args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stderr }));
+  });
+}
+
+test('the smallest sweep shows its progress and leaves a report, its data and a plot', async () => {
+  const out = path.join(scratch, 'report');
+  const result = await understudy('bench', 'replication', '--workloads', 'disk', '--epochs', '1000000', '--protocols', 'relaxed', '--links', 'unthrottled', '--runs', '1', '--out', out);
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stderr, /\[0\/2 cells, [\d.]+ min\] diskbench under run \(1 of 1\)/);
+  assert.match(result.stderr, /\[1\/2 cells, [\d.]+ min\] diskbench, relaxed, epoch 1M, link unthrottled \(1 of 1\)/);
+  assert.match(result.stderr, /write NP [\d.]+, read NP [\d.]+/);
+  const files = fs.readdirSync(out);
+  const report = files.find((file) => /^protection-\d{4}-\d\d-\d\d\.md$/.test(file));
+  assert.ok(report !== undefined, files.join(', '));
+  const markdown = fs.readFileSync(path.join(out, report), 'utf8');
+  assert.match(markdown, /^\| 1M \| {2}\| [\d.]+ \| {2}\| [\d.]+ \|$/m, markdown);
+  assert.match(markdown, /^\| diskbench \| unthrottled \| relaxed \| 1M \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \| [\d.]+ \+ [\d.]+ \|$/m, markdown);
+  const write = path.join(out, report.replace('.md', '-write.svg'));
+  assert.match(fs.readFileSync(write, 'utf8'), /^<svg /);
+  assert.ok(fs.existsSync(path.join(out, report.replace('.md', '.json'))));
+});
+
+test('bad options of bench end in one line', async () => {
+  for (const args of [['bench', 'speed'], ['bench', 'replication', '--links', '7'], ['bench', 'replication', '--epochs', '10'], ['bench', 'replication', '--workloads', 'gpu']]) {
+    const result = await understudy(...args);
+    assert.equal(result.status, 2, args.join(' '));
+    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+    assert.match(result.stderr, /^understudy: /);
+  }
+});

@@ -717,9 +717,7 @@ export class PrimaryReplica {
         continue;
       }
       this.io.crashPoint('primary:before-early-read');
-      this.outputsReleased++;
-      this.io.diskSubmit(output.request, epoch);
-      this.diskRequestsOutstanding++;
+      this.releaseOutput(epoch, output);
     }
     return waiting;
   }
@@ -732,14 +730,16 @@ export class PrimaryReplica {
   }
 
   private release(epoch: number, outputs: readonly MachineOutput[]): void {
-    for (const output of outputs) {
-      this.outputsReleased++;
-      if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
-      else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
-      else {
-        this.io.diskSubmit(output.request, epoch);
-        this.diskRequestsOutstanding++;
-      }
+    for (const output of outputs) this.releaseOutput(epoch, output);
+  }
+
+  private releaseOutput(epoch: number, output: MachineOutput): void {
+    this.outputsReleased++;
+    if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
+    else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
+    else {
+      this.io.diskSubmit(output.request, epoch);
+      this.diskRequestsOutstanding++;
     }
   }
 

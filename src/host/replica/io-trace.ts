@@ -57,6 +57,8 @@ export class IoTrace {
   /** Frames sent by the guest, in the order they went out. */
   private readonly frames: { epoch: number; entrySentMs: number | undefined; acknowledgedMs: number | undefined; releasedMs: number; deliveredMs: number | undefined }[] = [];
   private lastDelivery: { epoch: number; atMs: number } | undefined;
+  /** Epochs sent and not acknowledged yet, oldest first. */
+  private readonly unacknowledged: number[] = [];
   /** Requests released and not delivered yet, by slot and id. */
   private readonly open = new Map<string, TracedRequest>();
 
@@ -67,6 +69,7 @@ export class IoTrace {
     if (this.epochs.has(epoch)) return; // sent to another backup: the first send counts
     const now = this.nowMs();
     this.epochs.set(epoch, { sentMs: now, acknowledgedMs: undefined });
+    this.unacknowledged.push(epoch);
     if (this.epochs.size > epochsKeptMax) this.epochs.delete(this.epochs.keys().next().value!);
     for (const { slot, requestId } of completed) {
       const key = `${slot}:${requestId}`;
@@ -81,9 +84,10 @@ export class IoTrace {
   /** A backup acknowledged everything through `epoch` (the first acknowledgement of an epoch counts). */
   acknowledged(epoch: number): void {
     const now = this.nowMs();
-    for (const [sent, times] of this.epochs) {
-      if (sent > epoch) break;
-      times.acknowledgedMs ??= now;
+    // Epochs are sent, and acknowledged, in order: only those not acknowledged yet are looked at.
+    while (this.unacknowledged.length > 0 && this.unacknowledged[0]! <= epoch) {
+      const times = this.epochs.get(this.unacknowledged.shift()!);
+      if (times !== undefined) times.acknowledgedMs = now;
     }
   }
 

@@ -192,10 +192,12 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --epoch N                    instructions per epoch, ${epochRange.min} to ${epochRange.max} (default ${defaultReplicationOptions.epochInstructions})
   --protocol relaxed|original  relaxed (default): outputs wait for the backup's acknowledgement,
                                the guest runs on; original: the primary waits at every epoch end
-  --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default) or completed
-                               with an error for the guest's driver to retry
-  --digest-every K             every K epochs the backup compares a digest of its machine's state
-                               with the primary's; a difference stops it (divergence); 0: never
+  --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default; disk writes
+                               then complete to the guest before the backup's acknowledgement) or
+                               completed with an error for the guest's driver to retry
+  --digest-every K             every K epochs' instructions the backup compares a digest of its
+                               machine's state with the primary's; a difference stops it
+                               (divergence); 0: never
                                (default: about every ${digestIntervalInstructionsDefault / 1e6} million instructions, ${defaultReplicationOptions.digestEveryEpochs} epochs
                                at the default epoch; both replicas must agree)
   --failure-timeout MS         declare the peer failed after this much silence (default ${defaultReplicationOptions.failureTimeoutMs})

@@ -13,10 +13,10 @@ import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/enviro
 import { DivergenceError, type ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
-import { PrimaryReplica, type Reboot } from './primary.js';
+import { PrimaryReplica, type Reboot, type SubmittedRequest } from './primary.js';
 import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
 import {
-  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, generationsSkippedMax, leaseMarginMs, validateOptions,
+  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, digestDue, generationsSkippedMax, leaseMarginMs, nextEpochStart, validateOptions,
   type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 
@@ -28,6 +28,11 @@ const stateChunksMax = 2048 + 64;
 const replayRateSmoothing = 0.05;
 /** Own digests kept while the primary's for the same epoch is on its way (it follows the entry at once). */
 const ownDigestsMax = 8;
+
+/** A disk request's key: request ids are counted per disk. */
+function requestKey(slot: number, requestId: number): string {
+  return `${slot}:${requestId}`;
+}
 
 
 export interface FailoverReport {
@@ -93,8 +98,19 @@ export class BackupReplica {
     | undefined;
   /** The primary's process has ended, as its supervisor saw (`onPrimaryExited`). */
   private primaryExited = false;
-  /** Disk requests our machine issued with no completion in the log yet (P8), by request id. */
-  private readonly inFlight = new Map<number, DiskRequest>();
+  /**
+   * Disk requests our machine issued with no completion in the log yet (P8), by slot and request
+   * id, with their place in the order issued.
+   */
+  private readonly inFlight = new Map<string, { request: DiskRequest; issued: number }>();
+  /**
+   * Writes of epochs whose release by the primary is not known yet, in the order issued: the
+   * guest may have had their completion before they reached the disk (the primary completes
+   * writes early, `PrimaryReplica.completeWritesEarly`), so a failover writes them again.
+   */
+  private unreleasedWrites: { epoch: number; request: DiskRequest; issued: number }[] = [];
+  /** Disk requests issued so far by this replica's machines (their order, across reboots). */
+  private requestsIssued = 0;
   /** Console bytes of epochs whose release by the primary is not known yet. */
   private unreleasedConsole: { epoch: number; bytes: Uint8Array }[] = [];
   /** Network frames of epochs whose release by the primary is not known yet. */
@@ -109,6 +125,10 @@ export class BackupReplica {
   /** A digest has been compared since digests (re)started here. */
   private comparedSinceStart = false;
   private readonly primaryDigests = new Map<number, { digest: MachineDigest; wireBytes: number }>();
+  /** Epochs received that take a digest (`digestDue`), with its sequence, until compared. */
+  private readonly digestsDue = new Map<number, number>();
+  /** Where the epoch after the last one received starts counting: with its end, whether a digest is due. */
+  private nextStartRetired = 0;
   private readonly digests = { taken: 0, ms: 0 };
   report: FailoverReport | undefined;
 
@@ -274,6 +294,7 @@ export class BackupReplica {
     // Loading the state kept this replica busy, not the primary silent: count from now.
     this.lastHeardMs = this.io.nowMs();
     this.receivedThrough = epoch;
+    this.nextStartRetired = nextEpochStart(machine.power === undefined ? 'budget' : 'halt', machine.retiredInstructions);
     this.acknowledgedThrough = epoch;
     this.executedThrough = epoch;
     this.releasedThrough = epoch;
@@ -292,6 +313,7 @@ export class BackupReplica {
     this.digester = this.options.digestEveryEpochs > 0 ? new StateDigester(machine) : undefined;
     this.digester?.take();
     this.ownDigests.clear();
+    for (const epoch of this.digestsDue.keys()) if (epoch <= this.executedThrough) this.digestsDue.delete(epoch);
     this.comparedSinceStart = false;
   }
 
@@ -300,7 +322,7 @@ export class BackupReplica {
     // Due: at a digest epoch this backup has received and not yet compared (a correct primary
     // sends each once, right after its entry; none for epochs before this backup started).
     const compared = epoch <= this.executedThrough && !this.ownDigests.has(epoch);
-    if (compared || epoch > this.receivedThrough || epoch % this.options.digestEveryEpochs !== 0 || this.primaryDigests.has(epoch)) {
+    if (compared || epoch > this.receivedThrough || !this.digestsDue.has(epoch) || this.primaryDigests.has(epoch)) {
       this.diverge(epoch, `the primary sent a digest for epoch ${epoch}, which is not due (received through epoch ${this.receivedThrough})`);
       return;
     }
@@ -316,6 +338,7 @@ export class BackupReplica {
     if (own === undefined || theirs === undefined) return;
     this.ownDigests.delete(epoch);
     this.primaryDigests.delete(epoch);
+    this.digestsDue.delete(epoch);
     this.queueBytes -= theirs.wireBytes;
     // The first digest after the state loaded: the primary's previous one may be older (it keeps
     // its digests going for other backups across this one's join).
@@ -340,6 +363,9 @@ export class BackupReplica {
     this.queue.push({ entry, wireBytes, receivedAtMs: this.io.nowMs() });
     this.queueBytes += wireBytes;
     this.receivedThrough = entry.epoch;
+    const sequence = digestDue(this.options, this.nextStartRetired, entry.endRetired);
+    if (sequence !== undefined && this.digester !== undefined) this.digestsDue.set(entry.epoch, sequence);
+    this.nextStartRetired = nextEpochStart(entry.stop, entry.endRetired);
     if (this.queue.length > backupQueueEpochsLimit || this.queueBytes > backupQueueBytesLimit) {
       // A primary that keeps its limits cannot get here: it has ignored this backup's deferred acknowledgements.
       this.diverge(entry.epoch, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);
@@ -483,19 +509,24 @@ export class BackupReplica {
         this.diverge(entry.epoch, `the primary's ${event.kind} event does not apply here (${error.message})`);
         return;
       }
-      if (event.kind === 'disk-completion') this.inFlight.delete(event.requestId);
+      if (event.kind === 'disk-completion') this.inFlight.delete(requestKey(event.slot, event.requestId));
       else if (event.kind === 'clock') this.environment.noteClock(event.mtime);
     }
     this.executedThrough = entry.epoch;
     this.noteReleased(entry.releasedThrough);
     this.io.epochDone(entry.epoch, machine);
-    if (this.digester !== undefined && entry.epoch % this.options.digestEveryEpochs === 0 && this.role === 'following') {
+    const sequence = this.digestsDue.get(entry.epoch);
+    if (this.digester !== undefined && sequence !== undefined && this.role === 'following') {
       const startedMs = this.io.nowMs();
-      this.ownDigests.set(entry.epoch, this.digester.take(scrubWindow(entry.epoch / this.options.digestEveryEpochs, machine.ram.pages)));
+      this.ownDigests.set(entry.epoch, this.digester.take(scrubWindow(sequence, machine.ram.pages)));
       this.digests.taken++;
       this.digests.ms += this.io.nowMs() - startedMs;
       // The primary's digest follows its entry at once: own ones wait only briefly.
-      for (const epoch of this.ownDigests.keys()) if (this.ownDigests.size > ownDigestsMax) this.ownDigests.delete(epoch);
+      for (const epoch of this.ownDigests.keys()) {
+        if (this.ownDigests.size <= ownDigestsMax) break;
+        this.ownDigests.delete(epoch);
+        this.digestsDue.delete(epoch);
+      }
       this.compareAt(entry.epoch);
     }
   }
@@ -509,12 +540,19 @@ export class BackupReplica {
     if (this.unreleasedFrames.length > 0 && this.unreleasedFrames[0]!.epoch <= this.releasedThrough) {
       this.unreleasedFrames = this.unreleasedFrames.filter((sent) => sent.epoch > this.releasedThrough);
     }
+    if (this.unreleasedWrites.length > 0 && this.unreleasedWrites[0]!.epoch <= this.releasedThrough) {
+      this.unreleasedWrites = this.unreleasedWrites.filter((write) => write.epoch > this.releasedThrough);
+    }
   }
 
   /** P3: the backup's outputs go nowhere, but it remembers what it would need after a failover. */
   private track(epoch: number, outputs: readonly MachineOutput[]): void {
     for (const output of outputs) {
-      if (output.kind === 'disk-request') this.inFlight.set(output.request.requestId, output.request);
+      if (output.kind === 'disk-request') {
+        const issued = this.requestsIssued++;
+        this.inFlight.set(requestKey(output.request.slot, output.request.requestId), { request: output.request, issued });
+        if (output.request.op === 'write' && this.options.pendingIo === 'reissue') this.unreleasedWrites.push({ epoch, request: output.request, issued });
+      }
       else if (output.kind === 'net-transmit') this.unreleasedFrames.push({ epoch, slot: output.slot, frame: output.frame });
       else this.unreleasedConsole.push({ epoch, bytes: output.bytes });
     }
@@ -586,7 +624,17 @@ export class BackupReplica {
     this.environment.takeRecorded();
     const failoverEpochDoneMs = this.io.nowMs();
     const failoverOutputs = machine.takeOutputs();
-    const pending = [...this.inFlight.values()].sort((a, b) => a.requestId - b.requestId);
+    // P8: the requests in flight, and under `reissue` the writes not known released whose
+    // completion the guest has had already (written again; the disk's completion is not
+    // delivered twice), in the order the guest issued them, so that the last write to a
+    // sector stays the last.
+    const completedEarly = this.unreleasedWrites.filter((write) => !this.inFlight.has(requestKey(write.request.slot, write.request.requestId)));
+    const toSubmit = [
+      ...[...this.inFlight.values()].map(({ request, issued }) => ({ request, issued, early: false })),
+      ...completedEarly.map(({ request, issued }) => ({ request, issued, early: true })),
+    ].sort((a, b) => a.issued - b.issued);
+    const pending = toSubmit.filter((request) => !request.early).map(({ request }) => request);
+    this.unreleasedWrites = [];
     // Repeats, never losses: console bytes the old primary may not have printed come first.
     let repeated = 0;
     for (const chunk of this.unreleasedConsole) {
@@ -600,8 +648,12 @@ export class BackupReplica {
     const framesRepeated = this.unreleasedFrames.length;
     this.unreleasedFrames = [];
     // P8: the I/O the old primary may or may not have done.
+    const submitted: SubmittedRequest[] = [];
     if (this.options.pendingIo === 'reissue') {
-      for (const request of pending) this.io.diskSubmit(request, epoch);
+      for (const { request, early } of toSubmit) {
+        submitted.push({ slot: request.slot, requestId: request.requestId, op: request.op, early });
+        this.io.diskSubmit(request, epoch);
+      }
     } else {
       for (const request of pending) machine.applyEvent({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'io-error' });
     }
@@ -620,13 +672,12 @@ export class BackupReplica {
         unknown++;
       }
     }
-    let submitted = this.options.pendingIo === 'reissue' ? pending.length : 0;
     for (const output of failoverOutputs) {
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
       else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
       else {
+        submitted.push({ slot: output.request.slot, requestId: output.request.requestId, op: output.request.op, early: false });
         this.io.diskSubmit(output.request, epoch);
-        submitted++;
       }
     }
     const caughtUpAtMs = failover.caughtUpAtMs ?? now;
@@ -663,6 +714,7 @@ export class BackupReplica {
     });
     this.io.log(
       `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}` +
+        `${completedEarly.length > 0 ? `, ${completedEarly.length} write(s) completed early written again` : ''}` +
         `${unknown > 0 ? ` (and ${unknown} issued before this backup joined, completed as uncertain)` : ''}, ${repeated} console byte(s) and ${framesRepeated} network frame(s) repeated`,
     );
   }

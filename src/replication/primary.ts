@@ -9,12 +9,12 @@
 import type { Machine } from '../machine/board.js';
 import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
-import type { MachineEvent, MachineOutput } from '../machine/environment.js';
+import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, digestDue, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -118,8 +118,26 @@ export interface PrimaryStart {
   readonly completions?: readonly MachineEvent[];
   /** The outputs this replica released last (for the piggyback after a promotion). */
   readonly releasedThrough?: number;
-  /** Disk requests already out (re-issued after a failover) whose completions will come. */
-  readonly diskRequestsOutstanding?: number;
+  /**
+   * Disk requests already out (re-issued after a failover), in the order submitted; `early`
+   * for a write the guest has had the completion of already (its completion from the disk is
+   * not delivered again).
+   */
+  readonly diskRequestsOutstanding?: readonly SubmittedRequest[];
+}
+
+/** A disk request submitted to the host, whose completion has not come back yet. */
+export interface SubmittedRequest {
+  readonly slot: number;
+  readonly requestId: number;
+  readonly op: DiskRequest['op'];
+  /** A write completed to the guest before it was performed (`completeWritesEarly`). */
+  readonly early: boolean;
+}
+
+/** A write that changes sectors a read returns (on the same disk). */
+function overlaps(write: DiskRequest & { op: 'write' }, read: DiskRequest & { op: 'read' }): boolean {
+  return write.slot === read.slot && write.offsetBytes < read.offsetBytes + read.lengthBytes && read.offsetBytes < write.offsetBytes + write.data.length;
 }
 
 /** Creates a fresh machine for a guest that asked for a reset (both replicas do the same). */
@@ -138,8 +156,15 @@ export class PrimaryReplica {
   private readonly followers = new Map<PeerId, Follower>();
   private heartbeatSequence = 0;
   private completions: MachineEvent[];
-  /** Disk requests released whose completion has not come back yet. */
-  private diskRequestsOutstanding: number;
+  /**
+   * Disk requests released whose completion has not come back yet, in the order submitted (the
+   * disk performs them in that order).
+   */
+  private readonly diskRequestsOutstanding: SubmittedRequest[];
+  /** Writes held whose completion the guest has had already (`completeWritesEarly`). */
+  private readonly completedEarly = new WeakSet<DiskRequest>();
+  /** A write completed early failed at the disk: the next flush of that disk reports it (by slot). */
+  private readonly failedEarlyWrites = new Set<number>();
   /** A new catch-up report since the slowing was last adjusted. */
   private catchUpReported = false;
   /** Lag control: the guest pauses this long after each epoch, until `slowUntilMs`. */
@@ -155,6 +180,8 @@ export class PrimaryReplica {
   /** The last backup found it had diverged: this primary is not protected, for this reason. */
   private divergence: { epoch: number; reason: string } | undefined;
   private readonly digests = { taken: 0, ms: 0 };
+  /** Where the next epoch starts counting (digests are due by instructions, `digestDue`). */
+  private nextStartRetired: number;
 
   constructor(
     private machine: Machine,
@@ -171,9 +198,10 @@ export class PrimaryReplica {
     this.generation = start.generation;
     this.releasedThrough = start.releasedThrough ?? start.epoch;
     this.completions = [...(start.completions ?? [])];
-    this.diskRequestsOutstanding = start.diskRequestsOutstanding ?? 0;
+    this.diskRequestsOutstanding = [...(start.diskRequestsOutstanding ?? [])];
     this.clusterId = start.clusterId;
     this.digester = this.startDigests(machine);
+    this.nextStartRetired = nextEpochStart(machine.power === undefined ? 'budget' : 'halt', machine.retiredInstructions);
   }
 
   /** A digester for `machine`, if digests are on. */
@@ -262,7 +290,7 @@ export class PrimaryReplica {
    * did not see it issued, and could not re-issue it, P8; it would complete it as uncertain).
    */
   private get quiet(): boolean {
-    return this.pending.length === 0 && this.diskRequestsOutstanding === 0;
+    return this.pending.length === 0 && this.diskRequestsOutstanding.length === 0;
   }
 
   /** The join's last step now if this boundary is quiet, else at the first quiet one (the guest waits meanwhile). */
@@ -439,9 +467,22 @@ export class PrimaryReplica {
   }
 
   onDiskCompletion(event: MachineEvent): void {
-    this.diskRequestsOutstanding--;
-    assert(this.diskRequestsOutstanding >= 0, 'a disk completion for a request this replica did not submit');
-    this.completions.push(event);
+    assert(event.kind === 'disk-completion', () => `a ${event.kind} event as a disk completion`);
+    // The disk performs requests in the order submitted: this is nearly always the first.
+    const index = this.diskRequestsOutstanding.findIndex((request) => request.slot === event.slot && request.requestId === event.requestId);
+    assert(index >= 0, () => `a completion of disk request ${event.requestId}, which this replica did not submit`);
+    const [submitted] = this.diskRequestsOutstanding.splice(index, 1);
+    let completion = event;
+    if (submitted!.early) {
+      // The guest has had this write's completion; a failure is reported by its disk's next flush.
+      if (event.status !== 'ok') {
+        this.failedEarlyWrites.add(event.slot);
+        this.io.log(`a write to the disk on virtio slot ${event.slot} failed after the guest was told it was done: its next flush reports the error`);
+      }
+      return;
+    }
+    if (submitted!.op === 'flush' && this.failedEarlyWrites.delete(event.slot)) completion = { ...event, status: 'io-error' };
+    this.completions.push(completion);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -556,16 +597,20 @@ export class PrimaryReplica {
     assert(epochEntryWireBytes(reads.length, events) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
+    const startRetired = this.nextStartRetired;
+    this.nextStartRetired = nextEpochStart(entry.stop, entry.endRetired);
     if (this.role === 'protected') {
       const held = this.issueReads(epoch, outputs);
+      this.completeWritesEarly(held);
       this.pending.push({ epoch, outputs: held });
       if (held.length > 0) this.heldOutputsThrough = epoch;
       this.io.crashPoint('primary:before-send-epoch');
       let digest: Message | undefined;
-      if (this.digester !== undefined && epoch % this.options.digestEveryEpochs === 0) {
+      const sequence = this.digester === undefined ? undefined : digestDue(this.options, startRetired, entry.endRetired);
+      if (this.digester !== undefined && sequence !== undefined) {
         // The state after the boundary events, as the backups will have it after replaying E.
         const startedMs = this.io.nowMs();
-        const { hart, parts, ramHash, pages } = this.digester.take(scrubWindow(epoch / this.options.digestEveryEpochs, machine.ram.pages));
+        const { hart, parts, ramHash, pages } = this.digester.take(scrubWindow(sequence, machine.ram.pages));
         this.digests.taken++;
         this.digests.ms += this.io.nowMs() - startedMs;
         digest = { type: 'digest', epoch, digest: { hart, parts, ramHash, pages } };
@@ -700,19 +745,26 @@ export class PrimaryReplica {
    * Disk reads go out before the acknowledgement: a read changes nothing outside, and its
    * completion reaches the guest only through a later entry, which the backups receive after
    * this one (a backup that never gets it issues the read again itself, P8). Only a read with no
-   * write or flush of its disk held before it, which it must see the effect of. Returns the
-   * outputs that wait for the acknowledgement.
+   * write held before it to a sector it reads, whose data it must see (the disk performs
+   * requests in the order submitted, so a held write to other sectors, and a flush, do not
+   * matter). Returns the outputs that wait for the acknowledgement.
    */
   private issueReads(epoch: number, outputs: MachineOutput[]): MachineOutput[] {
     if (!outputs.some((output) => output.kind === 'disk-request' && output.request.op === 'read')) return outputs;
-    const blocked = new Set<number>(); // disks with a write or flush held
-    for (const held of this.pending) {
-      for (const output of held.outputs) if (output.kind === 'disk-request' && output.request.op !== 'read') blocked.add(output.request.slot);
+    type Write = DiskRequest & { op: 'write' };
+    const held: Write[] = []; // the writes held
+    for (const pending of this.pending) {
+      for (const output of pending.outputs) if (output.kind === 'disk-request' && output.request.op === 'write') held.push(output.request);
     }
     const waiting: MachineOutput[] = [];
     for (const output of outputs) {
-      if (output.kind !== 'disk-request' || output.request.op !== 'read' || blocked.has(output.request.slot)) {
-        if (output.kind === 'disk-request') blocked.add(output.request.slot);
+      if (output.kind !== 'disk-request') {
+        waiting.push(output);
+        continue;
+      }
+      const request = output.request;
+      if (request.op !== 'read' || held.some((write) => overlaps(write, request))) {
+        if (request.op === 'write') held.push(request);
         waiting.push(output);
         continue;
       }
@@ -720,6 +772,27 @@ export class PrimaryReplica {
       this.releaseOutput(epoch, output);
     }
     return waiting;
+  }
+
+  /**
+   * A write waits for the acknowledgement before it reaches the disk, but the guest need not
+   * wait with it (Remus buffers its disk writes the same way): its completion goes into the
+   * next entry at once. Nothing outside can tell: every output that follows from the guest
+   * having seen the completion belongs to a later epoch, released only after this one, and a
+   * backup that goes live having replayed the completion writes the data itself (P8: it keeps
+   * the writes of epochs not known released, `BackupReplica`). A read of the disk waits behind
+   * the held write (`issueReads`), and a flush completes only once the disk has done it, after
+   * the writes before it: a flush still means the data is on the disk. Only under the
+   * `reissue` policy: under `uncertain` a backup reports requests in flight as failed, which
+   * a write the guest was told is done could not be.
+   */
+  private completeWritesEarly(held: readonly MachineOutput[]): void {
+    if (this.options.pendingIo !== 'reissue') return;
+    for (const output of held) {
+      if (output.kind !== 'disk-request' || output.request.op !== 'write') continue;
+      this.completedEarly.add(output.request);
+      this.completions.push({ kind: 'disk-completion', slot: output.request.slot, requestId: output.request.requestId, status: 'ok' });
+    }
   }
 
   private releaseAll(): void {
@@ -738,8 +811,9 @@ export class PrimaryReplica {
     if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
     else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
     else {
+      const { slot, requestId, op } = output.request;
+      this.diskRequestsOutstanding.push({ slot, requestId, op, early: this.completedEarly.delete(output.request) });
       this.io.diskSubmit(output.request, epoch);
-      this.diskRequestsOutstanding++;
     }
   }
 

@@ -8,7 +8,7 @@ import type { RejectCode } from './messages.js';
 import type { DiskRequest } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
-import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type Message } from './messages.js';
+import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type EpochEntry, type Message } from './messages.js';
 import { epochEntryBytesMin } from './entry-budget.js';
 
 export type ProtocolVariant = 'relaxed' | 'original';
@@ -33,8 +33,9 @@ export interface ReplicationOptions {
    */
   readonly joinTimeoutMs: number;
   /**
-   * Every this many epochs the primary sends a digest of its machine's state and the backup
-   * compares its own (src/machine/state-digest.ts); 0 turns digests off. Both sides must agree.
+   * Every this many epochs' instructions (`digestDue`) the primary sends a digest of its
+   * machine's state and the backup compares its own (src/machine/state-digest.ts); 0 turns
+   * digests off. Both sides must agree.
    */
   readonly digestEveryEpochs: number;
   /**
@@ -83,6 +84,28 @@ export const generationsSkippedMax = 1024;
  * a second of guest time.
  */
 export const digestIntervalInstructionsDefault = 10_000_000;
+
+/**
+ * Whether an epoch from instruction `startRetired` to `endRetired` takes a state digest: the
+ * first epoch to cross each multiple of `digestEveryEpochs` epochs' instructions. Counted in
+ * instructions, not epochs, so that a guest whose epochs end early (at every I/O request, in a
+ * sleep) is not digested more often for it. Both replicas decide from the logged end counts
+ * (`nextEpochStart`). Returns the digest's sequence number (its scrub window), or undefined.
+ */
+export function digestDue(options: ReplicationOptions, startRetired: number, endRetired: number): number | undefined {
+  if (options.digestEveryEpochs === 0) return undefined;
+  const interval = options.digestEveryEpochs * options.epochInstructions;
+  const sequence = Math.floor(endRetired / interval);
+  return sequence !== Math.floor(startRetired / interval) ? sequence : undefined;
+}
+
+/**
+ * Where the epoch after one that ended at `endRetired` (stopped for `stop`) starts counting:
+ * after a halt, on a fresh machine (a reset; after any other halt no epoch follows).
+ */
+export function nextEpochStart(stop: EpochEntry['stop'], endRetired: number): number {
+  return stop === 'halt' ? 0 : endRetired;
+}
 
 /** The default `digestEveryEpochs` for an epoch length: a digest about every `digestIntervalInstructionsDefault`. */
 export function defaultDigestEveryEpochs(epochInstructions: number): number {

@@ -20,7 +20,7 @@ import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
-  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, epochInstructionsMax, epochInstructionsMin, pendingEpochsMax,
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax,
   type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
@@ -535,6 +535,23 @@ const corruptions: { what: string; corrupt: (machine: Machine) => void; report: 
   { what: 'a page', corrupt: (machine) => machine.ram.writeBytes(ramBaseAddress + 0x8_0000, Uint8Array.of(1)), report: /: the RAM page at 0x80080000$/ },
   { what: 'a device field', corrupt: (machine) => machine.bus.find(BoardMap.uart + 7)!.device.write(7, 1, 0x5a), report: /: state of uart$/ },
 ];
+
+test('state digests are due by instructions: the first epoch past each multiple of K epochs\' instructions, however many short epochs; after a halt, from zero', () => {
+  const chosen: ReplicationOptions = { ...options, epochInstructions: 1000, digestEveryEpochs: 3 };
+  // Full epochs from 0: every third one.
+  const full = [1, 2, 3, 4, 5, 6].map((n) => digestDue(chosen, (n - 1) * 1000, n * 1000));
+  assert.deepEqual(full, [undefined, undefined, 1, undefined, undefined, 2]);
+  // A guest whose epochs end at every I/O request: 40 epochs of 100 instructions, one digest at 3,000.
+  let start = 0;
+  const due: number[] = [];
+  for (let n = 1; n <= 40; n++) {
+    if (digestDue(chosen, start, n * 100) !== undefined) due.push(n);
+    start = nextEpochStart('wfi', n * 100);
+  }
+  assert.deepEqual(due, [30]);
+  assert.equal(nextEpochStart('halt', 123_456), 0, 'a reset machine counts from zero');
+  assert.equal(digestDue({ ...chosen, digestEveryEpochs: 0 }, 0, 1e9), undefined, 'off');
+});
 
 for (const { what, corrupt, report } of corruptions) {
   test(`state digests: ${what} corrupted on the backup is found at the next digest, named; the primary is told, not protected`, () => {

@@ -23,8 +23,26 @@ test('a request is followed from its entry to the entry that delivers its comple
   trace.entrySent(6, [{ slot: 7, requestId: 1 }]);
   const [request] = trace.traced;
   assert.deepEqual(request, {
-    requestId: 1, op: 'write', epoch: 5, entrySentMs: 10, acknowledgedMs: 11, releasedMs: 11.25, performedMs: 11.5, deliveredMs: 12, deliveredEpoch: 6,
+    requestId: 1, op: 'write', epoch: 5, entrySentMs: 10, acknowledgedMs: 11, releasedMs: 11.25, performedMs: 11.5, deliveredMs: 12, deliveredEpoch: 6, early: false,
   });
+});
+
+test('a write completed early: delivered before its release, its way summarized apart from the round trip it did not wait for', () => {
+  const { trace, at } = traced();
+  at(10);
+  trace.entrySent(5, []); // epoch 5 issued the write
+  at(10.1);
+  trace.entrySent(6, [{ slot: 7, requestId: 1 }]); // its completion, before the acknowledgement
+  at(11);
+  trace.acknowledged(6);
+  trace.released({ slot: 7, requestId: 1, op: 'write' }, 5);
+  at(11.5);
+  trace.performed({ slot: 7, requestId: 1 });
+  const [request] = trace.traced;
+  assert.deepEqual(request, {
+    requestId: 1, op: 'write', epoch: 5, entrySentMs: 10, acknowledgedMs: 11, releasedMs: 11, performedMs: 11.5, deliveredMs: 10.1, deliveredEpoch: 6, early: true,
+  });
+  assert.match(trace.summary()[0]!, /1 writes; median per step: 1 completed early: entry sent -> delivered 0\.100 ms \(round trip 1\.000 ms\)/);
 });
 
 test('the summary gives each gap per kind of request, the time from one request to the next, and one whole way', () => {

@@ -6,7 +6,8 @@
  *   acknowledged   the backup's acknowledgement of that epoch arrived (the round trip)
  *   released       the request went to the disk image (the output rule allowed it)
  *   performed      the host's I/O finished
- *   delivered      the completion entered the guest, at an epoch boundary (its entry left)
+ *   delivered      the completion entered the guest, at an epoch boundary (its entry left);
+ *                  for a write completed early (before its release), before it was released
  *   next issued    the entry of the epoch that issued the guest's next request left
  *
  * Every gap but the round trip is a wait the protocol does not need (issue 14). Times are the
@@ -35,6 +36,8 @@ export interface TracedRequest {
   performedMs: number | undefined;
   deliveredMs: number | undefined;
   deliveredEpoch: number | undefined;
+  /** Its completion reached the guest before it was released (a write completed early). */
+  early: boolean;
 }
 
 /** The gaps of a traced request, in the order it meets them. */
@@ -61,6 +64,8 @@ export class IoTrace {
   private readonly unacknowledged: number[] = [];
   /** Requests released and not delivered yet, by slot and id. */
   private readonly open = new Map<string, TracedRequest>();
+  /** Completions delivered before their request was released (writes completed early), by slot and id. */
+  private readonly deliveredEarly = new Map<string, { atMs: number; epoch: number }>();
 
   constructor(private readonly nowMs: () => number) {}
 
@@ -74,7 +79,10 @@ export class IoTrace {
     for (const { slot, requestId } of completed) {
       const key = `${slot}:${requestId}`;
       const request = this.open.get(key);
-      if (request === undefined) continue;
+      if (request === undefined) {
+        if (this.deliveredEarly.size < requestsKeptMax) this.deliveredEarly.set(key, { atMs: now, epoch });
+        continue;
+      }
       this.open.delete(key);
       request.deliveredMs = now;
       request.deliveredEpoch = epoch;
@@ -94,18 +102,24 @@ export class IoTrace {
   /** The request, issued in `epoch`, went to the disk image. */
   released({ slot, requestId, op }: TracedRequestKey, epoch: number): void {
     const times = this.epochs.get(epoch);
+    const key = `${slot}:${requestId}`;
+    const early = this.deliveredEarly.get(key);
+    this.deliveredEarly.delete(key);
     const request: TracedRequest = {
       requestId, op, epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
-      performedMs: undefined, deliveredMs: undefined, deliveredEpoch: undefined,
+      performedMs: undefined, deliveredMs: early?.atMs, deliveredEpoch: early?.epoch, early: early !== undefined,
     };
     if (this.requests.length < requestsKeptMax) this.requests.push(request);
-    this.open.set(`${slot}:${requestId}`, request);
+    this.open.set(key, request);
   }
 
   /** The host's I/O for the request finished. */
   performed({ slot, requestId }: RequestKey): void {
-    const request = this.open.get(`${slot}:${requestId}`);
-    if (request !== undefined) request.performedMs = this.nowMs();
+    const key = `${slot}:${requestId}`;
+    const request = this.open.get(key);
+    if (request === undefined) return;
+    request.performedMs = this.nowMs();
+    if (request.early) this.open.delete(key); // delivered already
   }
 
   /** The entry of `epoch` delivered frames from the network to the guest. */
@@ -162,8 +176,15 @@ function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
   const lines: string[] = [];
   const cells: string[] = [];
   for (const [name, from, to] of traceGaps) {
-    const gaps = complete.flatMap((request) => (request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
+    const gaps = complete.flatMap((request) => (!request.early && request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
     if (gaps.length > 0) cells.push(`${name} ${formatMs(median(gaps))}`);
+  }
+  // Writes completed early: the guest had the completion before the round trip was over.
+  const early = complete.filter((request) => request.early && request.entrySentMs !== undefined);
+  if (early.length > 0) {
+    const ways = (to: 'deliveredMs' | 'acknowledgedMs'): number[] => early.flatMap((request) => (request[to] === undefined ? [] : [request[to]! - request.entrySentMs!]));
+    const acknowledged = ways('acknowledgedMs');
+    cells.push(`${early.length} completed early: entry sent -> delivered ${formatMs(median(ways('deliveredMs')))}${acknowledged.length > 0 ? ` (round trip ${formatMs(median(acknowledged))})` : ''}`);
   }
   // The guest's part: from a completion's delivery to the entry that carries its next request.
   const turnaround: number[] = [];

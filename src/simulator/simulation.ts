@@ -199,7 +199,7 @@ export function chooseFaultPlan(prng: Prng): FaultPlan {
  */
 function withPause(prng: Prng, plan: FaultPlan): FaultPlan {
   if (!prng.chance(0.2)) return plan;
-  const atMs = plan.joinAtMs !== undefined && prng.chance(0.5) ? plan.joinAtMs + prng.between(1, 10) : prng.between(2, 110);
+  const atMs = plan.joinAtMs !== undefined && prng.chance(0.5) ? plan.joinAtMs + prng.between(1, 10) : prng.between(2, 85);
   const forMs = prng.chance(0.5) ? prng.between(5, 150) : prng.between(200, 900);
   const pause = { replica: prng.chance(0.5) ? ('primary' as const) : ('live' as const), atMs, forMs };
   const reset = plan.resetAtMs === undefined && prng.chance(0.5) ? { resetAtMs: atMs + prng.between(0, Math.min(forMs, 50)) } : {};

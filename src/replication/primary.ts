@@ -150,7 +150,7 @@ export class PrimaryReplica {
   private generation: number;
   private readonly pending: { epoch: number; outputs: MachineOutput[] }[] = [];
   private releasedThrough: number;
-  /** The last epoch whose outputs were held for acknowledgements. */
+  /** The last epoch with outputs held for acknowledgements that someone waits for (all but writes completed early). */
   private heldOutputsThrough = 0;
   /** Its backups, by connection: at most `options.backups`, at most one of them joining by a live copy. */
   private readonly followers = new Map<PeerId, Follower>();
@@ -603,7 +603,9 @@ export class PrimaryReplica {
       const held = this.issueReads(epoch, outputs);
       this.completeWritesEarly(held);
       this.pending.push({ epoch, outputs: held });
-      if (held.length > 0) this.heldOutputsThrough = epoch;
+      // A write completed early keeps nobody waiting: the guest has its completion, and its
+      // entry may go with the next batch (a read of its sectors, held behind it, does wait).
+      if (held.some((output) => output.kind !== 'disk-request' || !this.completedEarly.has(output.request))) this.heldOutputsThrough = epoch;
       this.io.crashPoint('primary:before-send-epoch');
       let digest: Message | undefined;
       const sequence = this.digester === undefined ? undefined : digestDue(this.options, startRetired, entry.endRetired);

@@ -137,6 +137,8 @@ class ReplicaRuntime implements ReplicaIo {
   private reportedDivergence: unknown;
   private lastRole = '';
   private readonly trace: IoTrace | undefined;
+  /** Time the loop slept with the core blocked (waiting for the guest's deadline, an acknowledgement, input). */
+  private readonly slept = { ms: 0, times: 0 };
 
   constructor(private readonly options: ReplicaProcessOptions) {
     this.trace = options.traceIo === true ? new IoTrace(() => this.nowMs()) : undefined;
@@ -194,7 +196,8 @@ class ReplicaRuntime implements ReplicaIo {
     this.log(
       `log summary: ${bytes} bytes ${status.logBytesSent > 0 ? 'sent' : 'received'} over ${status.epoch} epochs in ${seconds.toFixed(2)} s ` +
         `(${status.epoch > 0 ? Math.round(bytes / status.epoch) : 0} bytes/epoch, ${Math.round(bytes / Math.max(seconds, 1e-3))} bytes/s); ` +
-        `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms; ${status.messagesSent} messages sent`,
+        `${status.digests.taken} state digests in ${status.digests.ms.toFixed(1)} ms; ${status.messagesSent} messages sent; ` +
+        `slept ${Math.round(this.slept.ms)} ms in ${this.slept.times} waits`,
     );
     if (this.trace !== undefined) for (const line of this.trace.summary()) this.log(line);
   }
@@ -255,6 +258,8 @@ class ReplicaRuntime implements ReplicaIo {
       if (this.completions.length > 0) continue;
       await this.sleep(result.untilMs);
       lastYieldMs = performance.now();
+      this.slept.ms += lastYieldMs - nowMs;
+      this.slept.times++;
     }
   }
 

@@ -131,7 +131,10 @@ export interface SubmittedRequest {
   readonly slot: number;
   readonly requestId: number;
   readonly op: DiskRequest['op'];
-  /** A write completed to the guest before it was performed (`completeWritesEarly`). */
+  /**
+   * Its completion is not delivered: a write completed to the guest before it was performed
+   * (`completeWritesEarly`), or a request of a machine since rebooted.
+   */
   readonly early: boolean;
 }
 
@@ -475,7 +478,7 @@ export class PrimaryReplica {
     let completion = event;
     if (submitted!.early) {
       // The guest has had this write's completion; a failure is reported by its disk's next flush.
-      if (event.status !== 'ok') {
+      if (event.status !== 'ok' && submitted!.op === 'write') {
         this.failedEarlyWrites.add(event.slot);
         this.io.log(`a write to the disk on virtio slot ${event.slot} failed after the guest was told it was done: its next flush reports the error`);
       }
@@ -530,6 +533,10 @@ export class PrimaryReplica {
     if (power?.kind === 'reset') {
       // Both replicas reboot at the same boundary: the backups do so when they replay it.
       this.machine = this.reboot();
+      // Completions for the old machine's requests are not the new one's (its request ids start
+      // again): those queued go, and those to come are not delivered.
+      this.completions.length = 0;
+      for (const [index, request] of this.diskRequestsOutstanding.entries()) this.diskRequestsOutstanding[index] = { ...request, early: true };
       this.digester = this.startDigests(this.machine);
       this.digester?.take();
       const copying = this.joiner();
@@ -591,6 +598,10 @@ export class PrimaryReplica {
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
+    // Protected: reads may go at once, and writes complete at this very boundary when their
+    // completions fit (the guest need not wait an epoch more for them).
+    const held = this.role === 'protected' ? this.issueReads(epoch, outputs) : outputs;
+    if (this.role === 'protected' && machine.power === undefined) this.completeWritesEarly(held);
     const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
@@ -600,8 +611,6 @@ export class PrimaryReplica {
     const startRetired = this.nextStartRetired;
     this.nextStartRetired = nextEpochStart(entry.stop, entry.endRetired);
     if (this.role === 'protected') {
-      const held = this.issueReads(epoch, outputs);
-      this.completeWritesEarly(held);
       this.pending.push({ epoch, outputs: held });
       // A write completed early keeps nobody waiting: the guest has its completion, and its
       // entry may go with the next batch (a read of its sectors, held behind it, does wait).
@@ -632,13 +641,20 @@ export class PrimaryReplica {
   }
 
   /**
-   * The events for this boundary: the first `queuedEvents` completions (as planned), the
-   * network's (within what the entry has left: `roomBytes`, after the readings and room for
+   * The events for this boundary: the first `queuedEvents` completions (as planned), and more
+   * that fit what the entry has left, the network's (within what the entry has left: `roomBytes`, after the readings and room for
    * console input and the clock), console input, the clock.
    */
   private boundaryEvents(queuedEvents: number, roomBytes: number): MachineEvent[] {
     const events: MachineEvent[] = this.completions.splice(0, queuedEvents);
-    this.networkEvents(events, roomBytes - queuedEventsBytes(events));
+    let roomLeft = roomBytes - queuedEventsBytes(events);
+    // Completions queued since the plan (writes of this epoch, completed early), as many as fit.
+    while (this.completions.length > 0 && eventWireBytes(this.completions[0]!) <= roomLeft) {
+      const completion = this.completions.shift()!;
+      events.push(completion);
+      roomLeft -= eventWireBytes(completion);
+    }
+    this.networkEvents(events, roomLeft);
     const room = Math.min(this.machine.consoleInputRoom, consoleInputPerEntryBytesMax);
     if (room > 0 && this.io.consoleInputWaiting) {
       const input = this.io.takeConsoleInput(room);

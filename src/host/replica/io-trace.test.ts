@@ -61,7 +61,7 @@ test('the summary gives each gap per kind of request, the time from one request 
   }
   const lines = trace.summary();
   assert.match(lines[0]!, /^io trace: 3 writes; median per step: round trip 2\.000 ms, acknowledged -> released 0\.000 ms, host I\/O 1\.000 ms, performed -> delivered 1\.000 ms, delivered -> next issued 6\.000 ms$/);
-  assert.match(lines[1]!, /writes one after the other: from one issue to the next median 10\.0 ms \(mean 10\.0 ms, 2 epochs; 2 pairs\)/);
+  assert.match(lines[1]!, /writes one after the other: from one issue to the next median 10\.0 ms \(p90 10\.0 ms, p99 10\.0 ms, max 10\.0 ms; mean 10\.0 ms, 2 epochs; 2 pairs\)/);
   assert.match(lines[2]!, /^io trace: write 2 \(issued in epoch 3\): entry sent \+0, acknowledged \+2\.000 ms, released \+2\.000 ms, performed \+3\.000 ms, delivered \+4\.000 ms \(epoch 4\)$/);
   assert.equal(lines.length, 3, 'no reads, no flushes: no lines for them');
 });

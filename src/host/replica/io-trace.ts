@@ -203,7 +203,12 @@ function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
   lines.push(`io trace: ${complete.length} ${kind}; median per step: ${cells.join(', ')}`);
   if (whole.length > 0) {
     const mean = whole.reduce((sum, value) => sum + value, 0) / whole.length;
-    lines.push(`io trace: ${kind} one after the other: from one issue to the next median ${formatMs(median(whole))} (mean ${formatMs(mean)}, ${median(epochsBetween)} epochs; ${whole.length} pairs)`);
+    const sorted = [...whole].sort((a, b) => a - b);
+    const at = (fraction: number): string => formatMs(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))]!);
+    lines.push(
+      `io trace: ${kind} one after the other: from one issue to the next median ${formatMs(median(whole))} (p90 ${at(0.9)}, p99 ${at(0.99)}, max ${formatMs(sorted.at(-1)!)}; ` +
+        `mean ${formatMs(mean)}, ${median(epochsBetween)} epochs; ${whole.length} pairs)`,
+    );
   }
   // One request end to end: the one whose way took the median time.
   const byWay = complete.filter((request) => request.entrySentMs !== undefined).sort((a, b) => a.deliveredMs! - a.entrySentMs! - (b.deliveredMs! - b.entrySentMs!));

@@ -434,7 +434,11 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   takeNetworkFrames(slot: number, maxFrames: number, maxBytes: number): Uint8Array[] {
-    return this.options.networks.get(slot)?.take(maxFrames, maxBytes) ?? [];
+    const port = this.options.networks.get(slot);
+    const arrivedMs = port?.oldestArrivalMs;
+    const frames = port?.take(maxFrames, maxBytes) ?? [];
+    if (frames.length > 0 && arrivedMs !== undefined) this.trace?.framesTaken(arrivedMs);
+    return frames;
   }
 
   networkInputWaiting(slot: number): boolean {

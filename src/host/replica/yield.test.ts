@@ -33,50 +33,44 @@ async function socketPair(): Promise<{ ours: net.Socket; theirs: net.Socket; clo
   };
 }
 
-test('a yield from an I/O callback polls the sockets before it resolves', async () => {
+/**
+ * Runs `action` in the I/O callback of a first chunk, just after a second chunk was written to
+ * us (so it sits in our receive queue from then on: a UNIX socket write is delivered as it
+ * returns); `secondRead()` says whether the event loop has read it since.
+ */
+async function inFirstChunkCallback<T>(action: (secondRead: () => boolean) => Promise<T>): Promise<T> {
   const { ours, theirs, close } = await socketPair();
   try {
     let second = false;
     ours.on('data', (chunk: Buffer) => {
       if (chunk.includes(0x32)) second = true;
     });
-    const outcome = await new Promise<{ plain: boolean; twice: boolean }>((resolve) => {
+    return await new Promise<T>((resolve, reject) => {
       ours.once('data', () => {
-        // In the first chunk's I/O callback: the second chunk is written now, so it sits in
-        // our receive queue from here on (a UNIX socket write is delivered as it returns).
         theirs.write('2');
-        void (async () => {
-          await setImmediate();
-          const plain = second; // one setImmediate: the same turn, no poll in between
-          await yieldToSockets(false);
-          resolve({ plain, twice: second });
-        })();
+        action(() => second).then(resolve, reject);
       });
       theirs.write('1');
     });
-    assert.equal(outcome.plain, false, 'one setImmediate from an I/O callback does not poll (the reason for yieldToSockets)');
-    assert.equal(outcome.twice, true);
   } finally {
     close();
   }
+}
+
+test('one setImmediate from an I/O callback does not poll the sockets (why yieldToSockets exists); the next one does', async () => {
+  const seen = await inFirstChunkCallback(async (secondRead) => {
+    await setImmediate();
+    const afterOne = secondRead(); // the same turn of the event loop: no poll in between
+    await yieldToSockets(false); // from the check phase: the next turn polls first
+    return { afterOne, afterYield: secondRead() };
+  });
+  assert.deepEqual(seen, { afterOne: false, afterYield: true });
 });
 
-test('yieldToSockets(true) polls even when called from an I/O callback', async () => {
-  const { ours, theirs, close } = await socketPair();
-  try {
-    let second = false;
-    ours.on('data', (chunk: Buffer) => {
-      if (chunk.includes(0x32)) second = true;
-    });
-    const seen = await new Promise<boolean>((resolve) => {
-      ours.once('data', () => {
-        theirs.write('2');
-        void yieldToSockets(true).then(() => resolve(second));
-      });
-      theirs.write('1');
-    });
-    assert.equal(seen, true);
-  } finally {
-    close();
-  }
+test('yieldToSockets(true) polls the sockets even when called from an I/O callback', async () => {
+  const seen = await inFirstChunkCallback(async (secondRead) => {
+    await yieldToSockets(true);
+    return secondRead();
+  });
+  assert.equal(seen, true);
 });

@@ -10,6 +10,10 @@
  *    back to back; the stall is the longest wait for one answer around the kill.
  *
  *   node dist/bench/network.js [--seconds S] [--kills N]     (defaults: 10 s per row, 20 kills)
+ *     [--rounds R]          every row R times, the rows taking turns; the table has the medians
+ *     [--only a,b,...]      only these rows: run, relaxed, relaxed-20k, original, original-20k
+ *     [--baseline DIR]      beside each row, the same row on another build (a checkout of the
+ *                           code before a change, built): before and after in one run
  *
  * Prints a Markdown table for docs/BENCHMARKS.md. Not a timed test: it measures.
  */
@@ -31,6 +35,13 @@ const argument = (name: string, fallback: number): number => {
 };
 const seconds = argument('seconds', 10);
 const kills = argument('kills', 20);
+const rounds = argument('rounds', 1);
+const textArgument = (name: string): string | undefined => {
+  const at = process.argv.indexOf(`--${name}`);
+  return at < 0 ? undefined : process.argv[at + 1];
+};
+const only = textArgument('only')?.split(',');
+const baselineRoot = textArgument('baseline');
 const bootTimeoutMs = 180_000;
 const answerTimeoutMs = 60_000;
 
@@ -54,13 +65,13 @@ interface Guest {
   readonly exited: Promise<number | null>;
 }
 
-async function startGuest(command: string[]): Promise<Guest> {
+async function startGuest(command: string[], program = cli): Promise<Guest> {
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-bench-net-'));
   const image = path.join(directory, 'data.img');
   ensureDataDisk(image, 32 * 1024 * 1024);
   const port = await freePort();
   const statusPort = command[0] === 'pair' ? await freePort() : undefined;
-  const args = [cli, ...command, '--guest', 'linux', '--disk', image, '--net', `user,hostfwd=tcp::${port}-:80`, ...(statusPort === undefined ? [] : ['--status-port', String(statusPort)])];
+  const args = [program, ...command, '--guest', 'linux', '--disk', image, '--net', `user,hostfwd=tcp::${port}-:80`, ...(statusPort === undefined ? [] : ['--status-port', String(statusPort)])];
   const child = spawn(process.execPath, args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const guest: Guest = { child, port, statusPort, directory, out: '', err: '', exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
   child.stdout!.setEncoding('latin1').on('data', (chunk: string) => (guest.out += chunk));
@@ -99,8 +110,8 @@ interface Row {
   readonly logBytesPerClientByte: number | undefined;
 }
 
-async function measure(name: string, command: string[]): Promise<Row> {
-  const guest = await startGuest(command);
+async function measure(name: string, command: string[], program = cli): Promise<Row> {
+  const guest = await startGuest(command, program);
   try {
     const client = await KeepAliveClient.connect(guest.port);
     const body = Buffer.alloc(1024, 0x61);
@@ -177,25 +188,53 @@ function primaryPid(pairPid: number): number | undefined {
   return undefined;
 }
 
+/** The median of each figure over the rounds of one row. */
+function medianRow(name: string, measured: readonly Row[]): Row {
+  const mid = (pick: (row: Row) => number): number => percentile([...measured.map(pick)].sort((a, b) => a - b), 50);
+  const logged = measured.every((row) => row.logBytesPerClientByte !== undefined);
+  return {
+    name,
+    requestsPerSecond: mid((row) => row.requestsPerSecond),
+    medianMs: mid((row) => row.medianMs),
+    p99Ms: mid((row) => row.p99Ms),
+    logBytesPerClientByte: logged ? mid((row) => row.logBytesPerClientByte!) : undefined,
+  };
+}
+
 async function main(): Promise<void> {
-  const rows: Row[] = [];
-  const configurations: [string, string[]][] = [
-    ['run', ['run']],
-    ['pair, relaxed, epoch 100,000 (default)', ['pair']],
-    ['pair, relaxed, epoch 20,000', ['pair', '--epoch', '20000']],
-    ['pair, original, epoch 100,000', ['pair', '--protocol', 'original']],
-    ['pair, original, epoch 20,000', ['pair', '--protocol', 'original', '--epoch', '20000']],
+  const configurations: [string, string, string[]][] = [
+    ['run', 'run', ['run']],
+    ['relaxed', 'pair, relaxed, epoch 100,000 (default)', ['pair']],
+    ['relaxed-20k', 'pair, relaxed, epoch 20,000', ['pair', '--epoch', '20000']],
+    ['original', 'pair, original, epoch 100,000', ['pair', '--protocol', 'original']],
+    ['original-20k', 'pair, original, epoch 20,000', ['pair', '--protocol', 'original', '--epoch', '20000']],
   ];
-  for (const [name, command] of configurations) {
-    process.stderr.write(`measuring ${name}...\n`);
-    rows.push(await measure(name, command));
+  const chosen = configurations.filter(([key]) => only === undefined || only.includes(key));
+  // Each row on this build and, with --baseline, on the other; every round measures each once.
+  const builds: [string, string][] = [['', cli], ...(baselineRoot === undefined ? [] : [['baseline: ', path.join(path.resolve(baselineRoot), 'bin/understudy.js')] as [string, string]])];
+  const measured = new Map<string, Row[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const [, name, command] of chosen) {
+      for (const [prefix, program] of builds) {
+        process.stderr.write(`round ${round} of ${rounds}: measuring ${prefix}${name}...\n`);
+        const row = await measure(`${prefix}${name}`, command, program);
+        process.stderr.write(`  ${row.requestsPerSecond.toFixed(0)} GET/s, median ${row.medianMs.toFixed(2)} ms\n`);
+        measured.set(row.name, [...(measured.get(row.name) ?? []), row]);
+      }
+    }
   }
-  const base = rows[0]!;
-  console.log(`| configuration | GET/s | vs run | median ms | p99 ms | log bytes per byte PUT |`);
-  console.log(`|---|---|---|---|---|---|`);
+  const rows = [...measured].map(([name, list]) => medianRow(name, list));
+  const baseFor = (row: Row): Row => rows.find((other) => other.name === (row.name.startsWith('baseline: ') ? 'baseline: run' : 'run')) ?? rows[0]!;
+  if (rounds > 1) console.log(`medians of ${rounds} rounds`);
+  console.log(`| configuration | GET/s | vs run | median ms | added median ms | p99 ms | log bytes per byte PUT |`);
+  console.log(`|---|---|---|---|---|---|---|`);
   for (const row of rows) {
+    const base = baseFor(row);
     const log = row.logBytesPerClientByte === undefined ? '—' : row.logBytesPerClientByte.toFixed(2);
-    console.log(`| ${row.name} | ${row.requestsPerSecond.toFixed(0)} | ${(row.requestsPerSecond / base.requestsPerSecond).toFixed(2)} | ${row.medianMs.toFixed(2)} | ${row.p99Ms.toFixed(2)} | ${log} |`);
+    console.log(
+      `| ${row.name} | ${row.requestsPerSecond.toFixed(0)} | ${(row.requestsPerSecond / base.requestsPerSecond).toFixed(2)} | ${row.medianMs.toFixed(2)} | ` +
+        `${(row.medianMs - base.medianMs).toFixed(2)} | ${row.p99Ms.toFixed(2)} | ${log} |`,
+    );
   }
   const stalls: number[] = [];
   for (let kill = 0; kill < kills; kill++) {

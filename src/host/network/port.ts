@@ -52,6 +52,8 @@ export interface PortCounters {
 export class NetworkPort {
   private stream: Duplex | undefined;
   private readonly queue: Uint8Array[] = [];
+  /** When each frame of the queue arrived (monotonic ms), for --trace-io. */
+  private readonly arrivedMs: number[] = [];
   private waiters: (() => void)[] = [];
   private closing = false;
   private restarts = 0;
@@ -93,6 +95,11 @@ export class NetworkPort {
     return this.queue.length > 0;
   }
 
+  /** When the oldest frame waiting arrived (monotonic ms), if one waits. */
+  get oldestArrivalMs(): number | undefined {
+    return this.arrivedMs[0];
+  }
+
   get backlogBytes(): number {
     return this.stream?.writableLength ?? 0;
   }
@@ -131,6 +138,7 @@ export class NetworkPort {
     let bytes = 0;
     while (frames.length < maxFrames && this.queue.length > 0 && bytes + this.queue[0]!.length <= maxBytes) {
       const frame = this.queue.shift()!;
+      this.arrivedMs.shift();
       bytes += frame.length;
       frames.push(frame);
     }
@@ -211,6 +219,7 @@ export class NetworkPort {
     }
     this.counters.framesReceived++;
     this.queue.push(frame);
+    this.arrivedMs.push(performance.now());
   }
 
   private restartLater(): void {

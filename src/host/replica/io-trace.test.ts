@@ -82,3 +82,24 @@ test('an acknowledgement covers every earlier epoch; a later one does not move t
 test('nothing traced: the summary says so', () => {
   assert.deepEqual(new IoTrace(() => 0).summary(), ['io trace: no disk request went its whole way, and no frame went out']);
 });
+
+test("a frame's way: arrived, delivered, the answer's entry sent, acknowledged, released", () => {
+  const { trace, at } = traced();
+  for (const start of [0, 10, 20]) {
+    at(start);
+    trace.framesTaken(start - 0.25); // the request arrived a quarter of a millisecond before the boundary
+    trace.framesTaken(start - 0.1); // a second frame taken for the same entry: the first one counts
+    at(start + 0.5);
+    trace.entrySent(start + 1, []);
+    trace.framesDelivered(start + 1);
+    at(start + 1);
+    trace.entrySent(start + 2, []); // the answer's epoch
+    at(start + 1.5);
+    trace.acknowledged(start + 2);
+    at(start + 1.75);
+    trace.frameReleased(start + 2);
+  }
+  assert.deepEqual(trace.summary(), [
+    "io trace: 3 frames sent; median: frames arrived -> delivered (their entry sent) 0.750 ms, delivered -> the answer's entry sent 0.500 ms, round trip 0.500 ms, acknowledged -> released 0.250 ms",
+  ]);
+});

@@ -10,6 +10,10 @@
  *                  for a write completed early (before its release), before it was released
  *   next issued    the entry of the epoch that issued the guest's next request left
  *
+ * and, for every frame the guest sends: when the frames it answers arrived from the network,
+ * when their entry delivered them, when the answer's entry left, was acknowledged, and the
+ * frame was released.
+ *
  * Every gap but the round trip is a wait the protocol does not need (issue 14). Times are the
  * host's monotonic milliseconds; nothing here reaches the machine or the protocol core.
  */
@@ -58,8 +62,17 @@ export class IoTrace {
   private readonly epochs = new Map<number, { sentMs: number; acknowledgedMs: number | undefined }>();
   private readonly requests: TracedRequest[] = [];
   /** Frames sent by the guest, in the order they went out. */
-  private readonly frames: { epoch: number; entrySentMs: number | undefined; acknowledgedMs: number | undefined; releasedMs: number; deliveredMs: number | undefined }[] = [];
-  private lastDelivery: { epoch: number; atMs: number } | undefined;
+  private readonly frames: {
+    epoch: number;
+    entrySentMs: number | undefined;
+    acknowledgedMs: number | undefined;
+    releasedMs: number;
+    deliveredMs: number | undefined;
+    arrivedMs: number | undefined;
+  }[] = [];
+  private lastDelivery: { epoch: number; atMs: number; arrivedMs: number | undefined } | undefined;
+  /** When the first frame taken for the next entry arrived from the network (at this process). */
+  private nextDeliveryArrivedMs: number | undefined;
   /** Epochs sent and not acknowledged yet, oldest first. */
   private readonly unacknowledged: number[] = [];
   /** Requests released and not delivered yet, by slot and id. */
@@ -122,9 +135,15 @@ export class IoTrace {
     if (request.early) this.open.delete(key); // delivered already
   }
 
+  /** Frames were taken from the network for the next entry; the first of them arrived at `arrivedMs`. */
+  framesTaken(arrivedMs: number): void {
+    this.nextDeliveryArrivedMs ??= arrivedMs;
+  }
+
   /** The entry of `epoch` delivered frames from the network to the guest. */
   framesDelivered(epoch: number): void {
-    this.lastDelivery = { epoch, atMs: this.nowMs() };
+    this.lastDelivery = { epoch, atMs: this.nowMs(), arrivedMs: this.nextDeliveryArrivedMs };
+    this.nextDeliveryArrivedMs = undefined;
   }
 
   /** A frame the guest sent in `epoch` went out to the network. */
@@ -136,6 +155,7 @@ export class IoTrace {
       epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
       // The guest's answer to the last frames delivered before it (a request, for a server).
       deliveredMs: delivery !== undefined && delivery.epoch <= epoch ? delivery.atMs : undefined,
+      arrivedMs: delivery !== undefined && delivery.epoch <= epoch ? delivery.arrivedMs : undefined,
     });
   }
 
@@ -160,7 +180,8 @@ export class IoTrace {
         return values.length === 0 ? '-' : formatMs(median(values));
       };
       lines.push(
-        `io trace: ${this.frames.length} frames sent; median: frames delivered -> the answer's entry sent ${gap((f) => (f.entrySentMs === undefined || f.deliveredMs === undefined ? undefined : f.entrySentMs - f.deliveredMs))}, ` +
+        `io trace: ${this.frames.length} frames sent; median: frames arrived -> delivered (their entry sent) ${gap((f) => (f.deliveredMs === undefined || f.arrivedMs === undefined ? undefined : f.deliveredMs - f.arrivedMs))}, ` +
+          `delivered -> the answer's entry sent ${gap((f) => (f.entrySentMs === undefined || f.deliveredMs === undefined ? undefined : f.entrySentMs - f.deliveredMs))}, ` +
           `round trip ${gap((f) => (f.entrySentMs === undefined || f.acknowledgedMs === undefined ? undefined : f.acknowledgedMs - f.entrySentMs))}, ` +
           `acknowledged -> released ${gap((f) => (f.acknowledgedMs === undefined ? undefined : f.releasedMs - f.acknowledgedMs))}`,
       );

@@ -6,7 +6,6 @@
  * sleeps while it is blocked, so socket data, disk completions and console input are taken
  * between steps.
  */
-import { setImmediate as yieldToHost } from 'node:timers/promises';
 import type { Machine } from '../../machine/board.js';
 import type { DiskRequest, EnvironmentPort, MachineEvent } from '../../machine/environment.js';
 import type { ReplicaEnvironment } from '../../replication/environment.js';
@@ -25,11 +24,13 @@ import type { Arbiter } from './arbiter.js';
 import { connectRetryMs, connectToPrimary, ReplicaListener, ReplicaStartError, type ChannelSecurity, type Endpoint, type PeerLink } from './transport.js';
 import { assert } from '../../machine/assert.js';
 import { IoTrace } from './io-trace.js';
+import { yieldToSockets } from './yield.js';
 
 /**
  * Longest stretch of guest execution before the loop looks at sockets and timers. An
- * acknowledgement (the primary) or an entry (the backup) waits at most this long to be read,
- * and every output waits for an acknowledgement; a look costs about a microsecond.
+ * acknowledgement (the primary) or an entry (the backup) waits at most about this long to be
+ * read (a primary whose outputs wait for one looks after every step); a look costs about a
+ * microsecond.
  */
 const hostYieldIntervalMs = 0.25;
 /**
@@ -208,6 +209,8 @@ class ReplicaRuntime implements ReplicaIo {
     const corked = new Set<PeerLink>();
     let lastFlushMs = lastYieldMs;
     let lastStatusMs = -Infinity;
+    /** The loop has not yielded since it woke (see yield.ts). */
+    let sinceWake = true;
     for (;;) {
       if (this.options.events?.status !== undefined && performance.now() - lastStatusMs > statusReportIntervalMs) {
         lastStatusMs = performance.now();
@@ -249,14 +252,19 @@ class ReplicaRuntime implements ReplicaIo {
         // What was sent must leave now, not at the next yield: with TLS, a message sent
         // while an earlier one is still being handed to the kernel waits for the event loop
         // (an entry's acknowledgement, and the outputs behind it, came milliseconds late).
-        if (yieldDue || (corked.size === 0 && links.some((link) => link.holding))) {
-          await yieldToHost();
+        // While outputs wait for an acknowledgement (the epochs are short then), the loop looks
+        // at its sockets after every step: the acknowledgement, and the outputs behind it, go
+        // as soon as it is there, not a yield interval later.
+        if (yieldDue || core.replica.holdsOutputs || (corked.size === 0 && links.some((link) => link.holding))) {
+          await yieldToSockets(sinceWake);
+          sinceWake = false;
           lastYieldMs = performance.now();
         }
         continue;
       }
       if (this.completions.length > 0) continue;
       await this.sleep(result.untilMs);
+      sinceWake = true;
       lastYieldMs = performance.now();
       this.slept.ms += lastYieldMs - nowMs;
       this.slept.times++;
@@ -431,7 +439,11 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   takeNetworkFrames(slot: number, maxFrames: number, maxBytes: number): Uint8Array[] {
-    return this.options.networks.get(slot)?.take(maxFrames, maxBytes) ?? [];
+    const port = this.options.networks.get(slot);
+    const arrivedMs = port?.oldestArrivalMs;
+    const frames = port?.take(maxFrames, maxBytes) ?? [];
+    if (frames.length > 0 && arrivedMs !== undefined) this.trace?.framesTaken(arrivedMs);
+    return frames;
   }
 
   networkInputWaiting(slot: number): boolean {

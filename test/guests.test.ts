@@ -37,7 +37,7 @@ for (const name of selfChecking) {
 // with the tier alone, and its end state must be the interpreter's.
 for (const [name, cpu] of [...selfChecking.map((guest) => [guest, 'lockstep'] as const), ['fpbench', 'lockstep'], ['cpubench', 'jit']] as const) {
   test(`guest ${name} with the translation tier${cpu === 'lockstep' ? ' in lockstep with the interpreter' : ''}: the interpreter's output, count and state`, async () => {
-    const plain = await runGuest(name);
+    const plain = await runGuest(name, { cpu: 'interp' });
     const tiered = await runGuest(name, { cpu });
     assert.equal(tiered.output, plain.output);
     assert.deepEqual(tiered.outcome, plain.outcome);

@@ -1,7 +1,7 @@
 /**
  * The translation tier's compiler: a block of guest instructions (straight-line code in one
- * page, through conditional branches on their fall-through path, up to and including the
- * jump that ends it: see planBlock) becomes the source of one
+ * page, through forward branches on their fall-through path, up to and including the branch
+ * or jump that ends it: see planBlock) becomes the source of one
  * JavaScript function, compiled with `new Function` (docs/BENCHMARKS.md says why JavaScript
  * and not WebAssembly). translation-cache.ts decides what to compile and runs it.
  *
@@ -10,8 +10,9 @@
  * that do not show: the registers a block uses live in locals (read at entry, written back
  * in a `finally`, so that a trap thrown from a slow path leaves `Hart.x` as the interpreter
  * would); constants (pc, immediates, register numbers) are folded into the source; and a
- * block with a branch or jump back to its own first instruction loops inside the function
- * while the budget allows a whole further pass (of its longest).
+ * block whose last instruction branches back to its own first instruction loops inside the
+ * function while the budget allows a whole further pass (of its longest, the side exits
+ * aside).
  *
  * Its contract (execution-tier.ts), as the generated code keeps it:
  * - counts: a block retires its instructions in order; before any slow path (which may read
@@ -144,8 +145,8 @@ export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number,
   }
   const last = instructions[instructions.length - 1];
   const endsWithJump = last !== undefined && endsBlock(last.d.op);
-  const head = instructions[0]?.pc;
-  const loops = instructions.some((instruction) => endsBlock(instruction.d.op) && jumpTarget(instruction) === head);
+  // Only the last can go back to the head: other branches are forward ones.
+  const loops = endsWithJump && jumpTarget(last) === instructions[0]!.pc;
   return { instructions, endsWithJump, loops };
 }
 

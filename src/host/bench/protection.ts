@@ -372,6 +372,7 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
     command: options.command,
     notes: [
       `${options.runs} run(s) per cell; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
+      `The CPU tier (--cpu) of every run: ${options.cpus.join(' and ')}${options.cpus.length > 1 ? ', each workload on each in turn' : ''}.`,
       `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure); --failure-timeout ${failureTimeoutMs}.`,
       `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
       "cpubench: 192 million instructions (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",

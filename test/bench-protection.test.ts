@@ -46,7 +46,7 @@ test('the smallest sweep shows its progress and leaves a report, its data and a 
 });
 
 test('bad options of bench end in one line', async () => {
-  for (const args of [['bench', 'speed'], ['bench', 'replication', '--links', '7'], ['bench', 'replication', '--epochs', '10'], ['bench', 'replication', '--workloads', 'gpu']]) {
+  for (const args of [['bench', 'speed'], ['bench', 'replication', '--links', '7'], ['bench', 'replication', '--epochs', '10'], ['bench', 'replication', '--workloads', 'gpu'], ['bench', 'replication', '--cpus', 'lockstep']]) {
     const result = await understudy(...args);
     assert.equal(result.status, 2, args.join(' '));
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);

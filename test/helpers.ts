@@ -9,6 +9,7 @@ import { BufferConsole } from '../src/host/console.js';
 import { DiskImage } from '../src/host/disk-image.js';
 import { runMachine, type RunOutcome } from '../src/host/runner.js';
 import { readKernel } from '../src/host/guest-image.js';
+import { defaultCpu } from '../src/cli/options.js';
 
 /** The repository root (this file runs from dist/test/). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -32,7 +33,7 @@ export interface GuestRunOptions {
   readonly ramBytes?: number;
   readonly instructionLimit?: number;
   readonly input?: string;
-  /** How the CPU runs (default: the interpreter). */
+  /** How the CPU runs (default: as the command line's, $UNDERSTUDY_CPU or the default tier). */
   readonly cpu?: CpuMode;
 }
 
@@ -50,7 +51,7 @@ export async function runElf(elf: string, options: GuestRunOptions = {}): Promis
       disks: images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `understudy-disk${index}` })),
     };
     const clock = new VirtualClock();
-    const machine = new Machine(config, clock, { cpu: options.cpu ?? 'interp' });
+    const machine = new Machine(config, clock, { cpu: options.cpu ?? defaultCpu() });
     machine.load(readKernel(elf));
     const terminal = new BufferConsole(options.input ?? '');
     const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));

@@ -65,7 +65,8 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
     for (let seed = firstSeed; seed < firstSeed + seeds; seed++) {
       const program = generateProgram(seed);
       const elf = build(program, directory);
-      const ours = await runElf(elf, { instructionLimit: 50_000_000 });
+      // The interpreter is the reference tier.
+      const ours = await runElf(elf, { instructionLimit: 50_000_000, cpu: 'interp' });
       // And with the translation tier, checked against the interpreter after every translated block.
       const translated = await runElf(elf, { instructionLimit: 50_000_000, cpu: 'lockstep' });
       translatedExits += translated.machine.lockstepComparisons;

@@ -136,8 +136,10 @@ test('reboot restarts the machine; the shell comes back', { timeout: 240_000 }, 
   }
 });
 
-for (const cpu of ['jit', 'lockstep'] as const) {
-  test(`Linux with the translation tier${cpu === 'lockstep' ? ', in lockstep with the interpreter (every exit from translated code compared),' : ''} boots to the shell; a shell loop and a pipe work`, { timeout: 600_000 }, async () => {
+// The other tests boot on the default tier (the translation tier); the interpreter, the
+// reference, boots here, and both together in lockstep.
+for (const cpu of ['interp', 'lockstep'] as const) {
+  test(`Linux ${cpu === 'lockstep' ? 'with the translation tier, in lockstep with the interpreter (every exit from translated code compared),' : 'on the interpreter alone'} boots to the shell; a shell loop and a pipe work`, { timeout: 600_000 }, async () => {
     const dir = scratch();
     const session = new ConsoleSession(['run', '--guest', 'linux', '--cpu', cpu, '--disk', path.join(dir, 'data.img'), '--timeout', '560']);
     try {

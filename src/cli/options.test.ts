@@ -1,7 +1,7 @@
-/** Unit tests for the command-line helpers that `pair` uses to build its replicas' arguments. */
+/** Unit tests for the command-line helpers: the replicas' arguments that `pair` builds, the default tier. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { childArguments } from './options.js';
+import { childArguments, cpuEnvironmentVariable, defaultCpu, defaultCpuMode, UsageError } from './options.js';
 
 const spec = { insecure: { type: 'boolean' }, arbiter: { type: 'string' }, kernel: { type: 'string' }, verbose: { type: 'boolean' } } as const;
 
@@ -13,4 +13,12 @@ test('childArguments drops parent-only options: a flag alone, a value after it o
 
 test('childArguments keeps everything after -- as it is', () => {
   assert.deepEqual(childArguments(['--kernel', 'a.elf', '--', '--insecure'], ['insecure'], spec), ['--kernel', 'a.elf', '--', '--insecure']);
+});
+
+test('the tier without --cpu: UNDERSTUDY_CPU when set, the default otherwise; a bad name is a usage error', () => {
+  assert.equal(defaultCpu({}), defaultCpuMode);
+  assert.equal(defaultCpu({ [cpuEnvironmentVariable]: '' }), defaultCpuMode);
+  assert.equal(defaultCpu({ [cpuEnvironmentVariable]: 'jit' }), 'jit');
+  assert.equal(defaultCpu({ [cpuEnvironmentVariable]: 'interp' }), 'interp');
+  assert.throws(() => defaultCpu({ [cpuEnvironmentVariable]: 'fast' }), (error) => error instanceof UsageError && /UNDERSTUDY_CPU must be interp, jit, lockstep, not "fast"/.test(error.message));
 });

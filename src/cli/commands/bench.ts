@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../../host/guest-image.js';
 import { epochLabel, type BenchResults, type LinkSetting, type Protocol } from '../../host/bench/protection-report.js';
-import { parseInteger, parseOptions, UsageError } from '../options.js';
+import { defaultCpu, parseInteger, parseOptions, UsageError } from '../options.js';
 import { epochInstructionsMax, epochInstructionsMin } from '../../replication/replica.js';
 
 /** The paper's epoch lengths (1K to 8K, its model's 32K and 385K) and longer ones. */
@@ -36,6 +36,8 @@ options:
   --quick              a small subset in a few minutes: cpubench and diskbench, epochs 4K and
                        1M, relaxed, unthrottled, three runs each
   --workloads LIST     of cpu, disk, linux (comma-separated; default all)
+  --cpus LIST          the tiers to measure each workload on, of interp, jit (e.g. interp,jit
+                       side by side; default the default tier, as --cpu)
   --epochs LIST        epoch lengths in instructions (e.g. 1000,32000)
   --protocols LIST     of original, relaxed (default both)
   --links LIST         of unthrottled, 155, 10 (Mbit/s; default all)
@@ -62,6 +64,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const { values } = parseOptions(rest, {
     quick: { type: 'boolean' },
     workloads: { type: 'string' },
+    cpus: { type: 'string' },
     epochs: { type: 'string' },
     protocols: { type: 'string' },
     links: { type: 'string' },
@@ -93,6 +96,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const { runProtectionBench, workloadNames } = await import('../../host/bench/protection.js');
   const report = await runProtectionBench({
     workloads: values.workloads === undefined ? (quick ? ['cpu', 'disk'] : [...workloadNames]) : list(values.workloads, '--workloads', workloadNames),
+    cpus: values.cpus === undefined ? [defaultCpu()] : list(values.cpus, '--cpus', ['interp', 'jit'] as const),
     epochs,
     protocols: values.protocols === undefined ? (quick ? ['relaxed'] : ['original', 'relaxed']) : list<Protocol>(values.protocols, '--protocols', ['original', 'relaxed']),
     links: links.filter((link) => linkNames.some((name) => link.name.startsWith(name))),

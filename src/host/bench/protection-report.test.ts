@@ -103,3 +103,23 @@ test("the link table: CPU-bound NP at 32K epochs by link, beside the paper's Eth
   assert.match(markdown, /## NP, link 155 Mbit\/s\n\n\| epoch \| CPU orig\. \| CPU relaxed \|\n\| --- \| --- \| --- \|\n\| 4K \| 4\.50 \| {2}\|/);
   assert.match(markdown, /## NP, link 10 Mbit\/s\n\n[^#]*\| 4K \| {2}\(6\.50\) \| 2\.00 \(3\.21\) \|/);
 });
+
+test('a workload measured on two tiers: a table, a cost row, a link row and a plot series per tier, each named', () => {
+  const onTier = (cpu: string, protectedSeconds: number): BenchResults['workloads'][number] => ({
+    workload: 'cpubench',
+    cpu,
+    phases: ['cpu'],
+    baseline: [run({ cpu: 2 })],
+    protected: [{ setting: { epochInstructions: 32_000, protocol: 'relaxed', link: 'unthrottled' }, runs: [run({ cpu: protectedSeconds })] }],
+  });
+  const tiers: BenchResults = { ...results, links: [results.links[0]!], workloads: [onTier('interp', 3), onTier('jit', 5)] };
+  assert.match(npTable(tiers, 'unthrottled', false, tiers.workloads[0]), /^\| 32K \| {2}\| 1\.50 \|$/m);
+  assert.match(npTable(tiers, 'unthrottled', false, tiers.workloads[1]), /^\| 32K \| {2}\| 2\.50 \|$/m);
+  const markdown = reportMarkdown(tiers, new Map());
+  assert.match(markdown, /cpubench, --cpu interp:\n\n\| epoch \| CPU orig\. \| CPU relaxed \|\n\| --- \| --- \| --- \|\n\| 32K \| {2}\| 1\.50 \|/);
+  assert.match(markdown, /cpubench, --cpu jit:\n\n\| epoch \| CPU orig\. \| CPU relaxed \|\n\| --- \| --- \| --- \|\n\| 32K \| {2}\| 2\.50 \|/);
+  assert.match(linkTable(tiers), /^\| unthrottled, --cpu interp \| – \| 1\.50 \| {2}\|\n\| unthrottled, --cpu jit \| – \| 2\.50 \| {2}\|$/m);
+  assert.match(costTable(tiers), /^\| cpubench, --cpu jit \| unthrottled \| relaxed \| 32K \|/m);
+  const series = (npPlotSpec(tiers, 'cpu')!.layer as { data: { values: { series: string }[] } }[])[0]!.data.values.map((point) => point.series);
+  assert.deepEqual(series, ['relaxed, unthrottled, --cpu interp', 'relaxed, unthrottled, --cpu jit']);
+});

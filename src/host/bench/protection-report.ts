@@ -62,6 +62,8 @@ export interface RunMeasurement {
 /** A workload's results: its baseline runs, and its runs under each protected setting. */
 export interface WorkloadResult {
   readonly workload: string;
+  /** The tier both runs used (`--cpu`), when the sweep compared tiers (--cpus); otherwise the default. */
+  readonly cpu?: string;
   readonly phases: readonly Phase[];
   readonly baseline: readonly RunMeasurement[];
   readonly protected: readonly { readonly setting: Setting; readonly runs: readonly RunMeasurement[] }[];
@@ -109,6 +111,8 @@ export function normalizedPerformance(result: WorkloadResult, phase: Phase, runs
 
 /** One point of a plot or a table: NP of a phase under a setting. */
 export interface NpPoint {
+  readonly workload: string;
+  readonly cpu: string | undefined;
   readonly phase: Phase;
   readonly epochInstructions: number;
   readonly protocol: Protocol;
@@ -122,21 +126,27 @@ export function npPoints(results: BenchResults): NpPoint[] {
     for (const cell of result.protected) {
       for (const phase of result.phases) {
         const np = normalizedPerformance(result, phase, cell.runs);
-        if (Number.isFinite(np)) points.push({ phase, ...cell.setting, np });
+        if (Number.isFinite(np)) points.push({ workload: result.workload, cpu: result.cpu, phase, ...cell.setting, np });
       }
     }
   }
   return points;
 }
 
+/** A workload's name in tables and plots: with its tier when the sweep compared tiers. */
+export function workloadLabel(result: Pick<WorkloadResult, 'workload' | 'cpu'>): string {
+  return result.cpu === undefined ? result.workload : `${result.workload}, --cpu ${result.cpu}`;
+}
+
 const format = (value: number, digits = 2): string => (Number.isFinite(value) ? value.toFixed(digits) : '–');
 
 /**
  * The NP table of one link: a row per epoch length, two columns (original, relaxed) per phase,
- * the paper's value (10 Mbit/s Ethernet) beside ours when `withPaper`.
+ * the paper's value (10 Mbit/s Ethernet) beside ours when `withPaper`; of one workload's
+ * results when `only` names them.
  */
-export function npTable(results: BenchResults, link: string, withPaper = true, only?: readonly Phase[]): string {
-  const points = npPoints(results).filter((point) => point.link === link && (only === undefined || only.includes(point.phase)));
+export function npTable(results: BenchResults, link: string, withPaper = true, only?: WorkloadResult): string {
+  const points = npPoints(results).filter((point) => point.link === link && (only === undefined || (point.workload === only.workload && point.cpu === only.cpu)));
   const phases = [...new Set(points.map((point) => point.phase))];
   const epochs = [...new Set(points.map((point) => point.epochInstructions))].sort((a, b) => a - b);
   if (phases.length === 0) return '';
@@ -155,17 +165,20 @@ export function npTable(results: BenchResults, link: string, withPaper = true, o
   return markdownTable(header, rows);
 }
 
-/** CPU-bound NP at 32K-instruction epochs by link, beside the paper's two links. */
+/** CPU-bound NP at 32K-instruction epochs by link (and tier, when the sweep compared tiers), beside the paper's two links. */
 export function linkTable(results: BenchResults): string {
   const points = npPoints(results).filter((point) => point.phase === 'cpu' && point.epochInstructions === 32_000);
   const paper: Readonly<Record<string, string>> = { '10 Mbit/s': '1.84 (Ethernet)', '155 Mbit/s': '1.66 (ATM)' };
-  const rows = results.links
-    .filter((link) => points.some((point) => point.link === link.name))
-    .map((link) => [
-      link.name,
-      ...(['original', 'relaxed'] as const).map((protocol) => format(points.find((point) => point.link === link.name && point.protocol === protocol)?.np ?? NaN)),
-      paper[link.name] ?? '',
-    ]);
+  const tiers = [...new Set(points.map((point) => point.cpu))];
+  const rows = results.links.flatMap((link) =>
+    tiers
+      .filter((cpu) => points.some((point) => point.link === link.name && point.cpu === cpu))
+      .map((cpu) => [
+        cpu === undefined ? link.name : `${link.name}, --cpu ${cpu}`,
+        ...(['original', 'relaxed'] as const).map((protocol) => format(points.find((point) => point.link === link.name && point.cpu === cpu && point.protocol === protocol)?.np ?? NaN)),
+        paper[link.name] ?? '',
+      ]),
+  );
   return rows.length === 0 ? '' : markdownTable(['link', 'original', 'relaxed', 'paper'], rows);
 }
 
@@ -174,13 +187,13 @@ export function costTable(results: BenchResults): string {
   const header = ['workload', 'link', 'protocol', 'epoch', 'primary wall s', 'primary CPU s', 'log Mbit/s', 'log bytes/epoch', 'messages/epoch (primary + backup)'];
   const rows: string[][] = [];
   for (const result of results.workloads) {
-    rows.push([result.workload, '`run`', '', '', format(median(result.baseline.map((run) => run.wallSeconds))), format(median(result.baseline.map((run) => run.cpuSeconds))), '', '', '']);
+    rows.push([workloadLabel(result), '`run`', '', '', format(median(result.baseline.map((run) => run.wallSeconds))), format(median(result.baseline.map((run) => run.cpuSeconds))), '', '', '']);
     for (const cell of result.protected) {
       const traffic = cell.runs.map((run) => run.traffic).filter((value): value is Traffic => value !== undefined);
       const per = (pick: (t: Traffic) => number): number => median(traffic.map((t) => (t.epochs > 0 ? pick(t) / t.epochs : NaN)));
       const mbit = median(traffic.map((t) => (t.bytes * 8) / 1e6 / t.seconds));
       rows.push([
-        result.workload,
+        workloadLabel(result),
         cell.setting.link,
         cell.setting.protocol,
         epochLabel(cell.setting.epochInstructions),
@@ -218,9 +231,12 @@ export function reportMarkdown(results: BenchResults, plots: ReadonlyMap<Phase, 
   for (const link of results.links) {
     // The paper's Table 1 was measured on 10 Mbit/s Ethernet: beside our loopback and our 10 Mbit/s only.
     // A table per workload: side by side, a dozen columns would not fit a page.
-    const tables = results.workloads.map((result) => npTable(results, link.name, link.rateMbitPerSecond === undefined || link.rateMbitPerSecond === 10, result.phases)).filter((table) => table !== '');
+    // A workload measured on several tiers has a table per tier, each named.
+    const tables = results.workloads
+      .map((result) => ({ result, table: npTable(results, link.name, link.rateMbitPerSecond === undefined || link.rateMbitPerSecond === 10, result) }))
+      .filter(({ table }) => table !== '');
     if (tables.length === 0) continue;
-    parts.push(`## NP, link ${link.name}`, '', ...tables.flatMap((table) => [table]));
+    parts.push(`## NP, link ${link.name}`, '', ...tables.flatMap(({ result, table }) => (result.cpu === undefined ? [table] : [`${workloadLabel(result)}:`, '', table])));
   }
   const links = linkTable(results);
   if (links !== '') parts.push('## The link at 32K-instruction epochs (CPU-bound)', '', "The paper: NP 1.84 on 10 Mbit/s Ethernet, 1.66 on a 155 Mbit/s ATM link.", '', links);
@@ -239,7 +255,7 @@ export function reportMarkdown(results: BenchResults, plots: ReadonlyMap<Phase, 
 export function npPlotSpec(results: BenchResults, phase: Phase): Record<string, unknown> | undefined {
   const ours = npPoints(results)
     .filter((point) => point.phase === phase)
-    .map((point) => ({ epoch: point.epochInstructions, np: point.np, series: `${point.protocol}, ${point.link}` }));
+    .map((point) => ({ epoch: point.epochInstructions, np: point.np, series: `${point.protocol}, ${point.link}${point.cpu === undefined ? '' : `, --cpu ${point.cpu}`}` }));
   if (ours.length === 0) return undefined;
   const paper = Object.entries(paperNp[phase] ?? {}).flatMap(([protocol, values]) =>
     Object.entries(values).map(([epoch, np]) => ({ epoch: Number(epoch), np, series: `paper, ${protocol}` })),

@@ -19,11 +19,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { CpuMode } from '../../machine/board.js';
 import { projectRoot } from '../guest-image.js';
 import { ensureDataDisk } from '../linux-guest.js';
 import { renderSvg } from './plot.js';
 import {
-  epochLabel, median, normalizedPerformance, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
+  epochLabel, median, normalizedPerformance, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
   type WorkloadResult,
 } from './protection-report.js';
 
@@ -52,6 +53,11 @@ export type WorkloadName = (typeof workloadNames)[number];
 
 export interface ProtectionBenchOptions {
   readonly workloads: readonly WorkloadName[];
+  /**
+   * The tiers (`--cpu`) each workload runs on, under `run` and protected alike; with more than
+   * one, every workload is measured on each, and the report names the tier of each result.
+   */
+  readonly cpus: readonly CpuMode[];
   readonly epochs: readonly number[];
   readonly protocols: readonly Protocol[];
   readonly links: readonly LinkSetting[];
@@ -81,6 +87,12 @@ interface Workload {
   /** Console input in answer to output (Linux's shell): a new conversation for each run. */
   readonly conversation?: () => Conversation;
   readonly phaseSeconds: (output: string) => Partial<Record<Phase, number>>;
+}
+
+/** A workload on one tier: its runs say `--cpu`, so that the tier does not depend on the environment. */
+function workloadOn(name: WorkloadName, scratch: string, cpu: CpuMode): Workload {
+  const work = workload(name, scratch);
+  return { ...work, machineArguments: (disk) => [...work.machineArguments(disk), '--cpu', cpu] };
 }
 
 function workload(name: WorkloadName, scratch: string): Workload {
@@ -302,7 +314,9 @@ export async function runProtectionBench(options: ProtectionBenchOptions): Promi
   const started = performance.now();
   const minutes = (): number => (performance.now() - started) / 60_000;
   try {
-    const workloads = options.workloads.filter((name) => name !== 'linux' || fs.existsSync(path.join(projectRoot, '.cache/linux/Image'))).map((name) => workload(name, scratch));
+    const names = options.workloads.filter((name) => name !== 'linux' || fs.existsSync(path.join(projectRoot, '.cache/linux/Image')));
+    // Each workload on each tier, one after the other, so that the tiers' figures are taken close together.
+    const workloads = names.flatMap((name) => options.cpus.map((cpu) => ({ work: workloadOn(name, scratch, cpu), cpu })));
     const settings = sweepSettings(options);
     const total = workloads.length * (settings.length + 1);
     let done = 0;
@@ -311,19 +325,21 @@ export async function runProtectionBench(options: ProtectionBenchOptions): Promi
     const results: WorkloadResult[] = [];
     const failures: string[] = [];
     let report = '';
-    for (const work of workloads) {
+    for (const { work, cpu } of workloads) {
       const disk = path.join(scratch, 'disk.img');
+      const tier = options.cpus.length > 1 ? { cpu } : {};
+      const title = workloadLabel({ workload: work.title, ...tier });
       const baseline: RunMeasurement[] = [];
       for (let run = 0; run < options.runs; run++) {
-        say(`${work.title} under run (${run + 1} of ${options.runs})`);
+        say(`${title} under run (${run + 1} of ${options.runs})`);
         baseline.push(await baselineRun(work, disk, startUp));
       }
       done++;
-      const result = { workload: work.title, phases: work.phases, baseline, protected: [] as WorkloadResult['protected'][number][] };
+      const result = { workload: work.title, ...tier, phases: work.phases, baseline, protected: [] as WorkloadResult['protected'][number][] };
       results.push(result);
       for (const setting of settings) {
         const runs: RunMeasurement[] = [];
-        const cell = `${work.title}, ${setting.protocol}, epoch ${epochLabel(setting.epochInstructions)}, link ${setting.link}`;
+        const cell = `${title}, ${setting.protocol}, epoch ${epochLabel(setting.epochInstructions)}, link ${setting.link}`;
         for (let run = 0; run < options.runs; run++) {
           say(`${cell} (${run + 1} of ${options.runs})`);
           try {
@@ -356,6 +372,7 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
     command: options.command,
     notes: [
       `${options.runs} run(s) per cell; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
+      `The CPU tier (--cpu) of every run: ${options.cpus.join(' and ')}${options.cpus.length > 1 ? ', each workload on each in turn' : ''}.`,
       `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure); --failure-timeout ${failureTimeoutMs}.`,
       `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
       "cpubench: 192 million instructions (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",

@@ -109,6 +109,36 @@ test('a hot loop is translated, and a budget that ends at any instruction of it 
   assert.equal(hart.x[2], 0, 'the loop ran to its end');
 });
 
+test('a block goes on past forward branches not taken (each a side exit when taken) and loops at its end, with exact counts', () => {
+  const program = [
+    ...liw(2, 3001),
+    ...liw(5, 0),
+    asm.addi(2, 2, -1), // loop (16):
+    asm.beq(2, 0, 24), // to the end (44): a side exit
+    asm.andi(3, 2, 1),
+    asm.bne(3, 0, 8), // odd: over the next instruction, a side exit into the middle of the block
+    asm.addi(5, 5, 1),
+    asm.addi(6, 6, 1), // (36)
+    asm.jal(0, -24), // back to the head
+    asm.jal(0, 0), // the end (44)
+  ];
+  const ram = new Ram(ramBytes);
+  program.forEach((word, index) => (ram.i32[index] = word));
+  const plan = planBlock(ram.u16, 0, 16, (base + 16) | 0);
+  assert.equal(plan.instructions.length, 7, 'one block from the head to the JAL, through both branches');
+  assert.ok(plan.loops && plan.endsWithJump);
+  assert.match(blockSource(plan), /if \(r2 === 0\) \{ p = \(-2147483604\); n = 2; break exit; \}/, 'the side exit to 0x8000002c after 2 instructions');
+  // A backward branch ends a block: the code after a loop runs in another.
+  ram.i32[8] = asm.bne(5, 0, -16);
+  assert.equal(planBlock(ram.u16, 0, 16, (base + 16) | 0).instructions.length, 5);
+  const { tier, hart } = runBoth(program, slices);
+  assert.ok(tier.compiledBlocks >= 1, 'the loop was compiled');
+  assert.equal(hart.x[2], 0, 'the loop ran to its end');
+  assert.equal(hart.x[5], 1500, 'the even path ran for every even count');
+  assert.equal(hart.x[6], 3000);
+  assert.equal(hart.pc, (base + 44) | 0);
+});
+
 test('a block head is compiled only after it was entered hotEntriesMin times', () => {
   const program = [...liw(2, hotEntriesMin - 2), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8), asm.addi(0, 0, 0), asm.jal(0, -4)];
   const { tier } = runBoth(program, [150]);
@@ -198,7 +228,7 @@ test('blocks end before instructions the interpreter runs, before a straddling i
   const plan = planBlock(ram.u16, 0, 0, base);
   assert.equal(plan.instructions.length, 2, 'stops before the CSR instruction');
   assert.equal(plan.endsWithJump, false);
-  assert.match(blockSource(plan), /h\.pc = \(-2147483640\); return k \+ 2;/, 'leaves at the CSR instruction, 0x80000008');
+  assert.match(blockSource(plan), /\{ p = \(-2147483640\); n = 2; break exit; \}/, 'leaves at the CSR instruction, 0x80000008');
   // A 32-bit instruction in the last halfword of the page straddles into the next: not translated.
   ram.u16[2046] = 0x0001;
   ram.u16[2047] = asm.addi(1, 1, 1) & 0xffff;

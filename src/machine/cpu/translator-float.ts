@@ -54,6 +54,8 @@ export interface FloatContext {
   readonly retiredAt: (index: number) => string;
   /** Source that leaves after instruction `index` if a slow path set attention. */
   readonly attentionExit: (instruction: FloatInstruction, index: number) => string;
+  /** Source that leaves the block, pc at `pc`, having retired `retired` of this pass. */
+  readonly exitTo: (pc: string, retired: number) => string;
   /** Whether an earlier instruction of the block has checked FS (set by {@link floatSource}). */
   fsChecked: boolean;
 }
@@ -100,7 +102,7 @@ function hex(value: number): string {
 /** The source of one F or D instruction at position `index` of its block. */
 export function floatSource(instruction: FloatInstruction, index: number, context: FloatContext): string[] {
   const { pc, d } = instruction;
-  const leave = `{ h.pc = ${hex(pc)}; h.attention = true; return k + ${index}; }`;
+  const leave = `{ h.attention = true; ${context.exitTo(hex(pc), index)} }`;
   const lines: string[] = [];
   if (!context.fsChecked) {
     // FS = Off: the interpreter takes the illegal-instruction trap (fp-instructions.ts).

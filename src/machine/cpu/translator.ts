@@ -1,6 +1,7 @@
 /**
  * The translation tier's compiler: a block of guest instructions (straight-line code in one
- * page, up to and including the branch or jump that ends it) becomes the source of one
+ * page, through forward branches on their fall-through path, up to and including the branch
+ * or jump that ends it: see planBlock) becomes the source of one
  * JavaScript function, compiled with `new Function` (docs/BENCHMARKS.md says why JavaScript
  * and not WebAssembly). translation-cache.ts decides what to compile and runs it.
  *
@@ -10,7 +11,8 @@
  * in a `finally`, so that a trap thrown from a slow path leaves `Hart.x` as the interpreter
  * would); constants (pc, immediates, register numbers) are folded into the source; and a
  * block whose last instruction branches back to its own first instruction loops inside the
- * function while the budget allows a whole further pass.
+ * function while the budget allows a whole further pass (of its longest, the side exits
+ * aside).
  *
  * Its contract (execution-tier.ts), as the generated code keeps it:
  * - counts: a block retires its instructions in order; before any slow path (which may read
@@ -78,12 +80,16 @@ interface Instruction {
   readonly d: Decoded;
 }
 
-/** A block's instructions, read from guest RAM. */
+/**
+ * A block's instructions, read from guest RAM: a superblock, which goes on past a forward
+ * conditional branch on its fall-through path (the taken branch leaves the block, a side
+ * exit), and ends at a backward branch, a JAL or a JALR.
+ */
 export interface BlockPlan {
   readonly instructions: readonly Instruction[];
-  /** The instruction that ends it (a branch or jump, the last of `instructions`), if any. */
+  /** Its last instruction is a branch or jump. */
   readonly endsWithJump: boolean;
-  /** Its last instruction may jump back to its first (the function loops inside). */
+  /** Its last branch or jump may go back to its first instruction (the function loops inside). */
   readonly loops: boolean;
 }
 
@@ -91,6 +97,7 @@ const branchOps = new Set<number>([Op.BEQ, Op.BNE, Op.BLT, Op.BGE, Op.BLTU, Op.B
 const loadOps = new Set<number>([Op.LB, Op.LH, Op.LW, Op.LBU, Op.LHU]);
 const storeOps = new Set<number>([Op.SB, Op.SH, Op.SW]);
 const jumpOps = new Set<number>([Op.JAL, Op.JALR, ...branchOps]);
+const unconditionalJumpOps = new Set<number>([Op.JAL, Op.JALR]);
 /** What a block holds besides loads, stores and jumps: the integer computational instructions. */
 const computeOps = new Set<number>([
   Op.LUI, Op.AUIPC, Op.ADDI, Op.SLTI, Op.SLTIU, Op.XORI, Op.ORI, Op.ANDI, Op.SLLI, Op.SRLI, Op.SRAI,
@@ -110,14 +117,15 @@ export function endsBlock(op: number): boolean {
 
 /**
  * Reads the block that starts at page offset `offset` of the RAM page whose halfwords start at
- * `ramU16[halfBase]`, `pc` being its virtual address. Stops after a branch or jump, before an
+ * `ramU16[halfBase]`, `pc` being its virtual address. Goes on past forward branches (each
+ * block exit is a trip through the tier's dispatch, which costs more than the instructions of
+ * a short block: docs/BENCHMARKS.md); stops after a backward branch, a JAL or a JALR, before an
  * instruction the tier leaves to the interpreter, before a 32-bit instruction that straddles
  * the page's end, and at {@link blockInstructionsMax}. Empty when the first instruction is
  * one the interpreter runs.
  */
 export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number, pc: number): BlockPlan {
   const instructions: Instruction[] = [];
-  let endsWithJump = false;
   while (offset < 4096 && instructions.length < blockInstructionsMax) {
     const low = ramU16[halfBase + (offset >>> 1)]!;
     let bits = low;
@@ -128,15 +136,17 @@ export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number,
     const d = decode(bits);
     if (!translatable(d.op) || isFloat(d.op) && !floatTranslatable(d)) break;
     instructions.push({ pc, d });
-    if (endsBlock(d.op)) {
-      endsWithJump = true;
-      break;
-    }
+    // A backward branch ends the block too: it closes a loop, and the code after it runs once
+    // per loop, after V8 has optimized the loop with no feedback there (every first pass
+    // through it then costs a deoptimization).
+    if (unconditionalJumpOps.has(d.op) || branchOps.has(d.op) && d.imm <= 0) break;
     offset += d.length;
     pc = (pc + d.length) | 0;
   }
   const last = instructions[instructions.length - 1];
-  const loops = endsWithJump && last !== undefined && jumpTarget(last) === instructions[0]!.pc;
+  const endsWithJump = last !== undefined && endsBlock(last.d.op);
+  // Only the last can go back to the head: other branches are forward ones.
+  const loops = endsWithJump && jumpTarget(last) === instructions[0]!.pc;
   return { instructions, endsWithJump, loops };
 }
 
@@ -151,7 +161,7 @@ export function blockSource(plan: BlockPlan): string {
   const written = new Set<number>();
   for (const { d } of instructions) {
     for (const r of sourceRegisters(d)) if (r !== 0) used.add(r);
-    const destination = isFloat(d.op) ? floatRegisters(d).destination : writesRd(d.op) ? d.rd : undefined;
+    const destination = destinationRegister(d);
     if (destination !== undefined && destination !== 0) {
       used.add(destination);
       written.add(destination);
@@ -161,22 +171,38 @@ export function blockSource(plan: BlockPlan): string {
   const lines: string[] = [];
   const loops = plan.loops;
   lines.push(...[...used].sort((a, b) => a - b).map((index) => `let r${index} = x[${index}];`));
-  lines.push('let k = 0;');
+  // Every exit sets pc and the count and breaks to one shared return: an exit that was never
+  // taken while V8 gathered feedback then needs none (a superblock has many, rarely taken),
+  // and the stores after it are ones that every exit runs.
+  lines.push('let k = 0, p = 0, n = 0;');
   lines.push('try {');
+  lines.push('exit: {');
   if (loops) lines.push('for (;;) {');
-  const float: FloatContext = { r, retiredAt, attentionExit, fsChecked: false };
+  const float: FloatContext = { r, retiredAt, attentionExit, exitTo, fsChecked: false };
   instructions.forEach((instruction, index) => {
     const isLast = index === length - 1;
-    if (isLast && plan.endsWithJump) lines.push(...jumpSource(instruction, length, loops, head, r));
+    if (endsBlock(instruction.d.op)) lines.push(...jumpSource(instruction, index, isLast, { length, loops, head }, r));
     else if (isFloat(instruction.d.op)) lines.push(...floatSource(instruction, index, float));
     else lines.push(...instructionSource(instruction, index, r));
   });
-  if (!plan.endsWithJump) lines.push(`h.pc = ${hex((last.pc + last.d.length) | 0)}; return k + ${length};`);
+  if (!plan.endsWithJump) lines.push(exitTo(hex((last.pc + last.d.length) | 0), length));
   if (loops) lines.push('}');
+  lines.push('}');
+  lines.push('h.pc = p; return k + n;');
   lines.push('} finally {');
   lines.push(...[...written].sort((a, b) => a - b).map((index) => `x[${index}] = r${index};`));
   lines.push('}');
   return lines.join('\n');
+}
+
+/** Leaves the block (see blockSource): pc at `pc`, `retired` instructions of this pass retired. */
+function exitTo(pc: string, retired: number): string {
+  return `{ p = ${pc}; n = ${retired}; break exit; }`;
+}
+
+/** The x register an instruction writes (0 or undefined for none). */
+function destinationRegister(d: Decoded): number | undefined {
+  return isFloat(d.op) ? floatRegisters(d).destination : writesRd(d.op) ? d.rd : undefined;
 }
 
 /** Compiles a block: a function over the environment's arrays (read once, kept in closure constants). */
@@ -221,7 +247,7 @@ function retiredAt(index: number): string {
 
 /** Leaves after instruction `index` when a slow path asked the loop to look (attention). */
 function attentionExit(instruction: Instruction, index: number): string {
-  return `if (h.attention) { h.pc = ${hex((instruction.pc + instruction.d.length) | 0)}; return k + ${index + 1}; }`;
+  return `if (h.attention) ${exitTo(hex((instruction.pc + instruction.d.length) | 0), index + 1)}`;
 }
 
 function instructionSource(instruction: Instruction, index: number, r: (index: number) => string): string[] {
@@ -304,19 +330,24 @@ function storeSource(instruction: Instruction, index: number, width: number, wri
   ];
 }
 
-/** The block's last instruction: a branch or jump. Leaves, or goes round again if it targets the head. */
-function jumpSource(instruction: Instruction, length: number, loops: boolean, head: number, r: (index: number) => string): string[] {
+/**
+ * A branch or jump, instruction `index` of the block: leaves (a branch not at the end only when
+ * taken: a side exit), or goes round again if it targets the head.
+ */
+function jumpSource(instruction: Instruction, index: number, isLast: boolean, block: { length: number; loops: boolean; head: number }, r: (index: number) => string): string[] {
   const { pc, d } = instruction;
+  const { length, loops, head } = block;
   const next = hex((pc + d.length) | 0);
   const link = d.rd === 0 ? '' : `r${d.rd} = ${next}; `;
   const a = r(d.rs1);
   const b = r(d.rs2);
-  // Going round again: only if a whole further pass fits in the budget (exact counts).
-  const again = `k += ${length}; if (k + ${length} > budget) { h.pc = ${hex(head)}; return k; } continue;`;
-  const to = (target: number): string => (loops && target === head ? again : `h.pc = ${hex(target)}; return k + ${length};`);
+  const retired = index + 1;
+  // Going round again: only if a whole further pass, of the block's longest, fits in the budget (exact counts).
+  const again = `{ k += ${retired}; if (k + ${length} > budget) ${exitTo(hex(head), 0)} continue; }`;
+  const to = (target: number): string => (loops && target === head ? again : exitTo(hex(target), retired));
   switch (d.op) {
     case Op.JAL: return [`${link}${to((pc + d.imm) | 0)}`];
-    case Op.JALR: return [`{ const t = ((${a} + ${d.imm | 0}) & ~1) | 0; ${link}h.pc = t; return k + ${length}; }`];
+    case Op.JALR: return [`{ const t = ((${a} + ${d.imm | 0}) & ~1) | 0; ${link}${exitTo('t', retired)} }`];
     default: {
       const condition = {
         [Op.BEQ]: `${a} === ${b}`,
@@ -327,7 +358,8 @@ function jumpSource(instruction: Instruction, length: number, loops: boolean, he
         [Op.BGEU]: `${a} >>> 0 >= ${b} >>> 0`,
       }[d.op as number];
       if (condition === undefined) throw new RangeError(`op ${d.op} does not end a block`);
-      return [`if (${condition}) { ${to((pc + d.imm) | 0)} }`, `h.pc = ${next}; return k + ${length};`];
+      // Not taken: the block goes on, or, at its end, leaves to the next instruction.
+      return [`if (${condition}) ${to((pc + d.imm) | 0)}`, ...(isLast ? [exitTo(next, retired)] : [])];
     }
   }
 }

@@ -90,6 +90,8 @@ export class BackupReplica {
   private replayMsPerEpoch = 0;
   private lastHeardMs: number;
   private lastAckSentMs = -Infinity;
+  /** Entries arrived that the acknowledgement at the end of their batch covers (`onMessages`). */
+  private entriesToAcknowledge = false;
   /** The primary said goodbye: the guest finished after the last epoch it sent. */
   private primaryFinished = false;
   private disconnected: string | undefined;
@@ -191,6 +193,27 @@ export class BackupReplica {
   // Inputs
 
   onMessage(message: Message, wireBytes = 0): void {
+    this.receive(message, wireBytes);
+    this.acknowledgeReceived();
+  }
+
+  /**
+   * Messages that arrived together (one read from the socket): one acknowledgement covers the
+   * entries among them (an acknowledgement says "everything through E"), so the primary reads
+   * one instead of one per entry.
+   */
+  onMessages(messages: readonly { readonly message: Message; readonly wireBytes: number }[]): void {
+    for (const { message, wireBytes } of messages) this.receive(message, wireBytes);
+    this.acknowledgeReceived();
+  }
+
+  private acknowledgeReceived(): void {
+    if (!this.entriesToAcknowledge) return;
+    this.entriesToAcknowledge = false;
+    if (this.role === 'following') this.acknowledge();
+  }
+
+  private receive(message: Message, wireBytes: number): void {
     if (this.role === 'promoted' || this.role === 'finished') return; // the old primary, still talking
     this.lastHeardMs = this.io.nowMs();
     switch (message.type) {
@@ -371,7 +394,7 @@ export class BackupReplica {
       this.diverge(entry.epoch, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);
       return;
     }
-    this.acknowledge();
+    this.entriesToAcknowledge = true; // once the messages that came with it are in (`onMessages`)
   }
 
   /** The queue is full: acknowledgements wait until it drains (the primary pauses meanwhile). */

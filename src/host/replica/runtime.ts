@@ -377,8 +377,8 @@ class ReplicaRuntime implements ReplicaIo {
 
   private async connect(backup: BackupReplica): Promise<void> {
     this.link = await connectToPrimary(this.options.endpoint, this.options.connectTimeoutMs ?? connectRetryMs, {
-      message: (message, wireBytes) => {
-        backup.onMessage(message, wireBytes);
+      messages: (messages) => {
+        backup.onMessages(messages);
         this.wake();
       },
       activity: () => backup.onActivity(),

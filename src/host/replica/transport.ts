@@ -371,7 +371,8 @@ export class ReplicaListener {
 
 /** What a connecting replica (a backup) does with its primary's messages. */
 export interface ConnectHandlers {
-  message(message: Message, wireBytes: number): void;
+  /** The messages of one read from the socket, in order. */
+  messages(messages: readonly { readonly message: Message; readonly wireBytes: number }[]): void;
   /** Bytes arrived (perhaps only part of a frame): the primary is alive, however slow the link. */
   activity?(): void;
   /** The connection closed or failed, or the primary sent something unreadable. */
@@ -446,7 +447,7 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: Ch
         }
         // What the handlers answer to these frames (a backup's acknowledgements) leaves in one write.
         socket.cork();
-        for (const frame of frames) handlers.message(frame.message, frame.wireBytes);
+        handlers.messages(frames);
         socket.uncork();
       });
       socket.on('error', (error: NodeJS.ErrnoException) => closed(security.kind === 'tls' && error.code?.startsWith('ERR_SSL') === true ? describeTlsError(error) : error.message));

@@ -794,15 +794,16 @@ export class PrimaryReplica {
 
   /**
    * A write waits for the acknowledgement before it reaches the disk, but the guest need not
-   * wait with it (Remus buffers its disk writes the same way): its completion goes into the
-   * next entry at once. Nothing outside can tell: every output that follows from the guest
-   * having seen the completion belongs to a later epoch, released only after this one, and a
-   * backup that goes live having replayed the completion writes the data itself (P8: it keeps
-   * the writes of epochs not known released, `BackupReplica`). A read of the disk waits behind
-   * the held write (`issueReads`), and a flush completes only once the disk has done it, after
-   * the writes before it: a flush still means the data is on the disk. Only under the
-   * `reissue` policy: under `uncertain` a backup reports requests in flight as failed, which
-   * a write the guest was told is done could not be.
+   * wait with it (Remus buffers its disk writes the same way): its completion goes into this
+   * epoch's entry if it fits (`boundaryEvents`), else the next one. Nothing outside can tell:
+   * every output that follows from the guest having seen the completion belongs to a later
+   * epoch, released only after this one, and a backup that goes live having replayed the
+   * completion writes the data itself (P8: it keeps the writes of epochs not known released,
+   * `BackupReplica`). A read of the written sectors waits behind the held write
+   * (`issueReads`), and a flush completes only once the disk has done it, after the writes
+   * before it: a flush still means the data is on the disk. Only under the `reissue` policy:
+   * under `uncertain` a backup reports requests in flight as failed, which a write the guest
+   * was told is done could not be.
    */
   private completeWritesEarly(held: readonly MachineOutput[]): void {
     if (this.options.pendingIo !== 'reissue') return;

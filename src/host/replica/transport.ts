@@ -93,7 +93,10 @@ function describeTlsError(error: NodeJS.ErrnoException): string {
 export class ReplicaStartError extends Error {
   override readonly name = 'ReplicaStartError';
 
-  /** `unreachable`: nothing listens there (yet); worth trying again later, as a standby does. */
+  /**
+   * `unreachable`: nothing listens there (yet), or the connection was reset while it opened (a
+   * replica going down, or too busy to take it): worth trying again later, as a standby does.
+   */
   constructor(message: string, readonly code: 'unreachable' | 'other' = 'other') {
     super(message);
   }
@@ -393,7 +396,7 @@ export async function connectToPrimary(endpoint: Endpoint, timeoutMs: number, ha
       const code = (error as NodeJS.ErrnoException).code;
       if (error instanceof ReplicaStartError) throw error;
       if (code !== 'ECONNREFUSED' || Date.now() > deadline) {
-        throw new ReplicaStartError(`cannot reach the primary at ${endpoint.host}:${endpoint.port}: ${code ?? String(error)}`, code === 'ECONNREFUSED' ? 'unreachable' : 'other');
+        throw new ReplicaStartError(`cannot reach the primary at ${endpoint.host}:${endpoint.port}: ${code ?? String(error)}`, code === 'ECONNREFUSED' || code === 'ECONNRESET' ? 'unreachable' : 'other');
       }
       await new Promise((resolve) => setTimeout(resolve, connectRetryIntervalMs));
     }

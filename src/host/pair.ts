@@ -193,6 +193,9 @@ class PairSupervisor {
     // Its messages are handled from the start: the first ones may arrive together, and one
     // not listened for is lost.
     process.on('message', (message: ChildMessage) => this.onMessage(child, message));
+    // A replica that dies while a message to it is under way breaks the channel (EPIPE): its
+    // exit is handled as any other, and the pair must not stop for it.
+    process.on('error', (error) => this.onChildError(child, error));
     void exited.then((code) => this.onExit(child, code));
     this.childrenChanged?.();
     return child;
@@ -312,6 +315,12 @@ class PairSupervisor {
     this.alarm.raise(`the primary failed (${report.reason}); the backup went live and has no backup yet`);
     if (child.listenPort !== undefined) this.fillBackups();
     else process.stderr.write('understudy: not protected until a new backup joins\n');
+  }
+
+  /** A message to a replica that has just died fails (EPIPE); anything else is said. Neither stops the pair. */
+  private onChildError(child: PairChild, error: NodeJS.ErrnoException): void {
+    if (error.code === 'EPIPE' || error.code === 'ERR_IPC_CHANNEL_CLOSED') return;
+    process.stderr.write(`understudy: ${this.describe(child)}: ${error.message}\n`);
   }
 
   private onExit(child: PairChild, code: number | null): void {

@@ -78,12 +78,13 @@ export const backupsMax = 8;
 export const generationsSkippedMax = 1024;
 
 /**
- * Digests come every this many instructions unless told otherwise: one costs about a
- * millisecond on Linux (the pages written since the last, hashed; docs/BENCHMARKS.md), about
- * 1% of the time ten million instructions take, and finds a divergence within a fraction of
- * a second of guest time.
+ * Digests come every this many instructions unless told otherwise: one costs one to a few
+ * milliseconds (the pages written since the last, hashed; docs/BENCHMARKS.md), a few per cent
+ * of the time forty million instructions take on the translation tier (about 1% on the
+ * interpreter), and finds a divergence within a fraction of a second of guest time. (Ten
+ * million, sized for the interpreter, cost cpubench some 15% of its time on the tier.)
  */
-export const digestIntervalInstructionsDefault = 10_000_000;
+export const digestIntervalInstructionsDefault = 40_000_000;
 
 /**
  * Whether an epoch from instruction `startRetired` to `endRetired` takes a state digest: the

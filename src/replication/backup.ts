@@ -317,7 +317,7 @@ export class BackupReplica {
     // Loading the state kept this replica busy, not the primary silent: count from now.
     this.lastHeardMs = this.io.nowMs();
     this.receivedThrough = epoch;
-    this.nextStartRetired = nextEpochStart(machine.power === undefined ? 'budget' : 'halt', machine.retiredInstructions);
+    this.nextStartRetired = nextEpochStart(machine.power !== undefined, machine.retiredInstructions);
     this.acknowledgedThrough = epoch;
     this.executedThrough = epoch;
     this.releasedThrough = epoch;
@@ -388,7 +388,7 @@ export class BackupReplica {
     this.receivedThrough = entry.epoch;
     const sequence = digestDue(this.options, this.nextStartRetired, entry.endRetired);
     if (sequence !== undefined && this.digester !== undefined) this.digestsDue.set(entry.epoch, sequence);
-    this.nextStartRetired = nextEpochStart(entry.stop, entry.endRetired);
+    this.nextStartRetired = nextEpochStart(entry.stop === 'halt', entry.endRetired);
     if (this.queue.length > backupQueueEpochsLimit || this.queueBytes > backupQueueBytesLimit) {
       // A primary that keeps its limits cannot get here: it has ignored this backup's deferred acknowledgements.
       this.diverge(entry.epoch, `the primary sent ${this.queue.length} entries (${this.queueBytes} bytes) beyond what this backup acknowledged`);

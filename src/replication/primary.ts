@@ -204,7 +204,7 @@ export class PrimaryReplica {
     this.diskRequestsOutstanding = [...(start.diskRequestsOutstanding ?? [])];
     this.clusterId = start.clusterId;
     this.digester = this.startDigests(machine);
-    this.nextStartRetired = nextEpochStart(machine.power === undefined ? 'budget' : 'halt', machine.retiredInstructions);
+    this.nextStartRetired = nextEpochStart(machine.power !== undefined, machine.retiredInstructions);
   }
 
   /** A digester for `machine`, if digests are on. */
@@ -474,17 +474,17 @@ export class PrimaryReplica {
     // The disk performs requests in the order submitted: this is nearly always the first.
     const index = this.diskRequestsOutstanding.findIndex((request) => request.slot === event.slot && request.requestId === event.requestId);
     assert(index >= 0, () => `a completion of disk request ${event.requestId}, which this replica did not submit`);
-    const [submitted] = this.diskRequestsOutstanding.splice(index, 1);
+    const submitted = this.diskRequestsOutstanding.splice(index, 1)[0]!;
     let completion = event;
-    if (submitted!.early) {
+    if (submitted.early) {
       // The guest has had this write's completion; a failure is reported by its disk's next flush.
-      if (event.status !== 'ok' && submitted!.op === 'write') {
+      if (event.status !== 'ok' && submitted.op === 'write') {
         this.failedEarlyWrites.add(event.slot);
         this.io.log(`a write to the disk on virtio slot ${event.slot} failed after the guest was told it was done: its next flush reports the error`);
       }
       return;
     }
-    if (submitted!.op === 'flush' && this.failedEarlyWrites.delete(event.slot)) completion = { ...event, status: 'io-error' };
+    if (submitted.op === 'flush' && this.failedEarlyWrites.delete(event.slot)) completion = { ...event, status: 'io-error' };
     this.completions.push(completion);
   }
 
@@ -609,7 +609,7 @@ export class PrimaryReplica {
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
     const startRetired = this.nextStartRetired;
-    this.nextStartRetired = nextEpochStart(entry.stop, entry.endRetired);
+    this.nextStartRetired = nextEpochStart(entry.stop === 'halt', entry.endRetired);
     if (this.role === 'protected') {
       this.pending.push({ epoch, outputs: held });
       // A write completed early keeps nobody waiting: the guest has its completion, and its
@@ -617,7 +617,7 @@ export class PrimaryReplica {
       if (held.some((output) => output.kind !== 'disk-request' || !this.completedEarly.has(output.request))) this.heldOutputsThrough = epoch;
       this.io.crashPoint('primary:before-send-epoch');
       let digest: Message | undefined;
-      const sequence = this.digester === undefined ? undefined : digestDue(this.options, startRetired, entry.endRetired);
+      const sequence = digestDue(this.options, startRetired, entry.endRetired);
       if (this.digester !== undefined && sequence !== undefined) {
         // The state after the boundary events, as the backups will have it after replaying E.
         const startedMs = this.io.nowMs();
@@ -641,9 +641,9 @@ export class PrimaryReplica {
   }
 
   /**
-   * The events for this boundary: the first `queuedEvents` completions (as planned), and more
-   * that fit what the entry has left, the network's (within what the entry has left: `roomBytes`, after the readings and room for
-   * console input and the clock), console input, the clock.
+   * The events for this boundary, within what the entry has left (`roomBytes`, after the
+   * readings and room for console input and the clock): the first `queuedEvents` completions
+   * (as planned) and any further ones that fit, the network's, console input, the clock.
    */
   private boundaryEvents(queuedEvents: number, roomBytes: number): MachineEvent[] {
     const events: MachineEvent[] = this.completions.splice(0, queuedEvents);

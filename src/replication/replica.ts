@@ -8,7 +8,7 @@ import type { RejectCode } from './messages.js';
 import type { DiskRequest } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
-import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type EpochEntry, type Message } from './messages.js';
+import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type Message } from './messages.js';
 import { epochEntryBytesMin } from './entry-budget.js';
 
 export type ProtocolVariant = 'relaxed' | 'original';
@@ -101,11 +101,12 @@ export function digestDue(options: ReplicationOptions, startRetired: number, end
 }
 
 /**
- * Where the epoch after one that ended at `endRetired` (stopped for `stop`) starts counting:
- * after a halt, on a fresh machine (a reset; after any other halt no epoch follows).
+ * Where the epoch after one that ended at `endRetired` starts counting: after a halt (an entry
+ * that stopped for 'halt', a machine with a power request), on a fresh machine (a reset; after
+ * any other halt no epoch follows).
  */
-export function nextEpochStart(stop: EpochEntry['stop'], endRetired: number): number {
-  return stop === 'halt' ? 0 : endRetired;
+export function nextEpochStart(halted: boolean, endRetired: number): number {
+  return halted ? 0 : endRetired;
 }
 
 /** The default `digestEveryEpochs` for an epoch length: a digest about every `digestIntervalInstructionsDefault`. */

@@ -124,8 +124,8 @@ export class StateDigester {
   /** Starts tracking `machine`: its first digest hashes every page. */
   constructor(private readonly machine: Machine) {
     this.pageHashes = new BigUint64Array(machine.ram.pages).fill(zeroPageHash);
+    machine.ram.takeWrittenPages([]);
     machine.ram.markAllWritten();
-    this.arm();
   }
 
   /**
@@ -148,17 +148,10 @@ export class StateDigester {
         if (!ram.writtenSince(page)) update(page, this.hashPage(page)); // written ones are hashed below
       }
     }
-    for (const page of ram.takeWrittenPages()) update(page, this.hashPage(page));
+    for (const page of ram.takeWrittenPages(this.machine.hart.storeTlbPages())) update(page, this.hashPage(page));
     const hart = hartFields.map(([, read]) => read(this.machine.hart));
     const parts = this.machine.stateParts().map(({ name, bytes }) => ({ name, hash: hash64(bytes) }));
-    this.arm();
     return { hart, parts, ramHash: this.ramHash, pages, pageHash: (page) => this.pageHashes[page] ?? zeroPageHash };
-  }
-
-  /** Every page flagged, the TLBs empty: the first store to each page is seen. */
-  private arm(): void {
-    this.machine.ram.armWriteTracking();
-    this.machine.hart.flushTlb();
   }
 
   private hashPage(page: number): bigint {

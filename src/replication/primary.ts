@@ -277,8 +277,7 @@ export class PrimaryReplica {
     if (this.role !== 'waiting' && this.options.liveCopy !== false) {
       // The guest runs: copy its RAM while it does (step), pausing only for the rest.
       const queue = this.machine.ram.nonZeroPages();
-      follower.copy = { tracker: this.machine.ram.trackWrites(), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
-      this.machine.hart.flushTlb(); // the tracker armed every page: stores must take the slow path once
+      follower.copy = { tracker: this.machine.ram.trackWrites(this.machine.hart.storeTlbPages()), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
       this.io.log(`a backup is joining: copying ${queue.length} pages while the guest runs`);
       return true;
     }
@@ -342,7 +341,7 @@ export class PrimaryReplica {
     this.machine.hart.flushTlb();
     // After a live copy: the pages written in its last round, and any written since (an epoch
     // may have run while the join waited for a quiet boundary).
-    const pages = copy === undefined ? undefined : [...new Set([...copy.pages, ...copy.copy.tracker.take()])].sort((a, b) => a - b);
+    const pages = copy === undefined ? undefined : [...new Set([...copy.pages, ...copy.copy.tracker.take(this.machine.hart.storeTlbPages())])].sort((a, b) => a - b);
     const snapshot = this.machine.save(pages);
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
     for (let index = 0; index < total; index++) {
@@ -381,8 +380,7 @@ export class PrimaryReplica {
     let budget = this.options.liveCopyStepBytes ?? copyBytesPerStep;
     while (budget > 0 && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes) {
       if (copy.sent === copy.queue.length) {
-        const written = copy.tracker.take();
-        this.machine.hart.flushTlb(); // the take re-armed every page
+        const written = copy.tracker.take(this.machine.hart.storeTlbPages());
         if (written.length <= (this.options.liveCopyFinalPages ?? copyFinalPagesMax) || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
           this.finishJoin(follower, copy, written);
           return;

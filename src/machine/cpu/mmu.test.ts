@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hart } from './cpu.js';
-import { Access, fillFetch, tlbEntries, translate } from './mmu.js';
+import { Access, fillFetch, storeSlow, storeTlbPages, tlbEntries, translate } from './mmu.js';
 import { pmpCheck, pmpRegions } from './pmp.js';
 import { codePagesMax, invalidateCode } from './code-cache.js';
 import { PmpCfg, Priv } from './csr.js';
@@ -92,4 +92,25 @@ test('the code cache drops every page when full, and the fetch TLB with it', () 
   assert.equal(hart.codePages[0], undefined);
   assert.ok(hart.attention, 'the run loop must look again');
   assert.equal(hart.fetchTag.filter((tag) => tag !== -1).length, 1);
+});
+
+test('storeTlbPages names the RAM pages the store TLB maps, whatever virtual pages they are mapped at', () => {
+  const hart = bareHart();
+  // Sv32, root table at RAM page 1: two megapages onto the start of RAM, at 4 MiB and at 3 GiB
+  // (a virtual page number whose << 12 overflows 32 bits).
+  const leaf = ((ramBaseAddress >>> 12) << 10) | 0xc7; // V R W A D
+  hart.ports.ram.i32[(0x1000 + 1 * 4) >>> 2] = leaf;
+  hart.ports.ram.i32[(0x1000 + 0x300 * 4) >>> 2] = leaf;
+  hart.satp = (1 << 31) | ((ramBaseAddress + 0x1000) >>> 12);
+  hart.priv = Priv.S;
+  hart.pmpaddr[0] = -1; // NAPOT over everything: S may
+  hart.pmpcfg[0] = PmpCfg.R | PmpCfg.W | PmpCfg.X | 0x18;
+  hart.pmpChanged();
+  assert.deepEqual(storeTlbPages(hart), []);
+  storeSlow(hart, 0x0040_9004, 4, 1);
+  storeSlow(hart, 0xc000_5000 | 0, 1, 2);
+  storeSlow(hart, 0xc000_5008 | 0, 2, 3);
+  assert.deepEqual(storeTlbPages(hart), [5, 9]);
+  hart.flushTlb();
+  assert.deepEqual(storeTlbPages(hart), []);
 });

@@ -84,6 +84,22 @@ export function flushTlb(hart: Hart): void {
   hart.attention = true;
 }
 
+/**
+ * The RAM pages (numbers from RAM's start) that the store TLB maps now: the pages the CPU may
+ * write without taking the slow path. Write tracking counts them as written instead of
+ * emptying the TLBs (see Ram.takeWrittenPages).
+ */
+export function storeTlbPages(hart: Hart): number[] {
+  const pages = new Set<number>();
+  const tag = hart.storeTag;
+  const add = hart.storeAdd;
+  for (let e = 0; e < tlbEntries; e++) {
+    // fillData: add = the page's RAM offset - (vpn << 12), so the page's offset is (vpn << 12) + add.
+    if (tag[e] !== -1) pages.add((((tag[e]! & 0xfffff) << 12) + add[e]!) >>> 12);
+  }
+  return [...pages].sort((a, b) => a - b);
+}
+
 /** pmpcfg or pmpaddr changed: rebuilds the PMP regions and flushes the TLBs. */
 export function pmpChanged(hart: Hart): void {
   hart.pmpRegions = pmpRegions(hart.pmpcfg, hart.pmpaddr);

@@ -7,8 +7,12 @@
  *
  * Ram also keeps the set of pages written since it was last asked (for incremental state
  * digests): writes outside the CPU's fast path mark their pages as they are reported; the
- * fast path is covered by arming every page ({@link PageFlag.trackWrites}) and emptying the
- * CPU's TLBs, so that the first store to each page takes the slow path and reports it.
+ * fast path is covered by arming every page ({@link PageFlag.trackWrites}), so that the first
+ * store to each takes the slow path and reports it, and by counting as written the pages the
+ * CPU's store TLB maps at that moment (the only ones it writes without the slow path).
+ * Emptying the TLBs instead would cost the guest far more than hashing those pages again: the
+ * translation tier's compiled blocks give up their optimized code when they first take a slow
+ * path (docs/BENCHMARKS.md).
  */
 import { SnapshotError, type SnapshotReader, type SnapshotWriter, type Snapshottable } from '../snapshot.js';
 
@@ -35,8 +39,8 @@ export const PageFlag = {
 
 /** The pages written since the last `take` (see `Ram.trackWrites`). */
 export interface RamWriteTracker {
-  /** The pages written since the tracker started or since the last take, in order; re-arms every page. */
-  take(): number[];
+  /** The pages written since the tracker started or since the last take, in order; tracks afresh (see Ram.takeWrittenPages). */
+  take(storeMapped: readonly number[]): number[];
   stop(): void;
 }
 
@@ -142,10 +146,10 @@ export class Ram implements Snapshottable {
   }
 
   /**
-   * Arms every page, so that the first CPU store to each reports it. The caller must empty
-   * the CPU's TLBs too (a page already in the store TLB is written without the slow path).
+   * Arms every page, so that the first CPU store to each reports it (except to the pages the
+   * CPU's store TLB already maps: see the take methods).
    */
-  armWriteTracking(): void {
+  private armWriteTracking(): void {
     this.pageFlags.fill(PageFlag.trackWrites);
     for (const page of this.watched) this.pageFlags[page] = PageFlag.trackWrites | PageFlag.watched;
   }
@@ -165,32 +169,26 @@ export class Ram implements Snapshottable {
     return this.written[page] === 1;
   }
 
-  /** The pages written since the last call (in order), and forgets them. */
-  takeWrittenPages(): number[] {
-    const pages: number[] = [];
-    const written = this.written;
-    for (let page = written.indexOf(1); page !== -1; page = written.indexOf(1, page + 1)) pages.push(page);
-    written.fill(0);
-    return pages;
+  /**
+   * The pages written since the last call (in order), and forgets them; tracks writes afresh
+   * from here. `storeMapped`: the pages the CPU's store TLB maps now (Hart.storeTlbPages),
+   * which it may write unseen: they count as written from here.
+   */
+  takeWrittenPages(storeMapped: readonly number[]): number[] {
+    return takePages(this.written, () => this.armWriteTracking(), storeMapped);
   }
 
   /**
    * A second record of the pages written, from now on, for a consumer of its own (a live
-   * state copy), beside the digests' (`takeWrittenPages`). Complete only while pages are
-   * armed: the tracker arms them at each take, and the caller must then empty the CPU's TLBs.
+   * state copy), beside the digests' (`takeWrittenPages`). `storeMapped`, here and at each
+   * take: the pages the CPU's store TLB maps at that moment (see takeWrittenPages).
    */
-  trackWrites(): RamWriteTracker {
+  trackWrites(storeMapped: readonly number[]): RamWriteTracker {
     const written = new Uint8Array(this.pages);
     this.trackers.add(written);
-    this.armWriteTracking();
+    takePages(written, () => this.armWriteTracking(), storeMapped);
     return {
-      take: () => {
-        const pages: number[] = [];
-        for (let page = written.indexOf(1); page !== -1; page = written.indexOf(1, page + 1)) pages.push(page);
-        written.fill(0);
-        this.armWriteTracking();
-        return pages;
-      },
+      take: (mapped) => takePages(written, () => this.armWriteTracking(), mapped),
       stop: () => {
         this.trackers.delete(written);
       },
@@ -296,4 +294,17 @@ export class Ram implements Snapshottable {
       this.u8.set(data, page * pageBytes);
     }
   }
+}
+
+/**
+ * The pages marked in `written` (in order), which it then forgets; arms every page (`arm`),
+ * and marks `storeMapped`, the pages the CPU may write without the slow path from here.
+ */
+function takePages(written: Uint8Array, arm: () => void, storeMapped: readonly number[]): number[] {
+  const pages: number[] = [];
+  for (let page = written.indexOf(1); page !== -1; page = written.indexOf(1, page + 1)) pages.push(page);
+  written.fill(0);
+  arm();
+  for (const page of storeMapped) written[page] = 1;
+  return pages;
 }

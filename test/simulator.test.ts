@@ -175,4 +175,5 @@ test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, eve
   assert.ok(summary.withBackups > campaignSeeds / 5, `${summary.withBackups} of ${campaignSeeds} seeds with 2 or 3 backups`);
   // Small entry budgets really end epochs early (at exact counts, which the backup follows).
   assert.ok(summary.epochsEndedEarly > campaignSeeds / 2, `${summary.epochsEndedEarly} epochs ended early in ${campaignSeeds} seeds`);
+  assert.ok(summary.epochsMerged > campaignSeeds / 10, `${summary.epochsMerged} epochs went on past boundaries with nothing to deliver in ${campaignSeeds} seeds`);
 });

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ramBytesMax, ramBytesMin } from '../machine/memory/ram.js';
 import { cpuModes, type CpuMode } from '../machine/board.js';
 import {
-  backupsMax, defaultDigestEveryEpochs, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
+  backupsMax, defaultDigestEveryEpochs, epochMergeMax, defaultReplicationOptions, digestEveryEpochsMax, digestIntervalInstructionsDefault, epochInstructionsMax, epochInstructionsMin,
   validateOptions, type ReplicationOptions,
 } from '../replication/replica.js';
 import { projectRoot, type MachineSettings } from '../host/guest-image.js';
@@ -213,6 +213,9 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --epoch N                    instructions per epoch, ${epochRange.min} to ${epochRange.max} (default ${defaultReplicationOptions.epochInstructions})
   --protocol relaxed|original  relaxed (default): outputs wait for the backup's acknowledgement,
                                the guest runs on; original: the primary waits at every epoch end
+  --fixed-epochs               every epoch ends after exactly --epoch instructions, as in the
+                               paper (default: a boundary with nothing to deliver is skipped,
+                               up to ${epochMergeMax} epochs; interrupts come at the same points)
   --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default; disk writes
                                then complete to the guest before the backup's acknowledgement) or
                                completed with an error for the guest's driver to retry
@@ -292,6 +295,7 @@ export const replicationOptionSpec = {
   epoch: { type: 'string' },
   'digest-every': { type: 'string' },
   protocol: { type: 'string' },
+  'fixed-epochs': { type: 'boolean' },
   'pending-io': { type: 'string' },
   'failure-timeout': { type: 'string' },
   'join-timeout': { type: 'string' },
@@ -327,6 +331,7 @@ export function replicationSettings(values: {
   epoch?: string | undefined;
   'digest-every'?: string | undefined;
   protocol?: string | undefined;
+  'fixed-epochs'?: boolean | undefined;
   'pending-io'?: string | undefined;
   'failure-timeout'?: string | undefined;
   'join-timeout'?: string | undefined;
@@ -355,6 +360,7 @@ export function replicationSettings(values: {
   const options: ReplicationOptions = {
     epochInstructions,
     protocol,
+    ...(values['fixed-epochs'] === true ? { fixedEpochs: true } : {}),
     pendingIo,
     failureTimeoutMs,
     leaseMs,

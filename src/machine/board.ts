@@ -335,6 +335,11 @@ export class Machine {
     return this.outputs.splice(0, this.outputs.length);
   }
 
+  /** Whether the guest produced outputs (console bytes included) that `takeOutputs` has not taken. */
+  get hasOutputs(): boolean {
+    return this.outputs.length > 0 || this.consoleBytes.length > 0;
+  }
+
   /** How many console bytes the machine can take in one console-input event now. */
   get consoleInputRoom(): number {
     return this.uart.inputRoom;

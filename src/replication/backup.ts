@@ -16,7 +16,7 @@ import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot, type SubmittedRequest } from './primary.js';
 import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
 import {
-  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, digestDue, generationsSkippedMax, leaseMarginMs, nextEpochStart, validateOptions,
+  backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, digestDue, epochMergeMax, generationsSkippedMax, leaseMarginMs, nextEpochStart, validateOptions,
   type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 
@@ -501,8 +501,8 @@ export class BackupReplica {
       }
       const budget = entry.endRetired - machine.retiredInstructions;
       if (budget < 0) throw new DivergenceError(`the epoch ends at instruction ${entry.endRetired}, but this machine is already at ${machine.retiredInstructions}`);
-      if (budget > this.options.epochInstructions) {
-        throw new DivergenceError(`the entry claims ${budget} instructions, more than the agreed epoch of ${this.options.epochInstructions}`);
+      if (budget > this.options.epochInstructions * epochMergeMax) {
+        throw new DivergenceError(`the entry claims ${budget} instructions, more than ${epochMergeMax} epochs of the agreed ${this.options.epochInstructions}`);
       }
       this.environment.beginReplay(entry.reads);
       const startedMs = this.io.nowMs();

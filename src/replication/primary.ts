@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, digestDue, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, digestDue, epochMergeHostMs, epochMergeMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -277,7 +277,11 @@ export class PrimaryReplica {
     if (this.role !== 'waiting' && this.options.liveCopy !== false) {
       // The guest runs: copy its RAM while it does (step), pausing only for the rest.
       const queue = this.machine.ram.nonZeroPages();
-      follower.copy = { tracker: this.machine.ram.trackWrites(this.machine.hart.storeTlbPages()), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
+      // The copy sends again what the guest writes meanwhile: every store must be seen, so the
+      // store TLB is emptied (counting its pages as written would send pages that were only
+      // written before, and a copy would seem never to converge).
+      this.machine.hart.flushStoreTlb();
+      follower.copy = { tracker: this.machine.ram.trackWrites([]), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
       this.io.log(`a backup is joining: copying ${queue.length} pages while the guest runs`);
       return true;
     }
@@ -380,7 +384,8 @@ export class PrimaryReplica {
     let budget = this.options.liveCopyStepBytes ?? copyBytesPerStep;
     while (budget > 0 && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes) {
       if (copy.sent === copy.queue.length) {
-        const written = copy.tracker.take(this.machine.hart.storeTlbPages());
+        this.machine.hart.flushStoreTlb(); // as at the copy's start
+        const written = copy.tracker.take([]);
         if (written.length <= (this.options.liveCopyFinalPages ?? copyFinalPagesMax) || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
           this.finishJoin(follower, copy, written);
           return;
@@ -592,7 +597,19 @@ export class PrimaryReplica {
     // only between steps, so the acknowledgement (and the outputs behind it) would otherwise
     // wait for the rest of a long epoch. The backup follows the recorded end, as for any early end.
     const instructions = machine.isIdle ? 0 : this.holdsOutputs ? Math.min(this.options.epochInstructions, heldOutputsEpochInstructions) : this.options.epochInstructions;
-    const result = runWithinReads(machine, instructions, plan.readsMax, () => this.environment.recordedCount);
+    const recorded = (): number => this.environment.recordedCount;
+    let result = runWithinReads(machine, instructions, plan.readsMax, recorded);
+    if (instructions === this.options.epochInstructions && this.options.fixedEpochs !== true && this.joiner() === undefined) {
+      // A boundary with nothing to deliver is skipped (ReplicationOptions.fixedEpochs): only
+      // what this step can know of changes meanwhile (the clock, the guest's outputs), and the
+      // step lasts no longer than the run loop goes between looks at its sockets anyway. Not
+      // while a backup joins: its copy goes on between steps.
+      const untilMs = now + epochMergeHostMs;
+      for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === instructions; epochs++) {
+        if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || this.io.nowMs() >= untilMs) break;
+        result = runWithinReads(machine, instructions, plan.readsMax, recorded);
+      }
+    }
     const reads = this.environment.takeRecorded();
     const outputs = machine.takeOutputs();
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;

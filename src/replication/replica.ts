@@ -39,6 +39,15 @@ export interface ReplicationOptions {
    */
   readonly digestEveryEpochs: number;
   /**
+   * Every epoch ends after exactly `epochInstructions` (or early), as in the paper. Off (the
+   * default), a boundary with nothing to deliver is skipped: the epoch goes on, to at most
+   * {@link epochMergeMax} epochs' instructions and about {@link epochMergeHostMs} of host time,
+   * and ends at the first boundary where something waits (a completion, input, a frame, the
+   * clock past a timer's deadline) or the guest has produced output. Interrupts are delivered
+   * at the same instruction counts either way: only boundaries with nothing to deliver go.
+   */
+  readonly fixedEpochs?: boolean;
+  /**
    * The largest log entry the primary builds (payload bytes; default `epochEntryBytesDefault`,
    * at most `epochEntryBytesMax`, the frame's limit). Smaller in tests and the simulator, so
    * that guests with few environment reads still end epochs early.
@@ -118,6 +127,20 @@ export const epochInstructionsMin = 1_000;
 export const epochInstructionsMax = 100_000_000;
 /** Safety margin a backup adds to the lease before going live (clock rate differences). */
 export const leaseMarginMs = 20;
+/**
+ * An epoch whose boundaries had nothing to deliver (see `fixedEpochs`) spans at most this many
+ * epochs' instructions: what a backup accepts in one entry.
+ */
+export const epochMergeMax = 1024;
+/**
+ * ... and goes on past a boundary only while the primary's step has lasted less than this.
+ * What arrives meanwhile (input, a frame, a completion) waits for the step's end: for a guest
+ * that computes, up to this much longer than with fixed epochs (an idle guest's epochs end at
+ * once, and an output ends one anyway). Each step costs the primary some 100-150 µs of cold
+ * caches in the protocol's code, its sockets and the event loop (docs/BENCHMARKS.md), so
+ * 0.25 ms steps cost the translation tier's cpubench 8% more than 1 ms steps.
+ */
+export const epochMergeHostMs = 1;
 /** Most epochs whose outputs may wait for acknowledgement before the primary pauses. */
 export const pendingEpochsMax = 4096;
 /**

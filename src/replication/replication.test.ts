@@ -20,7 +20,7 @@ import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
-  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax,
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeHostMs, epochMergeMax, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax,
   type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
@@ -535,6 +535,70 @@ const corruptions: { what: string; corrupt: (machine: Machine) => void; report: 
   { what: 'a page', corrupt: (machine) => machine.ram.writeBytes(ramBaseAddress + 0x8_0000, Uint8Array.of(1)), report: /: the RAM page at 0x80080000$/ },
   { what: 'a device field', corrupt: (machine) => machine.bus.find(BoardMap.uart + 7)!.device.write(7, 1, 0x5a), report: /: state of uart$/ },
 ];
+
+/** A guest that only computes: no reads, no outputs, nothing for a boundary to deliver. */
+const computing = [asm.addi(7, 7, 1), asm.xor(8, 8, 7), asm.jal(0, -8)];
+
+/** The entries the primary sent, in order. */
+function entriesSent(side: Side): { epoch: number; endRetired: number }[] {
+  return side.io.outbox.flatMap((message) => (message.type === 'epoch' ? [{ epoch: message.entry.epoch, endRetired: message.entry.endRetired }] : []));
+}
+
+test('a boundary with nothing to deliver is skipped: up to the cap, or the step\'s host time; anything waiting ends the epoch at the next boundary; --fixed-epochs keeps them all', () => {
+  const epoch = options.epochInstructions;
+  const joined = (settings: Parameters<typeof pair>[0]): ReturnType<typeof pair> => {
+    const joinedPair = pair(settings);
+    joinedPair.backup.sayHello();
+    pump(joinedPair.primary, joinedPair.backup, joinedPair.p, joinedPair.b);
+    joinedPair.p.io.outbox.length = 0;
+    return joinedPair;
+  };
+  // Host time stands still: the cap decides.
+  const { primary, backup, p, b } = joined({ program: computing });
+  primary.step();
+  const [merged] = entriesSent(p);
+  assert.deepEqual(merged, { epoch: 1, endRetired: epochMergeMax * epoch });
+  // Console input waits (the UART has room): the next epoch ends at its first boundary.
+  (p.io as { consoleInputWaiting: boolean }).consoleInputWaiting = true;
+  primary.step();
+  assert.deepEqual(entriesSent(p)[1], { epoch: 2, endRetired: (epochMergeMax + 1) * epoch });
+  (p.io as { consoleInputWaiting: boolean }).consoleInputWaiting = false;
+  // The backup replays the merged epoch, and the next, to the primary's state.
+  const after = primary.currentMachine.digest();
+  pump(primary, backup, p, b);
+  backup.step();
+  backup.step();
+  assert.equal(backup.status().epoch, 2);
+  assert.equal(backup.currentMachine!.digest(), after, 'the backup is where the primary was');
+
+  // Host time passes (0.1 ms at each look): the step stops soon after epochMergeHostMs.
+  const timed = joined({ program: computing });
+  timed.clock.now = 10;
+  timed.p.io.nowMs = (): number => (timed.clock.now += 0.1);
+  timed.primary.step();
+  const looks = Math.ceil(epochMergeHostMs / 0.1);
+  assert.ok(entriesSent(timed.p)[0]!.endRetired <= (looks + 1) * epoch, `ended after about ${looks} boundaries: ${entriesSent(timed.p)[0]!.endRetired}`);
+  assert.ok(entriesSent(timed.p)[0]!.endRetired >= 2 * epoch);
+
+  // Fixed epochs, as in the paper: every boundary.
+  const fixed = joined({ program: computing, options: { ...options, fixedEpochs: true } });
+  fixed.primary.step();
+  fixed.primary.step();
+  assert.deepEqual(entriesSent(fixed.p), [{ epoch: 1, endRetired: epoch }, { epoch: 2, endRetired: 2 * epoch }]);
+});
+
+test('a backup refuses an entry longer than the cap of merged epochs: divergence', () => {
+  const { primary, backup, p, b } = pair({ program: computing });
+  backup.sayHello();
+  pump(primary, backup, p, b);
+  primary.step();
+  const claim = epochMergeMax * options.epochInstructions + 1;
+  pump(primary, backup, p, b, (message) => (message.type === 'epoch' ? { ...message, entry: { ...message.entry, endRetired: claim } } : message));
+  let result = backup.step();
+  for (let steps = 0; steps < 5 && result.kind !== 'finished'; steps++) result = backup.step();
+  assert.equal(result.kind === 'finished' ? result.end.kind : result.kind, 'divergence');
+  assert.match(result.kind === 'finished' ? result.reason : '', new RegExp(`claims ${claim} instructions, more than ${epochMergeMax} epochs`));
+});
 
 test('state digests are due by instructions: the first epoch past each multiple of K epochs\' instructions, however many short epochs; after a halt, from zero', () => {
   const chosen: ReplicationOptions = { ...options, epochInstructions: 1000, digestEveryEpochs: 3 };

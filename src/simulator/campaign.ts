@@ -47,7 +47,8 @@ export function seedOptions(seed: number): ReplicationOptions {
     // The simulator's link and hosts are never starved: it keeps the short timeout, so that
     // its partitions are detected within its short runs.
     failureTimeoutMs: 500,
-    epochInstructions: prng.pick([5_000, 20_000, 50_000]),
+    // 1K: an epoch is 0.05 ms of the simulated CPU, so that boundaries with nothing to deliver are skipped (fixedEpochs).
+    epochInstructions: prng.pick([1_000, 5_000, 20_000, 50_000]),
     protocol: prng.chance(0.3) ? 'original' : 'relaxed',
     pendingIo: prng.chance(0.3) ? 'uncertain' : 'reissue',
     digestEveryEpochs: prng.pick([0, 1, 3, 16, defaultReplicationOptions.digestEveryEpochs]),
@@ -59,7 +60,9 @@ export function seedOptions(seed: number): ReplicationOptions {
     : options;
   // A join of a running guest is mostly by live copy (a few pages a step, so that the guest
   // runs and writes during it, and copies take several rounds), sometimes of the whole state at once.
-  return prng.chance(0.2) ? { ...entries, liveCopy: false } : { ...entries, liveCopyStepBytes: prng.int(1, 8) * 4096, liveCopyFinalPages: prng.int(0, 4) };
+  const joins: ReplicationOptions = prng.chance(0.2) ? { ...entries, liveCopy: false } : { ...entries, liveCopyStepBytes: prng.int(1, 8) * 4096, liveCopyFinalPages: prng.int(0, 4) };
+  // Epochs merged where their boundaries have nothing to deliver (the default), or fixed as in the paper.
+  return prng.chance(0.3) ? { ...joins, fixedEpochs: true } : joins;
 }
 
 export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan; primaryCpu?: CpuMode } = {}): SimulationResult {
@@ -83,7 +86,7 @@ export function describeFailure(result: SimulationResult, traceLines = 25): stri
   return [
     `seed ${result.seed} failed (replay: npx understudy simulate --seed ${result.seed} --verbose)`,
     `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}, ` +
-      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}`,
+      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}${options.fixedEpochs === true ? ', fixed epochs' : ''}`,
     `  faults:  ${JSON.stringify(result.plan)}`,
     ...result.failures.map((failure) => `  FAIL ${failure}`),
     `  replicas: ${JSON.stringify(result.outcome)}`,
@@ -108,6 +111,8 @@ export interface RangeSummary {
   readonly failoverMsTotal: number;
   /** Epochs the primaries ended early because their log entry was full. */
   readonly epochsEndedEarly: number;
+  /** Epochs that went on past boundaries with nothing to deliver. */
+  readonly epochsMerged: number;
   /** Promotions in all runs (a run with repeated failures has several). */
   readonly promotions: number;
   /** Seeds with more than one backup. */
@@ -126,9 +131,11 @@ export function runRange(range: SeedRange): RangeSummary {
   let guestsLost = 0;
   let failoverMsTotal = 0;
   let epochsEndedEarly = 0;
+  let epochsMerged = 0;
   for (let seed = range.first; seed < range.first + range.count; seed++) {
     const result = runSeed(campaign, seed);
     epochsEndedEarly += result.epochsEndedEarly;
+    epochsMerged += result.epochsMerged;
     if (result.failures.length > 0) failures.push(describeFailure(result));
     const plan = result.plan;
     const kind =
@@ -148,7 +155,7 @@ export function runRange(range: SeedRange): RangeSummary {
       failoverMsTotal += result.failoverMs;
     }
   }
-  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, promotions, withBackups, guestsLost };
+  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, epochsMerged, promotions, withBackups, guestsLost };
 }
 
 /** Runs seeds [first, first + count) of the workload in `kernelBytes` on `threads` worker threads and merges their summaries. */
@@ -178,6 +185,7 @@ export async function runSeedsInParallel(kernelBytes: Uint8Array, first: number,
     failovers: summaries.reduce((sum, s) => sum + s.failovers, 0),
     failoverMsTotal: summaries.reduce((sum, s) => sum + s.failoverMsTotal, 0),
     epochsEndedEarly: summaries.reduce((sum, s) => sum + s.epochsEndedEarly, 0),
+    epochsMerged: summaries.reduce((sum, s) => sum + s.epochsMerged, 0),
     promotions: summaries.reduce((sum, s) => sum + s.promotions, 0),
     withBackups: summaries.reduce((sum, s) => sum + s.withBackups, 0),
     guestsLost: summaries.reduce((sum, s) => sum + s.guestsLost, 0),

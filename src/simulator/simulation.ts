@@ -36,7 +36,7 @@ import { epochEntryBytesDefault } from '../replication/entry-budget.js';
 import { PrimaryReplica } from '../replication/primary.js';
 import { BackupReplica } from '../replication/backup.js';
 import {
-  backupCrashPoints, optionsKey, primaryCrashPoints,
+  backupCrashPoints, epochMergeMax, optionsKey, primaryCrashPoints,
   type ArbiterAnswer, type ArbiterRecord, type CrashPoint, type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicationOptions, type StepResult,
 } from '../replication/replica.js';
 import { Prng } from './prng.js';
@@ -132,6 +132,8 @@ export interface SimulationResult {
   readonly instructions: Partial<Record<ReplicaName, number>>;
   /** Epochs the primaries ended early because their log entry was full. */
   readonly epochsEndedEarly: number;
+  /** Epochs that went on past boundaries with nothing to deliver (ReplicationOptions.fixedEpochs). */
+  readonly epochsMerged: number;
   /** The crashes left no replica holding the guest: it ended early (allowed, and checked as such). */
   readonly guestLost: boolean;
 }
@@ -273,6 +275,7 @@ export class Simulation {
   /** The end of the last entry each primary sent, and the epochs ended early. */
   private readonly lastEntry = new Map<ReplicaName, { epoch: number; end: number }>();
   private epochsEndedEarly = 0;
+  private epochsMerged = 0;
   private guestLost = false;
   private readonly config: BoardConfig;
   private readonly identity: Omit<ReplicaIdentity, 'replicaId'>;
@@ -396,6 +399,7 @@ export class Simulation {
       failovers: reports.length,
       instructions: Object.fromEntries([...this.replicas].map(([name, replica]) => [name, replica.retired()])),
       epochsEndedEarly: this.epochsEndedEarly,
+      epochsMerged: this.epochsMerged,
       guestLost: this.guestLost,
     };
   }
@@ -511,6 +515,7 @@ export class Simulation {
     if (!replica.alive || replica.result !== undefined) return;
     const before = replica.retired();
     let result: StepResult;
+    replica.io.stepping = before;
     try {
       result = replica.core.step();
     } catch (error) {
@@ -519,6 +524,8 @@ export class Simulation {
         return;
       }
       throw error;
+    } finally {
+      replica.io.stepping = undefined;
     }
     const cost = stepOverheadMs + Math.max(0, replica.retired() - before) / instructionsPerMs;
     replica.busyUntilMs = this.now + cost;
@@ -679,6 +686,13 @@ export class Simulation {
     if (bytes > budget && !alone) this.fail(`epoch ${entry.epoch}'s log entry has ${bytes} bytes, more than its budget of ${budget}`);
     if (bytes > framePayloadBytesMax) this.fail(`epoch ${entry.epoch}'s log entry has ${bytes} bytes, more than a frame holds`);
     if (entry.stop === 'budget' && last !== undefined && entry.endRetired - last.end < this.setup.options.epochInstructions) this.epochsEndedEarly++;
+    if (last !== undefined && entry.epoch === last.epoch + 1 && entry.endRetired - last.end > this.setup.options.epochInstructions) {
+      // Boundaries with nothing to deliver skipped: never with fixed epochs, never past the cap.
+      const epochs = (entry.endRetired - last.end) / this.setup.options.epochInstructions;
+      if (this.setup.options.fixedEpochs === true) this.fail(`epoch ${entry.epoch} spans ${epochs} epochs' instructions, with fixed epochs`);
+      if (epochs > epochMergeMax) this.fail(`epoch ${entry.epoch} spans ${epochs} epochs' instructions, more than ${epochMergeMax}`);
+      this.epochsMerged++;
+    }
     this.lastEntry.set(from, { epoch: entry.epoch, end: entry.endRetired });
   }
 
@@ -910,12 +924,20 @@ class SimulatedIo implements ReplicaIo {
     private readonly name: ReplicaName,
   ) {}
 
+  /**
+   * While the replica steps: its instruction count when the step began. Its own clock moves on
+   * with the instructions it executes, as a real host's does (the step is charged the same
+   * time when it ends); the guest's clock and everyone else's wait for the step's end.
+   */
+  stepping: number | undefined;
+
   attach(replica: SimulatedReplica): void {
     this.replica = replica;
   }
 
   nowMs(): number {
-    return this.simulation.now;
+    if (this.stepping === undefined) return this.simulation.now;
+    return this.simulation.now + Math.max(0, this.replica!.retired() - this.stepping) / instructionsPerMs;
   }
 
   send(message: Message, to?: PeerId): number {

@@ -40,6 +40,9 @@ options:
                        side by side; default the default tier, as --cpu)
   --epochs LIST        epoch lengths in instructions (e.g. 1000,32000)
   --protocols LIST     of original, relaxed (default both)
+  --fixed-epochs       the protected runs end every epoch after exactly its instructions, as
+                       the paper's protocol (default: as the replicas do by default, skipping
+                       boundaries with nothing to deliver)
   --links LIST         of unthrottled, 155, 10 (Mbit/s; default all)
   --latency MS         one-way latency of the throttled links (default ${defaultLatencyMs})
   --runs N             runs per cell, the median is reported (default 2; --quick: 3)
@@ -67,6 +70,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     cpus: { type: 'string' },
     epochs: { type: 'string' },
     protocols: { type: 'string' },
+    'fixed-epochs': { type: 'boolean' },
     links: { type: 'string' },
     latency: { type: 'string' },
     runs: { type: 'string' },
@@ -99,6 +103,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     cpus: values.cpus === undefined ? [defaultCpu()] : list(values.cpus, '--cpus', ['interp', 'jit'] as const),
     epochs,
     protocols: values.protocols === undefined ? (quick ? ['relaxed'] : ['original', 'relaxed']) : list<Protocol>(values.protocols, '--protocols', ['original', 'relaxed']),
+    fixedEpochs: values['fixed-epochs'] === true,
     links: links.filter((link) => linkNames.some((name) => link.name.startsWith(name))),
     throttledEpochs: values.epochs === undefined && !quick ? fullThrottledEpochs : undefined,
     latencyMs,

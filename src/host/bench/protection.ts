@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CpuMode } from '../../machine/board.js';
 import { projectRoot } from '../guest-image.js';
+import { epochMergeHostMs, epochMergeMax } from '../../replication/replica.js';
 import { ensureDataDisk } from '../linux-guest.js';
 import { renderSvg } from './plot.js';
 import {
@@ -60,6 +61,8 @@ export interface ProtectionBenchOptions {
   readonly cpus: readonly CpuMode[];
   readonly epochs: readonly number[];
   readonly protocols: readonly Protocol[];
+  /** The protected runs keep every epoch boundary (--fixed-epochs), as the paper's protocol. */
+  readonly fixedEpochs: boolean;
   readonly links: readonly LinkSetting[];
   /** Throttled links are measured at these epoch lengths only (all, if undefined). */
   readonly throttledEpochs: readonly number[] | undefined;
@@ -266,7 +269,7 @@ async function protectedRun(work: Workload, setting: Setting, options: Protectio
   const arbiter = fs.mkdtempSync(path.join(scratch, 'arbiter-'));
   const link = options.links.find((candidate) => candidate.name === setting.link);
   const linkArguments = link?.rateMbitPerSecond === undefined ? [] : ['--link-rate', String(link.rateMbitPerSecond), '--link-latency', String(options.latencyMs)];
-  const common = [...work.machineArguments(disk), '--epoch', String(setting.epochInstructions), '--protocol', setting.protocol, '--insecure', '--verbose', '--arbiter', arbiter, '--failure-timeout', String(failureTimeoutMs), ...linkArguments];
+  const common = [...work.machineArguments(disk), '--epoch', String(setting.epochInstructions), '--protocol', setting.protocol, ...(options.fixedEpochs ? ['--fixed-epochs'] : []), '--insecure', '--verbose', '--arbiter', arbiter, '--failure-timeout', String(failureTimeoutMs), ...linkArguments];
   const primary = startPinned(primaryCore, ['primary', '--listen', '127.0.0.1:0', '--wait-for-backup', ...common], work.conversation?.());
   let backup: Process | undefined;
   try {
@@ -373,6 +376,9 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
     notes: [
       `${options.runs} run(s) per cell; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
       `The CPU tier (--cpu) of every run: ${options.cpus.join(' and ')}${options.cpus.length > 1 ? ', each workload on each in turn' : ''}.`,
+      options.fixedEpochs
+        ? 'Epochs: fixed (--fixed-epochs), every one ends after exactly its instructions (or early), as in the paper.'
+        : `Epochs: as the replicas run by default, a boundary with nothing to deliver is skipped (up to ${epochMergeMax} epochs, about ${epochMergeHostMs} ms of host time); --fixed-epochs keeps every one, as in the paper.`,
       `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure); --failure-timeout ${failureTimeoutMs}.`,
       `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
       "cpubench: 192 million instructions (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",

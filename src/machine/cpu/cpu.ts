@@ -32,7 +32,7 @@ import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snap
 import { Op } from './decode.js';
 import { Priv, pmpEntries, type PrivilegeLevel } from './csr.js';
 import { emptyCodePage, invalidateCode, sinkRegister } from './code-cache.js';
-import { dataPrivilege, dataTlbContext, fetchInstruction, fetchTlbContext, fillFetch, flushTlb, loadSlow, pmpChanged, storeSlow, storeTlbPages, tlbEntries } from './mmu.js';
+import { dataPrivilege, dataTlbContext, fetchInstruction, fetchTlbContext, fillFetch, flushStoreTlb, flushTlb, loadSlow, pmpChanged, storeSlow, storeTlbPages, tlbEntries } from './mmu.js';
 import type { PmpRegion } from './pmp.js';
 import { trapSignal } from './trap-signal.js';
 import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSupervisor } from './traps.js';
@@ -260,6 +260,11 @@ export class Hart {
   /** Empties the TLBs (SFENCE.VMA; the SBI's remote fences). */
   flushTlb(): void {
     flushTlb(this);
+  }
+
+  /** Empties the store TLB alone (see flushStoreTlb). */
+  flushStoreTlb(): void {
+    flushStoreTlb(this);
   }
 
   /** The RAM pages the store TLB maps: written without the slow path (see storeTlbPages). */

@@ -84,6 +84,11 @@ export function flushTlb(hart: Hart): void {
   hart.attention = true;
 }
 
+/** Empties the store TLB alone: the next store to each page takes the slow path (write tracking). */
+export function flushStoreTlb(hart: Hart): void {
+  hart.storeTag.fill(-1);
+}
+
 /**
  * The RAM pages (numbers from RAM's start) that the store TLB maps now: the pages the CPU may
  * write without taking the slow path. Write tracking counts them as written instead of

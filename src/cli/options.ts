@@ -215,7 +215,7 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
                                the guest runs on; original: the primary waits at every epoch end
   --fixed-epochs               every epoch ends after exactly --epoch instructions, as in the
                                paper (default: a boundary with nothing to deliver is skipped,
-                               up to ${epochMergeMax} epochs; interrupts come at the same points)
+                               up to ${epochMergeMax} epochs; interrupts stay on the epoch grid)
   --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default; disk writes
                                then complete to the guest before the backup's acknowledgement) or
                                completed with an error for the guest's driver to retry

@@ -43,8 +43,9 @@ export interface ReplicationOptions {
    * default), a boundary with nothing to deliver is skipped: the epoch goes on, to at most
    * {@link epochMergeMax} epochs' instructions and about {@link epochMergeHostMs} of host time,
    * and ends at the first boundary where something waits (a completion, input, a frame, the
-   * clock past a timer's deadline) or the guest has produced output. Interrupts are delivered
-   * at the same instruction counts either way: only boundaries with nothing to deliver go.
+   * clock past a timer's deadline) or the guest has produced output. Interrupts are still
+   * delivered only on the epoch grid (multiples of `epochInstructions` from where the epoch
+   * began); the boundaries skipped are ones where the primary had nothing to deliver.
    */
   readonly fixedEpochs?: boolean;
   /**

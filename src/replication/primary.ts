@@ -617,6 +617,9 @@ export class PrimaryReplica {
     // completions fit (the guest need not wait an epoch more for them).
     const held = this.role === 'protected' ? this.issueReads(epoch, outputs) : outputs;
     if (this.role === 'protected' && machine.power === undefined) this.completeWritesEarly(held);
+    // Reads the host performed at once (issueReads) complete at this boundary, as under `run`,
+    // not one step later with an epoch of their own.
+    for (const event of this.io.takeDiskCompletions()) this.onDiskCompletion(event);
     const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
     const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };

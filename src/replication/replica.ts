@@ -5,7 +5,7 @@
  * link) implement {@link ReplicaIo}.
  */
 import type { RejectCode } from './messages.js';
-import type { DiskRequest } from '../machine/environment.js';
+import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
 import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type Message } from './messages.js';
@@ -247,6 +247,13 @@ export interface ReplicaIo {
   consoleWrite(bytes: Uint8Array, epoch: number): void;
   /** Performs a disk request; its completion comes back through `onDiskCompletion`. */
   diskSubmit(request: DiskRequest, epoch: number): void;
+  /**
+   * The completions of requests submitted during this step that the host has performed
+   * already (a disk image on a local file performs them at once), which the caller takes to
+   * deliver itself instead of through `onDiskCompletion` after the step; none from a disk with
+   * latency.
+   */
+  takeDiskCompletions(): MachineEvent[];
   /** A frame for the network from the NIC on virtio slot `slot`; `epoch` produced it. */
   networkSend(slot: number, frame: Uint8Array, epoch: number): void;
   /**

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BoardMap, Machine } from '../machine/board.js';
-import type { DiskRequest } from '../machine/environment.js';
+import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
@@ -123,6 +123,7 @@ function side(now: () => number): Side {
     diskSubmit(request: DiskRequest): void {
       io.disk.push(request);
     },
+    takeDiskCompletions: (): MachineEvent[] => [],
     /** Frames waiting to arrive from the network, and frames sent to it (by slot). */
     netIn: [] as Uint8Array[],
     netOut: [] as { slot: number; frame: Uint8Array; epoch: number }[],

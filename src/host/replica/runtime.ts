@@ -426,9 +426,14 @@ class ReplicaRuntime implements ReplicaIo {
     const disk = this.options.disks.get(request.slot);
     assert(disk !== undefined, () => `disk request for virtio slot ${request.slot}, which has no image`);
     this.trace?.released(request, epoch);
-    // Completions are delivered between steps, never inside the step that issued the request.
+    // Completions are delivered between steps, unless the core takes them in the step that
+    // issued the request (takeDiskCompletions); never from inside diskSubmit.
     this.completions.push(disk.perform(request));
     this.trace?.performed(request);
+  }
+
+  takeDiskCompletions(): MachineEvent[] {
+    return this.completions.splice(0);
   }
 
   networkSend(slot: number, frame: Uint8Array, epoch: number): void {

@@ -4,8 +4,9 @@
  * comes from a fresh process; the two tiers alternate (interpreter, tier, interpreter, ...)
  * for BENCH_PAIRS pairs (default 10), and the table gives medians and the median of the pairs'
  * ratios. The guests (cpubench, mixbench, fpbench) run three times in their process: the first
- * run is the whole run from a cold start, the third the steady state. The Linux boot runs to
- * the shell prompt on the virtual clock.
+ * run is the whole run from a cold start (the CPU warm-up of src/host/warm-up.ts included, as
+ * in `understudy run`; UNDERSTUDY_WARMUP=0 turns it off), the third the steady state. The Linux
+ * boot runs to the shell prompt on the virtual clock.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -17,6 +18,7 @@ import { VirtualClock } from '../src/machine/clock.js';
 import { readKernel } from '../src/host/guest-image.js';
 import { dataDiskMkfsArguments } from '../src/host/linux-guest.js';
 import { bootToPrompt } from './boot-to-prompt.js';
+import { warmUpCpu } from '../src/host/warm-up.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const linuxCache = process.env['UNDERSTUDY_LINUX_CACHE'] ?? path.join(root, '.cache/linux');
@@ -33,6 +35,8 @@ function guestRounds(guest: string, cpu: CpuMode): number[] {
     const machine = new Machine({ ramBytes: 128 * 1024 * 1024, disks: [] }, new VirtualClock(), { cpu });
     machine.load(image);
     const start = process.cpuUsage();
+    // The whole run includes the CPU warm-up, as `understudy run` does it (once per process).
+    if (round === 0) warmUpCpu(cpu);
     while (machine.power === undefined) machine.run(1_000_000);
     const used = process.cpuUsage(start);
     mips.push(machine.retiredInstructions / ((used.user + used.system) / 1e6) / 1e6);

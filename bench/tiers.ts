@@ -4,8 +4,9 @@
  * comes from a fresh process; the two tiers alternate (interpreter, tier, interpreter, ...)
  * for BENCH_PAIRS pairs (default 10), and the table gives medians and the median of the pairs'
  * ratios. The guests (cpubench, mixbench, fpbench) run three times in their process: the first
- * run is the whole run from a cold start, the third the steady state. The Linux boot runs to
- * the shell prompt on the virtual clock.
+ * run is the whole run from a cold start (bare-metal guests, as under `understudy run`, without
+ * the CPU warm-up of src/host/warm-up.ts), the third the steady state. The Linux boot runs to the
+ * shell prompt on the virtual clock, the warm-up included (UNDERSTUDY_WARMUP=0 turns it off).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -19,6 +19,15 @@
 #define UART_IRQ       10
 #define RTC_IRQ        11
 
+/* PLIC registers (context 0: hart 0 M-mode, 1: S-mode), the CLINT's MSIP, the UART's IER. */
+#define PLIC_PRIORITY(id)       (PLIC_BASE + 4u * (id))
+#define PLIC_ENABLE(context)    (PLIC_BASE + 0x2000u + 0x80u * (context))
+#define PLIC_THRESHOLD(context) (PLIC_BASE + 0x200000u + 0x1000u * (context))
+#define PLIC_CLAIM(context)     (PLIC_BASE + 0x200004u + 0x1000u * (context))
+#define CLINT_MSIP              CLINT_BASE
+#define UART_IER                (UART_BASE + 1u)
+#define UART_IER_THRI           0x02u
+
 #define MMIO32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 #define MMIO8(addr)  (*(volatile uint8_t *)(uintptr_t)(addr))
 

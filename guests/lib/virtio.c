@@ -2,7 +2,6 @@
 #include "virtio.h"
 
 /* The PLIC of the virt board, context 0 (hart 0, M-mode). */
-#define PLIC_PRIORITY(source) (PLIC_BASE + 4u * (source))
 #define PLIC_ENABLE_M         (PLIC_BASE + 0x2000u)
 #define PLIC_THRESHOLD_M      (PLIC_BASE + 0x200000u)
 #define PLIC_CLAIM_M          (PLIC_BASE + 0x200004u)

@@ -9,14 +9,6 @@
  * through the PLIC to context 0 (hart 0, M-mode), as on QEMU's virt board. */
 #include "runtime.h"
 
-#define PLIC_PRIORITY(id)       (PLIC_BASE + 4u * (id))
-#define PLIC_ENABLE(context)    (PLIC_BASE + 0x2000u + 0x80u * (context))
-#define PLIC_THRESHOLD(context) (PLIC_BASE + 0x200000u + 0x1000u * (context))
-#define PLIC_CLAIM(context)     (PLIC_BASE + 0x200004u + 0x1000u * (context))
-#define UART_IER                (UART_BASE + 1u)
-#define UART_IER_THRI           0x02u
-#define CLINT_MSIP              CLINT_BASE
-
 #define TAKEN_MAX 16
 #define TAKEN_IN_S 0x100u /* marks an interrupt taken in S-mode in the `taken` log */
 

@@ -36,7 +36,6 @@
 #define R_DEVICE_LOW 0x0a0u
 #define R_CONFIG 0x100u
 
-#define PLIC_PRIORITY(id) (PLIC_BASE + 4u * (id))
 #define PLIC_ENABLE0      (PLIC_BASE + 0x2000u)
 #define PLIC_THRESHOLD0   (PLIC_BASE + 0x200000u)
 #define PLIC_CLAIM0       (PLIC_BASE + 0x200004u)

@@ -15,6 +15,7 @@ import { optionsKey, type ReplicaEnd, type ReplicationOptions, type ReplicaStatu
 import { HostClock } from './clocks.js';
 import { TerminalConsole, type ConsolePort } from './console.js';
 import { boardConfig, boot, bootDigest, createMachine, openDisks, planBoot, type MachineSettings } from './guest-image.js';
+import { warmsUp, warmUpCpu } from './warm-up.js';
 import { IpcConsole, type ChildMessage, type ParentMessage } from './ipc-console.js';
 import { openArbiter } from './replica/arbiter.js';
 import { UnprotectedAlarm } from './alarm.js';
@@ -158,6 +159,8 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
   };
   let previousRole: ReplicaStatus['role'] | undefined;
   let followed = false;
+  // Before the first machine runs (the primary's boot, the backup's copy): see warm-up.ts.
+  if (warmsUp(plan)) warmUpCpu(machine.cpu, { log: say });
   const alarm = new UnprotectedAlarm(settings.onUnprotected);
   const arbiter = openArbiter(settings.arbiter ?? defaultArbiterDirectory(machine), (line) => {
     say(line);

@@ -9,6 +9,7 @@ import { TerminalConsole } from './console.js';
 import { ExitStatus, guestExitStatus } from './exit-status.js';
 import { boardConfig, boot, diskSlots, openDisks, planBoot, type MachineSettings } from './guest-image.js';
 import { runMachine, type RunOutcome } from './runner.js';
+import { warmsUp, warmUpCpu } from './warm-up.js';
 import { openNetworks } from './network/backends.js';
 import type { NetworkPort } from './network/port.js';
 
@@ -34,6 +35,9 @@ export async function runGuest(settings: RunSettings): Promise<number> {
     throw error;
   }
   const terminal = new TerminalConsole();
+  // Before the first machine: its first compile of the interpreter's loop then covers every
+  // path the guest will take (warm-up.ts).
+  if (warmsUp(plan)) warmUpCpu(machineSettings.cpu);
   try {
     for (;;) {
       // A reset starts the machine's clock from zero again, as a power cycle would.

@@ -156,6 +156,12 @@ export class Hart {
   readonly loadAdd = new Int32Array(tlbEntries);
   readonly storeTag = new Int32Array(tlbEntries).fill(-1);
   readonly storeAdd = new Int32Array(tlbEntries);
+  /**
+   * Per 4 MiB region of virtual addresses: 1 if a page walk there ended at a megapage since
+   * the TLBs were last emptied, so that entries of the region may come from one leaf (see
+   * `fencePage`).
+   */
+  readonly megapageRegions = new Uint8Array(1024);
   /** Active PMP regions in priority order, rebuilt whenever pmpcfg or pmpaddr change. */
   pmpRegions: readonly PmpRegion[] = [];
 

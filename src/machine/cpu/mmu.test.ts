@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Hart } from './cpu.js';
-import { Access, fillFetch, storeSlow, storeTlbPages, tlbEntries, translate } from './mmu.js';
+import { Access, fencePage, fillFetch, loadSlow, storeSlow, storeTlbPages, tlbEntries, translate } from './mmu.js';
 import { pmpCheck, pmpRegions } from './pmp.js';
 import { codePagesMax, invalidateCode } from './code-cache.js';
 import { PmpCfg, Priv } from './csr.js';
@@ -113,4 +113,49 @@ test('storeTlbPages names the RAM pages the store TLB maps, whatever virtual pag
   assert.deepEqual(storeTlbPages(hart), [5, 9]);
   hart.flushTlb();
   assert.deepEqual(storeTlbPages(hart), []);
+});
+
+test('SFENCE.VMA with an address: only its page leaves the TLBs, unless a megapage was walked in its 4 MiB region', () => {
+  const hart = bareHart();
+  // Sv32, root table at RAM page 1. At 4 MiB, 4 KiB pages through a table at RAM page 2 (virtual
+  // pages 0x405 and 0x409 onto RAM pages 5 and 9); at 3 GiB, a megapage onto the start of RAM.
+  const leaf = (physicalPage: number): number => (physicalPage << 10) | 0xcf; // V R W X A D
+  const ram32 = hart.ports.ram.i32;
+  ram32[(0x1000 + 1 * 4) >>> 2] = (((ramBaseAddress + 0x2000) >>> 12) << 10) | 1; // V: a pointer
+  ram32[(0x2000 + 5 * 4) >>> 2] = leaf((ramBaseAddress >>> 12) + 5);
+  ram32[(0x2000 + 9 * 4) >>> 2] = leaf((ramBaseAddress >>> 12) + 9);
+  ram32[(0x1000 + 0x300 * 4) >>> 2] = leaf(ramBaseAddress >>> 12);
+  hart.satp = (1 << 31) | ((ramBaseAddress + 0x1000) >>> 12);
+  hart.priv = Priv.S;
+  hart.pmpaddr[0] = -1; // NAPOT over everything: S may
+  hart.pmpcfg[0] = PmpCfg.R | PmpCfg.W | PmpCfg.X | 0x18;
+  hart.pmpChanged();
+  const pages = [0x0040_5000, 0x0040_9000, 0xc000_6000 | 0]; // TLB indexes 5, 9 and 6
+  const fill = (): void => {
+    for (const va of pages) {
+      storeSlow(hart, va, 4, 1);
+      loadSlow(hart, va, 4);
+      fillFetch(hart, va);
+    }
+  };
+  const cached = (): number[][] => [hart.fetchTag, hart.loadTag, hart.storeTag].map((tag) => [...tag].filter((t) => t !== -1).map((t) => ((t & 0xfffff) << 12) | 0).sort((a, b) => a - b));
+  fill();
+  const all = [...pages].sort((a, b) => a - b);
+  assert.deepEqual(cached(), [all, all, all]);
+  hart.attention = false;
+  fencePage(hart, 0x0040_5abc);
+  const rest = all.filter((va) => va !== 0x0040_5000);
+  assert.deepEqual(cached(), [rest, rest, rest], 'the fenced page alone');
+  assert.equal(hart.fetchCode.filter((code) => code !== undefined).length, rest.length, 'its decoded page leaves with it');
+  assert.ok(hart.attention, 'the run loop must look again');
+  // A fence inside the megapage's region: other pages there may come from the same leaf.
+  fill();
+  fencePage(hart, 0xc000_a000 | 0);
+  assert.deepEqual(cached(), [[], [], []], 'every translation');
+  // Emptied, the TLBs forget the megapage: a fence in its region is a page's again once no walk ended there.
+  hart.flushTlb();
+  for (const va of pages.slice(0, 2)) loadSlow(hart, va, 4);
+  loadSlow(hart, 0xc000_6000 | 0, 4);
+  fencePage(hart, 0x0040_9000);
+  assert.deepEqual(cached()[1], [0xc000_6000 | 0, 0x0040_5000]);
 });

@@ -9,7 +9,7 @@ import { Cause, Priv, Status } from './csr.js';
 import { executeCsrInstruction } from './csr-file.js';
 import { mret, raiseIllegal, sret, takeException } from './traps.js';
 import { raise } from './trap-signal.js';
-import { flushTlb, loadForStore, loadSlow, storeSlow } from './mmu.js';
+import { fencePage, flushTlb, loadForStore, loadSlow, storeSlow } from './mmu.js';
 import { lengthShift } from './code-cache.js';
 import type { Hart } from './cpu.js';
 
@@ -92,7 +92,9 @@ export function executeRare(hart: Hart, word: number, imm: number): number {
       if (hart.priv === Priv.U || (hart.priv === Priv.S && (hart.mstatus & Status.TVM) !== 0)) {
         raiseIllegal(hart);
       }
-      flushTlb(hart);
+      // rs2 (an address space) is not looked at: the TLBs are not tagged by ASID.
+      if (rs1 === 0) flushTlb(hart);
+      else fencePage(hart, x[rs1]!);
       break;
     case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI:
       executeCsrInstruction(hart, op, rd, rs1, imm);

@@ -281,7 +281,7 @@ export class PrimaryReplica {
       // store TLB is emptied (counting its pages as written would send pages that were only
       // written before, and a copy would seem never to converge).
       this.machine.hart.flushStoreTlb();
-      follower.copy = { tracker: this.machine.ram.trackWrites([]), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
+      follower.copy = { tracker: this.machine.ram.trackWrites(), queue, sent: 0, round: 1, bytesSent: 0, bytesConfirmed: 0, pagesSent: 0, startedMs: now };
       this.io.log(`a backup is joining: copying ${queue.length} pages while the guest runs`);
       return true;
     }
@@ -345,7 +345,7 @@ export class PrimaryReplica {
     this.machine.hart.flushTlb();
     // After a live copy: the pages written in its last round, and any written since (an epoch
     // may have run while the join waited for a quiet boundary).
-    const pages = copy === undefined ? undefined : [...new Set([...copy.pages, ...copy.copy.tracker.take(this.machine.hart.storeTlbPages())])].sort((a, b) => a - b);
+    const pages = copy === undefined ? undefined : [...new Set([...copy.pages, ...copy.copy.tracker.take()])].sort((a, b) => a - b);
     const snapshot = this.machine.save(pages);
     const total = Math.max(1, Math.ceil(snapshot.length / stateChunkBytes));
     for (let index = 0; index < total; index++) {
@@ -385,7 +385,7 @@ export class PrimaryReplica {
     while (budget > 0 && copy.bytesSent - copy.bytesConfirmed < copyWindowBytes) {
       if (copy.sent === copy.queue.length) {
         this.machine.hart.flushStoreTlb(); // as at the copy's start
-        const written = copy.tracker.take([]);
+        const written = copy.tracker.take();
         if (written.length <= (this.options.liveCopyFinalPages ?? copyFinalPagesMax) || copy.round >= copyRoundsMax || written.length >= copy.queue.length) {
           this.finishJoin(follower, copy, written);
           return;

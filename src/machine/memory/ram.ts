@@ -39,8 +39,8 @@ export const PageFlag = {
 
 /** The pages written since the last `take` (see `Ram.trackWrites`). */
 export interface RamWriteTracker {
-  /** The pages written since the tracker started or since the last take, in order; tracks afresh (see Ram.takeWrittenPages). */
-  take(storeMapped: readonly number[]): number[];
+  /** The pages written since the tracker started or since the last take, in order; tracks afresh (see Ram.trackWrites). */
+  take(): number[];
   stop(): void;
 }
 
@@ -180,15 +180,16 @@ export class Ram implements Snapshottable {
 
   /**
    * A second record of the pages written, from now on, for a consumer of its own (a live
-   * state copy), beside the digests' (`takeWrittenPages`). `storeMapped`, here and at each
-   * take: the pages the CPU's store TLB maps at that moment (see takeWrittenPages).
+   * state copy), beside the digests' (`takeWrittenPages`). Its consumer needs the pages really
+   * written, not those the store TLB might write: the caller empties the CPU's store TLB when
+   * the tracker starts and at each take, so that every store to a page is seen.
    */
-  trackWrites(storeMapped: readonly number[]): RamWriteTracker {
+  trackWrites(): RamWriteTracker {
     const written = new Uint8Array(this.pages);
     this.trackers.add(written);
-    takePages(written, () => this.armWriteTracking(), storeMapped);
+    this.armWriteTracking();
     return {
-      take: (mapped) => takePages(written, () => this.armWriteTracking(), mapped),
+      take: () => takePages(written, () => this.armWriteTracking(), []),
       stop: () => {
         this.trackers.delete(written);
       },

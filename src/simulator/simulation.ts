@@ -134,6 +134,8 @@ export interface SimulationResult {
   readonly epochsEndedEarly: number;
   /** Epochs that went on past boundaries with nothing to deliver (ReplicationOptions.fixedEpochs). */
   readonly epochsMerged: number;
+  /** Steps of a primary that sent more than one entry (PrimaryReplica's `runsOn`). */
+  readonly stepsRunOn: number;
   /** The crashes left no replica holding the guest: it ended early (allowed, and checked as such). */
   readonly guestLost: boolean;
 }
@@ -280,6 +282,9 @@ export class Simulation {
   private readonly lastEntry = new Map<ReplicaName, { epoch: number; end: number }>();
   private epochsEndedEarly = 0;
   private epochsMerged = 0;
+  private stepsRunOn = 0;
+  /** Entries the replica stepping now has sent in this step. */
+  private entriesThisStep = 0;
   private guestLost = false;
   private readonly config: BoardConfig;
   private readonly identity: Omit<ReplicaIdentity, 'replicaId'>;
@@ -404,6 +409,7 @@ export class Simulation {
       instructions: Object.fromEntries([...this.replicas].map(([name, replica]) => [name, replica.retired()])),
       epochsEndedEarly: this.epochsEndedEarly,
       epochsMerged: this.epochsMerged,
+      stepsRunOn: this.stepsRunOn,
       guestLost: this.guestLost,
     };
   }
@@ -520,6 +526,7 @@ export class Simulation {
     const before = replica.retired();
     let result: StepResult;
     replica.io.stepping = before;
+    this.entriesThisStep = 0;
     try {
       result = replica.core.step();
     } catch (error) {
@@ -531,8 +538,16 @@ export class Simulation {
     } finally {
       replica.io.stepping = undefined;
     }
-    // Completions of a disk with no latency that the step did not take: delivered now, between steps.
-    for (const completion of replica.io.performed.splice(0)) replica.core.onDiskCompletion(completion);
+    if (this.entriesThisStep > 1) {
+      // Only after an epoch that ended at an output dealt with at once; never with fixed epochs or under P2.
+      const options = this.setup.options;
+      if (options.fixedEpochs === true || options.protocol === 'original') this.fail(`a step of ${replica.name} sent ${this.entriesThisStep} entries (fixed epochs: ${options.fixedEpochs === true}; protocol ${options.protocol})`);
+      this.stepsRunOn++;
+    }
+    // Completions of a disk with no latency that the step did not take: delivered now, between
+    // steps; the next step comes for them even if this one blocked (as the runtime's loop does).
+    const performed = replica.io.performed.splice(0);
+    for (const completion of performed) replica.core.onDiskCompletion(completion);
     const cost = stepOverheadMs + Math.max(0, replica.retired() - before) / instructionsPerMs;
     replica.busyUntilMs = this.now + cost;
     replica.io.flush(cost);
@@ -542,7 +557,7 @@ export class Simulation {
     }
     // The next step comes a moment after this one ends, so that input that arrived meanwhile
     // is taken first (a real replica reads its socket between steps).
-    if (result.kind === 'progress') this.wake(replica.name, this.now + cost + stepGapMs);
+    if (result.kind === 'progress' || performed.length > 0) this.wake(replica.name, this.now + cost + stepGapMs);
     else if (result.untilMs !== undefined) this.wake(replica.name, Math.max(result.untilMs, this.now + cost + stepGapMs));
   }
 
@@ -686,6 +701,7 @@ export class Simulation {
   checkEntry(from: ReplicaName, entry: EpochEntry): void {
     const last = this.lastEntry.get(from);
     if (last?.epoch === entry.epoch) return;
+    this.entriesThisStep++;
     const bytes = epochEntryWireBytes(entry.reads.length, entry.events);
     const budget = this.setup.options.epochEntryBytesMax ?? epochEntryBytesDefault;
     const alone = entry.reads.length === 0 && entry.events.filter((event) => event.kind === 'disk-completion').length === 1;

@@ -176,4 +176,5 @@ test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, eve
   // Small entry budgets really end epochs early (at exact counts, which the backup follows).
   assert.ok(summary.epochsEndedEarly > campaignSeeds / 2, `${summary.epochsEndedEarly} epochs ended early in ${campaignSeeds} seeds`);
   assert.ok(summary.epochsMerged > campaignSeeds / 10, `${summary.epochsMerged} epochs went on past boundaries with nothing to deliver in ${campaignSeeds} seeds`);
+  assert.ok(summary.stepsRunOn > campaignSeeds / 10, `${summary.stepsRunOn} steps ran on past an epoch that ended at an output dealt with at once, in ${campaignSeeds} seeds`);
 });

@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, digestDue, epochMergeHostMs, epochMergeMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -630,9 +630,17 @@ export class PrimaryReplica {
       // what this step can know of changes meanwhile (the clock, the guest's outputs), and the
       // step lasts no longer than the run loop goes between looks at its sockets anyway. Not
       // while a backup joins: its copy goes on between steps.
-      for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === instructions; epochs++) {
+      // Short epochs go on several at a time (whole epochs, so that the boundary stays on the
+      // grid): each look costs a return from the CPU tier, whose blocks never run past a
+      // budget (the tail of each 1K-instruction epoch ran on the interpreter). What a look
+      // finds that the chunk hid is only the clock past a deadline, and a guest's output that
+      // does not stop the hart: each waits at most epochMergeChunkInstructions more.
+      const chunkEpochs = Math.max(1, Math.floor(epochMergeChunkInstructions / instructions));
+      let length = instructions;
+      for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
         if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || this.io.nowMs() >= untilMs) break;
-        result = runWithinReads(machine, instructions, plan.readsMax, recorded);
+        length = instructions * Math.min(chunkEpochs, epochMergeMax - epochs);
+        result = runWithinReads(machine, length, plan.readsMax, recorded);
       }
     }
     const endedAtOutput = result.reason === 'budget' && machine.stoppedForOutput;

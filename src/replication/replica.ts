@@ -142,6 +142,13 @@ export const epochMergeMax = 1024;
  * 0.25 ms steps cost the translation tier's cpubench 8% more than 1 ms steps.
  */
 export const epochMergeHostMs = 1;
+/**
+ * Epochs shorter than this go on past skipped boundaries several at a time, up to this many
+ * instructions (whole epochs), between looks at what waits: a timer's deadline passed is
+ * delivered at most this much later than at the first boundary after it (`run` looks every
+ * million instructions).
+ */
+export const epochMergeChunkInstructions = 65_536;
 /** Most epochs whose outputs may wait for acknowledgement before the primary pauses. */
 export const pendingEpochsMax = 4096;
 /**

@@ -20,7 +20,7 @@ import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
-  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeHostMs, epochMergeMax, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax,
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax,
   type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
@@ -481,7 +481,8 @@ for (const entryBytes of [undefined, epochEntryBytesMin, 3000]) {
 }
 
 test('a backup that falls behind defers its acknowledgements (still answering heartbeats); the primary pauses at its limit', () => {
-  const chosen: ReplicationOptions = { ...options, epochInstructions: epochInstructionsMin };
+  // Fixed epochs: one entry per step, so that the steps count the entries.
+  const chosen: ReplicationOptions = { ...options, epochInstructions: epochInstructionsMin, fixedEpochs: true };
   const { primary, backup, p, b, clock } = pair({ options: chosen });
   backup.sayHello();
   pump(primary, backup, p, b);
@@ -572,14 +573,17 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   assert.equal(backup.status().epoch, 2);
   assert.equal(backup.currentMachine!.digest(), after, 'the backup is where the primary was');
 
-  // Host time passes (0.1 ms at each look): the step stops soon after epochMergeHostMs.
+  // Host time passes (0.1 ms at each look): the step stops soon after epochMergeHostMs. Short
+  // epochs go on several at a time between looks (epochMergeChunkInstructions), whole ones.
   const timed = joined({ program: computing });
   timed.clock.now = 10;
   timed.p.io.nowMs = (): number => (timed.clock.now += 0.1);
   timed.primary.step();
   const looks = Math.ceil(epochMergeHostMs / 0.1);
-  assert.ok(entriesSent(timed.p)[0]!.endRetired <= (looks + 1) * epoch, `ended after about ${looks} boundaries: ${entriesSent(timed.p)[0]!.endRetired}`);
-  assert.ok(entriesSent(timed.p)[0]!.endRetired >= 2 * epoch);
+  const perLook = Math.max(1, Math.floor(epochMergeChunkInstructions / epoch)) * epoch;
+  const end = entriesSent(timed.p)[0]!.endRetired;
+  assert.ok(end <= epoch + looks * perLook, `ended after about ${looks} looks: ${end}`);
+  assert.ok(end > (looks + 1) * epoch && end % epoch === 0, `several whole epochs between looks: ${end}`);
 
   // Fixed epochs, as in the paper: every boundary.
   const fixed = joined({ program: computing, options: { ...options, fixedEpochs: true } });

@@ -6,6 +6,7 @@
  * section tags, so a digest of the bytes is a digest of the state, and a corrupt or foreign
  * snapshot fails with a clear {@link SnapshotError} instead of loading garbage.
  */
+import { assert } from './assert.js';
 
 export class SnapshotError extends Error {
   override readonly name = 'SnapshotError';
@@ -27,6 +28,18 @@ export class SnapshotWriter {
     grown.set(this.buffer.subarray(0, this.length));
     this.buffer = grown;
     this.view = new DataView(grown.buffer);
+  }
+
+  /** The bytes written so far. */
+  get size(): number {
+    return this.length;
+  }
+
+  /** Overwrites four bytes already written, at `offset` (a length known only afterwards). */
+  patchU32(offset: number, value: number): this {
+    assert(offset + 4 <= this.length, () => `patch at ${offset} past the ${this.length} bytes written`);
+    this.view.setUint32(offset, value >>> 0, true);
+    return this;
   }
 
   /** Empties the writer for reuse (its buffer is kept). */

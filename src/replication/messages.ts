@@ -140,14 +140,20 @@ const completionStatuses: readonly DiskCompletionStatus[] = ['ok', 'io-error'];
 const messageWriter = new SnapshotWriter();
 
 export function encodeMessage(message: Message): Uint8Array {
+  appendMessage(messageWriter.reset(), message);
+  return messageWriter.finish();
+}
+
+/** Frames a message after what `writer` holds (frames sent together leave in one write); returns the frame's bytes. */
+export function appendMessage(writer: SnapshotWriter, message: Message): number {
+  const start = writer.size;
   // The header, with the payload's length filled in at the end.
-  const writer = messageWriter.reset().u8(frameMagic[0]!).u8(frameMagic[1]!).u8(protocolVersion).u8(typeCodes[message.type]).u32(0);
+  writer.u8(frameMagic[0]!).u8(frameMagic[1]!).u8(protocolVersion).u8(typeCodes[message.type]).u32(0);
   writePayload(writer, message);
-  const frame = writer.finish();
-  const payloadBytes = frame.length - frameHeaderBytes;
+  const payloadBytes = writer.size - start - frameHeaderBytes;
   assert(payloadBytes <= framePayloadBytesMax, () => `${message.type} message of ${payloadBytes} bytes exceeds the frame limit of ${framePayloadBytesMax}`);
-  new DataView(frame.buffer, frame.byteOffset).setUint32(4, payloadBytes, true);
-  return frame;
+  writer.patchU32(start + 4, payloadBytes);
+  return frameHeaderBytes + payloadBytes;
 }
 
 function writePayload(w: SnapshotWriter, message: Message): void {

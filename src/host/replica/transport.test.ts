@@ -15,6 +15,7 @@ import * as tls from 'node:tls';
 import { setImmediate as yieldToHost } from 'node:timers/promises';
 import { initClusterKeys, loadTlsIdentity } from './keys.js';
 import { SocketLink } from './transport.js';
+import { FrameDecoder, type Message } from '../../replication/messages.js';
 
 /** A connected pair of sockets, TLS with the cluster's keys or plain TCP; the sender's side is `sender`. */
 async function connectedPair(secure: boolean): Promise<{ sender: net.Socket; receiver: net.Socket; close(): void }> {
@@ -77,5 +78,43 @@ test('a plain TCP link hands a small message to the kernel at once', async () =>
     assert.equal(link.holding, false);
   } finally {
     pair.close();
+  }
+});
+
+test('messages sent while a link is corked leave in one write at the last uncork, in order; close sends what is corked', async () => {
+  for (const secure of [false, true]) {
+    const pair = await connectedPair(secure);
+    try {
+      const link = new SocketLink(pair.sender);
+      const writes: number[] = [];
+      const write = pair.sender.write.bind(pair.sender);
+      pair.sender.write = ((chunk: Uint8Array, ...rest: never[]) => {
+        writes.push(chunk.length);
+        return write(chunk, ...rest);
+      }) as typeof pair.sender.write;
+      const decoder = new FrameDecoder();
+      const received: Message[] = [];
+      pair.receiver.on('data', (chunk: Buffer) => received.push(...decoder.pushFrames(chunk).map((frame) => frame.message)));
+      const heartbeats = (from: number, count: number): Message[] => Array.from({ length: count }, (_, i) => ({ type: 'heartbeat', sequence: from + i, releasedThrough: 0 }));
+      link.cork();
+      link.cork(); // nested, as a socket handler inside the run loop's batch
+      let bytes = 0;
+      for (const message of heartbeats(1, 3)) bytes += link.send(message);
+      link.uncork();
+      assert.equal(link.holding, true, 'still corked once: the batch waits');
+      assert.deepEqual(writes, [], 'nothing written yet');
+      link.uncork();
+      assert.deepEqual(writes, [bytes], 'the three frames in one write');
+      link.send(heartbeats(4, 1)[0]!);
+      assert.equal(writes.length, 2, 'uncorked: a write per message');
+      link.cork();
+      link.send(heartbeats(5, 1)[0]!);
+      link.close();
+      assert.equal(writes.length, 3, 'close wrote what was corked');
+      for (let turns = 0; turns < 10_000 && received.length < 5; turns++) await yieldToHost();
+      assert.deepEqual(received, heartbeats(1, 5), `every frame arrived, in order (${secure ? 'TLS' : 'TCP'})`);
+    } finally {
+      pair.close();
+    }
   }
 });

@@ -13,7 +13,8 @@
 import { X509Certificate } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { encodeMessage, FrameDecoder, ProtocolError, type Message, type ReplicaIdentity } from '../../replication/messages.js';
+import { appendMessage, encodeMessage, FrameDecoder, ProtocolError, type Message, type ReplicaIdentity } from '../../replication/messages.js';
+import { SnapshotWriter } from '../../machine/snapshot.js';
 import type { TlsIdentity } from './keys.js';
 import { LinkShaper, type LinkShape } from './link-shaper.js';
 
@@ -129,23 +130,41 @@ export class SocketLink implements PeerLink {
     });
   }
 
+  /**
+   * Frames sent while corked, one after the other in one buffer: they leave in one write at
+   * the last uncork. (The socket's own cork queues each frame as a write of its own, whose
+   * stream bookkeeping cost a primary more than encoding the entry.)
+   */
+  private readonly batch = new SnapshotWriter();
+  private corks = 0;
+
   send(message: Message): number {
+    if (this.corks > 0) return appendMessage(this.batch, message);
     const bytes = encodeMessage(message);
-    if (this.shaper === undefined) this.socket.write(bytes);
-    else this.shaper.send(bytes);
+    this.write(bytes);
     return bytes.length;
   }
 
   cork(): void {
-    this.socket.cork();
+    this.corks++;
   }
 
   uncork(): void {
-    this.socket.uncork();
+    if (this.corks === 0) return;
+    this.corks--;
+    if (this.corks > 0 || this.batch.size === 0) return;
+    const bytes = this.batch.finish();
+    this.batch.reset();
+    this.write(bytes);
+  }
+
+  private write(bytes: Uint8Array): void {
+    if (this.shaper === undefined) this.socket.write(bytes);
+    else this.shaper.send(bytes);
   }
 
   get holding(): boolean {
-    return this.socket.writableLength > 0 || (this.shaper?.queuedFrames ?? 0) > 0;
+    return this.batch.size > 0 || this.socket.writableLength > 0 || (this.shaper?.queuedFrames ?? 0) > 0;
   }
 
   /**
@@ -155,6 +174,9 @@ export class SocketLink implements PeerLink {
    * is cut off after a moment.
    */
   close(): void {
+    // What was sent while corked goes first (a primary's goodbye may be among it).
+    this.corks = Math.min(this.corks, 1);
+    this.uncork();
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
     this.socket.removeAllListeners('data');
@@ -449,9 +471,9 @@ function connectOnce(endpoint: Endpoint, handlers: ConnectHandlers, security: Ch
           return;
         }
         // What the handlers answer to these frames (a backup's acknowledgements) leaves in one write.
-        socket.cork();
+        link.cork();
         handlers.messages(frames);
-        socket.uncork();
+        link.uncork();
       });
       socket.on('error', (error: NodeJS.ErrnoException) => closed(security.kind === 'tls' && error.code?.startsWith('ERR_SSL') === true ? describeTlsError(error) : error.message));
       // A primary that hung up in the middle of a frame: say so, or the truncation leaves no trace.

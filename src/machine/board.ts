@@ -104,7 +104,7 @@ export class Machine {
     if (cpu === 'jit') this.hart.tier = new TranslationCache(this.hart);
     if (recording !== undefined) {
       // Checked code is compiled at its second entry, so that nearly everything runs translated.
-      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart, { hotEntries: lockstepHotEntries, everyBranchHeads: true, compileCostInstructions: 0, entryIntervalMax: Infinity }), (reference) => new Machine(config, reference));
+      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart, { hotEntries: lockstepHotEntries, everyBranchHeads: true, compileCostInstructions: 0, entryIntervalMax: Infinity, headCallInterval: 1 }), (reference) => new Machine(config, reference));
       this.hart.tier = this.lockstep;
     }
     const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };

@@ -9,7 +9,9 @@
  * instruction that starts there runs:
  *   word 0: op (bits 0-7; for most compressed instructions the op's C_ twin, see
  *           {@link cachedOp}) | rd (8-13; rd = x0 becomes the sink register) | rs1 (14-18)
- *           | rs2 (19-23) | the instruction's length in bytes, 2 or 4 (24-31)
+ *           | rs2 (19-23) | the instruction's length in bytes, 2 or 4 (24-26)
+ *           | at a block head the tier watches: entries the interpreter makes without calling
+ *           the tier (27-30, see {@link headSkipShift}) and the head mark (31)
  *   word 1: the immediate (decode.ts: for CSR instructions the CSR number, for ILLEGAL the bits)
  * Word 0 is never 0 for a decoded instruction (decode.ts never yields op 0), so 0 marks an
  * empty slot; and it is positive, except that the translation tier sets bit 31 on the block
@@ -32,6 +34,16 @@ export const codePagesMax = 8192;
 export const codePageWords = 4096;
 /** Where word 0 of a decoded instruction holds its length in bytes. */
 export const lengthShift = 24;
+/**
+ * Bits 27-30 of word 0 at a block head the translation tier watches (bit 31 set) but has
+ * nothing compiled for: how many more entries the interpreter makes without calling the tier
+ * (it counts them down; the tier sets them after a call that found nothing to run). Zero
+ * everywhere else: the run loop clears bits 27-31 before it executes a word.
+ */
+export const headSkipShift = 27;
+export const headSkipMask = 0xf << headSkipShift;
+/** Word 0 without the tier's bits (27-31). */
+export const decodedWordMask = 0x07ff_ffff;
 /** The register index that decoded instructions with rd = x0 write to (x[32], never read). */
 export const sinkRegister = 32;
 

@@ -31,7 +31,7 @@ import type { AccessWidth } from '../devices/device.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 import { Op } from './decode.js';
 import { Priv, pmpEntries, type PrivilegeLevel } from './csr.js';
-import { emptyCodePage, invalidateCode, sinkRegister } from './code-cache.js';
+import { decodedWordMask, emptyCodePage, headSkipMask, headSkipShift, invalidateCode, sinkRegister } from './code-cache.js';
 import { dataPrivilege, dataTlbContext, fetchInstruction, fetchTlbContext, fillFetch, flushStoreTlb, flushTlb, loadSlow, pmpChanged, storeSlow, storeTlbPages, tlbEntries } from './mmu.js';
 import type { PmpRegion } from './pmp.js';
 import { trapSignal } from './trap-signal.js';
@@ -57,6 +57,9 @@ const fetchContextOf = fetchTlbContext;
 const dataContextOf = dataTlbContext;
 const dataPrivilegeOf = dataPrivilege;
 const executeFloatOf = executeFloat;
+const headSkipMaskOf = headSkipMask;
+const headSkipUnit = 1 << headSkipShift;
+const decodedWordMaskOf = decodedWordMask;
 /** Interrupts taken back to back without an instruction between them; more is a bug of ours. */
 const interruptsInARowMax = 8;
 
@@ -394,16 +397,22 @@ export class Hart {
               w = fetchInstruction(this, code, pc, fetchBase) | 0;
             }
             if (w < 0) {
-              this.runRetired = n;
-              this.pc = pc;
-              const ran = this.tier!.run(this, budget - n) | 0;
-              if (ran !== 0) {
-                n += ran;
-                pc = this.pc | 0;
-                if (this.attention) continue outer;
-                continue;
+              if ((w & headSkipMaskOf) !== 0) {
+                // A watched head with nothing compiled, called lately: the tier asked to be left
+                // out of its next entries (code-cache.ts, headSkipShift).
+                code[slot] = (w - headSkipUnit) | 0;
+              } else {
+                this.runRetired = n;
+                this.pc = pc;
+                const ran = this.tier!.run(this, budget - n) | 0;
+                if (ran !== 0) {
+                  n += ran;
+                  pc = this.pc | 0;
+                  if (this.attention) continue outer;
+                  continue;
+                }
               }
-              w &= 0x7fff_ffff;
+              w &= decodedWordMaskOf;
             }
           }
           const imm = code[slot + 1]!;

@@ -16,7 +16,10 @@
  * every taken branch had cost 4%, docs/BENCHMARKS.md). There the loop publishes `pc` and its
  * count (`Hart.pc`, `Hart.runRetired`) and calls {@link ExecutionTier.run} with what is left
  * of the budget; if that ran nothing, the loop executes the instruction itself; else it goes
- * on from `Hart.pc`, through its between-instructions checks if `Hart.attention` is set.
+ * on from `Hart.pc`, through its between-instructions checks if `Hart.attention` is set. A
+ * marked slot may also carry a skip count (bits 27-30, code-cache.ts `headSkipShift`), which a
+ * tier sets where it has nothing to run yet: the loop then counts it down and executes the
+ * instruction without calling.
  */
 import type { Hart } from './cpu.js';
 
@@ -63,7 +66,8 @@ export interface ExecutionTier {
   /**
    * The interpreter has just decoded the instruction at virtual `pc` into `slot` of `code`, the
    * decoded page of RAM page `page`: the tier may mark it, or the heads it leads to, by setting
-   * bit 31 of a slot's word 0, which makes the interpreter call {@link run} there.
+   * bit 31 of a slot's word 0, which makes the interpreter call {@link run} there (bits 27-30,
+   * a skip count, only ever together with bit 31).
    */
   decoded(page: number, code: Int32Array, slot: number, pc: number): void;
 

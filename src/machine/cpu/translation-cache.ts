@@ -37,11 +37,12 @@ import { mulhSigned, mulhSignedUnsigned, mulhUnsigned } from './cpu.js';
 import type { ExecutionTier } from './execution-tier.js';
 import { Op } from './ops.js';
 import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeDoubleSlow, storeSlow, tlbEntries } from './mmu.js';
-import { sinkRegister } from './code-cache.js';
+import { headSkipMask, headSkipShift, sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
 import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
+import { assert } from '../assert.js';
 
 /** Entries of a block head (by the interpreter, or from a translated block) before its block is compiled. */
 export const hotEntriesMin = 50;
@@ -65,6 +66,23 @@ export const entryIntervalMax = 1000;
 export const blocksMax = 8192;
 /** Characters of generated source kept at most (about as many bytes of V8 bytecode); past it everything is dropped. */
 export const sourceCharactersMax = 32 * 1024 * 1024;
+/**
+ * A new block's first calls run one pass each (a loop leaves after it, and the tier calls it
+ * again), so that V8 records type feedback for the path every exit takes before it optimizes
+ * the block's loop: code that V8 optimized in the middle of a first long call (on-stack
+ * replacement) had none for it, and deoptimized at every exit: up to 1,900 deoptimizations in
+ * one run of mixbench, about 20 with this. More than V8's 8 calls before a function gets its
+ * feedback vector.
+ */
+export const onePassCalls = 12;
+/**
+ * Entries of a watched head with nothing compiled per call the interpreter makes into the tier
+ * there: after a call that ran nothing the tier sets the head's skip count (code-cache.ts,
+ * headSkipShift) and counts the call as this many entries. A boot enters such heads some 1.8
+ * million times and finds a block at 2% of them; each call cost more than the instructions
+ * it let the interpreter run.
+ */
+export const headCallInterval = 16;
 /** Times a page's translations may be dropped by writes before the tier leaves the page to the interpreter. */
 export const pageInvalidationsMax = 16;
 
@@ -81,11 +99,15 @@ export interface TierOptions {
   readonly compileCostInstructions?: number;
   /** See {@link entryIntervalMax} (Infinity: entries count however far apart). */
   readonly entryIntervalMax?: number;
+  /** See {@link headCallInterval} (1: the interpreter calls the tier at every entry of a head). */
+  readonly headCallInterval?: number;
 }
 
 const tlbMask = tlbEntries - 1;
 /** Bit 31 of a decoded slot's word 0: a block head (cpu.ts tests `w < 0`). */
 const headMark = 0x8000_0000 | 0;
+/** What the tier may set in a decoded slot's word 0. */
+const tierBits = headMark | headSkipMask;
 /** `PageTranslations.heads` of a slot where no block can start. */
 const refusedHead = 2;
 /** Slots per decoded page (one per halfword). */
@@ -99,6 +121,8 @@ class Block {
   link0: Block | undefined = undefined;
   linkPc1 = -1;
   link1: Block | undefined = undefined;
+  /** Calls left that may run one pass only (see {@link onePassCalls}). */
+  onePassCallsLeft = onePassCalls;
 
   constructor(
     readonly run: BlockFunction,
@@ -172,12 +196,18 @@ export class TranslationCache implements ExecutionTier {
   /** Instructions run by translated code since the tier was created. */
   private translatedInstructions = 0;
   private readonly everyBranchHeads: boolean;
+  /** Entries a call from the interpreter counts for, and the skip count it leaves (see {@link headCallInterval}). */
+  private readonly headCallEntries: number;
+  private readonly headSkips: number;
 
   constructor(private readonly hart: Hart, options: TierOptions = {}) {
     this.hotEntries = options.hotEntries ?? hotEntriesMin;
     this.compileCost = options.compileCostInstructions ?? compileCostInstructions;
     this.entryInterval = options.entryIntervalMax ?? entryIntervalMax;
     this.everyBranchHeads = options.everyBranchHeads ?? false;
+    this.headCallEntries = options.headCallInterval ?? headCallInterval;
+    this.headSkips = this.headCallEntries - 1;
+    assert(Number.isInteger(this.headSkips) && this.headSkips >= 0 && this.headSkips <= headSkipMask >>> headSkipShift, () => `a head call interval of ${this.headCallEntries} does not fit the skip count`);
     this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
     this.translatedPages = new Uint8Array(hart.ports.ram.pages);
     this.environment = this.makeEnvironment();
@@ -197,8 +227,14 @@ export class TranslationCache implements ExecutionTier {
     const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
     try {
       for (;;) {
-        if (block.length > budget - ran) break;
-        ran += block.run(hart, base + ran, budget - ran, dataContext);
+        const length = block.length;
+        if (length > budget - ran) break;
+        let allowed = budget - ran;
+        if (block.onePassCallsLeft > 0) {
+          block.onePassCallsLeft--;
+          allowed = length;
+        }
+        ran += block.run(hart, base + ran, allowed, dataContext);
         if (hart.attention || !this.chains) break;
         // The next block: one of the two this block went to before (a link stays valid while
         // the block it leads to is, within the same virtual page: same mapping, same
@@ -242,7 +278,14 @@ export class TranslationCache implements ExecutionTier {
     const offset = pc & 0xffe;
     const block = this.pages[page]?.blocks[offset >>> 1];
     if (block !== undefined && block.virtualPage === vpn) return block;
-    return this.entered(page, offset, pc, blockInstructionsMin);
+    const entered = this.entered(page, offset, pc, blockInstructionsMin, this.headCallEntries);
+    if (entered === undefined && this.headSkips !== 0) {
+      // Nothing to run here yet: the interpreter goes on without calling for the next entries.
+      const code = hart.fetchCode[e];
+      const word = code?.[offset];
+      if (code !== undefined && word !== undefined && word < 0) code[offset] = (word & ~headSkipMask) | (this.headSkips << headSkipShift);
+    }
+    return entered;
   }
 
   /**
@@ -253,7 +296,7 @@ export class TranslationCache implements ExecutionTier {
     const vpn = pc >>> 12;
     const e = vpn & tlbMask;
     if (hart.fetchTag[e] !== (vpn | fetchTlbContext(hart.priv))) return undefined;
-    return this.entered(hart.fetchWordBase[e]! >> 10, pc & 0xffe, pc, 1);
+    return this.entered(hart.fetchWordBase[e]! >> 10, pc & 0xffe, pc, 1, 1);
   }
 
   /** The compiled block at `pc`, reached from another block (no counting: see exitedTo). */
@@ -321,8 +364,8 @@ export class TranslationCache implements ExecutionTier {
     return this.blockCount;
   }
 
-  /** The interpreter entered the head at `offset` of RAM page `page` (virtual `pc`): counts, compiles when hot. */
-  private entered(page: number, offset: number, pc: number, lengthMin: number): Block | undefined {
+  /** `entries` entries of the head at `offset` of RAM page `page` (virtual `pc`): counts them, compiles when hot. */
+  private entered(page: number, offset: number, pc: number, lengthMin: number, entries: number): Block | undefined {
     const info = this.pageInfo(page);
     if (info.abandoned) return undefined;
     const slot = offset >>> 1;
@@ -332,8 +375,10 @@ export class TranslationCache implements ExecutionTier {
     const indebted = this.translatedInstructions + compileCreditInstructions < this.compiledBlocks * this.compileCost;
     const threshold = indebted ? this.hotEntries * indebtedHotFactor : this.hotEntries;
     const now = this.hart.currentRetired;
-    if (info.entries[slot] === 0) info.countedSince[slot] = now;
-    if (++info.entries[slot]! < threshold) return undefined;
+    const counted = info.entries[slot]!;
+    if (counted === 0) info.countedSince[slot] = now;
+    info.entries[slot] = counted + entries;
+    if (counted + entries < threshold) return undefined;
     info.entries[slot] = 0;
     // Hot means frequent: a head entered that often, but over a long time, is counted again.
     if (now - info.countedSince[slot]! > threshold * this.entryInterval) return undefined;
@@ -344,14 +389,15 @@ export class TranslationCache implements ExecutionTier {
       // here (lengthMin 1), unless nothing at all can be translated.
       info.heads[slot] = plan.instructions.length === 0 ? refusedHead : 0;
       const code = this.hart.codePages[page];
-      if (code !== undefined) code[offset] = code[offset]! & ~headMark;
+      if (code !== undefined) code[offset] = code[offset]! & ~tierBits;
       return undefined;
     }
     if (this.blockCount >= blocksMax || this.sourceCharacters >= sourceCharactersMax) this.flushKeepingHeads();
     // The interpreter enters compiled blocks too, wherever they were found from.
     info.heads[slot] = 1;
     const code = this.hart.codePages[page];
-    if (code !== undefined && code[offset]! > 0) code[offset] = code[offset]! | headMark;
+    const word = code?.[offset];
+    if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
     const run = compileBlock(plan, this.environment);
     const block = new Block(run, plan.instructions.length, pc >>> 12, run.toString().length);
     const pageInfo = this.pageInfo(page);
@@ -419,7 +465,7 @@ export class TranslationCache implements ExecutionTier {
     info.abandoned = true;
     info.heads.fill(0);
     const code = this.hart.codePages[page];
-    if (code !== undefined) for (let slot = 0; slot < code.length; slot += 2) code[slot] = code[slot]! & ~headMark;
+    if (code !== undefined) for (let slot = 0; slot < code.length; slot += 2) code[slot] = code[slot]! & ~tierBits;
   }
 
   /** Drops every block (the caps were reached); the heads stay watched and warm up again. */

@@ -340,8 +340,9 @@ export class PrimaryReplica {
       this.digester?.take();
     }
     const pauseStartMs = this.io.nowMs();
-    // The new backup starts with an empty TLB, as this side does, so that both empty it at the
-    // same instruction counts from here on.
+    // The new backup starts with an empty TLB, and so does this side. Not needed for equal RAM
+    // (the backups already following keep theirs: TLB contents are unobservable, mmu.ts,
+    // "Page-table pages"), but the two then go on alike.
     this.machine.hart.flushTlb();
     // After a live copy: the pages written in its last round, and any written since (an epoch
     // may have run while the join waited for a quiet boundary).

@@ -31,8 +31,8 @@ import type { AccessWidth } from '../devices/device.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 import { Op } from './decode.js';
 import { Priv, pmpEntries, type PrivilegeLevel } from './csr.js';
-import { decodedWordMask, emptyCodePage, headSkipMask, headSkipShift, invalidateCode, sinkRegister } from './code-cache.js';
-import { dataPrivilege, dataTlbContext, fetchInstruction, fetchTlbContext, fillFetch, flushStoreTlb, flushTlb, loadSlow, pmpChanged, storeSlow, storeTlbPages, tlbEntries } from './mmu.js';
+import { decodedWordMask, emptyCodePage, headSkipMask, headSkipShift, sinkRegister } from './code-cache.js';
+import { dataPrivilege, dataTlbContext, fetchInstruction, fetchTlbContext, fillFetch, flushStoreTlb, flushTlb, loadSlow, pmpChanged, ramWrittenOutside, storeSlow, storeTlbPages, tlbEntries } from './mmu.js';
 import type { PmpRegion } from './pmp.js';
 import { trapSignal } from './trap-signal.js';
 import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSupervisor } from './traps.js';
@@ -165,6 +165,14 @@ export class Hart {
    * `fencePage`).
    */
   readonly megapageRegions = new Uint8Array(1024);
+  /**
+   * Per RAM page: bit `1 << level` set if a page walk read a level-`level` page-table entry
+   * from it since the TLBs were last emptied; `walkedPageList` names the pages with any. A
+   * write to such a page drops the TLB entries that may derive from the written entry (mmu.ts,
+   * "Page-table pages"). Host state like the TLBs: in no snapshot or digest.
+   */
+  readonly walkedPages: Uint8Array;
+  readonly walkedPageList: number[] = [];
   /** Active PMP regions in priority order, rebuilt whenever pmpcfg or pmpaddr change. */
   pmpRegions: readonly PmpRegion[] = [];
 
@@ -189,7 +197,8 @@ export class Hart {
 
   constructor(readonly ports: HartPorts) {
     this.codePages = new Array<Int32Array | undefined>(ports.ram.pages).fill(undefined);
-    ports.ram.watcher = { ramWritten: (page, offset, length) => invalidateCode(this, page, offset, length) };
+    this.walkedPages = new Uint8Array(ports.ram.pages);
+    ports.ram.watcher = { ramWritten: (page, offset, length) => ramWrittenOutside(this, page, offset, length) };
     this.trapLoopWatch = new TrapLoopWatch((description) => {
       if (ports.trapLoop !== undefined) ports.trapLoop(description);
       else this.halt();

@@ -7,6 +7,7 @@ import { pmpCheck, pmpRegions } from './pmp.js';
 import { codePagesMax, invalidateCode } from './code-cache.js';
 import { PmpCfg, Priv } from './csr.js';
 import { trapSignal } from './trap-signal.js';
+import { asm, li } from './encode.js';
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 
@@ -158,4 +159,179 @@ test('SFENCE.VMA with an address: only its page leaves the TLBs, unless a megapa
   loadSlow(hart, 0xc000_6000 | 0, 4);
   fencePage(hart, 0x0040_9000);
   assert.deepEqual(cached()[1], [0xc000_6000 | 0, 0x0040_5000]);
+});
+
+// Page-table pages (mmu.ts): replicas whose TLBs differ must write the same RAM.
+
+/** Sv32 entry bits. */
+const pte = { V: 1, R: 2, W: 4, X: 8, A: 64, D: 128 } as const;
+/** The data page's leaf entry, RAM page 5, readable, writable and executable, A and D clear. */
+const dataLeaf = (((ramBaseAddress >>> 12) + 5) << 10) | pte.V | pte.R | pte.W | pte.X;
+/** Where that leaf is: entry 5 of the table at RAM page 2, for virtual address 0x0040_5000. */
+const dataLeafOffset = 0x2000 + 5 * 4;
+const dataVa = 0x0040_5000;
+/** A second megapage onto RAM's start, readable and writable, A and D clear, at 0x8040_0000: entry 0x201 of the root. */
+const megaLeaf = ((ramBaseAddress >>> 12) << 10) | pte.V | pte.R | pte.W;
+const megaLeafOffset = 0x1000 + 0x201 * 4;
+
+/**
+ * A hart in S-mode on Sv32 with its root table at RAM page 1: RAM's first 4 MiB mapped at
+ * their own addresses by a megapage (code and page tables) and again at 0x8040_0000, and
+ * `dataVa` onto RAM page 5 through the table at RAM page 2; `program` at RAM page 3, where pc
+ * starts.
+ */
+function pagedHart(program: number[]): Hart {
+  const hart = bareHart();
+  const ram32 = hart.ports.ram.i32;
+  ram32[(0x1000 + 0x200 * 4) >>> 2] = ((ramBaseAddress >>> 12) << 10) | pte.V | pte.R | pte.W | pte.X | pte.A | pte.D;
+  ram32[megaLeafOffset >>> 2] = megaLeaf;
+  ram32[(0x1000 + 1 * 4) >>> 2] = (((ramBaseAddress + 0x2000) >>> 12) << 10) | pte.V;
+  ram32[dataLeafOffset >>> 2] = dataLeaf;
+  program.forEach((word, index) => (ram32[(0x3000 >>> 2) + index] = word));
+  hart.satp = (1 << 31) | ((ramBaseAddress + 0x1000) >>> 12);
+  hart.priv = Priv.S;
+  hart.pmpaddr[0] = -1; // NAPOT over everything: S may
+  hart.pmpcfg[0] = PmpCfg.R | PmpCfg.W | PmpCfg.X | 0x18;
+  hart.pmpChanged();
+  hart.pc = ramBaseAddress + 0x3000;
+  return hart;
+}
+
+/** The address of `program`'s last instruction (a jump to itself) in pagedHart. */
+const spinAddress = (program: readonly number[]): number => (ramBaseAddress + 0x3000 + 4 * (program.length - 1)) | 0;
+
+interface AgingCase {
+  /** The leaf's offset in RAM, and its value with A and D clear. */
+  readonly leafOffset: number;
+  readonly leaf: number;
+  /** A virtual address it maps. */
+  readonly va: number;
+  /** The instruction that writes x7 (the leaf, A and D clear) to the leaf at x6. */
+  readonly clear: number;
+}
+
+/**
+ * The guest of the TLB tests: writes the leaf itself (so that the store TLB maps the table's
+ * page before any walk reads it), touches the page it maps (a load and a store: the walks set A
+ * and D), then, after `clearing` instructions, clears A and D in the leaf with `clear` and no
+ * SFENCE.VMA, touches the page again and spins.
+ */
+function agingGuest({ leafOffset, leaf, va, clear }: AgingCase): { program: number[]; clearing: number } {
+  const program = [
+    ...li(5, va), // the page
+    ...li(6, ramBaseAddress + leafOffset), // its leaf, through the first megapage
+    ...li(7, leaf), // the leaf with A and D clear
+    asm.sw(7, 6, 0),
+    asm.lw(8, 5, 0),
+    asm.sw(8, 5, 0),
+  ];
+  const clearing = program.length;
+  program.push(clear, asm.lw(8, 5, 0), asm.sw(8, 5, 0), asm.jal(0, 0));
+  return { program, clearing };
+}
+
+const agingCases: [string, AgingCase][] = [
+  ['a store to a level-0 leaf', { leafOffset: dataLeafOffset, leaf: dataLeaf, va: dataVa, clear: asm.sw(7, 6, 0) }],
+  ['an AMO on a level-0 leaf', { leafOffset: dataLeafOffset, leaf: dataLeaf, va: dataVa, clear: asm.amoswapw(0, 6, 7) }],
+  ['a store to a megapage leaf', { leafOffset: megaLeafOffset, leaf: megaLeaf, va: 0x8040_5000 | 0, clear: asm.sw(7, 6, 0) }],
+];
+
+for (const [name, guest] of agingCases) {
+  test(`a guest that clears A and D with ${name} and no fence writes the same RAM whatever its TLBs held (a join, a live copy)`, () => {
+    const { program, clearing } = agingGuest(guest);
+    const kept = pagedHart(program);
+    const emptied = pagedHart(program);
+    const leafIndex = guest.leafOffset >>> 2;
+    assert.equal(kept.run(clearing).reason, 'budget');
+    assert.equal(emptied.run(clearing).reason, 'budget');
+    assert.equal(kept.ports.ram.i32[leafIndex], guest.leaf | pte.A | pte.D, 'the touches set A and D');
+    emptied.flushTlb(); // as the primary does when a backup joins, while this backup keeps its TLBs
+    kept.run(10);
+    emptied.run(10);
+    assert.equal(kept.pc, spinAddress(program), 'no trap: at the final spin');
+    assert.equal(emptied.pc, kept.pc);
+    assert.equal(kept.ports.ram.i32[leafIndex], emptied.ports.ram.i32[leafIndex], 'the leaf');
+    assert.equal(kept.ports.ram.i32[leafIndex], guest.leaf | pte.A | pte.D, 'set again by the touches after the clearing');
+    assert.ok(Buffer.compare(kept.ports.ram.u8, emptied.ports.ram.u8) === 0, 'RAM');
+  });
+}
+
+test('a store through a table that maps itself keeps that page out of the store TLB', () => {
+  // The leaf maps the table's own page, RAM page 2, at dataVa. A store through it walks page 2
+  // and writes it; were its translation entered into the store TLB, the store that clears the
+  // leaf's A and D through the same mapping would hit it and drop nothing.
+  const selfLeaf = (((ramBaseAddress >>> 12) + 2) << 10) | pte.V | pte.R | pte.W;
+  const program = [
+    asm.lui(5, dataVa),
+    ...li(6, ramBaseAddress + dataLeafOffset),
+    ...li(7, selfLeaf),
+    asm.sw(7, 6, 0),
+    asm.sw(0, 5, 0x400), // through the leaf into its own table
+  ];
+  const clearing = program.length;
+  program.push(asm.sw(7, 5, dataLeafOffset & 0xfff), asm.sw(0, 5, 0x400), asm.jal(0, 0));
+  const kept = pagedHart(program);
+  const emptied = pagedHart(program);
+  kept.run(clearing);
+  emptied.run(clearing);
+  emptied.flushTlb();
+  kept.run(10);
+  emptied.run(10);
+  assert.deepEqual([kept.pc, emptied.pc], [spinAddress(program), spinAddress(program)], 'no trap: at the final spin');
+  assert.equal(kept.ports.ram.i32[dataLeafOffset >>> 2], selfLeaf | pte.A | pte.D);
+  assert.ok(Buffer.compare(kept.ports.ram.u8, emptied.ports.ram.u8) === 0, 'RAM');
+});
+
+test('page-table pages: a walk marks the pages it reads and drops store-TLB entries onto them; a write there drops what may derive from the written entry, a walk\'s A/D update nothing', () => {
+  const hart = pagedHart([]);
+  const ram = hart.ports.ram;
+  const [rootPage, tablePage] = [1, 2];
+  const live = (): number[] => [hart.fetchTag, hart.loadTag, hart.storeTag].map((tag) => tag.filter((t) => t !== -1).length);
+  // The store TLB maps the table's page (through the megapage) before any walk has read it.
+  storeSlow(hart, ramBaseAddress + 0x2800, 4, 0);
+  assert.deepEqual(storeTlbPages(hart), [tablePage]);
+  assert.equal(hart.walkedPages[tablePage], 0);
+  loadSlow(hart, dataVa, 4); // walks both levels, and sets A in the leaf
+  assert.equal(ram.i32[dataLeafOffset >>> 2], dataLeaf | pte.A);
+  assert.deepEqual([hart.walkedPages[rootPage], hart.walkedPages[tablePage]], [2, 1], 'each page with the level it was read at');
+  assert.deepEqual(storeTlbPages(hart), [], 'the table\'s page left the store TLB');
+  storeSlow(hart, dataVa, 4, 1); // a walk setting D drops nothing
+  fillFetch(hart, dataVa);
+  loadSlow(hart, ramBaseAddress + 0x6000, 4);
+  assert.deepEqual(live(), [1, 2, 1], 'the data page\'s three entries, a load entry through the megapage');
+  assert.deepEqual(storeTlbPages(hart), [5]);
+  // A store to another entry of the table drops nothing of the data page's, and leaves the
+  // table's page out of the store TLB.
+  hart.attention = false;
+  storeSlow(hart, ramBaseAddress + 0x2800, 4, 0);
+  assert.deepEqual(live(), [1, 2, 1]);
+  assert.deepEqual(storeTlbPages(hart), [5]);
+  assert.ok(!hart.attention, 'no fetch entry went: the run loop goes on');
+  // A store to the data page's leaf (a byte of it, rewritten as it was) drops its entries,
+  // whatever the level-1 entry they came through.
+  storeSlow(hart, ramBaseAddress + dataLeafOffset + 1, 1, ram.u8[dataLeafOffset + 1]!);
+  assert.ok(hart.attention, 'its fetch entry went: the run loop must look again');
+  assert.deepEqual(live(), [0, 1, 0]);
+  assert.deepEqual(hart.walkedPageList, [rootPage, tablePage], 'marks go only with the TLBs');
+  // A store to a level-1 entry empties the TLBs, marks and all, and its own translation stays out.
+  loadSlow(hart, dataVa, 4);
+  storeSlow(hart, ramBaseAddress + 0x1800, 4, 0);
+  assert.deepEqual(live(), [0, 0, 0]);
+  assert.deepEqual(hart.walkedPageList, []);
+  assert.equal(hart.walkedPages.indexOf(1), -1);
+  // So does device DMA into a marked page; DMA elsewhere drops nothing.
+  loadSlow(hart, dataVa, 4);
+  ram.writeBytes(ramBaseAddress + 0x6000, Uint8Array.of(1));
+  assert.deepEqual(live(), [0, 1, 0]);
+  ram.writeBytes(ramBaseAddress + 0x2ffc, Uint8Array.of(1));
+  assert.deepEqual(live(), [0, 0, 0]);
+});
+
+test('page-table pages: Bare mode and M-mode walk nothing and mark nothing', () => {
+  const hart = bareHart();
+  storeSlow(hart, ramBaseAddress + 0x2000, 4, 1);
+  loadSlow(hart, ramBaseAddress + 0x2000, 4);
+  fillFetch(hart, ramBaseAddress);
+  assert.deepEqual(hart.walkedPageList, []);
+  assert.deepEqual(storeTlbPages(hart), [2]);
 });

@@ -14,6 +14,31 @@
  * - virtual address, so a hit is one typed-array access; a fetch hit gives the page's decoded
  * instructions (code-cache.ts) and the index in `Ram.i32` of its first word. A page enters a
  * TLB only if PMP treats the whole page alike.
+ *
+ * Page-table pages. What the TLBs hold must not be observable, because replicas' TLBs differ
+ * (a primary empties its TLBs when a backup joins while other backups keep theirs; a live copy
+ * empties the primary's store TLB; the translation tier empties the store TLB when it first
+ * compiles on a page): a walk sets A and D in RAM, a TLB hit does not, so if a guest clears A
+ * or D without SFENCE.VMA (Linux's page aging clears A with an AMO and no fence), a replica
+ * that walks again would write RAM that one hitting its TLB does not. So every RAM page a walk
+ * reads an entry from is marked (`Hart.walkedPages`, a bit per level it was read at) until the
+ * TLBs are emptied, a marked page never stays in the store TLB, and a write to a marked page
+ * (a store of any kind, or DMA) drops every entry that may derive from the written entry:
+ * - a level-0 entry at index i of its table is read only for virtual page numbers whose low
+ *   ten bits are i, which sit at TLB index i mod 512 (tlbEntries divides 1024): the entries
+ *   there with those low bits go, in all three TLBs (some 65,000 stores of a Linux boot land
+ *   in tables walks have read; emptying the TLBs at each, as a first version did, made the
+ *   boot 11-14% slower);
+ * - a level-1 entry covers 4 MiB, whose pages may sit anywhere: the TLBs are emptied, as they
+ *   are for DMA into any marked page.
+ * The invariant: a replica holding a TLB entry derived from an entry in page P has P marked
+ * at that entry's level (marks are cleared only with the TLBs), so after any write to an entry
+ * no replica holds a TLB entry derived from it; every TLB entry a replica holds comes from
+ * page-table entries unwritten since its walk, whose A (and D, for a store entry) that walk
+ * set. A walk on one replica where another hits then reads the same entries, finds the same
+ * bits set, and writes nothing: replicas with different TLBs write the same RAM. Walks
+ * themselves set A and D without dropping anything (they write what a hit elsewhere implies is
+ * there). Dropping more than this is always safe, so fences and flushes need no care.
  */
 import { ramBaseAddress, pageBytes } from '../memory/ram.js';
 import type { AccessWidth } from '../devices/device.js';
@@ -75,14 +100,67 @@ export function dataPrivilege(hart: Hart): PrivilegeLevel {
   return hart.priv;
 }
 
-/** Empties the TLBs; the run loop looks again before its next fetch. */
+/** Empties the TLBs, and forgets what they came from; the run loop looks again before its next fetch. */
 export function flushTlb(hart: Hart): void {
   hart.fetchTag.fill(-1);
   hart.loadTag.fill(-1);
   hart.storeTag.fill(-1);
   hart.fetchCode.fill(undefined);
   hart.megapageRegions.fill(0);
+  const walked = hart.walkedPages;
+  for (const page of hart.walkedPageList) walked[page] = 0;
+  hart.walkedPageList.length = 0;
   hart.attention = true;
+}
+
+/**
+ * A walk read a page-table entry at `level` (1 or 0) from RAM page `page`, whose mark lacks
+ * that level: marks it, and if the page was unmarked, drops the store TLB's entries that map
+ * it, so that every store to it takes the slow path (see "Page-table pages" above).
+ */
+function markWalked(hart: Hart, page: number, level: number): void {
+  const marks = hart.walkedPages[page]!;
+  hart.walkedPages[page] = marks | (1 << level);
+  if (marks !== 0) return;
+  hart.walkedPageList.push(page);
+  const tag = hart.storeTag;
+  const add = hart.storeAdd;
+  for (let e = 0; e < tlbEntries; e++) {
+    // fillData: add = the page's RAM offset - (vpn << 12) (see storeTlbPages).
+    if (tag[e] !== -1 && ((((tag[e]! & 0xfffff) << 12) + add[e]!) >>> 12) === page) tag[e] = -1;
+  }
+}
+
+/**
+ * The CPU wrote RAM byte `index`, in a marked page: drops the TLB entries that may derive from
+ * the entry it is part of ("Page-table pages" above).
+ */
+function pageTableWritten(hart: Hart, index: number): void {
+  if ((hart.walkedPages[index >>> 12]! & 2) !== 0) {
+    flushTlb(hart);
+    return;
+  }
+  const low = (index >>> 2) & 0x3ff;
+  const e = low & tlbMask;
+  // A tag is the virtual page number (bits 0-19) with the context above it; -1 when empty.
+  if (hart.fetchTag[e] !== -1 && (hart.fetchTag[e]! & 0x3ff) === low) {
+    hart.fetchTag[e] = -1;
+    hart.fetchCode[e] = undefined;
+    // The run loop (and a translated block) may be running from that page: look again.
+    hart.attention = true;
+  }
+  if ((hart.loadTag[e]! & 0x3ff) === low) hart.loadTag[e] = -1;
+  if ((hart.storeTag[e]! & 0x3ff) === low) hart.storeTag[e] = -1;
+}
+
+/**
+ * Bytes of RAM page `page` changed by something other than the CPU (DMA, loaders, HTIF, state
+ * copies): its decoded instructions go, and if it holds page-table entries the TLBs may have
+ * used, the TLBs too ("Page-table pages" above).
+ */
+export function ramWrittenOutside(hart: Hart, page: number, offset: number, length: number): void {
+  invalidateCode(hart, page, offset, length);
+  if (hart.walkedPages[page] !== 0) flushTlb(hart);
 }
 
 /**
@@ -169,7 +247,9 @@ function walk(hart: Hart, va: number, access: Access, priv: PrivilegeLevel): num
     if ((pmpCheck(hart.pmpRegions, pteAddress, 4, PmpCfg.R, Priv.S) & 1) === 0 || !ram.contains(pteAddress, 4)) {
       raise(accessFaultCause[access]!, va);
     }
-    pte = ram.i32[(pteAddress - ramBaseAddress) >>> 2]!;
+    const pteIndex = pteAddress - ramBaseAddress;
+    if ((hart.walkedPages[pteIndex >>> 12]! & (1 << level)) === 0) markWalked(hart, pteIndex >>> 12, level);
+    pte = ram.i32[pteIndex >>> 2]!;
     if ((pte & Pte.V) === 0 || (pte & (Pte.R | Pte.W)) === Pte.W) raise(pageFaultCause[access]!, va);
     if (pte & (Pte.R | Pte.X)) break;
     if (level === 0) raise(pageFaultCause[access]!, va);
@@ -198,8 +278,11 @@ function walk(hart: Hart, va: number, access: Access, priv: PrivilegeLevel): num
   let updated = pte | Pte.A;
   if (access === Access.Store) updated |= Pte.D;
   if (updated !== pte) {
-    ram.i32[(pteAddress - ramBaseAddress) >>> 2] = updated;
-    ram.noteWritten(pteAddress - ramBaseAddress, 4);
+    // Not a write that empties the TLBs: see "Page-table pages" above.
+    const pteIndex = pteAddress - ramBaseAddress;
+    ram.i32[pteIndex >>> 2] = updated;
+    ram.noteWrittenByCpu(pteIndex, 4);
+    invalidateCode(hart, pteIndex >>> 12, pteIndex & 0xfff, 4);
   }
   const pageNumber = level === 1 ? (ppn & ~0x3ff) | ((va >>> 12) & 0x3ff) : ppn;
   return pageNumber * pageBytes + (va & 0xfff);
@@ -328,9 +411,14 @@ export function storeSlow(hart: Hart, va: number, width: AccessWidth, value: num
   else if (width === 2) ram.u16[index >>> 1] = value;
   else ram.u8[index] = value;
   invalidateCode(hart, index >>> 12, index & 0xfff, width);
+  // A write to a page-table page the TLBs may have used (see "Page-table pages" above). The
+  // page stays out of the store TLB: marked, or, if the TLBs were emptied, because the pages
+  // this store's own walk read are unmarked now.
+  const walked = hart.walkedPages[index >>> 12]!;
+  if (walked !== 0) pageTableWritten(hart, index);
   if (ram.pageFlags[index >>> 12] === 0) {
     // A page with translations stays out of the store TLB, so that every store to it comes here.
-    if (cacheable && (hart.tier === undefined || !hart.tier.translates(index >>> 12))) fillData(hart, hart.storeTag, hart.storeAdd, va, physical, priv);
+    if (cacheable && walked === 0 && (hart.tier === undefined || !hart.tier.translates(index >>> 12))) fillData(hart, hart.storeTag, hart.storeAdd, va, physical, priv);
     return;
   }
   hart.ports.watchedStore(physical, width);
@@ -366,6 +454,7 @@ function storeMisaligned(hart: Hart, va: number, width: number, value: number, p
     const index = physicals[i]! - ramBaseAddress;
     ram.u8[index] = value >>> (8 * i);
     invalidateCode(hart, index >>> 12, index & 0xfff, 1);
+    if (hart.walkedPages[index >>> 12] !== 0) pageTableWritten(hart, index);
     if (ram.pageFlags[index >>> 12] !== 0) hart.ports.watchedStore(physicals[i]!, 1);
   }
 }

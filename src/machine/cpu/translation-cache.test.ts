@@ -44,7 +44,10 @@ interface Side {
   readonly device: InterruptingDevice;
 }
 
-function side(program: number[], withTier: boolean, raiseAt: number, options: TierOptions = { compileCostInstructions: 0 }): Side {
+/** What a program finds in RAM besides itself (page tables), written on both sides. */
+type Prepare = (ram: Ram) => void;
+
+function side(program: number[], withTier: boolean, raiseAt: number, options: TierOptions = { compileCostInstructions: 0 }, prepare?: Prepare): Side {
   const ram = new Ram(ramBytes);
   const bus = new Bus();
   const device = new InterruptingDevice(raiseAt);
@@ -55,6 +58,7 @@ function side(program: number[], withTier: boolean, raiseAt: number, options: Ti
   if (withTier) hart.tier = new TranslationCache(hart, options);
   ram.i32[handlerOffset / 4] = asm.jal(0, 0); // the trap handler spins
   program.forEach((word, index) => (ram.i32[index] = word));
+  prepare?.(ram);
   hart.reset(base);
   return { hart, ram, device };
 }
@@ -72,9 +76,9 @@ function state(hart: Hart): Record<string, number | bigint> {
  * Runs `program` on both harts in `slices`, comparing after each; returns the tiered side.
  * `raiseAt`: the device write that raises MTIP.
  */
-function runBoth(program: number[], slices: readonly number[], raiseAt = 0): Side & { tier: TranslationCache } {
-  const tiered = side(program, true, raiseAt);
-  const plain = side(program, false, raiseAt);
+function runBoth(program: number[], slices: readonly number[], raiseAt = 0, prepare?: Prepare): Side & { tier: TranslationCache } {
+  const tiered = side(program, true, raiseAt, undefined, prepare);
+  const plain = side(program, false, raiseAt, undefined, prepare);
   slices.forEach((slice, index) => {
     const a = tiered.hart.run(slice);
     const b = plain.hart.run(slice);
@@ -180,6 +184,51 @@ test('a block that stores into its own page leaves after the store; a page rewri
   assert.equal(hart.x[5], 2000);
   assert.equal(tier.compiledBlocks, pageInvalidationsMax, 'compiled until the page was abandoned');
   assert.equal(tier.blocks, 0);
+});
+
+test('a guest that clears A and D in a leaf without a fence writes the same RAM with the tier, which empties the store TLB when it compiles', () => {
+  // Sv32, root table at RAM page 1: RAM's first 4 MiB at their own addresses (a megapage), and
+  // virtual page 0x405 onto RAM page 5 through the table at RAM page 2. The program touches the
+  // data page, runs a hot loop (the tier compiles it, emptying its store TLB; the interpreter's
+  // keeps its entry), clears A and D in the leaf without SFENCE.VMA and stores to the page
+  // again: without the page-table rule (mmu.ts) only the tier's side walked and set them.
+  const dataLeaf = ((((base >>> 12) + 5) << 10) | 0x7) | 0; // V R W, A and D clear
+  const dataLeafAddress = base + 0x2000 + 5 * 4;
+  const prepare: Prepare = (ram) => {
+    ram.i32[(0x1000 + 0x200 * 4) >>> 2] = ((base >>> 12) << 10) | 0xcf; // V R W X A D
+    ram.i32[(0x1000 + 1 * 4) >>> 2] = (((base + 0x2000) >>> 12) << 10) | 1;
+    ram.i32[(dataLeafAddress - base) >>> 2] = dataLeaf;
+  };
+  const supervisorStart = 4 * 23;
+  const program = [
+    ...liw(1, -1),
+    asm.csrrw(0, Csr.pmpaddr0, 1), // NAPOT over everything
+    asm.addi(1, 0, 0x1f),
+    asm.csrrw(0, Csr.pmpcfg0, 1), // R W X
+    ...liw(1, (1 << 31) | ((base + 0x1000) >>> 12)),
+    asm.csrrw(0, Csr.satp, 1),
+    ...liw(1, 0x800),
+    asm.csrrs(0, Csr.mstatus, 1), // MPP = S
+    ...liw(1, base + supervisorStart),
+    asm.csrrw(0, Csr.mepc, 1),
+    ...liw(5, 0x0040_5000), // the data page
+    ...liw(6, dataLeafAddress), // its leaf, through the megapage
+    ...liw(7, dataLeaf),
+    ...liw(9, 300),
+    asm.mret(),
+    asm.lw(8, 5, 0), // word 23, in S-mode: the walks set A and D
+    asm.sw(8, 5, 0),
+    asm.addi(9, 9, -1), // the hot loop
+    asm.bne(9, 0, -4),
+    asm.sw(7, 6, 0), // A and D cleared, no SFENCE.VMA
+    asm.sw(8, 5, 0), // a walk sets A and D again; a TLB hit would not
+    asm.jal(0, 0),
+  ];
+  assert.equal(program.length, 30);
+  const { tier, hart, ram } = runBoth(program, slices, 0, prepare);
+  assert.ok(tier.compiledBlocks >= 1, 'the loop was compiled');
+  assert.equal(hart.pc, (base + 4 * 29) | 0, 'at the final spin');
+  assert.equal(ram.i32[(dataLeafAddress - base) >>> 2], dataLeaf | 0xc0, 'A and D set again after the clearing');
 });
 
 test('a page fault in the middle of a translated block is precise: pc, count, cause and tval as the interpreter', () => {

@@ -44,7 +44,11 @@ export interface RamWriteTracker {
   stop(): void;
 }
 
-/** Receives notice that guest RAM bytes changed outside the CPU's fast path. */
+/**
+ * Receives notice that guest RAM bytes changed by anything but the CPU: device DMA, loaders,
+ * HTIF replies, state copies and restores. (The CPU's own slow-path writes, stores and a
+ * walk's A/D updates, tell the CPU's caches themselves.)
+ */
 export interface CodeWatcher {
   /** Bytes [offset, offset + length) of RAM, within page `page`, were written. */
   ramWritten(page: number, offset: number, length: number): void;
@@ -115,14 +119,29 @@ export class Ram implements Snapshottable {
     if (length <= 0) return;
     const first = Math.floor(offset / pageBytes);
     const last = Math.floor((offset + length - 1) / pageBytes);
-    this.written.fill(1, first, last + 1);
-    for (const tracker of this.trackers) tracker.fill(1, first, last + 1);
+    this.markWritten(first, last);
     if (this.watcher === undefined) return;
     for (let page = first; page <= last; page++) {
       const start = Math.max(offset, page * pageBytes);
       const end = Math.min(offset + length, (page + 1) * pageBytes);
       this.watcher.ramWritten(page, start - page * pageBytes, end - start);
     }
+  }
+
+  /**
+   * The CPU itself wrote [offset, offset + length) of RAM outside its fast path (a page walk
+   * setting A or D): the written-page sets hear of it, the watcher does not (the CPU keeps its
+   * own caches; see `CodeWatcher`).
+   */
+  noteWrittenByCpu(offset: number, length: number): void {
+    if (length <= 0) return;
+    this.markWritten(Math.floor(offset / pageBytes), Math.floor((offset + length - 1) / pageBytes));
+  }
+
+  /** Pages `first` to `last` count as written for the digests and every tracker. */
+  private markWritten(first: number, last: number): void {
+    this.written.fill(1, first, last + 1);
+    for (const tracker of this.trackers) tracker.fill(1, first, last + 1);
   }
 
   /** The CPU stored to a page with flags set (physical address inside RAM): note the page written, and disarm it. */

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { ConsoleSession, shellPrompt } from './support/console-session.js';
 import { guestElf } from './helpers.js';
 import { freePort } from './support/replica-processes.js';
+import { createBlankDiskImage, smallShape } from './support/pair-workload.js';
 
 const bootTimeoutMs = 120_000;
 
@@ -95,7 +96,11 @@ test('pair on a terminal: Ctrl-A k kills the primary, typing goes on into the ba
 test('a standalone primary on a terminal: Ctrl-A x stops it, and its backup carries the guest to the end', { timeout: 120_000 }, async () => {
   const dir = scratch();
   const port = await freePort();
-  const common = ['--kernel', guestElf('ticker'), '--arbiter', path.join(dir, 'arbiter'), '--verbose', '--insecure'];
+  // The gated workload waits for a byte on the console before its last line, so the guest can
+  // never finish before the keystroke takes effect, however loaded the machine.
+  const image = path.join(dir, 'disk.img');
+  createBlankDiskImage(image, smallShape);
+  const common = ['--kernel', guestElf('pair_small_gated'), '--disk', image, '--arbiter', path.join(dir, 'arbiter'), '--verbose', '--insecure'];
   const primary = new ConsoleSession(['primary', '--listen', `127.0.0.1:${port}`, '--wait-for-backup', ...common], { terminal: true });
   let backup: ConsoleSession | undefined;
   try {
@@ -103,14 +108,16 @@ test('a standalone primary on a terminal: Ctrl-A x stops it, and its backup carr
     await primary.waitFor(/listening on 127\.0\.0\.1:\d+/, 30_000);
     backup = new ConsoleSession(['backup', '--connect', `127.0.0.1:${port}`, ...common]);
     const joined = await primary.waitFor(/backup joined at epoch \d+/, 30_000);
-    await primary.waitFor(/tick \d+\r*\n/, 30_000, joined);
+    await primary.waitFor(/line 0001 /, 30_000, joined);
     primary.type('\x01x');
     assert.equal(await primary.exit(30_000), 0, primary.tail());
     assert.match(primary.text, /understudy primary: quit \(Ctrl-A x\): this replica stops/);
-    // The backup takes over and finishes the ticker's 2000 lines.
+    assert.doesNotMatch(primary.text, /pair_workload: PASS/, 'the guest was still running when the primary stopped');
+    // The backup takes over, and the guest finishes there once the gate opens.
+    await backup.waitForLog(/promoted: live from epoch \d+/, 60_000);
+    backup.type('g');
     assert.equal(await backup.exit(60_000), 0, backup.tail());
-    assert.match(backup.stderr, /promoted: live from epoch \d+/);
-    assert.match(backup.text, /tick 2000\n$/);
+    assert.match(backup.text, /pair_workload: PASS lines=\d+ disk=OK\n$/);
   } finally {
     primary.kill();
     backup?.kill();

@@ -57,10 +57,19 @@ export class ConsoleSession {
   }
 
   /** Waits until the console output after `from` matches; returns the index just past the match. */
-  async waitFor(pattern: string | RegExp, timeoutMs: number, from = 0): Promise<number> {
+  waitFor(pattern: string | RegExp, timeoutMs: number, from = 0): Promise<number> {
+    return this.waitIn(() => this.output, pattern, timeoutMs, from);
+  }
+
+  /** The same on the process's stderr (its log, when it is not on a terminal). */
+  waitForLog(pattern: string | RegExp, timeoutMs: number, from = 0): Promise<number> {
+    return this.waitIn(() => this.errors, pattern, timeoutMs, from);
+  }
+
+  private async waitIn(stream: () => string, pattern: string | RegExp, timeoutMs: number, from: number): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const rest = this.output.slice(from);
+      const rest = stream().slice(from);
       const index = typeof pattern === 'string' ? rest.indexOf(pattern) : rest.search(pattern);
       if (index >= 0) {
         const length = typeof pattern === 'string' ? pattern.length : (rest.match(pattern)?.[0].length ?? 0);

@@ -526,9 +526,7 @@ export class PrimaryReplica {
     }
     if (this.role === 'protected') {
       if (this.options.protocol === 'original' && this.ackedThroughAll() < this.epoch) return this.waitForAcks(now); // P2
-      // Each backup's queue is bounded by what this side may leave unacknowledged (replica.ts).
-      const unacknowledgedBytes = Math.max(0, ...this.members().map((member) => member.unacknowledgedLogBytes));
-      if (this.pending.length >= pendingEpochsMax || unacknowledgedBytes >= unacknowledgedLogBytesMax) return this.waitForAcks(now);
+      if (this.logFull) return this.waitForAcks(now);
     }
     if (this.io.consoleBacklogged || this.io.networkBacklogged) {
       // The console's reader (or the network) lags: the guest waits, heartbeats and acknowledgements go on.
@@ -582,9 +580,18 @@ export class PrimaryReplica {
     if (this.role !== 'protected' || this.options.fixedEpochs === true || this.options.protocol !== 'relaxed') return false;
     if (machine.power !== undefined || machine.isIdle || this.holdsOutputs || this.slowMs > 0 || this.joiner() !== undefined) return false;
     if (machine.retiredInstructions - startRetired >= this.options.epochInstructions * epochMergeMax) return false;
-    if (this.pending.length >= pendingEpochsMax || this.io.consoleBacklogged || this.io.networkBacklogged) return false;
-    for (const member of this.members()) if (member.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return false;
+    if (this.logFull || this.io.consoleBacklogged || this.io.networkBacklogged) return false;
     return this.io.nowMs() < untilMs;
+  }
+
+  /**
+   * The log's bounds are reached: as many epochs wait for acknowledgement as this side keeps,
+   * or a backup holds as many unacknowledged bytes as its queue may (replica.ts).
+   */
+  private get logFull(): boolean {
+    if (this.pending.length >= pendingEpochsMax) return true;
+    for (const member of this.members()) if (member.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return true;
+    return false;
   }
 
   /** The epoch every following backup has acknowledged (this epoch if none follows). */

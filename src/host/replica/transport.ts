@@ -152,7 +152,12 @@ export class SocketLink implements PeerLink {
   uncork(): void {
     if (this.corks === 0) return;
     this.corks--;
-    if (this.corks > 0 || this.batch.size === 0) return;
+    if (this.corks === 0) this.flush();
+  }
+
+  /** Writes the batch, if any. */
+  private flush(): void {
+    if (this.batch.size === 0) return;
     const bytes = this.batch.finish();
     this.batch.reset();
     this.write(bytes);
@@ -175,8 +180,8 @@ export class SocketLink implements PeerLink {
    */
   close(): void {
     // What was sent while corked goes first (a primary's goodbye may be among it).
-    this.corks = Math.min(this.corks, 1);
-    this.uncork();
+    this.corks = 0;
+    this.flush();
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
     this.socket.removeAllListeners('data');

@@ -141,16 +141,22 @@ function pageTableWritten(hart: Hart, index: number): void {
     return;
   }
   const low = (index >>> 2) & 0x3ff;
-  const e = low & tlbMask;
-  // A tag is the virtual page number (bits 0-19) with the context above it; -1 when empty.
-  if (hart.fetchTag[e] !== -1 && (hart.fetchTag[e]! & 0x3ff) === low) {
-    hart.fetchTag[e] = -1;
-    hart.fetchCode[e] = undefined;
-    // The run loop (and a translated block) may be running from that page: look again.
-    hart.attention = true;
-  }
-  if ((hart.loadTag[e]! & 0x3ff) === low) hart.loadTag[e] = -1;
-  if ((hart.storeTag[e]! & 0x3ff) === low) hart.storeTag[e] = -1;
+  // The run loop (and a translated block) may be running from that page: look again.
+  if (dropAt(hart, low & tlbMask, 0x3ff, low)) hart.attention = true;
+}
+
+/**
+ * Drops the entries at index `e` of the three TLBs whose virtual page number, masked with
+ * `mask`, is `vpn`; true if the fetch TLB's went. (A tag is the virtual page number, bits 0-19,
+ * with the context above it; -1 when empty.)
+ */
+function dropAt(hart: Hart, e: number, mask: number, vpn: number): boolean {
+  if ((hart.loadTag[e]! & mask) === vpn) hart.loadTag[e] = -1;
+  if ((hart.storeTag[e]! & mask) === vpn) hart.storeTag[e] = -1;
+  if (hart.fetchTag[e] === -1 || (hart.fetchTag[e]! & mask) !== vpn) return false;
+  hart.fetchTag[e] = -1;
+  hart.fetchCode[e] = undefined;
+  return true;
 }
 
 /**
@@ -178,14 +184,7 @@ export function fencePage(hart: Hart, va: number): void {
     return;
   }
   const vpn = va >>> 12;
-  const e = vpn & tlbMask;
-  // A tag is the virtual page number (bits 0-19) with the context above it; -1 when empty.
-  if ((hart.fetchTag[e]! & 0xfffff) === vpn) {
-    hart.fetchTag[e] = -1;
-    hart.fetchCode[e] = undefined;
-  }
-  if ((hart.loadTag[e]! & 0xfffff) === vpn) hart.loadTag[e] = -1;
-  if ((hart.storeTag[e]! & 0xfffff) === vpn) hart.storeTag[e] = -1;
+  dropAt(hart, vpn & tlbMask, 0xfffff, vpn);
   hart.attention = true;
 }
 

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { guestElf, haveQemu, runGuest, runOnQemu } from './helpers.js';
+import { assertDataPagesMarked, guestElf, haveQemu, runGuest, runOnQemu } from './helpers.js';
 import type { TranslationCache } from '../src/machine/cpu/translation-cache.js';
 
 const selfChecking = ['hello', 'isa_rv32i', 'isa_m', 'isa_a', 'isa_c', 'isa_fd', 'traps', 'interrupts', 'sv32', 'counters'];
@@ -28,11 +28,13 @@ for (const name of selfChecking) {
     const run = await runGuest(name, { cpu: 'interp' });
     assert.deepEqual(run.outcome, { kind: 'poweroff', status: 0 }, `guest output:\n${run.output}`);
     assert.match(run.output, new RegExp(`PASS ${name}`));
+    assertDataPagesMarked(run.machine.ram, name);
   });
   test(`guest ${name} passes on understudy, on the default tier`, async () => {
     const run = await runGuest(name);
     assert.deepEqual(run.outcome, { kind: 'poweroff', status: 0 }, `guest output:\n${run.output}`);
     assert.match(run.output, new RegExp(`PASS ${name}`));
+    assertDataPagesMarked(run.machine.ram, name);
   });
 }
 
@@ -48,6 +50,7 @@ for (const [name, cpu] of [...selfChecking.map((guest) => [guest, 'lockstep'] as
     assert.deepEqual(tiered.outcome, plain.outcome);
     assert.equal(tiered.machine.retiredInstructions, plain.machine.retiredInstructions);
     assert.equal(tiered.machine.digest(), plain.machine.digest());
+    assertDataPagesMarked(tiered.machine.ram, name);
     if (cpu === 'lockstep') assert.ok(tiered.machine.lockstepComparisons > 0, 'the tier ran translated code');
     else assert.ok((tiered.machine.hart.tier as TranslationCache).compiledBlocks > 0, 'the tier compiled blocks');
   });

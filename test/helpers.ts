@@ -1,4 +1,5 @@
 /** Shared helpers for the test suite: paths, running guests in-process and on QEMU. */
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -10,6 +11,7 @@ import { DiskImage } from '../src/host/disk-image.js';
 import { runMachine, type RunOutcome } from '../src/host/runner.js';
 import { readKernel } from '../src/host/guest-image.js';
 import { defaultCpu } from '../src/cli/options.js';
+import type { Ram } from '../src/machine/memory/ram.js';
 
 /** The repository root (this file runs from dist/test/). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -85,4 +87,18 @@ export function runOnQemu(elf: string, extraArgs: string[] = [], timeoutMs = 60_
     { timeout: timeoutMs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
   );
   return { status: result.status, output: result.stdout };
+}
+
+/**
+ * Every RAM page that holds a non-zero byte is marked in `Ram.mayHoldData`: the state digests
+ * and copies skip the pages not marked, unread, so a write that a path forgot to mark would
+ * leave a replica's state without it unnoticed. Reads every page.
+ */
+export function assertDataPagesMarked(ram: Ram, where: string): void {
+  for (let page = 0; page < ram.pages; page++) {
+    if (ram.mayHoldData[page] !== 0) continue;
+    const words = ram.i32.subarray(page * 1024, (page + 1) * 1024);
+    const word = words.findIndex((value) => value !== 0);
+    assert.equal(word, -1, `${where}: RAM page ${page} holds data (word ${word}) but is not marked as possibly holding data`);
+  }
 }

@@ -41,6 +41,7 @@ function writer(): number[] {
 function machineRunning(program: readonly number[]): Machine {
   const machine = new Machine({ ramBytes, disks: [] }, new VirtualClock());
   program.forEach((word, index) => (machine.ram.i32[index] = word));
+  machine.ram.noteWritten(0, program.length * 4); // as a loader does
   machine.hart.reset(ramBaseAddress);
   return machine;
 }

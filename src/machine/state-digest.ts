@@ -106,7 +106,8 @@ function hash64(bytes: Uint8Array): bigint {
   return createHash('sha256').update(bytes).digest().readBigUInt64LE(0);
 }
 
-const zeroPageHash = hash64(new Uint8Array(pageBytes));
+const zeroPage = new Uint8Array(pageBytes);
+const zeroPageHash = hash64(zeroPage);
 const mask64 = (1n << 64n) - 1n;
 
 /**
@@ -145,7 +146,8 @@ export class StateDigester {
     if (scrub !== undefined) {
       for (let i = 0; i < scrub.count; i++) {
         const page = (scrub.first + i) % ram.pages;
-        if (!ram.writtenSince(page)) update(page, this.hashPage(page)); // written ones are hashed below
+        // Read even if no write marked it (Ram.mayHoldData): the scrub is there for a write nothing saw.
+        if (!ram.writtenSince(page)) update(page, this.hashPage(page, true)); // written ones are hashed below
       }
     }
     for (const page of ram.takeWrittenPages(this.machine.hart.storeTlbPages())) update(page, this.hashPage(page));
@@ -154,9 +156,12 @@ export class StateDigester {
     return { hart, parts, ramHash: this.ramHash, pages, pageHash: (page) => this.pageHashes[page] ?? zeroPageHash };
   }
 
-  private hashPage(page: number): bigint {
+  /** `page`'s hash; a page never written counts as zeros unread, unless `read`. */
+  private hashPage(page: number, read = false): bigint {
     const ram = this.machine.ram;
-    return ram.pageIsZero(page) ? zeroPageHash : hash64(ram.u8.subarray(page * pageBytes, (page + 1) * pageBytes));
+    const bytes = ram.u8.subarray(page * pageBytes, (page + 1) * pageBytes);
+    const zero = read ? Buffer.compare(bytes, zeroPage) === 0 : ram.pageIsZero(page);
+    return zero ? zeroPageHash : hash64(bytes);
   }
 }
 

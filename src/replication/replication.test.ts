@@ -156,6 +156,7 @@ const options: ReplicationOptions = { ...defaultReplicationOptions, epochInstruc
 function machineWith(environment: ReplicaEnvironment, words: readonly number[] = program()): Machine {
   const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, environment);
   words.forEach((word, index) => (machine.ram.i32[index] = word));
+  machine.ram.noteWritten(0, words.length * 4); // as a loader does
   machine.hart.reset(ramBaseAddress);
   return machine;
 }
@@ -251,6 +252,7 @@ function copyTestMachine(environment: ReplicaEnvironment, program: readonly numb
   const machine = new Machine({ ramBytes: copyTestRamBytes, disks: [] }, environment);
   program.forEach((word, index) => (machine.ram.i32[index] = word));
   for (let page = 1024; page < 4096; page++) machine.ram.i32.fill(page, page * 1024, page * 1024 + 1024);
+  machine.ram.noteWritten(0, 4096 * 4096); // as a loader does
   machine.hart.reset(ramBaseAddress);
   return machine;
 }

@@ -409,6 +409,8 @@ export function storeSlow(hart: Hart, va: number, width: AccessWidth, value: num
   if (width === 4) ram.i32[index >>> 2] = value;
   else if (width === 2) ram.u16[index >>> 1] = value;
   else ram.u8[index] = value;
+  // Every page the CPU writes comes here first (the store TLB is filled only below).
+  ram.mayHoldData[index >>> 12] = 1;
   invalidateCode(hart, index >>> 12, index & 0xfff, width);
   // A write to a page-table page the TLBs may have used (see "Page-table pages" above). The
   // page stays out of the store TLB: marked, or, if the TLBs were emptied, because the pages
@@ -452,6 +454,7 @@ function storeMisaligned(hart: Hart, va: number, width: number, value: number, p
   for (let i = 0; i < width; i++) {
     const index = physicals[i]! - ramBaseAddress;
     ram.u8[index] = value >>> (8 * i);
+    ram.mayHoldData[index >>> 12] = 1;
     invalidateCode(hart, index >>> 12, index & 0xfff, 1);
     if (hart.walkedPages[index >>> 12] !== 0) pageTableWritten(hart, index);
     if (ram.pageFlags[index >>> 12] !== 0) hart.ports.watchedStore(physicals[i]!, 1);

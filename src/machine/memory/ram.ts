@@ -13,6 +13,12 @@
  * Emptying the TLBs instead would cost the guest far more than hashing those pages again: the
  * translation tier's compiled blocks give up their optimized code when they first take a slow
  * path (docs/BENCHMARKS.md).
+ *
+ * Ram also knows which pages may hold data ({@link Ram.mayHoldData}): a page never written since
+ * the buffer was new is zeros, and is not read to find that out. The operating system hands
+ * out a new buffer's pages on first touch, and a scan of every page of 128 MiB (the first state
+ * digest, a state copy) cost some 0.4 s of page faults on a virtual host, paid by the guest
+ * (at a join) or by a backup (which then starts that far behind).
  */
 import { SnapshotError, type SnapshotReader, type SnapshotWriter, type Snapshottable } from '../snapshot.js';
 
@@ -67,6 +73,12 @@ export class Ram implements Snapshottable {
   readonly pageFlags: Uint8Array;
   /** Per page: written since the last `takeWrittenPages` (complete only while armed; see above). */
   private readonly written: Uint8Array;
+  /**
+   * Per page: 1 if it may hold a non-zero byte, 0 if it is known to be zeros: set by every write
+   * (the CPU's slow-path stores, through which every page enters the store TLB; DMA, loaders,
+   * HTIF, state copies) and cleared only when the buffer is replaced.
+   */
+  readonly mayHoldData: Uint8Array;
   /** The pages with {@link PageFlag.watched} (few: the HTIF tohost page). */
   private readonly watched = new Set<number>();
   /** Further written-page sets (a live state copy's), kept like `written`. */
@@ -80,6 +92,7 @@ export class Ram implements Snapshottable {
     this.sizeBytes = sizeBytes;
     this.pages = sizeBytes / pageBytes;
     this.useFreshBuffer();
+    this.mayHoldData = new Uint8Array(this.pages);
     this.pageFlags = new Uint8Array(this.pages);
     this.written = new Uint8Array(this.pages).fill(1);
   }
@@ -117,6 +130,12 @@ export class Ram implements Snapshottable {
   /** Tells the code cache (and the written-page set) about a write to [offset, offset + length) of RAM. */
   noteWritten(offset: number, length: number): void {
     if (length <= 0) return;
+    this.mayHoldData.fill(1, Math.floor(offset / pageBytes), Math.floor((offset + length - 1) / pageBytes) + 1);
+    this.changed(offset, length);
+  }
+
+  /** Tells the code cache and the written-page sets of a change to [offset, offset + length), whose pages `mayHoldData` has right. */
+  private changed(offset: number, length: number): void {
     const first = Math.floor(offset / pageBytes);
     const last = Math.floor((offset + length - 1) / pageBytes);
     this.markWritten(first, last);
@@ -135,7 +154,10 @@ export class Ram implements Snapshottable {
    */
   noteWrittenByCpu(offset: number, length: number): void {
     if (length <= 0) return;
-    this.markWritten(Math.floor(offset / pageBytes), Math.floor((offset + length - 1) / pageBytes));
+    const first = Math.floor(offset / pageBytes);
+    const last = Math.floor((offset + length - 1) / pageBytes);
+    this.mayHoldData.fill(1, first, last + 1);
+    this.markWritten(first, last);
   }
 
   /** Pages `first` to `last` count as written for the digests and every tracker. */
@@ -147,6 +169,7 @@ export class Ram implements Snapshottable {
   /** The CPU stored to a page with flags set (physical address inside RAM): note the page written, and disarm it. */
   noteStored(physical: number): void {
     const page = (physical - ramBaseAddress) >>> 12;
+    this.mayHoldData[page] = 1;
     this.written[page] = 1;
     for (const tracker of this.trackers) tracker[page] = 1;
     this.pageFlags[page] = this.pageFlags[page]! & ~PageFlag.trackWrites;
@@ -175,7 +198,7 @@ export class Ram implements Snapshottable {
 
   /** Whether page `page` holds only zero bytes. */
   pageIsZero(page: number): boolean {
-    return Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
+    return this.mayHoldData[page] === 0 || Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
   }
 
   /** Counts every page as written (a new tracker starts from everything). */
@@ -252,6 +275,7 @@ export class Ram implements Snapshottable {
     let nonZero = 0;
     const present = new Uint8Array(this.pages);
     for (let page = 0; page < this.pages; page++) {
+      if (this.mayHoldData[page] === 0) continue;
       const words = this.i32.subarray(page * 1024, page * 1024 + 1024);
       for (let i = 0; i < 1024; i++) {
         if (words[i] !== 0) {
@@ -288,19 +312,22 @@ export class Ram implements Snapshottable {
         pages.push({ page, bytes });
       }
       for (const { page, bytes } of pages) this.setPageFromCopy(page, bytes);
-      this.noteWritten(0, this.sizeBytes);
+      this.changed(0, this.sizeBytes);
       return;
     }
     // Zeroing a fresh buffer is the operating system's job, and much faster than fill(0).
     const previous = { u8: this.u8, i8: this.i8, u16: this.u16, i16: this.i16, i32: this.i32 };
+    const previousData = this.mayHoldData.slice();
     this.useFreshBuffer();
+    this.mayHoldData.fill(0);
     try {
       this.restorePages(reader, count);
     } catch (error) {
       Object.assign(this, previous); // a bad snapshot leaves the RAM as it was
+      this.mayHoldData.set(previousData);
       throw error;
     }
-    this.noteWritten(0, this.sizeBytes);
+    this.changed(0, this.sizeBytes);
   }
 
   private restorePages(reader: SnapshotReader, count: number): void {
@@ -312,6 +339,7 @@ export class Ram implements Snapshottable {
       const data = reader.bytes();
       if (data.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${data.length} bytes`);
       this.u8.set(data, page * pageBytes);
+      this.mayHoldData[page] = 1;
     }
   }
 }

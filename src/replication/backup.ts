@@ -734,6 +734,7 @@ export class BackupReplica {
       clusterId: this.clusterIdentifier,
       releasedThrough: epoch,
       diskRequestsOutstanding: submitted,
+      ...(this.digester === undefined ? {} : { digester: this.digester }),
     });
     this.io.log(
       `promoted: live from epoch ${epoch} (generation ${this.generation + 1}); ${pending.length} disk request(s) ${this.options.pendingIo === 'reissue' ? 're-issued' : 'completed as uncertain'}` +

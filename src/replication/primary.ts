@@ -124,6 +124,11 @@ export interface PrimaryStart {
    * not delivered again).
    */
   readonly diskRequestsOutstanding?: readonly SubmittedRequest[];
+  /**
+   * After a promotion: the backup's digests of this machine, kept up to date while it
+   * followed, so that the next digest (a new backup's join) hashes only what changed since.
+   */
+  readonly digester?: StateDigester;
 }
 
 /** A disk request submitted to the host, whose completion has not come back yet. */
@@ -203,7 +208,7 @@ export class PrimaryReplica {
     this.completions = [...(start.completions ?? [])];
     this.diskRequestsOutstanding = [...(start.diskRequestsOutstanding ?? [])];
     this.clusterId = start.clusterId;
-    this.digester = this.startDigests(machine);
+    this.digester = start.digester ?? this.startDigests(machine);
     this.nextStartRetired = nextEpochStart(machine.power !== undefined, machine.retiredInstructions);
   }
 
@@ -333,13 +338,14 @@ export class PrimaryReplica {
       // A first backup starts from the state at this boundary: outputs already waiting belong
       // to epochs it will never replay, so they go out now (this replica is the only live one).
       this.releaseAll();
-      // Both sides start digests from this boundary: the backup hashes the state it loads and
-      // re-arms write tracking; this side brings its hashes up to date and does the same.
-      // (With backups following, this side's digests go on unchanged for them: the new one
-      // hashed everything it loaded, and compares the pages written since.)
-      this.digester?.take();
     }
+    // The guest is paused from here until the state has gone out.
     const pauseStartMs = this.io.nowMs();
+    // Both sides start digests from this boundary: the backup hashes the state it loads and
+    // re-arms write tracking; this side brings its hashes up to date and does the same.
+    // (With backups following, this side's digests go on unchanged for them: the new one
+    // hashed everything it loaded, and compares the pages written since.)
+    if (alone) this.digester?.take();
     // The new backup starts with an empty TLB, and so does this side. Not needed for equal RAM
     // (the backups already following keep theirs: TLB contents are unobservable, mmu.ts,
     // "Page-table pages"), but the two then go on alike.
@@ -697,6 +703,10 @@ export class PrimaryReplica {
     } else {
       this.release(epoch, outputs);
       this.releasedThrough = epoch;
+      // Alone, the digests are kept up to date all the same, on the same schedule: a backup
+      // that joins then waits only for the pages written since the last one to be hashed
+      // (after a failover, a Linux guest's 12 MB took 45 ms of the join's pause).
+      if (this.digester !== undefined && digestDue(this.options, startRetired, entry.endRetired) !== undefined) this.digester.take();
     }
     return endedAtOutput;
   }

@@ -177,4 +177,6 @@ test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, eve
   assert.ok(summary.epochsEndedEarly > campaignSeeds / 2, `${summary.epochsEndedEarly} epochs ended early in ${campaignSeeds} seeds`);
   assert.ok(summary.epochsMerged > campaignSeeds / 10, `${summary.epochsMerged} epochs went on past boundaries with nothing to deliver in ${campaignSeeds} seeds`);
   assert.ok(summary.stepsRunOn > campaignSeeds / 10, `${summary.stepsRunOn} steps ran on past an epoch that ended at an output dealt with at once, in ${campaignSeeds} seeds`);
+  // Backups read data from the shared disk themselves (the seeds whose disk completes at once).
+  assert.ok(summary.sharedReads > campaignSeeds / 10, `${summary.sharedReads} shared reads in ${campaignSeeds} seeds`);
 });

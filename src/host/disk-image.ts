@@ -42,16 +42,8 @@ export class DiskImage {
         : { kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status, data };
     try {
       switch (request.op) {
-        case 'read': {
-          const data = new Uint8Array(request.lengthBytes);
-          let done_ = 0;
-          while (done_ < data.length) {
-            const n = fs.readSync(this.fd, data, done_, data.length - done_, request.offsetBytes + done_);
-            if (n === 0) break; // past the end of a file that shrank: zeros
-            done_ += n;
-          }
-          return done('ok', data);
-        }
+        case 'read':
+          return done('ok', this.read(request.offsetBytes, request.lengthBytes));
         case 'write': {
           if (this.readOnly) return done('io-error');
           let written = 0;
@@ -67,6 +59,18 @@ export class DiskImage {
     } catch {
       return done('io-error');
     }
+  }
+
+  /** Reads `lengthBytes` at `offsetBytes` (zeros past the end of a file that shrank); throws what the system says. */
+  read(offsetBytes: number, lengthBytes: number): Uint8Array {
+    const data = new Uint8Array(lengthBytes);
+    let done = 0;
+    while (done < data.length) {
+      const n = fs.readSync(this.fd, data, done, data.length - done, offsetBytes + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return data;
   }
 
   close(): void {

@@ -9,6 +9,7 @@
  */
 import type { Machine } from '../machine/board.js';
 import { SnapshotError } from '../machine/snapshot.js';
+import { assert } from '../machine/assert.js';
 import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
 import { DivergenceError, type ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
@@ -377,14 +378,18 @@ export class BackupReplica {
     this.finish({ kind: 'divergence' }, `divergence at epoch ${epoch}: ${reason}`);
   }
 
-  private onEntry(entry: EpochEntry, wireBytes: number): void {
+  private onEntry(received: EpochEntry, wireBytes: number): void {
     if (this.role !== 'following') return;
-    if (entry.epoch !== this.receivedThrough + 1) {
-      this.diverge(this.receivedThrough + 1, `log gap: epoch ${entry.epoch} arrived after epoch ${this.receivedThrough}`);
+    if (received.epoch !== this.receivedThrough + 1) {
+      this.diverge(this.receivedThrough + 1, `log gap: epoch ${received.epoch} arrived after epoch ${this.receivedThrough}`);
       return;
     }
-    this.queue.push({ entry, wireBytes, receivedAtMs: this.io.nowMs() });
-    this.queueBytes += wireBytes;
+    const entry = this.readShared(received);
+    if (entry === undefined) return;
+    // What this backup holds for the entry, as the primary counts it: with its shared reads' data.
+    const heldBytes = wireBytes + (entry.sharedReads ?? []).reduce((sum, read) => sum + read.lengthBytes, 0);
+    this.queue.push({ entry, wireBytes: heldBytes, receivedAtMs: this.io.nowMs() });
+    this.queueBytes += heldBytes;
     this.receivedThrough = entry.epoch;
     const sequence = digestDue(this.options, this.nextStartRetired, entry.endRetired);
     if (sequence !== undefined && this.digester !== undefined) this.digestsDue.set(entry.epoch, sequence);
@@ -395,6 +400,27 @@ export class BackupReplica {
       return;
     }
     this.entriesToAcknowledge = true; // once the messages that came with it are in (`onMessages`)
+  }
+
+  /**
+   * The entry's shared reads (messages.ts, `SharedRead`): their data, read from the shared disk
+   * now, before this backup acknowledges the entry (no write that could change those sectors
+   * reaches the disk before then). Undefined if a read failed: this backup cannot follow.
+   */
+  private readShared(entry: EpochEntry): EpochEntry | undefined {
+    if (entry.sharedReads === undefined) return entry;
+    const events = [...entry.events];
+    for (const read of entry.sharedReads) {
+      const completion = events[read.event]!;
+      assert(completion.kind === 'disk-completion', () => `a shared read of a ${completion.kind} event`); // the decoder refuses those
+      const data = this.io.readSharedDisk(completion.slot, read.offsetBytes, read.lengthBytes);
+      if (!(data instanceof Uint8Array)) {
+        this.diverge(entry.epoch, `cannot read the ${read.lengthBytes} bytes at ${read.offsetBytes} of the shared disk on virtio slot ${completion.slot} that the primary read: ${data.error}`);
+        return undefined;
+      }
+      events[read.event] = { ...completion, data };
+    }
+    return { ...entry, events };
   }
 
   /** The queue is full: acknowledgements wait until it drains (the primary pauses meanwhile). */
@@ -522,6 +548,15 @@ export class BackupReplica {
       return;
     }
     this.track(entry.epoch, machine.takeOutputs());
+    for (const read of entry.sharedReads ?? []) {
+      // A shared read names the sectors the primary read: those of the read this machine issued.
+      const completion = entry.events[read.event]!;
+      const request = completion.kind === 'disk-completion' ? this.inFlight.get(requestKey(completion.slot, completion.requestId))?.request : undefined;
+      if (request?.op !== 'read' || request.offsetBytes !== read.offsetBytes || request.lengthBytes !== read.lengthBytes) {
+        this.diverge(entry.epoch, `the primary's shared read of ${read.lengthBytes} bytes at ${read.offsetBytes} is not a read this machine has in flight`);
+        return;
+      }
+    }
     for (const event of entry.events) {
       try {
         machine.applyEvent(event);

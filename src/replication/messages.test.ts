@@ -195,3 +195,22 @@ test('a live copy message with a page of the wrong size, or too many pages, is m
   assert.throws(() => decodeFrame(pagesFrame((w) => w.uint(1).uint(5).bytes(new Uint8Array(4095)))), /a copied page of 4095 bytes/);
   assert.throws(() => decodeFrame(pagesFrame((w) => w.uint(65))), /65 pages in one message \(at most 64\)/);
 });
+
+test("an entry's shared reads: round trip and exact size; one naming anything but a successful completion without data, in order, of some bytes, is malformed", () => {
+  const completion = (requestId: number): MachineEvent => ({ kind: 'disk-completion', slot: 7, requestId, status: 'ok' });
+  const events: MachineEvent[] = [completion(1), { kind: 'clock', mtime: 5n }, completion(2), { kind: 'disk-completion', slot: 7, requestId: 3, status: 'io-error' }];
+  const entry = { epoch: 9, endRetired: 1000, stop: 'budget' as const, releasedThrough: 8, reads: [], events, sharedReads: [{ event: 0, offsetBytes: 4096, lengthBytes: 8192 }, { event: 2, offsetBytes: 0, lengthBytes: 512 }] };
+  const frame = encodeMessage({ type: 'epoch', entry });
+  assert.equal(frame.length - frameHeaderBytes, epochEntryWireBytes(0, events, 2));
+  assert.deepEqual(decodeFrame(frame), { type: 'epoch', entry });
+  const plain = { epoch: entry.epoch, endRetired: entry.endRetired, stop: entry.stop, releasedThrough: entry.releasedThrough, reads: entry.reads, events };
+  assert.deepEqual(decodeFrame(encodeMessage({ type: 'epoch', entry: plain })), { type: 'epoch', entry: plain }, 'none: no field');
+  const refused = (sharedReads: { event: number; offsetBytes: number; lengthBytes: number }[], withEvents = events): string => refusal(encodeMessage({ type: 'epoch', entry: { ...entry, events: withEvents, sharedReads } })).message;
+  assert.match(refused([{ event: 1, offsetBytes: 0, lengthBytes: 512 }]), /names event 1, not a successful completion/);
+  assert.match(refused([{ event: 3, offsetBytes: 0, lengthBytes: 512 }]), /names event 3/);
+  assert.match(refused([{ event: 4, offsetBytes: 0, lengthBytes: 512 }]), /names event 4/);
+  assert.match(refused([{ event: 2, offsetBytes: 0, lengthBytes: 512 }, { event: 0, offsetBytes: 0, lengthBytes: 512 }]), /in order/);
+  assert.match(refused([{ event: 0, offsetBytes: 0, lengthBytes: 0 }]), /shared read of 0 bytes/);
+  assert.match(refused([{ event: 0, offsetBytes: 0, lengthBytes: 512 }], [{ ...completion(1), data: new Uint8Array(512) } as MachineEvent]), /without data/);
+  assert.match(refused(Array.from({ length: 5 }, (_, event) => ({ event, offsetBytes: 0, lengthBytes: 512 }))), /claims 5 shared reads for 4 events/);
+});

@@ -20,7 +20,7 @@ import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
  * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
  * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
  */
-export const protocolVersion = 4;
+export const protocolVersion = 5;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
@@ -70,6 +70,23 @@ export interface EpochEntry {
   readonly events: readonly MachineEvent[];
   /** The primary has released the outputs of every epoch up to this one. */
   readonly releasedThrough: number;
+  /** Reads whose data the backup takes from the shared disk itself (their completions travel without it). */
+  readonly sharedReads?: readonly SharedRead[];
+}
+
+/**
+ * A disk read that completed at the boundary of the epoch that issued it, whose data the
+ * backup reads from the shared disk itself when the entry arrives, before it acknowledges it,
+ * instead of from the log (VMware FT's alternative for shared disks). Nothing can have
+ * changed those sectors since the primary read them: the primary's reads go early only with
+ * no write to them held (`issueReads`), and the writes of this epoch and later reach the
+ * disk only after the acknowledgement. `event` is the index of its completion in the entry's
+ * events, where it travels without data.
+ */
+export interface SharedRead {
+  readonly event: number;
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
 }
 
 /** What a backup says about itself; the primary compares each part with its own. */
@@ -221,6 +238,9 @@ function writeEntry(w: SnapshotWriter, entry: EpochEntry): void {
   for (const reading of entry.reads) w.uint(reading.retired).u8(readKinds.indexOf(reading.kind)).u64(reading.value);
   w.uint(entry.events.length);
   for (const event of entry.events) writeEvent(w, event);
+  const shared = entry.sharedReads ?? [];
+  w.uint(shared.length);
+  for (const read of shared) w.uint(read.event).uint(read.offsetBytes).uint(read.lengthBytes);
 }
 
 function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
@@ -251,8 +271,10 @@ function writeEvent(w: SnapshotWriter, event: MachineEvent): void {
 const wordBytes = 8;
 /** One environment reading: retired (uint), kind (u8), value (u64). */
 export const readingWireBytes = wordBytes + 1 + wordBytes;
-/** An entry without reads or events: epoch, endRetired, stop, releasedThrough, and the two counts. */
-export const epochEntryFixedBytes = 4 * wordBytes + 1 + wordBytes;
+/** An entry without reads, events or shared reads: epoch, endRetired, stop, releasedThrough, and the three counts. */
+export const epochEntryFixedBytes = 5 * wordBytes + 1 + wordBytes;
+/** One shared read: the event's index, the offset, the length. */
+export const sharedReadWireBytes = 3 * wordBytes;
 /** The smallest event (a clock event): decoders bound claimed counts with it. */
 const eventWireBytesMin = 1 + wordBytes;
 
@@ -275,9 +297,14 @@ export function eventWireBytes(event: MachineEvent): number {
   }
 }
 
-/** The payload bytes of an entry with `readCount` readings and `events`: the one measure of an entry's size. */
-export function epochEntryWireBytes(readCount: number, events: readonly MachineEvent[]): number {
-  let bytes = epochEntryFixedBytes + readCount * readingWireBytes;
+/** What a shared read's data would add to its completion in the entry (the entry's budget counts it). */
+export function sharedReadDataWireBytes(read: SharedRead): number {
+  return wordBytes + read.lengthBytes;
+}
+
+/** The payload bytes of an entry with `readCount` readings, `events` (as sent) and `sharedReads` shared reads: the one measure of an entry's size. */
+export function epochEntryWireBytes(readCount: number, events: readonly MachineEvent[], sharedReads = 0): number {
+  let bytes = epochEntryFixedBytes + readCount * readingWireBytes + sharedReads * sharedReadWireBytes;
   for (const event of events) bytes += eventWireBytes(event);
   return bytes;
 }
@@ -393,7 +420,19 @@ function readEntry(r: SnapshotReader): EpochEntry {
   if (eventCount > r.remainingBytes / eventWireBytesMin) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);
   const events: MachineEvent[] = [];
   for (let i = 0; i < eventCount; i++) events.push(readEvent(r));
-  return { epoch, endRetired, stop, reads, events, releasedThrough };
+  const sharedCount = r.uint();
+  if (sharedCount > events.length) throw new ProtocolError('malformed', `epoch entry claims ${sharedCount} shared reads for ${events.length} events`);
+  const sharedReads: SharedRead[] = [];
+  for (let i = 0; i < sharedCount; i++) {
+    const read = { event: r.uint(), offsetBytes: r.uint(), lengthBytes: r.uint() };
+    const event = events[read.event];
+    if (event?.kind !== 'disk-completion' || event.status !== 'ok' || event.data !== undefined || (i > 0 && read.event <= sharedReads[i - 1]!.event)) {
+      throw new ProtocolError('malformed', `shared read ${i} names event ${read.event}, not a successful completion without data (in order)`);
+    }
+    if (read.lengthBytes === 0 || read.lengthBytes > requestDataBytesMax) throw new ProtocolError('malformed', `shared read of ${read.lengthBytes} bytes`);
+    sharedReads.push(read);
+  }
+  return sharedCount === 0 ? { epoch, endRetired, stop, reads, events, releasedThrough } : { epoch, endRetired, stop, reads, events, releasedThrough, sharedReads };
 }
 
 function readEvent(r: SnapshotReader): MachineEvent {

@@ -11,7 +11,7 @@ import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
 import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
+import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
   describeGuestEnd, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
@@ -169,6 +169,8 @@ export class PrimaryReplica {
    * disk performs them in that order).
    */
   private readonly diskRequestsOutstanding: SubmittedRequest[];
+  /** The reads this boundary issued early (`issueReads`): their completions may go as shared reads. */
+  private readonly earlyReads: (DiskRequest & { op: 'read' })[] = [];
   /** Writes held whose completion the guest has had already (`completeWritesEarly`). */
   private readonly completedEarly = new WeakSet<DiskRequest>();
   /** A write completed early failed at the disk: the next flush of that disk reports it (by slot). */
@@ -663,6 +665,7 @@ export class PrimaryReplica {
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
     // Protected: reads may go at once, and writes complete at this very boundary when their
     // completions fit (the guest need not wait an epoch more for them).
+    this.earlyReads.length = 0;
     const held = this.role === 'protected' ? this.issueReads(epoch, outputs) : outputs;
     if (this.role === 'protected' && machine.power === undefined) this.completeWritesEarly(held);
     // Reads the host performed at once (issueReads) complete at this boundary, as under `run`,
@@ -670,8 +673,12 @@ export class PrimaryReplica {
     for (const event of this.io.takeDiskCompletions()) this.onDiskCompletion(event);
     const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
-    const entry: EpochEntry = { epoch, endRetired: machine.retiredInstructions, stop, reads, events, releasedThrough: this.releasedThrough };
-    assert(epochEntryWireBytes(reads.length, events) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
+    const shared = this.shareReads(events);
+    const entry: EpochEntry = {
+      epoch, endRetired: machine.retiredInstructions, stop, reads, events: shared.events, releasedThrough: this.releasedThrough,
+      ...(shared.reads.length > 0 ? { sharedReads: shared.reads } : {}),
+    };
+    assert(epochEntryWireBytes(reads.length, shared.events, shared.reads.length) <= plan.bytesMax, () => `epoch ${epoch}'s entry outgrew its budget of ${plan.bytesMax} bytes`);
     this.epoch = epoch;
     this.io.epochDone(epoch, machine);
     const startRetired = this.nextStartRetired;
@@ -693,7 +700,8 @@ export class PrimaryReplica {
         digest = { type: 'digest', epoch, digest: { hart, parts, ramHash, pages } };
       }
       for (const member of this.members()) {
-        let bytes = this.sendMessage({ type: 'epoch', entry }, member);
+        // What the backup holds for the entry: its shared reads' data too (the log's bounds are of memory).
+        let bytes = this.sendMessage({ type: 'epoch', entry }, member) + shared.dataBytes;
         if (digest !== undefined) bytes += this.sendMessage(digest, member);
         member.entrySentAtMs.set(epoch, now);
         member.entryBytesUnacknowledged.set(epoch, bytes);
@@ -709,6 +717,30 @@ export class PrimaryReplica {
       if (this.digester !== undefined && digestDue(this.options, startRetired, entry.endRetired) !== undefined) this.digester.take();
     }
     return endedAtOutput;
+  }
+
+  /**
+   * The entry's events as sent (`SharedRead`): the completion of a read issued early at this
+   * boundary and performed at once goes without its data, which the backups read from the
+   * shared disk themselves before they acknowledge the entry. Only then: a read performed
+   * later, or one whose completion waits for a later entry, may be followed by writes to its
+   * sectors that reach the disk before a backup could read them (those of epochs acknowledged
+   * meanwhile). The entry's budget still counts the data: what a backup holds is bounded alike.
+   */
+  private shareReads(events: readonly MachineEvent[]): { events: readonly MachineEvent[]; reads: SharedRead[]; dataBytes: number } {
+    const reads: SharedRead[] = [];
+    if (this.role !== 'protected' || this.earlyReads.length === 0) return { events, reads, dataBytes: 0 };
+    let dataBytes = 0;
+    const sent = events.map((event, index): MachineEvent => {
+      if (event.kind !== 'disk-completion' || event.status !== 'ok' || event.data === undefined) return event;
+      const read = this.earlyReads.find((request) => request.slot === event.slot && request.requestId === event.requestId);
+      if (read === undefined) return event;
+      assert(event.data.length === read.lengthBytes, () => `read ${read.requestId} returned ${event.data!.length} bytes, not ${read.lengthBytes}`);
+      reads.push({ event: index, offsetBytes: read.offsetBytes, lengthBytes: read.lengthBytes });
+      dataBytes += read.lengthBytes;
+      return { kind: 'disk-completion', slot: event.slot, requestId: event.requestId, status: 'ok' };
+    });
+    return { events: reads.length > 0 ? sent : events, reads, dataBytes };
   }
 
   /**
@@ -858,6 +890,7 @@ export class PrimaryReplica {
         continue;
       }
       this.io.crashPoint('primary:before-early-read');
+      this.earlyReads.push(request);
       this.releaseOutput(epoch, output);
     }
     return waiting;

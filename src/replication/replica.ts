@@ -261,6 +261,11 @@ export interface ReplicaIo {
    * latency.
    */
   takeDiskCompletions(): MachineEvent[];
+  /**
+   * A backup reads `lengthBytes` at `offsetBytes` of the shared disk on virtio slot `slot` at
+   * once (a shared read, messages.ts): the bytes, or why they could not be read.
+   */
+  readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string };
   /** A frame for the network from the NIC on virtio slot `slot`; `epoch` produced it. */
   networkSend(slot: number, frame: Uint8Array, epoch: number): void;
   /**

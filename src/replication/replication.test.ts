@@ -102,7 +102,7 @@ function program(): number[] {
 }
 
 interface Side {
-  readonly io: ReplicaIo & { outbox: Message[]; console: number[]; disk: DiskRequest[] };
+  readonly io: ReplicaIo & { outbox: Message[]; console: number[]; disk: DiskRequest[]; sharedDisk: Uint8Array | undefined };
   readonly environment: ReplicaEnvironment;
 }
 
@@ -124,6 +124,11 @@ function side(now: () => number): Side {
       io.disk.push(request);
     },
     takeDiskCompletions: (): MachineEvent[] => [],
+    /** The shared disk a backup reads from (none: its reads fail). */
+    sharedDisk: undefined as Uint8Array | undefined,
+    readSharedDisk(_slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { error: string } {
+      return io.sharedDisk?.slice(offsetBytes, offsetBytes + lengthBytes) ?? { error: 'no shared disk in this test' };
+    },
     /** Frames waiting to arrive from the network, and frames sent to it (by slot). */
     netIn: [] as Uint8Array[],
     netOut: [] as { slot: number; frame: Uint8Array; epoch: number }[],
@@ -220,6 +225,27 @@ test('divergence is reported, never absorbed: a tampered log stops the backup wi
   assert.equal(result.kind, 'finished');
   assert.equal(result.kind === 'finished' ? result.end.kind : undefined, 'divergence');
   assert.match(result.kind === 'finished' ? result.reason : '', /divergence at epoch 2: the machine read mtime at instruction \d+; the primary read mtime at instruction \d+/);
+});
+
+test("a shared read the backup cannot make, or that names no read its machine issued, stops it (divergence): it could not replay the epoch", () => {
+  for (const disk of [undefined, new Uint8Array(4096)]) {
+    const { primary, backup, p, b } = pair();
+    b.io.sharedDisk = disk;
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    for (let i = 0; i < 3; i++) primary.step();
+    pump(primary, backup, p, b, (message) =>
+      message.type === 'epoch' && message.entry.epoch === 2
+        ? { ...message, entry: { ...message.entry, events: [{ kind: 'disk-completion', slot: 7, requestId: 99, status: 'ok' }, ...message.entry.events], sharedReads: [{ event: 0, offsetBytes: 512, lengthBytes: 512 }] } }
+        : message,
+    );
+    let result = backup.step();
+    for (let i = 0; i < 5 && result.kind !== 'finished'; i++) result = backup.step();
+    assert.equal(result.kind === 'finished' ? result.end.kind : result.kind, 'divergence');
+    const reason = result.kind === 'finished' ? result.reason : '';
+    if (disk === undefined) assert.match(reason, /divergence at epoch 2: cannot read the 512 bytes at 512 of the shared disk on virtio slot 7 that the primary read: no shared disk in this test/);
+    else assert.match(reason, /divergence at epoch 2: the primary's shared read of 512 bytes at 512 is not a read this machine has in flight/);
+  }
 });
 
 test('a backup with another guest image is refused with the reason, and the primary waits on', () => {

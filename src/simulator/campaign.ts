@@ -114,6 +114,7 @@ export interface RangeSummary {
   /** Epochs that went on past boundaries with nothing to deliver. */
   readonly epochsMerged: number;
   readonly stepsRunOn: number;
+  readonly sharedReads: number;
   /** Promotions in all runs (a run with repeated failures has several). */
   readonly promotions: number;
   /** Seeds with more than one backup. */
@@ -134,11 +135,13 @@ export function runRange(range: SeedRange): RangeSummary {
   let epochsEndedEarly = 0;
   let epochsMerged = 0;
   let stepsRunOn = 0;
+  let sharedReads = 0;
   for (let seed = range.first; seed < range.first + range.count; seed++) {
     const result = runSeed(campaign, seed);
     epochsEndedEarly += result.epochsEndedEarly;
     epochsMerged += result.epochsMerged;
     stepsRunOn += result.stepsRunOn;
+    sharedReads += result.sharedReads;
     if (result.failures.length > 0) failures.push(describeFailure(result));
     const plan = result.plan;
     const kind =
@@ -158,7 +161,7 @@ export function runRange(range: SeedRange): RangeSummary {
       failoverMsTotal += result.failoverMs;
     }
   }
-  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, epochsMerged, stepsRunOn, promotions, withBackups, guestsLost };
+  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, epochsMerged, stepsRunOn, sharedReads, promotions, withBackups, guestsLost };
 }
 
 /** Runs seeds [first, first + count) of the workload in `kernelBytes` on `threads` worker threads and merges their summaries. */
@@ -190,6 +193,7 @@ export async function runSeedsInParallel(kernelBytes: Uint8Array, first: number,
     epochsEndedEarly: summaries.reduce((sum, s) => sum + s.epochsEndedEarly, 0),
     epochsMerged: summaries.reduce((sum, s) => sum + s.epochsMerged, 0),
     stepsRunOn: summaries.reduce((sum, s) => sum + s.stepsRunOn, 0),
+    sharedReads: summaries.reduce((sum, s) => sum + s.sharedReads, 0),
     promotions: summaries.reduce((sum, s) => sum + s.promotions, 0),
     withBackups: summaries.reduce((sum, s) => sum + s.withBackups, 0),
     guestsLost: summaries.reduce((sum, s) => sum + s.guestsLost, 0),

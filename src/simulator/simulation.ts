@@ -31,7 +31,7 @@ import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { LoadedImage } from '../machine/loader/elf.js';
 import { ReplicaEnvironment } from '../replication/environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
-import { encodeMessage, epochEntryWireBytes, FrameDecoder, framePayloadBytesMax, type EpochEntry, type Message, type ReplicaIdentity } from '../replication/messages.js';
+import { encodeMessage, epochEntryWireBytes, FrameDecoder, framePayloadBytesMax, sharedReadDataWireBytes, type EpochEntry, type Message, type ReplicaIdentity } from '../replication/messages.js';
 import { epochEntryBytesDefault } from '../replication/entry-budget.js';
 import { PrimaryReplica } from '../replication/primary.js';
 import { BackupReplica } from '../replication/backup.js';
@@ -136,6 +136,8 @@ export interface SimulationResult {
   readonly epochsMerged: number;
   /** Steps of a primary that sent more than one entry (PrimaryReplica's `runsOn`). */
   readonly stepsRunOn: number;
+  /** Reads whose data a backup took from the shared disk itself (messages.ts, `SharedRead`). */
+  readonly sharedReads: number;
   /** The crashes left no replica holding the guest: it ended early (allowed, and checked as such). */
   readonly guestLost: boolean;
 }
@@ -283,6 +285,7 @@ export class Simulation {
   private epochsEndedEarly = 0;
   private epochsMerged = 0;
   private stepsRunOn = 0;
+  private sharedReads = 0;
   /** Entries the replica stepping now has sent in this step. */
   private entriesThisStep = 0;
   private guestLost = false;
@@ -410,6 +413,7 @@ export class Simulation {
       epochsEndedEarly: this.epochsEndedEarly,
       epochsMerged: this.epochsMerged,
       stepsRunOn: this.stepsRunOn,
+      sharedReads: this.sharedReads,
       guestLost: this.guestLost,
     };
   }
@@ -702,11 +706,14 @@ export class Simulation {
     const last = this.lastEntry.get(from);
     if (last?.epoch === entry.epoch) return;
     this.entriesThisStep++;
-    const bytes = epochEntryWireBytes(entry.reads.length, entry.events);
+    const shared = entry.sharedReads ?? [];
+    const sent = epochEntryWireBytes(entry.reads.length, entry.events, shared.length);
+    // The budget counts shared reads' data as if it travelled (a backup holds it all the same).
+    const bytes = epochEntryWireBytes(entry.reads.length, entry.events) + shared.reduce((sum, read) => sum + sharedReadDataWireBytes(read), 0);
     const budget = this.setup.options.epochEntryBytesMax ?? epochEntryBytesDefault;
     const alone = entry.reads.length === 0 && entry.events.filter((event) => event.kind === 'disk-completion').length === 1;
     if (bytes > budget && !alone) this.fail(`epoch ${entry.epoch}'s log entry has ${bytes} bytes, more than its budget of ${budget}`);
-    if (bytes > framePayloadBytesMax) this.fail(`epoch ${entry.epoch}'s log entry has ${bytes} bytes, more than a frame holds`);
+    if (sent > framePayloadBytesMax) this.fail(`epoch ${entry.epoch}'s log entry has ${sent} bytes, more than a frame holds`);
     if (entry.stop === 'budget' && last !== undefined && entry.endRetired - last.end < this.setup.options.epochInstructions) this.epochsEndedEarly++;
     if (last !== undefined && entry.epoch === last.epoch + 1 && entry.endRetired - last.end > this.setup.options.epochInstructions) {
       // Boundaries with nothing to deliver skipped: never with fixed epochs, never past the cap.
@@ -742,6 +749,13 @@ export class Simulation {
       return;
     }
     this.queue.push(done, () => this.whenIdle(from.name, () => from.core.onDiskCompletion(completion)));
+  }
+
+  /** A backup's shared read (messages.ts): the disk as it is now, not through the request queue. */
+  readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
+    if (offsetBytes + lengthBytes > this.disk.length) return { error: `bytes ${offsetBytes}-${offsetBytes + lengthBytes} lie past the disk's end on virtio slot ${slot}` };
+    this.sharedReads++;
+    return this.disk.slice(offsetBytes, offsetBytes + lengthBytes);
   }
 
   private perform(request: DiskRequest): MachineEvent {
@@ -1005,6 +1019,10 @@ class SimulatedIo implements ReplicaIo {
 
   diskSubmit(request: DiskRequest, epoch: number): void {
     this.simulation.diskSubmit(this.replica!, request, epoch);
+  }
+
+  readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
+    return this.simulation.readSharedDisk(slot, offsetBytes, lengthBytes);
   }
 
   takeConsoleInput(): Uint8Array {

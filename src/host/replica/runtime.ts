@@ -432,6 +432,17 @@ class ReplicaRuntime implements ReplicaIo {
     this.trace?.performed(request);
   }
 
+  readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
+    const disk = this.options.disks.get(slot);
+    if (disk === undefined) return { error: `virtio slot ${slot} has no disk here` };
+    if (offsetBytes + lengthBytes > disk.capacityBytes) return { error: `bytes ${offsetBytes}-${offsetBytes + lengthBytes} lie past the disk's end (${disk.capacityBytes} bytes)` };
+    try {
+      return disk.read(offsetBytes, lengthBytes);
+    } catch (error) {
+      return { error: error instanceof Error ? error.message : String(error) };
+    }
+  }
+
   takeDiskCompletions(): MachineEvent[] {
     return this.completions.splice(0);
   }

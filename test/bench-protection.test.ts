@@ -29,11 +29,12 @@ function understudy(...args: string[]): Promise<{ status: number | null; stderr:
 
 test('the smallest sweep shows its progress and leaves a report, its data and a plot', async () => {
   const out = path.join(scratch, 'report');
-  const result = await understudy('bench', 'replication', '--workloads', 'disk', '--epochs', '1000000', '--protocols', 'relaxed', '--links', 'unthrottled', '--runs', '1', '--out', out);
+  const result = await understudy('bench', 'replication', '--workloads', 'disk', '--epochs', '1000000', '--protocols', 'relaxed', '--links', 'unthrottled', '--runs', '2', '--out', out);
   assert.equal(result.status, 0, result.stderr);
-  assert.match(result.stderr, /\[0\/2 cells, [\d.]+ min\] diskbench under run \(1 of 1\)/);
-  assert.match(result.stderr, /\[1\/2 cells, [\d.]+ min\] diskbench, relaxed, epoch 1M, link unthrottled \(1 of 1\)/);
-  assert.match(result.stderr, /write NP [\d.]+, read NP [\d.]+/);
+  // Pairs: a run under `run`, then the protected one, twice.
+  const steps = [...result.stderr.matchAll(/\[0\/1 cells, [\d.]+ min\] diskbench, relaxed, epoch 1M, link unthrottled \((\d) of 2\): (under run|protected)/g)].map((match) => `${match[1]} ${match[2]}`);
+  assert.deepEqual(steps, ['1 under run', '1 protected', '2 under run', '2 protected'], result.stderr);
+  assert.match(result.stderr, /write NP [\d.]+ \(pairs [\d.]+–[\d.]+\), read NP [\d.]+ \(pairs [\d.]+–[\d.]+\)/);
   const files = fs.readdirSync(out);
   const report = files.find((file) => /^protection-\d{4}-\d\d-\d\d\.md$/.test(file));
   assert.ok(report !== undefined, files.join(', '));

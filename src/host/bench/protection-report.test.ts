@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderSvg } from './plot.js';
-import { costTable, epochLabel, linkTable, median, normalizedPerformance, npPlotSpec, npTable, reportMarkdown, type BenchResults, type RunMeasurement } from './protection-report.js';
+import { costTable, epochLabel, linkTable, median, normalizedPerformance, npPlotSpec, pairRatios, npTable, reportMarkdown, type BenchResults, type RunMeasurement } from './protection-report.js';
 import { sweepSettings } from './protection.js';
 
 const run = (phases: RunMeasurement['phases'], traffic?: RunMeasurement['traffic']): RunMeasurement => ({ phases, wallSeconds: 2, cpuSeconds: 1.5, ...(traffic === undefined ? {} : { traffic }) });
@@ -42,8 +42,19 @@ test('median of an odd and an even count; epoch labels', () => {
 
 test('NP is the median time protected over the median time under run', () => {
   const [disk] = results.workloads;
-  assert.equal(normalizedPerformance(disk!, 'write', disk!.protected[0]!.runs), 2);
-  assert.equal(normalizedPerformance(disk!, 'read', disk!.protected[0]!.runs), 2.5);
+  assert.equal(normalizedPerformance(disk!, 'write', disk!.protected[0]!), 2);
+  assert.equal(normalizedPerformance(disk!, 'read', disk!.protected[0]!), 2.5);
+});
+
+test('with pairs, NP is the median of each protected run over the run under `run` taken before it', () => {
+  const [disk] = results.workloads;
+  // A host that slowed down halfway: the medians' ratio would say 3.5 / 1.5; the pairs say 1.2.
+  const runs = [run({ write: 1.2 }), run({ write: 6 }), run({ write: 1.3 })];
+  const baselines = [run({ write: 1 }), run({ write: 5 }), run({ write: 1 })];
+  assert.deepEqual(pairRatios({ runs, baselines }, 'write')?.ratios.map((ratio) => ratio.toFixed(2)), ['1.20', '1.20', '1.30']);
+  assert.equal(normalizedPerformance(disk!, 'write', { runs, baselines }), 1.2);
+  assert.equal(pairRatios({ runs, baselines }, 'read'), undefined, 'no phase timed: no pairs');
+  assert.equal(normalizedPerformance(disk!, 'write', { runs, baselines: baselines.slice(1) }), 1.3 / 2, 'pairs that do not line up: the medians');
 });
 
 test("the NP table has a row per epoch and the paper's values beside ours", () => {

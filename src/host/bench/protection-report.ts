@@ -66,7 +66,18 @@ export interface WorkloadResult {
   readonly cpu?: string;
   readonly phases: readonly Phase[];
   readonly baseline: readonly RunMeasurement[];
-  readonly protected: readonly { readonly setting: Setting; readonly runs: readonly RunMeasurement[] }[];
+  readonly protected: readonly ProtectedCell[];
+}
+
+/**
+ * The runs of one protected setting. `baselines[k]`, when present, is a run under `run` taken
+ * just before `runs[k]` (a pair): on a host whose speed drifts over minutes, each protected
+ * run is compared with a baseline taken beside it.
+ */
+export interface ProtectedCell {
+  readonly setting: Setting;
+  readonly runs: readonly RunMeasurement[];
+  readonly baselines?: readonly RunMeasurement[];
 }
 
 export interface BenchResults {
@@ -104,9 +115,25 @@ function phaseSeconds(runs: readonly RunMeasurement[], phase: Phase): number {
   return median(runs.map((run) => run.phases[phase]).filter((value): value is number => value !== undefined));
 }
 
-/** NP of one phase under one setting: median time protected / median time under `run`. */
-export function normalizedPerformance(result: WorkloadResult, phase: Phase, runs: readonly RunMeasurement[]): number {
-  return phaseSeconds(runs, phase) / phaseSeconds(result.baseline, phase);
+/**
+ * NP of one phase under one setting: the median over the cell's pairs of time protected / time
+ * under `run` taken beside it; for a cell without pairs (an older sweep's report), median
+ * time protected / median time under `run`.
+ */
+export function normalizedPerformance(result: WorkloadResult, phase: Phase, cell: Pick<ProtectedCell, 'runs' | 'baselines'>): number {
+  return pairRatios(cell, phase)?.median ?? phaseSeconds(cell.runs, phase) / phaseSeconds(result.baseline, phase);
+}
+
+/** The ratios of a cell's pairs for `phase` (each protected run over its baseline), with their median; undefined without pairs. */
+export function pairRatios(cell: Pick<ProtectedCell, 'runs' | 'baselines'>, phase: Phase): { ratios: number[]; median: number } | undefined {
+  const baselines = cell.baselines;
+  if (baselines === undefined || baselines.length !== cell.runs.length) return undefined;
+  const ratios = cell.runs.flatMap((run, index) => {
+    const protectedSeconds = run.phases[phase];
+    const baselineSeconds = baselines[index]!.phases[phase];
+    return protectedSeconds === undefined || baselineSeconds === undefined ? [] : [protectedSeconds / baselineSeconds];
+  });
+  return ratios.length === 0 ? undefined : { ratios, median: median(ratios) };
 }
 
 /** One point of a plot or a table: NP of a phase under a setting. */
@@ -125,7 +152,7 @@ export function npPoints(results: BenchResults): NpPoint[] {
   for (const result of results.workloads) {
     for (const cell of result.protected) {
       for (const phase of result.phases) {
-        const np = normalizedPerformance(result, phase, cell.runs);
+        const np = normalizedPerformance(result, phase, cell);
         if (Number.isFinite(np)) points.push({ workload: result.workload, cpu: result.cpu, phase, ...cell.setting, np });
       }
     }
@@ -222,8 +249,9 @@ export function reportMarkdown(results: BenchResults, plots: ReadonlyMap<Phase, 
     '',
     ...results.notes.map((note) => `- ${note}`),
     '',
-    'NP = time under a primary and a backup / time of the same guest under `run` (median of the runs; for',
-    "diskbench and the Linux benchmarks, each phase as the guest's own clock timed it). The paper's",
+    'NP = time under a primary and a backup / time of the same guest under `run`, each protected run against a',
+    '`run` taken just before it, the median of those ratios (for diskbench and the Linux benchmarks, each',
+    "phase as the guest's own clock timed it; a report of a sweep without pairs: the ratio of the medians). The paper's",
     'values (Table 1: HP 9000/720, 10 Mbit/s Ethernet) in brackets. Columns: CPU = cpubench; writes and',
     'reads = diskbench\'s phases; Linux = the Linux guest\'s cpubench and diskbench.',
     '',

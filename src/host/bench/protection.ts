@@ -25,7 +25,7 @@ import { epochMergeHostMs, epochMergeMax } from '../../replication/replica.js';
 import { ensureDataDisk } from '../linux-guest.js';
 import { renderSvg } from './plot.js';
 import {
-  epochLabel, median, normalizedPerformance, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
+  epochLabel, median, normalizedPerformance, pairRatios, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
   type WorkloadResult,
 } from './protection-report.js';
 
@@ -321,7 +321,7 @@ export async function runProtectionBench(options: ProtectionBenchOptions): Promi
     // Each workload on each tier, one after the other, so that the tiers' figures are taken close together.
     const workloads = names.flatMap((name) => options.cpus.map((cpu) => ({ work: workloadOn(name, scratch, cpu), cpu })));
     const settings = sweepSettings(options);
-    const total = workloads.length * (settings.length + 1);
+    const total = workloads.length * settings.length;
     let done = 0;
     const say = (line: string): void => options.progress(`[${done}/${total} cells, ${minutes().toFixed(1)} min] ${line}`);
     const startUp = options.workloads.includes('cpu') ? await startUpSeconds(options.runs) : 0;
@@ -332,30 +332,37 @@ export async function runProtectionBench(options: ProtectionBenchOptions): Promi
       const disk = path.join(scratch, 'disk.img');
       const tier = options.cpus.length > 1 ? { cpu } : {};
       const title = workloadLabel({ workload: work.title, ...tier });
+      // Every baseline run, for the `run` row of the cost table.
       const baseline: RunMeasurement[] = [];
-      for (let run = 0; run < options.runs; run++) {
-        say(`${title} under run (${run + 1} of ${options.runs})`);
-        baseline.push(await baselineRun(work, disk, startUp));
-      }
-      done++;
       const result = { workload: work.title, ...tier, phases: work.phases, baseline, protected: [] as WorkloadResult['protected'][number][] };
       results.push(result);
       for (const setting of settings) {
+        // Pairs: a run under `run`, then one protected, so that a host whose speed drifts over
+        // minutes (shared, virtual) biases neither side; NP is the median of the pairs' ratios.
         const runs: RunMeasurement[] = [];
+        const baselines: RunMeasurement[] = [];
         const cell = `${title}, ${setting.protocol}, epoch ${epochLabel(setting.epochInstructions)}, link ${setting.link}`;
         for (let run = 0; run < options.runs; run++) {
-          say(`${cell} (${run + 1} of ${options.runs})`);
+          say(`${cell} (${run + 1} of ${options.runs}): under run`);
+          const before = await baselineRun(work, disk, startUp);
+          baseline.push(before);
           try {
+            say(`${cell} (${run + 1} of ${options.runs}): protected`);
             runs.push(await protectedRun(work, setting, options, scratch));
+            baselines.push(before);
           } catch (error) {
             const reason = error instanceof Error ? error.message : String(error);
             options.progress(`  failed: ${reason}`);
             failures.push(`${cell}, run ${run + 1}: ${reason.split('\n')[0]} (${reason.match(/\] (backup lost[^\n]*)/)?.[1] ?? 'see the progress log'})`);
           }
         }
-        result.protected.push({ setting, runs });
+        result.protected.push({ setting, runs, baselines });
         done++;
-        const np = work.phases.map((phase) => `${phase} NP ${normalizedPerformance(result, phase, runs).toFixed(2)}`);
+        const np = work.phases.map((phase) => {
+          const ratios = pairRatios({ runs, baselines }, phase)?.ratios ?? [];
+          const spread = ratios.length > 1 ? ` (pairs ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
+          return `${phase} NP ${normalizedPerformance(result, phase, { runs, baselines }).toFixed(2)}${spread}`;
+        });
         options.progress(`  ${np.join(', ')}`);
         report = await writeReport(options, results, { minutes: minutes(), done, total, failures });
       }
@@ -374,7 +381,7 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
     machine: machineDescription(),
     command: options.command,
     notes: [
-      `${options.runs} run(s) per cell; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
+      `${options.runs} pair(s) of runs per cell, a \`run\` and then the protected one; ${progress.done === progress.total ? `the sweep took ${progress.minutes.toFixed(1)} minutes` : `PARTIAL: ${progress.done} of ${progress.total} cells measured, in ${progress.minutes.toFixed(1)} minutes`}.`,
       `The CPU tier (--cpu) of every run: ${options.cpus.join(' and ')}${options.cpus.length > 1 ? ', each workload on each in turn' : ''}.`,
       options.fixedEpochs
         ? 'Epochs: fixed (--fixed-epochs), every one ends after exactly its instructions (or early), as in the paper.'

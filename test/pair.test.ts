@@ -120,6 +120,20 @@ test('pair, no failure: exit 0, exactly the console and the image of one machine
   }
 });
 
+test('pair --reads-in-log (reads carried in the log, not read by the backup): the same console and image', { timeout: testTimeoutMs }, async () => {
+  const { result, image, directory } = await runPair(workloads.full, ['--reads-in-log'], async (pair) => {
+    await lineShown(pair, workloads.full.numberedLines);
+    openGate(pair);
+  });
+  try {
+    assert.equal(result.status, 0, describeResult(result));
+    assert.ok(result.stdout === expectedConsole(), `console differs at ${firstDifference(result.stdout, expectedConsole())}`);
+    assertImage(image, expectedDiskImage());
+  } finally {
+    cleanUp(directory);
+  }
+});
+
 // -------------------------------------------------------------------------------------------
 // b. the primary dies
 

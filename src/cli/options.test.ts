@@ -1,7 +1,7 @@
 /** Unit tests for the command-line helpers: the replicas' arguments that `pair` builds, the default tier. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { childArguments, cpuEnvironmentVariable, defaultCpu, defaultCpuMode, UsageError } from './options.js';
+import { childArguments, cpuEnvironmentVariable, defaultCpu, defaultCpuMode, replicationSettings, UsageError } from './options.js';
 
 const spec = { insecure: { type: 'boolean' }, arbiter: { type: 'string' }, kernel: { type: 'string' }, verbose: { type: 'boolean' } } as const;
 
@@ -21,4 +21,9 @@ test('the tier without --cpu: UNDERSTUDY_CPU when set, the default otherwise; a 
   assert.equal(defaultCpu({ [cpuEnvironmentVariable]: 'jit' }), 'jit');
   assert.equal(defaultCpu({ [cpuEnvironmentVariable]: 'interp' }), 'interp');
   assert.throws(() => defaultCpu({ [cpuEnvironmentVariable]: 'fast' }), (error) => error instanceof UsageError && /UNDERSTUDY_CPU must be interp, jit, lockstep, not "fast"/.test(error.message));
+});
+
+test('--reads-in-log: the reads travel in the log (off by default: backups read the shared disk)', () => {
+  assert.equal(replicationSettings({ insecure: true, 'reads-in-log': true }).options.readsInLog, true);
+  assert.equal(replicationSettings({ insecure: true }).options.readsInLog, undefined);
 });

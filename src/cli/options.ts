@@ -216,6 +216,9 @@ export const replicationOptionsHelp = `replication options (pair, primary, backu
   --fixed-epochs               every epoch ends after exactly --epoch instructions, as in the
                                paper (default: a boundary with nothing to deliver is skipped,
                                up to ${epochMergeMax} epochs; interrupts stay on the epoch grid)
+  --reads-in-log               disk reads' data travels in the log to the backups (default: each
+                               backup reads it from the shared disk itself, before it acknowledges;
+                               for storage whose hosts may briefly read stale data, as NFS may)
   --pending-io reissue|uncertain  at failover, I/O in flight is re-issued (default; disk writes
                                then complete to the guest before the backup's acknowledgement) or
                                completed with an error for the guest's driver to retry
@@ -296,6 +299,7 @@ export const replicationOptionSpec = {
   'digest-every': { type: 'string' },
   protocol: { type: 'string' },
   'fixed-epochs': { type: 'boolean' },
+  'reads-in-log': { type: 'boolean' },
   'pending-io': { type: 'string' },
   'failure-timeout': { type: 'string' },
   'join-timeout': { type: 'string' },
@@ -332,6 +336,7 @@ export function replicationSettings(values: {
   'digest-every'?: string | undefined;
   protocol?: string | undefined;
   'fixed-epochs'?: boolean | undefined;
+  'reads-in-log'?: boolean | undefined;
   'pending-io'?: string | undefined;
   'failure-timeout'?: string | undefined;
   'join-timeout'?: string | undefined;
@@ -361,6 +366,7 @@ export function replicationSettings(values: {
     epochInstructions,
     protocol,
     ...(values['fixed-epochs'] === true ? { fixedEpochs: true } : {}),
+    ...(values['reads-in-log'] === true ? { readsInLog: true } : {}),
     pendingIo,
     failureTimeoutMs,
     leaseMs,

@@ -729,7 +729,7 @@ export class PrimaryReplica {
    */
   private shareReads(events: readonly MachineEvent[]): { events: readonly MachineEvent[]; reads: SharedRead[]; dataBytes: number } {
     const reads: SharedRead[] = [];
-    if (this.role !== 'protected' || this.earlyReads.length === 0) return { events, reads, dataBytes: 0 };
+    if (this.role !== 'protected' || this.earlyReads.length === 0 || this.options.readsInLog === true) return { events, reads, dataBytes: 0 };
     let dataBytes = 0;
     const sent = events.map((event, index): MachineEvent => {
       if (event.kind !== 'disk-completion' || event.status !== 'ok' || event.data === undefined) return event;

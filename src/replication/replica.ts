@@ -49,6 +49,12 @@ export interface ReplicationOptions {
    */
   readonly fixedEpochs?: boolean;
   /**
+   * Every read's data travels in the log, as in the paper, instead of each backup reading it
+   * from the shared disk (messages.ts, `SharedRead`): for shared storage whose hosts may read
+   * stale data for a moment (NFS without close-to-open consistency across them).
+   */
+  readonly readsInLog?: boolean;
+  /**
    * The largest log entry the primary builds (payload bytes; default `epochEntryBytesDefault`,
    * at most `epochEntryBytesMax`, the frame's limit). Smaller in tests and the simulator, so
    * that guests with few environment reads still end epochs early.

@@ -62,7 +62,9 @@ export function seedOptions(seed: number): ReplicationOptions {
   // runs and writes during it, and copies take several rounds), sometimes of the whole state at once.
   const joins: ReplicationOptions = prng.chance(0.2) ? { ...entries, liveCopy: false } : { ...entries, liveCopyStepBytes: prng.int(1, 8) * 4096, liveCopyFinalPages: prng.int(0, 4) };
   // Epochs merged where their boundaries have nothing to deliver (the default), or fixed as in the paper.
-  return prng.chance(0.3) ? { ...joins, fixedEpochs: true } : joins;
+  const epochs: ReplicationOptions = prng.chance(0.3) ? { ...joins, fixedEpochs: true } : joins;
+  // Backups read their reads' data from the shared disk (the default), or take it from the log.
+  return prng.chance(0.2) ? { ...epochs, readsInLog: true } : epochs;
 }
 
 export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan; primaryCpu?: CpuMode } = {}): SimulationResult {
@@ -86,7 +88,7 @@ export function describeFailure(result: SimulationResult, traceLines = 25): stri
   return [
     `seed ${result.seed} failed (replay: npx understudy simulate --seed ${result.seed} --verbose)`,
     `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}, ` +
-      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}${options.fixedEpochs === true ? ', fixed epochs' : ''}`,
+      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}${options.fixedEpochs === true ? ', fixed epochs' : ''}${options.readsInLog === true ? ', reads in the log' : ''}`,
     `  faults:  ${JSON.stringify(result.plan)}`,
     ...result.failures.map((failure) => `  FAIL ${failure}`),
     `  replicas: ${JSON.stringify(result.outcome)}`,

@@ -753,6 +753,7 @@ export class Simulation {
 
   /** A backup's shared read (messages.ts): the disk as it is now, not through the request queue. */
   readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
+    if (this.setup.options.readsInLog === true) this.fail('a backup read the shared disk itself, with reads in the log');
     if (offsetBytes + lengthBytes > this.disk.length) return { error: `bytes ${offsetBytes}-${offsetBytes + lengthBytes} lie past the disk's end on virtio slot ${slot}` };
     this.sharedReads++;
     return this.disk.slice(offsetBytes, offsetBytes + lengthBytes);

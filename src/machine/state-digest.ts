@@ -106,8 +106,7 @@ function hash64(bytes: Uint8Array): bigint {
   return createHash('sha256').update(bytes).digest().readBigUInt64LE(0);
 }
 
-const zeroPage = new Uint8Array(pageBytes);
-const zeroPageHash = hash64(zeroPage);
+const zeroPageHash = hash64(new Uint8Array(pageBytes));
 const mask64 = (1n << 64n) - 1n;
 
 /**
@@ -159,9 +158,8 @@ export class StateDigester {
   /** `page`'s hash; a page never written counts as zeros unread, unless `read`. */
   private hashPage(page: number, read = false): bigint {
     const ram = this.machine.ram;
-    const bytes = ram.u8.subarray(page * pageBytes, (page + 1) * pageBytes);
-    const zero = read ? Buffer.compare(bytes, zeroPage) === 0 : ram.pageIsZero(page);
-    return zero ? zeroPageHash : hash64(bytes);
+    const zero = read ? ram.pageReadsZero(page) : ram.pageIsZero(page);
+    return zero ? zeroPageHash : hash64(ram.u8.subarray(page * pageBytes, (page + 1) * pageBytes));
   }
 }
 

@@ -196,9 +196,14 @@ export class Ram implements Snapshottable {
     for (const page of this.watched) this.pageFlags[page] = PageFlag.trackWrites | PageFlag.watched;
   }
 
-  /** Whether page `page` holds only zero bytes. */
+  /** Whether page `page` holds only zero bytes (a page never written is not read: `mayHoldData`). */
   pageIsZero(page: number): boolean {
-    return this.mayHoldData[page] === 0 || Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
+    return this.mayHoldData[page] === 0 || this.pageReadsZero(page);
+  }
+
+  /** Whether page `page` holds only zero bytes, read whatever `mayHoldData` says (the digests' scrub). */
+  pageReadsZero(page: number): boolean {
+    return Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
   }
 
   /** Counts every page as written (a new tracker starts from everything). */
@@ -272,24 +277,9 @@ export class Ram implements Snapshottable {
       return;
     }
     // Sparse: only pages that hold a non-zero byte, as (page, bytes).
-    let nonZero = 0;
-    const present = new Uint8Array(this.pages);
-    for (let page = 0; page < this.pages; page++) {
-      if (this.mayHoldData[page] === 0) continue;
-      const words = this.i32.subarray(page * 1024, page * 1024 + 1024);
-      for (let i = 0; i < 1024; i++) {
-        if (words[i] !== 0) {
-          present[page] = 1;
-          nonZero++;
-          break;
-        }
-      }
-    }
-    writer.uint(nonZero);
-    for (let page = 0; page < this.pages; page++) {
-      if (present[page] === 0) continue;
-      writer.uint(page).bytes(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes));
-    }
+    const pages = this.nonZeroPages();
+    writer.uint(pages.length);
+    for (const page of pages) writer.uint(page).bytes(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes));
   }
 
   restore(reader: SnapshotReader): void {

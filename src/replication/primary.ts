@@ -148,6 +148,9 @@ function overlaps(write: DiskRequest & { op: 'write' }, read: DiskRequest & { op
   return write.slot === read.slot && write.offsetBytes < read.offsetBytes + read.lengthBytes && read.offsetBytes < write.offsetBytes + write.data.length;
 }
 
+/** A disk read issued before its epoch's acknowledgement (`issueReads`). */
+type EarlyRead = DiskRequest & { op: 'read' };
+
 /** Creates a fresh machine for a guest that asked for a reset (both replicas do the same). */
 export type Reboot = () => Machine;
 
@@ -169,8 +172,6 @@ export class PrimaryReplica {
    * disk performs them in that order).
    */
   private readonly diskRequestsOutstanding: SubmittedRequest[];
-  /** The reads this boundary issued early (`issueReads`): their completions may go as shared reads. */
-  private readonly earlyReads: (DiskRequest & { op: 'read' })[] = [];
   /** Writes held whose completion the guest has had already (`completeWritesEarly`). */
   private readonly completedEarly = new WeakSet<DiskRequest>();
   /** A write completed early failed at the disk: the next flush of that disk reports it (by slot). */
@@ -665,15 +666,14 @@ export class PrimaryReplica {
     const stop: StopReason = machine.power !== undefined ? 'halt' : result.reason;
     // Protected: reads may go at once, and writes complete at this very boundary when their
     // completions fit (the guest need not wait an epoch more for them).
-    this.earlyReads.length = 0;
-    const held = this.role === 'protected' ? this.issueReads(epoch, outputs) : outputs;
+    const { waiting: held, early } = this.role === 'protected' ? this.issueReads(epoch, outputs) : { waiting: outputs, early: [] };
     if (this.role === 'protected' && machine.power === undefined) this.completeWritesEarly(held);
     // Reads the host performed at once (issueReads) complete at this boundary, as under `run`,
     // not one step later with an epoch of their own.
     for (const event of this.io.takeDiskCompletions()) this.onDiskCompletion(event);
     const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
-    const shared = this.shareReads(events);
+    const shared = this.shareReads(events, early);
     const entry: EpochEntry = {
       epoch, endRetired: machine.retiredInstructions, stop, reads, events: shared.events, releasedThrough: this.releasedThrough,
       ...(shared.reads.length > 0 ? { sharedReads: shared.reads } : {}),
@@ -727,13 +727,13 @@ export class PrimaryReplica {
    * sectors that reach the disk before a backup could read them (those of epochs acknowledged
    * meanwhile). The entry's budget still counts the data: what a backup holds is bounded alike.
    */
-  private shareReads(events: readonly MachineEvent[]): { events: readonly MachineEvent[]; reads: SharedRead[]; dataBytes: number } {
+  private shareReads(events: readonly MachineEvent[], early: readonly EarlyRead[]): { events: readonly MachineEvent[]; reads: SharedRead[]; dataBytes: number } {
     const reads: SharedRead[] = [];
-    if (this.role !== 'protected' || this.earlyReads.length === 0 || this.options.readsInLog === true) return { events, reads, dataBytes: 0 };
+    if (early.length === 0 || this.options.readsInLog === true) return { events, reads, dataBytes: 0 };
     let dataBytes = 0;
     const sent = events.map((event, index): MachineEvent => {
       if (event.kind !== 'disk-completion' || event.status !== 'ok' || event.data === undefined) return event;
-      const read = this.earlyReads.find((request) => request.slot === event.slot && request.requestId === event.requestId);
+      const read = early.find((request) => request.slot === event.slot && request.requestId === event.requestId);
       if (read === undefined) return event;
       assert(event.data.length === read.lengthBytes, () => `read ${read.requestId} returned ${event.data!.length} bytes, not ${read.lengthBytes}`);
       reads.push({ event: index, offsetBytes: read.offsetBytes, lengthBytes: read.lengthBytes });
@@ -868,10 +868,11 @@ export class PrimaryReplica {
    * this one (a backup that never gets it issues the read again itself, P8). Only a read with no
    * write held before it to a sector it reads, whose data it must see (the disk performs
    * requests in the order submitted, so a held write to other sectors, and a flush, do not
-   * matter). Returns the outputs that wait for the acknowledgement.
+   * matter). Returns the outputs that wait for the acknowledgement, and the reads issued.
    */
-  private issueReads(epoch: number, outputs: MachineOutput[]): MachineOutput[] {
-    if (!outputs.some((output) => output.kind === 'disk-request' && output.request.op === 'read')) return outputs;
+  private issueReads(epoch: number, outputs: MachineOutput[]): { waiting: MachineOutput[]; early: EarlyRead[] } {
+    const early: EarlyRead[] = [];
+    if (!outputs.some((output) => output.kind === 'disk-request' && output.request.op === 'read')) return { waiting: outputs, early };
     type Write = DiskRequest & { op: 'write' };
     const held: Write[] = []; // the writes held
     for (const pending of this.pending) {
@@ -890,10 +891,10 @@ export class PrimaryReplica {
         continue;
       }
       this.io.crashPoint('primary:before-early-read');
-      this.earlyReads.push(request);
+      early.push(request);
       this.releaseOutput(epoch, output);
     }
-    return waiting;
+    return { waiting, early };
   }
 
   /**

@@ -20,7 +20,7 @@ test('the tier without --cpu: UNDERSTUDY_CPU when set, the default otherwise; a 
   assert.equal(defaultCpu({ [cpuEnvironmentVariable]: '' }), defaultCpuMode);
   assert.equal(defaultCpu({ [cpuEnvironmentVariable]: 'jit' }), 'jit');
   assert.equal(defaultCpu({ [cpuEnvironmentVariable]: 'interp' }), 'interp');
-  assert.throws(() => defaultCpu({ [cpuEnvironmentVariable]: 'fast' }), (error) => error instanceof UsageError && /UNDERSTUDY_CPU must be interp, jit, lockstep, not "fast"/.test(error.message));
+  assert.throws(() => defaultCpu({ [cpuEnvironmentVariable]: 'fast' }), (error) => error instanceof UsageError && /UNDERSTUDY_CPU must be interp, jit, wasm, lockstep, not "fast"/.test(error.message));
 });
 
 test('--reads-in-log: the reads travel in the log (off by default: backups read the shared disk)', () => {

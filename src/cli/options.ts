@@ -52,10 +52,11 @@ export const machineOptionsHelp = `machine options:
   --memory SIZE        RAM size, e.g. 128M, 1.5G, or 128 (MiB, as QEMU's -m) (default 128M)
   --clock host|virtual host: real time (default); virtual: time from the instruction count
                        (exactly repeatable, like QEMU's -icount shift=0)
-  --cpu interp|jit|lockstep  jit: hot guest code compiled to JavaScript (default); interp:
-                       the interpreter alone (the reference); lockstep: jit checked against
-                       the interpreter after every translated block (slow; for tests and
-                       debugging). Without --cpu, ${cpuEnvironmentVariable} (when set) chooses
+  --cpu interp|jit|wasm|lockstep  jit: hot guest code compiled to JavaScript (default);
+                       wasm: compiled to WebAssembly instead; interp: the interpreter alone
+                       (the reference); lockstep: jit checked against the interpreter after
+                       every translated block (slow; for tests and debugging). Without --cpu,
+                       ${cpuEnvironmentVariable} (when set) chooses
   --initrd FILE        (Linux) the initramfs
   --append TEXT        (Linux) the kernel command line (default "${defaultBootargs}")
   --net SPEC           a virtio network interface (repeatable), like QEMU's -nic:

@@ -34,7 +34,7 @@ import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
 import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
-import { TranslationCache } from './cpu/translation-cache.js';
+import { TranslationCache, type TierBackend } from './cpu/translation-cache.js';
 import { Lockstep, RecordingEnvironment } from './lockstep.js';
 
 /**
@@ -42,8 +42,8 @@ import { Lockstep, RecordingEnvironment } from './lockstep.js';
  * alone, with the translation tier for hot code, or (a test and debug mode) with the tier
  * checked against a copy of the machine on the interpreter at every exit from translated code.
  */
-export type CpuMode = 'interp' | 'jit' | 'lockstep';
-export const cpuModes: readonly CpuMode[] = ['interp', 'jit', 'lockstep'];
+export type CpuMode = 'interp' | 'jit' | 'wasm' | 'lockstep';
+export const cpuModes: readonly CpuMode[] = ['interp', 'jit', 'wasm', 'lockstep'];
 
 /** Entries of a block head before the tier compiles it, in lockstep mode. */
 const lockstepHotEntries = 2;
@@ -51,6 +51,11 @@ const lockstepHotEntries = 2;
 export interface MachineOptions {
   /** Default 'interp'. Nothing of it is machine state: snapshots and digests do not depend on it. */
   readonly cpu?: CpuMode;
+  /**
+   * What the translation tier compiles to in lockstep mode ('wasm' is what `cpu: 'wasm'`
+   * runs); default 'js'.
+   */
+  readonly lockstepBackend?: TierBackend;
 }
 
 export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioSlots, type BoardConfig, type DiskConfig, type NicConfig } from './board-config.js';
@@ -90,7 +95,8 @@ export class Machine {
     const cpu = options.cpu ?? 'interp';
     const recording = cpu === 'lockstep' ? new RecordingEnvironment(environment) : undefined;
     this.environment = recording ?? environment;
-    this.ram = new Ram(config.ramBytes);
+    const backend: TierBackend = cpu === 'wasm' || cpu === 'lockstep' && options.lockstepBackend === 'wasm' ? 'wasm' : 'js';
+    this.ram = new Ram(config.ramBytes, { wasm: backend === 'wasm' });
     this.hart = new Hart({
       ram: this.ram,
       bus: this.bus,
@@ -101,10 +107,10 @@ export class Machine {
       },
       trapLoop: (reason) => this.requestPower({ kind: 'stuck', reason }),
     });
-    if (cpu === 'jit') this.hart.tier = new TranslationCache(this.hart);
+    if (cpu === 'jit' || cpu === 'wasm') this.hart.tier = new TranslationCache(this.hart, { backend });
     if (recording !== undefined) {
       // Checked code is compiled at its second entry, so that nearly everything runs translated.
-      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart, { hotEntries: lockstepHotEntries, everyBranchHeads: true, compileCostInstructions: 0, entryIntervalMax: Infinity, headCallInterval: 1 }), (reference) => new Machine(config, reference));
+      this.lockstep = new Lockstep(this, recording, new TranslationCache(this.hart, { hotEntries: lockstepHotEntries, everyBranchHeads: true, compileCostInstructions: 0, entryIntervalMax: Infinity, headCallInterval: 1, backend }), (reference) => new Machine(config, reference));
       this.hart.tier = this.lockstep;
     }
     const reader = { readEnvironment: (kind: EnvironmentReadKind) => this.readEnvironment(kind) };

@@ -57,6 +57,7 @@ export function codePage(hart: Hart, page: number): Int32Array {
   if (hart.codePageCount >= codePagesMax) dropCodeCache(hart);
   const code = new Int32Array(codePageWords);
   hart.codePages[page] = code;
+  if (hart.arena !== undefined) hart.arena.codePageFlags[page] = 1;
   hart.codePageCount++;
   return code;
 }
@@ -64,6 +65,7 @@ export function codePage(hart: Hart, page: number): Int32Array {
 /** Drops every decoded page (the cache is full): QEMU's tb_flush, in small. */
 function dropCodeCache(hart: Hart): void {
   hart.codePages.fill(undefined);
+  hart.arena?.codePageFlags.fill(0);
   hart.codePageCount = 0;
   // The fetch TLB points into the dropped pages.
   hart.fetchTag.fill(-1);

@@ -38,6 +38,8 @@ import { trapSignal } from './trap-signal.js';
 import { TrapLoopWatch, enterTrap, pendingInterrupt, takeException, trapToSupervisor } from './traps.js';
 import { executeRare } from './rare-instructions.js';
 import { executeFloat } from './fp-instructions.js';
+import { arenaTlbEntries, hartArenaViews, type HartArenaViews } from './wasm-arena.js';
+import { assert } from '../assert.js';
 import { FpuState } from './fpu/index.js';
 import type { ExecutionTier } from './execution-tier.js';
 
@@ -93,8 +95,8 @@ export interface MachineModeFirmware {
 }
 
 export class Hart {
-  /** x0..x31 plus the sink register. x0 always reads 0. */
-  readonly x = new Int32Array(33);
+  /** x0..x31 plus the sink register. x0 always reads 0. In the RAM's WebAssembly memory when it has one (wasm-arena.ts). */
+  readonly x: Int32Array;
   pc = 0;
   priv: PrivilegeLevel = Priv.M;
   /** Instructions retired since reset (exact; a double is exact to 2^53). */
@@ -155,10 +157,12 @@ export class Hart {
   readonly fetchTag = new Int32Array(tlbEntries).fill(-1);
   readonly fetchWordBase = new Int32Array(tlbEntries);
   readonly fetchCode: (Int32Array | undefined)[] = new Array<Int32Array | undefined>(tlbEntries).fill(undefined);
-  readonly loadTag = new Int32Array(tlbEntries).fill(-1);
-  readonly loadAdd = new Int32Array(tlbEntries);
-  readonly storeTag = new Int32Array(tlbEntries).fill(-1);
-  readonly storeAdd = new Int32Array(tlbEntries);
+  readonly loadTag: Int32Array;
+  readonly loadAdd: Int32Array;
+  readonly storeTag: Int32Array;
+  readonly storeAdd: Int32Array;
+  /** With a WebAssembly memory: the hart's part of it (wasm-arena.ts), which the tier's WebAssembly blocks use. */
+  readonly arena: HartArenaViews | undefined;
   /**
    * Per 4 MiB region of virtual addresses: 1 if a page walk there ended at a megapage since
    * the TLBs were last emptied, so that entries of the region may come from one leaf (see
@@ -196,6 +200,14 @@ export class Hart {
   readonly trapLoopWatch: TrapLoopWatch;
 
   constructor(readonly ports: HartPorts) {
+    const arena = ports.ram.arena;
+    this.arena = arena === undefined ? undefined : hartArenaViews(arena, ports.ram.pages);
+    assert(arenaTlbEntries === tlbEntries, () => `the WebAssembly arena has ${arenaTlbEntries} TLB entries, the MMU ${tlbEntries}`);
+    this.x = this.arena?.x ?? new Int32Array(33);
+    this.loadTag = (this.arena?.loadTag ?? new Int32Array(tlbEntries)).fill(-1);
+    this.loadAdd = this.arena?.loadAdd ?? new Int32Array(tlbEntries);
+    this.storeTag = (this.arena?.storeTag ?? new Int32Array(tlbEntries)).fill(-1);
+    this.storeAdd = this.arena?.storeAdd ?? new Int32Array(tlbEntries);
     this.codePages = new Array<Int32Array | undefined>(ports.ram.pages).fill(undefined);
     this.walkedPages = new Uint8Array(ports.ram.pages);
     ports.ram.watcher = { ramWritten: (page, offset, length) => ramWrittenOutside(this, page, offset, length) };

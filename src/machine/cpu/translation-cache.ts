@@ -40,6 +40,8 @@ import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeDoubleSl
 import { headSkipMask, headSkipShift, sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
+import { compileWasmBlock, wasmTranslatable, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
+import { HeaderLayout } from './wasm-arena.js';
 import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
 import { assert } from '../assert.js';
@@ -101,7 +103,14 @@ export interface TierOptions {
   readonly entryIntervalMax?: number;
   /** See {@link headCallInterval} (1: the interpreter calls the tier at every entry of a head). */
   readonly headCallInterval?: number;
+  /**
+   * What blocks are compiled to: JavaScript (translator.ts, the default) or WebAssembly
+   * (translator-wasm.ts; needs RAM in a WebAssembly memory, `Ram.arena`).
+   */
+  readonly backend?: TierBackend;
 }
+
+export type TierBackend = 'js' | 'wasm';
 
 const tlbMask = tlbEntries - 1;
 /** Bit 31 of a decoded slot's word 0: a block head (cpu.ts tests `w < 0`). */
@@ -183,6 +192,7 @@ export class TranslationCache implements ExecutionTier {
   private blockCount = 0;
   private sourceCharacters = 0;
   private environment: BlockEnvironment;
+  private readonly wasm: WasmBlockEnvironment | undefined;
   /** The trap the last `run` took after retiring instructions (for lockstep verification). */
   lastTrap: { readonly pc: number; readonly cause: number; readonly tval: number } | undefined;
   /** Whether one `run` goes on from block to block (lockstep verification turns it off, to compare after each). */
@@ -211,6 +221,12 @@ export class TranslationCache implements ExecutionTier {
     this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
     this.translatedPages = new Uint8Array(hart.ports.ram.pages);
     this.environment = this.makeEnvironment();
+    if (options.backend === 'wasm') {
+      const arena = hart.ports.ram.arena;
+      const views = hart.arena;
+      if (arena === undefined || views === undefined) throw new RangeError('WebAssembly blocks need RAM in a WebAssembly memory');
+      this.wasm = { arena, words: views.words, imports: this.makeWasmImports(views.words) };
+    }
   }
 
   run(hart: Hart, budget: number): number {
@@ -382,7 +398,7 @@ export class TranslationCache implements ExecutionTier {
     info.entries[slot] = 0;
     // Hot means frequent: a head entered that often, but over a long time, is counted again.
     if (now - info.countedSince[slot]! > threshold * this.entryInterval) return undefined;
-    const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
+    const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc, this.wasm === undefined ? undefined : wasmTranslatable);
     if (plan.instructions.length < lengthMin && !plan.loops) {
       // Too short to be worth the interpreter's call (or nothing to translate: a system
       // instruction, say): the interpreter stops watching this head. Blocks may still lead
@@ -398,8 +414,9 @@ export class TranslationCache implements ExecutionTier {
     const code = this.hart.codePages[page];
     const word = code?.[offset];
     if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
-    const run = compileBlock(plan, this.environment);
-    const block = new Block(run, plan.instructions.length, pc >>> 12, run.toString().length);
+    const compiled = this.wasm === undefined ? { run: compileBlock(plan, this.environment), bytes: 0 } : compileWasmBlock(plan, this.wasm);
+    const run = compiled.run;
+    const block = new Block(run, plan.instructions.length, pc >>> 12, this.wasm === undefined ? run.toString().length : compiled.bytes);
     const pageInfo = this.pageInfo(page);
     const old = pageInfo.blocks[slot];
     if (old !== undefined) this.forget(old);
@@ -472,6 +489,34 @@ export class TranslationCache implements ExecutionTier {
   private flushKeepingHeads(): void {
     for (const info of this.pages) if (info !== undefined) this.dropBlocks(info);
     this.translatedPages.fill(0);
+  }
+
+  /** The WebAssembly blocks' slow paths (translator-wasm.ts): each publishes pc and count, and leaves the attention word. */
+  private makeWasmImports(words: Int32Array): WasmBlockImports {
+    const hart = this.hart;
+    const attentionWord = HeaderLayout.attention >> 2;
+    return {
+      load: (va, width, pc, retired) => {
+        hart.pc = pc;
+        hart.runRetired = retired;
+        const value = loadSlow(hart, va, width as AccessWidth);
+        words[attentionWord] = hart.attention ? 1 : 0;
+        return value;
+      },
+      store: (va, width, value, pc, retired) => {
+        hart.pc = pc;
+        hart.runRetired = retired;
+        storeSlow(hart, va, width as AccessWidth, value);
+        words[attentionWord] = hart.attention ? 1 : 0;
+      },
+      stale: (index, width) => {
+        const stale = hart.codePages[index >>> 12];
+        if (stale === undefined) return;
+        stale[index & 0xffe] = 0;
+        stale[(index - 2) & 0xffe] = 0;
+        if (width === 4) stale[(index + 2) & 0xffe] = 0;
+      },
+    };
   }
 
   private makeEnvironment(): BlockEnvironment {

@@ -20,6 +20,7 @@
  * digest, a state copy) cost some 0.4 s of page faults on a virtual host, paid by the guest
  * (at a join) or by a backup (which then starts that far behind).
  */
+import { createWasmArena, type WasmArena } from '../cpu/wasm-arena.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter, type Snapshottable } from '../snapshot.js';
 
 export const ramBaseAddress = 0x8000_0000;
@@ -85,12 +86,16 @@ export class Ram implements Snapshottable {
   private readonly trackers = new Set<Uint8Array>();
   watcher: CodeWatcher | undefined;
 
-  constructor(sizeBytes: number) {
+  /** Set when RAM lives in a WebAssembly memory (the tier's WebAssembly blocks, wasm-arena.ts): its views never change. */
+  readonly arena: WasmArena | undefined;
+
+  constructor(sizeBytes: number, options: { readonly wasm?: boolean } = {}) {
     if (!Number.isInteger(sizeBytes) || sizeBytes < ramBytesMin || sizeBytes > ramBytesMax || sizeBytes % pageBytes !== 0) {
       throw new RangeError(`RAM size ${sizeBytes} bytes is out of range (${ramBytesMin} to ${ramBytesMax}, a multiple of 4 KiB)`);
     }
     this.sizeBytes = sizeBytes;
     this.pages = sizeBytes / pageBytes;
+    this.arena = options.wasm === true ? createWasmArena(sizeBytes) : undefined;
     this.useFreshBuffer();
     this.mayHoldData = new Uint8Array(this.pages);
     this.pageFlags = new Uint8Array(this.pages);
@@ -99,12 +104,13 @@ export class Ram implements Snapshottable {
 
   /** Points every view at a new zeroed buffer (the operating system zeroes it lazily). */
   private useFreshBuffer(): void {
-    const buffer = new ArrayBuffer(this.sizeBytes);
-    this.u8 = new Uint8Array(buffer);
-    this.i8 = new Int8Array(buffer);
-    this.u16 = new Uint16Array(buffer);
-    this.i16 = new Int16Array(buffer);
-    this.i32 = new Int32Array(buffer);
+    const buffer = this.arena?.buffer ?? new ArrayBuffer(this.sizeBytes);
+    const bytes = this.sizeBytes;
+    this.u8 = new Uint8Array(buffer, 0, bytes);
+    this.i8 = new Int8Array(buffer, 0, bytes);
+    this.u16 = new Uint16Array(buffer, 0, bytes / 2);
+    this.i16 = new Int16Array(buffer, 0, bytes / 2);
+    this.i32 = new Int32Array(buffer, 0, bytes / 4);
   }
 
   /** True when [physical, physical + length) lies inside RAM. */
@@ -305,6 +311,10 @@ export class Ram implements Snapshottable {
       this.changed(0, this.sizeBytes);
       return;
     }
+    if (this.arena !== undefined) {
+      this.restoreInPlace(reader, count);
+      return;
+    }
     // Zeroing a fresh buffer is the operating system's job, and much faster than fill(0).
     const previous = { u8: this.u8, i8: this.i8, u16: this.u16, i16: this.i16, i32: this.i32 };
     const previousData = this.mayHoldData.slice();
@@ -316,6 +326,31 @@ export class Ram implements Snapshottable {
       Object.assign(this, previous); // a bad snapshot leaves the RAM as it was
       this.mayHoldData.set(previousData);
       throw error;
+    }
+    this.changed(0, this.sizeBytes);
+  }
+
+  /**
+   * A restore into a WebAssembly memory, whose views stay (blocks and the hart's arrays point
+   * into it): the snapshot is checked whole first, then the pages that may hold data are
+   * zeroed and the snapshot's written.
+   */
+  private restoreInPlace(reader: SnapshotReader, count: number): void {
+    const pages: { page: number; bytes: Uint8Array }[] = [];
+    let previous = -1;
+    for (let i = 0; i < count; i++) {
+      const page = reader.uint();
+      if (page <= previous || page >= this.pages) throw new SnapshotError(`bad RAM page ${page} in snapshot`);
+      previous = page;
+      const bytes = reader.bytes();
+      if (bytes.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${bytes.length} bytes`);
+      pages.push({ page, bytes });
+    }
+    for (let page = this.mayHoldData.indexOf(1); page !== -1; page = this.mayHoldData.indexOf(1, page + 1)) this.u8.fill(0, page * pageBytes, (page + 1) * pageBytes);
+    this.mayHoldData.fill(0);
+    for (const { page, bytes } of pages) {
+      this.u8.set(bytes, page * pageBytes);
+      this.mayHoldData[page] = 1;
     }
     this.changed(0, this.sizeBytes);
   }

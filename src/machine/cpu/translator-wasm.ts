@@ -1,0 +1,576 @@
+/**
+ * The translation tier's second back end: a block (translator.ts's plan) as a WebAssembly
+ * function, over the memory that holds guest RAM and the hart's registers and data TLBs
+ * (wasm-arena.ts). Same contract as the JavaScript blocks (translator.ts, execution-tier.ts):
+ * exact counts, the budget, precise traps, attention. Why a second: V8 runs a new JavaScript
+ * function in its bytecode interpreter until TurboFan has compiled it, 10 to 60 times slower
+ * than the compiled code (docs/BENCHMARKS.md); WebAssembly is compiled at once by Liftoff, to
+ * code about as fast, and TurboFan takes over hot functions in the background.
+ *
+ * What differs from the JavaScript blocks, and why it does not show:
+ * - registers live in locals, read from `x` at entry and written back at every exit; before a
+ *   slow path (which may throw the TrapSignal through the WebAssembly frames, losing the
+ *   locals) the registers the block writes are stored first, so a trap leaves `Hart.x` as the
+ *   interpreter would;
+ * - the block leaves its exit pc and whether a slow path raised `Hart.attention` in the
+ *   header's words; the caller sets `Hart.pc` from it;
+ * - a store to a RAM page with decoded instructions (its flag in the header) calls back to
+ *   empty the slots it overlaps, as the JavaScript fast path does inline;
+ * - F and D instructions end a block (the interpreter runs them).
+ */
+import { Op, type Decoded } from './decode.js';
+import { arenaTlbEntries, HeaderLayout, WebAssembly, type WasmArena } from './wasm-arena.js';
+import type { BlockFunction, BlockPlan } from './translator.js';
+
+// ------------------------------------------------------------------- a minimal encoder
+
+/** Unsigned LEB128. */
+export function unsignedLeb(value: number): number[] {
+  const bytes: number[] = [];
+  do {
+    let byte = value & 0x7f;
+    value >>>= 7;
+    if (value !== 0) byte |= 0x80;
+    bytes.push(byte);
+  } while (value !== 0);
+  return bytes;
+}
+
+/** Signed LEB128 of a 32-bit value. */
+export function signedLeb(value: number): number[] {
+  const bytes: number[] = [];
+  value |= 0;
+  for (;;) {
+    const byte = value & 0x7f;
+    value >>= 7;
+    if ((value === 0 && (byte & 0x40) === 0) || (value === -1 && (byte & 0x40) !== 0)) {
+      bytes.push(byte);
+      return bytes;
+    }
+    bytes.push(byte | 0x80);
+  }
+}
+
+export const wasmSection = (id: number, body: number[]): number[] => [id, ...unsignedLeb(body.length), ...body];
+export const wasmVector = (items: number[][]): number[] => [...unsignedLeb(items.length), ...items.flat()];
+export const wasmName = (text: string): number[] => [...unsignedLeb(text.length), ...Buffer.from(text, 'utf8')];
+
+/** The opcodes used (WebAssembly 1.0 and sign extension). */
+export const W = {
+  unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, brIf: 0x0d, return: 0x0f, call: 0x10,
+  drop: 0x1a, localGet: 0x20, localSet: 0x21, localTee: 0x22,
+  load: 0x28, load8s: 0x2c, load8u: 0x2d, load16s: 0x2e, load16u: 0x2f, store: 0x36, store8: 0x3a, store16: 0x3b,
+  const: 0x41,
+  eqz: 0x45, eq: 0x46, ne: 0x47, ltS: 0x48, ltU: 0x49, gtS: 0x4a, gtU: 0x4b, leS: 0x4c, leU: 0x4d, geS: 0x4e, geU: 0x4f,
+  add: 0x6a, sub: 0x6b, mul: 0x6c, divS: 0x6d, divU: 0x6e, remS: 0x6f, remU: 0x70, and: 0x71, or: 0x72, xor: 0x73, shl: 0x74, shrS: 0x75, shrU: 0x76,
+  i64Const: 0x42, i64Mul: 0x7e, i64ShrS: 0x87, i64ShrU: 0x88, wrapI64: 0xa7, extendI32S: 0xac, extendI32U: 0xad, extend8S: 0xc0, extend16S: 0xc1,
+  void: 0x40, i32: 0x7f, i64: 0x7e,
+} as const;
+
+// ------------------------------------------------------------------------- the blocks
+
+/** What a WebAssembly block imports besides the memory: the slow paths, as translation-cache.ts provides them. */
+export interface WasmBlockImports {
+  /** Publishes pc and count, then the MMU's slow load (may throw the TrapSignal); leaves the attention word set. */
+  readonly load: (va: number, width: number, pc: number, retired: number) => number;
+  /** Publishes pc and count, then the MMU's slow store (may throw the TrapSignal); leaves the attention word set. */
+  readonly store: (va: number, width: number, value: number, pc: number, retired: number) => void;
+  /** A fast-path store of `width` bytes at RAM index `index` landed in a page with decoded instructions. */
+  readonly stale: (index: number, width: number) => void;
+}
+
+/** The hart a block runs on: the arena's memory and header words, and the slow paths. */
+export interface WasmBlockEnvironment {
+  readonly arena: WasmArena;
+  /** The header as words (`exitPc`, `attention`). */
+  readonly words: Int32Array;
+  readonly imports: WasmBlockImports;
+}
+
+// Locals: parameters 0 base, 1 budget, 2 dc; registers x1..x31 at 2 + r; then the scratch ones.
+const localBase = 0;
+const localBudget = 1;
+const localDc = 2;
+const registerLocal = (r: number): number => 2 + r;
+const localK = 34;
+const localVa = 35;
+const localE = 36;
+const localIndex = 37;
+const localP = 38;
+const localN = 39;
+const localT = 40;
+const i32Locals = localT - 2; // 3..40
+// Imported functions, then the block.
+const functionLoad = 0;
+const functionStore = 1;
+const functionStale = 2;
+const functionBlock = 3;
+
+const widthOf: Partial<Record<number, number>> = { [Op.LB]: 1, [Op.LBU]: 1, [Op.LH]: 2, [Op.LHU]: 2, [Op.LW]: 4, [Op.SB]: 1, [Op.SH]: 2, [Op.SW]: 4 };
+const loadOpcode: Partial<Record<number, number>> = { [Op.LB]: W.load8s, [Op.LBU]: W.load8u, [Op.LH]: W.load16s, [Op.LHU]: W.load16u, [Op.LW]: W.load };
+const storeOpcode: Partial<Record<number, number>> = { [Op.SB]: W.store8, [Op.SH]: W.store16, [Op.SW]: W.store };
+const registerOps: Partial<Record<number, number>> = {
+  [Op.ADD]: W.add, [Op.SUB]: W.sub, [Op.AND]: W.and, [Op.OR]: W.or, [Op.XOR]: W.xor, [Op.MUL]: W.mul,
+  // WebAssembly masks shift counts by 31, as RISC-V does.
+  [Op.SLL]: W.shl, [Op.SRL]: W.shrU, [Op.SRA]: W.shrS, [Op.SLT]: W.ltS, [Op.SLTU]: W.ltU,
+};
+const immediateOps: Partial<Record<number, number>> = {
+  [Op.ADDI]: W.add, [Op.ANDI]: W.and, [Op.ORI]: W.or, [Op.XORI]: W.xor, [Op.SLLI]: W.shl, [Op.SRLI]: W.shrU, [Op.SRAI]: W.shrS,
+  [Op.SLTI]: W.ltS, [Op.SLTIU]: W.ltU,
+};
+const branchConditions: Partial<Record<number, number>> = { [Op.BEQ]: W.eq, [Op.BNE]: W.ne, [Op.BLT]: W.ltS, [Op.BGE]: W.geS, [Op.BLTU]: W.ltU, [Op.BGEU]: W.geU };
+
+/** Whether the WebAssembly back end translates `d` (else the block ends before it). */
+export function wasmTranslatable(d: Decoded): boolean {
+  const op = d.op;
+  return registerOps[op] !== undefined || immediateOps[op] !== undefined || widthOf[op] !== undefined || branchConditions[op] !== undefined ||
+    op === Op.LUI || op === Op.AUIPC || op === Op.JAL || op === Op.JALR || op === Op.FENCE ||
+    op === Op.MULH || op === Op.MULHU || op === Op.MULHSU || op === Op.DIV || op === Op.DIVU || op === Op.REM || op === Op.REMU;
+}
+
+/** A growing byte buffer, written without intermediate arrays (a boot compiles thousands of blocks). */
+class Emitter {
+  bytes = new Uint8Array(4096);
+  size = 0;
+
+  byte(value: number): void {
+    if (this.size === this.bytes.length) {
+      const grown = new Uint8Array(this.bytes.length * 2);
+      grown.set(this.bytes);
+      this.bytes = grown;
+    }
+    this.bytes[this.size++] = value;
+  }
+
+  unsigned(value: number): void {
+    do {
+      let byte = value & 0x7f;
+      value >>>= 7;
+      if (value !== 0) byte |= 0x80;
+      this.byte(byte);
+    } while (value !== 0);
+  }
+
+  /** i32.const */
+  constant(value: number): void {
+    this.byte(W.const);
+    value |= 0;
+    for (;;) {
+      const byte = value & 0x7f;
+      value >>= 7;
+      if ((value === 0 && (byte & 0x40) === 0) || (value === -1 && (byte & 0x40) !== 0)) {
+        this.byte(byte);
+        return;
+      }
+      this.byte(byte | 0x80);
+    }
+  }
+
+  get(local: number): void {
+    this.byte(W.localGet);
+    this.unsigned(local);
+  }
+
+  set(local: number): void {
+    this.byte(W.localSet);
+    this.unsigned(local);
+  }
+
+  tee(local: number): void {
+    this.byte(W.localTee);
+    this.unsigned(local);
+  }
+
+  /** A memory access: opcode, alignment (log2), offset. */
+  memory(opcode: number, offset: number, align = 2): void {
+    this.byte(opcode);
+    this.byte(align);
+    this.unsigned(offset);
+  }
+}
+
+/** The module's sections before its code (the same for every block): types, imports, the function, the export. */
+const modulePrefix = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...wasmSection(1, wasmVector([
+    [0x60, 4, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // load
+    [0x60, 5, W.i32, W.i32, W.i32, W.i32, W.i32, 0], // store
+    [0x60, 2, W.i32, W.i32, 0], // stale
+    [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // the block
+  ])),
+  ...wasmSection(2, wasmVector([
+    [...wasmName('m'), ...wasmName('memory'), 0x02, 0x00, 0x00],
+    [...wasmName('m'), ...wasmName('load'), 0x00, 0],
+    [...wasmName('m'), ...wasmName('store'), 0x00, 1],
+    [...wasmName('m'), ...wasmName('stale'), 0x00, 2],
+  ])),
+  ...wasmSection(3, wasmVector([[3]])),
+  ...wasmSection(7, wasmVector([[...wasmName('b'), 0x00, functionBlock]])),
+]);
+
+/** The module of one block: imports the memory and the slow paths, exports `b(base, budget, dc) -> retired`. */
+export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
+  const instructions = plan.instructions;
+  if (instructions.length === 0) throw new RangeError('an empty block');
+  const length = instructions.length;
+  const head = instructions[0]!.pc;
+  const header = arena.headerOffset;
+  const usedMask = new Uint8Array(32);
+  const writtenMask = new Uint8Array(32);
+  for (const { d } of instructions) {
+    if (!wasmTranslatable(d)) throw new RangeError(`op ${d.op} is not translated to WebAssembly`);
+    const op = d.op;
+    if (!(op === Op.LUI || op === Op.AUIPC || op === Op.JAL || op === Op.FENCE)) {
+      usedMask[d.rs1] = 1;
+      if (readsRs2(op)) usedMask[d.rs2] = 1;
+    }
+    if (writesRd(op) && d.rd !== 0) {
+      usedMask[d.rd] = 1;
+      writtenMask[d.rd] = 1;
+    }
+  }
+  usedMask[0] = 0;
+  const e = new Emitter();
+  e.unsigned(1); // one group of locals
+  e.unsigned(i32Locals);
+  e.byte(W.i32);
+  const xAddress = (r: number): number => header + HeaderLayout.x + r * 4;
+  const reg = (r: number): void => {
+    if (r === 0) e.constant(0);
+    else e.get(registerLocal(r));
+  };
+  const storeRegisters = (): void => {
+    for (let r = 1; r < 32; r++) {
+      if (writtenMask[r] === 0) continue;
+      e.constant(xAddress(r));
+      e.get(registerLocal(r));
+      e.memory(W.store, 0);
+    }
+  };
+  for (let r = 1; r < 32; r++) {
+    if (usedMask[r] === 0) continue;
+    e.constant(xAddress(r));
+    e.memory(W.load, 0);
+    e.set(registerLocal(r));
+  }
+  // The labels: $exit (a block) around everything; $again (a loop) inside when the block loops.
+  // `depth` counts the labels between the code being emitted and $exit.
+  let depth = 0;
+  /** Leaves: pc from `pc` (a constant, or the local `pcLocal`), `retired` instructions of this pass. */
+  const exit = (pc: number, retired: number, pcLocal = -1): void => {
+    if (pcLocal >= 0) e.get(pcLocal);
+    else e.constant(pc);
+    e.set(localP);
+    e.constant(retired);
+    e.set(localN);
+    e.byte(W.br);
+    e.unsigned(depth);
+  };
+  const openIf = (): void => {
+    depth++;
+    e.byte(W.if);
+    e.byte(W.void);
+  };
+  const closeIf = (): void => {
+    depth--;
+    e.byte(W.end);
+  };
+  const retiredAt = (index: number): void => {
+    e.get(localBase);
+    e.get(localK);
+    e.byte(W.add);
+    e.constant(index);
+    e.byte(W.add);
+  };
+  const attentionExit = (pc: number, index: number): void => {
+    e.constant(header + HeaderLayout.attention);
+    e.memory(W.load, 0);
+    openIf();
+    exit(pc, index + 1);
+    closeIf();
+  };
+  /** A branch or JAL to `target`, instruction `index`: round again if it is the head of a loop block, else leave. */
+  const to = (target: number, index: number): void => {
+    if (!(plan.loops && target === head)) {
+      exit(target, index + 1);
+      return;
+    }
+    // Only if a whole further pass fits in the budget (exact counts).
+    e.get(localK);
+    e.constant(index + 1);
+    e.byte(W.add);
+    e.tee(localK);
+    e.constant(length);
+    e.byte(W.add);
+    e.get(localBudget);
+    e.byte(W.gtS);
+    openIf();
+    exit(head, 0);
+    closeIf();
+    e.byte(W.br);
+    e.unsigned(depth - 1);
+  };
+  /** The TLB check of a fast path: leaves va and the RAM index in locals and the hit (alignment included) on the stack. */
+  const translate = (d: Decoded, width: number, tags: number, adds: number): void => {
+    reg(d.rs1);
+    e.constant(d.imm);
+    e.byte(W.add);
+    e.tee(localVa);
+    e.constant(10);
+    e.byte(W.shrU);
+    e.constant(tlbMask << 2);
+    e.byte(W.and);
+    e.tee(localE);
+    e.memory(W.load, header + tags);
+    e.get(localVa);
+    e.constant(12);
+    e.byte(W.shrU);
+    e.get(localDc);
+    e.byte(W.or);
+    e.byte(W.eq);
+    if (width > 1) {
+      e.get(localVa);
+      e.constant(width - 1);
+      e.byte(W.and);
+      e.byte(W.eqz);
+      e.byte(W.and);
+    }
+    // The index, computed whether or not it is used: cheaper than a second branch.
+    e.get(localVa);
+    e.get(localE);
+    e.memory(W.load, header + adds);
+    e.byte(W.add);
+    e.set(localIndex);
+  };
+  e.byte(W.block);
+  e.byte(W.void);
+  if (plan.loops) {
+    e.byte(W.loop);
+    e.byte(W.void);
+    depth++;
+  }
+  for (let index = 0; index < length; index++) {
+    const { pc, d } = instructions[index]!;
+    const op = d.op;
+    const next = (pc + d.length) | 0;
+    const rd = d.rd;
+    const registerOp = registerOps[op];
+    const immediateOp = immediateOps[op];
+    const width = widthOf[op];
+    if (registerOp !== undefined) {
+      if (rd === 0) continue;
+      reg(d.rs1);
+      reg(d.rs2);
+      e.byte(registerOp);
+      e.set(registerLocal(rd));
+    } else if (immediateOp !== undefined) {
+      if (rd === 0) continue;
+      reg(d.rs1);
+      e.constant(d.imm);
+      e.byte(immediateOp);
+      e.set(registerLocal(rd));
+    } else if (op === Op.LUI || op === Op.AUIPC) {
+      if (rd === 0) continue;
+      e.constant(op === Op.LUI ? d.imm : (pc + d.imm) | 0);
+      e.set(registerLocal(rd));
+    } else if (op === Op.FENCE) {
+      // Nothing: one hart, and RAM is coherent.
+    } else if (op === Op.MULH || op === Op.MULHU || op === Op.MULHSU) {
+      if (rd === 0) continue;
+      reg(d.rs1);
+      e.byte(op === Op.MULHU ? W.extendI32U : W.extendI32S);
+      reg(d.rs2);
+      e.byte(op === Op.MULH ? W.extendI32S : W.extendI32U);
+      e.byte(W.i64Mul);
+      e.byte(W.i64Const);
+      e.byte(32);
+      e.byte(op === Op.MULHU ? W.i64ShrU : W.i64ShrS);
+      e.byte(W.wrapI64);
+      e.set(registerLocal(rd));
+    } else if (op === Op.DIV || op === Op.DIVU || op === Op.REM || op === Op.REMU) {
+      if (rd === 0) continue;
+      division(e, op, () => reg(d.rs1), () => reg(d.rs2));
+      e.set(registerLocal(rd));
+    } else if (width !== undefined && loadOpcode[op] !== undefined) {
+      translate(d, width, HeaderLayout.loadTag, HeaderLayout.loadAdd);
+      openIf();
+      if (rd !== 0) {
+        e.get(localIndex);
+        e.memory(loadOpcode[op]!, 0, Math.log2(width));
+        e.set(registerLocal(rd));
+      }
+      e.byte(W.else);
+      // The slow path may throw the TrapSignal through this frame: the registers first.
+      storeRegisters();
+      e.get(localVa);
+      e.constant(width);
+      e.constant(pc);
+      retiredAt(index);
+      e.byte(W.call);
+      e.unsigned(functionLoad);
+      if (rd === 0) e.byte(W.drop);
+      else {
+        if (op === Op.LB) e.byte(W.extend8S);
+        else if (op === Op.LH) e.byte(W.extend16S);
+        else if (op === Op.LBU || op === Op.LHU) {
+          e.constant(op === Op.LBU ? 0xff : 0xffff);
+          e.byte(W.and);
+        }
+        e.set(registerLocal(rd));
+      }
+      attentionExit(next, index);
+      closeIf();
+    } else if (width !== undefined) {
+      translate(d, width, HeaderLayout.storeTag, HeaderLayout.storeAdd);
+      openIf();
+      e.get(localIndex);
+      reg(d.rs2);
+      e.memory(storeOpcode[op]!, 0, Math.log2(width));
+      // A page with decoded instructions: the slots the store overlaps are emptied (code-cache.ts).
+      e.get(localIndex);
+      e.constant(12);
+      e.byte(W.shrU);
+      e.memory(W.load8u, header + HeaderLayout.codePageFlags, 0);
+      openIf();
+      e.get(localIndex);
+      e.constant(width);
+      e.byte(W.call);
+      e.unsigned(functionStale);
+      closeIf();
+      e.byte(W.else);
+      storeRegisters();
+      e.get(localVa);
+      e.constant(width);
+      reg(d.rs2);
+      e.constant(pc);
+      retiredAt(index);
+      e.byte(W.call);
+      e.unsigned(functionStore);
+      attentionExit(next, index);
+      closeIf();
+    } else if (op === Op.JAL) {
+      if (rd !== 0) {
+        e.constant(next);
+        e.set(registerLocal(rd));
+      }
+      to((pc + d.imm) | 0, index);
+    } else if (op === Op.JALR) {
+      // The target first: rd may be rs1.
+      reg(d.rs1);
+      e.constant(d.imm);
+      e.byte(W.add);
+      e.constant(~1);
+      e.byte(W.and);
+      e.set(localT);
+      if (rd !== 0) {
+        e.constant(next);
+        e.set(registerLocal(rd));
+      }
+      exit(0, index + 1, localT);
+    } else {
+      const condition = branchConditions[op];
+      if (condition === undefined) throw new RangeError(`op ${op} is not translated to WebAssembly`);
+      reg(d.rs1);
+      reg(d.rs2);
+      e.byte(condition);
+      openIf();
+      to((pc + d.imm) | 0, index);
+      closeIf();
+      if (index === length - 1) exit(next, index + 1);
+    }
+  }
+  const last = instructions[length - 1]!;
+  if (!plan.endsWithJump) exit((last.pc + last.d.length) | 0, length);
+  if (plan.loops) {
+    e.byte(W.end);
+    depth--;
+  }
+  e.byte(W.end);
+  // Every exit lands here: pc for the caller, the registers back, the count.
+  e.constant(header + HeaderLayout.exitPc);
+  e.get(localP);
+  e.memory(W.store, 0);
+  storeRegisters();
+  e.get(localK);
+  e.get(localN);
+  e.byte(W.add);
+  e.byte(W.end);
+
+  // The code section: one function body.
+  const bodySize = e.size;
+  const bodySizeBytes = unsignedLeb(bodySize);
+  const sectionSize = 1 + bodySizeBytes.length + bodySize;
+  const sectionSizeBytes = unsignedLeb(sectionSize);
+  const module = new Uint8Array(modulePrefix.length + 1 + sectionSizeBytes.length + sectionSize);
+  module.set(modulePrefix);
+  let at = modulePrefix.length;
+  module[at++] = 10;
+  module.set(sectionSizeBytes, at);
+  at += sectionSizeBytes.length;
+  module[at++] = 1;
+  module.set(bodySizeBytes, at);
+  at += bodySizeBytes.length;
+  module.set(e.bytes.subarray(0, bodySize), at);
+  return module;
+}
+
+const tlbMask = arenaTlbEntries - 1;
+
+/** Division as the M extension defines it: by zero -1 (DIV, DIVU) or the dividend (REM, REMU); -2^31 / -1 overflows to -2^31. */
+function division(e: Emitter, op: number, a: () => void, b: () => void): void {
+  const ifI32 = (): void => {
+    e.byte(W.if);
+    e.byte(W.i32);
+  };
+  b();
+  e.byte(W.eqz);
+  ifI32();
+  if (op === Op.DIV || op === Op.DIVU) e.constant(-1);
+  else a();
+  e.byte(W.else);
+  if (op === Op.DIV || op === Op.REM) {
+    // Signed: -1 as divisor is where WebAssembly would trap (DIV) or is simply 0 (REM).
+    b();
+    e.constant(-1);
+    e.byte(W.eq);
+    ifI32();
+    if (op === Op.DIV) {
+      e.constant(0);
+      a();
+      e.byte(W.sub);
+    } else e.constant(0);
+    e.byte(W.else);
+    a();
+    b();
+    e.byte(op === Op.DIV ? W.divS : W.remS);
+    e.byte(W.end);
+  } else {
+    a();
+    b();
+    e.byte(op === Op.DIVU ? W.divU : W.remU);
+  }
+  e.byte(W.end);
+}
+
+function writesRd(op: number): boolean {
+  return !(branchConditions[op] !== undefined || storeOpcode[op] !== undefined || op === Op.FENCE);
+}
+
+function readsRs2(op: number): boolean {
+  return storeOpcode[op] !== undefined || branchConditions[op] !== undefined || registerOps[op] !== undefined || op >= Op.MUL && op <= Op.REMU;
+}
+
+/** Compiles a block into a function of the JavaScript blocks' signature (translator.ts's BlockFunction). */
+export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironment): { run: BlockFunction; bytes: number } {
+  const bytes = wasmBlockModule(plan, environment.arena);
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { memory: environment.arena.memory, ...environment.imports } });
+  const block = instance.exports['b'] as (base: number, budget: number, dc: number) => number;
+  const words = environment.words;
+  const exitPcWord = HeaderLayout.exitPc >> 2;
+  const run: BlockFunction = (hart, base, budget, dc) => {
+    const retired = block(base, budget, dc);
+    (hart as { pc: number }).pc = words[exitPcWord]!;
+    return retired;
+  };
+  return { run, bytes: bytes.length };
+}

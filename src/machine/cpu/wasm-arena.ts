@@ -1,0 +1,86 @@
+/**
+ * The memory the translation tier's WebAssembly blocks work in (translator-wasm.ts): one
+ * `WebAssembly.Memory` holding guest RAM at offset 0 and, after it, the hart state a block
+ * reads and writes: the x registers, the data TLBs, a flag per RAM page with decoded
+ * instructions, and two words a block leaves for its caller (the pc it exits to, and whether a
+ * slow path raised `Hart.attention`). The RAM's typed arrays (ram.ts) and the hart's (cpu.ts)
+ * are views into it, so the interpreter, the devices and the JavaScript blocks use the same
+ * bytes as the WebAssembly ones, with no copies. A block can reach only its own memory: this is
+ * why one memory holds both (Node 20's WebAssembly has one memory per module).
+ *
+ * Nothing here is machine state: the layout is the host's, snapshots see the RAM and the
+ * registers as always.
+ */
+/** mmu.ts's `tlbEntries` (not imported: ram.ts imports this module, and mmu.ts imports ram.ts); the hart checks they agree. */
+export const arenaTlbEntries = 512;
+const tlbEntries = arenaTlbEntries;
+
+/** The few members of the WebAssembly JavaScript API used here (the project's TypeScript libraries do not declare it). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+interface WebAssemblyApi {
+  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
+}
+export const WebAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+
+const wasmPageBytes = 65536;
+
+/** Byte offsets of the hart's part, from the start of the header (after RAM). */
+export const HeaderLayout = {
+  /** x0..x31 and the sink register (33 words). */
+  x: 0,
+  /** The pc a block left to (a word). */
+  exitPc: 33 * 4,
+  /** 1 if the last slow path left `Hart.attention` set (a word). */
+  attention: 34 * 4,
+  loadTag: 1024,
+  loadAdd: 1024 + tlbEntries * 4,
+  storeTag: 1024 + tlbEntries * 8,
+  storeAdd: 1024 + tlbEntries * 12,
+  /** A byte per RAM page: 1 while the page has decoded instructions (`Hart.codePages`). */
+  codePageFlags: 1024 + tlbEntries * 16,
+} as const;
+
+/** Guest RAM and the hart's header in one WebAssembly memory. */
+export interface WasmArena {
+  readonly memory: WasmMemory;
+  readonly buffer: ArrayBuffer;
+  /** Where the header starts (RAM's size, rounded up to 64 KiB). */
+  readonly headerOffset: number;
+}
+
+export function createWasmArena(ramBytes: number): WasmArena {
+  const headerOffset = Math.ceil(ramBytes / wasmPageBytes) * wasmPageBytes;
+  const headerBytes = HeaderLayout.codePageFlags + ramBytes / 4096;
+  const pages = Math.ceil((headerOffset + headerBytes) / wasmPageBytes);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  return { memory, buffer: memory.buffer, headerOffset };
+}
+
+/** The hart's arrays in an arena (see {@link HeaderLayout}). */
+export interface HartArenaViews {
+  readonly x: Int32Array;
+  readonly loadTag: Int32Array;
+  readonly loadAdd: Int32Array;
+  readonly storeTag: Int32Array;
+  readonly storeAdd: Int32Array;
+  readonly codePageFlags: Uint8Array;
+  /** The header as words: `exitPc` and `attention` at their offsets / 4. */
+  readonly words: Int32Array;
+}
+
+export function hartArenaViews(arena: WasmArena, ramPages: number): HartArenaViews {
+  const at = (offset: number): number => arena.headerOffset + offset;
+  return {
+    x: new Int32Array(arena.buffer, at(HeaderLayout.x), 33),
+    loadTag: new Int32Array(arena.buffer, at(HeaderLayout.loadTag), tlbEntries),
+    loadAdd: new Int32Array(arena.buffer, at(HeaderLayout.loadAdd), tlbEntries),
+    storeTag: new Int32Array(arena.buffer, at(HeaderLayout.storeTag), tlbEntries),
+    storeAdd: new Int32Array(arena.buffer, at(HeaderLayout.storeAdd), tlbEntries),
+    codePageFlags: new Uint8Array(arena.buffer, at(HeaderLayout.codePageFlags), ramPages),
+    words: new Int32Array(arena.buffer, arena.headerOffset, HeaderLayout.loadTag / 4),
+  };
+}

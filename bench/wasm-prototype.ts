@@ -22,14 +22,8 @@ import { compileBlock, planBlock, type BlockEnvironment, type BlockPlan } from '
 import { TranslationCache } from '../src/machine/cpu/translation-cache.js';
 import { dataPrivilege, dataTlbContext } from '../src/machine/cpu/mmu.js';
 import type { Hart } from '../src/machine/cpu/cpu.js';
-
-/** The few members of the WebAssembly JavaScript API used here (the project's TypeScript libraries do not declare it). */
-interface WebAssemblyApi {
-  Memory: new (descriptor: { initial: number }) => { readonly buffer: ArrayBuffer };
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
-}
-const WebAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+import { signedLeb, unsignedLeb, W, wasmName, wasmSection, wasmVector } from '../src/machine/cpu/translator-wasm.js';
+import { WebAssembly } from '../src/machine/cpu/wasm-arena.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ramBase = 0x8000_0000;
@@ -40,44 +34,13 @@ const tlbEntries = 512;
 const wasmRamBase = 65536;
 const pcAddress = 128;
 
-// ------------------------------------------------------------- a minimal WebAssembly encoder
-
-function unsigned(value: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let byte = value & 0x7f;
-    value >>>= 7;
-    if (value !== 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (value !== 0);
-  return bytes;
-}
-
-function signed(value: number): number[] {
-  const bytes: number[] = [];
-  value |= 0;
-  for (;;) {
-    const byte = value & 0x7f;
-    value >>= 7;
-    if ((value === 0 && (byte & 0x40) === 0) || (value === -1 && (byte & 0x40) !== 0)) {
-      bytes.push(byte);
-      return bytes;
-    }
-    bytes.push(byte | 0x80);
-  }
-}
-
-const section = (id: number, body: number[]): number[] => [id, ...unsigned(body.length), ...body];
-const vector = (items: number[][]): number[] => [...unsigned(items.length), ...items.flat()];
-const name = (text: string): number[] => [...unsigned(text.length), ...Buffer.from(text, 'utf8')];
-
-const I = {
-  block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, brIf: 0x0d, return: 0x0f, unreachable: 0x00,
-  localGet: 0x20, localSet: 0x21, localTee: 0x22, load: 0x28, store: 0x36, const: 0x41,
-  eqz: 0x45, eq: 0x46, ne: 0x47, ltS: 0x48, ltU: 0x49, gtS: 0x4a, gtU: 0x4b, geS: 0x4e, geU: 0x4f,
-  add: 0x6a, sub: 0x6b, mul: 0x6c, and: 0x71, or: 0x72, xor: 0x73, shl: 0x74, shrS: 0x75, shrU: 0x76,
-  void: 0x40,
-} as const;
+// The encoder of the tier's WebAssembly back end (translator-wasm.ts).
+const unsigned = unsignedLeb;
+const signed = signedLeb;
+const section = wasmSection;
+const vector = wasmVector;
+const name = wasmName;
+const I = W;
 
 /** The block as one WebAssembly function `(budget) -> retired` over the module's memory. */
 function wasmModule(plan: BlockPlan, dataContext: number): Uint8Array {

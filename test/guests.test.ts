@@ -56,6 +56,32 @@ for (const [name, cpu] of [...selfChecking.map((guest) => [guest, 'lockstep'] as
   });
 }
 
+// The same with the tier's WebAssembly back end (--cpu wasm, translator-wasm.ts).
+for (const name of [...selfChecking, 'fpbench']) {
+  test(`guest ${name} with WebAssembly blocks, in lockstep with the interpreter: the interpreter's output, count and state`, async () => {
+    const plain = await runGuest(name, { cpu: 'interp' });
+    const tiered = await runGuest(name, { cpu: 'lockstep', lockstepBackend: 'wasm' });
+    assert.equal(tiered.output, plain.output);
+    assert.deepEqual(tiered.outcome, plain.outcome);
+    assert.equal(tiered.machine.retiredInstructions, plain.machine.retiredInstructions);
+    assert.equal(tiered.machine.digest(), plain.machine.digest());
+    assertDataPagesMarked(tiered.machine.ram, name);
+    assert.ok(tiered.machine.ram.arena !== undefined, 'RAM is in a WebAssembly memory');
+    assert.ok(tiered.machine.lockstepComparisons > 0, 'the tier ran translated code');
+  });
+}
+for (const name of ['cpubench', 'mixbench']) {
+  test(`guest ${name} with WebAssembly blocks (--cpu wasm): the interpreter's output, count and state`, async () => {
+    const plain = await runGuest(name, { cpu: 'interp' });
+    const tiered = await runGuest(name, { cpu: 'wasm' });
+    assert.equal(tiered.output, plain.output);
+    assert.deepEqual(tiered.outcome, plain.outcome);
+    assert.equal(tiered.machine.retiredInstructions, plain.machine.retiredInstructions);
+    assert.equal(tiered.machine.digest(), plain.machine.digest());
+    assert.ok((tiered.machine.hart.tier as TranslationCache).compiledBlocks > 0, 'the tier compiled blocks');
+  });
+}
+
 const qemu = haveQemu();
 for (const name of selfChecking) {
   test(`guest ${name}: same console output as QEMU`, { skip: qemu ? false : 'qemu-system-riscv32 is not installed' }, async () => {

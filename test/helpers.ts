@@ -12,6 +12,7 @@ import { runMachine, type RunOutcome } from '../src/host/runner.js';
 import { readKernel } from '../src/host/guest-image.js';
 import { defaultCpu } from '../src/cli/options.js';
 import type { Ram } from '../src/machine/memory/ram.js';
+import type { TierBackend } from '../src/machine/cpu/translation-cache.js';
 
 /** The repository root (this file runs from dist/test/). */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -37,6 +38,8 @@ export interface GuestRunOptions {
   readonly input?: string;
   /** How the CPU runs (default: as the command line's, $UNDERSTUDY_CPU or the default tier). */
   readonly cpu?: CpuMode;
+  /** In lockstep mode, what the tier compiles to (MachineOptions.lockstepBackend). */
+  readonly lockstepBackend?: TierBackend;
 }
 
 /** Runs one of the project's guests (guests/build/NAME.elf); see runElf. */
@@ -53,7 +56,7 @@ export async function runElf(elf: string, options: GuestRunOptions = {}): Promis
       disks: images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `understudy-disk${index}` })),
     };
     const clock = new VirtualClock();
-    const machine = new Machine(config, clock, { cpu: options.cpu ?? defaultCpu() });
+    const machine = new Machine(config, clock, { cpu: options.cpu ?? defaultCpu(), ...(options.lockstepBackend === undefined ? {} : { lockstepBackend: options.lockstepBackend }) });
     machine.load(readKernel(elf));
     const terminal = new BufferConsole(options.input ?? '');
     const disks = new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));

@@ -70,6 +70,9 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
       // And with the translation tier, checked against the interpreter after every translated block.
       const translated = await runElf(elf, { instructionLimit: 50_000_000, cpu: 'lockstep' });
       translatedExits += translated.machine.lockstepComparisons;
+      // And with WebAssembly blocks (--cpu wasm), checked the same way.
+      const wasm = await runElf(elf, { instructionLimit: 50_000_000, cpu: 'lockstep', lockstepBackend: 'wasm' });
+      translatedExits += wasm.machine.lockstepComparisons;
       const reference = runOnQemu(elf);
       assert.equal(reference.status, 0, `QEMU failed on seed ${seed}:\n${reference.output.slice(-2000)}`);
       assert.deepEqual(ours.outcome, { kind: 'poweroff', status: 0 }, `understudy did not finish seed ${seed}:\n${ours.output.slice(-2000)}`);
@@ -78,7 +81,7 @@ test(`random instruction sequences (${seeds} programs from seed ${firstSeed}): t
       // thousand instructions (as a backup is started from a primary's state): TLBs, the LR
       // reservation, decoded code and every CSR must survive the trip.
       const hopping = runHopping(elf, seed);
-      for (const [who, output] of [['understudy', ours.output], ['understudy with the translation tier (in lockstep)', translated.output], ['understudy, saved and restored every few thousand instructions,', hopping]] as const) {
+      for (const [who, output] of [['understudy', ours.output], ['understudy with the translation tier (in lockstep)', translated.output], ['understudy with WebAssembly blocks (in lockstep)', wasm.output], ['understudy, saved and restored every few thousand instructions,', hopping]] as const) {
         const ourLines = output.split('\n');
         const difference = firstDifference(ourLines, referenceLines);
         if (difference === undefined) continue;

@@ -12,8 +12,28 @@ import { Csr, Mip } from './csr.js';
 import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 import type { AccessWidth, MmioDevice } from '../devices/device.js';
-import { TranslationCache, compileCostInstructions, compileCreditInstructions, hotEntriesMin, pageInvalidationsMax, type TierOptions } from './translation-cache.js';
+import { TranslationCache, compileCostInstructions, compileCreditInstructions, hotEntriesMin, pageInvalidationsMax, type TierBackend, type TierOptions } from './translation-cache.js';
 import { blockSource, planBlock } from './translator.js';
+import { wasmTranslatable } from './translator-wasm.js';
+
+/** The back end the tiered side compiles to (see {@link bothBackends}). */
+let backend: TierBackend = 'js';
+
+/** A test of the tier's contract, run with JavaScript blocks and again with WebAssembly ones. */
+function bothBackends(name: string, body: () => void): void {
+  test(name, () => {
+    backend = 'js';
+    body();
+  });
+  test(`${name} (WebAssembly blocks)`, () => {
+    backend = 'wasm';
+    try {
+      body();
+    } finally {
+      backend = 'js';
+    }
+  });
+}
 
 const base = ramBaseAddress;
 const handlerOffset = 0x100;
@@ -48,14 +68,14 @@ interface Side {
 type Prepare = (ram: Ram) => void;
 
 function side(program: number[], withTier: boolean, raiseAt: number, options: TierOptions = { compileCostInstructions: 0 }, prepare?: Prepare): Side {
-  const ram = new Ram(ramBytes);
+  const ram = new Ram(ramBytes, { wasm: withTier && backend === 'wasm' });
   const bus = new Bus();
   const device = new InterruptingDevice(raiseAt);
   bus.map(deviceBase, device);
   const hart = new Hart({ ram, bus, readTime: () => 77n, watchedStore: () => {} });
   device.hart = hart;
   // By default every compile is allowed at the threshold (no compile budget): the tests count compiles.
-  if (withTier) hart.tier = new TranslationCache(hart, options);
+  if (withTier) hart.tier = new TranslationCache(hart, { ...options, backend });
   ram.i32[handlerOffset / 4] = asm.jal(0, 0); // the trap handler spins
   program.forEach((word, index) => (ram.i32[index] = word));
   prepare?.(ram);
@@ -98,7 +118,7 @@ function liw(rd: number, value: number): number[] {
 
 const slices = [...Array.from({ length: 40 }, (_, index) => index + 1), 500, 1000, 3000, 10_000, 50_000];
 
-test('a hot loop is translated, and a budget that ends at any instruction of it is met exactly', () => {
+bothBackends('a hot loop is translated, and a budget that ends at any instruction of it is met exactly', () => {
   const program = [
     ...liw(2, 5000),
     asm.addi(1, 1, 3), // loop:
@@ -113,7 +133,7 @@ test('a hot loop is translated, and a budget that ends at any instruction of it 
   assert.equal(hart.x[2], 0, 'the loop ran to its end');
 });
 
-test('a block goes on past forward branches not taken (each a side exit when taken) and loops at its end, with exact counts', () => {
+bothBackends('a block goes on past forward branches not taken (each a side exit when taken) and loops at its end, with exact counts', () => {
   const program = [
     ...liw(2, 3001),
     ...liw(5, 0),
@@ -143,13 +163,68 @@ test('a block goes on past forward branches not taken (each a side exit when tak
   assert.equal(hart.pc, (base + 44) | 0);
 });
 
-test('a block head is compiled only after it was entered hotEntriesMin times', () => {
+bothBackends('M and every load and store width translated as the interpreter runs them: division by zero, -2^31 / -1, the high products, sign extension', () => {
+  const body = [
+    asm.mul(5, 5, 11), // a pseudo-random operand
+    asm.addi(5, 5, 7),
+    asm.andi(7, 2, 3),
+    asm.addi(8, 7, -1), // -1, 0, 1, 2
+    asm.sltiu(13, 7, 1),
+    asm.slli(9, 13, 31), // -2^31 when the divisor is -1
+    asm.div(12, 9, 8),
+    asm.rem(14, 9, 8),
+    asm.divu(15, 5, 8),
+    asm.remu(16, 5, 8),
+    asm.div(17, 5, 8),
+    asm.rem(18, 5, 8),
+    asm.mulh(19, 5, 9),
+    asm.mulhu(20, 5, 5),
+    asm.mulhsu(21, 8, 5),
+    asm.xor(22, 22, 12),
+    asm.xor(22, 22, 14),
+    asm.add(22, 22, 15),
+    asm.add(22, 22, 16),
+    asm.xor(22, 22, 17),
+    asm.add(22, 22, 18),
+    asm.xor(22, 22, 19),
+    asm.add(22, 22, 20),
+    asm.xor(22, 22, 21),
+    asm.sw(5, 10, 0),
+    asm.lb(23, 10, 1),
+    asm.lh(24, 10, 2),
+    asm.lbu(25, 10, 3),
+    asm.lhu(26, 10, 0),
+    asm.sb(5, 10, 5),
+    asm.sh(20, 10, 6),
+    asm.lw(27, 10, 4),
+    asm.add(22, 22, 23),
+    asm.xor(22, 22, 24),
+    asm.add(22, 22, 25),
+    asm.xor(22, 22, 26),
+    asm.add(22, 22, 27),
+    asm.addi(2, 2, -1),
+  ];
+  const program = [...liw(2, 400), ...liw(5, 12345), ...liw(11, 1103515245), ...liw(10, base + 0x4000), ...body, asm.bne(2, 0, -4 * body.length), asm.jal(0, 0)];
+  const { tier, hart } = runBoth(program, slices);
+  assert.ok(tier.compiledBlocks >= 1, 'the loop was compiled');
+  assert.equal(hart.x[2], 0, 'the loop ran to its end');
+});
+
+test('with WebAssembly blocks, F and D instructions end a block (the interpreter runs them)', () => {
+  const ram = new Ram(ramBytes);
+  const words = [asm.addi(1, 1, 1), asm.addi(2, 2, 1), fasm.fadd(0, 2, 2, 1), asm.addi(4, 4, 1)];
+  words.forEach((word, index) => (ram.i32[index] = word));
+  assert.equal(planBlock(ram.u16, 0, 0, base).instructions.length, 4, 'JavaScript blocks translate F and D');
+  assert.equal(planBlock(ram.u16, 0, 0, base, wasmTranslatable).instructions.length, 2, 'WebAssembly blocks stop before them');
+});
+
+bothBackends('a block head is compiled only after it was entered hotEntriesMin times', () => {
   const program = [...liw(2, hotEntriesMin - 2), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8), asm.addi(0, 0, 0), asm.jal(0, -4)];
   const { tier } = runBoth(program, [150]);
   assert.equal(tier.compiledBlocks, 0, 'a loop that ran fewer times stays on the interpreter');
 });
 
-test('self-modifying code: a store to a translated page drops its translations, and the new code runs', () => {
+bothBackends('self-modifying code: a store to a translated page drops its translations, and the new code runs', () => {
   const target = base + 4 * 7; // the first instruction of the loop
   const program = [
     ...liw(6, 300),
@@ -170,7 +245,7 @@ test('self-modifying code: a store to a translated page drops its translations, 
   assert.ok(tier.compiledBlocks >= 2, 'the loop was compiled before the store and again after it');
 });
 
-test('a block that stores into its own page leaves after the store; a page rewritten again and again is left to the interpreter', () => {
+bothBackends('a block that stores into its own page leaves after the store; a page rewritten again and again is left to the interpreter', () => {
   const program = [
     ...liw(6, 2000),
     ...liw(7, base + 0x400), // data in the same page as the code
@@ -186,7 +261,7 @@ test('a block that stores into its own page leaves after the store; a page rewri
   assert.equal(tier.blocks, 0);
 });
 
-test('a guest that clears A and D in a leaf without a fence writes the same RAM with the tier, which empties the store TLB when it compiles', () => {
+bothBackends('a guest that clears A and D in a leaf without a fence writes the same RAM with the tier, which empties the store TLB when it compiles', () => {
   // Sv32, root table at RAM page 1: RAM's first 4 MiB at their own addresses (a megapage), and
   // virtual page 0x405 onto RAM page 5 through the table at RAM page 2. The program touches the
   // data page, runs a hot loop (the tier compiles it, emptying its store TLB; the interpreter's
@@ -231,7 +306,7 @@ test('a guest that clears A and D in a leaf without a fence writes the same RAM 
   assert.equal(ram.i32[(dataLeafAddress - base) >>> 2], dataLeaf | 0xc0, 'A and D set again after the clearing');
 });
 
-test('a page fault in the middle of a translated block is precise: pc, count, cause and tval as the interpreter', () => {
+bothBackends('a page fault in the middle of a translated block is precise: pc, count, cause and tval as the interpreter', () => {
   const program = [
     ...liw(1, handler),
     asm.csrrw(0, Csr.mtvec, 1),
@@ -250,7 +325,7 @@ test('a page fault in the middle of a translated block is precise: pc, count, ca
   assert.equal(hart.x[3], 101);
 });
 
-test('an interrupt raised by an MMIO store inside a translated block is taken right after that store', () => {
+bothBackends('an interrupt raised by an MMIO store inside a translated block is taken right after that store', () => {
   const program = [
     ...liw(1, handler),
     asm.csrrw(0, Csr.mtvec, 1),
@@ -360,7 +435,7 @@ for (const [what, turnOff] of [['mstatus.FS = Off', asm.csrrc(0, Csr.mstatus, 5)
   });
 }
 
-test('compiling is budgeted: once the credit is spent on blocks that have not repaid it, heads must be far hotter', () => {
+bothBackends('compiling is budgeted: once the credit is spent on blocks that have not repaid it, heads must be far hotter', () => {
   const loops = 12;
   const program: number[] = [];
   for (let loop = 0; loop < loops; loop++) {

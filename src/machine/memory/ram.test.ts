@@ -37,23 +37,33 @@ test('writes mark the pages they touch: DMA and loaders, HTIF-style notes, the C
   assert.deepEqual(ram.nonZeroPages(), [1, 2, 5, 12]);
 });
 
-test('a restore marks the pages it brings and no others; a bad one leaves RAM and marks as they were', () => {
-  const source = new Ram(ramBytes);
-  source.writeBytes(ramBaseAddress + 4 * pageBytes, Uint8Array.of(9));
-  source.writeBytes(ramBaseAddress + 7 * pageBytes, Uint8Array.of(0)); // marked, but zeros: not saved
-  const writer = new SnapshotWriter();
-  source.save(writer);
-  const snapshot = writer.finish();
+for (const wasm of [false, true]) {
+  test(`a restore marks the pages it brings and no others; a bad one leaves RAM and marks as they were${wasm ? ' (RAM in a WebAssembly memory: restored in place)' : ''}`, () => {
+    const source = new Ram(ramBytes);
+    source.writeBytes(ramBaseAddress + 4 * pageBytes, Uint8Array.of(9));
+    source.writeBytes(ramBaseAddress + 7 * pageBytes, Uint8Array.of(0)); // marked, but zeros: not saved
+    const writer = new SnapshotWriter();
+    source.save(writer);
+    const snapshot = writer.finish();
 
-  const target = new Ram(ramBytes);
-  target.writeBytes(ramBaseAddress + 20 * pageBytes, Uint8Array.of(5));
-  target.restore(new SnapshotReader(snapshot));
-  assert.deepEqual(marked(target), [4]);
-  assert.equal(target.u8[4 * pageBytes], 9);
-  assert.equal(target.u8[20 * pageBytes], 0);
+    const target = new Ram(ramBytes, { wasm });
+    assert.equal(target.arena !== undefined, wasm);
+    const views = target.i32;
+    // The hart's part of the memory, after RAM: a restore must not touch it.
+    const header = wasm ? new Uint8Array(target.arena!.buffer, target.arena!.headerOffset, 64).fill(0xa5) : undefined;
+    target.writeBytes(ramBaseAddress + 20 * pageBytes, Uint8Array.of(5));
+    target.writeBytes(ramBaseAddress + ramBytes - 1, Uint8Array.of(6)); // the last byte of RAM
+    target.restore(new SnapshotReader(snapshot));
+    assert.deepEqual(marked(target), [4]);
+    assert.equal(target.u8[4 * pageBytes], 9);
+    assert.equal(target.u8[20 * pageBytes], 0);
+    assert.equal(target.u8[ramBytes - 1], 0);
+    assert.equal(target.i32 === views, wasm, wasm ? 'the views stay (blocks and the hart point into them)' : 'a fresh buffer');
+    if (header !== undefined) assert.ok(header.every((byte) => byte === 0xa5), 'the header is untouched');
 
-  const truncated = snapshot.subarray(0, snapshot.length - 100);
-  assert.throws(() => target.restore(new SnapshotReader(truncated)), SnapshotError);
-  assert.deepEqual(marked(target), [4]);
-  assert.equal(target.u8[4 * pageBytes], 9);
-});
+    const truncated = snapshot.subarray(0, snapshot.length - 100);
+    assert.throws(() => target.restore(new SnapshotReader(truncated)), SnapshotError);
+    assert.deepEqual(marked(target), [4]);
+    assert.equal(target.u8[4 * pageBytes], 9);
+  });
+}

@@ -105,7 +105,8 @@ export interface TierOptions {
   readonly headCallInterval?: number;
   /**
    * What blocks are compiled to: JavaScript (translator.ts, the default) or WebAssembly
-   * (translator-wasm.ts; needs RAM in a WebAssembly memory, `Ram.arena`).
+   * (translator-wasm.ts; needs RAM in a WebAssembly memory, `Ram.arena`), except blocks with
+   * F or D instructions, which stay JavaScript.
    */
   readonly backend?: TierBackend;
 }
@@ -199,6 +200,8 @@ export class TranslationCache implements ExecutionTier {
   chains = true;
   /** Blocks compiled since the tier was created (for tests and benchmarks). */
   compiledBlocks = 0;
+  /** Of those, compiled to WebAssembly (TierOptions.backend). */
+  wasmBlocks = 0;
 
   private readonly hotEntries: number;
   private readonly compileCost: number;
@@ -398,7 +401,7 @@ export class TranslationCache implements ExecutionTier {
     info.entries[slot] = 0;
     // Hot means frequent: a head entered that often, but over a long time, is counted again.
     if (now - info.countedSince[slot]! > threshold * this.entryInterval) return undefined;
-    const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc, this.wasm === undefined ? undefined : wasmTranslatable);
+    const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
     if (plan.instructions.length < lengthMin && !plan.loops) {
       // Too short to be worth the interpreter's call (or nothing to translate: a system
       // instruction, say): the interpreter stops watching this head. Blocks may still lead
@@ -414,9 +417,13 @@ export class TranslationCache implements ExecutionTier {
     const code = this.hart.codePages[page];
     const word = code?.[offset];
     if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
-    const compiled = this.wasm === undefined ? { run: compileBlock(plan, this.environment), bytes: 0 } : compileWasmBlock(plan, this.wasm);
+    // WebAssembly blocks where the back end translates every instruction; a block with F or D
+    // instructions is JavaScript (the same registers and TLBs: they are the arena's views).
+    const wasm = this.wasm !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d)) ? this.wasm : undefined;
+    const compiled = wasm === undefined ? { run: compileBlock(plan, this.environment), bytes: 0 } : compileWasmBlock(plan, wasm);
     const run = compiled.run;
-    const block = new Block(run, plan.instructions.length, pc >>> 12, this.wasm === undefined ? run.toString().length : compiled.bytes);
+    const block = new Block(run, plan.instructions.length, pc >>> 12, wasm === undefined ? run.toString().length : compiled.bytes);
+    if (wasm !== undefined) this.wasmBlocks++;
     const pageInfo = this.pageInfo(page);
     const old = pageInfo.blocks[slot];
     if (old !== undefined) this.forget(old);

@@ -16,7 +16,8 @@
  *   header's words; the caller sets `Hart.pc` from it;
  * - a store to a RAM page with decoded instructions (its flag in the header) calls back to
  *   empty the slots it overlaps, as the JavaScript fast path does inline;
- * - F and D instructions end a block (the interpreter runs them).
+ * - blocks with F or D instructions are left to the JavaScript back end (translation-cache.ts):
+ *   the same registers and TLBs, as the arena's views.
  */
 import { Op, type Decoded } from './decode.js';
 import { arenaTlbEntries, HeaderLayout, WebAssembly, type WasmArena } from './wasm-arena.js';

@@ -122,10 +122,9 @@ export function endsBlock(op: number): boolean {
  * a short block: docs/BENCHMARKS.md); stops after a backward branch, a JAL or a JALR, before an
  * instruction the tier leaves to the interpreter, before a 32-bit instruction that straddles
  * the page's end, and at {@link blockInstructionsMax}. Empty when the first instruction is
- * one the interpreter runs. `accepts`: what the back end translates, if not everything above
- * (translator-wasm.ts).
+ * one the interpreter runs.
  */
-export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number, pc: number, accepts?: (d: Decoded) => boolean): BlockPlan {
+export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number, pc: number): BlockPlan {
   const instructions: Instruction[] = [];
   while (offset < 4096 && instructions.length < blockInstructionsMax) {
     const low = ramU16[halfBase + (offset >>> 1)]!;
@@ -135,7 +134,7 @@ export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number,
       bits = low | (ramU16[halfBase + (offset >>> 1) + 1]! << 16);
     }
     const d = decode(bits);
-    if (!translatable(d.op) || isFloat(d.op) && !floatTranslatable(d) || accepts !== undefined && !accepts(d)) break;
+    if (!translatable(d.op) || isFloat(d.op) && !floatTranslatable(d)) break;
     instructions.push({ pc, d });
     // A backward branch ends the block too: it closes a loop, and the code after it runs once
     // per loop, after V8 has optimized the loop with no feedback there (every first pass

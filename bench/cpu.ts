@@ -58,6 +58,7 @@ const understudy = (cpu: CpuMode) => (elf: string) => [path.join(root, 'bin/unde
 const engines: Engine[] = [
   { name: 'understudy, interpreter', command: process.execPath, args: understudy('interp'), countsInstructions: true },
   { name: 'understudy, translation tier', command: process.execPath, args: understudy('jit'), countsInstructions: true },
+  { name: 'understudy, WebAssembly blocks', command: process.execPath, args: understudy('wasm'), countsInstructions: true },
   { name: 'QEMU TCG, -icount shift=0', command: 'qemu-system-riscv32', args: (elf) => ['-M', 'virt', '-bios', 'none', '-nographic', '-icount', 'shift=0', '-kernel', elf], countsInstructions: true },
   { name: 'QEMU TCG', command: 'qemu-system-riscv32', args: (elf) => ['-M', 'virt', '-bios', 'none', '-nographic', '-kernel', elf], countsInstructions: false },
 ];
@@ -115,9 +116,10 @@ function compare(name: string, elf: string, resultPattern: RegExp, extra: { name
   const steady = [
     { name: 'interpreter, steady state', ...steadyState(elf, 'interp') },
     { name: 'translation tier, steady state', ...steadyState(elf, 'jit') },
+    { name: 'WebAssembly blocks, steady state', ...steadyState(elf, 'wasm') },
     ...extra.map((row) => ({ name: row.name, ...steadyState(row.elf, row.cpu) })),
   ];
-  rows.splice(2, 0, ...steady);
+  rows.splice(3, 0, ...steady);
   const result = (output: string | undefined): string => resultPattern.exec(output ?? '')?.[0] ?? '(none)';
   const reference = result(rows.find((row) => row.name.startsWith('QEMU'))?.output);
   for (const row of rows) {

@@ -1,7 +1,8 @@
 /**
- * `npm run bench:tiers`: the interpreter and the translation tier side by side by CPU time,
+ * `npm run bench:tiers`: the interpreter and the translation tier (JavaScript blocks, and
+ * WebAssembly blocks: --cpu wasm) side by side by CPU time,
  * which other load on a shared machine disturbs much less than wall-clock time. Each figure
- * comes from a fresh process; the two tiers alternate (interpreter, tier, interpreter, ...)
+ * comes from a fresh process; the tiers alternate (interpreter, tier, WebAssembly, interpreter, ...)
  * for BENCH_PAIRS pairs (default 10), and the table gives medians and the median of the pairs'
  * ratios. The guests (cpubench, mixbench, fpbench) run three times in their process: the first
  * run is the whole run from a cold start (bare-metal guests, as under `understudy run`, without
@@ -23,7 +24,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const linuxCache = process.env['UNDERSTUDY_LINUX_CACHE'] ?? path.join(root, '.cache/linux');
 const pairs = Number(process.env['BENCH_PAIRS'] ?? 10);
 const guests = ['cpubench', 'mixbench', 'fpbench'] as const;
-const tiers = ['interp', 'jit'] as const satisfies readonly CpuMode[];
+const tiers = ['interp', 'jit', 'wasm'] as const satisfies readonly CpuMode[];
 const roundsPerProcess = 3;
 
 /** MIPS of each run of `guest` in this process, by this process's CPU time. */
@@ -63,21 +64,27 @@ if (process.argv[2] === '--child') {
   const disk = path.join(directory, 'data.img');
   spawnSync('mkfs.ext4', dataDiskMkfsArguments(disk, 32 * 1024 * 1024));
   try {
-    console.log(`the interpreter and the translation tier by CPU time: ${pairs} alternating pairs of fresh processes, medians; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}`);
+    console.log(`the interpreter and the translation tier's two back ends by CPU time: ${pairs} alternating triples of fresh processes, medians; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}`);
     for (const guest of guests) {
       const runs = new Map<string, number[][]>(tiers.map((cpu) => [cpu, []]));
       for (let pair = 0; pair < pairs; pair++) for (const cpu of tiers) runs.get(cpu)!.push(child(guest, cpu, disk));
       for (const [label, round] of [['whole run', 0], ['steady state', roundsPerProcess - 1]] as const) {
-        const [interp, jit] = tiers.map((cpu) => runs.get(cpu)!.map((rounds) => rounds[round]!));
-        const ratios = jit!.map((value, index) => value / interp![index]!);
-        console.log(`${`${guest}, ${label}`.padEnd(26)} interpreter ${median(interp!).toFixed(1).padStart(6)} MIPS, tier ${median(jit!).toFixed(1).padStart(6)} MIPS   tier/interpreter ×${median(ratios).toFixed(2)}`);
+        const [interp, jit, wasm] = tiers.map((cpu) => runs.get(cpu)!.map((rounds) => rounds[round]!));
+        const ratios = (tier: number[]): number => median(tier.map((value, index) => value / interp![index]!));
+        console.log(
+          `${`${guest}, ${label}`.padEnd(26)} interpreter ${median(interp!).toFixed(1).padStart(6)} MIPS, tier ${median(jit!).toFixed(1).padStart(6)} MIPS, ` +
+            `WebAssembly blocks ${median(wasm!).toFixed(1).padStart(6)} MIPS   tier/interpreter ×${ratios(jit!).toFixed(2)}, WebAssembly/interpreter ×${ratios(wasm!).toFixed(2)}`,
+        );
       }
     }
     const boots = new Map<string, number[]>(tiers.map((cpu) => [cpu, []]));
     for (let pair = 0; pair < pairs; pair++) for (const cpu of tiers) boots.get(cpu)!.push(child('boot', cpu, disk)[0]!);
-    const [interp, jit] = tiers.map((cpu) => boots.get(cpu)!);
-    const ratios = jit!.map((value, index) => value / interp![index]!);
-    console.log(`${'Linux boot to the prompt'.padEnd(26)} interpreter ${median(interp!).toFixed(2).padStart(6)} s, tier ${median(jit!).toFixed(2).padStart(6)} s (CPU)   tier/interpreter time ×${median(ratios).toFixed(2)}`);
+    const [interp, jit, wasm] = tiers.map((cpu) => boots.get(cpu)!);
+    const ratios = (tier: number[]): number => median(tier.map((value, index) => value / interp![index]!));
+    console.log(
+      `${'Linux boot to the prompt'.padEnd(26)} interpreter ${median(interp!).toFixed(2).padStart(6)} s, tier ${median(jit!).toFixed(2).padStart(6)} s, ` +
+        `WebAssembly blocks ${median(wasm!).toFixed(2).padStart(6)} s (CPU)   tier/interpreter time ×${ratios(jit!).toFixed(2)}, WebAssembly/interpreter ×${ratios(wasm!).toFixed(2)}`,
+    );
   } finally {
     fs.rmSync(directory, { recursive: true, force: true });
   }

@@ -40,7 +40,7 @@ import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeDoubleSl
 import { headSkipMask, headSkipShift, sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
-import { compileWasmBlock, wasmTranslatable, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
+import { chainsWord, compileWasmBlock, exitPcWord, lastSlotWord, WasmBlockTable, wasmTranslatable, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
 import { HeaderLayout } from './wasm-arena.js';
 import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
@@ -141,6 +141,8 @@ class Block {
     /** The virtual page (pc >>> 12) it was translated for: its pc constants. */
     readonly virtualPage: number,
     readonly sourceCharacters: number,
+    /** A WebAssembly block's slot in the block table (translator-wasm.ts), -1 for a JavaScript one. */
+    readonly wasmSlot = -1,
   ) {}
 
   /** Remembers `next` as where pc `pc` leads, in place of the older of the two links. */
@@ -194,6 +196,9 @@ export class TranslationCache implements ExecutionTier {
   private sourceCharacters = 0;
   private environment: BlockEnvironment;
   private readonly wasm: WasmBlockEnvironment | undefined;
+  private readonly wasmTable: WasmBlockTable | undefined;
+  /** The WebAssembly blocks by their slot in the table (a chain says which it ran last). */
+  private readonly slotBlocks: (Block | undefined)[] = [];
   /** The trap the last `run` took after retiring instructions (for lockstep verification). */
   lastTrap: { readonly pc: number; readonly cause: number; readonly tval: number } | undefined;
   /** Whether one `run` goes on from block to block (lockstep verification turns it off, to compare after each). */
@@ -229,6 +234,8 @@ export class TranslationCache implements ExecutionTier {
       const views = hart.arena;
       if (arena === undefined || views === undefined) throw new RangeError('WebAssembly blocks need RAM in a WebAssembly memory');
       this.wasm = { arena, words: views.words, imports: this.makeWasmImports(views.words) };
+      this.wasmTable = new WasmBlockTable(arena, blocksMax);
+      this.slotBlocks = new Array<Block | undefined>(blocksMax).fill(undefined);
     }
   }
 
@@ -244,6 +251,9 @@ export class TranslationCache implements ExecutionTier {
     let block = this.lookup(hart);
     if (block === undefined) return 0;
     const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
+    const wasmCall = this.wasmTable?.call;
+    const wasmWords = this.wasm?.words;
+    if (wasmWords !== undefined) wasmWords[chainsWord] = this.chains ? 1 : 0;
     try {
       for (;;) {
         const length = block.length;
@@ -253,7 +263,18 @@ export class TranslationCache implements ExecutionTier {
           block.onePassCallsLeft--;
           allowed = length;
         }
-        ran += block.run(hart, base + ran, allowed, dataContext);
+        if (block.wasmSlot >= 0) {
+          // WebAssembly: a chain of blocks through the table's trampoline (translator-wasm.ts),
+          // which leaves the exit pc and the last block it ran in the header.
+          ran += wasmCall!(block.wasmSlot, base + ran, allowed, dataContext);
+          hart.pc = wasmWords![exitPcWord]!;
+          const last = this.slotBlocks[wasmWords![lastSlotWord]!];
+          // Dropped while it ran (it wrote its own page): attention is set, the loop stops.
+          if (last === undefined) break;
+          block = last;
+        } else {
+          ran += block.run(hart, base + ran, allowed, dataContext);
+        }
         if (hart.attention || !this.chains) break;
         // The next block: one of the two this block went to before (a link stays valid while
         // the block it leads to is, within the same virtual page: same mapping, same
@@ -271,7 +292,10 @@ export class TranslationCache implements ExecutionTier {
             next = this.exitedTo(hart, pc);
             if (next === undefined) break;
           }
-          if (next.virtualPage === block.virtualPage) block.link(pc, next);
+          if (next.virtualPage === block.virtualPage) {
+            block.link(pc, next);
+            if (block.wasmSlot >= 0 && next.wasmSlot >= 0) this.wasmTable!.link(block.wasmSlot, pc, next.wasmSlot);
+          }
         }
         block = next;
       }
@@ -419,11 +443,17 @@ export class TranslationCache implements ExecutionTier {
     if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
     // WebAssembly blocks where the back end translates every instruction; a block with F or D
     // instructions is JavaScript (the same registers and TLBs: they are the arena's views).
-    const wasm = this.wasm !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d)) ? this.wasm : undefined;
-    const compiled = wasm === undefined ? { run: compileBlock(plan, this.environment), bytes: 0 } : compileWasmBlock(plan, wasm);
-    const run = compiled.run;
-    const block = new Block(run, plan.instructions.length, pc >>> 12, wasm === undefined ? run.toString().length : compiled.bytes);
-    if (wasm !== undefined) this.wasmBlocks++;
+    const wasm = this.wasm !== undefined && this.wasmTable !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d))
+      ? compileWasmBlock(plan, this.wasm, this.wasmTable)
+      : undefined;
+    const run = wasm?.run ?? compileBlock(plan, this.environment);
+    const block = new Block(run, plan.instructions.length, pc >>> 12, wasm?.bytes ?? run.toString().length, wasm?.slot ?? -1);
+    if (wasm !== undefined) {
+      this.wasmBlocks++;
+      this.slotBlocks[wasm.slot] = block;
+      // One pass per call is for V8's feedback on JavaScript blocks; WebAssembly has none to gather.
+      block.onePassCallsLeft = 0;
+    }
     const pageInfo = this.pageInfo(page);
     const old = pageInfo.blocks[slot];
     if (old !== undefined) this.forget(old);
@@ -480,6 +510,10 @@ export class TranslationCache implements ExecutionTier {
 
   private forget(block: Block): void {
     block.valid = false;
+    if (block.wasmSlot >= 0) {
+      this.wasmTable!.remove(block.wasmSlot);
+      this.slotBlocks[block.wasmSlot] = undefined;
+    }
     this.blockCount--;
     this.sourceCharacters -= block.sourceCharacters;
   }

@@ -20,7 +20,7 @@
  *   the same registers and TLBs, as the arena's views.
  */
 import { Op, type Decoded } from './decode.js';
-import { arenaTlbEntries, HeaderLayout, WebAssembly, type WasmArena } from './wasm-arena.js';
+import { arenaTlbEntries, HeaderLayout, slotRecordBytes, wasmBlockSlots, WebAssembly, type WasmArena, type WasmTable } from './wasm-arena.js';
 import type { BlockFunction, BlockPlan } from './translator.js';
 
 // ------------------------------------------------------------------- a minimal encoder
@@ -58,7 +58,7 @@ export const wasmName = (text: string): number[] => [...unsignedLeb(text.length)
 
 /** The opcodes used (WebAssembly 1.0 and sign extension). */
 export const W = {
-  unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, brIf: 0x0d, return: 0x0f, call: 0x10,
+  unreachable: 0x00, block: 0x02, loop: 0x03, if: 0x04, else: 0x05, end: 0x0b, br: 0x0c, brIf: 0x0d, return: 0x0f, call: 0x10, callIndirect: 0x11,
   drop: 0x1a, localGet: 0x20, localSet: 0x21, localTee: 0x22,
   load: 0x28, load8s: 0x2c, load8u: 0x2d, load16s: 0x2e, load16u: 0x2f, store: 0x36, store8: 0x3a, store16: 0x3b,
   const: 0x41,
@@ -141,6 +141,11 @@ class Emitter {
       this.bytes = grown;
     }
     this.bytes[this.size++] = value;
+  }
+
+  /** Bytes as they are (opcodes, and indices below 128, whose LEB128 is themselves). */
+  raw(...values: number[]): void {
+    for (const value of values) this.byte(value);
   }
 
   unsigned(value: number): void {
@@ -561,17 +566,217 @@ function readsRs2(op: number): boolean {
   return storeOpcode[op] !== undefined || branchConditions[op] !== undefined || registerOps[op] !== undefined || op >= Op.MUL && op <= Op.REMU;
 }
 
-/** Compiles a block into a function of the JavaScript blocks' signature (translator.ts's BlockFunction). */
-export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironment): { run: BlockFunction; bytes: number } {
+/**
+ * Where compiled blocks are kept and how they are called: a table of functions, and one
+ * trampoline that calls a slot of it and goes on from block to block. Every call from
+ * JavaScript goes to the same WebAssembly function, which V8 calls directly (a call to a
+ * different export each time took its generic, slower path); and the trampoline follows the
+ * links the tier has learnt (each block's last two successors in its virtual page, as
+ * translation-cache.ts keeps them) without returning to JavaScript, while the next block fits
+ * in the budget and no slow path raised attention. A link names its target's slot and the
+ * slot's generation, which a removal bumps: a link to a dropped block is not followed.
+ *
+ * The records live in the arena (wasm-arena.ts, `linksOffset`), a slot's 8 words: length (its
+ * instructions in one pass), generation, then (pc, slot, generation) of link 0 and of link 1.
+ */
+export class WasmBlockTable {
+  private readonly table: WasmTable;
+  private readonly free: number[] = [];
+  /** The links region as words. */
+  private readonly records: Int32Array;
+  /** Runs the chain that starts at `slot`: `(slot, base, budget, dataContext) -> retired`; the last slot it ran is in the header. */
+  readonly call: (slot: number, base: number, budget: number, dc: number) => number;
+
+  constructor(arena: WasmArena, readonly slots: number) {
+    if (slots > wasmBlockSlots) throw new RangeError(`the arena has records for ${wasmBlockSlots} blocks, not ${slots}`);
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: slots });
+    this.records = new Int32Array(arena.buffer, arena.linksOffset, slots * recordWords);
+    for (let slot = slots - 1; slot >= 0; slot--) {
+      this.free.push(slot);
+      this.clear(slot);
+    }
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(trampolineModule(arena)), { m: { memory: arena.memory, table: this.table } });
+    this.call = instance.exports['call'] as (slot: number, base: number, budget: number, dc: number) => number;
+  }
+
+  /** A slot for a new block's function (`length` instructions a pass), or undefined if all are taken. */
+  add(block: unknown, length: number): number | undefined {
+    const slot = this.free.pop();
+    if (slot === undefined) return undefined;
+    this.table.set(slot, block);
+    this.records[slot * recordWords + SlotWord.length] = length;
+    return slot;
+  }
+
+  remove(slot: number): void {
+    this.table.set(slot, null);
+    this.clear(slot);
+    this.records[slot * recordWords + SlotWord.generation]!++;
+    this.free.push(slot);
+  }
+
+  /** The block in `slot` went on at `pc` to the block in `next`: the newer of its two links. */
+  link(slot: number, pc: number, next: number): void {
+    const at = slot * recordWords;
+    const records = this.records;
+    records.copyWithin(at + SlotWord.link1Pc, at + SlotWord.link0Pc, at + SlotWord.link0Pc + 3);
+    records[at + SlotWord.link0Pc] = pc;
+    records[at + SlotWord.link0Slot] = next;
+    records[at + SlotWord.link0Generation] = records[next * recordWords + SlotWord.generation]!;
+  }
+
+  private clear(slot: number): void {
+    const at = slot * recordWords;
+    this.records[at + SlotWord.length] = 0;
+    // An odd pc: never an instruction's.
+    this.records[at + SlotWord.link0Pc] = -1;
+    this.records[at + SlotWord.link1Pc] = -1;
+  }
+}
+
+const recordWords = slotRecordBytes / 4;
+/** Word offsets in a slot's record. */
+const enum SlotWord {
+  length = 0,
+  generation = 1,
+  link0Pc = 2,
+  link0Slot = 3,
+  link0Generation = 4,
+  link1Pc = 5,
+  link1Slot = 6,
+  link1Generation = 7,
+}
+
+/** The trampoline: calls the block in `slot`, then each linked successor while it may (see {@link WasmBlockTable}). */
+function trampolineModule(arena: WasmArena): Uint8Array {
+  const header = arena.headerOffset;
+  const links = arena.linksOffset;
+  // Parameters 0 slot, 1 base, 2 budget, 3 dc; locals 4 ran, 5 the slot's record, 6 exit pc, 7 next slot.
+  const e = new Emitter();
+  e.unsigned(1);
+  e.unsigned(4);
+  e.byte(W.i32);
+  const recordOf = (local: number): void => {
+    e.get(local);
+    e.constant(slotRecordBytes);
+    e.byte(W.mul);
+  };
+  /** Leaves the chain if the link at `linkWord` (pc word; slot and generation follow) does not lead from `pc`. */
+  const follow = (linkWord: number, depth: number): void => {
+    e.get(5);
+    e.memory(W.load, links + (linkWord + 1) * 4);
+    e.set(7);
+    // The target still holds the block the link was made to.
+    recordOf(7);
+    e.memory(W.load, links + SlotWord.generation * 4);
+    e.get(5);
+    e.memory(W.load, links + (linkWord + 2) * 4);
+    e.byte(W.ne);
+    e.byte(W.brIf);
+    e.unsigned(depth);
+  };
+  e.constant(header + HeaderLayout.attention);
+  e.constant(0);
+  e.memory(W.store, 0);
+  e.raw(W.block, W.void, W.loop, W.void);
+  // ran += block(base + ran, budget - ran, dc), with the block in the table's slot.
+  e.raw(W.localGet, 1, W.localGet, 4, W.add, W.localGet, 2, W.localGet, 4, W.sub, W.localGet, 3, W.localGet, 0);
+  e.raw(W.callIndirect, 0, 0, W.localGet, 4, W.add, W.localSet, 4);
+  e.constant(header + HeaderLayout.lastSlot);
+  e.get(0);
+  e.memory(W.store, 0);
+  // Stop at attention (the run loop must look), or when chains are off (lockstep).
+  e.constant(header + HeaderLayout.attention);
+  e.memory(W.load, 0);
+  e.byte(W.brIf);
+  e.unsigned(1);
+  e.constant(header + HeaderLayout.chains);
+  e.memory(W.load, 0);
+  e.byte(W.eqz);
+  e.byte(W.brIf);
+  e.unsigned(1);
+  e.constant(header + HeaderLayout.exitPc);
+  e.memory(W.load, 0);
+  e.set(6);
+  recordOf(0);
+  e.set(5);
+  // Link 0, else link 1, else back to JavaScript.
+  e.get(5);
+  e.memory(W.load, links + SlotWord.link0Pc * 4);
+  e.get(6);
+  e.byte(W.eq);
+  e.byte(W.if);
+  e.byte(W.void);
+  follow(SlotWord.link0Pc, 2);
+  e.byte(W.else);
+  e.get(5);
+  e.memory(W.load, links + SlotWord.link1Pc * 4);
+  e.get(6);
+  e.byte(W.ne);
+  e.byte(W.brIf);
+  e.unsigned(2);
+  follow(SlotWord.link1Pc, 2);
+  e.byte(W.end);
+  // The next block must fit whole in what is left of the budget.
+  recordOf(7);
+  e.memory(W.load, links + SlotWord.length * 4);
+  e.get(2);
+  e.get(4);
+  e.byte(W.sub);
+  e.byte(W.gtS);
+  e.byte(W.brIf);
+  e.unsigned(1);
+  e.get(7);
+  e.set(0);
+  e.byte(W.br);
+  e.unsigned(0);
+  e.byte(W.end);
+  e.byte(W.end);
+  e.get(4);
+  e.byte(W.end);
+  const body = Array.from(e.bytes.subarray(0, e.size));
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...wasmSection(1, wasmVector([
+      [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // a block
+      [0x60, 4, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // the trampoline
+    ])),
+    ...wasmSection(2, wasmVector([
+      [...wasmName('m'), ...wasmName('memory'), 0x02, 0x00, 0x00],
+      [...wasmName('m'), ...wasmName('table'), 0x01, 0x70, 0x00, 0x00],
+    ])),
+    ...wasmSection(3, wasmVector([[1]])),
+    ...wasmSection(7, wasmVector([[...wasmName('call'), 0x00, 0]])),
+    ...wasmSection(10, wasmVector([[...unsignedLeb(body.length), ...body]])),
+  ]);
+}
+
+/** A compiled block: its slot in the table, and a function of the JavaScript blocks' signature (translator.ts's BlockFunction). */
+export interface WasmBlock {
+  readonly slot: number;
+  readonly run: BlockFunction;
+  readonly bytes: number;
+}
+
+/** Compiles a block into a slot of `table`; undefined if the table is full. */
+export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironment, table: WasmBlockTable): WasmBlock | undefined {
   const bytes = wasmBlockModule(plan, environment.arena);
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { memory: environment.arena.memory, ...environment.imports } });
-  const block = instance.exports['b'] as (base: number, budget: number, dc: number) => number;
+  const slot = table.add(instance.exports['b'], plan.instructions.length);
+  if (slot === undefined) return undefined;
   const words = environment.words;
-  const exitPcWord = HeaderLayout.exitPc >> 2;
+  const call = table.call;
   const run: BlockFunction = (hart, base, budget, dc) => {
-    const retired = block(base, budget, dc);
+    const retired = call(slot, base, budget, dc);
     (hart as { pc: number }).pc = words[exitPcWord]!;
     return retired;
   };
-  return { run, bytes: bytes.length };
+  return { slot, run, bytes: bytes.length };
 }
+
+/** The header word where a block leaves its exit pc. */
+export const exitPcWord = HeaderLayout.exitPc >> 2;
+/** The header word where a chain leaves the slot of the last block it ran. */
+export const lastSlotWord = HeaderLayout.lastSlot >> 2;
+/** The header word that allows chains (1) or stops after each block (0). */
+export const chainsWord = HeaderLayout.chains >> 2;

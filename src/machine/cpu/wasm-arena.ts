@@ -19,8 +19,14 @@ const tlbEntries = arenaTlbEntries;
 export interface WasmMemory {
   readonly buffer: ArrayBuffer;
 }
+/** A table of functions (the tier's WebAssembly blocks, called through one trampoline: translator-wasm.ts). */
+export interface WasmTable {
+  set(index: number, value: unknown): void;
+  readonly length: number;
+}
 interface WebAssemblyApi {
   Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
+  Table: new (descriptor: { element: 'anyfunc'; initial: number; maximum?: number }) => WasmTable;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
 }
@@ -36,6 +42,10 @@ export const HeaderLayout = {
   exitPc: 33 * 4,
   /** 1 if the last slow path left `Hart.attention` set (a word). */
   attention: 34 * 4,
+  /** The block table's slot of the last block a chain of WebAssembly blocks ran (a word). */
+  lastSlot: 35 * 4,
+  /** 1 if a chain may go on from block to block (0: lockstep compares after each block). */
+  chains: 36 * 4,
   loadTag: 1024,
   loadAdd: 1024 + tlbEntries * 4,
   storeTag: 1024 + tlbEntries * 8,
@@ -44,20 +54,30 @@ export const HeaderLayout = {
   codePageFlags: 1024 + tlbEntries * 16,
 } as const;
 
+/** Slots of the block table (translator-wasm.ts): at least the tier's `blocksMax`. */
+export const wasmBlockSlots = 8192;
+/** Bytes of a slot's record in the links region: length, generation, two links of (pc, slot, generation). */
+export const slotRecordBytes = 32;
+
 /** Guest RAM and the hart's header in one WebAssembly memory. */
 export interface WasmArena {
   readonly memory: WasmMemory;
   readonly buffer: ArrayBuffer;
   /** Where the header starts (RAM's size, rounded up to 64 KiB). */
   readonly headerOffset: number;
+  /**
+   * Where the block table's slot records start (after the code-page flags): what a chain of
+   * blocks follows from one to the next without returning to JavaScript (translator-wasm.ts).
+   */
+  readonly linksOffset: number;
 }
 
 export function createWasmArena(ramBytes: number): WasmArena {
   const headerOffset = Math.ceil(ramBytes / wasmPageBytes) * wasmPageBytes;
-  const headerBytes = HeaderLayout.codePageFlags + ramBytes / 4096;
-  const pages = Math.ceil((headerOffset + headerBytes) / wasmPageBytes);
+  const linksOffset = headerOffset + Math.ceil((HeaderLayout.codePageFlags + ramBytes / 4096) / slotRecordBytes) * slotRecordBytes;
+  const pages = Math.ceil((linksOffset + wasmBlockSlots * slotRecordBytes) / wasmPageBytes);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  return { memory, buffer: memory.buffer, headerOffset };
+  return { memory, buffer: memory.buffer, headerOffset, linksOffset };
 }
 
 /** The hart's arrays in an arena (see {@link HeaderLayout}). */

@@ -56,13 +56,15 @@ const disk = path.join(dir, 'data.img');
 spawnSync('mkfs.ext4', dataDiskMkfsArguments(disk, 32 * 1024 * 1024));
 try {
   console.log(`Linux boot to the shell prompt (${kernel}, ${initramfs}, ${fs.statSync(initramfs).size} bytes): ${runs} runs each, median; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}`);
-  // The two tiers alternate, so that the machine's changing load falls on both alike.
+  // The tiers alternate, so that the machine's changing load falls on all alike.
   const ours: number[] = [];
   const translated: number[] = [];
+  const wasm: number[] = [];
   const understudy = (cpu: string): string[] => [path.join(root, 'bin/understudy.js'), 'run', '--guest', 'linux', '--cpu', cpu, '--kernel', kernel, '--initrd', initramfs, '--disk', disk];
   for (let i = 0; i < runs; i++) {
     ours.push(await timeToPrompt(process.execPath, understudy('interp')));
     translated.push(await timeToPrompt(process.execPath, understudy('jit')));
+    wasm.push(await timeToPrompt(process.execPath, understudy('wasm')));
   }
   const qemu: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -77,6 +79,7 @@ try {
   const instructions = bootToPrompt({ kernel, initramfs, disk }, 'interp').instructions;
   console.log(`understudy   ${median(ours).toFixed(2)} s to the prompt (host clock), the interpreter`);
   console.log(`understudy   ${median(translated).toFixed(2)} s to the prompt (host clock), --cpu jit   jit/interpreter time = ${(median(translated) / median(ours)).toFixed(2)}`);
+  console.log(`understudy   ${median(wasm).toFixed(2)} s to the prompt (host clock), --cpu wasm   wasm/interpreter time = ${(median(wasm) / median(ours)).toFixed(2)}`);
   console.log(`QEMU TCG     ${median(qemu).toFixed(2)} s to the prompt   understudy/QEMU time = ${(median(ours) / median(qemu)).toFixed(2)}`);
   console.log(`instructions to the prompt on understudy (virtual clock): ${(instructions / 1e6).toFixed(1)} million`);
 } finally {

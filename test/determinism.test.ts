@@ -169,11 +169,11 @@ test('Linux booting: the incremental state digest equals one taken from scratch'
  * The pages the digests and state copies skip unread (Ram.mayHoldData) are zeros on a booting
  * Linux on the translation tier too: its compiled stores write through the same store TLB.
  */
-test('Linux booting on the translation tier: every page that holds data is marked', { timeout: 300_000 }, (t) => {
+for (const cpu of ['jit', 'wasm'] as const) test(`Linux booting on the translation tier (--cpu ${cpu}): every page that holds data is marked`, { timeout: 300_000 }, (t) => {
   const kernelFile = path.join(repoRoot, '.cache/linux/Image');
   if (!fs.existsSync(kernelFile)) return t.skip('the Linux guest is not built');
   const clock = new VirtualClock();
-  const machine = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, clock, { cpu: 'jit' });
+  const machine = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, clock, { cpu });
   machine.bootLinux(fs.readFileSync(kernelFile), { initrd: fs.readFileSync(path.join(repoRoot, '.cache/linux/initramfs.cpio')), bootargs: 'console=ttyS0' });
   for (let check = 0; check < 8 && machine.power === undefined; check++) {
     const result = machine.run(5_000_000);

@@ -14,7 +14,7 @@ import { warmsUp, warmUpCpu, warmUpEnvironmentVariable, warmUpGuestFile, warmUpI
 
 test('a guest runs the same before and after a warm-up in its process: output, count and state digest', async () => {
   // This file runs in a process of its own (node --test), so nothing has warmed up before this test.
-  for (const cpu of ['interp', 'jit'] as const) {
+  for (const cpu of ['interp', 'jit', 'wasm'] as const) {
     const cold = await runGuest('counters', { cpu });
     const warmUp = warmUpCpu(cpu, { again: true });
     assert.equal(warmUp.kind, 'done', JSON.stringify(warmUp));
@@ -31,9 +31,9 @@ test('processes warm up before booting Linux, not before a bare-metal guest', ()
   assert.equal(warmsUp({ kind: 'bare' }), false);
 });
 
-test('the warm-up guest runs to power-off on both tiers, well inside its bound', () => {
+test('the warm-up guest runs to power-off on every tier, well inside its bound', () => {
   assert.ok(fs.existsSync(warmUpGuestFile), `${warmUpGuestFile} (make -C guests)`);
-  for (const cpu of ['interp', 'jit'] as const) {
+  for (const cpu of ['interp', 'jit', 'wasm'] as const) {
     const outcome = warmUpCpu(cpu, { again: true });
     assert.equal(outcome.kind, 'done', JSON.stringify(outcome));
     if (outcome.kind === 'done') assert.ok(outcome.instructions > 1_000 && outcome.instructions < warmUpInstructionsMax / 10, `${outcome.instructions} instructions`);

@@ -26,7 +26,7 @@ const defaultMemoryBytes = 128 * 1024 * 1024;
  * The tier a machine runs on when --cpu is not given: the faster one, which passes the whole
  * suite (issue 13). The machine's own default (MachineOptions) stays the interpreter, the reference.
  */
-export const defaultCpuMode: CpuMode = 'jit';
+export const defaultCpuMode: CpuMode = 'wasm';
 /**
  * Names the tier used when --cpu is not given, so that a whole test run (its processes, and
  * the replicas that pair forks, which inherit the environment) can run on another tier.
@@ -52,10 +52,10 @@ export const machineOptionsHelp = `machine options:
   --memory SIZE        RAM size, e.g. 128M, 1.5G, or 128 (MiB, as QEMU's -m) (default 128M)
   --clock host|virtual host: real time (default); virtual: time from the instruction count
                        (exactly repeatable, like QEMU's -icount shift=0)
-  --cpu interp|jit|wasm|lockstep  jit: hot guest code compiled to JavaScript (default);
-                       wasm: compiled to WebAssembly instead; interp: the interpreter alone
-                       (the reference); lockstep: jit checked against the interpreter after
-                       every translated block (slow; for tests and debugging). Without --cpu,
+  --cpu wasm|jit|interp|lockstep  wasm: hot guest code compiled to WebAssembly (default);
+                       jit: compiled to JavaScript; interp: the interpreter alone (the
+                       reference); lockstep: jit checked against the interpreter after every
+                       translated block (slow; for tests and debugging). Without --cpu,
                        ${cpuEnvironmentVariable} (when set) chooses
   --initrd FILE        (Linux) the initramfs
   --append TEXT        (Linux) the kernel command line (default "${defaultBootargs}")

@@ -36,7 +36,7 @@ options:
   --quick              a small subset in a few minutes: cpubench and diskbench, epochs 4K and
                        1M, relaxed, unthrottled, three runs each
   --workloads LIST     of cpu, disk, linux (comma-separated; default all)
-  --cpus LIST          the tiers to measure each workload on, of interp, jit (e.g. interp,jit
+  --cpus LIST          the tiers to measure each workload on, of interp, jit, wasm (e.g. jit,wasm
                        side by side; default the default tier, as --cpu)
   --epochs LIST        epoch lengths in instructions (e.g. 1000,32000)
   --protocols LIST     of original, relaxed (default both)
@@ -100,7 +100,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const { runProtectionBench, workloadNames } = await import('../../host/bench/protection.js');
   const report = await runProtectionBench({
     workloads: values.workloads === undefined ? (quick ? ['cpu', 'disk'] : [...workloadNames]) : list(values.workloads, '--workloads', workloadNames),
-    cpus: values.cpus === undefined ? [defaultCpu()] : list(values.cpus, '--cpus', ['interp', 'jit'] as const),
+    cpus: values.cpus === undefined ? [defaultCpu()] : list(values.cpus, '--cpus', ['interp', 'jit', 'wasm'] as const),
     epochs,
     protocols: values.protocols === undefined ? (quick ? ['relaxed'] : ['original', 'relaxed']) : list<Protocol>(values.protocols, '--protocols', ['original', 'relaxed']),
     fixedEpochs: values['fixed-epochs'] === true,

@@ -581,7 +581,9 @@ function readsRs2(op: number): boolean {
  */
 export class WasmBlockTable {
   private readonly table: WasmTable;
+  /** Slots given back; slots from {@link unused} on have never been used. */
   private readonly free: number[] = [];
+  private unused = 0;
   /** The links region as words. */
   private readonly records: Int32Array;
   /** Runs the chain that starts at `slot`: `(slot, base, budget, dataContext) -> retired`; the last slot it ran is in the header. */
@@ -590,28 +592,33 @@ export class WasmBlockTable {
   constructor(arena: WasmArena, readonly slots: number) {
     if (slots > wasmBlockSlots) throw new RangeError(`the arena has records for ${wasmBlockSlots} blocks, not ${slots}`);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: slots });
+    // Zeros (a fresh memory): a link's generation 0 matches no slot that holds a block (add
+    // makes its generation odd), so nothing needs initializing.
     this.records = new Int32Array(arena.buffer, arena.linksOffset, slots * recordWords);
-    for (let slot = slots - 1; slot >= 0; slot--) {
-      this.free.push(slot);
-      this.clear(slot);
-    }
     const instance = new WebAssembly.Instance(new WebAssembly.Module(trampolineModule(arena)), { m: { memory: arena.memory, table: this.table } });
     this.call = instance.exports['call'] as (slot: number, base: number, budget: number, dc: number) => number;
   }
 
   /** A slot for a new block's function (`length` instructions a pass), or undefined if all are taken. */
   add(block: unknown, length: number): number | undefined {
-    const slot = this.free.pop();
+    const slot = this.free.pop() ?? (this.unused < this.slots ? this.unused++ : undefined);
     if (slot === undefined) return undefined;
     this.table.set(slot, block);
-    this.records[slot * recordWords + SlotWord.length] = length;
+    const at = slot * recordWords;
+    this.records[at + SlotWord.length] = length;
+    // Odd while the slot holds a block, even while empty: no link made before matches.
+    this.records[at + SlotWord.generation]!++;
+    // No links yet (a generation of 0 matches no block).
+    this.records[at + SlotWord.link0Generation] = 0;
+    this.records[at + SlotWord.link1Generation] = 0;
     return slot;
   }
 
   remove(slot: number): void {
     this.table.set(slot, null);
-    this.clear(slot);
-    this.records[slot * recordWords + SlotWord.generation]!++;
+    const at = slot * recordWords;
+    this.records[at + SlotWord.length] = 0;
+    this.records[at + SlotWord.generation]!++;
     this.free.push(slot);
   }
 
@@ -625,13 +632,6 @@ export class WasmBlockTable {
     records[at + SlotWord.link0Generation] = records[next * recordWords + SlotWord.generation]!;
   }
 
-  private clear(slot: number): void {
-    const at = slot * recordWords;
-    this.records[at + SlotWord.length] = 0;
-    // An odd pc: never an instruction's.
-    this.records[at + SlotWord.link0Pc] = -1;
-    this.records[at + SlotWord.link1Pc] = -1;
-  }
 }
 
 const recordWords = slotRecordBytes / 4;
@@ -717,13 +717,16 @@ function trampolineModule(arena: WasmArena): Uint8Array {
   e.unsigned(2);
   follow(SlotWord.link1Pc, 2);
   e.byte(W.end);
-  // The next block must fit whole in what is left of the budget.
+  // The next block must fit whole in what is left of the budget: length - 1 >= left, unsigned,
+  // also leaves at an empty slot (length 0).
   recordOf(7);
   e.memory(W.load, links + SlotWord.length * 4);
+  e.constant(1);
+  e.byte(W.sub);
   e.get(2);
   e.get(4);
   e.byte(W.sub);
-  e.byte(W.gtS);
+  e.byte(W.geU);
   e.byte(W.brIf);
   e.unsigned(1);
   e.get(7);

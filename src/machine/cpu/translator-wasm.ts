@@ -769,10 +769,17 @@ export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironm
   if (slot === undefined) return undefined;
   const words = environment.words;
   const call = table.call;
+  // This block alone, as the contract says (the tier calls the trampoline itself, chains on).
   const run: BlockFunction = (hart, base, budget, dc) => {
-    const retired = call(slot, base, budget, dc);
-    (hart as { pc: number }).pc = words[exitPcWord]!;
-    return retired;
+    const chains = words[chainsWord]!;
+    words[chainsWord] = 0;
+    try {
+      const retired = call(slot, base, budget, dc);
+      (hart as { pc: number }).pc = words[exitPcWord]!;
+      return retired;
+    } finally {
+      words[chainsWord] = chains;
+    }
   };
   return { slot, run, bytes: bytes.length };
 }

@@ -22,7 +22,7 @@ import { compileBlock, planBlock, type BlockEnvironment, type BlockPlan } from '
 import { TranslationCache } from '../src/machine/cpu/translation-cache.js';
 import { dataPrivilege, dataTlbContext } from '../src/machine/cpu/mmu.js';
 import type { Hart } from '../src/machine/cpu/cpu.js';
-import { signedLeb, unsignedLeb, W, wasmName, wasmSection, wasmVector } from '../src/machine/cpu/translator-wasm.js';
+import { branchConditions, immediateOps, registerOps, signedLeb, unsignedLeb, W, wasmName, wasmSection, wasmVector } from '../src/machine/cpu/translator-wasm.js';
 import { WebAssembly } from '../src/machine/cpu/wasm-arena.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -68,15 +68,10 @@ function wasmModule(plan: BlockPlan, dataContext: number): Uint8Array {
   const loadAdds = tlbBase + tlbEntries * 4;
   const storeTags = tlbBase + tlbEntries * 8;
   const storeAdds = tlbBase + tlbEntries * 12;
-  const binary: Partial<Record<number, number>> = {
-    [Op.ADD]: I.add, [Op.SUB]: I.sub, [Op.AND]: I.and, [Op.OR]: I.or, [Op.XOR]: I.xor, [Op.MUL]: I.mul,
-    [Op.SLL]: I.shl, [Op.SRL]: I.shrU, [Op.SRA]: I.shrS, [Op.SLT]: I.ltS, [Op.SLTU]: I.ltU,
-  };
-  const immediate: Partial<Record<number, number>> = {
-    [Op.ADDI]: I.add, [Op.ANDI]: I.and, [Op.ORI]: I.or, [Op.XORI]: I.xor, [Op.SLLI]: I.shl, [Op.SRLI]: I.shrU, [Op.SRAI]: I.shrS,
-    [Op.SLTI]: I.ltS, [Op.SLTIU]: I.ltU,
-  };
-  const conditions: Partial<Record<number, number>> = { [Op.BEQ]: I.eq, [Op.BNE]: I.ne, [Op.BLT]: I.ltS, [Op.BGE]: I.geS, [Op.BLTU]: I.ltU, [Op.BGEU]: I.geU };
+  // The back end's tables (translator-wasm.ts).
+  const binary = registerOps;
+  const immediate = immediateOps;
+  const conditions = branchConditions;
   code.push(I.block, I.void, I.loop, I.void);
   instructions.forEach(({ pc, d }, index) => {
     const op = d.op;

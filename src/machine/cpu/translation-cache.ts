@@ -195,10 +195,11 @@ export class TranslationCache implements ExecutionTier {
   private blockCount = 0;
   private sourceCharacters = 0;
   private environment: BlockEnvironment;
-  private readonly wasm: WasmBlockEnvironment | undefined;
-  private readonly wasmTable: WasmBlockTable | undefined;
-  /** The WebAssembly blocks by their slot in the table (a chain says which it ran last). */
-  private readonly slotBlocks: (Block | undefined)[] = [];
+  /**
+   * The WebAssembly back end (TierOptions.backend): the blocks' environment, their table, and
+   * the blocks by their slot in it (a chain says which it ran last).
+   */
+  private readonly wasm: { readonly environment: WasmBlockEnvironment; readonly table: WasmBlockTable; readonly blocks: (Block | undefined)[] } | undefined;
   /** The trap the last `run` took after retiring instructions (for lockstep verification). */
   lastTrap: { readonly pc: number; readonly cause: number; readonly tval: number } | undefined;
   /** Whether one `run` goes on from block to block (lockstep verification turns it off, to compare after each). */
@@ -233,9 +234,11 @@ export class TranslationCache implements ExecutionTier {
       const arena = hart.ports.ram.arena;
       const views = hart.arena;
       if (arena === undefined || views === undefined) throw new RangeError('WebAssembly blocks need RAM in a WebAssembly memory');
-      this.wasm = { arena, words: views.words, imports: this.makeWasmImports(views.words) };
-      this.wasmTable = new WasmBlockTable(arena, blocksMax);
-      this.slotBlocks = new Array<Block | undefined>(blocksMax).fill(undefined);
+      this.wasm = {
+        environment: { arena, words: views.words, imports: this.makeWasmImports(views.words) },
+        table: new WasmBlockTable(arena, blocksMax),
+        blocks: new Array<Block | undefined>(blocksMax).fill(undefined),
+      };
     }
   }
 
@@ -251,9 +254,8 @@ export class TranslationCache implements ExecutionTier {
     let block = this.lookup(hart);
     if (block === undefined) return 0;
     const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
-    const wasmCall = this.wasmTable?.call;
-    const wasmWords = this.wasm?.words;
-    if (wasmWords !== undefined) wasmWords[chainsWord] = this.chains ? 1 : 0;
+    const wasm = this.wasm;
+    if (wasm !== undefined) wasm.environment.words[chainsWord] = this.chains ? 1 : 0;
     try {
       for (;;) {
         const length = block.length;
@@ -263,12 +265,13 @@ export class TranslationCache implements ExecutionTier {
           block.onePassCallsLeft--;
           allowed = length;
         }
-        if (block.wasmSlot >= 0) {
+        if (wasm !== undefined && block.wasmSlot >= 0) {
           // WebAssembly: a chain of blocks through the table's trampoline (translator-wasm.ts),
           // which leaves the exit pc and the last block it ran in the header.
-          ran += wasmCall!(block.wasmSlot, base + ran, allowed, dataContext);
-          hart.pc = wasmWords![exitPcWord]!;
-          const last = this.slotBlocks[wasmWords![lastSlotWord]!];
+          const words = wasm.environment.words;
+          ran += wasm.table.call(block.wasmSlot, base + ran, allowed, dataContext);
+          hart.pc = words[exitPcWord]!;
+          const last = wasm.blocks[words[lastSlotWord]!];
           // Dropped while it ran (it wrote its own page): attention is set, the loop stops.
           if (last === undefined) break;
           block = last;
@@ -294,7 +297,7 @@ export class TranslationCache implements ExecutionTier {
           }
           if (next.virtualPage === block.virtualPage) {
             block.link(pc, next);
-            if (block.wasmSlot >= 0 && next.wasmSlot >= 0) this.wasmTable!.link(block.wasmSlot, pc, next.wasmSlot);
+            if (wasm !== undefined && block.wasmSlot >= 0 && next.wasmSlot >= 0) wasm.table.link(block.wasmSlot, pc, next.wasmSlot);
           }
         }
         block = next;
@@ -443,14 +446,15 @@ export class TranslationCache implements ExecutionTier {
     if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
     // WebAssembly blocks where the back end translates every instruction; a block with F or D
     // instructions is JavaScript (the same registers and TLBs: they are the arena's views).
-    const wasm = this.wasm !== undefined && this.wasmTable !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d))
-      ? compileWasmBlock(plan, this.wasm, this.wasmTable)
+    const backEnd = this.wasm;
+    const compiled = backEnd !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d))
+      ? compileWasmBlock(plan, backEnd.environment, backEnd.table)
       : undefined;
-    const run = wasm?.run ?? compileBlock(plan, this.environment);
-    const block = new Block(run, plan.instructions.length, pc >>> 12, wasm?.bytes ?? run.toString().length, wasm?.slot ?? -1);
-    if (wasm !== undefined) {
+    const run = compiled?.run ?? compileBlock(plan, this.environment);
+    const block = new Block(run, plan.instructions.length, pc >>> 12, compiled?.bytes ?? run.toString().length, compiled?.slot ?? -1);
+    if (backEnd !== undefined && compiled !== undefined) {
       this.wasmBlocks++;
-      this.slotBlocks[wasm.slot] = block;
+      backEnd.blocks[compiled.slot] = block;
       // One pass per call is for V8's feedback on JavaScript blocks; WebAssembly has none to gather.
       block.onePassCallsLeft = 0;
     }
@@ -510,9 +514,9 @@ export class TranslationCache implements ExecutionTier {
 
   private forget(block: Block): void {
     block.valid = false;
-    if (block.wasmSlot >= 0) {
-      this.wasmTable!.remove(block.wasmSlot);
-      this.slotBlocks[block.wasmSlot] = undefined;
+    if (this.wasm !== undefined && block.wasmSlot >= 0) {
+      this.wasm.table.remove(block.wasmSlot);
+      this.wasm.blocks[block.wasmSlot] = undefined;
     }
     this.blockCount--;
     this.sourceCharacters -= block.sourceCharacters;

@@ -21,36 +21,9 @@
  */
 import { Op, type Decoded } from './decode.js';
 import { arenaTlbEntries, HeaderLayout, slotRecordBytes, wasmBlockSlots, WebAssembly, type WasmArena, type WasmTable } from './wasm-arena.js';
-import type { BlockFunction, BlockPlan } from './translator.js';
+import { destinationRegister, sourceRegisters, type BlockFunction, type BlockPlan } from './translator.js';
 
 // ------------------------------------------------------------------- a minimal encoder
-
-/** Unsigned LEB128. */
-export function unsignedLeb(value: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let byte = value & 0x7f;
-    value >>>= 7;
-    if (value !== 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (value !== 0);
-  return bytes;
-}
-
-/** Signed LEB128 of a 32-bit value. */
-export function signedLeb(value: number): number[] {
-  const bytes: number[] = [];
-  value |= 0;
-  for (;;) {
-    const byte = value & 0x7f;
-    value >>= 7;
-    if ((value === 0 && (byte & 0x40) === 0) || (value === -1 && (byte & 0x40) !== 0)) {
-      bytes.push(byte);
-      return bytes;
-    }
-    bytes.push(byte | 0x80);
-  }
-}
 
 export const wasmSection = (id: number, body: number[]): number[] => [id, ...unsignedLeb(body.length), ...body];
 export const wasmVector = (items: number[][]): number[] => [...unsignedLeb(items.length), ...items.flat()];
@@ -110,16 +83,19 @@ const functionBlock = 3;
 const widthOf: Partial<Record<number, number>> = { [Op.LB]: 1, [Op.LBU]: 1, [Op.LH]: 2, [Op.LHU]: 2, [Op.LW]: 4, [Op.SB]: 1, [Op.SH]: 2, [Op.SW]: 4 };
 const loadOpcode: Partial<Record<number, number>> = { [Op.LB]: W.load8s, [Op.LBU]: W.load8u, [Op.LH]: W.load16s, [Op.LHU]: W.load16u, [Op.LW]: W.load };
 const storeOpcode: Partial<Record<number, number>> = { [Op.SB]: W.store8, [Op.SH]: W.store16, [Op.SW]: W.store };
-const registerOps: Partial<Record<number, number>> = {
+/** Register-register ops and their i32 opcode. */
+export const registerOps: Partial<Record<number, number>> = {
   [Op.ADD]: W.add, [Op.SUB]: W.sub, [Op.AND]: W.and, [Op.OR]: W.or, [Op.XOR]: W.xor, [Op.MUL]: W.mul,
   // WebAssembly masks shift counts by 31, as RISC-V does.
   [Op.SLL]: W.shl, [Op.SRL]: W.shrU, [Op.SRA]: W.shrS, [Op.SLT]: W.ltS, [Op.SLTU]: W.ltU,
 };
-const immediateOps: Partial<Record<number, number>> = {
+/** Register-immediate ops and their i32 opcode. */
+export const immediateOps: Partial<Record<number, number>> = {
   [Op.ADDI]: W.add, [Op.ANDI]: W.and, [Op.ORI]: W.or, [Op.XORI]: W.xor, [Op.SLLI]: W.shl, [Op.SRLI]: W.shrU, [Op.SRAI]: W.shrS,
   [Op.SLTI]: W.ltS, [Op.SLTIU]: W.ltU,
 };
-const branchConditions: Partial<Record<number, number>> = { [Op.BEQ]: W.eq, [Op.BNE]: W.ne, [Op.BLT]: W.ltS, [Op.BGE]: W.geS, [Op.BLTU]: W.ltU, [Op.BGEU]: W.geU };
+/** Branches and the i32 comparison that takes them. */
+export const branchConditions: Partial<Record<number, number>> = { [Op.BEQ]: W.eq, [Op.BNE]: W.ne, [Op.BLT]: W.ltS, [Op.BGE]: W.geS, [Op.BLTU]: W.ltU, [Op.BGEU]: W.geU };
 
 /** Whether the WebAssembly back end translates `d` (else the block ends before it). */
 export function wasmTranslatable(d: Decoded): boolean {
@@ -131,8 +107,17 @@ export function wasmTranslatable(d: Decoded): boolean {
 
 /** A growing byte buffer, written without intermediate arrays (a boot compiles thousands of blocks). */
 class Emitter {
-  bytes = new Uint8Array(4096);
+  bytes: Uint8Array;
   size = 0;
+
+  constructor(capacity = 4096) {
+    this.bytes = new Uint8Array(capacity);
+  }
+
+  /** What was written. */
+  get written(): Uint8Array {
+    return this.bytes.subarray(0, this.size);
+  }
 
   byte(value: number): void {
     if (this.size === this.bytes.length) {
@@ -148,6 +133,7 @@ class Emitter {
     for (const value of values) this.byte(value);
   }
 
+  /** Unsigned LEB128. */
   unsigned(value: number): void {
     do {
       let byte = value & 0x7f;
@@ -157,9 +143,8 @@ class Emitter {
     } while (value !== 0);
   }
 
-  /** i32.const */
-  constant(value: number): void {
-    this.byte(W.const);
+  /** Signed LEB128 of a 32-bit value. */
+  signed(value: number): void {
     value |= 0;
     for (;;) {
       const byte = value & 0x7f;
@@ -170,6 +155,12 @@ class Emitter {
       }
       this.byte(byte | 0x80);
     }
+  }
+
+  /** i32.const */
+  constant(value: number): void {
+    this.byte(W.const);
+    this.signed(value);
   }
 
   get(local: number): void {
@@ -193,6 +184,20 @@ class Emitter {
     this.byte(align);
     this.unsigned(offset);
   }
+}
+
+/** Unsigned LEB128, as an array (module sections; the prototype benchmark). */
+export function unsignedLeb(value: number): number[] {
+  const e = new Emitter(8);
+  e.unsigned(value);
+  return Array.from(e.written);
+}
+
+/** Signed LEB128 of a 32-bit value, as an array. */
+export function signedLeb(value: number): number[] {
+  const e = new Emitter(8);
+  e.signed(value);
+  return Array.from(e.written);
 }
 
 /** The module's sections before its code (the same for every block): types, imports, the function, the export. */
@@ -225,14 +230,11 @@ export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
   const writtenMask = new Uint8Array(32);
   for (const { d } of instructions) {
     if (!wasmTranslatable(d)) throw new RangeError(`op ${d.op} is not translated to WebAssembly`);
-    const op = d.op;
-    if (!(op === Op.LUI || op === Op.AUIPC || op === Op.JAL || op === Op.FENCE)) {
-      usedMask[d.rs1] = 1;
-      if (readsRs2(op)) usedMask[d.rs2] = 1;
-    }
-    if (writesRd(op) && d.rd !== 0) {
-      usedMask[d.rd] = 1;
-      writtenMask[d.rd] = 1;
+    for (const r of sourceRegisters(d)) usedMask[r] = 1;
+    const rd = destinationRegister(d);
+    if (rd !== undefined && rd !== 0) {
+      usedMask[rd] = 1;
+      writtenMask[rd] = 1;
     }
   }
   usedMask[0] = 0;
@@ -516,7 +518,7 @@ export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
   module[at++] = 1;
   module.set(bodySizeBytes, at);
   at += bodySizeBytes.length;
-  module.set(e.bytes.subarray(0, bodySize), at);
+  module.set(e.written, at);
   return module;
 }
 
@@ -556,14 +558,6 @@ function division(e: Emitter, op: number, a: () => void, b: () => void): void {
     e.byte(op === Op.DIVU ? W.divU : W.remU);
   }
   e.byte(W.end);
-}
-
-function writesRd(op: number): boolean {
-  return !(branchConditions[op] !== undefined || storeOpcode[op] !== undefined || op === Op.FENCE);
-}
-
-function readsRs2(op: number): boolean {
-  return storeOpcode[op] !== undefined || branchConditions[op] !== undefined || registerOps[op] !== undefined || op >= Op.MUL && op <= Op.REMU;
 }
 
 /**
@@ -737,7 +731,7 @@ function trampolineModule(arena: WasmArena): Uint8Array {
   e.byte(W.end);
   e.get(4);
   e.byte(W.end);
-  const body = Array.from(e.bytes.subarray(0, e.size));
+  const body = Array.from(e.written);
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...wasmSection(1, wasmVector([

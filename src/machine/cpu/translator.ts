@@ -201,7 +201,7 @@ function exitTo(pc: string, retired: number): string {
 }
 
 /** The x register an instruction writes (0 or undefined for none). */
-function destinationRegister(d: Decoded): number | undefined {
+export function destinationRegister(d: Decoded): number | undefined {
   return isFloat(d.op) ? floatRegisters(d).destination : writesRd(d.op) ? d.rd : undefined;
 }
 
@@ -224,7 +224,8 @@ function writesRd(op: number): boolean {
   return computeOps.has(op) && op !== Op.FENCE || loadOps.has(op) || op === Op.JAL || op === Op.JALR;
 }
 
-function sourceRegisters(d: Decoded): number[] {
+/** The x registers an instruction reads. */
+export function sourceRegisters(d: Decoded): number[] {
   if (isFloat(d.op)) return floatRegisters(d).sources;
   if (d.op === Op.LUI || d.op === Op.AUIPC || d.op === Op.JAL || d.op === Op.FENCE) return [];
   if (storeOps.has(d.op) || branchOps.has(d.op) || isRegisterOp(d.op)) return [d.rs1, d.rs2];

@@ -295,78 +295,47 @@ export class Ram implements Snapshottable {
     const overlay = reader.bool();
     const count = reader.uint();
     if (count > this.pages) throw new SnapshotError(`snapshot claims ${count} RAM pages, this machine has ${this.pages}`);
-    if (overlay) {
-      // Over the RAM a live copy filled: checked whole before anything changes.
-      const pages: { page: number; bytes: Uint8Array }[] = [];
-      let previous = -1;
-      for (let i = 0; i < count; i++) {
-        const page = reader.uint();
-        const bytes = reader.bytes();
-        if (page <= previous || page >= this.pages) throw new SnapshotError(`bad RAM page ${page} in snapshot`);
-        if (bytes.length !== 0 && bytes.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${bytes.length} bytes`);
-        previous = page;
-        pages.push({ page, bytes });
+    // Checked whole before anything changes: a bad snapshot leaves the RAM as it was.
+    const pages = this.readPages(reader, count, overlay);
+    if (!overlay) {
+      if (this.arena !== undefined) {
+        // A WebAssembly memory keeps its views (blocks and the hart's arrays point into it):
+        // the pages that may hold data are zeroed.
+        for (let page = this.mayHoldData.indexOf(1); page !== -1; page = this.mayHoldData.indexOf(1, page + 1)) this.u8.fill(0, page * pageBytes, (page + 1) * pageBytes);
+      } else {
+        // Zeroing a fresh buffer is the operating system's job, and much faster than fill(0).
+        this.useFreshBuffer();
       }
-      for (const { page, bytes } of pages) this.setPageFromCopy(page, bytes);
-      this.changed(0, this.sizeBytes);
-      return;
+      this.mayHoldData.fill(0);
     }
-    if (this.arena !== undefined) {
-      this.restoreInPlace(reader, count);
-      return;
-    }
-    // Zeroing a fresh buffer is the operating system's job, and much faster than fill(0).
-    const previous = { u8: this.u8, i8: this.i8, u16: this.u16, i16: this.i16, i32: this.i32 };
-    const previousData = this.mayHoldData.slice();
-    this.useFreshBuffer();
-    this.mayHoldData.fill(0);
-    try {
-      this.restorePages(reader, count);
-    } catch (error) {
-      Object.assign(this, previous); // a bad snapshot leaves the RAM as it was
-      this.mayHoldData.set(previousData);
-      throw error;
+    // Over the RAM a live copy filled (an overlay), or over zeros; one notice for all of it.
+    for (const { page, bytes } of pages) {
+      if (bytes.length === 0) this.u8.fill(0, page * pageBytes, (page + 1) * pageBytes);
+      else this.u8.set(bytes, page * pageBytes);
+      this.mayHoldData[page] = 1;
     }
     this.changed(0, this.sizeBytes);
   }
 
   /**
-   * A restore into a WebAssembly memory, whose views stay (blocks and the hart's arrays point
-   * into it): the snapshot is checked whole first, then the pages that may hold data are
-   * zeroed and the snapshot's written.
+   * A snapshot's `count` (page, bytes) pairs, checked whole: pages in order and inside RAM, each
+   * a whole page (or empty, a zero page of a live copy's overlay, when `emptyAllowed`).
    */
-  private restoreInPlace(reader: SnapshotReader, count: number): void {
+  private readPages(reader: SnapshotReader, count: number, emptyAllowed: boolean): { page: number; bytes: Uint8Array }[] {
     const pages: { page: number; bytes: Uint8Array }[] = [];
     let previous = -1;
     for (let i = 0; i < count; i++) {
       const page = reader.uint();
       if (page <= previous || page >= this.pages) throw new SnapshotError(`bad RAM page ${page} in snapshot`);
-      previous = page;
       const bytes = reader.bytes();
-      if (bytes.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${bytes.length} bytes`);
+      if (bytes.length !== pageBytes && !(emptyAllowed && bytes.length === 0)) throw new SnapshotError(`RAM page ${page} has ${bytes.length} bytes`);
+      previous = page;
       pages.push({ page, bytes });
     }
-    for (let page = this.mayHoldData.indexOf(1); page !== -1; page = this.mayHoldData.indexOf(1, page + 1)) this.u8.fill(0, page * pageBytes, (page + 1) * pageBytes);
-    this.mayHoldData.fill(0);
-    for (const { page, bytes } of pages) {
-      this.u8.set(bytes, page * pageBytes);
-      this.mayHoldData[page] = 1;
-    }
-    this.changed(0, this.sizeBytes);
+    return pages;
   }
 
-  private restorePages(reader: SnapshotReader, count: number): void {
-    let previous = -1;
-    for (let i = 0; i < count; i++) {
-      const page = reader.uint();
-      if (page <= previous || page >= this.pages) throw new SnapshotError(`bad RAM page ${page} in snapshot`);
-      previous = page;
-      const data = reader.bytes();
-      if (data.length !== pageBytes) throw new SnapshotError(`RAM page ${page} has ${data.length} bytes`);
-      this.u8.set(data, page * pageBytes);
-      this.mayHoldData[page] = 1;
-    }
-  }
+
 }
 
 /**

@@ -217,6 +217,30 @@ bothBackends('a block head is compiled only after it was entered hotEntriesMin t
   assert.equal(tier.compiledBlocks, 0, 'a loop that ran fewer times stays on the interpreter');
 });
 
+bothBackends('a hot block is compiled with the blocks it leads to in its page (WebAssembly: one module)', () => {
+  const program = [
+    ...liw(2, 300),
+    asm.addi(1, 1, 1), // loop (word 2)
+    asm.andi(3, 2, 1),
+    asm.beq(3, 0, 12), // to even
+    asm.addi(4, 4, 1),
+    asm.jal(0, 8), // to next
+    asm.addi(5, 5, 1), // even (word 7)
+    asm.addi(2, 2, -1), // next (word 8)
+    asm.bne(2, 0, -28), // back to loop
+    asm.jal(0, 0),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.equal(hart.x[4]! + hart.x[5]!, 300);
+  if (backend === 'wasm') {
+    // The loop's block, the two it jumps to (even, next) and the spin after them, in one compile.
+    assert.equal(tier.compiles, 1);
+    assert.equal(tier.compiledBlocks, 4);
+  } else {
+    assert.equal(tier.compiles, tier.compiledBlocks, 'JavaScript blocks are compiled one at a time');
+  }
+});
+
 bothBackends('self-modifying code: a store to a translated page drops its translations, and the new code runs', () => {
   const target = base + 4 * 7; // the first instruction of the loop
   const program = [
@@ -250,7 +274,7 @@ bothBackends('a block that stores into its own page leaves after the store; a pa
   ];
   const { tier, hart } = runBoth(program, slices);
   assert.equal(hart.x[5], 2000);
-  assert.equal(tier.compiledBlocks, pageInvalidationsMax, 'compiled until the page was abandoned');
+  assert.equal(tier.compiles, pageInvalidationsMax, 'compiled until the page was abandoned');
   assert.equal(tier.blocks, 0);
 });
 
@@ -433,17 +457,18 @@ bothBackends('compiling is budgeted: once the credit is spent on blocks that hav
   const loops = 12;
   const program: number[] = [];
   for (let loop = 0; loop < loops; loop++) {
-    // Each loop runs just past the threshold: compiled, then a few passes translated.
-    program.push(...liw(2, hotEntriesMin + 10), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8));
+    // Each loop runs just past the threshold: compiled, then a few passes translated. A CSR
+    // read (left to the interpreter) between loops keeps each loop's compile to itself.
+    program.push(asm.csrrs(0, Csr.mscratch, 0), ...liw(2, hotEntriesMin + 10), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8));
   }
   program.push(asm.jal(0, 0));
   const budgeted = side(program, true, 0, {});
   budgeted.hart.run(100_000);
-  // Not in debt while translated instructions + credit >= compiled blocks × cost: about as many
-  // blocks as the credit pays for are compiled, then none.
-  const compiled = (budgeted.hart.tier as TranslationCache).compiledBlocks;
+  // Not in debt while translated instructions + credit >= compiles × cost: about as many
+  // compiles as the credit pays for, then none.
+  const compiled = (budgeted.hart.tier as TranslationCache).compiles;
   const paidFor = compileCreditInstructions / compileCostInstructions;
-  assert.ok(compiled >= paidFor && compiled <= paidFor + 2, `${compiled} blocks compiled, the credit pays for ${paidFor}`);
+  assert.ok(compiled >= paidFor && compiled <= paidFor + 2, `${compiled} compiles, the credit pays for ${paidFor}`);
   const free = side(program, true, 0);
   free.hart.run(100_000);
   assert.ok((free.hart.tier as TranslationCache).compiledBlocks >= loops, "without a budget every loop is compiled");

@@ -40,9 +40,9 @@ import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeDoubleSl
 import { headSkipMask, headSkipShift, sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
-import { chainsWord, compileWasmBlock, exitPcWord, lastSlotWord, WasmBlockTable, wasmTranslatable, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
+import { chainsWord, compileWasmBlocks, exitPcWord, lastSlotWord, WasmBlockTable, wasmTranslatable, type WasmBlock, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
 import { HeaderLayout } from './wasm-arena.js';
-import { blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction } from './translator.js';
+import { blockExits, blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction, type BlockPlan } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
 import { assert } from '../assert.js';
 
@@ -64,6 +64,8 @@ export const indebtedHotFactor = 1000;
  * but far apart; a hot loop's head is entered every few instructions.
  */
 export const entryIntervalMax = 1000;
+/** Blocks compiled together at most, in one WebAssembly module (see TranslationCache.region). */
+export const regionBlocksMax = 8;
 /** Compiled blocks kept at most; past it every translation is dropped. */
 export const blocksMax = 8192;
 /** Characters of generated source kept at most (about as many bytes of V8 bytecode); past it everything is dropped. */
@@ -154,16 +156,26 @@ class Block {
   }
 }
 
+/** The blocks of every page that has none: shared, and never written (see PageTranslations.blocks). */
+const noBlocks: (Block | undefined)[] = new Array<Block | undefined>(slotsPerPage).fill(undefined);
+
 /** What the tier knows of one RAM page of code. */
 interface PageTranslations {
   /** Per slot (halfword): 1 if the interpreter watches it, 2 if no block can start there (until the code there is written). */
   readonly heads: Uint8Array;
   /** Per slot: entries since counting (re)started (see {@link entryIntervalMax}). */
   readonly entries: Int32Array;
-  /** Per slot: the instruction count when its counting started. */
-  readonly countedSince: Float64Array;
-  /** Compiled blocks by slot (page offset / 2): an array, not a Map, because the interpreter looks here at every head it enters. */
-  readonly blocks: (Block | undefined)[];
+  /**
+   * Per slot: the instruction count when its counting started, its low 32 bits (a difference
+   * of two such counts is right modulo 2^32, and the intervals compared are far below 2^31).
+   */
+  readonly countedSince: Int32Array;
+  /**
+   * Compiled blocks by slot (page offset / 2): an array, not a Map, because the interpreter
+   * looks here at every head it enters. {@link noBlocks} until the page's first block: a boot
+   * watches heads on some 450 pages and compiles blocks on a few.
+   */
+  blocks: (Block | undefined)[];
   /** How many of `blocks` are set. */
   blockCount: number;
   invalidations: number;
@@ -208,6 +220,8 @@ export class TranslationCache implements ExecutionTier {
   compiledBlocks = 0;
   /** Of those, compiled to WebAssembly (TierOptions.backend). */
   wasmBlocks = 0;
+  /** Compiles (a WebAssembly module of one or more blocks, or a JavaScript block): what compileCost is charged for. */
+  compiles = 0;
 
   private readonly hotEntries: number;
   private readonly compileCost: number;
@@ -226,6 +240,8 @@ export class TranslationCache implements ExecutionTier {
     this.everyBranchHeads = options.everyBranchHeads ?? false;
     this.headCallEntries = options.headCallInterval ?? headCallInterval;
     this.headSkips = this.headCallEntries - 1;
+    const spanMax = this.hotEntries * indebtedHotFactor * this.entryInterval;
+    assert(spanMax === Infinity || spanMax < 2 ** 31, () => `entries counted over ${spanMax} instructions do not fit countedSince`);
     assert(Number.isInteger(this.headSkips) && this.headSkips >= 0 && this.headSkips <= headSkipMask >>> headSkipShift, () => `a head call interval of ${this.headCallEntries} does not fit the skip count`);
     this.pages = new Array<PageTranslations | undefined>(hart.ports.ram.pages).fill(undefined);
     this.translatedPages = new Uint8Array(hart.ports.ram.pages);
@@ -418,16 +434,16 @@ export class TranslationCache implements ExecutionTier {
     if (info.heads[slot] === refusedHead) return undefined;
     // In debt (compiled blocks have not yet run enough to repay their compiling, see
     // compileCostInstructions): only much hotter heads are compiled.
-    const indebted = this.translatedInstructions + compileCreditInstructions < this.compiledBlocks * this.compileCost;
+    const indebted = this.translatedInstructions + compileCreditInstructions < this.compiles * this.compileCost;
     const threshold = indebted ? this.hotEntries * indebtedHotFactor : this.hotEntries;
-    const now = this.hart.currentRetired;
+    const now = this.hart.currentRetired | 0;
     const counted = info.entries[slot]!;
     if (counted === 0) info.countedSince[slot] = now;
     info.entries[slot] = counted + entries;
     if (counted + entries < threshold) return undefined;
     info.entries[slot] = 0;
     // Hot means frequent: a head entered that often, but over a long time, is counted again.
-    if (now - info.countedSince[slot]! > threshold * this.entryInterval) return undefined;
+    if (((now - info.countedSince[slot]!) | 0) > threshold * this.entryInterval) return undefined;
     const plan = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, offset, pc);
     if (plan.instructions.length < lengthMin && !plan.loops) {
       // Too short to be worth the interpreter's call (or nothing to translate: a system
@@ -439,38 +455,80 @@ export class TranslationCache implements ExecutionTier {
       return undefined;
     }
     if (this.blockCount >= blocksMax || this.sourceCharacters >= sourceCharactersMax) this.flushKeepingHeads();
-    // The interpreter enters compiled blocks too, wherever they were found from.
-    info.heads[slot] = 1;
-    const code = this.hart.codePages[page];
-    const word = code?.[offset];
-    if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
-    // WebAssembly blocks where the back end translates every instruction; a block with F or D
-    // instructions is JavaScript (the same registers and TLBs: they are the arena's views).
     const backEnd = this.wasm;
-    const compiled = backEnd !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d))
-      ? compileWasmBlock(plan, backEnd.environment, backEnd.table)
-      : undefined;
-    const run = compiled?.run ?? compileBlock(plan, this.environment);
-    const block = new Block(run, plan.instructions.length, pc >>> 12, compiled?.bytes ?? run.toString().length, compiled?.slot ?? -1);
-    if (backEnd !== undefined && compiled !== undefined) {
-      this.wasmBlocks++;
-      backEnd.blocks[compiled.slot] = block;
-      // One pass per call is for V8's feedback on JavaScript blocks; WebAssembly has none to gather.
-      block.onePassCallsLeft = 0;
+    let block: Block;
+    if (backEnd !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d))) {
+      // WebAssembly blocks where the back end translates every instruction, with the blocks
+      // this one leads to in the same page, in one module.
+      const region = this.region(info, page, offset, pc, plan);
+      const compiled = compileWasmBlocks(region.map((member) => member.plan), backEnd.environment, backEnd.table);
+      block = this.install(info, page, offset, pc >>> 12, plan.instructions.length, compiled[0]?.run ?? compileBlock(plan, this.environment), compiled[0]);
+      for (let i = 1; i < region.length; i++) {
+        const member = region[i]!;
+        const wasmBlock = compiled[i];
+        if (wasmBlock !== undefined) this.install(info, page, member.offset, pc >>> 12, member.plan.instructions.length, wasmBlock.run, wasmBlock);
+      }
+    } else {
+      // A block with F or D instructions is JavaScript (the same registers and TLBs: they are the arena's views).
+      block = this.install(info, page, offset, pc >>> 12, plan.instructions.length, compileBlock(plan, this.environment), undefined);
     }
-    const pageInfo = this.pageInfo(page);
-    const old = pageInfo.blocks[slot];
-    if (old !== undefined) this.forget(old);
-    else pageInfo.blockCount++;
-    pageInfo.blocks[slot] = block;
-    this.blockCount++;
-    this.sourceCharacters += block.sourceCharacters;
-    this.compiledBlocks++;
+    this.compiles++;
     if (this.translatedPages[page] === 0) {
       this.translatedPages[page] = 1;
       // From now on every store to the page takes the slow path, which reports it.
       this.hart.storeTag.fill(-1);
     }
+    return block;
+  }
+
+  /**
+   * The blocks compiled with a hot block at `offset` of `page` (its plan `plan`): it first,
+   * then, breadth first, those its exits lead to in the same page that have no block yet,
+   * up to {@link regionBlocksMax}. Creating a WebAssembly module costs far more than a block
+   * in it, and the code a hot block leads to is usually run next.
+   */
+  private region(info: PageTranslations, page: number, offset: number, pc: number, plan: BlockPlan): { readonly offset: number; readonly plan: BlockPlan }[] {
+    const region = [{ offset, plan }];
+    const size = Math.min(regionBlocksMax, blocksMax - this.blockCount);
+    const virtualPage = pc >>> 12;
+    for (let i = 0; i < region.length && region.length < size; i++) {
+      for (const target of blockExits(region[i]!.plan)) {
+        const targetOffset = target & 0xfff;
+        const slot = targetOffset >>> 1;
+        if (target >>> 12 !== virtualPage || info.blocks[slot] !== undefined || info.heads[slot] === refusedHead) continue;
+        if (region.some((member) => member.offset === targetOffset)) continue;
+        const next = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, targetOffset, target);
+        if (next.instructions.length === 0 || !next.instructions.every((instruction) => wasmTranslatable(instruction.d))) continue;
+        region.push({ offset: targetOffset, plan: next });
+        if (region.length === size) break;
+      }
+    }
+    return region;
+  }
+
+  /** Makes `run` the block at `offset` of `page` (for virtual page `virtualPage`), a head the interpreter enters. */
+  private install(info: PageTranslations, page: number, offset: number, virtualPage: number, length: number, run: BlockFunction, wasmBlock: WasmBlock | undefined): Block {
+    const slot = offset >>> 1;
+    // The interpreter enters compiled blocks too, wherever they were found from.
+    info.heads[slot] = 1;
+    const code = this.hart.codePages[page];
+    const word = code?.[offset];
+    if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
+    const block = new Block(run, length, virtualPage, wasmBlock?.bytes ?? run.toString().length, wasmBlock?.slot ?? -1);
+    if (this.wasm !== undefined && wasmBlock !== undefined) {
+      this.wasmBlocks++;
+      this.wasm.blocks[wasmBlock.slot] = block;
+      // One pass per call is for V8's feedback on JavaScript blocks; WebAssembly has none to gather.
+      block.onePassCallsLeft = 0;
+    }
+    if (info.blocks === noBlocks) info.blocks = new Array<Block | undefined>(slotsPerPage).fill(undefined);
+    const old = info.blocks[slot];
+    if (old !== undefined) this.forget(old);
+    else info.blockCount++;
+    info.blocks[slot] = block;
+    this.blockCount++;
+    this.sourceCharacters += block.sourceCharacters;
+    this.compiledBlocks++;
     return block;
   }
 
@@ -496,7 +554,7 @@ export class TranslationCache implements ExecutionTier {
   private pageInfo(page: number): PageTranslations {
     let info = this.pages[page];
     if (info === undefined) {
-      info = { heads: new Uint8Array(slotsPerPage), entries: new Int32Array(slotsPerPage), countedSince: new Float64Array(slotsPerPage), blocks: new Array<Block | undefined>(slotsPerPage).fill(undefined), blockCount: 0, invalidations: 0, abandoned: false };
+      info = { heads: new Uint8Array(slotsPerPage), entries: new Int32Array(slotsPerPage), countedSince: new Int32Array(slotsPerPage), blocks: noBlocks, blockCount: 0, invalidations: 0, abandoned: false };
       this.pages[page] = info;
     }
     return info;

@@ -74,11 +74,11 @@ const localP = 38;
 const localN = 39;
 const localT = 40;
 const i32Locals = localT - 2; // 3..40
-// Imported functions, then the block.
+// Imported functions, then the blocks.
 const functionLoad = 0;
 const functionStore = 1;
 const functionStale = 2;
-const functionBlock = 3;
+const functionBlock = 3; // the first block
 
 const widthOf: Partial<Record<number, number>> = { [Op.LB]: 1, [Op.LBU]: 1, [Op.LH]: 2, [Op.LHU]: 2, [Op.LW]: 4, [Op.SB]: 1, [Op.SH]: 2, [Op.SW]: 4 };
 const loadOpcode: Partial<Record<number, number>> = { [Op.LB]: W.load8s, [Op.LBU]: W.load8u, [Op.LH]: W.load16s, [Op.LHU]: W.load16u, [Op.LW]: W.load };
@@ -186,28 +186,31 @@ class Emitter {
   }
 }
 
+/** Where LEB128s and block bodies are written before they are copied out (one per process: a boot compiles thousands). */
+const scratch = new Emitter(1 << 16);
+
 /** Unsigned LEB128, as an array (module sections; the prototype benchmark). */
 export function unsignedLeb(value: number): number[] {
-  const e = new Emitter(8);
-  e.unsigned(value);
-  return Array.from(e.written);
+  scratch.size = 0;
+  scratch.unsigned(value);
+  return Array.from(scratch.written);
 }
 
 /** Signed LEB128 of a 32-bit value, as an array. */
 export function signedLeb(value: number): number[] {
-  const e = new Emitter(8);
-  e.signed(value);
-  return Array.from(e.written);
+  scratch.size = 0;
+  scratch.signed(value);
+  return Array.from(scratch.written);
 }
 
-/** The module's sections before its code (the same for every block): types, imports, the function, the export. */
-const modulePrefix = new Uint8Array([
+/** The module's types and imports (the same for every module of blocks). */
+const moduleHead = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...wasmSection(1, wasmVector([
     [0x60, 4, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // load
     [0x60, 5, W.i32, W.i32, W.i32, W.i32, W.i32, 0], // store
     [0x60, 2, W.i32, W.i32, 0], // stale
-    [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // the block
+    [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // a block
   ])),
   ...wasmSection(2, wasmVector([
     [...wasmName('m'), ...wasmName('memory'), 0x02, 0x00, 0x00],
@@ -215,12 +218,52 @@ const modulePrefix = new Uint8Array([
     [...wasmName('m'), ...wasmName('store'), 0x00, 1],
     [...wasmName('m'), ...wasmName('stale'), 0x00, 2],
   ])),
-  ...wasmSection(3, wasmVector([[3]])),
-  ...wasmSection(7, wasmVector([[...wasmName('b'), 0x00, functionBlock]])),
 ]);
+/** Type of a block's function. */
+const blockType = 3;
 
-/** The module of one block: imports the memory and the slow paths, exports `b(base, budget, dc) -> retired`. */
+/**
+ * The module of several blocks: imports the memory and the slow paths; exports block `i` as
+ * `b${i}(base, budget, dc) -> retired`. Why several: creating a module costs V8 far more than
+ * compiling a block's function (0.3-0.6 ms here: each module gets its own code space), so a
+ * hot block is compiled with the blocks it leads to (translation-cache.ts).
+ */
+export function wasmBlocksModule(plans: readonly BlockPlan[], arena: WasmArena): Uint8Array {
+  if (plans.length === 0) throw new RangeError('a module of no blocks');
+  const bodies = plans.map((plan) => wasmBlockBody(plan, arena));
+  const code: number[][] = bodies.map((body) => [...unsignedLeb(body.length)]);
+  const functions = wasmSection(3, wasmVector(plans.map(() => [blockType])));
+  // Imported functions come first in the index space: block i is function functionBlock + i.
+  const exports = wasmSection(7, wasmVector(plans.map((_, i) => [...wasmName(`b${i}`), 0x00, ...unsignedLeb(functionBlock + i)])));
+  const codeBytes = bodies.reduce((sum, body, i) => sum + code[i]!.length + body.length, 0);
+  const countBytes = unsignedLeb(bodies.length);
+  const sectionSizeBytes = unsignedLeb(countBytes.length + codeBytes);
+  const module = new Uint8Array(moduleHead.length + functions.length + exports.length + 1 + sectionSizeBytes.length + countBytes.length + codeBytes);
+  let at = 0;
+  const put = (bytes: ArrayLike<number>): void => {
+    module.set(bytes, at);
+    at += bytes.length;
+  };
+  put(moduleHead);
+  put(functions);
+  put(exports);
+  put([10]);
+  put(sectionSizeBytes);
+  put(countBytes);
+  bodies.forEach((body, i) => {
+    put(code[i]!);
+    put(body);
+  });
+  return module;
+}
+
+/** The module of one block, exported as `b0` (see {@link wasmBlocksModule}). */
 export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
+  return wasmBlocksModule([plan], arena);
+}
+
+/** A block's function body (locals and code), over the arena's header at `arena.headerOffset`. */
+function wasmBlockBody(plan: BlockPlan, arena: WasmArena): Uint8Array {
   const instructions = plan.instructions;
   if (instructions.length === 0) throw new RangeError('an empty block');
   const length = instructions.length;
@@ -238,7 +281,8 @@ export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
     }
   }
   usedMask[0] = 0;
-  const e = new Emitter();
+  const e = scratch;
+  e.size = 0;
   e.unsigned(1); // one group of locals
   e.unsigned(i32Locals);
   e.byte(W.i32);
@@ -504,22 +548,7 @@ export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
   e.byte(W.add);
   e.byte(W.end);
 
-  // The code section: one function body.
-  const bodySize = e.size;
-  const bodySizeBytes = unsignedLeb(bodySize);
-  const sectionSize = 1 + bodySizeBytes.length + bodySize;
-  const sectionSizeBytes = unsignedLeb(sectionSize);
-  const module = new Uint8Array(modulePrefix.length + 1 + sectionSizeBytes.length + sectionSize);
-  module.set(modulePrefix);
-  let at = modulePrefix.length;
-  module[at++] = 10;
-  module.set(sectionSizeBytes, at);
-  at += sectionSizeBytes.length;
-  module[at++] = 1;
-  module.set(bodySizeBytes, at);
-  at += bodySizeBytes.length;
-  module.set(e.written, at);
-  return module;
+  return e.written.slice();
 }
 
 const tlbMask = arenaTlbEntries - 1;
@@ -755,27 +784,39 @@ export interface WasmBlock {
   readonly bytes: number;
 }
 
-/** Compiles a block into a slot of `table`; undefined if the table is full. */
-export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironment, table: WasmBlockTable): WasmBlock | undefined {
-  const bytes = wasmBlockModule(plan, environment.arena);
+/**
+ * Compiles blocks, in one module, into slots of `table`: one entry per plan, undefined where the
+ * table had no slot left.
+ */
+export function compileWasmBlocks(plans: readonly BlockPlan[], environment: WasmBlockEnvironment, table: WasmBlockTable): (WasmBlock | undefined)[] {
+  const bytes = wasmBlocksModule(plans, environment.arena);
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { memory: environment.arena.memory, ...environment.imports } });
-  const slot = table.add(instance.exports['b'], plan.instructions.length);
-  if (slot === undefined) return undefined;
   const words = environment.words;
   const call = table.call;
-  // This block alone, as the contract says (the tier calls the trampoline itself, chains on).
-  const run: BlockFunction = (hart, base, budget, dc) => {
-    const chains = words[chainsWord]!;
-    words[chainsWord] = 0;
-    try {
-      const retired = call(slot, base, budget, dc);
-      (hart as { pc: number }).pc = words[exitPcWord]!;
-      return retired;
-    } finally {
-      words[chainsWord] = chains;
-    }
-  };
-  return { slot, run, bytes: bytes.length };
+  // What each block adds to the module, for the tier's cap (the module's own part shared out).
+  const share = Math.ceil(bytes.length / plans.length);
+  return plans.map((plan, i) => {
+    const slot = table.add(instance.exports[`b${i}`], plan.instructions.length);
+    if (slot === undefined) return undefined;
+    // This block alone, as the contract says (the tier calls the trampoline itself, chains on).
+    const run: BlockFunction = (hart, base, budget, dc) => {
+      const chains = words[chainsWord]!;
+      words[chainsWord] = 0;
+      try {
+        const retired = call(slot, base, budget, dc);
+        (hart as { pc: number }).pc = words[exitPcWord]!;
+        return retired;
+      } finally {
+        words[chainsWord] = chains;
+      }
+    };
+    return { slot, run, bytes: share };
+  });
+}
+
+/** Compiles one block into a slot of `table`; undefined if the table is full. */
+export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironment, table: WasmBlockTable): WasmBlock | undefined {
+  return compileWasmBlocks([plan], environment, table)[0];
 }
 
 /** The header word where a block leaves its exit pc. */

@@ -150,6 +150,22 @@ export function planBlock(ramU16: Uint16Array, halfBase: number, offset: number,
   return { instructions, endsWithJump, loops };
 }
 
+/**
+ * Where a pass of the block may leave to, as far as its code says: the targets of its
+ * branches and JALs (not its own head when it loops) and where it falls through; not JALR's.
+ */
+export function blockExits(plan: BlockPlan): number[] {
+  const instructions = plan.instructions;
+  const exits: number[] = [];
+  for (const instruction of instructions) {
+    const target = jumpOps.has(instruction.d.op) ? jumpTarget(instruction) : undefined;
+    if (target !== undefined && !(plan.loops && target === instructions[0]!.pc)) exits.push(target);
+  }
+  const last = instructions[instructions.length - 1];
+  if (last !== undefined && !unconditionalJumpOps.has(last.d.op)) exits.push((last.pc + last.d.length) | 0);
+  return exits;
+}
+
 /** The JavaScript source of a block's function body (see {@link compileBlock}). */
 export function blockSource(plan: BlockPlan): string {
   const instructions = plan.instructions;

@@ -998,10 +998,12 @@ export class Hart {
 export function mulhUnsigned(a: number, b: number): number {
   const a0 = a & 0xffff, a1 = a >>> 16;
   const b0 = b & 0xffff, b1 = b >>> 16;
+  // Each sum stays below 2^32, so `>>> 16` is exact; a division by 65536 made V8 speculate
+  // on its results, and a first fractional one deoptimized the run loop it is inlined in.
   const low = a0 * b0;
   const mid1 = a1 * b0 + (low >>> 16);
   const mid2 = a0 * b1 + (mid1 & 0xffff);
-  return (a1 * b1 + Math.floor(mid1 / 65536) + Math.floor(mid2 / 65536)) | 0;
+  return (a1 * b1 + (mid1 >>> 16) + (mid2 >>> 16)) | 0;
 }
 
 /** High 32 bits of the signed 64-bit product (MULH). */

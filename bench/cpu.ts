@@ -7,7 +7,7 @@
  * multiply-adds). Every engine must print the same checksum or results as QEMU.
  *
  * Whole runs: the median of several runs of a fresh process, wall clock, a run's start-up
- * (the same process running the tiny hello guest) subtracted. Steady state: the program run
+ * (the same process running the tiny hello guest) subtracted; the engines take turns. Steady state: the program run
  * three times in this process with each tier, the last run timed by this process's CPU time
  * (less disturbed by other load than wall clock). For cpubench also the program built without
  * C, which must not be faster than with C (issue 15). Compare ratios within one run.
@@ -84,22 +84,35 @@ function steadyState(elf: string, cpu: CpuMode): { mips: number; instructions: n
   return { mips, instructions };
 }
 
-function measure(engine: Engine, knownInstructions: number, elf = benchElf): { mips: number; instructions: number; output: string } {
-  const startups: number[] = [];
-  const totals: number[] = [];
-  let instructions = 0;
-  let output = '';
+/**
+ * Whole runs of `elf` on every engine, round robin: run i of each engine, then run i + 1, so
+ * that the host's drift (tens of per cent within minutes on the machines of
+ * docs/BENCHMARKS.md) weighs on every engine alike. Each run is timed with a run of the hello
+ * guest just before it; an engine's figure is the median of its runs less the median of its
+ * start-ups.
+ */
+function measureAll(elf: string): { mips: number; instructions: number; output: string }[] {
+  const startups = engines.map((): number[] => []);
+  const totals = engines.map((): number[] => []);
+  const outputs = engines.map(() => '');
+  const counts = engines.map(() => 0);
   for (let i = 0; i < runs; i++) {
-    startups.push(time(engine.command, engine.args(helloElf)).seconds);
-    const run = time(engine.command, engine.args(elf));
-    output = run.output;
-    totals.push(run.seconds);
-    const match = /instructions (\d+)/.exec(run.output);
-    if (match === null) throw new Error(`${engine.name}: no instruction count in the output: ${run.output}`);
-    instructions = engine.countsInstructions ? Number(match[1]) : knownInstructions;
+    engines.forEach((engine, e) => {
+      startups[e]!.push(time(engine.command, engine.args(helloElf)).seconds);
+      const run = time(engine.command, engine.args(elf));
+      outputs[e] = run.output;
+      totals[e]!.push(run.seconds);
+      const match = /instructions (\d+)/.exec(run.output);
+      if (match === null) throw new Error(`${engine.name}: no instruction count in the output: ${run.output}`);
+      counts[e] = Number(match[1]);
+    });
   }
-  const seconds = median(totals) - median(startups);
-  return { mips: instructions / seconds / 1e6, instructions, output };
+  return engines.map((engine, e) => {
+    // Without -icount QEMU's count is host time: the instructions are the first engine's.
+    const instructions = engine.countsInstructions ? counts[e]! : counts[0]!;
+    const seconds = median(totals[e]!) - median(startups[e]!);
+    return { mips: instructions / seconds / 1e6, instructions, output: outputs[e]! };
+  });
 }
 
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
@@ -111,8 +124,8 @@ console.log(`${runs} runs each, median, start-up subtracted; ${cpu}, ${os.cpus()
  */
 function compare(name: string, elf: string, resultPattern: RegExp, extra: { name: string; elf: string; cpu: CpuMode }[] = []): void {
   console.log(`${name}:`);
-  const rows: { name: string; mips: number; instructions: number; output?: string }[] = [];
-  for (const engine of engines) rows.push({ name: engine.name, ...measure(engine, rows[0]?.instructions ?? 0, elf) });
+  const measured = measureAll(elf);
+  const rows: { name: string; mips: number; instructions: number; output?: string }[] = engines.map((engine, e) => ({ name: engine.name, ...measured[e]! }));
   const steady = [
     { name: 'interpreter, steady state', ...steadyState(elf, 'interp') },
     { name: 'translation tier, steady state', ...steadyState(elf, 'jit') },

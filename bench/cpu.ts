@@ -7,7 +7,7 @@
  * multiply-adds). Every engine must print the same checksum or results as QEMU.
  *
  * Whole runs: the median of several runs of a fresh process, wall clock, a run's start-up
- * (the same process running the tiny hello guest) subtracted; the engines take turns. Steady state: the program run
+ * (the same process running the tiny hello guest, just before) subtracted; the engines take turns. Steady state: the program run
  * three times in this process with each tier, the last run timed by this process's CPU time
  * (less disturbed by other load than wall clock). For cpubench also the program built without
  * C, which must not be faster than with C (issue 15). Compare ratios within one run.
@@ -87,9 +87,9 @@ function steadyState(elf: string, cpu: CpuMode): { mips: number; instructions: n
 /**
  * Whole runs of `elf` on every engine, round robin: run i of each engine, then run i + 1, so
  * that the host's drift (tens of per cent within minutes on the machines of
- * docs/BENCHMARKS.md) weighs on every engine alike. Each run is timed with a run of the hello
- * guest just before it; an engine's figure is the median of its runs less the median of its
- * start-ups.
+ * docs/BENCHMARKS.md) weighs on every engine alike. Each run is paired with a run of the
+ * hello guest just before it (the start-up); an engine's figure is the median of its runs'
+ * times less their start-ups'.
  */
 function measureAll(elf: string): { mips: number; instructions: number; output: string }[] {
   const startups = engines.map((): number[] => []);
@@ -110,7 +110,7 @@ function measureAll(elf: string): { mips: number; instructions: number; output: 
   return engines.map((engine, e) => {
     // Without -icount QEMU's count is host time: the instructions are the first engine's.
     const instructions = engine.countsInstructions ? counts[e]! : counts[0]!;
-    const seconds = median(totals[e]!) - median(startups[e]!);
+    const seconds = median(totals[e]!.map((total, i) => total - startups[e]![i]!));
     return { mips: instructions / seconds / 1e6, instructions, output: outputs[e]! };
   });
 }

@@ -62,7 +62,7 @@ test('the summary gives each gap per kind of request, the time from one request 
   const lines = trace.summary();
   assert.match(lines[0]!, /^io trace: 3 writes; median per step: round trip 2\.000 ms, acknowledged -> released 0\.000 ms, host I\/O 1\.000 ms, performed -> delivered 1\.000 ms, delivered -> next issued 6\.000 ms$/);
   assert.match(lines[1]!, /writes one after the other: from one issue to the next median 10\.0 ms \(p90 10\.0 ms, p99 10\.0 ms, max 10\.0 ms; mean 10\.0 ms, 2 epochs; 2 pairs\)/);
-  assert.match(lines[2]!, /^io trace: write 2 \(issued in epoch 3\): entry sent \+0, acknowledged \+2\.000 ms, released \+2\.000 ms, performed \+3\.000 ms, delivered \+4\.000 ms \(epoch 4\)$/);
+  assert.match(lines[2]!, /^io trace: write 2 \(issued in epoch 3\): entry sent \+0\.000 ms, acknowledged \+2\.000 ms, released \+2\.000 ms, performed \+3\.000 ms, delivered \+4\.000 ms \(epoch 4\)$/);
   assert.equal(lines.length, 3, 'no reads, no flushes: no lines for them');
 });
 
@@ -102,4 +102,26 @@ test("a frame's way: arrived, delivered, the answer's entry sent, acknowledged, 
   assert.deepEqual(trace.summary(), [
     "io trace: 3 frames sent; median: frames arrived -> delivered (their entry sent) 0.750 ms, delivered -> the answer's entry sent 0.500 ms, round trip 0.500 ms, acknowledged -> released 0.250 ms",
   ]);
+});
+
+test('a read issued with its step, before its entry left: its entry and acknowledgement times come later, and the summary keeps it apart from the round trip', () => {
+  const { trace, at } = traced();
+  for (const [index, start] of [0, 10].entries()) {
+    const epoch = 1 + index;
+    at(start);
+    trace.released({ slot: 7, requestId: index + 1, op: 'read' }, epoch);
+    at(start + 0.25);
+    trace.performed({ slot: 7, requestId: index + 1 });
+    at(start + 1);
+    trace.entrySent(epoch, [{ slot: 7, requestId: index + 1 }]); // its completion rides with it
+    at(start + 3);
+    trace.acknowledged(epoch);
+  }
+  assert.deepEqual(trace.traced[0], {
+    requestId: 1, op: 'read', epoch: 1, entrySentMs: 1, acknowledgedMs: 3, releasedMs: 0, performedMs: 0.25, deliveredMs: 1, deliveredEpoch: 1, early: false,
+  });
+  const lines = trace.summary();
+  assert.match(lines[0]!, /^io trace: 2 reads; median per step: 2 issued before the acknowledgement: host I\/O 0\.250 ms, performed -> delivered 0\.750 ms, delivered -> next issued 9\.000 ms$/);
+  assert.match(lines[1]!, /reads one after the other: from one issue to the next median 10\.0 ms/);
+  assert.match(lines[2]!, /^io trace: read 2 \(issued in epoch 2\): entry sent \+1\.000 ms, acknowledged \+3\.000 ms, released \+0\.000 ms, performed \+0\.250 ms, delivered \+1\.000 ms \(epoch 2\)$/);
 });

@@ -8,7 +8,12 @@
  *   performed      the host's I/O finished
  *   delivered      the completion entered the guest, at an epoch boundary (its entry left);
  *                  for a write completed early (before its release), before it was released
- *   next issued    the entry of the epoch that issued the guest's next request left
+ *   next issued    the entry of the epoch that issued the guest's next request left (or the
+ *                  request's release, if that came first)
+ *
+ * A request released before its epoch's acknowledgement (a read goes out with the step that
+ * issued it, before the entry has even left) gets its entry and acknowledgement times when
+ * they come, and the summary counts it apart: the guest did not wait for that round trip.
  *
  * and, for every frame the guest sends: when the frames it answers arrived from the network,
  * when their entry delivered them, when the answer's entry left, was acknowledged, and the
@@ -79,6 +84,12 @@ export class IoTrace {
   private readonly open = new Map<string, TracedRequest>();
   /** Completions delivered before their request was released (writes completed early), by slot and id. */
   private readonly deliveredEarly = new Map<string, { atMs: number; epoch: number }>();
+  /**
+   * Requests released before their epoch's entry left (a read goes out with the step that
+   * issued it) or before its acknowledgement came, by epoch: their times are filled in then.
+   */
+  private readonly beforeEntry = new Map<number, TracedRequest[]>();
+  private readonly beforeAcknowledgement = new Map<number, TracedRequest[]>();
 
   constructor(private readonly nowMs: () => number) {}
 
@@ -89,6 +100,12 @@ export class IoTrace {
     this.epochs.set(epoch, { sentMs: now, acknowledgedMs: undefined });
     this.unacknowledged.push(epoch);
     if (this.epochs.size > epochsKeptMax) this.epochs.delete(this.epochs.keys().next().value!);
+    const released = this.beforeEntry.get(epoch);
+    if (released !== undefined) {
+      this.beforeEntry.delete(epoch);
+      for (const request of released) request.entrySentMs = now;
+      this.beforeAcknowledgement.set(epoch, released);
+    }
     for (const { slot, requestId } of completed) {
       const key = `${slot}:${requestId}`;
       const request = this.open.get(key);
@@ -107,8 +124,11 @@ export class IoTrace {
     const now = this.nowMs();
     // Epochs are sent, and acknowledged, in order: only those not acknowledged yet are looked at.
     while (this.unacknowledged.length > 0 && this.unacknowledged[0]! <= epoch) {
-      const times = this.epochs.get(this.unacknowledged.shift()!);
+      const acknowledged = this.unacknowledged.shift()!;
+      const times = this.epochs.get(acknowledged);
       if (times !== undefined) times.acknowledgedMs = now;
+      for (const request of this.beforeAcknowledgement.get(acknowledged) ?? []) request.acknowledgedMs = now;
+      this.beforeAcknowledgement.delete(acknowledged);
     }
   }
 
@@ -122,7 +142,12 @@ export class IoTrace {
       requestId, op, epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
       performedMs: undefined, deliveredMs: early?.atMs, deliveredEpoch: early?.epoch, early: early !== undefined,
     };
-    if (this.requests.length < requestsKeptMax) this.requests.push(request);
+    if (this.requests.length < requestsKeptMax) {
+      this.requests.push(request);
+      // Released ahead of its entry or of the acknowledgement: those times come later.
+      const waiting = times === undefined ? this.beforeEntry : times.acknowledgedMs === undefined ? this.beforeAcknowledgement : undefined;
+      if (waiting !== undefined) waiting.set(epoch, [...(waiting.get(epoch) ?? []), request]);
+    }
     this.open.set(key, request);
   }
 
@@ -196,9 +221,17 @@ function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
   if (complete.length === 0) return [];
   const lines: string[] = [];
   const cells: string[] = [];
+  // Requests that waited for their epoch's acknowledgement, and those that went out before it
+  // (a read issued with its step), whose round trip the guest did not wait for.
+  const waited = (request: TracedRequest): boolean => request.acknowledgedMs !== undefined && request.releasedMs! >= request.acknowledgedMs;
   for (const [name, from, to] of traceGaps) {
-    const gaps = complete.flatMap((request) => (!request.early && request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
+    const gaps = complete.flatMap((request) => (!request.early && waited(request) && request[from] !== undefined && request[to] !== undefined ? [request[to]! - request[from]!] : []));
     if (gaps.length > 0) cells.push(`${name} ${formatMs(median(gaps))}`);
+  }
+  const ahead = complete.filter((request) => !request.early && !waited(request));
+  if (ahead.length > 0) {
+    const gap = (from: 'releasedMs' | 'performedMs', to: 'performedMs' | 'deliveredMs'): string => formatMs(median(ahead.map((request) => request[to]! - request[from]!)));
+    cells.push(`${ahead.length} issued before the acknowledgement: host I/O ${gap('releasedMs', 'performedMs')}, performed -> delivered ${gap('performedMs', 'deliveredMs')}`);
   }
   // Writes completed early: the guest had the completion before the round trip was over.
   const early = complete.filter((request) => request.early && request.entrySentMs !== undefined);
@@ -211,14 +244,18 @@ function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
   const turnaround: number[] = [];
   const whole: number[] = [];
   const epochsBetween: number[] = [];
+  // When a request left: its entry, or its release if that came first (a read issued with its step).
+  const issuedMs = (request: TracedRequest): number | undefined => (request.entrySentMs === undefined ? undefined : Math.min(request.entrySentMs, request.releasedMs ?? Infinity));
   for (let index = 1; index < requests.length; index++) {
     const before = requests[index - 1]!;
     const after = requests[index]!;
-    if (before.deliveredMs === undefined || after.entrySentMs === undefined || before.deliveredEpoch === undefined) continue;
+    const afterIssued = issuedMs(after);
+    const beforeIssued = issuedMs(before);
+    if (before.deliveredMs === undefined || afterIssued === undefined || before.deliveredEpoch === undefined) continue;
     if (after.epoch < before.deliveredEpoch) continue; // in flight together: not one after the other
-    turnaround.push(after.entrySentMs - before.deliveredMs);
+    turnaround.push(afterIssued - before.deliveredMs);
     epochsBetween.push(after.epoch - before.epoch);
-    if (before.entrySentMs !== undefined) whole.push(after.entrySentMs - before.entrySentMs);
+    if (beforeIssued !== undefined) whole.push(afterIssued - beforeIssued);
   }
   if (turnaround.length > 0) cells.push(`delivered -> next issued ${formatMs(median(turnaround))}`);
   lines.push(`io trace: ${complete.length} ${kind}; median per step: ${cells.join(', ')}`);
@@ -232,13 +269,13 @@ function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
     );
   }
   // One request end to end: the one whose way took the median time.
-  const byWay = complete.filter((request) => request.entrySentMs !== undefined).sort((a, b) => a.deliveredMs! - a.entrySentMs! - (b.deliveredMs! - b.entrySentMs!));
+  const byWay = complete.filter((request) => request.entrySentMs !== undefined).sort((a, b) => a.deliveredMs! - issuedMs(a)! - (b.deliveredMs! - issuedMs(b)!));
   const typical = byWay[Math.floor(byWay.length / 2)];
   if (typical !== undefined) {
-    const start = typical.entrySentMs!;
+    const start = issuedMs(typical)!;
     const at = (ms: number | undefined): string => (ms === undefined ? '-' : `+${formatMs(ms - start)}`);
     lines.push(
-      `io trace: ${typical.op} ${typical.requestId} (issued in epoch ${typical.epoch}): entry sent +0, acknowledged ${at(typical.acknowledgedMs)}, ` +
+      `io trace: ${typical.op} ${typical.requestId} (issued in epoch ${typical.epoch}): entry sent ${at(typical.entrySentMs)}, acknowledged ${at(typical.acknowledgedMs)}, ` +
         `released ${at(typical.releasedMs)}, performed ${at(typical.performedMs)}, delivered ${at(typical.deliveredMs)} (epoch ${typical.deliveredEpoch})`,
     );
   }

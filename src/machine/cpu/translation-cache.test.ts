@@ -13,7 +13,7 @@ import { Bus } from '../memory/bus.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 import type { AccessWidth, MmioDevice } from '../devices/device.js';
 import { TranslationCache, compileCostInstructions, compileCreditInstructions, hotEntriesMin, pageInvalidationsMax, type TierBackend, type TierOptions } from './translation-cache.js';
-import { blockSource, planBlock } from './translator.js';
+import { blockExits, blockSource, planBlock } from './translator.js';
 
 /** The back end the tiered side compiles to (see {@link bothBackends}). */
 let backend: TierBackend = 'js';
@@ -215,6 +215,21 @@ bothBackends('a block head is compiled only after it was entered hotEntriesMin t
   const program = [...liw(2, hotEntriesMin - 2), asm.addi(1, 1, 1), asm.addi(2, 2, -1), asm.bne(2, 0, -8), asm.addi(0, 0, 0), asm.jal(0, -4)];
   const { tier } = runBoth(program, [150]);
   assert.equal(tier.compiledBlocks, 0, 'a loop that ran fewer times stays on the interpreter');
+});
+
+test('a block\'s exits: its branch and JAL targets and where it falls through; not its own head when it loops, not a JALR\'s target', () => {
+  const plan = (words: number[]): ReturnType<typeof planBlock> => {
+    const ram = new Ram(ramBytes);
+    words.forEach((word, index) => (ram.i32[index] = word));
+    return planBlock(ram.u16, 0, 0, base | 0);
+  };
+  const jumps = plan([asm.addi(1, 1, 1), asm.beq(1, 2, 12), asm.addi(3, 3, 1), asm.jal(0, 8)]);
+  assert.deepEqual(blockExits(jumps).map((pc) => (pc - base) | 0), [16, 20], 'the branch target and the JAL target; nothing after the JAL');
+  const loop = plan([asm.addi(1, 1, -1), asm.bne(1, 0, -4)]);
+  assert.equal(loop.loops, true);
+  assert.deepEqual(blockExits(loop).map((pc) => (pc - base) | 0), [8], 'where the loop falls out');
+  const returns = plan([asm.addi(1, 1, 1), asm.jalr(0, 1, 0)]);
+  assert.deepEqual(blockExits(returns), [], 'a JALR leads anywhere');
 });
 
 bothBackends('a hot block is compiled with the blocks it leads to in its page (WebAssembly: one module)', () => {

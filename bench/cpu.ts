@@ -1,16 +1,18 @@
 /**
- * `npm run bench`: three CPU-bound guests on understudy's interpreter, on its translation tier
- * (`--cpu jit`) and on QEMU with and without `-icount shift=0`, in one run, side by side:
+ * `npm run bench`: three CPU-bound guests on understudy's interpreter, on its translation tier's
+ * two back ends (`--cpu jit`, `--cpu wasm`) and on QEMU with and without `-icount shift=0`, in
+ * one run, side by side:
  * cpubench (guests/bench/cpubench.c: matrix multiply, bit-wise CRC, shell sort, divisions),
  * mixbench (guests/bench/mixbench.c: table CRC, a sieve, list walks, number theory) and
  * fpbench (guests/bench/fpbench.c: n-body in double precision, single-precision fused
  * multiply-adds). Every engine must print the same checksum or results as QEMU.
  *
- * Whole runs: the median of several runs of a fresh process, wall clock, a run's start-up
- * (the same process running the tiny hello guest, just before) subtracted; the engines take turns. Steady state: the program run
- * three times in this process with each tier, the last run timed by this process's CPU time
- * (less disturbed by other load than wall clock). For cpubench also the program built without
- * C, which must not be faster than with C (issue 15). Compare ratios within one run.
+ * Whole runs: the median of several runs of a fresh process, wall clock, each less its
+ * start-up (the same process running the tiny hello guest, just before); the engines take
+ * turns. Steady state: the program run three times in this process with each tier, the last
+ * run timed by this process's CPU time (less disturbed by other load than wall clock). For
+ * cpubench also the program built without C, which must not be faster than with C (issue 15).
+ * Compare ratios within one run.
  */
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';

@@ -146,7 +146,9 @@ export class IoTrace {
       this.requests.push(request);
       // Released ahead of its entry or of the acknowledgement: those times come later.
       const waiting = times === undefined ? this.beforeEntry : times.acknowledgedMs === undefined ? this.beforeAcknowledgement : undefined;
-      if (waiting !== undefined) waiting.set(epoch, [...(waiting.get(epoch) ?? []), request]);
+      const same = waiting?.get(epoch);
+      if (same !== undefined) same.push(request);
+      else waiting?.set(epoch, [request]);
     }
     this.open.set(key, request);
   }

@@ -40,7 +40,7 @@ import { dataPrivilege, dataTlbContext, fetchTlbContext, loadSlow, storeDoubleSl
 import { headSkipMask, headSkipShift, sinkRegister } from './code-cache.js';
 import { takeException } from './traps.js';
 import { trapSignal } from './trap-signal.js';
-import { chainsWord, compileWasmBlocks, exitPcWord, lastSlotWord, WasmBlockTable, wasmTranslatable, type WasmBlock, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
+import { chainsWord, compileWasmBlocks, exitPcWord, lastSlotWord, WasmBlockTable, wasmTranslatesAll, type WasmBlock, type WasmBlockEnvironment, type WasmBlockImports } from './translator-wasm.js';
 import { HeaderLayout } from './wasm-arena.js';
 import { blockExits, blockInstructionsMin, compileBlock, planBlock, translatable, type BlockEnvironment, type BlockFunction, type BlockPlan } from './translator.js';
 import type { AccessWidth } from '../devices/device.js';
@@ -457,20 +457,20 @@ export class TranslationCache implements ExecutionTier {
     if (this.blockCount >= blocksMax || this.sourceCharacters >= sourceCharactersMax) this.flushKeepingHeads();
     const backEnd = this.wasm;
     let block: Block;
-    if (backEnd !== undefined && plan.instructions.every((instruction) => wasmTranslatable(instruction.d))) {
+    if (backEnd !== undefined && wasmTranslatesAll(plan)) {
       // WebAssembly blocks where the back end translates every instruction, with the blocks
       // this one leads to in the same page, in one module.
       const region = this.region(info, page, offset, pc, plan);
       const compiled = compileWasmBlocks(region.map((member) => member.plan), backEnd.environment, backEnd.table);
-      block = this.install(info, page, offset, pc >>> 12, plan.instructions.length, compiled[0]?.run ?? compileBlock(plan, this.environment), compiled[0]);
+      block = this.install(info, page, offset, pc >>> 12, plan, compiled[0]?.run ?? compileBlock(plan, this.environment), compiled[0]);
       for (let i = 1; i < region.length; i++) {
         const member = region[i]!;
         const wasmBlock = compiled[i];
-        if (wasmBlock !== undefined) this.install(info, page, member.offset, pc >>> 12, member.plan.instructions.length, wasmBlock.run, wasmBlock);
+        if (wasmBlock !== undefined) this.install(info, page, member.offset, pc >>> 12, member.plan, wasmBlock.run, wasmBlock);
       }
     } else {
       // A block with F or D instructions is JavaScript (the same registers and TLBs: they are the arena's views).
-      block = this.install(info, page, offset, pc >>> 12, plan.instructions.length, compileBlock(plan, this.environment), undefined);
+      block = this.install(info, page, offset, pc >>> 12, plan, compileBlock(plan, this.environment), undefined);
     }
     this.compiles++;
     if (this.translatedPages[page] === 0) {
@@ -498,7 +498,7 @@ export class TranslationCache implements ExecutionTier {
         if (target >>> 12 !== virtualPage || info.blocks[slot] !== undefined || info.heads[slot] === refusedHead) continue;
         if (region.some((member) => member.offset === targetOffset)) continue;
         const next = planBlock(this.hart.ports.ram.u16, page * slotsPerPage, targetOffset, target);
-        if (next.instructions.length === 0 || !next.instructions.every((instruction) => wasmTranslatable(instruction.d))) continue;
+        if (next.instructions.length === 0 || !wasmTranslatesAll(next)) continue;
         region.push({ offset: targetOffset, plan: next });
         if (region.length === size) break;
       }
@@ -506,15 +506,15 @@ export class TranslationCache implements ExecutionTier {
     return region;
   }
 
-  /** Makes `run` the block at `offset` of `page` (for virtual page `virtualPage`), a head the interpreter enters. */
-  private install(info: PageTranslations, page: number, offset: number, virtualPage: number, length: number, run: BlockFunction, wasmBlock: WasmBlock | undefined): Block {
+  /** Makes `run` (compiled from `plan`) the block at `offset` of `page` (for virtual page `virtualPage`), a head the interpreter enters. */
+  private install(info: PageTranslations, page: number, offset: number, virtualPage: number, plan: BlockPlan, run: BlockFunction, wasmBlock: WasmBlock | undefined): Block {
     const slot = offset >>> 1;
     // The interpreter enters compiled blocks too, wherever they were found from.
     info.heads[slot] = 1;
     const code = this.hart.codePages[page];
     const word = code?.[offset];
     if (code !== undefined && word !== undefined && word !== 0) code[offset] = (word & ~headSkipMask) | headMark;
-    const block = new Block(run, length, virtualPage, wasmBlock?.bytes ?? run.toString().length, wasmBlock?.slot ?? -1);
+    const block = new Block(run, plan.instructions.length, virtualPage, wasmBlock?.bytes ?? run.toString().length, wasmBlock?.slot ?? -1);
     if (this.wasm !== undefined && wasmBlock !== undefined) {
       this.wasmBlocks++;
       this.wasm.blocks[wasmBlock.slot] = block;

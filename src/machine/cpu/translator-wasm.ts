@@ -105,6 +105,11 @@ export function wasmTranslatable(d: Decoded): boolean {
     op === Op.MULH || op === Op.MULHU || op === Op.MULHSU || op === Op.DIV || op === Op.DIVU || op === Op.REM || op === Op.REMU;
 }
 
+/** Whether the WebAssembly back end translates every instruction of `plan`. */
+export function wasmTranslatesAll(plan: BlockPlan): boolean {
+  return plan.instructions.every((instruction) => wasmTranslatable(instruction.d));
+}
+
 /** A growing byte buffer, written without intermediate arrays (a boot compiles thousands of blocks). */
 class Emitter {
   bytes: Uint8Array;
@@ -255,11 +260,6 @@ export function wasmBlocksModule(plans: readonly BlockPlan[], arena: WasmArena):
     put(body);
   });
   return module;
-}
-
-/** The module of one block, exported as `b0` (see {@link wasmBlocksModule}). */
-export function wasmBlockModule(plan: BlockPlan, arena: WasmArena): Uint8Array {
-  return wasmBlocksModule([plan], arena);
 }
 
 /** A block's function body (locals and code), over the arena's header at `arena.headerOffset`. */
@@ -812,11 +812,6 @@ export function compileWasmBlocks(plans: readonly BlockPlan[], environment: Wasm
     };
     return { slot, run, bytes: share };
   });
-}
-
-/** Compiles one block into a slot of `table`; undefined if the table is full. */
-export function compileWasmBlock(plan: BlockPlan, environment: WasmBlockEnvironment, table: WasmBlockTable): WasmBlock | undefined {
-  return compileWasmBlocks([plan], environment, table)[0];
 }
 
 /** The header word where a block leaves its exit pc. */

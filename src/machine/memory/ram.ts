@@ -334,8 +334,6 @@ export class Ram implements Snapshottable {
     }
     return pages;
   }
-
-
 }
 
 /**

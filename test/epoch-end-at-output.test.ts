@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Machine } from '../src/machine/board.js';
+import { Machine, configKey } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
-import type { DiskRequest, MachineOutput } from '../src/machine/environment.js';
+import type { DiskRequest, MachineEvent, MachineOutput } from '../src/machine/environment.js';
 import { loadImage } from '../src/machine/loader/elf.js';
 import { repoRoot } from './helpers.js';
 
@@ -73,4 +73,86 @@ test('the run that issues a disk request ends at the instruction that issued it,
   const next = machine.run(1);
   assert.equal(next.retired, 1);
   assert.ok(!machine.stoppedForOutput);
+});
+
+test('a write-back disk: a write does not end the run, the guest has its answer at once, and a replay to the same counts issues the same completed writes', () => {
+  const writeBack = { ...config, disks: [{ ...config.disks[0]!, writeBack: true }] };
+  const start = (): { machine: Machine; clock: VirtualClock } => {
+    const clock = new VirtualClock();
+    const machine = new Machine(writeBack, clock);
+    machine.load(image);
+    return { machine, clock };
+  };
+  const { machine, clock } = start();
+  const disk = new Uint8Array(config.disks[0]!.capacityBytes);
+  /** The log of the run, as a primary's entries would hold it: each run's end and the events after it. */
+  const log: { endRetired: number; events: MachineEvent[]; outputs: Uint8Array }[] = [];
+  let completedWrites = 0;
+  let snapshot: { bytes: Uint8Array; outputs: MachineOutput[] } | undefined;
+  for (let slice = 0; slice < 400 && machine.power === undefined; slice++) {
+    const result = machine.run(20_000);
+    const saved = snapshot === undefined && machine.hasOutputs ? machine.save() : undefined;
+    const outputs = machine.takeOutputs();
+    if (saved !== undefined && outputs.some(isCompletedWrite)) snapshot = { bytes: saved, outputs };
+    const events: MachineEvent[] = [];
+    for (const output of outputs) {
+      if (output.kind !== 'disk-request') continue;
+      const request = output.request;
+      if (isCompletedWrite(output)) {
+        assert.ok(request.op === 'write');
+        disk.set(request.data, request.offsetBytes);
+        completedWrites++;
+        continue;
+      }
+      // Reads and flushes still end the run at their instruction, and wait for the host.
+      assert.ok(machine.stoppedForOutput && outputs.at(-1) === output, `a ${request.op} ends the run`);
+      const done = { kind: 'disk-completion' as const, slot: request.slot, requestId: request.requestId, status: 'ok' as const };
+      events.push(request.op === 'read' ? { ...done, data: disk.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes) } : done);
+    }
+    if (outputs.length > 0 && outputs.every((output) => output.kind !== 'disk-request' || isCompletedWrite(output))) {
+      assert.ok(!machine.stoppedForOutput, 'completed writes alone do not end the run');
+      assert.ok(result.reason !== 'budget' || result.retired === 20_000, `the run went its whole budget: ${result.retired}`);
+    }
+    if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+    events.push({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+    for (const event of events) machine.applyEvent(event);
+    log.push({ endRetired: machine.retiredInstructions, events, outputs: encodeOutputs(outputs) });
+  }
+  assert.deepEqual(machine.power, { kind: 'poweroff', status: 0 }, 'the workload passed, its reads seeing the writes answered at once');
+  assert.ok(completedWrites > 10, `${completedWrites} writes answered at once`);
+
+  // A backup's replay: each run to the recorded count, then the recorded events; the same outputs, the same end.
+  const replay = start().machine;
+  for (const { endRetired, events, outputs } of log) {
+    replay.run(endRetired - replay.retiredInstructions);
+    assert.equal(replay.retiredInstructions, endRetired);
+    assert.deepEqual(encodeOutputs(replay.takeOutputs()), outputs);
+    for (const event of events) replay.applyEvent(event);
+  }
+  assert.equal(replay.digest(), machine.digest());
+
+  // A snapshot taken with a completed write not yet taken keeps it, marked completed.
+  assert.ok(snapshot !== undefined, 'a snapshot with a completed write pending');
+  const restored = start().machine;
+  restored.restore(snapshot.bytes);
+  assert.deepEqual(restored.takeOutputs(), snapshot.outputs);
+});
+
+function isCompletedWrite(output: MachineOutput): boolean {
+  return output.kind === 'disk-request' && output.request.op === 'write' && output.request.completed === true;
+}
+
+function encodeOutputs(outputs: readonly MachineOutput[]): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(outputs, (_key, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString('hex') : value)));
+}
+
+test('write-back is part of the configuration: a snapshot of a write-back machine restores only into another', () => {
+  const writeBack = { ...config, disks: [{ ...config.disks[0]!, writeBack: true }] };
+  assert.notEqual(configKey(writeBack), configKey(config));
+  assert.equal(configKey({ ...config, disks: [{ ...config.disks[0]!, writeBack: false }] }), configKey(config), 'off is the old key');
+  const machine = new Machine(writeBack, new VirtualClock());
+  machine.load(image);
+  machine.run(10_000);
+  assert.throws(() => new Machine(config, new VirtualClock()).restore(machine.save()));
+  assert.doesNotThrow(() => new Machine(writeBack, new VirtualClock()).restore(machine.save()));
 });

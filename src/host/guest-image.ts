@@ -93,10 +93,14 @@ export function boot(machine: Machine, plan: BootPlan, settings: MachineSettings
 }
 
 
-/** The machine's disks, opened, with their board configuration. */
-export function openDisks(settings: MachineSettings): { images: DiskImage[]; configs: DiskConfig[] } {
+/**
+ * The machine's disks, opened, with their board configuration. `writeBack`: the disks answer
+ * writes at once (`DiskConfig.writeBack`), as under `run` and under `pair` with the reissue
+ * policy (a write the guest was told is done is written again after a failover).
+ */
+export function openDisks(settings: MachineSettings, writeBack: boolean): { images: DiskImage[]; configs: DiskConfig[] } {
   const images = settings.disks.map((disk) => new DiskImage(disk.path, disk.readOnly));
-  const configs = images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `understudy-disk${index}` }));
+  const configs = images.map((image, index) => ({ capacityBytes: image.capacityBytes, readOnly: image.readOnly, serial: `understudy-disk${index}`, writeBack }));
   return { images, configs };
 }
 

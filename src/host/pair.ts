@@ -73,7 +73,7 @@ interface PairChild {
 export async function runPair(settings: PairSettings): Promise<number> {
   // Check the machine settings here, so that bad input fails once, before any process starts.
   const { notes } = planBoot(settings.machine);
-  for (const image of openDisks(settings.machine).images) image.close();
+  for (const image of openDisks(settings.machine, false).images) image.close();
   const arbiter = settings.arbiter ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
   // TLS by default, with a cluster CA and a certificate made for this run (every replica of
   // the run presents the same one); they live only as long as the pair.

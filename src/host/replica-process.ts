@@ -121,7 +121,7 @@ interface ReplicaResources {
 async function openResources(settings: ReplicaSettings): Promise<ReplicaResources> {
   const { role, machine } = settings;
   const plan = planBoot(machine);
-  const { images, configs } = openDisks(machine);
+  const { images, configs } = openDisks(machine, settings.options.pendingIo === 'reissue');
   const config = boardConfig(machine, configs);
   // The network back-ends' news (gone, back, dropping) matters to whoever watches this replica.
   const networkLog = (line: string): boolean => process.stderr.write(`\nunderstudy ${role}: ${line}\n`);

@@ -24,7 +24,7 @@ export async function runGuest(settings: RunSettings): Promise<number> {
   const machineSettings = settings.machine;
   const plan = planBoot(machineSettings);
   let notesShown = false;
-  const { images, configs } = openDisks(machineSettings);
+  const { images, configs } = openDisks(machineSettings, true);
   const config = boardConfig(machineSettings, configs);
   let networks: Map<number, NetworkPort>;
   try {

@@ -1,13 +1,17 @@
 /** The host run loop: console backpressure; console input with a clock that skips idle time. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Machine } from '../machine/board.js';
 import { asm, assemble, li } from '../machine/cpu/encode.js';
 import { rawImage } from '../machine/loader/elf.js';
 import { VirtualClock } from '../machine/clock.js';
 import { BoardMap } from '../machine/board-config.js';
 import { BufferConsole, type ConsolePort } from './console.js';
-import { consoleBacklogMaxBytes, runMachine } from './runner.js';
+import { consoleBacklogMaxBytes, performDiskRequest, runMachine } from './runner.js';
+import { DiskImage } from './disk-image.js';
 
 /** A console whose reader is stuck until the test lets it read. */
 class SlowConsole implements ConsolePort {
@@ -102,4 +106,29 @@ test('runner: with the virtual clock, input typed while the guest idles with a t
   typeAfterTurns(5);
   const outcome = await runMachine({ machine, clock, console: terminal, disks: new Map(), instructionLimit: 10_000_000 });
   assert.deepEqual(outcome, { kind: 'poweroff', status: 0 }, `the guest saw the input before ${machine.retiredInstructions} instructions`);
+});
+
+test('runner: a write the write-back disk answered is written with no completion; if it fails, the next flush of that disk fails', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-runner-'));
+  try {
+    const file = path.join(dir, 'disk.img');
+    fs.writeFileSync(file, new Uint8Array(4096));
+    const failedWrites = new Set<number>();
+    const writable = new DiskImage(file, false);
+    const data = new Uint8Array(512).fill(0x5a);
+    assert.equal(performDiskRequest(writable, { op: 'write', slot: 7, requestId: 1, offsetBytes: 512, data, completed: true }, failedWrites), undefined);
+    assert.deepEqual(performDiskRequest(writable, { op: 'flush', slot: 7, requestId: 2 }, failedWrites), { kind: 'disk-completion', slot: 7, requestId: 2, status: 'ok' });
+    assert.deepEqual(fs.readFileSync(file).subarray(512, 1024), Buffer.from(data));
+    writable.close();
+    // The host refuses a write the guest was told was done (here: the image is read-only).
+    const refusing = new DiskImage(file, true);
+    assert.equal(performDiskRequest(refusing, { op: 'write', slot: 7, requestId: 3, offsetBytes: 0, data, completed: true }, failedWrites), undefined);
+    assert.deepEqual([...failedWrites], [7]);
+    assert.deepEqual(performDiskRequest(refusing, { op: 'flush', slot: 6, requestId: 4 }, failedWrites), { kind: 'disk-completion', slot: 6, requestId: 4, status: 'ok' }, 'another disk is not concerned');
+    assert.deepEqual(performDiskRequest(refusing, { op: 'flush', slot: 7, requestId: 5 }, failedWrites), { kind: 'disk-completion', slot: 7, requestId: 5, status: 'io-error' });
+    assert.deepEqual(performDiskRequest(refusing, { op: 'flush', slot: 7, requestId: 6 }, failedWrites), { kind: 'disk-completion', slot: 7, requestId: 6, status: 'ok' }, 'reported once');
+    refusing.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -3,12 +3,14 @@
  *
  * It runs the machine in slices, performs the outputs between slices (console bytes to the
  * terminal, disk requests on the image files), and applies the results as events at the next
- * boundary: disk completions, console input, and the clock. While the guest waits in WFI it
+ * boundary: disk completions, console input, and the clock. Its disks are write-back
+ * (`DiskConfig.writeBack`): the guest has a write's answer at once, and the write reaches the
+ * image at the end of the slice, in order with the other requests. While the guest waits in WFI it
  * sleeps until the next timer deadline or input.
  */
 import { setImmediate as yieldToHost } from 'node:timers/promises';
 import type { Machine } from '../machine/board.js';
-import type { MachineEvent } from '../machine/environment.js';
+import type { DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
 import type { DiskImage } from './disk-image.js';
@@ -53,6 +55,22 @@ export interface RunnerOptions {
   readonly instructionLimit?: number;
 }
 
+/**
+ * Performs a disk request on its image; returns the completion to deliver, if any. A write the
+ * write-back disk answered already (`completed`) has none: if it fails, the disk's next flush
+ * fails instead (`failedWrites`, by slot), so that a guest that flushes learns of it.
+ */
+export function performDiskRequest(disk: Pick<DiskImage, 'perform'>, request: DiskRequest, failedWrites: Set<number>): MachineEvent | undefined {
+  const completion = disk.perform(request);
+  assert(completion.kind === 'disk-completion', () => `a ${completion.kind} event as a disk completion`);
+  if (request.op === 'write' && request.completed === true) {
+    if (completion.status !== 'ok') failedWrites.add(request.slot);
+    return undefined;
+  }
+  if (request.op === 'flush' && failedWrites.delete(request.slot)) return { ...completion, status: 'io-error' };
+  return completion;
+}
+
 export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
   const { machine, clock, console: terminal } = options;
   const startedMs = performance.now();
@@ -65,6 +83,8 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
     port.announceAs = () => ({ mac: nic.macAddress, ipv4: nic.guestIpv4 });
   }
   let diskBusy = false;
+  /** Slots whose write-back disk failed a write the guest was told was done: its next flush fails. */
+  const failedWrites = new Set<number>();
   for (;;) {
     const slice = diskBusy ? ioSliceInstructions : sliceInstructions;
     diskBusy = false;
@@ -83,7 +103,9 @@ export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {
       }
       const disk = options.disks.get(output.request.slot);
       assert(disk !== undefined, () => `disk request for slot ${output.request.slot}, which has no image`);
-      events.push(disk.perform(output.request));
+      const completion = performDiskRequest(disk, output.request, failedWrites);
+      if (completion === undefined) continue;
+      events.push(completion);
       diskBusy = true;
     }
     if (machine.power !== undefined) {

@@ -26,6 +26,13 @@ export interface DiskConfig {
   readonly capacityBytes: number;
   readonly readOnly: boolean;
   readonly serial: string;
+  /**
+   * A volatile write cache (as QEMU's cache=writeback): the device answers a write as soon as
+   * it has the data, and the host writes it later; a flush still completes only once the
+   * writes before it are on the disk. Guest-visible (when interrupts come), so part of the
+   * configuration key: two replicas must agree on it. Default false.
+   */
+  readonly writeBack?: boolean;
 }
 
 export interface NicConfig {
@@ -70,7 +77,7 @@ export function validateConfig(config: BoardConfig): void {
 
 /** A canonical description of the configuration, part of every snapshot. */
 export function configKey(config: BoardConfig): string {
-  const disks = config.disks.map((d) => `${d.capacityBytes}${d.readOnly ? 'r' : 'w'}:${d.serial}`).join(',');
+  const disks = config.disks.map((d) => `${d.capacityBytes}${d.readOnly ? 'r' : 'w'}${d.writeBack === true ? 'b' : ''}:${d.serial}`).join(',');
   const nics = config.nics ?? [];
   // Without NICs the key stays what it was before they existed.
   const nicPart = nics.length === 0 ? '' : `;nics=[${nics.map((nic) => nic.mac.toLowerCase()).join(',')}]`;

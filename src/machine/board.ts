@@ -141,7 +141,7 @@ export class Machine {
     config.disks.forEach((disk, index) => {
       const slot = diskSlot(index);
       const device = new VirtioBlockDevice(
-        { slot, capacityBytes: disk.capacityBytes, readOnly: disk.readOnly, serial: disk.serial },
+        { slot, capacityBytes: disk.capacityBytes, readOnly: disk.readOnly, serial: disk.serial, writeBack: disk.writeBack === true },
         { ram: this.ram, irq: this.plic.line(BoardIrq.virtioFirst + slot), outputs: sink },
       );
       this.disks.set(slot, device);
@@ -185,6 +185,9 @@ export class Machine {
     }
     this.flushConsole();
     this.outputs.push(output);
+    // A write the device has answered already keeps nobody waiting: it leaves with the epoch's
+    // other outputs, as console bytes do.
+    if (output.kind === 'disk-request' && output.request.op === 'write' && output.request.completed === true) return;
     // A disk request or a frame: the run ends after this instruction, so that its caller can
     // send it on at once (a primary ends the epoch here; the backup follows the recorded end).
     this.hart.requestStop();
@@ -580,7 +583,7 @@ function writeOutput(writer: SnapshotWriter, output: MachineOutput): void {
   const request = output.request;
   writer.u8(1).u8(request.slot).uint(request.requestId);
   if (request.op === 'read') writer.u8(0).uint(request.offsetBytes).uint(request.lengthBytes);
-  else if (request.op === 'write') writer.u8(1).uint(request.offsetBytes).bytes(request.data);
+  else if (request.op === 'write') writer.u8(request.completed === true ? 3 : 1).uint(request.offsetBytes).bytes(request.data);
   else writer.u8(2);
 }
 
@@ -595,5 +598,6 @@ function readOutput(reader: SnapshotReader): MachineOutput {
   if (op === 0) return { kind: 'disk-request', request: { op: 'read', slot, requestId, offsetBytes: reader.uint(), lengthBytes: reader.uint() } };
   if (op === 1) return { kind: 'disk-request', request: { op: 'write', slot, requestId, offsetBytes: reader.uint(), data: reader.bytes() } };
   if (op === 2) return { kind: 'disk-request', request: { op: 'flush', slot, requestId } };
+  if (op === 3) return { kind: 'disk-request', request: { op: 'write', slot, requestId, offsetBytes: reader.uint(), data: reader.bytes(), completed: true } };
   throw new SnapshotError(`bad disk request op ${op}`);
 }

@@ -65,7 +65,11 @@ export type DiskCompletionStatus = 'ok' | 'io-error';
 /** A disk operation the machine asks the host to perform on the image of virtio slot `slot`. */
 export type DiskRequest =
   | { readonly op: 'read'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly lengthBytes: number }
-  | { readonly op: 'write'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly data: Uint8Array }
+  /**
+   * `completed`: the device has answered the guest already (a write-back disk, `DiskConfig.writeBack`):
+   * the host performs the write, and no completion is delivered for it.
+   */
+  | { readonly op: 'write'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly data: Uint8Array; readonly completed?: true }
   | { readonly op: 'flush'; readonly slot: number; readonly requestId: number };
 
 /** What the machine wants done outside the VM, in the order the guest asked for it. */

@@ -109,7 +109,8 @@ export class BackupReplica {
   /**
    * Writes of epochs whose release by the primary is not known yet, in the order issued: the
    * guest may have had their completion before they reached the disk (the primary completes
-   * writes early, `PrimaryReplica.completeWritesEarly`), so a failover writes them again.
+   * writes early, `PrimaryReplica.completeWritesEarly`, and a write-back disk answers them
+   * itself, `DiskConfig.writeBack`), so a failover writes them again.
    */
   private unreleasedWrites: { epoch: number; request: DiskRequest; issued: number }[] = [];
   /** Disk requests issued so far by this replica's machines (their order, across reboots). */
@@ -608,8 +609,10 @@ export class BackupReplica {
     for (const output of outputs) {
       if (output.kind === 'disk-request') {
         const issued = this.requestsIssued++;
-        this.inFlight.set(requestKey(output.request.slot, output.request.requestId), { request: output.request, issued });
-        if (output.request.op === 'write' && this.options.pendingIo === 'reissue') this.unreleasedWrites.push({ epoch, request: output.request, issued });
+        const request = output.request;
+        // A write the write-back disk answered itself has no completion to come: never in flight.
+        if (request.op !== 'write' || request.completed !== true) this.inFlight.set(requestKey(request.slot, request.requestId), { request, issued });
+        if (request.op === 'write' && this.options.pendingIo === 'reissue') this.unreleasedWrites.push({ epoch, request, issued });
       }
       else if (output.kind === 'net-transmit') this.unreleasedFrames.push({ epoch, slot: output.slot, frame: output.frame });
       else this.unreleasedConsole.push({ epoch, bytes: output.bytes });
@@ -734,8 +737,9 @@ export class BackupReplica {
       if (output.kind === 'console-output') this.io.consoleWrite(output.bytes, epoch);
       else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
       else {
-        submitted.push({ slot: output.request.slot, requestId: output.request.requestId, op: output.request.op, early: false });
-        this.io.diskSubmit(output.request, epoch);
+        const request = output.request;
+        submitted.push({ slot: request.slot, requestId: request.requestId, op: request.op, early: request.op === 'write' && request.completed === true });
+        this.io.diskSubmit(request, epoch);
       }
     }
     const caughtUpAtMs = failover.caughtUpAtMs ?? now;

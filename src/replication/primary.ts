@@ -204,6 +204,8 @@ export class PrimaryReplica {
     start: PrimaryStart,
   ) {
     validateOptions(options);
+    // A write the disk answered itself could not be reported as failed after a failover.
+    if (options.pendingIo !== 'reissue' && [...machine.disks.values()].some((disk) => disk.writeBack)) throw new RangeError('a write-back disk needs the reissue policy for pending I/O');
     this.role = start.role;
     this.epoch = start.epoch;
     this.generation = start.generation;
@@ -687,7 +689,7 @@ export class PrimaryReplica {
       this.pending.push({ epoch, outputs: held });
       // A write completed early keeps nobody waiting: the guest has its completion, and its
       // entry may go with the next batch (a read of its sectors, held behind it, does wait).
-      if (held.some((output) => output.kind !== 'disk-request' || !this.completedEarly.has(output.request))) this.heldOutputsThrough = epoch;
+      if (held.some((output) => output.kind !== 'disk-request' || !this.answeredAlready(output.request))) this.heldOutputsThrough = epoch;
       this.io.crashPoint('primary:before-send-epoch');
       let digest: Message | undefined;
       const sequence = digestDue(this.options, startRetired, entry.endRetired);
@@ -913,10 +915,18 @@ export class PrimaryReplica {
   private completeWritesEarly(held: readonly MachineOutput[]): void {
     if (this.options.pendingIo !== 'reissue') return;
     for (const output of held) {
-      if (output.kind !== 'disk-request' || output.request.op !== 'write') continue;
+      if (output.kind !== 'disk-request' || output.request.op !== 'write' || output.request.completed === true) continue;
       this.completedEarly.add(output.request);
       this.completions.push({ kind: 'disk-completion', slot: output.request.slot, requestId: output.request.requestId, status: 'ok' });
     }
+  }
+
+  /**
+   * The guest has had this request's answer: a write completed early, or one a write-back disk
+   * answered itself (`DiskConfig.writeBack`). Its completion from the disk is not delivered.
+   */
+  private answeredAlready(request: DiskRequest): boolean {
+    return (request.op === 'write' && request.completed === true) || this.completedEarly.has(request);
   }
 
   private releaseAll(): void {
@@ -936,7 +946,9 @@ export class PrimaryReplica {
     else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
     else {
       const { slot, requestId, op } = output.request;
-      this.diskRequestsOutstanding.push({ slot, requestId, op, early: this.completedEarly.delete(output.request) });
+      const early = this.answeredAlready(output.request);
+      this.completedEarly.delete(output.request);
+      this.diskRequestsOutstanding.push({ slot, requestId, op, early });
       this.io.diskSubmit(output.request, epoch);
     }
   }

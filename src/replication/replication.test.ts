@@ -790,3 +790,11 @@ test('t backups: outputs wait for every backup that follows; a backup lost is dr
   assert.deepEqual(claims[1], { generation: 3, members: [] });
   assert.equal(primary.status().role, 'solo');
 });
+
+test('a write-back disk needs the reissue policy: a write the guest was told is done could not be reported failed after a failover', () => {
+  const p = side(() => 0);
+  const machine = new Machine({ ramBytes: 1 << 20, disks: [{ capacityBytes: 4096, readOnly: false, serial: 'wb', writeBack: true }] }, p.environment);
+  const start = { epoch: 0, generation: 1, role: 'waiting' as const, clusterId: 'test' };
+  assert.throws(() => new PrimaryReplica(machine, p.environment, p.io, { ...options, pendingIo: 'uncertain' }, identity, () => machine, start), /write-back disk needs the reissue policy/);
+  assert.doesNotThrow(() => new PrimaryReplica(machine, p.environment, p.io, { ...options, pendingIo: 'reissue' }, identity, () => machine, start));
+});

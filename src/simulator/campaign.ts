@@ -67,13 +67,24 @@ export function seedOptions(seed: number): ReplicationOptions {
   return prng.chance(0.2) ? { ...epochs, readsInLog: true } : epochs;
 }
 
-export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan; primaryCpu?: CpuMode } = {}): SimulationResult {
+/**
+ * Whether a seed's disk answers writes at once (`DiskConfig.writeBack`, what `run` and `pair`
+ * use with the reissue policy), or completes them at the next boundary, early (the primary's
+ * `completeWritesEarly`) or from the disk: both ways stay covered.
+ */
+export function seedWriteBack(seed: number, options: ReplicationOptions): boolean {
+  return options.pendingIo === 'reissue' && new Prng(seed ^ 0x5eed0002).chance(0.7);
+}
+
+export function runSeed(campaign: Campaign, seed: number, overrides: { options?: ReplicationOptions; plan?: FaultPlan; primaryCpu?: CpuMode; writeBack?: boolean } = {}): SimulationResult {
+  const options = overrides.options ?? seedOptions(seed);
   const simulation = new Simulation({
     seed,
     kernel: campaign.kernel,
     disk: campaign.disk,
     ramBytes: simulatorRamBytes,
-    options: overrides.options ?? seedOptions(seed),
+    options,
+    writeBack: overrides.writeBack ?? seedWriteBack(seed, options),
     expected: { disk: campaign.reference.disk, console: campaign.reference.console },
     checkConsole: (observed) => checkOutputWithRepeats(campaign.reference.console, observed),
     ...(overrides.plan === undefined ? {} : { plan: overrides.plan }),
@@ -88,7 +99,8 @@ export function describeFailure(result: SimulationResult, traceLines = 25): stri
   return [
     `seed ${result.seed} failed (replay: npx understudy simulate --seed ${result.seed} --verbose)`,
     `  options: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}, ` +
-      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}${options.fixedEpochs === true ? ', fixed epochs' : ''}${options.readsInLog === true ? ', reads in the log' : ''}`,
+      `digest every ${options.digestEveryEpochs}, entry budget ${options.epochEntryBytesMax ?? 'default'}${options.fixedEpochs === true ? ', fixed epochs' : ''}${options.readsInLog === true ? ', reads in the log' : ''}` +
+      `${seedWriteBack(result.seed, options) ? ', a write-back disk' : ''}`,
     `  faults:  ${JSON.stringify(result.plan)}`,
     ...result.failures.map((failure) => `  FAIL ${failure}`),
     `  replicas: ${JSON.stringify(result.outcome)}`,

@@ -3,7 +3,7 @@
  * seed exactly (with `--verbose`, its whole trace); `--seeds COUNT` runs a campaign.
  */
 import * as os from 'node:os';
-import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, seedOptions, simulatorWorkload } from '../../simulator/campaign.js';
+import { describeFailure, prepareCampaign, runSeed, runSeedsInParallel, seedOptions, seedWriteBack, simulatorWorkload } from '../../simulator/campaign.js';
 import { projectRoot, readKernel, readKernelBytes } from '../../host/guest-image.js';
 import { parseCount, parseOptions, UsageError } from '../options.js';
 
@@ -24,7 +24,8 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     const seed = parseCount(values.seed, '--seed');
     const result = runSeed(prepareCampaign(readKernel(kernelPath)), seed);
     const options = seedOptions(seed);
-    process.stdout.write(`seed ${seed}: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}; faults ${JSON.stringify(result.plan)}\n`);
+    const disk = seedWriteBack(seed, options) ? ', a write-back disk' : '';
+    process.stdout.write(`seed ${seed}: epoch ${options.epochInstructions}, ${options.protocol}, pending I/O ${options.pendingIo}${disk}; faults ${JSON.stringify(result.plan)}\n`);
     if (values.verbose === true) process.stdout.write(`${result.trace.join('\n')}\n--- console ---\n${result.console}\n`);
     if (result.failures.length > 0) {
       process.stdout.write(`${describeFailure(result)}\n`);

@@ -42,7 +42,23 @@ test('a write completed early: delivered before its release, its way summarized 
   assert.deepEqual(request, {
     requestId: 1, op: 'write', epoch: 5, entrySentMs: 10, acknowledgedMs: 11, releasedMs: 11, performedMs: 11.5, deliveredMs: 10.1, deliveredEpoch: 6, early: true,
   });
-  assert.match(trace.summary()[0]!, /1 writes; median per step: 1 completed early: entry sent -> delivered 0\.100 ms \(round trip 1\.000 ms\)/);
+  assert.match(trace.summary()[0]!, /1 writes; median per step: 1 answered before the acknowledgement: entry sent -> delivered 0\.100 ms \(round trip 1\.000 ms\)/);
+});
+
+test('a write the write-back disk answered: delivered when its entry left, with no completion in any entry', () => {
+  const { trace, at } = traced();
+  at(10);
+  trace.entrySent(5, []); // epoch 5 issued the write, and the guest had its answer in it
+  at(11);
+  trace.acknowledged(5);
+  trace.released({ slot: 7, requestId: 1, op: 'write', completed: true }, 5);
+  at(11.5);
+  trace.performed({ slot: 7, requestId: 1 });
+  const [request] = trace.traced;
+  assert.deepEqual(request, {
+    requestId: 1, op: 'write', epoch: 5, entrySentMs: 10, acknowledgedMs: 11, releasedMs: 11, performedMs: 11.5, deliveredMs: 10, deliveredEpoch: 5, early: true,
+  });
+  assert.match(trace.summary()[0]!, /1 writes; median per step: 1 answered before the acknowledgement: entry sent -> delivered 0\.000 ms \(round trip 1\.000 ms\)/);
 });
 
 test('the summary gives each gap per kind of request, the time from one request to the next, and one whole way', () => {

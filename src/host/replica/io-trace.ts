@@ -32,6 +32,8 @@ export interface RequestKey {
 /** A released request: its key and what it does. */
 export interface TracedRequestKey extends RequestKey {
   readonly op: 'read' | 'write' | 'flush';
+  /** A write the write-back disk answered at its instruction: the guest had it with its epoch. */
+  readonly completed?: true;
 }
 
 /** One request's way, in host milliseconds (undefined: not reached, or not applicable). */
@@ -45,7 +47,7 @@ export interface TracedRequest {
   performedMs: number | undefined;
   deliveredMs: number | undefined;
   deliveredEpoch: number | undefined;
-  /** Its completion reached the guest before it was released (a write completed early). */
+  /** Its completion reached the guest before it was released (a write completed early, or answered by a write-back disk). */
   early: boolean;
 }
 
@@ -133,10 +135,11 @@ export class IoTrace {
   }
 
   /** The request, issued in `epoch`, went to the disk image. */
-  released({ slot, requestId, op }: TracedRequestKey, epoch: number): void {
+  released({ slot, requestId, op, completed }: TracedRequestKey, epoch: number): void {
     const times = this.epochs.get(epoch);
     const key = `${slot}:${requestId}`;
-    const early = this.deliveredEarly.get(key);
+    // Answered by the write-back disk: delivered, as far as the guest is concerned, when its entry left.
+    const early = completed === true ? (times === undefined ? undefined : { atMs: times.sentMs, epoch }) : this.deliveredEarly.get(key);
     this.deliveredEarly.delete(key);
     const request: TracedRequest = {
       requestId, op, epoch, entrySentMs: times?.sentMs, acknowledgedMs: times?.acknowledgedMs, releasedMs: this.nowMs(),
@@ -235,12 +238,12 @@ function summarize(kind: string, requests: readonly TracedRequest[]): string[] {
     const gap = (from: 'releasedMs' | 'performedMs', to: 'performedMs' | 'deliveredMs'): string => formatMs(median(ahead.map((request) => request[to]! - request[from]!)));
     cells.push(`${ahead.length} issued before the acknowledgement: host I/O ${gap('releasedMs', 'performedMs')}, performed -> delivered ${gap('performedMs', 'deliveredMs')}`);
   }
-  // Writes completed early: the guest had the completion before the round trip was over.
+  // Writes completed early, or answered by the write-back disk: the guest had the completion before the round trip was over.
   const early = complete.filter((request) => request.early && request.entrySentMs !== undefined);
   if (early.length > 0) {
     const ways = (to: 'deliveredMs' | 'acknowledgedMs'): number[] => early.flatMap((request) => (request[to] === undefined ? [] : [request[to]! - request.entrySentMs!]));
     const acknowledged = ways('acknowledgedMs');
-    cells.push(`${early.length} completed early: entry sent -> delivered ${formatMs(median(ways('deliveredMs')))}${acknowledged.length > 0 ? ` (round trip ${formatMs(median(acknowledged))})` : ''}`);
+    cells.push(`${early.length} answered before the acknowledgement: entry sent -> delivered ${formatMs(median(ways('deliveredMs')))}${acknowledged.length > 0 ? ` (round trip ${formatMs(median(acknowledged))})` : ''}`);
   }
   // The guest's part: from a completion's delivery to the entry that carries its next request.
   const turnaround: number[] = [];

@@ -527,6 +527,39 @@ test('a write carries a copy of the guest bytes taken at notify time', () => {
   assert.deepEqual(rig.driver.takeUsed(), [{ id: request.head, len: 1 }]);
 });
 
+test('a write-back disk answers a write at once and hands the host the write, marked completed; reads and flushes still wait', () => {
+  const rig = readyRig({ writeBack: true });
+  const payload = pattern(1024, 5);
+  const write = rig.driver.write(4, payload, 2);
+  // Answered now: status OK, a used element, an interrupt; nothing is in flight.
+  assert.deepEqual(rig.driver.takeUsed(), [{ id: write.head, len: 1 }]);
+  assert.equal(rig.driver.statusByte(write.status), BlockStatus.OK);
+  assert.equal(rig.irq.level, true);
+  assert.deepEqual(rig.device.inFlightRequestIds, []);
+  assert.deepEqual(diskRequests(rig.outputs), [{ op: 'write', slot: 3, requestId: 1, offsetBytes: 4 * 512, data: payload, completed: true }]);
+  // The host's answer for it, if one came, changes nothing.
+  assert.equal(rig.device.complete(1, 'io-error'), false);
+  assert.equal(rig.driver.statusByte(write.status), BlockStatus.OK);
+  // A read and a flush after it are handed to the host, in order, and wait for it.
+  const read = rig.driver.read(4, [1024]);
+  const flushStatus = rig.driver.statusBuffer();
+  const flushHead = rig.driver.submit([rig.driver.header(BlockRequestType.FLUSH, 0), flushStatus]);
+  assert.deepEqual(diskRequests(rig.outputs).slice(1), [{ op: 'read', slot: 3, requestId: 2, offsetBytes: 4 * 512, lengthBytes: 1024 }, { op: 'flush', slot: 3, requestId: 3 }]);
+  assert.deepEqual(rig.device.inFlightRequestIds, [2, 3]);
+  assert.deepEqual(rig.driver.takeUsed(), []);
+  assert.equal(rig.device.complete(2, 'ok', payload), true);
+  assert.equal(rig.device.complete(3, 'ok'), true);
+  assert.deepEqual(rig.driver.takeUsed(), [{ id: read.head, len: 1025 }, { id: flushHead, len: 1 }]);
+  assert.deepEqual(rig.ram.readBytes(read.data[0]!.address, 1024), payload);
+});
+
+test('a write-back disk still fails bad writes itself, and a read-only one every write', () => {
+  const rig = readyRig({ writeBack: true });
+  assertAnsweredAtOnce(rig, rig.driver.write(diskSectors, pattern(512, 1)), BlockStatus.IOERR);
+  const readOnly = readyRig({ writeBack: true, readOnly: true });
+  assertAnsweredAtOnce(readOnly, readOnly.driver.write(0, pattern(512, 1)), BlockStatus.IOERR);
+});
+
 test('header, data and status may share descriptors (no framing assumptions)', () => {
   const rig = readyRig();
   const { driver } = rig;

@@ -9,6 +9,8 @@
  * instructions, in any order. Only then does the guest see data, a status byte, a used-ring
  * element and an interrupt. Requests the device can answer from its own state (GET_ID, bad
  * sectors, writes to a read-only disk, unsupported types) complete at once, with no output.
+ * A write-back disk (`writeBack`, a volatile write cache) answers a write at once too, and
+ * hands the host the write marked `completed`: no answer comes back for it.
  *
  * Requests in flight are part of the device state: each keeps the guest RAM ranges its answer
  * will be written to, so that a completion after a snapshot restore lands exactly where it would
@@ -94,6 +96,8 @@ export interface VirtioBlockConfig {
   readonly readOnly: boolean;
   /** Answer to GET_ID: printable ASCII, at most 20 characters. */
   readonly serial: string;
+  /** Writes are answered at once, and carried out by the host later (`DiskConfig.writeBack`). Default false. */
+  readonly writeBack?: boolean;
 }
 
 export interface VirtioBlockContext {
@@ -109,6 +113,7 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   readonly capacityBytes: number;
   readonly readOnly: boolean;
   readonly serial: string;
+  readonly writeBack: boolean;
   private readonly capacitySectors: number;
   private readonly deviceIdString = new Uint8Array(deviceIdBytes);
   private readonly configSpace = new Uint8Array(configSpaceBytes);
@@ -137,6 +142,7 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
     this.capacitySectors = capacityBytes / sectorBytes;
     this.readOnly = readOnly;
     this.serial = serial;
+    this.writeBack = config.writeBack === true;
     for (let i = 0; i < serial.length; i++) this.deviceIdString[i] = serial.charCodeAt(i);
     this.ram = context.ram;
     this.outputs = context.outputs;
@@ -315,6 +321,13 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
         if (dataBytes === 0) return this.answer(head, statusAddress, BlockStatus.OK, 0);
         // The copy is taken now: what the guest does to the buffer later cannot change the write.
         const data = this.gather(dataRanges);
+        if (this.writeBack) {
+          // A write cache: the guest has its answer now, and the host the write (in order with
+          // the requests before and after it: a flush waits for it, a read sees it).
+          const requestId = this.nextId();
+          this.emit({ op: 'write', slot: this.slot, requestId, offsetBytes: this.offsetOf(sectorLow, sectorHigh), data, completed: true });
+          return this.answer(head, statusAddress, BlockStatus.OK, 0);
+        }
         const requestId = this.issue({ head, op: 'write', dataRanges: [], dataBytes: 0, statusAddress });
         return this.emit({ op: 'write', slot: this.slot, requestId, offsetBytes: this.offsetOf(sectorLow, sectorHigh), data });
       }
@@ -358,10 +371,15 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
     return (sectorHigh * 2 ** 32 + sectorLow) * sectorBytes;
   }
 
-  private issue(request: { head: number; op: RequestOp; dataRanges: readonly RamRange[]; dataBytes: number; statusAddress: number }): number {
+  private nextId(): number {
     const requestId = this.nextRequestId;
     assert(Number.isSafeInteger(requestId + 1), 'virtio-blk request ids exhausted');
     this.nextRequestId = requestId + 1;
+    return requestId;
+  }
+
+  private issue(request: { head: number; op: RequestOp; dataRanges: readonly RamRange[]; dataBytes: number; statusAddress: number }): number {
+    const requestId = this.nextId();
     // Recorded before the output leaves, so that a completion arriving at once finds it.
     this.inFlight.set(requestId, {
       requestId, headIndex: request.head, op: request.op, dataRanges: request.dataRanges, dataBytes: request.dataBytes, statusAddress: request.statusAddress,

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Machine, configKey } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
-import type { DiskRequest, MachineEvent, MachineOutput } from '../src/machine/environment.js';
+import { answeredByDevice, type DiskRequest, type MachineEvent, type MachineOutput } from '../src/machine/environment.js';
 import { loadImage } from '../src/machine/loader/elf.js';
 import { repoRoot } from './helpers.js';
 
@@ -139,7 +139,7 @@ test('a write-back disk: a write does not end the run, the guest has its answer 
 });
 
 function isCompletedWrite(output: MachineOutput): boolean {
-  return output.kind === 'disk-request' && output.request.op === 'write' && output.request.completed === true;
+  return output.kind === 'disk-request' && answeredByDevice(output.request);
 }
 
 function encodeOutputs(outputs: readonly MachineOutput[]): Uint8Array {

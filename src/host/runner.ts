@@ -10,7 +10,7 @@
  */
 import { setImmediate as yieldToHost } from 'node:timers/promises';
 import type { Machine } from '../machine/board.js';
-import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import { answeredByDevice, type DiskRequest, type MachineEvent } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
 import type { DiskImage } from './disk-image.js';
@@ -63,7 +63,7 @@ export interface RunnerOptions {
 export function performDiskRequest(disk: Pick<DiskImage, 'perform'>, request: DiskRequest, failedWrites: Set<number>): MachineEvent | undefined {
   const completion = disk.perform(request);
   assert(completion.kind === 'disk-completion', () => `a ${completion.kind} event as a disk completion`);
-  if (request.op === 'write' && request.completed === true) {
+  if (answeredByDevice(request)) {
     if (completion.status !== 'ok') failedWrites.add(request.slot);
     return undefined;
   }

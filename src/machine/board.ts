@@ -32,7 +32,7 @@ import { VirtioNetDevice, frameBytesMax, frameBytesMin } from './devices/virtio-
 import { BoardIrq, BoardMap, configKey, diskSlot, nicSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
-import type { EnvironmentPort, EnvironmentReadKind, MachineEvent, MachineOutput } from './environment.js';
+import { answeredByDevice, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
 import { TranslationCache, type TierBackend } from './cpu/translation-cache.js';
 import { Lockstep, RecordingEnvironment } from './lockstep.js';
@@ -187,7 +187,7 @@ export class Machine {
     this.outputs.push(output);
     // A write the device has answered already keeps nobody waiting: it leaves with the epoch's
     // other outputs, as console bytes do.
-    if (output.kind === 'disk-request' && output.request.op === 'write' && output.request.completed === true) return;
+    if (output.kind === 'disk-request' && answeredByDevice(output.request)) return;
     // A disk request or a frame: the run ends after this instruction, so that its caller can
     // send it on at once (a primary ends the epoch here; the backup follows the recorded end).
     this.hart.requestStop();

@@ -72,6 +72,11 @@ export type DiskRequest =
   | { readonly op: 'write'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly data: Uint8Array; readonly completed?: true }
   | { readonly op: 'flush'; readonly slot: number; readonly requestId: number };
 
+/** A write the device answered itself (a write-back disk): the host only performs it. */
+export function answeredByDevice(request: DiskRequest): boolean {
+  return request.op === 'write' && request.completed === true;
+}
+
 /** What the machine wants done outside the VM, in the order the guest asked for it. */
 export type MachineOutput =
   | { readonly kind: 'console-output'; readonly bytes: Uint8Array }

@@ -10,9 +10,8 @@
 import type { Machine } from '../machine/board.js';
 import { SnapshotError } from '../machine/snapshot.js';
 import { assert } from '../machine/assert.js';
-import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
+import { answeredByDevice, type DiskRequest, type EnvironmentPort, type MachineEvent, type MachineOutput } from '../machine/environment.js';
 import { DivergenceError, type ReplicaEnvironment } from './environment.js';
-import type { EnvironmentPort } from '../machine/environment.js';
 import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot, type SubmittedRequest } from './primary.js';
 import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
@@ -611,7 +610,7 @@ export class BackupReplica {
         const issued = this.requestsIssued++;
         const request = output.request;
         // A write the write-back disk answered itself has no completion to come: never in flight.
-        if (request.op !== 'write' || request.completed !== true) this.inFlight.set(requestKey(request.slot, request.requestId), { request, issued });
+        if (!answeredByDevice(request)) this.inFlight.set(requestKey(request.slot, request.requestId), { request, issued });
         if (request.op === 'write' && this.options.pendingIo === 'reissue') this.unreleasedWrites.push({ epoch, request, issued });
       }
       else if (output.kind === 'net-transmit') this.unreleasedFrames.push({ epoch, slot: output.slot, frame: output.frame });
@@ -738,7 +737,7 @@ export class BackupReplica {
       else if (output.kind === 'net-transmit') this.io.networkSend(output.slot, output.frame, epoch);
       else {
         const request = output.request;
-        submitted.push({ slot: request.slot, requestId: request.requestId, op: request.op, early: request.op === 'write' && request.completed === true });
+        submitted.push({ slot: request.slot, requestId: request.requestId, op: request.op, early: answeredByDevice(request) });
         this.io.diskSubmit(request, epoch);
       }
     }

@@ -9,7 +9,7 @@
 import type { Machine } from '../machine/board.js';
 import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
-import type { DiskRequest, MachineEvent, MachineOutput } from '../machine/environment.js';
+import { answeredByDevice, type DiskRequest, type MachineEvent, type MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
@@ -915,7 +915,7 @@ export class PrimaryReplica {
   private completeWritesEarly(held: readonly MachineOutput[]): void {
     if (this.options.pendingIo !== 'reissue') return;
     for (const output of held) {
-      if (output.kind !== 'disk-request' || output.request.op !== 'write' || output.request.completed === true) continue;
+      if (output.kind !== 'disk-request' || output.request.op !== 'write' || answeredByDevice(output.request)) continue;
       this.completedEarly.add(output.request);
       this.completions.push({ kind: 'disk-completion', slot: output.request.slot, requestId: output.request.requestId, status: 'ok' });
     }
@@ -926,7 +926,7 @@ export class PrimaryReplica {
    * answered itself (`DiskConfig.writeBack`). Its completion from the disk is not delivered.
    */
   private answeredAlready(request: DiskRequest): boolean {
-    return (request.op === 'write' && request.completed === true) || this.completedEarly.has(request);
+    return answeredByDevice(request) || this.completedEarly.has(request);
   }
 
   private releaseAll(): void {

@@ -27,6 +27,21 @@ function understudy(...args: string[]): Promise<{ status: number | null; stderr:
   });
 }
 
+test('cpubench is timed by the guest: its NP comes from its own clock, under run and protected alike', async () => {
+  const out = path.join(scratch, 'cpu');
+  const result = await understudy('bench', 'replication', '--workloads', 'cpu', '--epochs', '1000000', '--protocols', 'relaxed', '--links', 'unthrottled', '--runs', '1', '--out', out);
+  assert.equal(result.status, 0, result.stderr);
+  const np = /cpu NP ([\d.]+)/.exec(result.stderr);
+  assert.ok(np !== null, result.stderr);
+  // The same work timed the same way on both sides: near 1, not a ratio of process start-ups.
+  assert.ok(Number(np[1]) > 0.5 && Number(np[1]) < 4, result.stderr);
+  const data = JSON.parse(fs.readFileSync(path.join(out, fs.readdirSync(out).find((file) => file.endsWith('.json'))!), 'utf8')) as {
+    workloads: { baseline: { phases: { cpu?: number } }[]; protected: { runs: { phases: { cpu?: number } }[] }[] }[];
+  };
+  const [cpu] = data.workloads;
+  for (const phases of [cpu!.baseline[0]!.phases, cpu!.protected[0]!.runs[0]!.phases]) assert.ok(phases.cpu !== undefined && phases.cpu > 0.01 && phases.cpu < 60, JSON.stringify(phases));
+});
+
 test('the smallest sweep shows its progress and leaves a report, its data and a plot', async () => {
   const out = path.join(scratch, 'report');
   const result = await understudy('bench', 'replication', '--workloads', 'disk', '--epochs', '1000000', '--protocols', 'relaxed', '--links', 'unthrottled', '--runs', '2', '--out', out);

@@ -2,6 +2,9 @@
  * A CPU-bound workload for `npm run bench`: integer arithmetic, multiplies and divides, loads
  * and stores over a working set bigger than a page, branches and calls. It prints a checksum
  * so that a wrong answer is caught, and the instructions it took (minstret delta).
+ * Built with TIMED (build/cpubench-timed.elf, for `understudy bench replication`), it also
+ * times its work with its own clock (mtime, 10 MHz) and prints "cpubench: T us": a protected
+ * run and a `run` are then compared on the guest's work alone, not on processes' start-up.
  */
 #include "runtime.h"
 
@@ -51,6 +54,9 @@ static uint32_t divisions(uint32_t seed) {
 int main(void) {
     uint32_t seed = 12345, checksum = 0;
     uint32_t start = rdinstret();
+#ifdef TIMED
+    uint64_t started = read_mtime();
+#endif
     for (int round = 0; round < ROUNDS; round++) {
         for (int i = 0; i < N; i++)
             for (int j = 0; j < N; j++) {
@@ -70,6 +76,9 @@ int main(void) {
         checksum ^= array[round * 7] + divisions(seed);
     }
     uint32_t instructions = rdinstret() - start;
+#ifdef TIMED
+    rt_printf("cpubench: %u us\n", (uint32_t)((read_mtime() - started) / 10u));
+#endif
     rt_printf("cpubench checksum %08x instructions %u\n", checksum, instructions);
     return 0;
 }

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Machine, configKey } from '../src/machine/board.js';
+import { Machine, configKey, writeBackBytesMax } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
 import { answeredByDevice, type DiskRequest, type MachineEvent, type MachineOutput } from '../src/machine/environment.js';
 import { loadImage } from '../src/machine/loader/elf.js';
@@ -155,4 +155,20 @@ test('write-back is part of the configuration: a snapshot of a write-back machin
   machine.run(10_000);
   assert.throws(() => new Machine(config, new VirtualClock()).restore(machine.save()));
   assert.doesNotThrow(() => new Machine(writeBack, new VirtualClock()).restore(machine.save()));
+});
+
+test(`a write-back disk: past ${writeBackBytesMax} bytes of answered writes not taken, the run ends, so that the host takes them`, () => {
+  const diskbench = loadImage(fs.readFileSync(path.join(repoRoot, 'guests/build/diskbench.elf')));
+  const machine = new Machine({ ramBytes: 16 * 1024 * 1024, disks: [{ capacityBytes: 8 * 1024 * 1024, readOnly: false, serial: 'wb', writeBack: true }] }, new VirtualClock());
+  machine.load(diskbench);
+  // diskbench writes 2,048 blocks of 8 KiB, each answered at once: one long run goes until the bound.
+  const result = machine.run(500_000_000);
+  assert.equal(result.reason, 'budget');
+  assert.ok(machine.stoppedForOutput);
+  const writes = machine.takeOutputs().flatMap((output) => (output.kind === 'disk-request' && output.request.op === 'write' && answeredByDevice(output.request) ? [output.request.data.length] : []));
+  const bytes = writes.reduce((sum, length) => sum + length, 0);
+  assert.equal(bytes, writeBackBytesMax, `${writes.length} writes of 8 KiB end the run at the bound exactly`);
+  // Taken, the count starts again: the next run goes on writing.
+  machine.run(50_000);
+  assert.ok(machine.takeOutputs().some((output) => output.kind === 'disk-request'));
 });

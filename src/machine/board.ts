@@ -60,6 +60,13 @@ export interface MachineOptions {
 
 export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioSlots, type BoardConfig, type DiskConfig, type NicConfig } from './board-config.js';
 
+/**
+ * Data of the writes the write-back disks answered that the host has not taken yet, beyond
+ * which the run ends (at the instruction that passed it) so that the host takes them: a guest
+ * that writes without end cannot fill the host's memory within one run or epoch.
+ */
+export const writeBackBytesMax = 4 * 1024 * 1024;
+
 const snapshotMagic = 'understudy-machine';
 const snapshotVersion = 3; // 3: the hart's f registers and fcsr
 
@@ -80,6 +87,8 @@ export class Machine {
   power: PowerRequest | undefined;
 
   private readonly outputs: MachineOutput[] = [];
+  /** Data bytes of the answered writes among `outputs` (`writeBackBytesMax`). */
+  private writeBackBytes = 0;
   private consoleBytes: number[] = [];
   private htif: { tohost: number; fromhost: number | undefined } | undefined;
   /** Every device's state, by name (the name says which device differs when digests do). */
@@ -186,8 +195,11 @@ export class Machine {
     this.flushConsole();
     this.outputs.push(output);
     // A write the device has answered already keeps nobody waiting: it leaves with the epoch's
-    // other outputs, as console bytes do.
-    if (output.kind === 'disk-request' && answeredByDevice(output.request)) return;
+    // other outputs, as console bytes do, up to writeBackBytesMax of them.
+    if (output.kind === 'disk-request' && output.request.op === 'write' && answeredByDevice(output.request)) {
+      this.writeBackBytes += output.request.data.length;
+      if (this.writeBackBytes < writeBackBytesMax) return;
+    }
     // A disk request or a frame: the run ends after this instruction, so that its caller can
     // send it on at once (a primary ends the epoch here; the backup follows the recorded end).
     this.hart.requestStop();
@@ -341,6 +353,7 @@ export class Machine {
   /** The outputs produced since the last call, in order. */
   takeOutputs(): MachineOutput[] {
     this.flushConsole();
+    this.writeBackBytes = 0;
     return this.outputs.splice(0, this.outputs.length);
   }
 
@@ -519,6 +532,8 @@ export class Machine {
     this.consoleBytes = [];
     const count = reader.uint();
     for (let i = 0; i < count; i++) this.outputs.push(readOutput(reader));
+    this.writeBackBytes = 0;
+    for (const output of this.outputs) if (output.kind === 'disk-request' && output.request.op === 'write' && answeredByDevice(output.request)) this.writeBackBytes += output.request.data.length;
     reader.expectEnd();
   }
 

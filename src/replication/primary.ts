@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -148,6 +148,13 @@ function overlaps(write: DiskRequest & { op: 'write' }, read: DiskRequest & { op
   return write.slot === read.slot && write.offsetBytes < read.offsetBytes + read.lengthBytes && read.offsetBytes < write.offsetBytes + write.data.length;
 }
 
+/** The data bytes of the disk writes among `outputs`. */
+function writeBytes(outputs: readonly MachineOutput[]): number {
+  let bytes = 0;
+  for (const output of outputs) if (output.kind === 'disk-request' && output.request.op === 'write') bytes += output.request.data.length;
+  return bytes;
+}
+
 /** A disk read issued before its epoch's acknowledgement (`issueReads`). */
 type EarlyRead = DiskRequest & { op: 'read' };
 
@@ -160,6 +167,8 @@ export class PrimaryReplica {
   private epoch: number;
   private generation: number;
   private readonly pending: { epoch: number; outputs: MachineOutput[] }[] = [];
+  /** Data bytes of the disk writes among `pending`'s outputs (`heldWriteBytesMax`). */
+  private heldWriteBytes = 0;
   private releasedThrough: number;
   /** The last epoch with outputs held for acknowledgements that someone waits for (all but writes completed early). */
   private heldOutputsThrough = 0;
@@ -597,10 +606,11 @@ export class PrimaryReplica {
 
   /**
    * The log's bounds are reached: as many epochs wait for acknowledgement as this side keeps,
-   * or a backup holds as many unacknowledged bytes as its queue may (replica.ts).
+   * or as many bytes of disk writes, or a backup holds as many unacknowledged bytes as its
+   * queue may (replica.ts).
    */
   private get logFull(): boolean {
-    if (this.pending.length >= pendingEpochsMax) return true;
+    if (this.pending.length >= pendingEpochsMax || this.heldWriteBytes >= heldWriteBytesMax) return true;
     for (const member of this.members()) if (member.unacknowledgedLogBytes >= unacknowledgedLogBytesMax) return true;
     return false;
   }
@@ -687,6 +697,7 @@ export class PrimaryReplica {
     this.nextStartRetired = nextEpochStart(entry.stop === 'halt', entry.endRetired);
     if (this.role === 'protected') {
       this.pending.push({ epoch, outputs: held });
+      this.heldWriteBytes += writeBytes(held);
       // A write completed early keeps nobody waiting: the guest has its completion, and its
       // entry may go with the next batch (a read of its sectors, held behind it, does wait).
       if (held.some((output) => output.kind !== 'disk-request' || !this.answeredAlready(output.request))) this.heldOutputsThrough = epoch;
@@ -854,12 +865,14 @@ export class PrimaryReplica {
     let printed = false;
     while (this.pending.length > 0 && this.pending[0]!.epoch <= acked) {
       const { epoch, outputs } = this.pending.shift()!;
+      this.heldWriteBytes -= writeBytes(outputs);
       this.io.crashPoint('primary:before-release');
       this.release(epoch, outputs);
       this.releasedThrough = epoch;
       printed ||= outputs.some((output) => output.kind === 'console-output');
       this.io.crashPoint('primary:after-release');
     }
+    assert(this.pending.length > 0 || this.heldWriteBytes === 0, () => `${this.heldWriteBytes} bytes of writes counted held with none pending`);
     // Tell the backups at once, so that a failover repeats as little console output as possible.
     if (printed) for (const member of members) member.lastSentMs = -Infinity;
   }
@@ -930,6 +943,7 @@ export class PrimaryReplica {
   }
 
   private releaseAll(): void {
+    this.heldWriteBytes = 0;
     for (const { epoch, outputs } of this.pending.splice(0)) {
       this.release(epoch, outputs);
       this.releasedThrough = epoch;
@@ -1009,6 +1023,7 @@ export class PrimaryReplica {
     if (!answer.won) {
       this.role = 'halted';
       this.pending.length = 0;
+      this.heldWriteBytes = 0;
       this.io.log('a backup went live first: stopping');
       return;
     }

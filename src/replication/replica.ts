@@ -164,6 +164,13 @@ export const pendingEpochsMax = 4096;
  */
 export const unacknowledgedLogBytesMax = 64 * 1024 * 1024;
 /**
+ * Most bytes of disk writes the primary holds for acknowledgements (each backup holds about
+ * as much until it learns of their release); beyond it the primary pauses too. A write-back
+ * disk answers writes at once, so without it a guest that writes without end would fill the
+ * host's memory while the backup falls behind.
+ */
+export const heldWriteBytesMax = 64 * 1024 * 1024;
+/**
  * The backup acknowledges entries on receipt (P4) only while fewer than these wait to be
  * executed; beyond, it defers its acknowledgements (it still answers heartbeats, so the lease
  * and failure detection go on), and the primary soon pauses at its limits above.

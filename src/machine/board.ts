@@ -196,7 +196,7 @@ export class Machine {
     this.outputs.push(output);
     // A write the device has answered already keeps nobody waiting: it leaves with the epoch's
     // other outputs, as console bytes do, up to writeBackBytesMax of them.
-    if (output.kind === 'disk-request' && output.request.op === 'write' && answeredByDevice(output.request)) {
+    if (output.kind === 'disk-request' && answeredByDevice(output.request)) {
       this.writeBackBytes += output.request.data.length;
       if (this.writeBackBytes < writeBackBytesMax) return;
     }
@@ -533,7 +533,7 @@ export class Machine {
     const count = reader.uint();
     for (let i = 0; i < count; i++) this.outputs.push(readOutput(reader));
     this.writeBackBytes = 0;
-    for (const output of this.outputs) if (output.kind === 'disk-request' && output.request.op === 'write' && answeredByDevice(output.request)) this.writeBackBytes += output.request.data.length;
+    for (const output of this.outputs) if (output.kind === 'disk-request' && answeredByDevice(output.request)) this.writeBackBytes += output.request.data.length;
     reader.expectEnd();
   }
 

@@ -73,7 +73,7 @@ export type DiskRequest =
   | { readonly op: 'flush'; readonly slot: number; readonly requestId: number };
 
 /** A write the device answered itself (a write-back disk): the host only performs it. */
-export function answeredByDevice(request: DiskRequest): boolean {
+export function answeredByDevice(request: DiskRequest): request is DiskRequest & { readonly op: 'write'; readonly completed: true } {
   return request.op === 'write' && request.completed === true;
 }
 

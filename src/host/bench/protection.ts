@@ -43,6 +43,8 @@ const failureTimeoutMs = 10_000;
 /** The cores the replicas are pinned to. */
 const primaryCore = 0;
 const backupCore = 1;
+/** What cpubench prints when it computed right (a wrong answer gives no figure). */
+const cpubenchChecksum = '647e44e0';
 /** diskbench's region (guests/bench/diskbench.c): 1024 blocks of 8 KiB. */
 const diskbenchImageBytes = 8 * 1024 * 1024;
 /** The Linux guest's data disk, and its benchmarks' sizes (enough to time them to a few per cent). */
@@ -109,7 +111,7 @@ function workload(name: WorkloadName, scratch: string): Workload {
         machineArguments: () => ['--kernel', guest('cpubench-timed')],
         phaseSeconds: (output) => {
           const cpu = /cpubench: (\d+) us/.exec(output);
-          return cpu === null || !/cpubench checksum 647e44e0 /.test(output) ? {} : { cpu: Number(cpu[1]) / 1e6 };
+          return cpu === null || !output.includes(`cpubench checksum ${cpubenchChecksum} `) ? {} : { cpu: Number(cpu[1]) / 1e6 };
         },
       };
     case 'disk':
@@ -170,8 +172,8 @@ interface Process {
   stderr: string;
   readonly write: (text: string) => void;
   readonly exited: Promise<{ status: number | null; wallSeconds: number; cpuSeconds: number }>;
-  /** Resolves when stderr first matches `pattern`, with the match and the moment. */
-  waitForStderr(pattern: RegExp): Promise<{ match: RegExpExecArray; atMs: number }>;
+  /** Resolves with the match when stderr first matches `pattern`. */
+  waitForStderr(pattern: RegExp): Promise<RegExpExecArray>;
   kill(): void;
 }
 
@@ -184,7 +186,7 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
   // `times` after the command: the CPU time of its children (the replica) on the last line of stderr.
   const child = spawn('bash', ['-c', `${command}; status=$?; times >&2; exit $status`], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const startedMs = performance.now();
-  const waiters: { pattern: RegExp; resolve: (value: { match: RegExpExecArray; atMs: number }) => void }[] = [];
+  const waiters: { pattern: RegExp; resolve: (match: RegExpExecArray) => void }[] = [];
   const write = (text: string): void => {
     if (child.stdin.writable) child.stdin.write(text);
   };
@@ -202,7 +204,7 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
     waitForStderr(pattern) {
       return new Promise((resolve) => {
         const match = pattern.exec(proc.stderr);
-        if (match !== null) resolve({ match, atMs: performance.now() });
+        if (match !== null) resolve(match);
         else waiters.push({ pattern, resolve });
       });
     },
@@ -224,7 +226,7 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
       const match = waiter.pattern.exec(proc.stderr);
       if (match === null) continue;
       waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve({ match, atMs: performance.now() });
+      waiter.resolve(match);
     }
   });
   if (converse === undefined) child.stdin.end();
@@ -272,7 +274,7 @@ async function protectedRun(work: Workload, setting: Setting, options: Protectio
         throw new Error(`the primary stopped before it listened:\n${primary.stderr.slice(-1500)}`);
       }),
     ]);
-    backup = startPinned(backupCore, ['backup', '--connect', `127.0.0.1:${listening.match[1]}`, ...common]);
+    backup = startPinned(backupCore, ['backup', '--connect', `127.0.0.1:${listening[1]}`, ...common]);
     const ended = backup;
     const [primaryEnd] = await Promise.all([finish(primary, 'the primary'), finish(ended, 'the backup')]).catch((error: unknown) => {
       // Both sides' last words: one side's failure is often the other's doing.

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Machine, configKey, writeBackBytesMax } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
-import { answeredByDevice, type DiskRequest, type MachineEvent, type MachineOutput } from '../src/machine/environment.js';
+import { answeredByDevice, writeOverlapsRead, type DiskReadRequest, type DiskRequest, type EnvironmentPort, type MachineEvent, type MachineOutput } from '../src/machine/environment.js';
 import { loadImage } from '../src/machine/loader/elf.js';
 import { repoRoot } from './helpers.js';
 
@@ -171,4 +171,57 @@ test(`a write-back disk: past ${writeBackBytesMax} bytes of answered writes not 
   // Taken, the count starts again: the next run goes on writing.
   machine.run(50_000);
   assert.ok(machine.takeOutputs().some((output) => output.kind === 'disk-request'));
+});
+
+test('reads answered at once: never past a write not yet taken to their sectors; the guest ends as when every read is a request', () => {
+  /** Runs sim_workload to its end on a host that performs outputs between runs; `atOnce`: its port answers reads at once. */
+  const runToEnd = (atOnce: boolean, writeBack: boolean): { console: string; disk: Uint8Array; asked: number; declinedBehindWrite: number } => {
+    const clock = new VirtualClock();
+    const disk = new Uint8Array(config.disks[0]!.capacityBytes);
+    let asked = 0;
+    let declinedBehindWrite = 0;
+    const port: EnvironmentPort = {
+      read: (kind, retired) => clock.read(kind, retired),
+      ...(atOnce ? { readDisk: (request: DiskReadRequest) => (asked++, disk.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes)) } : {}),
+    };
+    const machine = new Machine({ ...config, disks: [{ ...config.disks[0]!, writeBack }] }, port);
+    machine.load(image);
+    let text = '';
+    const completions: MachineEvent[] = [];
+    while (machine.power === undefined && machine.retiredInstructions < 50_000_000) {
+      const result = machine.run(20_000);
+      const outputs = machine.takeOutputs();
+      for (const [index, output] of outputs.entries()) {
+        if (output.kind === 'console-output') text += Buffer.from(output.bytes).toString('latin1');
+        if (output.kind !== 'disk-request') continue;
+        const request = output.request;
+        if (request.op === 'read') {
+          // A read that went out though the port answers every read: a write before it in this run changes its sectors.
+          const behind = outputs.slice(0, index).some((before) => before.kind === 'disk-request' && before.request.op === 'write' && writeOverlapsRead(before.request, request));
+          if (atOnce) assert.ok(behind, `read ${request.requestId} went out with no write to its sectors before it`);
+          if (behind) declinedBehindWrite++;
+          completions.push({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'ok', data: disk.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes) });
+          continue;
+        }
+        if (request.op === 'write') disk.set(request.data, request.offsetBytes);
+        if (!answeredByDevice(request)) completions.push({ kind: 'disk-completion', slot: request.slot, requestId: request.requestId, status: 'ok' });
+      }
+      for (const event of completions.splice(0)) machine.applyEvent(event);
+      if (result.reason === 'wfi' && machine.isIdle && machine.clockDeadline !== undefined) clock.skipTo(machine.clockDeadline, machine.retiredInstructions);
+      machine.applyEvent({ kind: 'clock', mtime: clock.mtimeNow(machine.retiredInstructions) });
+    }
+    assert.deepEqual(machine.power, { kind: 'poweroff', status: 0 }, text);
+    return { console: text, disk, asked, declinedBehindWrite };
+  };
+  for (const writeBack of [false, true]) {
+    const requests = runToEnd(false, writeBack);
+    const atOnce = runToEnd(true, writeBack);
+    assert.match(atOnce.console, /sim_workload: PASS/);
+    assert.equal(atOnce.console, requests.console);
+    assert.deepEqual(atOnce.disk, requests.disk);
+    assert.ok(atOnce.asked > 0, "no read was asked at once");
+    // The guest reads sectors it has just written to (a write and a read in flight together):
+    // with the write answered by the device and not taken yet, the read must go out behind it.
+    if (writeBack) assert.ok(atOnce.declinedBehindWrite > 0, 'no read went out behind a write to its sectors');
+  }
 });

@@ -183,4 +183,6 @@ test(`${campaignSeeds} random seeds: crashes, partitions, resets, latencies, eve
   assert.ok(summary.stepsRunOn > campaignSeeds / 10, `${summary.stepsRunOn} steps ran on past an epoch that ended at an output dealt with at once, in ${campaignSeeds} seeds`);
   // Backups read data from the shared disk themselves (the seeds whose disk completes at once).
   assert.ok(summary.sharedReads > campaignSeeds / 10, `${summary.sharedReads} shared reads in ${campaignSeeds} seeds`);
+  // Reads answered at once, inside the guest's instruction, whatever the disk's latency.
+  assert.ok(summary.readsAtOnce > campaignSeeds, `${summary.readsAtOnce} reads answered at once in ${campaignSeeds} seeds`);
 });

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Machine, type BoardConfig, type CpuMode, type DiskConfig } from '../machine/board.js';
+import { diskSlot, Machine, type BoardConfig, type CpuMode, type DiskConfig } from '../machine/board.js';
 import type { EnvironmentPort } from '../machine/environment.js';
 import { ImageError, isElf, loadImage, type LoadedImage } from '../machine/loader/elf.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
@@ -109,8 +109,8 @@ export function boardConfig(settings: MachineSettings, disks: readonly DiskConfi
 }
 
 /** Virtio slot -> image, in the order the board placed the disks. */
-export function diskSlots(machine: Machine, images: readonly DiskImage[]): Map<number, DiskImage> {
-  return new Map([...machine.disks.keys()].map((slot, index) => [slot, images[index]!]));
+export function diskSlots(images: readonly DiskImage[]): Map<number, DiskImage> {
+  return new Map(images.map((image, index) => [diskSlot(index), image]));
 }
 
 /** SHA-256 of what is booted: the image, and for Linux the initramfs and command line. */

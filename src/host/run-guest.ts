@@ -8,7 +8,7 @@ import { HostClock } from './clocks.js';
 import { TerminalConsole } from './console.js';
 import { ExitStatus, guestExitStatus } from './exit-status.js';
 import { boardConfig, boot, diskSlots, openDisks, planBoot, type MachineSettings } from './guest-image.js';
-import { runMachine, type RunOutcome } from './runner.js';
+import { imagePort, runMachine, type RunOutcome } from './runner.js';
 import { warmsUp, warmUpCpu } from './warm-up.js';
 import { openNetworks } from './network/backends.js';
 import type { NetworkPort } from './network/port.js';
@@ -42,12 +42,12 @@ export async function runGuest(settings: RunSettings): Promise<number> {
     for (;;) {
       // A reset starts the machine's clock from zero again, as a power cycle would.
       const clock: MachineClock = machineSettings.clock === 'virtual' ? new VirtualClock() : new HostClock();
-      const machine = new Machine(config, clock, { cpu: machineSettings.cpu });
+      const disks = diskSlots(images);
+      const machine = new Machine(config, imagePort(clock, disks), { cpu: machineSettings.cpu });
       boot(machine, plan, machineSettings);
       // What the user should know about the boot, once it has worked (a failed one says why).
       if (!notesShown) for (const note of plan.notes) process.stderr.write(`understudy: ${note}\n`);
       notesShown = true;
-      const disks = diskSlots(machine, images);
       const outcome = await runMachine({
         machine,
         clock,

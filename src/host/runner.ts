@@ -10,7 +10,7 @@
  */
 import { setImmediate as yieldToHost } from 'node:timers/promises';
 import type { Machine } from '../machine/board.js';
-import { answeredByDevice, type DiskRequest, type MachineEvent } from '../machine/environment.js';
+import { answeredByDevice, type DiskReadRequest, type DiskRequest, type EnvironmentPort, type MachineEvent } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
 import type { DiskImage } from './disk-image.js';
@@ -69,6 +69,28 @@ export function performDiskRequest(disk: Pick<DiskImage, 'perform'>, request: Di
   }
   if (request.op === 'flush' && failedWrites.delete(request.slot)) return { ...completion, status: 'io-error' };
   return completion;
+}
+
+/**
+ * `run`'s environment port: `clock`, and disk reads answered at once from the images
+ * (`EnvironmentPort.readDisk`), as a pair's primary answers them: the runner performs every
+ * write it takes before the machine runs on, and the machine asks only with no write to those
+ * sectors among its outputs not yet taken. A read the image cannot serve goes out as a
+ * request, which reports the error.
+ */
+export function imagePort(clock: EnvironmentPort, disks: ReadonlyMap<number, Pick<DiskImage, 'read' | 'capacityBytes'>>): EnvironmentPort {
+  return {
+    read: (kind, retired) => clock.read(kind, retired),
+    readDisk: (request: DiskReadRequest) => {
+      const disk = disks.get(request.slot);
+      if (disk === undefined || request.offsetBytes + request.lengthBytes > disk.capacityBytes) return undefined;
+      try {
+        return disk.read(request.offsetBytes, request.lengthBytes);
+      } catch {
+        return undefined;
+      }
+    },
+  };
 }
 
 export async function runMachine(options: RunnerOptions): Promise<RunOutcome> {

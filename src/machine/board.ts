@@ -32,7 +32,7 @@ import { VirtioNetDevice, frameBytesMax, frameBytesMin } from './devices/virtio-
 import { BoardIrq, BoardMap, configKey, diskSlot, nicSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
-import { answeredByDevice, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
+import { answeredByDevice, writeOverlapsRead, type DiskReadRequest, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
 import { TranslationCache, type TierBackend } from './cpu/translation-cache.js';
 import { Lockstep, RecordingEnvironment } from './lockstep.js';
@@ -151,7 +151,7 @@ export class Machine {
       const slot = diskSlot(index);
       const device = new VirtioBlockDevice(
         { slot, capacityBytes: disk.capacityBytes, readOnly: disk.readOnly, serial: disk.serial, writeBack: disk.writeBack === true },
-        { ram: this.ram, irq: this.plic.line(BoardIrq.virtioFirst + slot), outputs: sink },
+        { ram: this.ram, irq: this.plic.line(BoardIrq.virtioFirst + slot), outputs: sink, readNow: (request) => this.readDiskNow(request) },
       );
       this.disks.set(slot, device);
       slotDevices.set(slot, device);
@@ -180,6 +180,18 @@ export class Machine {
   /** P0/P6: every environment read goes through here with the exact instruction count. */
   private readEnvironment(kind: EnvironmentReadKind): bigint {
     return this.environment.read(kind, this.hart.currentRetired);
+  }
+
+  /**
+   * A disk read answered at once (`EnvironmentPort.readDisk`), unless a write among the outputs
+   * not yet taken changes its sectors: the host has not performed that write yet.
+   */
+  private readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
+    if (this.environment.readDisk === undefined) return undefined;
+    for (const output of this.outputs) {
+      if (output.kind === 'disk-request' && output.request.op === 'write' && writeOverlapsRead(output.request, request)) return undefined;
+    }
+    return this.environment.readDisk(request, this.hart.currentRetired);
   }
 
   private readHostMtime(): bigint {

@@ -39,6 +39,16 @@ export const environmentReadsPerInstructionMax = 3;
  */
 export interface EnvironmentPort {
   read(kind: EnvironmentReadKind, retiredInstructions: number): bigint;
+  /**
+   * A disk read answered at once, inside the instruction that asked (the guest's queue notify):
+   * the `lengthBytes` bytes at `offsetBytes` of the disk on `request.slot`, or undefined to
+   * decline, and the read then goes out as a request like any other. The machine asks only
+   * when none of its own outputs not yet taken writes to those sectors, and at most
+   * {@link environmentReadsPerInstructionMax} times an instruction. A port without it (the
+   * lockstep reference, the warm-up machine) has every read go out as a request. A recorder
+   * logs each answer, or that it declined; a replayer gives the same.
+   */
+  readDisk?(request: DiskReadRequest, retiredInstructions: number): Uint8Array | undefined;
 }
 
 /** An asynchronous input, applied between two instructions by the machine's caller. */
@@ -71,6 +81,13 @@ export type DiskRequest =
    */
   | { readonly op: 'write'; readonly slot: number; readonly requestId: number; readonly offsetBytes: number; readonly data: Uint8Array; readonly completed?: true }
   | { readonly op: 'flush'; readonly slot: number; readonly requestId: number };
+
+export type DiskReadRequest = DiskRequest & { readonly op: 'read' };
+
+/** Whether `write` writes any byte that `read` reads (the same disk, overlapping bytes). */
+export function writeOverlapsRead(write: DiskRequest & { readonly op: 'write' }, read: DiskReadRequest): boolean {
+  return write.slot === read.slot && write.offsetBytes < read.offsetBytes + read.lengthBytes && read.offsetBytes < write.offsetBytes + write.data.length;
+}
 
 /** A write the device answered itself (a write-back disk): the host only performs it. */
 export function answeredByDevice(request: DiskRequest): request is DiskRequest & { readonly op: 'write'; readonly completed: true } {

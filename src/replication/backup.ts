@@ -12,7 +12,7 @@ import { SnapshotError } from '../machine/snapshot.js';
 import { assert } from '../machine/assert.js';
 import { answeredByDevice, type DiskRequest, type EnvironmentPort, type MachineEvent, type MachineOutput } from '../machine/environment.js';
 import { DivergenceError, type ReplicaEnvironment } from './environment.js';
-import type { EpochEntry, Message, ReplicaIdentity } from './messages.js';
+import { diskReadBytes, diskReadOf, type EpochEntry, type Message, type ReplicaIdentity } from './messages.js';
 import { PrimaryReplica, type Reboot, type SubmittedRequest } from './primary.js';
 import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
 import {
@@ -73,7 +73,8 @@ export class BackupReplica {
   /** The primary this backup follows (its replicaId, from the welcome): the holder it looks for in the arbiter's records. */
   private primaryId = '';
   /** Entries received and not yet executed, with their size on the wire; bounded (replica.ts). */
-  private readonly queue: { entry: EpochEntry; wireBytes: number; receivedAtMs: number }[] = [];
+  /** Entries received, not yet executed; `diskData` is the data of their reads answered at once, in order. */
+  private readonly queue: { entry: EpochEntry; diskData: readonly Uint8Array[]; wireBytes: number; receivedAtMs: number }[] = [];
   private queueBytes = 0;
   private receivedThrough = 0;
   /** What this backup has acknowledged: it lags `receivedThrough` while the queue is full. */
@@ -148,6 +149,9 @@ export class BackupReplica {
   ) {
     validateOptions(options);
     this.lastHeardMs = io.nowMs();
+    // Until promoted, this replica answers no disk read at once (its failover epoch neither:
+    // the writes it re-issues are not on the disk yet).
+    environment.answerDiskReads(undefined);
   }
 
   get currentRole(): BackupRole {
@@ -386,9 +390,12 @@ export class BackupReplica {
     }
     const entry = this.readShared(received);
     if (entry === undefined) return;
-    // What this backup holds for the entry, as the primary counts it: with its shared reads' data.
-    const heldBytes = wireBytes + (entry.sharedReads ?? []).reduce((sum, read) => sum + read.lengthBytes, 0);
-    this.queue.push({ entry, wireBytes: heldBytes, receivedAtMs: this.io.nowMs() });
+    const diskData = this.readAtOnceData(entry);
+    if (diskData === undefined) return;
+    // What this backup holds for the entry, as the primary counts it: with the data of its
+    // shared reads and of its reads answered at once.
+    const heldBytes = wireBytes + (entry.sharedReads ?? []).reduce((sum, read) => sum + read.lengthBytes, 0) + diskReadBytes(entry.reads);
+    this.queue.push({ entry, diskData, wireBytes: heldBytes, receivedAtMs: this.io.nowMs() });
     this.queueBytes += heldBytes;
     this.receivedThrough = entry.epoch;
     const sequence = digestDue(this.options, this.nextStartRetired, entry.endRetired);
@@ -421,6 +428,27 @@ export class BackupReplica {
       events[read.event] = { ...completion, data };
     }
     return { ...entry, events };
+  }
+
+  /**
+   * The data of the entry's disk reads answered at once (messages.ts, 'disk-read'), read from
+   * the shared disk now, before this backup acknowledges the entry, as for shared reads.
+   * Undefined if a read failed: this backup cannot follow.
+   */
+  private readAtOnceData(entry: EpochEntry): Uint8Array[] | undefined {
+    const data: Uint8Array[] = [];
+    for (const reading of entry.reads) {
+      if (reading.kind !== 'disk-read') continue;
+      const read = diskReadOf(reading.value);
+      if (!read.answered) continue;
+      const bytes = this.io.readSharedDisk(read.slot, read.offsetBytes, read.lengthBytes);
+      if (!(bytes instanceof Uint8Array)) {
+        this.diverge(entry.epoch, `cannot read the ${read.lengthBytes} bytes at ${read.offsetBytes} of the shared disk on virtio slot ${read.slot} that the primary read at once: ${bytes.error}`);
+        return undefined;
+      }
+      data.push(bytes);
+    }
+    return data;
   }
 
   /** The queue is full: acknowledgements wait until it drains (the primary pauses meanwhile). */
@@ -514,7 +542,7 @@ export class BackupReplica {
 
   /** P5/P6: executes the next logged epoch exactly as the primary did. */
   private executeNext(): void {
-    const { entry, wireBytes } = this.queue.shift()!;
+    const { entry, diskData, wireBytes } = this.queue.shift()!;
     this.queueBytes -= wireBytes;
     if (this.role === 'following') this.acknowledge(); // room again: acknowledgements deferred while full go out
     let machine = this.machine!;
@@ -530,7 +558,7 @@ export class BackupReplica {
       if (budget > this.options.epochInstructions * epochMergeMax) {
         throw new DivergenceError(`the entry claims ${budget} instructions, more than ${epochMergeMax} epochs of the agreed ${this.options.epochInstructions}`);
       }
-      this.environment.beginReplay(entry.reads);
+      this.environment.beginReplay(entry.reads, diskData);
       const startedMs = this.io.nowMs();
       const result = machine.run(budget);
       // The replay rate, smoothed: with the queue's length, the catch-up time the acks report.

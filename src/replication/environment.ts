@@ -8,9 +8,13 @@
  * - after promotion the backup records again, from its own clock, continued so that the guest
  *   never sees time go backwards.
  */
-import type { EnvironmentPort, EnvironmentReadKind } from '../machine/environment.js';
+import type { DiskReadRequest, EnvironmentPort, EnvironmentReadKind } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
-import type { EnvironmentReading } from './messages.js';
+import { assert } from '../machine/assert.js';
+import { diskReadOf, diskReadValue, type EnvironmentReading } from './messages.js';
+
+/** Answers a disk read at once for a primary (`EnvironmentPort.readDisk`), or declines (undefined). */
+export type DiskReader = (request: DiskReadRequest) => Uint8Array | undefined;
 
 /** The backup's execution left the primary's: a bug, or a machine that is not deterministic. */
 export class DivergenceError extends Error {
@@ -22,6 +26,11 @@ export class ReplicaEnvironment implements EnvironmentPort {
   private recorded: EnvironmentReading[] = [];
   private replaying: readonly EnvironmentReading[] = [];
   private next = 0;
+  /** Backup: the data of the epoch's disk reads answered at once, in order, and the next one. */
+  private replayingData: readonly Uint8Array[] = [];
+  private nextData = 0;
+  /** Primary: answers disk reads at once; without one (a backup's failover epoch), every read is declined. */
+  private diskReader: DiskReader | undefined;
   /** Added to live mtime readings (clock continuity after a failover). */
   private mtimeOffset = 0n;
   /** The largest mtime this machine has been given, recorded or replayed. */
@@ -41,7 +50,32 @@ export class ReplicaEnvironment implements EnvironmentPort {
     return value;
   }
 
-  private replay(kind: EnvironmentReadKind, retired: number): bigint {
+  /**
+   * A disk read answered at once (messages.ts, 'disk-read'). Recording: the primary's reader
+   * answers or declines, and the reading says which. Replaying: the same answer, the data read
+   * from the shared disk when the entry arrived.
+   */
+  readDisk(request: DiskReadRequest, retired: number): Uint8Array | undefined {
+    if (this.mode === 'replay') {
+      const answered = this.replay('disk-read', retired, request);
+      if (!answered) return undefined;
+      const data = this.replayingData[this.nextData++];
+      if (data?.length !== request.lengthBytes) throw new DivergenceError(`the machine's disk read at instruction ${retired} has no data of ${request.lengthBytes} bytes from the primary's log`);
+      return data;
+    }
+    const data = this.diskReader?.(request);
+    this.recorded.push({ retired, kind: 'disk-read', value: diskReadValue(request, data !== undefined) });
+    return data;
+  }
+
+  /** Primary: answers disk reads at once from now on (none: declines them all). */
+  answerDiskReads(reader: DiskReader | undefined): void {
+    this.diskReader = reader;
+  }
+
+  private replay(kind: 'disk-read', retired: number, request: DiskReadRequest): boolean;
+  private replay(kind: EnvironmentReadKind, retired: number): bigint;
+  private replay(kind: EnvironmentReadKind | 'disk-read', retired: number, request?: DiskReadRequest): bigint | boolean {
     const reading = this.replaying[this.next];
     if (reading === undefined) {
       throw new DivergenceError(`the machine read ${kind} at instruction ${retired}, but the primary's log has no more values`);
@@ -52,6 +86,16 @@ export class ReplicaEnvironment implements EnvironmentPort {
       );
     }
     this.next++;
+    if (request !== undefined) {
+      const primary = diskReadOf(reading.value);
+      if (primary.slot !== request.slot || primary.offsetBytes !== request.offsetBytes || primary.lengthBytes !== request.lengthBytes) {
+        throw new DivergenceError(
+          `the machine read ${request.lengthBytes} bytes at ${request.offsetBytes} of disk ${request.slot} at instruction ${retired}; ` +
+            `the primary ${primary.lengthBytes} bytes at ${primary.offsetBytes} of disk ${primary.slot}`,
+        );
+      }
+      return primary.answered;
+    }
     if (kind === 'mtime' && reading.value > this.latestMtime) this.latestMtime = reading.value;
     return reading.value;
   }
@@ -92,11 +136,13 @@ export class ReplicaEnvironment implements EnvironmentPort {
     return readings;
   }
 
-  /** Backup: serve `readings` for the next epoch. */
-  beginReplay(readings: readonly EnvironmentReading[]): void {
+  /** Backup: serve `readings` for the next epoch, and `diskData` for its disk reads answered at once. */
+  beginReplay(readings: readonly EnvironmentReading[], diskData: readonly Uint8Array[] = []): void {
     this.mode = 'replay';
     this.replaying = readings;
     this.next = 0;
+    this.replayingData = diskData;
+    this.nextData = 0;
   }
 
   /** Backup: the epoch is over; every value must have been used. */
@@ -106,7 +152,9 @@ export class ReplicaEnvironment implements EnvironmentPort {
       const first = this.replaying[this.next]!;
       throw new DivergenceError(`${left} environment values were not used (the first: ${first.kind} at instruction ${first.retired})`);
     }
+    assert(this.nextData === this.replayingData.length, () => `${this.replayingData.length - this.nextData} disk reads' data left over with every reading used`);
     this.replaying = [];
+    this.replayingData = [];
   }
 
   /** Notes mtime values that reached the machine as clock events (replayed or recorded). */

@@ -3,10 +3,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SnapshotWriter } from '../machine/snapshot.js';
 import {
-  decodeFrame, encodeMessage, epochEntryFixedBytes, epochEntryWireBytes, FrameDecoder, frameHeaderBytes, framePayloadBytesMax, identityFieldBytesMax,
+  decodeFrame, diskReadOf, diskReadValue, encodeMessage, epochEntryFixedBytes, epochEntryWireBytes, FrameDecoder, frameHeaderBytes, framePayloadBytesMax, identityFieldBytesMax,
   ProtocolError, protocolVersion, rejectReasonCharactersMax, type Message,
 } from './messages.js';
 import type { MachineEvent } from '../machine/environment.js';
+import { requestDataBytesMax } from '../machine/devices/virtio-blk.js';
+import { diskBytesMax } from '../machine/board-config.js';
 import { AssertionError } from '../machine/assert.js';
 import { Prng } from '../simulator/prng.js';
 
@@ -213,4 +215,19 @@ test("an entry's shared reads: round trip and exact size; one naming anything bu
   assert.match(refused([{ event: 0, offsetBytes: 0, lengthBytes: 0 }]), /shared read of 0 bytes/);
   assert.match(refused([{ event: 0, offsetBytes: 0, lengthBytes: 512 }], [{ ...completion(1), data: new Uint8Array(512) } as MachineEvent]), /without data/);
   assert.match(refused(Array.from({ length: 5 }, (_, event) => ({ event, offsetBytes: 0, lengthBytes: 512 }))), /claims 5 shared reads for 4 events/);
+});
+
+test('a disk read answered at once travels as a reading: its sectors and whether the primary answered, in one value; one of no bytes, or more than a request moves, is malformed', () => {
+  const request = { op: 'read' as const, slot: 2, requestId: 77, offsetBytes: diskBytesMax - requestDataBytesMax, lengthBytes: requestDataBytesMax };
+  for (const answered of [true, false]) {
+    assert.deepEqual(diskReadOf(diskReadValue(request, answered)), { slot: 2, offsetBytes: request.offsetBytes, lengthBytes: request.lengthBytes, answered });
+  }
+  const reads = [{ retired: 12, kind: 'disk-read' as const, value: diskReadValue(request, true) }, { retired: 12, kind: 'mtime' as const, value: 9n }];
+  const entry = { epoch: 3, endRetired: 40, stop: 'budget' as const, releasedThrough: 2, reads, events: [] };
+  const frame = encodeMessage({ type: 'epoch', entry });
+  assert.equal(frame.length - frameHeaderBytes, epochEntryWireBytes(2, []));
+  assert.deepEqual(decodeFrame(frame), { type: 'epoch', entry });
+  const withValue = (value: bigint): Uint8Array => encodeMessage({ type: 'epoch', entry: { ...entry, reads: [{ retired: 12, kind: 'disk-read', value }] } });
+  assert.match(refusal(withValue(diskReadValue({ ...request, lengthBytes: 0 }, true))).message, /a disk read at once of 0 bytes/);
+  assert.match(refusal(withValue(diskReadValue({ ...request, lengthBytes: requestDataBytesMax + 512 }, false))).message, /of 1049088 bytes/);
 });

@@ -8,19 +8,19 @@
  * {@link ProtocolError} naming the cause. Nothing a peer sends can throw anything else.
  */
 import { SnapshotError, SnapshotReader, SnapshotWriter } from '../machine/snapshot.js';
-import type { DiskCompletionStatus, EnvironmentReadKind, MachineEvent } from '../machine/environment.js';
+import type { DiskCompletionStatus, DiskReadRequest, EnvironmentReadKind, MachineEvent } from '../machine/environment.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
-import { requestDataBytesMax } from '../machine/devices/virtio-blk.js';
+import { requestDataBytesMax, sectorBytes } from '../machine/devices/virtio-blk.js';
 import { assert } from '../machine/assert.js';
 import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
 /**
- * 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
+ * 6: disk reads answered at once (a reading of kind 'disk-read', `DiskReadAtOnce`). 5: shared reads, write-back. 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
  * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
  * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
  */
-export const protocolVersion = 5;
+export const protocolVersion = 6;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
@@ -55,8 +55,50 @@ export class ProtocolError extends Error {
 /** P0: one environment read, at an exact instruction count. */
 export interface EnvironmentReading {
   readonly retired: number;
-  readonly kind: EnvironmentReadKind;
+  readonly kind: ReadingKind;
   readonly value: bigint;
+}
+
+/**
+ * What a reading reads: an environment value, or a disk read the primary was asked to answer
+ * at once (`EnvironmentPort.readDisk`), its value `diskReadValue`: the sectors asked for and
+ * whether it answered. The data does not travel: the backup reads those sectors from the shared
+ * disk when the entry arrives, before it acknowledges it, as for a shared read (below), and
+ * for the same reasons nothing can have changed them meanwhile: the primary answers only with
+ * no write to them held, and the machine asks only with none among its outputs not yet taken.
+ */
+export type ReadingKind = EnvironmentReadKind | 'disk-read';
+
+/** The value of a 'disk-read' reading: offset in sectors, length in sectors, slot, answered. */
+export function diskReadValue(request: DiskReadRequest, answered: boolean): bigint {
+  // The board's bounds (diskBytesMax, requestDataBytesMax, virtio slots) keep every field in its bits.
+  assert(request.offsetBytes / sectorBytes < 2 ** 32 && request.lengthBytes / sectorBytes < 2 ** 23 && request.slot < 256, () => `a disk read of ${request.lengthBytes} bytes at ${request.offsetBytes} on slot ${request.slot} out of range`);
+  return (
+    (BigInt(request.offsetBytes / sectorBytes) << 32n) |
+    (BigInt(request.lengthBytes / sectorBytes) << 9n) |
+    (BigInt(request.slot) << 1n) |
+    (answered ? 1n : 0n)
+  );
+}
+
+/** A 'disk-read' reading's value taken apart (`diskReadValue`). */
+export function diskReadOf(value: bigint): { slot: number; offsetBytes: number; lengthBytes: number; answered: boolean } {
+  return {
+    offsetBytes: Number(value >> 32n) * sectorBytes,
+    lengthBytes: Number((value >> 9n) & 0x7fffffn) * sectorBytes,
+    slot: Number((value >> 1n) & 0xffn),
+    answered: (value & 1n) === 1n,
+  };
+}
+
+/** The data bytes of the disk reads answered at once among `readings` (a backup holds them with the entry). */
+export function diskReadBytes(readings: readonly EnvironmentReading[]): number {
+  let bytes = 0;
+  for (const reading of readings) {
+    if (reading.kind !== 'disk-read' || (reading.value & 1n) === 0n) continue;
+    bytes += diskReadOf(reading.value).lengthBytes;
+  }
+  return bytes;
 }
 
 /** Everything the backup needs to execute epoch `epoch` exactly as the primary did. */
@@ -136,7 +178,7 @@ export type Message =
 
 const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8, digest: 9, divergence: 10, pages: 11, copied: 12 } as const;
 const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
-const readKinds: readonly EnvironmentReadKind[] = ['mtime', 'wall-clock-ns'];
+const readKinds: readonly ReadingKind[] = ['mtime', 'wall-clock-ns', 'disk-read'];
 /** Wire codes of the machine's stop reasons (index = code); the type checks that every reason has one. */
 const stopKinds = ['budget', 'wfi', 'halt'] as const satisfies readonly StopReason[];
 const _everyStopReasonCoded: StopReason extends (typeof stopKinds)[number] ? true : never = true;
@@ -414,7 +456,12 @@ function readEntry(r: SnapshotReader): EpochEntry {
     const retired = r.uint();
     const kind = readKinds[r.u8()];
     if (kind === undefined) throw new ProtocolError('malformed', 'environment read of an unknown kind');
-    reads.push({ retired, kind, value: r.u64() });
+    const value = r.u64();
+    if (kind === 'disk-read') {
+      const read = diskReadOf(value);
+      if (read.lengthBytes === 0 || read.lengthBytes > requestDataBytesMax) throw new ProtocolError('malformed', `a disk read at once of ${read.lengthBytes} bytes`);
+    }
+    reads.push({ retired, kind, value });
   }
   const eventCount = r.uint();
   if (eventCount > r.remainingBytes / eventWireBytesMin) throw new ProtocolError('malformed', `epoch entry claims ${eventCount} events`);

@@ -9,12 +9,12 @@
 import type { Machine } from '../machine/board.js';
 import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
-import { answeredByDevice, type DiskRequest, type MachineEvent, type MachineOutput } from '../machine/environment.js';
+import { answeredByDevice, writeOverlapsRead, type DiskReadRequest, type DiskRequest, type MachineEvent, type MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
-import { copyPagesPerMessageMax, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
+import { copyPagesPerMessageMax, diskReadBytes, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -143,11 +143,6 @@ export interface SubmittedRequest {
   readonly early: boolean;
 }
 
-/** A write that changes sectors a read returns (on the same disk). */
-function overlaps(write: DiskRequest & { op: 'write' }, read: DiskRequest & { op: 'read' }): boolean {
-  return write.slot === read.slot && write.offsetBytes < read.offsetBytes + read.lengthBytes && read.offsetBytes < write.offsetBytes + write.data.length;
-}
-
 /** The data bytes of the disk writes among `outputs`. */
 function writeBytes(outputs: readonly MachineOutput[]): number {
   let bytes = 0;
@@ -156,7 +151,7 @@ function writeBytes(outputs: readonly MachineOutput[]): number {
 }
 
 /** A disk read issued before its epoch's acknowledgement (`issueReads`). */
-type EarlyRead = DiskRequest & { op: 'read' };
+type EarlyRead = DiskReadRequest;
 
 /** Creates a fresh machine for a guest that asked for a reset (both replicas do the same). */
 export type Reboot = () => Machine;
@@ -202,6 +197,8 @@ export class PrimaryReplica {
   private readonly digests = { taken: 0, ms: 0 };
   /** Where the next epoch starts counting (digests are due by instructions, `digestDue`). */
   private nextStartRetired: number;
+  /** Data bytes of the disk reads answered at once in the epoch running (`readDiskNow`). */
+  private diskReadBytesThisEpoch = 0;
 
   constructor(
     private machine: Machine,
@@ -224,6 +221,30 @@ export class PrimaryReplica {
     this.clusterId = start.clusterId;
     this.digester = start.digester ?? this.startDigests(machine);
     this.nextStartRetired = nextEpochStart(machine.power !== undefined, machine.retiredInstructions);
+    environment.answerDiskReads((request) => this.readDiskNow(request));
+  }
+
+  /**
+   * A disk read the machine asks to have answered at once (messages.ts, 'disk-read'): read
+   * now, unless a write held for an acknowledgement changes its sectors (the disk does not
+   * have it yet, and a backup reading the disk when the entry arrives would not either), or
+   * the epoch has answered its share already (`diskReadBytesPerEpochMax`: each backup holds
+   * the data until it has replayed the epoch). Not under `readsInLog`, whose shared storage
+   * may show a backup stale data.
+   */
+  private readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
+    if (this.io.readDiskNow === undefined || this.options.readsInLog === true) return undefined;
+    if (this.diskReadBytesThisEpoch + request.lengthBytes > diskReadBytesPerEpochMax) return undefined;
+    if (this.heldWriteBytes > 0) {
+      for (const pending of this.pending) {
+        for (const output of pending.outputs) {
+          if (output.kind === 'disk-request' && output.request.op === 'write' && writeOverlapsRead(output.request, request)) return undefined;
+        }
+      }
+    }
+    const data = this.io.readDiskNow(request);
+    if (data !== undefined) this.diskReadBytesThisEpoch += data.length;
+    return data;
   }
 
   /** A digester for `machine`, if digests are on. */
@@ -648,6 +669,7 @@ export class PrimaryReplica {
     // instruction count, rather than outgrow it. The backup runs to the recorded end.
     const plan = planEntry(this.completions, this.options.epochEntryBytesMax);
     this.environment.beginRecording();
+    this.diskReadBytesThisEpoch = 0;
     // While outputs wait for an acknowledgement, epochs are short: the loop reads its socket
     // only between steps, so the acknowledgement (and the outputs behind it) would otherwise
     // wait for the rest of a long epoch. The backup follows the recorded end, as for any early end.
@@ -712,9 +734,11 @@ export class PrimaryReplica {
         this.digests.ms += this.io.nowMs() - startedMs;
         digest = { type: 'digest', epoch, digest: { hart, parts, ramHash, pages } };
       }
+      // What a backup holds for the entry: the data of its shared reads and of its reads
+      // answered at once too (the log's bounds are of memory).
+      const dataBytes = shared.dataBytes + diskReadBytes(reads);
       for (const member of this.members()) {
-        // What the backup holds for the entry: its shared reads' data too (the log's bounds are of memory).
-        let bytes = this.sendMessage({ type: 'epoch', entry }, member) + shared.dataBytes;
+        let bytes = this.sendMessage({ type: 'epoch', entry }, member) + dataBytes;
         if (digest !== undefined) bytes += this.sendMessage(digest, member);
         member.entrySentAtMs.set(epoch, now);
         member.entryBytesUnacknowledged.set(epoch, bytes);
@@ -900,7 +924,7 @@ export class PrimaryReplica {
         continue;
       }
       const request = output.request;
-      if (request.op !== 'read' || held.some((write) => overlaps(write, request))) {
+      if (request.op !== 'read' || held.some((write) => writeOverlapsRead(write, request))) {
         if (request.op === 'write') held.push(request);
         waiting.push(output);
         continue;

@@ -5,7 +5,7 @@
  * link) implement {@link ReplicaIo}.
  */
 import type { RejectCode } from './messages.js';
-import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import type { DiskReadRequest, DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { Machine } from '../machine/board.js';
 import type { PowerRequest } from '../machine/devices/test-device.js';
 import { epochEntryBytesMax, frameHeaderBytes, framePayloadBytesMax, type Message } from './messages.js';
@@ -171,6 +171,12 @@ export const unacknowledgedLogBytesMax = 64 * 1024 * 1024;
  */
 export const heldWriteBytesMax = 64 * 1024 * 1024;
 /**
+ * Most bytes of disk reads a primary answers at once in one epoch (messages.ts, 'disk-read');
+ * beyond, reads go out as requests. Their data does not travel, but each backup holds it with
+ * the entry until it has replayed it.
+ */
+export const diskReadBytesPerEpochMax = 1024 * 1024;
+/**
  * The backup acknowledges entries on receipt (P4) only while fewer than these wait to be
  * executed; beyond, it defers its acknowledgements (it still answers heartbeats, so the lease
  * and failure detection go on), and the primary soon pauses at its limits above.
@@ -183,7 +189,7 @@ export const backupQueueBytesMax = 64 * 1024 * 1024;
  * crosses the byte limit). More is a primary breaking the protocol.
  */
 export const backupQueueEpochsLimit = backupQueueEpochsMax + pendingEpochsMax;
-export const backupQueueBytesLimit = backupQueueBytesMax + unacknowledgedLogBytesMax + frameHeaderBytes + framePayloadBytesMax;
+export const backupQueueBytesLimit = backupQueueBytesMax + unacknowledgedLogBytesMax + frameHeaderBytes + framePayloadBytesMax + diskReadBytesPerEpochMax;
 
 export const defaultReplicationOptions: ReplicationOptions = {
   epochInstructions: 100_000,
@@ -279,6 +285,13 @@ export interface ReplicaIo {
    * once (a shared read, messages.ts): the bytes, or why they could not be read.
    */
   readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string };
+  /**
+   * A live replica reads the disk at once, for a read its machine answers inside the guest's
+   * instruction (messages.ts, 'disk-read'): the bytes, with every write submitted so far on
+   * them, or undefined if it cannot (an error: the read then goes out as a request, which
+   * reports it). Without it, every read goes out as a request.
+   */
+  readDiskNow?(request: DiskReadRequest): Uint8Array | undefined;
   /** A frame for the network from the NIC on virtio slot `slot`; `epoch` produced it. */
   networkSend(slot: number, frame: Uint8Array, epoch: number): void;
   /**

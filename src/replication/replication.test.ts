@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BoardMap, Machine } from '../machine/board.js';
-import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import type { DiskReadRequest, DiskRequest, MachineEvent } from '../machine/environment.js';
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
@@ -14,7 +14,7 @@ import { ramBaseAddress } from '../machine/memory/ram.js';
 const base = ramBaseAddress;
 import { DivergenceError, ReplicaEnvironment } from './environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
-import { decodeFrame, encodeMessage, eventWireBytes, frameHeaderBytes, readingWireBytes, type Message, type ReplicaIdentity } from './messages.js';
+import { decodeFrame, diskReadBytes, diskReadOf, encodeMessage, eventWireBytes, frameHeaderBytes, readingWireBytes, type Message, type ReplicaIdentity } from './messages.js';
 import { consoleInputPerEntryBytesMax, epochEntryBytesDefault, epochEntryBytesMin } from './entry-budget.js';
 import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
@@ -68,6 +68,41 @@ test('replay: the same count and kind get the logged value; anything else is div
   assert.throws(() => environment.endReplay(), /1 environment values were not used/);
   environment.beginReplay([]);
   assert.throws(() => environment.read('mtime', 1), /no more values/);
+});
+
+test('disk reads answered at once: the reader answers or declines, the reading says which, and a replay gives the same', () => {
+  const environment = new ReplicaEnvironment(new TestClock());
+  const read = (offsetBytes: number, lengthBytes = 1024, slot = 3): DiskReadRequest => ({ op: 'read', slot, requestId: offsetBytes, offsetBytes, lengthBytes });
+  const data = Uint8Array.from({ length: 1024 }, (_, i) => i & 0xff);
+  environment.beginRecording();
+  assert.equal(environment.readDisk(read(512), 4), undefined, 'no reader: every read declined');
+  environment.answerDiskReads((request) => (request.offsetBytes === 0 ? undefined : data));
+  assert.equal(environment.readDisk(read(4096), 7), data);
+  assert.equal(environment.readDisk(read(0), 7), undefined);
+  const log = environment.takeRecorded();
+  assert.deepEqual(log.map((reading) => ({ retired: reading.retired, kind: reading.kind, ...diskReadOf(reading.value) })), [
+    { retired: 4, kind: 'disk-read', slot: 3, offsetBytes: 512, lengthBytes: 1024, answered: false },
+    { retired: 7, kind: 'disk-read', slot: 3, offsetBytes: 4096, lengthBytes: 1024, answered: true },
+    { retired: 7, kind: 'disk-read', slot: 3, offsetBytes: 0, lengthBytes: 1024, answered: false },
+  ]);
+  assert.equal(diskReadBytes(log), 1024);
+
+  const copy = data.slice();
+  environment.beginReplay(log, [copy]);
+  assert.equal(environment.readDisk(read(512), 4), undefined);
+  assert.equal(environment.readDisk(read(4096), 7), copy);
+  assert.equal(environment.readDisk(read(0), 7), undefined);
+  environment.endReplay();
+  // Another read than the primary's, or at another count, or with no data for it: divergence.
+  environment.beginReplay(log, [copy]);
+  assert.throws(() => environment.readDisk(read(1024), 4), (error: unknown) => error instanceof DivergenceError && /1024 bytes at 1024 of disk 3.*1024 bytes at 512/.test(error.message));
+  environment.beginReplay(log, [copy]);
+  assert.throws(() => environment.readDisk(read(512, 1024, 4), 4), DivergenceError);
+  environment.beginReplay(log, [copy]);
+  assert.throws(() => environment.read('mtime', 4), /the primary read disk-read/);
+  environment.beginReplay(log, []);
+  environment.readDisk(read(512), 4);
+  assert.throws(() => environment.readDisk(read(4096), 7), /no data of 1024 bytes/);
 });
 
 test('after a failover the new clock continues from the last value the machine saw', () => {

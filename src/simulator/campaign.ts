@@ -129,6 +129,8 @@ export interface RangeSummary {
   readonly epochsMerged: number;
   readonly stepsRunOn: number;
   readonly sharedReads: number;
+  /** Reads the live replicas answered at once, inside the guest's instruction. */
+  readonly readsAtOnce: number;
   /** Promotions in all runs (a run with repeated failures has several). */
   readonly promotions: number;
   /** Seeds with more than one backup. */
@@ -150,12 +152,14 @@ export function runRange(range: SeedRange): RangeSummary {
   let epochsMerged = 0;
   let stepsRunOn = 0;
   let sharedReads = 0;
+  let readsAtOnce = 0;
   for (let seed = range.first; seed < range.first + range.count; seed++) {
     const result = runSeed(campaign, seed);
     epochsEndedEarly += result.epochsEndedEarly;
     epochsMerged += result.epochsMerged;
     stepsRunOn += result.stepsRunOn;
     sharedReads += result.sharedReads;
+    readsAtOnce += result.readsAtOnce;
     if (result.failures.length > 0) failures.push(describeFailure(result));
     const plan = result.plan;
     const kind =
@@ -175,7 +179,7 @@ export function runRange(range: SeedRange): RangeSummary {
       failoverMsTotal += result.failoverMs;
     }
   }
-  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, epochsMerged, stepsRunOn, sharedReads, promotions, withBackups, guestsLost };
+  return { seeds: range.count, failures, outcomes, failovers, failoverMsTotal, epochsEndedEarly, epochsMerged, stepsRunOn, sharedReads, readsAtOnce, promotions, withBackups, guestsLost };
 }
 
 /** Runs seeds [first, first + count) of the workload in `kernelBytes` on `threads` worker threads and merges their summaries. */
@@ -208,6 +212,7 @@ export async function runSeedsInParallel(kernelBytes: Uint8Array, first: number,
     epochsMerged: summaries.reduce((sum, s) => sum + s.epochsMerged, 0),
     stepsRunOn: summaries.reduce((sum, s) => sum + s.stepsRunOn, 0),
     sharedReads: summaries.reduce((sum, s) => sum + s.sharedReads, 0),
+    readsAtOnce: summaries.reduce((sum, s) => sum + s.readsAtOnce, 0),
     promotions: summaries.reduce((sum, s) => sum + s.promotions, 0),
     withBackups: summaries.reduce((sum, s) => sum + s.withBackups, 0),
     guestsLost: summaries.reduce((sum, s) => sum + s.guestsLost, 0),

@@ -27,7 +27,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Machine, type BoardConfig, type CpuMode } from '../machine/board.js';
-import type { DiskRequest, MachineEvent } from '../machine/environment.js';
+import type { DiskReadRequest, DiskRequest, MachineEvent } from '../machine/environment.js';
 import type { LoadedImage } from '../machine/loader/elf.js';
 import { ReplicaEnvironment } from '../replication/environment.js';
 import type { EnvironmentPort } from '../machine/environment.js';
@@ -140,6 +140,8 @@ export interface SimulationResult {
   readonly stepsRunOn: number;
   /** Reads whose data a backup took from the shared disk itself (messages.ts, `SharedRead`). */
   readonly sharedReads: number;
+  /** Reads a live replica answered at once, inside the guest's instruction (messages.ts, 'disk-read'). */
+  readonly readsAtOnce: number;
   /** The crashes left no replica holding the guest: it ended early (allowed, and checked as such). */
   readonly guestLost: boolean;
 }
@@ -290,6 +292,7 @@ export class Simulation {
   private epochsMerged = 0;
   private stepsRunOn = 0;
   private sharedReads = 0;
+  private readsAtOnce = 0;
   /** Entries the replica stepping now has sent in this step. */
   private entriesThisStep = 0;
   private guestLost = false;
@@ -418,6 +421,7 @@ export class Simulation {
       epochsMerged: this.epochsMerged,
       stepsRunOn: this.stepsRunOn,
       sharedReads: this.sharedReads,
+      readsAtOnce: this.readsAtOnce,
       guestLost: this.guestLost,
     };
   }
@@ -775,6 +779,19 @@ export class Simulation {
     return this.disk.slice(offsetBytes, offsetBytes + lengthBytes);
   }
 
+  /**
+   * A live replica's read answered at once (messages.ts, 'disk-read'): the disk as it is now,
+   * with every write submitted (they reach the disk when submitted, whatever the latency of
+   * their completion). Every fourth read is refused, so that both ways stay in use.
+   */
+  readDiskNow(from: SimulatedReplica, request: DiskReadRequest): Uint8Array | undefined {
+    if (request.requestId % 4 === 0) return undefined;
+    this.checkDiskOrder(from, request);
+    if (request.offsetBytes + request.lengthBytes > this.disk.length) return undefined;
+    this.readsAtOnce++;
+    return this.disk.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes);
+  }
+
   private perform(request: DiskRequest): MachineEvent {
     const base = { kind: 'disk-completion' as const, slot: request.slot, requestId: request.requestId };
     switch (request.op) {
@@ -1040,6 +1057,10 @@ class SimulatedIo implements ReplicaIo {
 
   readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
     return this.simulation.readSharedDisk(this.replica!, slot, offsetBytes, lengthBytes);
+  }
+
+  readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
+    return this.simulation.readDiskNow(this.replica!, request);
   }
 
   takeConsoleInput(): Uint8Array {

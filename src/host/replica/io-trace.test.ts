@@ -96,7 +96,7 @@ test('an acknowledgement covers every earlier epoch; a later one does not move t
 });
 
 test('nothing traced: the summary says so', () => {
-  assert.deepEqual(new IoTrace(() => 0).summary(), ['io trace: no disk request went its whole way, and no frame went out']);
+  assert.deepEqual(new IoTrace(() => 0).summary(), ['io trace: no disk request went its whole way, no read was answered at once, and no frame went out']);
 });
 
 test("a frame's way: arrived, delivered, the answer's entry sent, acknowledged, released", () => {

@@ -93,7 +93,17 @@ export class IoTrace {
   private readonly beforeEntry = new Map<number, TracedRequest[]>();
   private readonly beforeAcknowledgement = new Map<number, TracedRequest[]>();
 
+  /** Reads answered at once, inside the guest's instruction: no epoch end, no round trip, nothing to trace. */
+  private readsAtOnce = 0;
+  private readBytesAtOnce = 0;
+
   constructor(private readonly nowMs: () => number) {}
+
+  /** The primary answered a read at once (messages.ts, 'disk-read'). */
+  readAtOnce(request: { readonly lengthBytes: number }): void {
+    this.readsAtOnce++;
+    this.readBytesAtOnce += request.lengthBytes;
+  }
 
   /** The entry of `epoch` left; it delivers the completions of `completed`. */
   entrySent(epoch: number, completed: readonly RequestKey[]): void {
@@ -201,6 +211,7 @@ export class IoTrace {
       const requests = this.requests.filter((request) => request.op === op);
       if (requests.length > 0) lines.push(...summarize(`${op}s`, requests));
     }
+    if (this.readsAtOnce > 0) lines.push(`io trace: ${this.readsAtOnce} reads (${this.readBytesAtOnce} bytes) answered at once, inside the guest's instruction: no epoch end, no round trip`);
     if (this.frames.length > 0) {
       const gap = (pick: (frame: (typeof this.frames)[number]) => number | undefined): string => {
         const values = this.frames.flatMap((frame) => {
@@ -216,7 +227,7 @@ export class IoTrace {
           `acknowledged -> released ${gap((f) => (f.acknowledgedMs === undefined ? undefined : f.releasedMs - f.acknowledgedMs))}`,
       );
     }
-    return lines.length > 0 ? lines : ['io trace: no disk request went its whole way, and no frame went out'];
+    return lines.length > 0 ? lines : ['io trace: no disk request went its whole way, no read was answered at once, and no frame went out'];
   }
 }
 

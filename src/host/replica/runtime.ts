@@ -7,7 +7,7 @@
  * between steps.
  */
 import type { Machine } from '../../machine/board.js';
-import type { DiskRequest, EnvironmentPort, MachineEvent } from '../../machine/environment.js';
+import type { DiskReadRequest, DiskRequest, EnvironmentPort, MachineEvent } from '../../machine/environment.js';
 import type { ReplicaEnvironment } from '../../replication/environment.js';
 import { encodeMessage, type Message, type ReplicaIdentity } from '../../replication/messages.js';
 import { PrimaryReplica, type Reboot } from '../../replication/primary.js';
@@ -441,6 +441,14 @@ class ReplicaRuntime implements ReplicaIo {
     } catch (error) {
       return { error: error instanceof Error ? error.message : String(error) };
     }
+  }
+
+  readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
+    // The images perform every request when submitted (diskSubmit): what was submitted is on them.
+    const data = this.readSharedDisk(request.slot, request.offsetBytes, request.lengthBytes);
+    if (!(data instanceof Uint8Array)) return undefined;
+    this.trace?.readAtOnce(request);
+    return data;
   }
 
   takeDiskCompletions(): MachineEvent[] {

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { MachineOutput, DiskRequest } from '../environment.js';
+import type { DiskReadRequest, DiskRequest, MachineOutput } from '../environment.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter } from '../snapshot.js';
 import type { InterruptLine } from './device.js';
@@ -251,16 +251,19 @@ interface Rig {
 
 const defaultConfig: VirtioBlockConfig = { slot: 3, capacityBytes: diskSectors * 512, readOnly: false, serial: 'understudy-disk-0001' };
 
-function makeRig(config: Partial<VirtioBlockConfig> = {}): Rig {
+function makeRig(config: Partial<VirtioBlockConfig> = {}, readNow?: (request: DiskReadRequest) => Uint8Array | undefined): Rig {
   const ram = new Ram(1 << 20);
   const irq = new FakeIrq();
   const outputs: MachineOutput[] = [];
-  const device = new VirtioBlockDevice({ ...defaultConfig, ...config }, { ram, irq, outputs: { emit: (output) => outputs.push(output) } });
+  const device = new VirtioBlockDevice({ ...defaultConfig, ...config }, { ram, irq, outputs: { emit: (output) => outputs.push(output) }, ...(readNow === undefined ? {} : { readNow }) });
   return { ram, irq, outputs, device, driver: new Driver(ram, device) };
 }
 
-function readyRig(config: Partial<VirtioBlockConfig> = {}, options: { features?: FeatureWords; queueSize?: number } = {}): Rig {
-  const rig = makeRig(config);
+function readyRig(
+  config: Partial<VirtioBlockConfig> = {},
+  options: { features?: FeatureWords; queueSize?: number; readNow?: (request: DiskReadRequest) => Uint8Array | undefined } = {},
+): Rig {
+  const rig = makeRig(config, options.readNow);
   rig.driver.init(options);
   return rig;
 }
@@ -487,6 +490,49 @@ test('a read emits one output, then the completion scatters data, writes status 
   assert.equal(device.complete(99, 'ok'), false, 'never issued');
   assert.equal(device.complete(Number.NaN, 'io-error'), false);
   assert.deepEqual(driver.takeUsed(), []);
+});
+
+test('reads answered at once: inside the notify, at most three a notify, never in a walk after a completion', () => {
+  const asked: DiskReadRequest[] = [];
+  const image = pattern(diskSectors * 512, 9);
+  const rig = readyRig({}, { queueSize: 32, readNow: (request) => {
+    asked.push(request);
+    return request.offsetBytes === 0 ? undefined : image.slice(request.offsetBytes, request.offsetBytes + request.lengthBytes);
+  } });
+  const { driver, device } = rig;
+  // Answered inside the notify: data, status, used ring, interrupt; nothing goes out or stays in flight.
+  const first = driver.read(2, [512, 1024]);
+  assert.deepEqual(asked, [{ op: 'read', slot: 3, requestId: 1, offsetBytes: 1024, lengthBytes: 1536 }]);
+  assert.deepEqual(rig.ram.readBytes(first.data[0]!.address, 512), image.subarray(1024, 1536));
+  assert.deepEqual(rig.ram.readBytes(first.data[1]!.address, 1024), image.subarray(1536, 2560));
+  assertAnsweredAtOnce(rig, first, BlockStatus.OK, 1537);
+  assert.deepEqual(device.inFlightRequestIds, []);
+  // Declined: it goes out as a request, under the id it was asked with.
+  driver.read(0, [512]);
+  assert.deepEqual(diskRequests(rig.outputs), [{ op: 'read', slot: 3, requestId: 2, offsetBytes: 0, lengthBytes: 512 }]);
+  assert.deepEqual(device.inFlightRequestIds, [2]);
+  // Five reads behind one notify: the first three are asked (an instruction's environment reads), the rest go out.
+  const heads = [1, 2, 3, 4, 5].map((sector) => driver.chain([driver.header(BlockRequestType.IN, sector), { address: driver.alloc(512, 0xaa), length: 512, writable: true }, driver.statusBuffer()]));
+  for (const head of heads) driver.publish(head);
+  asked.length = 0;
+  driver.notify();
+  assert.deepEqual(asked.map((request) => request.requestId), [3, 4, 5]);
+  assert.deepEqual(diskRequests(rig.outputs).slice(1).map((request) => request.requestId), [6, 7]);
+  assert.deepEqual(driver.takeUsed().map((used) => used.id), heads.slice(0, 3));
+  // A completion's walk takes what waits behind the queue's cap, but asks nothing: it runs between instructions.
+  const full = readyRig({}, { queueSize: 4, readNow: (request) => {
+    asked.push(request);
+    return undefined;
+  } });
+  asked.length = 0;
+  const request = full.driver.read(1, [512]);
+  for (let i = 0; i < 4; i++) full.driver.publish(request.head);
+  full.driver.notify();
+  assert.equal(asked.length, 4, 'the first read and three of the four behind the second notify');
+  assert.deepEqual(full.device.inFlightRequestIds, [1, 2, 3, 4], 'the fifth waits');
+  full.device.complete(1, 'ok', new Uint8Array(512));
+  assert.deepEqual(full.device.inFlightRequestIds, [2, 3, 4, 5]);
+  assert.equal(asked.length, 4, 'not asked from the completion');
 });
 
 test('a failed read reports IOERR and leaves the buffers alone', () => {

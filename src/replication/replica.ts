@@ -143,11 +143,12 @@ export const epochMergeMax = 1024;
  * ... and goes on past a boundary only while the primary's step has lasted less than this.
  * What arrives meanwhile (input, a frame, a completion) waits for the step's end: for a guest
  * that computes, up to this much longer than with fixed epochs (an idle guest's epochs end at
- * once, and an output ends one anyway). Each step costs the primary some 100-150 µs of cold
- * caches in the protocol's code, its sockets and the event loop (docs/BENCHMARKS.md), so
- * 0.25 ms steps cost the translation tier's cpubench 8% more than 1 ms steps.
+ * once, and an output ends one anyway). Each step costs the primary some 100-200 µs of cold
+ * caches in the protocol's code, its sockets and the event loop (docs/BENCHMARKS.md): 0.25 ms
+ * steps cost the translation tier's cpubench 8% more than 1 ms steps, and 1 ms steps left
+ * the guest 78-85% of the primary's time against 83-88% with 2 ms.
  */
-export const epochMergeHostMs = 1;
+export const epochMergeHostMs = 2;
 /**
  * Epochs shorter than this go on past skipped boundaries several at a time, up to this many
  * instructions (whole epochs), between looks at what waits: a timer's deadline passed is

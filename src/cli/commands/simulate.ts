@@ -44,7 +44,8 @@ export async function simulateCommand(argv: string[]): Promise<number> {
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(
     `${summary.seeds} seeds, ${summary.failures.length} failed, ${summary.failovers} failovers (mean ${(summary.failoverMsTotal / Math.max(1, summary.failovers)).toFixed(1)} ms virtual), ` +
-        `${summary.promotions} promotions; ${summary.withBackups} seeds with 2-3 backups; ${summary.guestsLost} guests lost to more crashes than backups; ${seconds.toFixed(1)} s\n`,
+        `${summary.promotions} promotions; ${summary.withBackups} seeds with 2-3 backups; ${summary.guestsLost} guests lost to more crashes than backups; ` +
+        `${summary.sharedReads} shared reads, ${summary.readsAtOnce} reads answered at once; ${seconds.toFixed(1)} s\n`,
     );
   return summary.failures.length === 0 ? 0 : 1;
 }

@@ -78,6 +78,27 @@ export class DiskImage {
   }
 }
 
+/**
+ * The `lengthBytes` at `offsetBytes` of the image on virtio slot `slot`, read now, or why they
+ * cannot be (no image there, past its end, an error from the host): a backup's shared reads,
+ * and reads answered at once under `run` and `pair`.
+ */
+export function readImageRange(
+  disks: ReadonlyMap<number, Pick<DiskImage, 'read' | 'capacityBytes'>>,
+  slot: number,
+  offsetBytes: number,
+  lengthBytes: number,
+): Uint8Array | { readonly error: string } {
+  const disk = disks.get(slot);
+  if (disk === undefined) return { error: `virtio slot ${slot} has no disk here` };
+  if (offsetBytes + lengthBytes > disk.capacityBytes) return { error: `bytes ${offsetBytes}-${offsetBytes + lengthBytes} lie past the disk's end (${disk.capacityBytes} bytes)` };
+  try {
+    return disk.read(offsetBytes, lengthBytes);
+  } catch (error) {
+    return { error: error instanceof Error ? error.message : String(error) };
+  }
+}
+
 function describe(error: unknown): string {
   if (error instanceof Error && 'code' in error) {
     const code = (error as NodeJS.ErrnoException).code;

@@ -13,7 +13,7 @@ import type { Machine } from '../machine/board.js';
 import { answeredByDevice, type DiskReadRequest, type DiskRequest, type EnvironmentPort, type MachineEvent } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { ConsolePort } from './console.js';
-import type { DiskImage } from './disk-image.js';
+import { readImageRange, type DiskImage } from './disk-image.js';
 import type { NetworkPort } from './network/port.js';
 import { assert } from '../machine/assert.js';
 
@@ -82,13 +82,8 @@ export function imagePort(clock: EnvironmentPort, disks: ReadonlyMap<number, Pic
   return {
     read: (kind, retired) => clock.read(kind, retired),
     readDisk: (request: DiskReadRequest) => {
-      const disk = disks.get(request.slot);
-      if (disk === undefined || request.offsetBytes + request.lengthBytes > disk.capacityBytes) return undefined;
-      try {
-        return disk.read(request.offsetBytes, request.lengthBytes);
-      } catch {
-        return undefined;
-      }
+      const data = readImageRange(disks, request.slot, request.offsetBytes, request.lengthBytes);
+      return data instanceof Uint8Array ? data : undefined;
     },
   };
 }

@@ -32,7 +32,7 @@ import { VirtioNetDevice, frameBytesMax, frameBytesMin } from './devices/virtio-
 import { BoardIrq, BoardMap, configKey, diskSlot, nicSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
-import { answeredByDevice, writeOverlapsRead, type DiskReadRequest, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
+import { answeredByDevice, outputsWriteTo, type DiskReadRequest, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
 import { TranslationCache, type TierBackend } from './cpu/translation-cache.js';
 import { Lockstep, RecordingEnvironment } from './lockstep.js';
@@ -187,10 +187,7 @@ export class Machine {
    * not yet taken changes its sectors: the host has not performed that write yet.
    */
   private readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
-    if (this.environment.readDisk === undefined) return undefined;
-    for (const output of this.outputs) {
-      if (output.kind === 'disk-request' && output.request.op === 'write' && writeOverlapsRead(output.request, request)) return undefined;
-    }
+    if (this.environment.readDisk === undefined || outputsWriteTo(this.outputs, request)) return undefined;
     return this.environment.readDisk(request, this.hart.currentRetired);
   }
 

@@ -89,6 +89,12 @@ export function writeOverlapsRead(write: DiskRequest & { readonly op: 'write' },
   return write.slot === read.slot && write.offsetBytes < read.offsetBytes + read.lengthBytes && read.offsetBytes < write.offsetBytes + write.data.length;
 }
 
+/** Whether any of `outputs` writes to a sector `read` reads (a read must not be answered past it). */
+export function outputsWriteTo(outputs: readonly MachineOutput[], read: DiskReadRequest): boolean {
+  for (const output of outputs) if (output.kind === 'disk-request' && output.request.op === 'write' && writeOverlapsRead(output.request, read)) return true;
+  return false;
+}
+
 /** A write the device answered itself (a write-back disk): the host only performs it. */
 export function answeredByDevice(request: DiskRequest): request is DiskRequest & { readonly op: 'write'; readonly completed: true } {
   return request.op === 'write' && request.completed === true;

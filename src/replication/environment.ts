@@ -11,7 +11,7 @@
 import type { DiskReadRequest, EnvironmentPort, EnvironmentReadKind } from '../machine/environment.js';
 import type { MachineClock } from '../machine/clock.js';
 import { assert } from '../machine/assert.js';
-import { diskReadOf, diskReadValue, type EnvironmentReading } from './messages.js';
+import { diskReadOf, diskReadValue, type EnvironmentReading, type ReadingKind } from './messages.js';
 
 /** Answers a disk read at once for a primary (`EnvironmentPort.readDisk`), or declines (undefined). */
 export type DiskReader = (request: DiskReadRequest) => Uint8Array | undefined;
@@ -39,7 +39,11 @@ export class ReplicaEnvironment implements EnvironmentPort {
   constructor(private live: EnvironmentPort) {}
 
   read(kind: EnvironmentReadKind, retired: number): bigint {
-    if (this.mode === 'replay') return this.replay(kind, retired);
+    if (this.mode === 'replay') {
+      const { value } = this.nextReading(kind, retired);
+      if (kind === 'mtime' && value > this.latestMtime) this.latestMtime = value;
+      return value;
+    }
     let value = this.live.read(kind, retired);
     if (kind === 'mtime') {
       value += this.mtimeOffset;
@@ -56,15 +60,21 @@ export class ReplicaEnvironment implements EnvironmentPort {
    * from the shared disk when the entry arrived.
    */
   readDisk(request: DiskReadRequest, retired: number): Uint8Array | undefined {
-    if (this.mode === 'replay') {
-      const answered = this.replay('disk-read', retired, request);
-      if (!answered) return undefined;
-      const data = this.replayingData[this.nextData++];
-      if (data?.length !== request.lengthBytes) throw new DivergenceError(`the machine's disk read at instruction ${retired} has no data of ${request.lengthBytes} bytes from the primary's log`);
+    if (this.mode === 'record') {
+      const data = this.diskReader?.(request);
+      this.recorded.push({ retired, kind: 'disk-read', value: diskReadValue(request, data !== undefined) });
       return data;
     }
-    const data = this.diskReader?.(request);
-    this.recorded.push({ retired, kind: 'disk-read', value: diskReadValue(request, data !== undefined) });
+    const primary = diskReadOf(this.nextReading('disk-read', retired).value);
+    if (primary.slot !== request.slot || primary.offsetBytes !== request.offsetBytes || primary.lengthBytes !== request.lengthBytes) {
+      throw new DivergenceError(
+        `the machine read ${request.lengthBytes} bytes at ${request.offsetBytes} of disk ${request.slot} at instruction ${retired}; ` +
+          `the primary ${primary.lengthBytes} bytes at ${primary.offsetBytes} of disk ${primary.slot}`,
+      );
+    }
+    if (!primary.answered) return undefined;
+    const data = this.replayingData[this.nextData++];
+    if (data?.length !== request.lengthBytes) throw new DivergenceError(`the machine's disk read at instruction ${retired} has no data of ${request.lengthBytes} bytes from the primary's log`);
     return data;
   }
 
@@ -73,9 +83,8 @@ export class ReplicaEnvironment implements EnvironmentPort {
     this.diskReader = reader;
   }
 
-  private replay(kind: 'disk-read', retired: number, request: DiskReadRequest): boolean;
-  private replay(kind: EnvironmentReadKind, retired: number): bigint;
-  private replay(kind: EnvironmentReadKind | 'disk-read', retired: number, request?: DiskReadRequest): bigint | boolean {
+  /** Replaying: the primary's next reading, which must be of `kind` at instruction `retired`. */
+  private nextReading(kind: ReadingKind, retired: number): EnvironmentReading {
     const reading = this.replaying[this.next];
     if (reading === undefined) {
       throw new DivergenceError(`the machine read ${kind} at instruction ${retired}, but the primary's log has no more values`);
@@ -86,18 +95,7 @@ export class ReplicaEnvironment implements EnvironmentPort {
       );
     }
     this.next++;
-    if (request !== undefined) {
-      const primary = diskReadOf(reading.value);
-      if (primary.slot !== request.slot || primary.offsetBytes !== request.offsetBytes || primary.lengthBytes !== request.lengthBytes) {
-        throw new DivergenceError(
-          `the machine read ${request.lengthBytes} bytes at ${request.offsetBytes} of disk ${request.slot} at instruction ${retired}; ` +
-            `the primary ${primary.lengthBytes} bytes at ${primary.offsetBytes} of disk ${primary.slot}`,
-        );
-      }
-      return primary.answered;
-    }
-    if (kind === 'mtime' && reading.value > this.latestMtime) this.latestMtime = reading.value;
-    return reading.value;
+    return reading;
   }
 
   /** The host mtime for a clock event (primary), continued like the readings. */

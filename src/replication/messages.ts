@@ -16,7 +16,8 @@ import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
 /**
- * 6: disk reads answered at once (a reading of kind 'disk-read', `DiskReadAtOnce`). 5: shared reads, write-back. 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
+ * 6: disk reads answered at once (a reading of kind 'disk-read', `diskReadValue`). 5: shared
+ * reads, write-back. 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
  * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
  * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
  */
@@ -95,8 +96,9 @@ export function diskReadOf(value: bigint): { slot: number; offsetBytes: number; 
 export function diskReadBytes(readings: readonly EnvironmentReading[]): number {
   let bytes = 0;
   for (const reading of readings) {
-    if (reading.kind !== 'disk-read' || (reading.value & 1n) === 0n) continue;
-    bytes += diskReadOf(reading.value).lengthBytes;
+    if (reading.kind !== 'disk-read') continue;
+    const read = diskReadOf(reading.value);
+    if (read.answered) bytes += read.lengthBytes;
   }
   return bytes;
 }

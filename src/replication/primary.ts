@@ -9,7 +9,7 @@
 import type { Machine } from '../machine/board.js';
 import { ticksToMs } from '../machine/clock.js';
 import type { StopReason } from '../machine/cpu/cpu.js';
-import { answeredByDevice, writeOverlapsRead, type DiskReadRequest, type DiskRequest, type MachineEvent, type MachineOutput } from '../machine/environment.js';
+import { answeredByDevice, outputsWriteTo, type DiskReadRequest, type DiskRequest, type MachineEvent, type MachineOutput } from '../machine/environment.js';
 import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, diskReadBytes, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
@@ -235,16 +235,15 @@ export class PrimaryReplica {
   private readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
     if (this.io.readDiskNow === undefined || this.options.readsInLog === true) return undefined;
     if (this.diskReadBytesThisEpoch + request.lengthBytes > diskReadBytesPerEpochMax) return undefined;
-    if (this.heldWriteBytes > 0) {
-      for (const pending of this.pending) {
-        for (const output of pending.outputs) {
-          if (output.kind === 'disk-request' && output.request.op === 'write' && writeOverlapsRead(output.request, request)) return undefined;
-        }
-      }
-    }
+    if (this.writeHeldTo(request)) return undefined;
     const data = this.io.readDiskNow(request);
     if (data !== undefined) this.diskReadBytesThisEpoch += data.length;
     return data;
+  }
+
+  /** Whether a write held for an acknowledgement changes a sector `read` reads: the disk does not have it yet. */
+  private writeHeldTo(read: DiskReadRequest): boolean {
+    return this.heldWriteBytes > 0 && this.pending.some((pending) => outputsWriteTo(pending.outputs, read));
   }
 
   /** A digester for `machine`, if digests are on. */
@@ -912,11 +911,6 @@ export class PrimaryReplica {
   private issueReads(epoch: number, outputs: MachineOutput[]): { waiting: MachineOutput[]; early: EarlyRead[] } {
     const early: EarlyRead[] = [];
     if (!outputs.some((output) => output.kind === 'disk-request' && output.request.op === 'read')) return { waiting: outputs, early };
-    type Write = DiskRequest & { op: 'write' };
-    const held: Write[] = []; // the writes held
-    for (const pending of this.pending) {
-      for (const output of pending.outputs) if (output.kind === 'disk-request' && output.request.op === 'write') held.push(output.request);
-    }
     const waiting: MachineOutput[] = [];
     for (const output of outputs) {
       if (output.kind !== 'disk-request') {
@@ -924,8 +918,8 @@ export class PrimaryReplica {
         continue;
       }
       const request = output.request;
-      if (request.op !== 'read' || held.some((write) => writeOverlapsRead(write, request))) {
-        if (request.op === 'write') held.push(request);
+      // A write of this epoch before it waits among `waiting`.
+      if (request.op !== 'read' || this.writeHeldTo(request) || outputsWriteTo(waiting, request)) {
         waiting.push(output);
         continue;
       }

@@ -15,7 +15,7 @@ import { BackupReplica, type FailoverReport } from '../../replication/backup.js'
 import type { ArbiterAnswer, GuestEnd, PeerId, ReplicaEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
 import type { ConsolePort } from '../console.js';
 import { consoleBacklogMaxBytes } from '../runner.js';
-import type { DiskImage } from '../disk-image.js';
+import { readImageRange, type DiskImage } from '../disk-image.js';
 import type { NetworkPort } from '../network/port.js';
 import type { ReplicaProcessStatus } from '../status.js';
 import { serveStatus } from '../status.js';
@@ -433,14 +433,7 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   readSharedDisk(slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
-    const disk = this.options.disks.get(slot);
-    if (disk === undefined) return { error: `virtio slot ${slot} has no disk here` };
-    if (offsetBytes + lengthBytes > disk.capacityBytes) return { error: `bytes ${offsetBytes}-${offsetBytes + lengthBytes} lie past the disk's end (${disk.capacityBytes} bytes)` };
-    try {
-      return disk.read(offsetBytes, lengthBytes);
-    } catch (error) {
-      return { error: error instanceof Error ? error.message : String(error) };
-    }
+    return readImageRange(this.options.disks, slot, offsetBytes, lengthBytes);
   }
 
   readDiskNow(request: DiskReadRequest): Uint8Array | undefined {

@@ -14,6 +14,11 @@ export class SnapshotError extends Error {
 
 /** Small to start with: protocol messages are encoded with this writer too, thousands a second. */
 const initialCapacityBytes = 256;
+const utf8 = new TextEncoder();
+/** Strings up to this long that are ASCII are copied without an encoder (their UTF-8 is the same bytes). */
+const asciiInlineMax = 64;
+// eslint-disable-next-line no-control-regex
+const asciiOnly = /^[\x00-\x7f]*$/;
 
 export class SnapshotWriter {
   private buffer = new Uint8Array(initialCapacityBytes);
@@ -107,7 +112,16 @@ export class SnapshotWriter {
   }
 
   string(text: string): this {
-    return this.bytes(new TextEncoder().encode(text));
+    // Section tags and names are short ASCII, written thousands of times a second (state
+    // digests, protocol messages): byte by byte, without an encoder's allocations.
+    if (text.length <= asciiInlineMax && asciiOnly.test(text)) {
+      this.uint(text.length);
+      this.reserve(text.length);
+      for (let i = 0; i < text.length; i++) this.buffer[this.length + i] = text.charCodeAt(i);
+      this.length += text.length;
+      return this;
+    }
+    return this.bytes(utf8.encode(text));
   }
 
   finish(): Uint8Array {

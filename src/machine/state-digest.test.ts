@@ -10,7 +10,7 @@ import { Machine, BoardMap } from './board.js';
 import { VirtualClock } from './clock.js';
 import { asm, li } from './cpu/encode.js';
 import { pageBytes, ramBaseAddress } from './memory/ram.js';
-import { compareDigests, describeMismatch, scrubPagesPerDigest, scrubWindow, StateDigester, type LocalDigest } from './state-digest.js';
+import { bytesHash, compareDigests, describeMismatch, scrubPagesPerDigest, scrubUnwrittenEverySweeps, scrubWindow, StateDigester, wordsHash, type DigestMismatch, type LocalDigest } from './state-digest.js';
 
 const ramBytes = 4 * 1024 * 1024;
 
@@ -116,19 +116,55 @@ test('one page written differently: named by its address', () => {
   assert.equal(describeMismatch(mismatch), 'the RAM page at 0x80300000');
 });
 
-test('one page changed behind the machine\'s back: found by the scrub that reaches it', () => {
-  const { b, digestA, digestB } = twins();
-  const page = 700;
+/** Digests both twins take with the scrub until one differs: the sequence number that found it, and what. */
+function scrubUntilFound(digestA: StateDigester, digestB: StateDigester, pages: number, limit: number): { sequence: number; found: DigestMismatch } | undefined {
+  for (let sequence = 0; sequence < limit; sequence++) {
+    const found = compareDigests(digestB.take(scrubWindow(sequence, pages)), digestA.take(scrubWindow(sequence, pages)));
+    if (found !== undefined) return { sequence, found };
+  }
+  return undefined;
+}
+
+test('a page with data changed behind the machine\'s back: found by the scrub that reaches it', () => {
+  const { a, b, digestA, digestB } = twins();
+  const page = 600; // not one the writer stores to
+  for (const machine of [a, b]) machine.ram.writeBytes(ramBaseAddress + page * pageBytes + 100, Uint8Array.of(1, 2, 3));
+  assert.equal(compareDigests(digestB.take(), digestA.take()), undefined);
   b.ram.u8[page * pageBytes + 123] = b.ram.u8[page * pageBytes + 123]! ^ 1; // no write reported: a host bug, a bit flip
   const pages = b.ram.pages;
-  let found: ReturnType<typeof compareDigests>;
-  let sequence = 0;
-  for (; sequence < pages / scrubPagesPerDigest + 1 && found === undefined; sequence++) {
-    found = compareDigests(digestB.take(scrubWindow(sequence, pages)), digestA.take(scrubWindow(sequence, pages)));
+  const result = scrubUntilFound(digestA, digestB, pages, pages / scrubPagesPerDigest);
+  assert.ok(result !== undefined, 'found within one sweep of RAM');
+  assert.deepEqual(result.found.pages, [ramBaseAddress + page * pageBytes]);
+  assert.equal(result.sequence, Math.floor(page / scrubPagesPerDigest), 'in the digest whose window holds the page');
+});
+
+test('a page nothing ever wrote, changed behind the machine\'s back: found in the sweep that reads such pages', () => {
+  const { b, digestA, digestB } = twins();
+  const page = 700;
+  assert.equal(b.ram.mayHoldData[page], 0);
+  b.ram.u8[page * pageBytes + 5] = 0x40;
+  const pages = b.ram.pages;
+  const perSweep = pages / scrubPagesPerDigest;
+  const result = scrubUntilFound(digestA, digestB, pages, perSweep * scrubUnwrittenEverySweeps);
+  assert.ok(result !== undefined, `found within ${scrubUnwrittenEverySweeps} sweeps of RAM`);
+  assert.deepEqual(result.found.pages, [ramBaseAddress + page * pageBytes]);
+  assert.equal(result.sequence, (scrubUnwrittenEverySweeps - 1) * perSweep + Math.floor(page / scrubPagesPerDigest), 'in the last of those sweeps, at its window');
+});
+
+test('the page hash: every one-bit change of a page, and a swap of two words, change it', () => {
+  const words = new Int32Array(pageBytes / 4).map((_, i) => Math.imul(i, 0x9e37_79b9));
+  const original = wordsHash(words, 0, words.length);
+  const seen = new Set<bigint>([original]);
+  for (let bit = 0; bit < pageBytes * 8; bit++) {
+    words[bit >>> 5]! ^= 1 << (bit & 31);
+    seen.add(wordsHash(words, 0, words.length));
+    words[bit >>> 5]! ^= 1 << (bit & 31);
   }
-  assert.ok(found !== undefined, 'found within one sweep of RAM');
-  assert.deepEqual(found.pages, [ramBaseAddress + page * pageBytes]);
-  assert.equal(sequence, Math.floor(page / scrubPagesPerDigest) + 1, 'in the digest whose window holds the page');
+  assert.equal(seen.size, pageBytes * 8 + 1, 'each of the 32,768 one-bit changes hashes apart from the page and from the others');
+  [words[3], words[700]] = [words[700]!, words[3]!];
+  assert.notEqual(wordsHash(words, 0, words.length), original);
+  assert.notEqual(bytesHash(Uint8Array.of(1, 2, 3)), bytesHash(Uint8Array.of(1, 2, 3, 0)), 'trailing zeros count: the length is hashed');
+  assert.equal(bytesHash(Uint8Array.of(1, 2, 3)), bytesHash(Uint8Array.of(1, 2, 3)));
 });
 
 test('one device field differs: the device is named', () => {

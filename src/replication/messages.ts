@@ -16,12 +16,13 @@ import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
 /**
+ * 7: state digests hash pages and parts with `wordsHash`, not SHA-256 (the values differ).
  * 6: disk reads answered at once (a reading of kind 'disk-read', `diskReadValue`). 5: shared
  * reads, write-back. 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
  * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
  * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
  */
-export const protocolVersion = 6;
+export const protocolVersion = 7;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */

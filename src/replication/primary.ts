@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, diskReadBytes, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -185,6 +185,8 @@ export class PrimaryReplica {
   /** Lag control: the guest pauses this long after each epoch, until `slowUntilMs`. */
   private slowMs = 0;
   private slowUntilMs = -Infinity;
+  /** When a boundary last delivered more than the clock or took an output (the first step's time at first): `epochMergeQuietHostMs`. */
+  private lastDisturbedMs: number | undefined;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
   private messagesSent = 0;
@@ -595,7 +597,8 @@ export class PrimaryReplica {
       return this.idle(now);
     }
     if (this.role === 'protected' && now < this.slowUntilMs) return { kind: 'blocked', untilMs: this.slowUntilMs };
-    const untilMs = now + epochMergeHostMs;
+    this.lastDisturbedMs ??= now;
+    const untilMs = now + (now - this.lastDisturbedMs >= quietAfterMs ? epochMergeQuietHostMs : epochMergeHostMs);
     const startRetired = this.machine.retiredInstructions;
     let endedAtOutput = this.runEpoch(now, untilMs);
     while (endedAtOutput && this.runsOn(untilMs, startRetired)) endedAtOutput = this.runEpoch(this.io.nowMs(), untilMs);
@@ -609,7 +612,7 @@ export class PrimaryReplica {
    * same step, its entry joining the batch, while nothing needs the host's loop first: no
    * output waits (only the loop reads acknowledgements), no backup joins, the log's bounds
    * leave room, neither console nor network lags, the guest is not slowed, asleep or stopped,
-   * and the step has lasted less than about {@link epochMergeHostMs} and run fewer than
+   * and the step has lasted less than about {@link epochMergeHostMs} (or {@link epochMergeQuietHostMs}) and run fewer than
    * {@link epochMergeMax} epochs' instructions. A guest that does I/O every few ten thousand
    * instructions then costs a turn of the loop (and its cold caches) per millisecond, not per
    * request. Not with fixed epochs, nor under the original protocol (P2: an epoch waits for the
@@ -706,6 +709,7 @@ export class PrimaryReplica {
     for (const event of this.io.takeDiskCompletions()) this.onDiskCompletion(event);
     const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
+    if (outputs.length > 0 || events.some((event) => event.kind !== 'clock')) this.lastDisturbedMs = now;
     const shared = this.shareReads(events, early);
     const entry: EpochEntry = {
       epoch, endRetired: machine.retiredInstructions, stop, reads, events: shared.events, releasedThrough: this.releasedThrough,

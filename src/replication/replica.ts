@@ -41,7 +41,8 @@ export interface ReplicationOptions {
   /**
    * Every epoch ends after exactly `epochInstructions` (or early), as in the paper. Off (the
    * default), a boundary with nothing to deliver is skipped: the epoch goes on, to at most
-   * {@link epochMergeMax} epochs' instructions and about {@link epochMergeHostMs} of host time,
+   * {@link epochMergeMax} epochs' instructions and about {@link epochMergeHostMs} of host time
+   * ({@link epochMergeQuietHostMs} once the guest has computed undisturbed for a while),
    * and ends at the first boundary where something waits (a completion, input, a frame, the
    * clock past a timer's deadline) or the guest has produced output. Interrupts are still
    * delivered only on the epoch grid (multiples of `epochInstructions` from where the epoch
@@ -149,6 +150,17 @@ export const epochMergeMax = 1024;
  * the guest 78-85% of the primary's time against 83-88% with 2 ms.
  */
 export const epochMergeHostMs = 2;
+/**
+ * ... or this long, once the guest has computed undisturbed for {@link quietAfterMs}: no
+ * boundary delivered anything but the clock, and the guest produced no output (reads answered
+ * at once are neither). Such a guest is expected to go on computing, and a longer step costs
+ * it fewer turns of the loop (each some 150-250 µs of cold caches, acknowledgements and entries:
+ * with 2 ms steps, a tenth of a computing guest's time on the translation tier). The first
+ * input after a quiet spell waits up to this long for the step's end, not 2 ms.
+ */
+export const epochMergeQuietHostMs = 8;
+/** How long a guest must have gone without input or output for {@link epochMergeQuietHostMs} steps. */
+export const quietAfterMs = 20;
 /**
  * Epochs shorter than this go on past skipped boundaries several at a time, up to this many
  * instructions (whole epochs), between looks at what waits: a timer's deadline passed is

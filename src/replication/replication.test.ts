@@ -20,7 +20,7 @@ import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
-  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax,
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax, quietAfterMs,
   type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
@@ -647,6 +647,29 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   const end = entriesSent(timed.p)[0]!.endRetired;
   assert.ok(end <= epoch + looks * perLook, `ended after about ${looks} looks: ${end}`);
   assert.ok(end > (looks + 1) * epoch && end % epoch === 0, `several whole epochs between looks: ${end}`);
+
+  // Once the guest has computed undisturbed for quietAfterMs (nothing but the clock delivered,
+  // no output), a step lasts up to epochMergeQuietHostMs; the first input makes steps short again.
+  const stepInstructions = (): number => {
+    const before = timed.primary.currentMachine.retiredInstructions;
+    timed.primary.step();
+    return timed.primary.currentMachine.retiredInstructions - before;
+  };
+  while (timed.clock.now + 1 < 10 + quietAfterMs) assert.ok(stepInstructions() <= looks * perLook + epoch, 'short steps until the guest has been quiet a while');
+  while (timed.clock.now < 11 + quietAfterMs) timed.primary.step();
+  const quietLooks = Math.ceil(epochMergeQuietHostMs / 0.1);
+  const quiet = stepInstructions();
+  assert.ok(quiet > looks * perLook + epoch, `a quiet step runs longer than any short one: ${quiet}`);
+  assert.ok(quiet <= Math.min(epochMergeMax * epoch, (quietLooks + 1) * perLook), `within about ${quietLooks} looks and the cap: ${quiet}`);
+  const typed = timed.p.io as { consoleInputWaiting: boolean; takeConsoleInput: (max: number) => Uint8Array };
+  typed.consoleInputWaiting = true;
+  typed.takeConsoleInput = (): Uint8Array => {
+    typed.consoleInputWaiting = false;
+    return Uint8Array.of(0x61);
+  };
+  timed.primary.step(); // the input is delivered at the first boundary
+  assert.ok(!typed.consoleInputWaiting, 'the input was taken');
+  assert.ok(stepInstructions() <= looks * perLook + epoch, 'short steps again after input');
 
   // Fixed epochs, as in the paper: every boundary.
   const fixed = joined({ program: computing, options: { ...options, fixedEpochs: true } });

@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, diskReadBytes, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -600,20 +600,22 @@ export class PrimaryReplica {
     this.lastDisturbedMs ??= now;
     const untilMs = now + (now - this.lastDisturbedMs >= quietAfterMs ? epochMergeQuietHostMs : epochMergeHostMs);
     const startRetired = this.machine.retiredInstructions;
-    let endedAtOutput = this.runEpoch(now, untilMs);
-    while (endedAtOutput && this.runsOn(untilMs, startRetired)) endedAtOutput = this.runEpoch(this.io.nowMs(), untilMs);
+    let goesOn = this.runEpoch(now, untilMs);
+    while (goesOn && this.runsOn(untilMs, startRetired)) goesOn = this.runEpoch(this.io.nowMs(), untilMs);
     if (this.role === 'protected') this.controlLag(now);
     return { kind: 'progress' };
   }
 
   /**
    * After an epoch that ended at an output this step dealt with at once (a read performed, a
-   * write completed early: nothing waits for an acknowledgement), the next epoch runs in the
+   * write completed early: nothing waits for an acknowledgement), or that merged as many
+   * epochs as an entry may ({@link epochMergeMax}: 1 M instructions at 1K-instruction epochs,
+   * a millisecond of the translation tier), the next epoch runs in the
    * same step, its entry joining the batch, while nothing needs the host's loop first: no
    * output waits (only the loop reads acknowledgements), no backup joins, the log's bounds
    * leave room, neither console nor network lags, the guest is not slowed, asleep or stopped,
    * and the step has lasted less than about {@link epochMergeHostMs} (or {@link epochMergeQuietHostMs}) and run fewer than
-   * {@link epochMergeMax} epochs' instructions. A guest that does I/O every few ten thousand
+   * {@link epochMergeMax} epochs' instructions or {@link stepInstructionsMin}, whichever is more. A guest that does I/O every few ten thousand
    * instructions then costs a turn of the loop (and its cold caches) per millisecond, not per
    * request. Not with fixed epochs, nor under the original protocol (P2: an epoch waits for the
    * last one's acknowledgement).
@@ -622,7 +624,7 @@ export class PrimaryReplica {
     const machine = this.machine;
     if (this.role !== 'protected' || this.options.fixedEpochs === true || this.options.protocol !== 'relaxed') return false;
     if (machine.power !== undefined || machine.isIdle || this.holdsOutputs || this.slowMs > 0 || this.joiner() !== undefined) return false;
-    if (machine.retiredInstructions - startRetired >= this.options.epochInstructions * epochMergeMax) return false;
+    if (machine.retiredInstructions - startRetired >= Math.max(this.options.epochInstructions * epochMergeMax, stepInstructionsMin)) return false;
     if (this.logFull || this.io.consoleBacklogged || this.io.networkBacklogged) return false;
     return this.io.nowMs() < untilMs;
   }
@@ -662,7 +664,7 @@ export class PrimaryReplica {
     if (this.slowMs > 0) this.slowUntilMs = now + this.slowMs;
   }
 
-  /** Runs an epoch and sends its entry; true if it ended early at an output (`runsOn`). */
+  /** Runs an epoch and sends its entry; true if the step may go on (`runsOn`): it ended early at an output, or at the cap of merged epochs. */
   private runEpoch(now: number, untilMs: number): boolean {
     const machine = this.machine;
     const epoch = this.epoch + 1;
@@ -678,6 +680,7 @@ export class PrimaryReplica {
     const instructions = machine.isIdle ? 0 : this.holdsOutputs ? Math.min(this.options.epochInstructions, heldOutputsEpochInstructions) : this.options.epochInstructions;
     const recorded = (): number => this.environment.recordedCount;
     let result = runWithinReads(machine, instructions, plan.readsMax, recorded);
+    let atMergeCap = false;
     if (instructions === this.options.epochInstructions && this.options.fixedEpochs !== true && this.joiner() === undefined) {
       // A boundary with nothing to deliver is skipped (ReplicationOptions.fixedEpochs): only
       // what this step can know of changes meanwhile (the clock, the guest's outputs), and the
@@ -690,11 +693,13 @@ export class PrimaryReplica {
       // does not stop the hart: each waits at most epochMergeChunkInstructions more.
       const chunkEpochs = Math.max(1, Math.floor(epochMergeChunkInstructions / instructions));
       let length = instructions;
-      for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
+      let epochs = 1;
+      for (; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
         if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || this.io.nowMs() >= untilMs) break;
         length = instructions * Math.min(chunkEpochs, epochMergeMax - epochs);
         result = runWithinReads(machine, length, plan.readsMax, recorded);
       }
+      atMergeCap = epochs >= epochMergeMax && result.reason === 'budget' && result.retired === length && !machine.stoppedForOutput;
     }
     const endedAtOutput = result.reason === 'budget' && machine.stoppedForOutput;
     const reads = this.environment.takeRecorded();
@@ -756,7 +761,7 @@ export class PrimaryReplica {
       // (after a failover, a Linux guest's 12 MB took 45 ms of the join's pause).
       if (this.digester !== undefined && digestDue(this.options, startRetired, entry.endRetired) !== undefined) this.digester.take();
     }
-    return endedAtOutput;
+    return endedAtOutput || atMergeCap;
   }
 
   /**

@@ -159,6 +159,12 @@ export const epochMergeHostMs = 2;
  * input after a quiet spell waits up to this long for the step's end, not 2 ms.
  */
 export const epochMergeQuietHostMs = 8;
+/**
+ * A step goes on from entry to entry (`PrimaryReplica.runsOn`) until it has run this many
+ * instructions or {@link epochMergeMax} epochs' worth, whichever is more, besides its host
+ * time: 16 ms of the translation tier. (At 1K-instruction epochs an entry holds 1 M.)
+ */
+export const stepInstructionsMin = 16 * 1024 * 1024;
 /** How long a guest must have gone without input or output for {@link epochMergeQuietHostMs} steps. */
 export const quietAfterMs = 20;
 /**

@@ -608,9 +608,10 @@ export class PrimaryReplica {
 
   /**
    * After an epoch that ended at an output this step dealt with at once (a read performed, a
-   * write completed early: nothing waits for an acknowledgement), or that merged as many
-   * epochs as an entry may ({@link epochMergeMax}: 1 M instructions at 1K-instruction epochs,
-   * a millisecond of the translation tier), the next epoch runs in the
+   * write completed early: nothing waits for an acknowledgement), or whose boundary delivered
+   * nothing but the clock (an entry that merged as many epochs as one may, {@link epochMergeMax}:
+   * 1 M instructions at 1K-instruction epochs, a millisecond of the translation tier; a timer's
+   * deadline, as Linux's tick; readings that filled the entry), the next epoch runs in the
    * same step, its entry joining the batch, while nothing needs the host's loop first: no
    * output waits (only the loop reads acknowledgements), no backup joins, the log's bounds
    * leave room, neither console nor network lags, the guest is not slowed, asleep or stopped,
@@ -664,7 +665,7 @@ export class PrimaryReplica {
     if (this.slowMs > 0) this.slowUntilMs = now + this.slowMs;
   }
 
-  /** Runs an epoch and sends its entry; true if the step may go on (`runsOn`): it ended early at an output, or at the cap of merged epochs. */
+  /** Runs an epoch and sends its entry; true if the step may go on (`runsOn`): it ended at an output dealt with at once, or its boundary delivered only the clock. */
   private runEpoch(now: number, untilMs: number): boolean {
     const machine = this.machine;
     const epoch = this.epoch + 1;
@@ -680,7 +681,6 @@ export class PrimaryReplica {
     const instructions = machine.isIdle ? 0 : this.holdsOutputs ? Math.min(this.options.epochInstructions, heldOutputsEpochInstructions) : this.options.epochInstructions;
     const recorded = (): number => this.environment.recordedCount;
     let result = runWithinReads(machine, instructions, plan.readsMax, recorded);
-    let atMergeCap = false;
     if (instructions === this.options.epochInstructions && this.options.fixedEpochs !== true && this.joiner() === undefined) {
       // A boundary with nothing to deliver is skipped (ReplicationOptions.fixedEpochs): only
       // what this step can know of changes meanwhile (the clock, the guest's outputs), and the
@@ -693,13 +693,11 @@ export class PrimaryReplica {
       // does not stop the hart: each waits at most epochMergeChunkInstructions more.
       const chunkEpochs = Math.max(1, Math.floor(epochMergeChunkInstructions / instructions));
       let length = instructions;
-      let epochs = 1;
-      for (; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
+      for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
         if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || this.io.nowMs() >= untilMs) break;
         length = instructions * Math.min(chunkEpochs, epochMergeMax - epochs);
         result = runWithinReads(machine, length, plan.readsMax, recorded);
       }
-      atMergeCap = epochs >= epochMergeMax && result.reason === 'budget' && result.retired === length && !machine.stoppedForOutput;
     }
     const endedAtOutput = result.reason === 'budget' && machine.stoppedForOutput;
     const reads = this.environment.takeRecorded();
@@ -714,7 +712,8 @@ export class PrimaryReplica {
     for (const event of this.io.takeDiskCompletions()) this.onDiskCompletion(event);
     const events = machine.power !== undefined ? [] : this.boundaryEvents(plan.queuedEvents, plan.bytesMax - epochEntryWireBytes(reads.length, []) - boundaryReserveBytes);
     for (const event of events) machine.applyEvent(event);
-    if (outputs.length > 0 || events.some((event) => event.kind !== 'clock')) this.lastDisturbedMs = now;
+    const onlyTheClock = outputs.length === 0 && events.every((event) => event.kind === 'clock');
+    if (!onlyTheClock) this.lastDisturbedMs = now;
     const shared = this.shareReads(events, early);
     const entry: EpochEntry = {
       epoch, endRetired: machine.retiredInstructions, stop, reads, events: shared.events, releasedThrough: this.releasedThrough,
@@ -761,7 +760,9 @@ export class PrimaryReplica {
       // (after a failover, a Linux guest's 12 MB took 45 ms of the join's pause).
       if (this.digester !== undefined && digestDue(this.options, startRetired, entry.endRetired) !== undefined) this.digester.take();
     }
-    return endedAtOutput || atMergeCap;
+    // Nor does a boundary that delivered only the clock: one at the cap of merged epochs, at a
+    // timer's deadline (Linux's tick), or where the readings filled the entry.
+    return endedAtOutput || (onlyTheClock && result.reason === 'budget');
   }
 
   /**

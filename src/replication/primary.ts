@@ -185,7 +185,10 @@ export class PrimaryReplica {
   /** Lag control: the guest pauses this long after each epoch, until `slowUntilMs`. */
   private slowMs = 0;
   private slowUntilMs = -Infinity;
-  /** When a boundary last delivered more than the clock or took an output (the first step's time at first): `epochMergeQuietHostMs`. */
+  /**
+   * When a boundary last delivered more than the clock or took an output (the first step's time
+   * until then): the guest has been quiet since (`epochMergeQuietHostMs`).
+   */
   private lastDisturbedMs: number | undefined;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
@@ -615,10 +618,11 @@ export class PrimaryReplica {
    * same step, its entry joining the batch, while nothing needs the host's loop first: no
    * output waits (only the loop reads acknowledgements), no backup joins, the log's bounds
    * leave room, neither console nor network lags, the guest is not slowed, asleep or stopped,
-   * and the step has lasted less than about {@link epochMergeHostMs} (or {@link epochMergeQuietHostMs}) and run fewer than
-   * {@link epochMergeMax} epochs' instructions or {@link stepInstructionsMin}, whichever is more. A guest that does I/O every few ten thousand
-   * instructions then costs a turn of the loop (and its cold caches) per millisecond, not per
-   * request. Not with fixed epochs, nor under the original protocol (P2: an epoch waits for the
+   * and the step has lasted less than about {@link epochMergeHostMs} (or
+   * {@link epochMergeQuietHostMs}) and run fewer than {@link epochMergeMax} epochs' instructions
+   * or {@link stepInstructionsMin}, whichever is more. A guest that does I/O every few ten
+   * thousand instructions then costs a turn of the loop (and its cold caches) per millisecond,
+   * not per request. Not with fixed epochs, nor under the original protocol (P2: an epoch waits for the
    * last one's acknowledgement).
    */
   private runsOn(untilMs: number, startRetired: number): boolean {
@@ -665,7 +669,10 @@ export class PrimaryReplica {
     if (this.slowMs > 0) this.slowUntilMs = now + this.slowMs;
   }
 
-  /** Runs an epoch and sends its entry; true if the step may go on (`runsOn`): it ended at an output dealt with at once, or its boundary delivered only the clock. */
+  /**
+   * Runs an epoch and sends its entry; true if the step may go on (`runsOn`): the epoch ended at
+   * an output dealt with at once, or its boundary delivered only the clock.
+   */
   private runEpoch(now: number, untilMs: number): boolean {
     const machine = this.machine;
     const epoch = this.epoch + 1;

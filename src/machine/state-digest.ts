@@ -223,11 +223,14 @@ export class StateDigester {
     return { hart, parts, ramHash: this.ramHash, pages, pageHash: (page) => this.pageHashes[page] ?? zeroPageHash };
   }
 
-  /** `page`'s hash; a page never written counts as zeros unread, unless `read`. */
+  /**
+   * `page`'s hash; a page never written counts as zeros unread, unless `read`. (A page of zeros
+   * hashes to `zeroPageHash`: no separate pass to find one.)
+   */
   private hashPage(page: number, read = false): bigint {
     const ram = this.machine.ram;
-    const zero = read ? ram.pageReadsZero(page) : ram.pageIsZero(page);
-    return zero ? zeroPageHash : wordsHash(ram.i32, page * pageWords, pageWords);
+    if (!read && ram.mayHoldData[page] === 0) return zeroPageHash;
+    return wordsHash(ram.i32, page * pageWords, pageWords);
   }
 }
 

@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { CpuMode } from '../../machine/board.js';
 import { projectRoot } from '../guest-image.js';
-import { epochMergeHostMs, epochMergeMax } from '../../replication/replica.js';
+import { epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, quietAfterMs } from '../../replication/replica.js';
 import { ensureDataDisk } from '../linux-guest.js';
 import { renderSvg } from './plot.js';
 import {
@@ -378,7 +378,7 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
       `The CPU tier (--cpu) of every run: ${options.cpus.join(' and ')}${options.cpus.length > 1 ? ', each workload on each in turn' : ''}.`,
       options.fixedEpochs
         ? 'Epochs: fixed (--fixed-epochs), every one ends after exactly its instructions (or early), as in the paper.'
-        : `Epochs: as the replicas run by default, a boundary with nothing to deliver is skipped (up to ${epochMergeMax} epochs, about ${epochMergeHostMs} ms of host time); --fixed-epochs keeps every one, as in the paper.`,
+        : `Epochs: as the replicas run by default, a boundary with nothing to deliver is skipped (up to ${epochMergeMax} epochs, about ${epochMergeHostMs} ms of host time, or ${epochMergeQuietHostMs} ms once the guest has gone ${quietAfterMs} ms without input or output); --fixed-epochs keeps every one, as in the paper.`,
       `Each replica in a process of its own, pinned: the primary (and the baseline \`run\`) on core ${primaryCore}, the backup on core ${backupCore}; plain TCP on loopback (--insecure); --failure-timeout ${failureTimeoutMs}.`,
       `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
       "cpubench: 966 million instructions (200 rounds), timed by the guest (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",

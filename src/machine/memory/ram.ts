@@ -204,12 +204,7 @@ export class Ram implements Snapshottable {
 
   /** Whether page `page` holds only zero bytes (a page never written is not read: `mayHoldData`). */
   pageIsZero(page: number): boolean {
-    return this.mayHoldData[page] === 0 || this.pageReadsZero(page);
-  }
-
-  /** Whether page `page` holds only zero bytes, read whatever `mayHoldData` says (the digests' scrub). */
-  pageReadsZero(page: number): boolean {
-    return Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
+    return this.mayHoldData[page] === 0 || Buffer.compare(this.u8.subarray(page * pageBytes, (page + 1) * pageBytes), zeroPage) === 0;
   }
 
   /** Counts every page as written (a new tracker starts from everything). */

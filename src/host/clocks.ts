@@ -1,8 +1,9 @@
 /**
  * The host's real clock for a machine: the monotonic clock for mtime, the wall clock for the
- * RTC. What a primary records and a machine run alone reads. (The virtual clock, which derives
+ * RTC, and the host's random numbers for a boot's seed ('entropy'). What a primary records and a machine run alone reads. (The virtual clock, which derives
  * time from the instruction count, is src/machine/clock.ts.)
  */
+import { randomBytes } from 'node:crypto';
 import type { EnvironmentReadKind } from '../machine/environment.js';
 import { ticksToMs, type MachineClock } from '../machine/clock.js';
 import { nanosecondsPerMtimeTick } from '../machine/time.js';
@@ -20,6 +21,7 @@ export class HostClock implements MachineClock {
   }
 
   read(kind: EnvironmentReadKind): bigint {
+    if (kind === 'entropy') return randomBytes(8).readBigUInt64LE(0);
     return kind === 'mtime' ? this.mtimeNow() : this.wallClockNs();
   }
 

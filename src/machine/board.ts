@@ -25,7 +25,7 @@ import { GoldfishRtc } from './devices/rtc.js';
 import { TestDevice, type PowerRequest } from './devices/test-device.js';
 import { PvpanicDevice } from './devices/pvpanic.js';
 import { SbiFirmware } from './firmware/sbi.js';
-import { deviceTreeBlob } from './firmware/device-tree.js';
+import { linuxDeviceTree, rngSeedBytes } from './firmware/device-tree.js';
 import { Mip, Priv, Status } from './cpu/csr.js';
 import { VirtioBlockDevice, VirtioEmptySlot } from './devices/virtio-blk.js';
 import { VirtioNetDevice, frameBytesMax, frameBytesMin } from './devices/virtio-net.js';
@@ -68,7 +68,7 @@ export { BoardIrq, BoardMap, configKey, diskBytesMax, diskSlot, nicSlot, virtioS
 export const writeBackBytesMax = 4 * 1024 * 1024;
 
 const snapshotMagic = 'understudy-machine';
-const snapshotVersion = 3; // 3: the hart's f registers and fcsr
+const snapshotVersion = 4; // 4: the board's pending boot seed; 3: the hart's f registers and fcsr
 
 export class Machine {
   readonly config: BoardConfig;
@@ -223,6 +223,7 @@ export class Machine {
   /** Copies an image into RAM and points the hart at its entry, in M-mode, as after reset. */
   load(image: LoadedImage): void {
     if (this.lockstep !== undefined) this.lockstep.forget();
+    this.rngSeedAddress = undefined;
     for (const segment of image.segments) {
       if (!this.ram.contains(segment.physicalAddress, segment.memoryBytes)) {
         const end = segment.physicalAddress + segment.memoryBytes;
@@ -267,7 +268,7 @@ export class Machine {
       initrd = { start: Math.max(start, pageAlignUp(kernelEnd)), end: 0 };
       initrd.end = initrd.start + options.initrd.length;
     }
-    const blob = deviceTreeBlob(this.config, initrd === undefined ? { bootargs: options.bootargs } : { bootargs: options.bootargs, initrd });
+    const { blob, rngSeedOffset } = linuxDeviceTree(this.config, initrd === undefined ? { bootargs: options.bootargs } : { bootargs: options.bootargs, initrd });
     const dtbAddress = Math.floor((ramEnd - blob.length) / deviceTreeAlignBytes) * deviceTreeAlignBytes;
     const used = initrd?.end ?? kernelEnd;
     if (used > dtbAddress) {
@@ -276,6 +277,7 @@ export class Machine {
     this.ram.writeBytes(kernelStart, kernel);
     if (initrd !== undefined && options.initrd !== undefined) this.ram.writeBytes(initrd.start, options.initrd);
     this.ram.writeBytes(dtbAddress, blob);
+    this.rngSeedAddress = dtbAddress + rngSeedOffset;
 
     const hart = this.hart;
     hart.reset(kernelStart);
@@ -308,9 +310,27 @@ export class Machine {
   /** The hypervisor's SBI firmware, when the machine booted Linux. */
   firmware: SbiFirmware | undefined;
 
+  /**
+   * Where the device tree's `/chosen/rng-seed` waits to be filled (Linux boots), until the
+   * boot's first instruction runs. The seed is an environment input like any other, so it is
+   * taken through the port, inside a run: a primary records it with that epoch, and a backup,
+   * which booted the same image without it, replays the same bytes.
+   */
+  private rngSeedAddress: number | undefined;
+
+  /** Fills the device tree's seed: four 'entropy' reads, made by the first instruction of the boot. */
+  private fillRngSeed(address: number): void {
+    this.rngSeedAddress = undefined;
+    const seed = new Uint8Array(rngSeedBytes);
+    const view = new DataView(seed.buffer);
+    for (let at = 0; at < rngSeedBytes; at += 8) view.setBigUint64(at, this.readEnvironment('entropy'), true);
+    this.ram.writeBytes(address, seed);
+  }
+
   /** Runs up to `budget` instructions (see Hart.run). */
   run(budget: number): RunResult {
     if (this.lockstep !== undefined) this.lockstep.prepare();
+    if (this.rngSeedAddress !== undefined && budget > 0) this.fillRngSeed(this.rngSeedAddress);
     const result = this.hart.run(budget);
     if (this.lockstep !== undefined) this.lockstep.verify();
     return result;
@@ -478,12 +498,13 @@ export class Machine {
     return writer.finish();
   }
 
-  /** The board's own state: power, firmware, HTIF, outputs not yet taken. */
+  /** The board's own state: power, firmware, HTIF, a boot seed still to be filled, outputs not yet taken. */
   private saveBoard(writer: SnapshotWriter): void {
     writer.section('board');
     writer.u8(powerCode(this.power)).u32(this.power?.kind === 'poweroff' ? this.power.status : 0).string(this.power?.kind === 'stuck' ? this.power.reason : '');
     writer.bool(this.firmware !== undefined);
     writer.bool(this.htif !== undefined).u32(this.htif?.tohost ?? 0).bool(this.htif?.fromhost !== undefined).u32(this.htif?.fromhost ?? 0);
+    writer.bool(this.rngSeedAddress !== undefined).u32(this.rngSeedAddress ?? 0);
     this.flushConsole();
     writer.uint(this.outputs.length);
     for (const output of this.outputs) writeOutput(writer, output);
@@ -535,6 +556,9 @@ export class Machine {
     const hasFromhost = reader.bool();
     const fromhost = reader.u32();
     this.htif = hasHtif ? { tohost, fromhost: hasFromhost ? fromhost : undefined } : undefined;
+    const seedPending = reader.bool();
+    const seedAddress = reader.u32();
+    this.rngSeedAddress = seedPending ? seedAddress : undefined;
     this.ram.clearPageFlags();
     if (this.htif !== undefined) this.ram.watchPage(Math.floor((this.htif.tohost - ramBaseAddress) / pageBytes));
     this.outputs.length = 0;

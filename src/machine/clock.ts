@@ -3,7 +3,8 @@
  *
  * VirtualClock derives time from the instruction count, like QEMU's `-icount shift=0` (one
  * instruction per nanosecond, so 100 instructions per 10 MHz tick), skipping ahead while the
- * guest waits: runs are then exactly repeatable. It is a pure function of what it is told, so
+ * guest waits: runs are then exactly repeatable, randomness included (its 'entropy' is a fixed
+ * sequence, {@link fixedEntropy}). It is a pure function of what it is told, so
  * it lives with the machine (the simulator uses it too); the host's real clock is in
  * src/host/clocks.ts.
  */
@@ -23,14 +24,28 @@ export interface MachineClock extends EnvironmentPort {
 export const virtualEpochNs = 1_735_689_600_000_000_000n;
 export const instructionsPerMtimeTick = 100;
 
+/**
+ * The `index`th value of a fixed 64-bit sequence (SplitMix64's output function over a Weyl
+ * sequence): the 'entropy' of a run that must repeat exactly (the virtual clock, the
+ * simulator). Not random: a guest's seed from it is the same on every such run.
+ */
+export function fixedEntropy(index: number): bigint {
+  let z = BigInt.asUintN(64, BigInt(index + 1) * 0x9e3779b97f4a7c15n);
+  z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
+  z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
+  return z ^ (z >> 31n);
+}
+
 export class VirtualClock implements MachineClock {
   private skippedTicks = 0n;
+  private entropyTaken = 0;
 
   mtimeNow(retiredInstructions: number): bigint {
     return BigInt(Math.floor(retiredInstructions / instructionsPerMtimeTick)) + this.skippedTicks;
   }
 
   read(kind: EnvironmentReadKind, retiredInstructions: number): bigint {
+    if (kind === 'entropy') return fixedEntropy(this.entropyTaken++);
     const mtime = this.mtimeNow(retiredInstructions);
     return kind === 'mtime' ? mtime : virtualEpochNs + mtime * nanosecondsPerMtimeTick;
   }

@@ -21,16 +21,23 @@ export type EnvironmentReadKind =
   /** CLINT mtime or the time CSR: the 10 MHz machine timer, 64 bits. */
   | 'mtime'
   /** The goldfish RTC: wall-clock nanoseconds since the Unix epoch, 64 bits. */
-  | 'wall-clock-ns';
+  | 'wall-clock-ns'
+  /**
+   * 64 bits of the host's randomness: the seed a Linux boot finds in its device tree
+   * (`/chosen/rng-seed`, Machine.bootLinux), taken just before the boot's first instruction.
+   */
+  | 'entropy';
 
 /**
- * The most environment reads one instruction can make. The worst case: an AMO on the goldfish
- * RTC's TIME_LOW register, the first time the RTC is read: its read takes mtime and the wall
- * clock, its write mtime again. (A CLINT mtime AMO takes two; a load or `rdtime` one.) Only
- * instructions that retire read: every check that can fault comes before the device access.
- * The primary sizes its log entries on this bound (src/replication/entry-budget.ts).
+ * The most environment reads one instruction can make. The worst case: the first instruction
+ * of a Linux boot, before which the board takes the device tree's 32-byte seed as four
+ * 'entropy' reads. Next: an AMO on the goldfish RTC's TIME_LOW register, the first time the
+ * RTC is read: its read takes mtime and the wall clock, its write mtime again. (A CLINT mtime
+ * AMO takes two; a load or `rdtime` one.) Only instructions that retire read: every check
+ * that can fault comes before the device access. The primary sizes its log entries on this
+ * bound (src/replication/entry-budget.ts).
  */
-export const environmentReadsPerInstructionMax = 3;
+export const environmentReadsPerInstructionMax = 4;
 
 /**
  * The machine's only window on the host for values (P0 at the primary, P6 at the backup).

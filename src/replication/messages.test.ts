@@ -140,7 +140,7 @@ test('after an error the decoder stays failed', () => {
 test('the size of an entry, counted by epochEntryWireBytes, is exactly its payload on the wire', () => {
   const prng = new Prng(77);
   for (let round = 0; round < 200; round++) {
-    const reads = Array.from({ length: prng.int(0, 50) }, () => ({ retired: prng.int(0, 2 ** 40), kind: prng.pick(['mtime', 'wall-clock-ns'] as const), value: BigInt(prng.int(0, 2 ** 30)) }));
+    const reads = Array.from({ length: prng.int(0, 50) }, () => ({ retired: prng.int(0, 2 ** 40), kind: prng.pick(['mtime', 'wall-clock-ns', 'entropy'] as const), value: BigInt(prng.int(0, 2 ** 30)) }));
     const events: MachineEvent[] = Array.from({ length: prng.int(0, 6) }, (): MachineEvent => {
       switch (prng.int(0, 3)) {
         case 0: return { kind: 'clock', mtime: BigInt(prng.int(0, 2 ** 40)) };

@@ -16,13 +16,14 @@ import { hartFieldNames, type MachineDigest } from '../machine/state-digest.js';
 import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 
 /**
- * 7: state digests hash pages and parts with `wordsHash`, not SHA-256 (the values differ).
+ * 8: readings of kind 'entropy' (a Linux boot's device-tree seed), and the board's snapshot
+ * carries the seed still to be filled. 7: state digests hash pages and parts with `wordsHash`, not SHA-256 (the values differ).
  * 6: disk reads answered at once (a reading of kind 'disk-read', `diskReadValue`). 5: shared
  * reads, write-back. 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
  * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
  * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
  */
-export const protocolVersion = 7;
+export const protocolVersion = 8;
 const frameMagic = [0x55, 0x53]; // "US"
 export const frameHeaderBytes = 8;
 /** Largest payload: a state chunk or an epoch entry with disk data, with room to spare. */
@@ -181,7 +182,7 @@ export type Message =
 
 const typeCodes = { hello: 1, welcome: 2, reject: 3, state: 4, epoch: 5, ack: 6, heartbeat: 7, goodbye: 8, digest: 9, divergence: 10, pages: 11, copied: 12 } as const;
 const typeNames = new Map<number, Message['type']>(Object.entries(typeCodes).map(([name, code]) => [code, name as Message['type']]));
-const readKinds: readonly ReadingKind[] = ['mtime', 'wall-clock-ns', 'disk-read'];
+const readKinds: readonly ReadingKind[] = ['mtime', 'wall-clock-ns', 'disk-read', 'entropy'];
 /** Wire codes of the machine's stop reasons (index = code); the type checks that every reason has one. */
 const stopKinds = ['budget', 'wfi', 'halt'] as const satisfies readonly StopReason[];
 const _everyStopReasonCoded: StopReason extends (typeof stopKinds)[number] ? true : never = true;

@@ -40,7 +40,7 @@ import {
   type ArbiterAnswer, type ArbiterRecord, type CrashPoint, type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicationOptions, type StepResult,
 } from '../replication/replica.js';
 import { Prng } from './prng.js';
-import { VirtualClock, virtualEpochNs } from '../machine/clock.js';
+import { fixedEntropy, VirtualClock, virtualEpochNs } from '../machine/clock.js';
 import { mtimeTicksPerMs } from '../machine/time.js';
 import { assert } from '../machine/assert.js';
 
@@ -264,6 +264,8 @@ interface Connection {
 
 export class Simulation {
   now = 0;
+  /** 'entropy' values the hosts' clocks have handed out (a fixed sequence: runs repeat). */
+  private entropyTaken = 0;
   private readonly prng: Prng;
   readonly plan: FaultPlan;
   private readonly options: ReplicationOptions;
@@ -438,6 +440,7 @@ export class Simulation {
     const offsetTicks = host * 7_777_777;
     return {
       read: (kind) => {
+        if (kind === 'entropy') return fixedEntropy(this.entropyTaken++);
         const ticks = BigInt(Math.floor(this.now * mtimeTicksPerMs)) + BigInt(offsetTicks);
         return kind === 'mtime' ? ticks : virtualEpochNs + BigInt(Math.floor(this.now * 1_000_000));
       },

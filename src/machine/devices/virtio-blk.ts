@@ -111,8 +111,9 @@ export interface VirtioBlockContext {
   readonly readNow?: (request: DiskReadRequest) => Uint8Array | undefined;
 }
 
-/** Reads one queue notify may ask to have answered at once: the environment reads of one instruction. */
-export const readsAtOncePerNotifyMax = environmentReadsPerInstructionMax;
+/** Reads one queue notify may ask to have answered at once: within the environment reads one instruction may make. */
+export const readsAtOncePerNotifyMax = 3;
+assert(readsAtOncePerNotifyMax <= environmentReadsPerInstructionMax, 'a notify may make more environment reads than an instruction');
 
 export class VirtioBlockDevice implements MmioDevice, VirtioBackend {
   readonly name: string;

@@ -8,13 +8,18 @@ import { BoardIrq, BoardMap, virtioSlots, type BoardConfig } from '../board-conf
 import { mtimeHz } from '../time.js';
 import { plicSources } from '../devices/plic.js';
 import { ramBaseAddress } from '../memory/ram.js';
-import { cells, empty, encodeFdt, node, str, u64Cells, type FdtNode } from './fdt.js';
+import { cells, empty, encodeFdt, node, str, u64Cells, type FdtNode, type FdtValue } from './fdt.js';
 
 export interface BootInfo {
   readonly bootargs: string;
   /** Physical range [start, end) of the initrd, if there is one. */
   readonly initrd?: { readonly start: number; readonly end: number };
+  /** `/chosen/rng-seed`, as QEMU's virt board passes one: bytes the board fills before the boot's first instruction. */
+  readonly rngSeed?: FdtValue;
 }
+
+/** The bytes of `/chosen/rng-seed`: what Linux credits as 256 bits, enough to make its random generator ready at once. */
+export const rngSeedBytes = 32;
 
 const Phandle = { cpuInterruptController: 1, plic: 2, test: 3 } as const;
 /** The 16550's input clock, as QEMU's virt board declares it. */
@@ -33,6 +38,7 @@ export function buildDeviceTree(config: BoardConfig, boot: BootInfo): FdtNode {
     chosen.push(['linux,initrd-start', cells(...u64Cells(boot.initrd.start))]);
     chosen.push(['linux,initrd-end', cells(...u64Cells(boot.initrd.end))]);
   }
+  if (boot.rngSeed !== undefined) chosen.push(['rng-seed', boot.rngSeed]);
   const cpu = node(
     'cpu@0',
     [
@@ -113,6 +119,10 @@ export function buildDeviceTree(config: BoardConfig, boot: BootInfo): FdtNode {
   );
 }
 
-export function deviceTreeBlob(config: BoardConfig, boot: BootInfo): Uint8Array {
-  return encodeFdt(buildDeviceTree(config, boot));
+/** A Linux boot's device tree, with room for its seed: the blob, and where in it the seed's bytes go. */
+export function linuxDeviceTree(config: BoardConfig, boot: Omit<BootInfo, 'rngSeed'>): { readonly blob: Uint8Array; readonly rngSeedOffset: number } {
+  const rngSeed: FdtValue = { kind: 'bytes', bytes: new Uint8Array(rngSeedBytes) };
+  const valueOffsets = new Map<FdtValue, number>([[rngSeed, -1]]);
+  const blob = encodeFdt(buildDeviceTree(config, { ...boot, rngSeed }), { valueOffsets });
+  return { blob, rngSeedOffset: valueOffsets.get(rngSeed)! };
 }

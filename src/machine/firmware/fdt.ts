@@ -68,7 +68,11 @@ function encodeValue(value: FdtValue): Uint8Array {
   }
 }
 
-export function encodeFdt(root: FdtNode, options: { bootCpuId?: number } = {}): Uint8Array {
+/**
+ * `valueOffsets`: for each value object that is a key, the encoder sets where its bytes start
+ * in the blob (a value filled in later, such as a boot's seed).
+ */
+export function encodeFdt(root: FdtNode, options: { bootCpuId?: number; valueOffsets?: Map<FdtValue, number> } = {}): Uint8Array {
   const structure = new Words();
   const strings: number[] = [];
   const stringOffsets = new Map<string, number>();
@@ -90,6 +94,7 @@ export function encodeFdt(root: FdtNode, options: { bootCpuId?: number } = {}): 
       structure.u32(FdtToken.PROP);
       structure.u32(data.length);
       structure.u32(nameOffset(name));
+      if (options.valueOffsets?.has(value) === true) options.valueOffsets.set(value, structure.length);
       structure.raw(data);
     }
     for (const child of current.children) walk(child);
@@ -109,6 +114,7 @@ export function encodeFdt(root: FdtNode, options: { bootCpuId?: number } = {}): 
   const header = [fdtMagic, out.length, offsetStructure, offsetStrings, offsetReservation, fdtVersion, lastCompatibleVersion, options.bootCpuId ?? 0, strings.length, structureBytes];
   header.forEach((value, i) => view.setUint32(i * 4, value >>> 0, false));
   out.set(structure.finish(), offsetStructure);
+  if (options.valueOffsets !== undefined) for (const [value, offset] of options.valueOffsets) options.valueOffsets.set(value, offsetStructure + offset);
   out.set(strings, offsetStrings);
   return out;
 }

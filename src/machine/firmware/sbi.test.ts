@@ -8,6 +8,7 @@ import { Machine, parseLinuxImageHeader } from '../board.js';
 import { asm, li } from '../cpu/encode.js';
 import { Csr, Priv } from '../cpu/csr.js';
 import { VirtualClock } from '../clock.js';
+import type { EnvironmentReadKind } from '../environment.js';
 import { decodeFdt, type FdtNode } from './fdt.js';
 import { SbiExtension } from './sbi.js';
 import { ImageError } from '../loader/elf.js';
@@ -65,6 +66,66 @@ test('the kernel starts in S-mode with a0 = hart id and a1 = a device tree descr
   assert.equal(initrdStart, layout.initrd!.start);
   assert.deepEqual([...machine.ram.readBytes(layout.initrd!.start, 4)], [7, 7, 7, 7]);
   assert.ok(layout.initrd!.end <= layout.dtbAddress);
+});
+
+/** An environment that answers 'entropy' with 1, 2, 3, ... and logs every read. */
+class CountingEntropy extends VirtualClock {
+  readonly reads: { kind: EnvironmentReadKind; retired: number }[] = [];
+  private next = 0n;
+  override read(kind: EnvironmentReadKind, retired: number): bigint {
+    this.reads.push({ kind, retired });
+    return kind === 'entropy' ? ++this.next * 0x0101_0101_0101_0101n : super.read(kind, retired);
+  }
+}
+
+function seedOf(machine: Machine, layout: ReturnType<Machine['bootLinux']>): number[] {
+  return [...property(decodeFdt(machine.ram.readBytes(layout.dtbAddress, layout.deviceTree.length)), ['chosen'], 'rng-seed')!];
+}
+
+test('a Linux boot finds a 32-byte rng-seed, taken through the environment port just before its first instruction', () => {
+  const environment = new CountingEntropy();
+  const machine = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, environment);
+  const layout = machine.bootLinux(linuxImage([asm.addi(5, 0, 1), asm.jal(0, 0)]), { bootargs: 'x' });
+  assert.deepEqual(seedOf(machine, layout), new Array(32).fill(0), 'room for the seed, not filled yet');
+  machine.run(0);
+  assert.deepEqual(environment.reads, [], 'a run of no instructions reads nothing');
+  // A snapshot taken now carries the seed still to be taken: a copy takes its own.
+  const copyEnvironment = new CountingEntropy();
+  const copy = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, copyEnvironment);
+  copy.restore(machine.save());
+
+  machine.run(1);
+  assert.deepEqual(environment.reads, [0, 0, 0, 0].map((retired) => ({ kind: 'entropy', retired })));
+  const expected = [1, 2, 3, 4].flatMap((n) => new Array(8).fill(n));
+  assert.deepEqual(seedOf(machine, layout), expected, 'four 64-bit values, little-endian');
+  machine.run(100);
+  assert.equal(environment.reads.length, 4, 'taken once');
+  // A snapshot after the first instruction has nothing left to take.
+  const later = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, new CountingEntropy());
+  later.restore(machine.save());
+  later.run(10);
+  assert.deepEqual(seedOf(later, layout), expected);
+
+  copy.run(5);
+  assert.equal(copyEnvironment.reads.length, 4);
+  assert.deepEqual(seedOf(copy, layout), expected);
+  assert.equal(copy.digest(), (() => {
+    const again = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, new CountingEntropy());
+    again.bootLinux(linuxImage([asm.addi(5, 0, 1), asm.jal(0, 0)]), { bootargs: 'x' });
+    again.run(5);
+    return again.digest();
+  })(), 'the same seed, the same machine');
+});
+
+test('the virtual clock seeds every run alike; different seeds make different machines', () => {
+  const bootWith = (environment: VirtualClock): Machine => {
+    const machine = new Machine({ ramBytes: 64 * 1024 * 1024, disks: [] }, environment);
+    machine.bootLinux(linuxImage([asm.jal(0, 0)]), { bootargs: 'x' });
+    machine.run(3);
+    return machine;
+  };
+  assert.equal(bootWith(new VirtualClock()).digest(), bootWith(new VirtualClock()).digest());
+  assert.notEqual(bootWith(new VirtualClock()).digest(), bootWith(new CountingEntropy()).digest());
 });
 
 test('the device tree follows the configuration: more memory, more disks', () => {

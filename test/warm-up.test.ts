@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { runGuest } from './helpers.js';
-import { warmsUp, warmUpCpu, warmUpEnvironmentVariable, warmUpGuestFile, warmUpInstructionsMax } from '../src/host/warm-up.js';
+import { warmsUp, warmUpCpu, warmUpEnvironmentVariable, warmUpGuestFile, warmUpInstructionsMax, warmUpRoundsDefault } from '../src/host/warm-up.js';
 
 test('a guest runs the same before and after a warm-up in its process: output, count and state digest', async () => {
   // This file runs in a process of its own (node --test), so nothing has warmed up before this test.
@@ -37,6 +37,24 @@ test('the warm-up guest runs to power-off on every tier, well inside its bound',
     const outcome = warmUpCpu(cpu, { again: true });
     assert.equal(outcome.kind, 'done', JSON.stringify(outcome));
     if (outcome.kind === 'done') assert.ok(outcome.instructions > 1_000 && outcome.instructions < warmUpInstructionsMax / 10, `${outcome.instructions} instructions`);
+  }
+});
+
+test('rounds: four on the interpreter, one on the translation tier, or as many as UNDERSTUDY_WARMUP says', () => {
+  const rounds = (cpu: 'interp' | 'wasm'): number => {
+    const outcome = warmUpCpu(cpu, { again: true });
+    assert.equal(outcome.kind, 'done', JSON.stringify(outcome));
+    return outcome.kind === 'done' ? outcome.rounds : 0;
+  };
+  assert.equal(rounds('interp'), warmUpRoundsDefault('interp'));
+  assert.equal(warmUpRoundsDefault('interp'), 4);
+  assert.equal(rounds('wasm'), 1);
+  process.env[warmUpEnvironmentVariable] = '2';
+  try {
+    assert.equal(rounds('interp'), 2);
+    assert.equal(rounds('wasm'), 2);
+  } finally {
+    delete process.env[warmUpEnvironmentVariable];
   }
 });
 

@@ -147,20 +147,21 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
   const tell = (message: ChildMessage): void => {
     if (viaIpc && process.connected) process.send!(message);
   };
-  const resources = shared ?? (await openResources(settings));
-  const { plan, images, config, networks } = resources;
-  const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();
-  const environment = new ReplicaEnvironment(live);
-  const terminal: ConsolePort = viaIpc ? new IpcConsole() : new TerminalConsole();
   const say = (line: string): void => {
     // Under `pair` the parent prints the log; alone, this process does.
     if (settings.verbose && !viaIpc) process.stderr.write(`[${role} ${process.pid}] ${line}\n`);
     tell({ type: 'log', line });
   };
+  // Before the first machine runs (the primary's boot, the backup's copy), and before the
+  // files are read, so that V8 compiles the loop while they are (warm-up.ts).
+  if (warmsUp({ kind: machine.guest })) warmUpCpu(machine.cpu, { log: say });
+  const resources = shared ?? (await openResources(settings));
+  const { plan, images, config, networks } = resources;
+  const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();
+  const environment = new ReplicaEnvironment(live);
+  const terminal: ConsolePort = viaIpc ? new IpcConsole() : new TerminalConsole();
   let previousRole: ReplicaStatus['role'] | undefined;
   let followed = false;
-  // Before the first machine runs (the primary's boot, the backup's copy): see warm-up.ts.
-  if (warmsUp(plan)) warmUpCpu(machine.cpu, { log: say });
   const alarm = new UnprotectedAlarm(settings.onUnprotected);
   const arbiter = openArbiter(settings.arbiter ?? defaultArbiterDirectory(machine), (line) => {
     say(line);

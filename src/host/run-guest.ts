@@ -22,6 +22,10 @@ export interface RunSettings {
 /** Runs the guest to its end; returns the exit status. */
 export async function runGuest(settings: RunSettings): Promise<number> {
   const machineSettings = settings.machine;
+  // First: V8 compiles the interpreter's loop on another thread while this one reads the
+  // guest's files and builds its machine; the warm-up's first compile then covers every path
+  // the guest will take (warm-up.ts).
+  if (warmsUp({ kind: machineSettings.guest })) warmUpCpu(machineSettings.cpu);
   const plan = planBoot(machineSettings);
   let notesShown = false;
   const { images, configs } = openDisks(machineSettings, true);
@@ -35,9 +39,6 @@ export async function runGuest(settings: RunSettings): Promise<number> {
     throw error;
   }
   const terminal = new TerminalConsole();
-  // Before the first machine: its first compile of the interpreter's loop then covers every
-  // path the guest will take (warm-up.ts).
-  if (warmsUp(plan)) warmUpCpu(machineSettings.cpu);
   try {
     for (;;) {
       // A reset starts the machine's clock from zero again, as a power cycle would.

@@ -1,7 +1,8 @@
 /**
  * The etcd arbiter against a real etcd on loopback: generation g is won exactly once, also by
  * processes that race for it; a pair fails over through it; an etcd that cannot be reached
- * lets nobody go live, and says so.
+ * lets nobody go live, and says so. The file arbiter gives the same answers; reading who holds
+ * a generation takes nothing, on both.
  *
  * Needs `npx tsc -p tsconfig.json && make -C guests` first, and Debian's etcd-server.
  */
@@ -9,9 +10,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { guestElf, repoRoot } from './helpers.js';
 import { EtcdArbiter, parseEtcdAddress } from '../src/host/replica/etcd-arbiter.js';
+import { FileArbiter } from '../src/host/replica/arbiter.js';
 import { checkConsoleWithRepeats, createBlankDiskImage, expectedDiskImage, smallShape } from './support/pair-workload.js';
 import { assertImage, CliProcess, describeResult, freePort, pairReplicaPid, runCli, scratchDirectory } from './support/replica-processes.js';
 import { EtcdServer } from './support/etcd.js';
@@ -37,8 +40,30 @@ test('etcd arbiter: each generation is won once, in order', () => {
     assert.deepEqual(arbiter.tryGoLive('c1', 2, 'backup-a', []), { won: false, holder: { replica: 'primary', members: ['backup-a', 'backup-b'] } }, 'a backup reads the record');
     assert.deepEqual(arbiter.tryGoLive('c1', 3, 'backup-a', []), { won: true });
     assert.deepEqual(arbiter.tryGoLive('c2', 1, 'primary', []), { won: true }, 'another cluster has its own generations');
+    // Reading takes nothing: a generation no one holds stays free.
+    assert.deepEqual(arbiter.holder('c1', 2), { replica: 'primary', members: ['backup-a', 'backup-b'] });
+    assert.equal(arbiter.holder('c1', 4), undefined);
+    assert.equal(arbiter.holder('c3', 1), undefined);
+    assert.deepEqual(arbiter.tryGoLive('c1', 4, 'backup-b', []), { won: true }, 'generation 4, read before, is still free');
   } finally {
     arbiter.close();
+  }
+});
+
+test('file arbiter: the same answers, and a read takes nothing', () => {
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-arbiter-'));
+  try {
+    const arbiter = new FileArbiter(directory);
+    assert.deepEqual(arbiter.tryGoLive('c1', 1, 'primary', []), { won: true });
+    assert.deepEqual(arbiter.tryGoLive('c1', 2, 'primary', ['backup-a']), { won: true });
+    assert.deepEqual(arbiter.tryGoLive('c1', 2, 'backup-b', []), { won: false, holder: { replica: 'primary', members: ['backup-a'] } });
+    assert.deepEqual(arbiter.holder('c1', 2), { replica: 'primary', members: ['backup-a'] });
+    assert.equal(arbiter.holder('c1', 3), undefined);
+    assert.deepEqual(arbiter.tryGoLive('c1', 3, 'backup-a', []), { won: true }, 'generation 3, read before, is still free');
+    fs.writeFileSync(path.join(directory, 'c1.live-9'), 'not a record');
+    assert.equal(arbiter.holder('c1', 9), undefined, 'a record that does not parse');
+  } finally {
+    fs.rmSync(directory, { recursive: true, force: true });
   }
 });
 

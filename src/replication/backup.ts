@@ -17,7 +17,7 @@ import { PrimaryReplica, type Reboot, type SubmittedRequest } from './primary.js
 import { compareDigests, describeMismatch, scrubWindow, StateDigester, type LocalDigest, type MachineDigest } from '../machine/state-digest.js';
 import {
   backupQueueBytesLimit, backupQueueBytesMax, backupQueueEpochsLimit, backupQueueEpochsMax, describeGuestEnd, digestDue, epochMergeMax, generationsSkippedMax, leaseMarginMs, nextEpochStart, validateOptions,
-  type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
+  type ArbiterRecord, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 
 export type BackupRole = 'joining' | 'following' | 'failing-over' | 'promoted' | 'finished';
@@ -375,8 +375,24 @@ export class BackupReplica {
     if (mismatch !== undefined) this.diverge(epoch, `the state after epoch ${epoch} differs: ${describeMismatch(mismatch, { mine: 'backup', theirs: 'primary' })}`);
   }
 
-  /** This backup's execution has left the primary's: tell it (it is not protected any more), and stop. */
+  /**
+   * This backup's execution has left the primary's: tell it (it is not protected any more), and
+   * stop. Unless the primary has dropped this backup already: a backup it dropped may still
+   * replay entries sent before, and read the shared disk for them after the primary went on
+   * without it and released writes those reads should not see. Its state then differs,
+   * harmlessly, for it is fenced (the primary took the next generation without it, before it
+   * released anything more): that is said, not reported as a divergence of the pair.
+   */
   private diverge(epoch: number, reason: string): void {
+    const fence = this.droppedIn();
+    if (fence !== undefined) {
+      const line =
+        `dropped by the primary: generation ${fence.generation} is ${fence.holder.replica}'s, which keeps ${fence.holder.members.length === 0 ? 'no backup' : fence.holder.members.join(', ')}; ` +
+        `this backup's state then left the primary's at epoch ${epoch} (${reason}), as a dropped backup's may`;
+      this.io.log(line);
+      this.finish({ kind: 'not-live' }, line);
+      return;
+    }
     this.sendToPrimary({ type: 'divergence', epoch, reason });
     this.io.log(`divergence at epoch ${epoch}: ${reason}`);
     this.finish({ kind: 'divergence' }, `divergence at epoch ${epoch}: ${reason}`);
@@ -691,6 +707,21 @@ export class BackupReplica {
       this.generation = generation;
     }
     return `the primary took more than ${generationsSkippedMax} generations after this backup's`;
+  }
+
+  /**
+   * The generation after this backup's own in which its primary dropped it, read from the
+   * arbiter (as claimGeneration reads it, without taking one), or undefined if it was not
+   * dropped, or the arbiter cannot say.
+   */
+  private droppedIn(): { readonly generation: number; readonly holder: ArbiterRecord } | undefined {
+    if (this.io.arbiterHolder === undefined || this.primaryId === '') return undefined;
+    for (let generation = this.generation + 1; generation <= this.generation + 1 + generationsSkippedMax; generation++) {
+      const holder = this.io.arbiterHolder(generation);
+      if (holder === undefined) return undefined;
+      if (holder.replica !== this.primaryId || !holder.members.includes(this.identity.replicaId)) return { generation, holder };
+    }
+    return undefined;
   }
 
   /** The failover epoch, P8, and the hand-over to a primary running alone. */

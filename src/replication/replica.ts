@@ -341,6 +341,12 @@ export interface ReplicaIo {
    * with `members` (replica ids) as the backups it keeps? If not, who holds it.
    */
   tryGoLive(generation: number, members: readonly string[]): ArbiterAnswer;
+  /**
+   * Who holds `generation` at the arbiter, read only: the record, or undefined if no one holds
+   * it (or the arbiter cannot tell). A backup asks before it reports a divergence: one its
+   * primary has dropped may diverge harmlessly (Backup.diverge). Without it, it cannot tell.
+   */
+  arbiterHolder?(generation: number): ArbiterRecord | undefined;
   /** A point where the simulator may crash this replica; nothing in production. */
   crashPoint(point: CrashPoint): void;
   /** Epoch `epoch` is complete on this replica (boundary events applied): for invariant checks. */

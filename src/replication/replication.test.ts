@@ -766,6 +766,38 @@ test('a primary that sends a second welcome or state after the join loses its ba
   }
 });
 
+test('a backup whose state leaves the primary\'s asks the arbiter first: dropped by its primary, it says so instead of reporting a divergence', () => {
+  const named = (replica: string, members: string[]): ArbiterRecord => ({ replica, members });
+  const cases: { records: Record<number, ArbiterRecord>; end: string; reason: RegExp; told: boolean }[] = [
+    { records: {}, end: 'divergence', reason: /divergence at epoch \d+: the primary sent a second welcome/, told: true },
+    { records: { 2: named('test-primary', ['test-backup']) }, end: 'divergence', reason: /divergence at epoch/, told: true },
+    {
+      records: { 2: named('test-primary', ['test-backup', 'other']), 3: named('test-primary', ['other']) },
+      end: 'not-live',
+      reason: /^dropped by the primary: generation 3 is test-primary's, which keeps other; this backup's state then left the primary's at epoch \d+ \(the primary sent a second welcome\)/,
+      told: false,
+    },
+    { records: { 2: named('test-primary', []) }, end: 'not-live', reason: /generation 2 is test-primary's, which keeps no backup/, told: false },
+    { records: { 2: named('someone-else', ['test-backup']) }, end: 'not-live', reason: /generation 2 is someone-else's/, told: false },
+  ];
+  for (const { records, end, reason, told } of cases) {
+    const { primary, backup, p, b } = pair();
+    backup.sayHello();
+    pump(primary, backup, p, b);
+    const asked: number[] = [];
+    b.io.arbiterHolder = (generation: number): ArbiterRecord | undefined => {
+      asked.push(generation);
+      return records[generation];
+    };
+    backup.onMessage({ type: 'welcome', clusterId: 'test', primaryId: 'test-primary', generation: 1, epoch: 0 }, 64);
+    const result = backup.step();
+    const label = `records ${JSON.stringify(records)}; asked ${asked.join(', ')}`;
+    assert.equal(result.kind === 'finished' ? result.end.kind : undefined, end, label);
+    assert.match(result.kind === 'finished' ? result.reason : '', reason, label);
+    assert.equal(b.io.outbox.some((message) => message.type === 'divergence'), told, label);
+  }
+});
+
 test('t backups: a backup failing over skips the generations its primary took naming it, and stops where it is not named or another replica holds one', () => {
   const named = (members: string[]): ArbiterRecord => ({ replica: 'test-primary', members });
   const cases: { records: Record<number, ArbiterRecord>; outcome: string }[] = [

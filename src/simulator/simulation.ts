@@ -23,7 +23,8 @@
  *  6. no log entry outgrows its budget (entry-budget.ts), except by a single queued event
  *     larger than the budget, carried alone;
  *  7. no replica ever reports divergence (the simulator corrupts no machine: a digest that
- *     differs, or a replay that does, is a bug of ours).
+ *     differs, or a replay that does, is a bug of ours); a backup its primary dropped may
+ *     differ, and must say it was dropped.
  */
 import { createHash } from 'node:crypto';
 import { Machine, type BoardConfig, type CpuMode } from '../machine/board.js';
@@ -767,7 +768,9 @@ export class Simulation {
    * A backup its primary has dropped may still receive entries sent before, and read for them
    * after the primary went on without it and released writes those reads should not see: its
    * state may then differ from the primary's, harmlessly, for it is fenced (the primary took
-   * the next generation without it). Such a backup's divergence is not a failure (`staleReaders`).
+   * the next generation without it). Its state may differ from the primary's (`staleReaders`),
+   * but it must not report a divergence: it finds at the arbiter that it was dropped, and says
+   * so (Backup.diverge).
    */
   readSharedDisk(from: SimulatedReplica, slot: number, offsetBytes: number, lengthBytes: number): Uint8Array | { readonly error: string } {
     if (this.setup.options.readsInLog === true) this.fail('a backup read the shared disk itself, with reads in the log');
@@ -815,6 +818,11 @@ export class Simulation {
     this.generations.set(generation, { replica: name, members: [...members] });
     this.note(`${name} holds generation ${generation}${members.length > 0 ? ` (backups ${members.join(', ')})` : ''}`);
     return { won: true };
+  }
+
+  /** Who holds `generation` (a read; nothing changes). */
+  holder(generation: number): ArbiterRecord | undefined {
+    return this.generations.get(generation);
   }
 
   /** Per machine: the last reads performed (request ids grow in the order the guest issues). */
@@ -874,7 +882,7 @@ export class Simulation {
     if (this.failures.length > 0) return;
     const results = [...this.replicas.values()];
     for (const replica of results) {
-      if (replica.result?.end.kind === 'divergence' && !this.staleReaders.has(replica.name)) this.fail(`${replica.name} reported divergence: ${replica.result.reason}`);
+      if (replica.result?.end.kind === 'divergence') this.fail(`${replica.name} reported divergence: ${replica.result.reason}`);
     }
     const guestFinished = results.filter((replica) => replica.result?.end.kind === 'guest');
     if (guestFinished.length === 0 && this.guestLost) {
@@ -1094,6 +1102,10 @@ class SimulatedIo implements ReplicaIo {
 
   tryGoLive(generation: number, members: readonly string[]): ArbiterAnswer {
     return this.simulation.goLive(this.name, generation, members);
+  }
+
+  arbiterHolder(generation: number): ArbiterRecord | undefined {
+    return this.simulation.holder(generation);
   }
 
   crashPoint(point: CrashPoint): void {

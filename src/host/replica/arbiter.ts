@@ -16,6 +16,8 @@ export interface Arbiter {
    * backups? Won by exactly one caller; the others learn the record, if it can be read.
    */
   tryGoLive(clusterId: string, generation: number, replica: string, members: readonly string[]): ArbiterAnswer;
+  /** Who holds `generation` of `clusterId`, read only: its record, or undefined if no one does (or it cannot be read). */
+  holder(clusterId: string, generation: number): ArbiterRecord | undefined;
 }
 
 /** A file arbiter on a shared directory, or an etcd arbiter for an `etcd://` address. */
@@ -71,6 +73,10 @@ export class FileArbiter implements Arbiter {
     } finally {
       fs.rmSync(draft, { force: true });
     }
+  }
+
+  holder(clusterId: string, generation: number): ArbiterRecord | undefined {
+    return this.read(path.join(this.directory, `${clusterId}.live-${generation}`));
   }
 
   private read(file: string): ArbiterRecord | undefined {

@@ -69,6 +69,10 @@ export class EtcdArbiter implements Arbiter {
     return { won: false, holder: answer === undefined ? undefined : this.record(cluster, generation) };
   }
 
+  holder(clusterId: string, generation: number): ArbiterRecord | undefined {
+    return this.record(`${this.address.prefix}/clusters/${clusterId}`, generation);
+  }
+
   /** Generation `generation`'s record, if it can be read. */
   private record(cluster: string, generation: number): ArbiterRecord | undefined {
     const answer = this.post('/v3/kv/range', JSON.stringify({ key: base64(`${cluster}/generations/${generation}`) }), `the record of generation ${generation} is unknown`);

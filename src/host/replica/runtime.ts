@@ -12,7 +12,7 @@ import type { ReplicaEnvironment } from '../../replication/environment.js';
 import { encodeMessage, type Message, type ReplicaIdentity } from '../../replication/messages.js';
 import { PrimaryReplica, type Reboot } from '../../replication/primary.js';
 import { BackupReplica, type FailoverReport } from '../../replication/backup.js';
-import type { ArbiterAnswer, GuestEnd, PeerId, ReplicaEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
+import type { ArbiterAnswer, ArbiterRecord, GuestEnd, PeerId, ReplicaEnd, ReplicaIo, ReplicationOptions, ReplicaStatus, StepResult } from '../../replication/replica.js';
 import type { ConsolePort } from '../console.js';
 import { consoleBacklogMaxBytes } from '../runner.js';
 import { readImageRange, type DiskImage } from '../disk-image.js';
@@ -489,9 +489,17 @@ class ReplicaRuntime implements ReplicaIo {
   }
 
   tryGoLive(generation: number, members: readonly string[]): ArbiterAnswer {
+    return this.options.arbiter.tryGoLive(this.clusterId, generation, this.options.identity.replicaId, members);
+  }
+
+  arbiterHolder(generation: number): ArbiterRecord | undefined {
+    return this.options.arbiter.holder(this.clusterId, generation);
+  }
+
+  /** The cluster this replica is in: a backup's is its primary's. */
+  private get clusterId(): string {
     const core = this.core;
-    const clusterId = core?.role === 'backup' ? core.replica.clusterId : this.options.clusterId;
-    return this.options.arbiter.tryGoLive(clusterId, generation, this.options.identity.replicaId, members);
+    return core?.role === 'backup' ? core.replica.clusterId : this.options.clusterId;
   }
 
   crashPoint(): void {}

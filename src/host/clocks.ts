@@ -1,7 +1,8 @@
 /**
  * The host's real clock for a machine: the monotonic clock for mtime, the wall clock for the
- * RTC, and the host's random numbers for a boot's seed ('entropy'). What a primary records and a machine run alone reads. (The virtual clock, which derives
- * time from the instruction count, is src/machine/clock.ts.)
+ * RTC, and the host's random numbers for a boot's seed ('entropy'). What a primary records
+ * and a machine run alone reads. (The virtual clock, which derives time from the instruction
+ * count, is src/machine/clock.ts.)
  */
 import { randomBytes } from 'node:crypto';
 import type { EnvironmentReadKind } from '../machine/environment.js';

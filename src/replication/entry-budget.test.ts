@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine, BoardMap } from '../machine/board.js';
 import { environmentReadsPerInstructionMax, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent } from '../machine/environment.js';
-import { asm, li } from '../machine/cpu/encode.js';
+import { asm, li, linuxImage } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
 import { ReplicaEnvironment } from './environment.js';
@@ -28,18 +28,6 @@ function machineWith(environment: EnvironmentPort, program: readonly number[]): 
   program.forEach((word, index) => (machine.ram.i32[index] = word));
   machine.hart.reset(ramBaseAddress);
   return machine;
-}
-
-/** A Linux Image (the header's magic, text offset and size) whose code is `code`. */
-function linuxImage(code: readonly number[]): Uint8Array {
-  const image = new Uint8Array(64 + code.length * 4);
-  const view = new DataView(image.buffer);
-  view.setUint32(0, asm.jal(0, 64), true);
-  view.setBigUint64(0x08, 0x40_0000n, true);
-  view.setBigUint64(0x10, BigInt(image.length), true);
-  view.setUint32(0x38, 0x05435352, true); // "RSC\x05"
-  code.forEach((word, i) => view.setUint32(64 + i * 4, word >>> 0, true));
-  return image;
 }
 
 test('the worst instruction makes exactly environmentReadsPerInstructionMax reads: the first of a Linux boot, its seed', () => {

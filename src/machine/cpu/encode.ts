@@ -220,3 +220,20 @@ export function li(rd: number, value: number): number[] {
   const high = (value - low) | 0;
   return high === 0 ? [asm.addi(rd, 0, low)] : [asm.lui(rd, high), asm.addi(rd, rd, low)];
 }
+
+/** Where {@link linuxImage} asks to be loaded, from the start of RAM (its header's text_offset). */
+export const linuxImageTextOffset = 0x40_0000;
+
+/** A RISC-V Linux Image (Documentation/riscv/boot-image-header.rst) whose code0 jumps past the header to `code`. */
+export function linuxImage(code: readonly number[]): Uint8Array {
+  const image = new Uint8Array(64 + code.length * 4);
+  const view = new DataView(image.buffer);
+  view.setUint32(0, asm.jal(0, 64), true);
+  view.setBigUint64(0x08, BigInt(linuxImageTextOffset), true);
+  view.setBigUint64(0x10, BigInt(image.length), true);
+  view.setUint32(0x30, 0x43534952, true); // "RISC"
+  view.setUint32(0x34, 0x00000056, true); // "V\0\0\0"
+  view.setUint32(0x38, 0x05435352, true); // "RSC\x05"
+  code.forEach((word, i) => view.setUint32(64 + i * 4, word >>> 0, true));
+  return image;
+}

@@ -5,29 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Machine, parseLinuxImageHeader } from '../board.js';
-import { asm, li } from '../cpu/encode.js';
+import { asm, li, linuxImage, linuxImageTextOffset } from '../cpu/encode.js';
 import { Csr, Priv } from '../cpu/csr.js';
 import { VirtualClock } from '../clock.js';
 import type { EnvironmentReadKind } from '../environment.js';
 import { decodeFdt, type FdtNode } from './fdt.js';
 import { SbiExtension } from './sbi.js';
 import { ImageError } from '../loader/elf.js';
-
-const textOffset = 0x40_0000;
-
-/** A Linux Image: header (code0 jumps past it), then `code`. */
-function linuxImage(code: number[]): Uint8Array {
-  const image = new Uint8Array(64 + code.length * 4);
-  const view = new DataView(image.buffer);
-  view.setUint32(0, asm.jal(0, 64), true);
-  view.setBigUint64(0x08, BigInt(textOffset), true);
-  view.setBigUint64(0x10, BigInt(image.length), true);
-  view.setUint32(0x30, 0x43534952, true); // "RISC"
-  view.setUint32(0x34, 0x00000056, true); // "V\0\0\0"
-  view.setUint32(0x38, 0x05435352, true); // "RSC\x05"
-  code.forEach((word, i) => view.setUint32(64 + i * 4, word >>> 0, true));
-  return image;
-}
 
 /** An SBI call: a7 = extension, a6 = function, a0/a1 = arguments. */
 function sbi(extension: number, fn: number, a0 = 0, a1 = 0): number[] {
@@ -54,7 +38,7 @@ function property(root: FdtNode, path: string[], name: string): Uint8Array | und
 test('the kernel starts in S-mode with a0 = hart id and a1 = a device tree describing the board', () => {
   const { machine, layout } = boot([asm.jal(0, 0)], new Uint8Array(4096).fill(7));
   assert.equal(machine.hart.priv, Priv.S);
-  assert.equal(machine.hart.pc >>> 0, 0x8000_0000 + textOffset);
+  assert.equal(machine.hart.pc >>> 0, 0x8000_0000 + linuxImageTextOffset);
   assert.equal(machine.hart.x[10], 0);
   assert.equal(machine.hart.x[11]! >>> 0, layout.dtbAddress);
   assert.equal(layout.dtbAddress % (2 * 1024 * 1024), 0);
@@ -167,7 +151,7 @@ test('legacy console putchar (earlycon=sbi) reaches the console output', () => {
 
 test('set_timer raises the S-mode timer interrupt (STIP) when mtime reaches the deadline', () => {
   // S-mode: stvec = handler, enable STIE and SIE, set a timer 1000 ticks ahead, spin; the handler records scause.
-  const handler = 0x8000_0000 + textOffset + 64 + 4 * 40;
+  const handler = 0x8000_0000 + linuxImageTextOffset + 64 + 4 * 40;
   const code = [
     ...li(5, handler), asm.csrrw(0, Csr.stvec, 5),
     ...li(6, 1 << 5), asm.csrrs(0, Csr.sie, 6), asm.csrrsi(0, Csr.sstatus, 2),

@@ -27,8 +27,8 @@ test('a guest runs the same before and after a warm-up in its process: output, c
 });
 
 test('processes warm up before booting Linux, not before a bare-metal guest', () => {
-  assert.equal(warmsUp({ kind: 'linux' }), true);
-  assert.equal(warmsUp({ kind: 'bare' }), false);
+  assert.equal(warmsUp('linux'), true);
+  assert.equal(warmsUp('bare'), false);
 });
 
 test('the warm-up guest runs to power-off on every tier, well inside its bound', () => {

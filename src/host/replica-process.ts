@@ -154,7 +154,7 @@ async function runReplicaOnce(settings: ReplicaSettings & { readonly standby?: b
   };
   // Before the first machine runs (the primary's boot, the backup's copy), and before the
   // files are read, so that V8 compiles the loop while they are (warm-up.ts).
-  if (warmsUp({ kind: machine.guest })) warmUpCpu(machine.cpu, { log: say });
+  if (warmsUp(machine.guest)) warmUpCpu(machine.cpu, { log: say });
   const resources = shared ?? (await openResources(settings));
   const { plan, images, config, networks } = resources;
   const live: EnvironmentPort = machine.clock === 'virtual' ? new VirtualClock() : new HostClock();

@@ -25,7 +25,7 @@ export async function runGuest(settings: RunSettings): Promise<number> {
   // First: V8 compiles the interpreter's loop on another thread while this one reads the
   // guest's files and builds its machine; the warm-up's first compile then covers every path
   // the guest will take (warm-up.ts).
-  if (warmsUp({ kind: machineSettings.guest })) warmUpCpu(machineSettings.cpu);
+  if (warmsUp(machineSettings.guest)) warmUpCpu(machineSettings.cpu);
   const plan = planBoot(machineSettings);
   let notesShown = false;
   const { images, configs } = openDisks(machineSettings, true);

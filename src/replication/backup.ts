@@ -702,8 +702,9 @@ export class BackupReplica {
       if (answer.won) return undefined;
       const holder = answer.holder;
       if (holder === undefined) return `generation ${generation} is taken (or the arbiter could not be reached)`;
-      if (holder.replica !== this.primaryId) return `generation ${generation} is held by ${holder.replica}, which is live`;
-      if (!holder.members.includes(this.identity.replicaId)) return `the primary dropped this backup in generation ${generation}`;
+      if (!this.keptBy(holder)) {
+        return holder.replica !== this.primaryId ? `generation ${generation} is held by ${holder.replica}, which is live` : `the primary dropped this backup in generation ${generation}`;
+      }
       this.generation = generation;
     }
     return `the primary took more than ${generationsSkippedMax} generations after this backup's`;
@@ -719,9 +720,14 @@ export class BackupReplica {
     for (let generation = this.generation + 1; generation <= this.generation + 1 + generationsSkippedMax; generation++) {
       const holder = this.io.arbiterHolder(generation);
       if (holder === undefined) return undefined;
-      if (holder.replica !== this.primaryId || !holder.members.includes(this.identity.replicaId)) return { generation, holder };
+      if (!this.keptBy(holder)) return { generation, holder };
     }
     return undefined;
+  }
+
+  /** Whether a generation's record is the primary this backup followed, naming it among the backups it kept. */
+  private keptBy(holder: ArbiterRecord): boolean {
+    return holder.replica === this.primaryId && holder.members.includes(this.identity.replicaId);
   }
 
   /** The failover epoch, P8, and the hand-over to a primary running alone. */

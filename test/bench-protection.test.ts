@@ -61,6 +61,27 @@ test('the smallest sweep shows its progress and leaves a report, its data and a 
   assert.ok(fs.existsSync(path.join(out, report.replace('.md', '.json'))));
 });
 
+test('the network service is driven from the host: its GETs and PUTs timed by the client under run and protected, with the log it cost', async () => {
+  const out = path.join(scratch, 'net');
+  const result = await understudy('bench', 'replication', '--workloads', 'net', '--epochs', '1000000', '--protocols', 'relaxed', '--links', 'unthrottled', '--runs', '1', '--out', out);
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stderr, /network service, relaxed, epoch 1M, link unthrottled \(1 of 1\): protected/);
+  assert.match(result.stderr, /net-get NP [\d.]+, net-put NP [\d.]+/);
+  const data = JSON.parse(fs.readFileSync(path.join(out, fs.readdirSync(out).find((file) => file.endsWith('.json'))!), 'utf8')) as {
+    workloads: { workload: string; baseline: { phases: Record<string, number> }[]; protected: { runs: { phases: Record<string, number>; traffic?: { bytes: number } }[] }[] }[];
+  };
+  const [net] = data.workloads;
+  assert.equal(net!.workload, 'network service');
+  const protectedRun = net!.protected[0]!.runs[0]!;
+  for (const phases of [net!.baseline[0]!.phases, protectedRun.phases]) {
+    for (const phase of ['net-get', 'net-put']) assert.ok(phases[phase] !== undefined && phases[phase] > 0.01 && phases[phase] < 120, JSON.stringify(phases));
+  }
+  // The PUTs' 2.5 MiB reached the guest through the log: every frame the primary received travels in it.
+  assert.ok(protectedRun.traffic !== undefined && protectedRun.traffic.bytes > 40 * 64 * 1024, JSON.stringify(protectedRun.traffic));
+  const files = fs.readdirSync(out);
+  assert.ok(files.some((file) => file.endsWith('-net-get.svg')) && files.some((file) => file.endsWith('-net-put.svg')), files.join(', '));
+});
+
 test('bad options of bench end in one line', async () => {
   for (const args of [['bench', 'speed'], ['bench', 'replication', '--links', '7'], ['bench', 'replication', '--epochs', '10'], ['bench', 'replication', '--workloads', 'gpu'], ['bench', 'replication', '--cpus', 'lockstep']]) {
     const result = await understudy(...args);

@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../../host/guest-image.js';
-import { epochLabel, type BenchResults, type LinkSetting, type Protocol } from '../../host/bench/protection-report.js';
+import { epochLabel, workloadNames, type BenchResults, type LinkSetting, type Protocol } from '../../host/bench/protection-report.js';
 import { defaultCpu, parseInteger, parseOptions, UsageError } from '../options.js';
 import { epochInstructionsMax, epochInstructionsMin } from '../../replication/replica.js';
 
@@ -18,6 +18,9 @@ const links: readonly LinkSetting[] = [
 ];
 const defaultLatencyMs = 0.1;
 
+/** Cells of the full sweep: every workload at every unthrottled epoch and protocol, and at the throttled epochs on each throttled link. */
+const fullCells = workloadNames.length * 2 * (fullEpochs.length + (links.length - 1) * fullThrottledEpochs.length);
+
 export const benchHelp = `usage: understudy bench replication [options]
 
 The cost of protection, side by side on this machine: each workload under \`run\` (the
@@ -27,15 +30,17 @@ protected / time under run) beside the paper's Table 1, the primary's CPU time b
 time, log bandwidth and messages per epoch, and SVG plots of NP against epoch length. Progress
 on stderr; the report (Markdown, JSON and SVGs, named by date), rewritten after every cell, in --out.
 
-The full sweep: cpubench, diskbench and Linux (when .cache/linux/Image exists); epochs of
-${fullEpochs.map(epochLabel).join(', ')} instructions; original and relaxed; the link unthrottled at every
-epoch length, 155 and 10 Mbit/s at ${fullThrottledEpochs.map(epochLabel).join(', ')}; two runs a cell: 87 cells, about 45
-minutes on a two-core machine.
+The full sweep: cpubench, diskbench, and Linux's benchmarks and its network service (when
+.cache/linux/Image exists); epochs of ${fullEpochs.map(epochLabel).join(', ')} instructions;
+original and relaxed; the link unthrottled at every epoch length, 155 and 10 Mbit/s at
+${fullThrottledEpochs.map(epochLabel).join(', ')}; two runs a cell: ${fullCells} cells, about 70 minutes on a two-core machine.
 
 options:
   --quick              a small subset in a few minutes: cpubench and diskbench, epochs 4K and
                        1M, relaxed, unthrottled, three runs each
-  --workloads LIST     of cpu, disk, linux (comma-separated; default all)
+  --workloads LIST     of cpu, disk, linux, net (comma-separated; default all). net: the Linux
+                       guest's HTTP service (filehttpd through passt), driven from here on
+                       one keep-alive connection: 1,000 GETs of 1 KiB, then 40 PUTs of 64 KiB
   --cpus LIST          the tiers to measure each workload on, of interp, jit, wasm (e.g. jit,wasm
                        side by side; default the default tier, as --cpu)
   --epochs LIST        epoch lengths in instructions (e.g. 1000,32000)
@@ -97,7 +102,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const linkNames = values.links === undefined ? (quick ? ['unthrottled'] : ['unthrottled', '155', '10']) : list(values.links, '--links', ['unthrottled', '155', '10'] as const);
   const latencyMs = values.latency === undefined ? defaultLatencyMs : Number(values.latency);
   if (!Number.isFinite(latencyMs) || latencyMs < 0) throw new UsageError(`--latency needs a number of ms, 0 or more, not "${values.latency}"`);
-  const { runProtectionBench, workloadNames } = await import('../../host/bench/protection.js');
+  const { runProtectionBench } = await import('../../host/bench/protection.js');
   const report = await runProtectionBench({
     workloads: values.workloads === undefined ? (quick ? ['cpu', 'disk'] : [...workloadNames]) : list(values.workloads, '--workloads', workloadNames),
     cpus: values.cpus === undefined ? [defaultCpu()] : list(values.cpus, '--cpus', ['interp', 'jit', 'wasm'] as const),

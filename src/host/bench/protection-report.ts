@@ -6,8 +6,12 @@
 
 export type Protocol = 'original' | 'relaxed';
 
+/** The workloads `bench replication` measures (protection.ts runs them). */
+export const workloadNames = ['cpu', 'disk', 'linux', 'net'] as const;
+export type WorkloadName = (typeof workloadNames)[number];
+
 /** What a workload's run is timed by: the guest's own timing of a phase, or its whole run. */
-export type Phase = 'cpu' | 'write' | 'read' | 'linux-cpu' | 'linux-write' | 'linux-read';
+export type Phase = 'cpu' | 'write' | 'read' | 'linux-cpu' | 'linux-write' | 'linux-read' | 'net-get' | 'net-put';
 
 export const phaseTitles: Readonly<Record<Phase, string>> = {
   cpu: 'CPU-bound (cpubench)',
@@ -16,6 +20,8 @@ export const phaseTitles: Readonly<Record<Phase, string>> = {
   'linux-cpu': 'Linux cpubench',
   'linux-write': 'Linux diskbench write + fsync',
   'linux-read': 'Linux diskbench direct read',
+  'net-get': 'network service: GETs of 1 KiB',
+  'net-put': 'network service: PUTs of 64 KiB',
 };
 
 /** Short names for table columns. */
@@ -26,6 +32,8 @@ const phaseColumns: Readonly<Record<Phase, string>> = {
   'linux-cpu': 'Linux CPU',
   'linux-write': 'Linux writes',
   'linux-read': 'Linux reads',
+  'net-get': 'GETs',
+  'net-put': 'PUTs',
 };
 
 /** A link setting: its name in tables, and its rate (undefined: loopback as it is). */
@@ -253,7 +261,8 @@ export function reportMarkdown(results: BenchResults, plots: ReadonlyMap<Phase, 
     '`run` taken just before it, the median of those ratios (each workload, or each phase of one, as the guest\'s',
     "own clock timed it; a report of a sweep without pairs: the ratio of the medians). The paper's",
     'values (Table 1: HP 9000/720, 10 Mbit/s Ethernet) in brackets. Columns: CPU = cpubench; writes and',
-    'reads = diskbench\'s phases; Linux = the Linux guest\'s cpubench and diskbench.',
+    'reads = diskbench\'s phases; Linux = the Linux guest\'s cpubench and diskbench; GETs and PUTs = its',
+    'network service, timed by the client.',
     '',
   ];
   for (const link of results.links) {

@@ -11,8 +11,9 @@
  *
  * What is timed: every workload times its work with the guest's own clock (under a primary
  * the guest reads the host clock through it): diskbench and the Linux benchmarks their
- * phases, cpubench its whole work (guests/build/cpubench-timed.elf). The processes' start-up
- * is not part of it. (cpubench used to be timed from outside, less a small guest's start-up
+ * phases, cpubench its whole work (guests/build/cpubench-timed.elf). The network service is
+ * timed by its client here, from the first GET after its warm-up to the answer to its last PUT.
+ * The processes' start-up is not part of it. (cpubench used to be timed from outside, less a small guest's start-up
  * measured once per sweep: on the translation tier its work became short enough, about
  * 0.2 s, for the machine's changing speed to swing that figure by a factor of seven.)
  */
@@ -24,9 +25,11 @@ import type { CpuMode } from '../../machine/board.js';
 import { projectRoot } from '../guest-image.js';
 import { epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, quietAfterMs } from '../../replication/replica.js';
 import { ensureDataDisk } from '../linux-guest.js';
+import { freePort } from '../demo.js';
+import { KeepAliveClient } from '../network/http-client.js';
 import { renderSvg } from './plot.js';
 import {
-  epochLabel, normalizedPerformance, pairRatios, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
+  epochLabel, normalizedPerformance, type WorkloadName, pairRatios, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
   type WorkloadResult,
 } from './protection-report.js';
 
@@ -51,9 +54,19 @@ const diskbenchImageBytes = 8 * 1024 * 1024;
 const linuxDiskBytes = 64 * 1024 * 1024;
 const linuxCpubenchRounds = 200;
 const linuxDiskbenchMiB = 8;
+/**
+ * The network service's work (the Linux guest's filehttpd through passt, a client here on one
+ * keep-alive connection): GETs of a 1 KiB file back to back after a warm-up, then PUTs of 64 KiB.
+ */
+const netWarmUpGets = 100;
+const netGets = 1000;
+const netGetBytes = 1024;
+const netPuts = 40;
+const netPutBytes = 64 * 1024;
+/** How long one answer may take (a loaded machine, a slow epoch length) before the run is a failure. */
+const netAnswerTimeoutMs = 60_000;
 
-export const workloadNames = ['cpu', 'disk', 'linux'] as const;
-export type WorkloadName = (typeof workloadNames)[number];
+export { workloadNames, type WorkloadName } from './protection-report.js';
 
 export interface ProtectionBenchOptions {
   readonly workloads: readonly WorkloadName[];
@@ -93,6 +106,18 @@ interface Workload {
   /** Console input in answer to output (Linux's shell): a new conversation for each run. */
   readonly conversation?: () => Conversation;
   readonly phaseSeconds: (output: string) => Partial<Record<Phase, number>>;
+  /**
+   * A service the host drives over the network: the machine (under `run`, or the primary) gets
+   * a NIC through passt with a port forwarded to `guestPort`; once its console shows `ready`,
+   * `client` does the work through that port and times its phases; then the guest is powered off
+   * from its console. (The backup gets a NIC of its own with nothing forwarded: P3, it is not
+   * listened to.)
+   */
+  readonly service?: {
+    readonly guestPort: number;
+    readonly ready: string;
+    readonly client: (port: number) => Promise<Partial<Record<Phase, number>>>;
+  };
 }
 
 /** A workload on one tier: its runs say `--cpu`, so that the tier does not depend on the environment. */
@@ -132,17 +157,13 @@ function workload(name: WorkloadName, scratch: string): Workload {
           return { write: Number(write[1]) / 1e6, read: Number(read[1]) / 1e6 };
         },
       };
-    case 'linux': {
-      const pristine = path.join(scratch, 'linux-pristine.img');
+    case 'linux':
       return {
         name,
         title: 'Linux',
         phases: ['linux-cpu', 'linux-write', 'linux-read'],
         machineArguments: (disk) => ['--guest', 'linux', '--disk', disk],
-        prepareDisk: (disk) => {
-          ensureDataDisk(pristine, linuxDiskBytes);
-          fs.copyFileSync(pristine, disk);
-        },
+        prepareDisk: linuxDisk(scratch),
         conversation: linuxConversation,
         phaseSeconds: (output) => {
           const cpu = /cpubench: \d+ rounds, checksum 0x[0-9a-f]+, ([\d.]+) ms/.exec(output);
@@ -152,7 +173,47 @@ function workload(name: WorkloadName, scratch: string): Workload {
           return { 'linux-cpu': Number(cpu[1]) / 1000, 'linux-write': Number(write[1]) / 1000, 'linux-read': Number(read[1]) / 1000 };
         },
       };
-    }
+    case 'net':
+      return {
+        name,
+        title: 'network service',
+        phases: ['net-get', 'net-put'],
+        machineArguments: (disk) => ['--guest', 'linux', '--disk', disk],
+        prepareDisk: linuxDisk(scratch),
+        phaseSeconds: () => ({}),
+        service: { guestPort: 80, ready: 'filehttpd serving', client: httpClient },
+      };
+  }
+}
+
+/** A fresh copy of a pristine data disk for the Linux guest (made once a sweep). */
+function linuxDisk(scratch: string): (disk: string) => void {
+  const pristine = path.join(scratch, 'linux-pristine.img');
+  return (disk) => {
+    ensureDataDisk(pristine, linuxDiskBytes);
+    fs.copyFileSync(pristine, disk);
+  };
+}
+
+/** The network service's client: GETs back to back, then PUTs, each phase timed here; every answer checked. */
+async function httpClient(port: number): Promise<Partial<Record<Phase, number>>> {
+  const client = await KeepAliveClient.connect(port);
+  try {
+    const expect = async (method: 'GET' | 'PUT', target: string, body: Uint8Array | undefined, length: number): Promise<void> => {
+      const answer = await client.request(method, target, body, netAnswerTimeoutMs);
+      if (answer.status !== 200 || (method === 'GET' && answer.body.length !== length)) throw new Error(`${method} ${target}: status ${answer.status}, ${answer.body.length} bytes`);
+    };
+    await expect('PUT', '/bench', Buffer.alloc(netGetBytes, 0x61), 0);
+    for (let i = 0; i < netWarmUpGets; i++) await expect('GET', '/bench', undefined, netGetBytes);
+    let started = performance.now();
+    for (let i = 0; i < netGets; i++) await expect('GET', '/bench', undefined, netGetBytes);
+    const get = (performance.now() - started) / 1000;
+    const big = Buffer.alloc(netPutBytes, 0x62);
+    started = performance.now();
+    for (let i = 0; i < netPuts; i++) await expect('PUT', `/big-${i % 4}`, big, 0);
+    return { 'net-get': get, 'net-put': (performance.now() - started) / 1000 };
+  } finally {
+    client.close();
   }
 }
 
@@ -174,6 +235,8 @@ interface Process {
   readonly exited: Promise<{ status: number | null; wallSeconds: number; cpuSeconds: number }>;
   /** Resolves with the match when stderr first matches `pattern`. */
   waitForStderr(pattern: RegExp): Promise<RegExpExecArray>;
+  /** Resolves when stdout (the console) first includes `text`; rejects if the process ends first. */
+  waitForStdout(text: string): Promise<void>;
   kill(): void;
 }
 
@@ -181,12 +244,18 @@ function quote(word: string): string {
   return `'${word.replaceAll("'", "'\\''")}'`;
 }
 
-function startPinned(core: number, args: readonly string[], converse?: Conversation): Process {
+/**
+ * Starts `understudy ARGS` pinned to `core`. Its console input: `converse`'s answers, or (with
+ * `console`) whatever is written to it; otherwise none (stdin closed).
+ */
+function startPinned(core: number, args: readonly string[], input: { converse?: Conversation | undefined; console?: boolean } = {}): Process {
+  const { converse } = input;
   const command = ['taskset', '-c', String(core), process.execPath, cli, ...args].map(quote).join(' ');
   // `times` after the command: the CPU time of its children (the replica) on the last line of stderr.
   const child = spawn('bash', ['-c', `${command}; status=$?; times >&2; exit $status`], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const startedMs = performance.now();
   const waiters: { pattern: RegExp; resolve: (match: RegExpExecArray) => void }[] = [];
+  const consoleWaiters: { text: string; resolve: () => void; reject: (error: Error) => void }[] = [];
   const write = (text: string): void => {
     if (child.stdin.writable) child.stdin.write(text);
   };
@@ -196,6 +265,7 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
     write,
     exited: new Promise((resolve) => {
       child.on('exit', (status) => {
+        for (const waiter of consoleWaiters.splice(0)) waiter.reject(new Error(`it exited (status ${status}) before its console showed "${waiter.text}":\n${proc.stdout.slice(-1500)}\n${proc.stderr.slice(-1500)}`));
         const times = [...proc.stderr.matchAll(/^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/gm)].at(-1);
         const cpuSeconds = times === undefined ? NaN : Number(times[1]) * 60 + Number(times[2]) + Number(times[3]) * 60 + Number(times[4]);
         resolve({ status, wallSeconds: (performance.now() - startedMs) / 1000, cpuSeconds });
@@ -206,6 +276,13 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
         const match = pattern.exec(proc.stderr);
         if (match !== null) resolve(match);
         else waiters.push({ pattern, resolve });
+      });
+    },
+    waitForStdout(text) {
+      return new Promise((resolve, reject) => {
+        if (proc.stdout.includes(text)) resolve();
+        else if (child.exitCode !== null || child.signalCode !== null) reject(new Error(`it exited before its console showed "${text}"`));
+        else consoleWaiters.push({ text, resolve, reject });
       });
     },
     kill() {
@@ -219,6 +296,11 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
   child.stdout.setEncoding('latin1').on('data', (chunk: string) => {
     proc.stdout += chunk;
     converse?.(proc.stdout, write);
+    for (const waiter of [...consoleWaiters]) {
+      if (!proc.stdout.includes(waiter.text)) continue;
+      consoleWaiters.splice(consoleWaiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     proc.stderr += chunk;
@@ -229,7 +311,7 @@ function startPinned(core: number, args: readonly string[], converse?: Conversat
       waiter.resolve(match);
     }
   });
-  if (converse === undefined) child.stdin.end();
+  if (converse === undefined && input.console !== true) child.stdin.end();
   return proc;
 }
 
@@ -242,12 +324,32 @@ async function finish(proc: Process, what: string): Promise<{ wallSeconds: numbe
   return result;
 }
 
+/** The NIC of the machine that serves (`forward`: the host port forwarded to the service), or of a backup (none forwarded). */
+function nicArguments(work: Workload, forward: number | undefined): string[] {
+  if (work.service === undefined) return [];
+  return ['--net', forward === undefined ? 'user' : `user,hostfwd=tcp::${forward}-:${work.service.guestPort}`];
+}
+
+/** A service workload's work: once the console says it is ready, the client's phases; then the guest powers off. */
+async function serve(work: Workload, proc: Process, port: number | undefined): Promise<Partial<Record<Phase, number>> | undefined> {
+  if (work.service === undefined || port === undefined) return undefined;
+  await proc.waitForStdout(work.service.ready);
+  const phases = await work.service.client(port);
+  proc.write('poweroff\n');
+  return phases;
+}
+
 /** One run under `run`, pinned to the primary's core. */
 async function baselineRun(work: Workload, disk: string): Promise<RunMeasurement> {
   work.prepareDisk?.(disk);
-  const proc = startPinned(primaryCore, ['run', ...work.machineArguments(disk)], work.conversation?.());
-  const { wallSeconds, cpuSeconds } = await finish(proc, `run ${work.title}`);
-  return { phases: work.phaseSeconds(proc.stdout), wallSeconds, cpuSeconds };
+  const port = work.service === undefined ? undefined : await freePort();
+  const proc = startPinned(primaryCore, ['run', ...work.machineArguments(disk), ...nicArguments(work, port)], { converse: work.conversation?.(), console: work.service !== undefined });
+  try {
+    const [served, { wallSeconds, cpuSeconds }] = await Promise.all([serve(work, proc, port), finish(proc, `run ${work.title}`)]);
+    return { phases: served ?? work.phaseSeconds(proc.stdout), wallSeconds, cpuSeconds };
+  } finally {
+    proc.kill();
+  }
 }
 
 function summaryTraffic(primaryErr: string, backupErr: string): Traffic | undefined {
@@ -265,7 +367,8 @@ async function protectedRun(work: Workload, setting: Setting, options: Protectio
   const link = options.links.find((candidate) => candidate.name === setting.link);
   const linkArguments = link?.rateMbitPerSecond === undefined ? [] : ['--link-rate', String(link.rateMbitPerSecond), '--link-latency', String(options.latencyMs)];
   const common = [...work.machineArguments(disk), '--epoch', String(setting.epochInstructions), '--protocol', setting.protocol, ...(options.fixedEpochs ? ['--fixed-epochs'] : []), '--insecure', '--verbose', '--arbiter', arbiter, '--failure-timeout', String(failureTimeoutMs), ...linkArguments];
-  const primary = startPinned(primaryCore, ['primary', '--listen', '127.0.0.1:0', '--wait-for-backup', ...common], work.conversation?.());
+  const port = work.service === undefined ? undefined : await freePort();
+  const primary = startPinned(primaryCore, ['primary', '--listen', '127.0.0.1:0', '--wait-for-backup', ...common, ...nicArguments(work, port)], { converse: work.conversation?.(), console: work.service !== undefined });
   let backup: Process | undefined;
   try {
     const listening = await Promise.race([
@@ -274,13 +377,13 @@ async function protectedRun(work: Workload, setting: Setting, options: Protectio
         throw new Error(`the primary stopped before it listened:\n${primary.stderr.slice(-1500)}`);
       }),
     ]);
-    backup = startPinned(backupCore, ['backup', '--connect', `127.0.0.1:${listening[1]}`, ...common]);
+    backup = startPinned(backupCore, ['backup', '--connect', `127.0.0.1:${listening[1]}`, ...common, ...nicArguments(work, undefined)]);
     const ended = backup;
-    const [primaryEnd] = await Promise.all([finish(primary, 'the primary'), finish(ended, 'the backup')]).catch((error: unknown) => {
+    const [primaryEnd, , served] = await Promise.all([finish(primary, 'the primary'), finish(ended, 'the backup'), serve(work, primary, port)]).catch((error: unknown) => {
       // Both sides' last words: one side's failure is often the other's doing.
       throw new Error(`${error instanceof Error ? error.message : String(error)}\nthe primary said:\n${primary.stderr.slice(-1500)}`);
     });
-    const phases = work.phaseSeconds(primary.stdout);
+    const phases = served ?? work.phaseSeconds(primary.stdout);
     const traffic = summaryTraffic(primary.stderr, backup.stderr);
     return { phases, wallSeconds: primaryEnd.wallSeconds, cpuSeconds: primaryEnd.cpuSeconds, ...(traffic === undefined ? {} : { traffic }) };
   } finally {
@@ -311,7 +414,8 @@ export async function runProtectionBench(options: ProtectionBenchOptions): Promi
   const started = performance.now();
   const minutes = (): number => (performance.now() - started) / 60_000;
   try {
-    const names = options.workloads.filter((name) => name !== 'linux' || fs.existsSync(path.join(projectRoot, '.cache/linux/Image')));
+    // Linux's workloads only where its kernel has been built.
+    const names = options.workloads.filter((name) => (name !== 'linux' && name !== 'net') || fs.existsSync(path.join(projectRoot, '.cache/linux/Image')));
     // Each workload on each tier, one after the other, so that the tiers' figures are taken close together.
     const workloads = names.flatMap((name) => options.cpus.map((cpu) => ({ work: workloadOn(name, scratch, cpu), cpu })));
     const settings = sweepSettings(options);
@@ -383,6 +487,7 @@ async function writeReport(options: ProtectionBenchOptions, results: readonly Wo
       `Throttled links: each replica's sending side through a token bucket at the rate and a one-way delay of ${options.latencyMs} ms (--link-rate, --link-latency).`,
       "cpubench: 966 million instructions (200 rounds), timed by the guest (the paper's Dhrystone: 420 million). diskbench: 2048 synchronous writes of random 8 KiB blocks of an 8 MiB region, then 2048 reads checked against them (the paper: 2048 operations on a pre-allocated file; 8 KiB reads).",
       `Linux: \`cpubench ${linuxCpubenchRounds}\` and \`diskbench ${linuxDiskbenchMiB}\` (write and fsync, then direct-I/O read) in the guest's shell, timed by the guest.`,
+      `Network service: the Linux guest's filehttpd through passt (--net user, a port forwarded), a client in the benchmark's process on one keep-alive connection: ${netGets} GETs of ${netGetBytes / 1024} KiB back to back after ${netWarmUpGets} for warm-up, then ${netPuts} PUTs of ${netPutBytes / 1024} KiB, each phase timed by the client.`,
       ...progress.failures.map((failure) => `Failed: ${failure}`),
     ],
     links: options.links,

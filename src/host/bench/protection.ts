@@ -12,10 +12,11 @@
  * What is timed: every workload times its work with the guest's own clock (under a primary
  * the guest reads the host clock through it): diskbench and the Linux benchmarks their
  * phases, cpubench its whole work (guests/build/cpubench-timed.elf). The network service is
- * timed by its client here, from the first GET after its warm-up to the answer to its last PUT.
- * The processes' start-up is not part of it. (cpubench used to be timed from outside, less a small guest's start-up
- * measured once per sweep: on the translation tier its work became short enough, about
- * 0.2 s, for the machine's changing speed to swing that figure by a factor of seven.)
+ * timed by its client here, from the first GET after its warm-up to the answer to its last
+ * PUT. The processes' start-up is not part of it. (cpubench used to be timed from outside,
+ * less a small guest's start-up measured once per sweep: on the translation tier its work
+ * became short enough, about 0.2 s, for the machine's changing speed to swing that figure by
+ * a factor of seven.)
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -29,8 +30,8 @@ import { freePort } from '../demo.js';
 import { KeepAliveClient } from '../network/http-client.js';
 import { renderSvg } from './plot.js';
 import {
-  epochLabel, normalizedPerformance, type WorkloadName, pairRatios, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
-  type WorkloadResult,
+  epochLabel, normalizedPerformance, pairRatios, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
+  type WorkloadName, type WorkloadResult,
 } from './protection-report.js';
 
 const cli = path.join(projectRoot, 'bin/understudy.js');

@@ -95,13 +95,14 @@ export const backupsMax = 8;
 export const generationsSkippedMax = 1024;
 
 /**
- * Digests come every this many instructions unless told otherwise: one costs one to a few
- * milliseconds (the pages written since the last, hashed; docs/BENCHMARKS.md), a few per cent
- * of the time forty million instructions take on the translation tier (about 1% on the
- * interpreter), and finds a divergence within a fraction of a second of guest time. (Ten
- * million, sized for the interpreter, cost cpubench some 15% of its time on the tier.)
+ * Digests come every this many instructions unless told otherwise: one costs 0.2 to a few
+ * milliseconds (the pages written since the last, hashed; docs/BENCHMARKS.md), about 1% of the
+ * time eighty million instructions take on the WebAssembly tier (some 0.2% on the
+ * interpreter), and finds a divergence within a tenth of a second of guest time on the tier,
+ * half a second on the interpreter. (Ten million, sized for the interpreter, cost cpubench
+ * some 15% of its time on the tier; forty million still 2-3%.)
  */
-export const digestIntervalInstructionsDefault = 40_000_000;
+export const digestIntervalInstructionsDefault = 80_000_000;
 
 /**
  * Whether an epoch from instruction `startRetired` to `endRetired` takes a state digest: the
@@ -155,10 +156,12 @@ export const epochMergeHostMs = 2;
  * boundary delivered anything but the clock, and the guest produced no output (reads answered
  * at once are neither). Such a guest is expected to go on computing, and a longer step costs
  * it fewer turns of the loop (each some 150-250 µs of cold caches, acknowledgements and entries:
- * with 2 ms steps, a tenth of a computing guest's time on the translation tier). The first
- * input after a quiet spell waits up to this long for the step's end, not 2 ms.
+ * with 2 ms steps, a tenth of a computing guest's time on the translation tier; with 8 ms,
+ * still some 3% of it). The first input after a quiet spell waits up to this long for the
+ * step's end, not 2 ms: a keystroke's echo or a request to a guest that has computed alone
+ * for 20 ms comes up to 16 ms later, once.
  */
-export const epochMergeQuietHostMs = 8;
+export const epochMergeQuietHostMs = 16;
 /**
  * A step goes on from entry to entry (`PrimaryReplica.runsOn`) until it has run this many
  * instructions or {@link epochMergeMax} epochs' worth, whichever is more, besides its host

@@ -77,11 +77,12 @@ export interface WarmUpOptions {
 }
 
 /**
- * Whether a process warms up before booting a guest of this kind: for Linux only. A kernel reaches nearly
- * every path through the interpreter, and without the warm-up its boot deoptimized and
- * recompiled the loop some 22 times (the boot took 2.5 times as long). A bare-metal guest
- * reaches few paths: V8 compiles only those, small and fast, and the warm-up's whole compile
- * would cost it more than it saves (the hello guest +63 ms, fpbench +0.15 s; docs/BENCHMARKS.md).
+ * Whether a process warms up before booting a guest of this kind: for Linux only. A kernel
+ * reaches nearly every path through the interpreter, and without the warm-up its boot
+ * deoptimized and recompiled the loop some 22 times (the boot took 2.5 times as long). A
+ * bare-metal guest reaches few paths: V8 compiles only those, small and fast, and the
+ * warm-up's whole compile would cost it more than it saves (the hello guest +63 ms, fpbench
+ * +0.15 s; docs/BENCHMARKS.md).
  */
 export function warmsUp(kind: BootPlan['kind']): boolean {
   return kind === 'linux';

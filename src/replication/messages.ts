@@ -18,10 +18,11 @@ import { pageBytes, ramBytesMax } from '../machine/memory/ram.js';
 /**
  * 8: readings of kind 'entropy' (a Linux boot's device-tree seed), and the board's snapshot
  * carries the seed still to be filled. 7: state digests hash pages and parts with
- * `wordsHash`, not SHA-256 (the values differ). 6: disk reads answered at once (a reading of kind 'disk-read', `diskReadValue`). 5: shared
- * reads, write-back. 4: t backups: a hello names the replica (`replicaId`), a welcome its primary (`primaryId`), for
- * the arbiter's membership records. 3: live state copy (pages, copied), the backup's catch-up
- * time in acks. 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
+ * `wordsHash`, not SHA-256 (the values differ). 6: disk reads answered at once (a reading of
+ * kind 'disk-read', `diskReadValue`). 5: shared reads, write-back. 4: t backups: a hello
+ * names the replica (`replicaId`), a welcome its primary (`primaryId`), for the arbiter's
+ * membership records. 3: live state copy (pages, copied), the backup's catch-up time in acks.
+ * 2: bounded entries with deferred acknowledgements, state digests, divergence reports.
  */
 export const protocolVersion = 8;
 const frameMagic = [0x55, 0x53]; // "US"

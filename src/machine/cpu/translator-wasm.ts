@@ -22,6 +22,7 @@
 import { Op, type Decoded } from './decode.js';
 import { arenaTlbEntries, HeaderLayout, slotRecordBytes, wasmBlockSlots, WebAssembly, type WasmArena, type WasmTable } from './wasm-arena.js';
 import { destinationRegister, sourceRegisters, type BlockFunction, type BlockPlan } from './translator.js';
+import { assert } from '../assert.js';
 
 // ------------------------------------------------------------------- a minimal encoder
 
@@ -38,6 +39,7 @@ export const W = {
   eqz: 0x45, eq: 0x46, ne: 0x47, ltS: 0x48, ltU: 0x49, gtS: 0x4a, gtU: 0x4b, leS: 0x4c, leU: 0x4d, geS: 0x4e, geU: 0x4f,
   add: 0x6a, sub: 0x6b, mul: 0x6c, divS: 0x6d, divU: 0x6e, remS: 0x6f, remU: 0x70, and: 0x71, or: 0x72, xor: 0x73, shl: 0x74, shrS: 0x75, shrU: 0x76,
   i64Const: 0x42, i64Mul: 0x7e, i64ShrS: 0x87, i64ShrU: 0x88, wrapI64: 0xa7, extendI32S: 0xac, extendI32U: 0xad, extend8S: 0xc0, extend16S: 0xc1,
+  brTable: 0x0e,
   void: 0x40, i32: 0x7f, i64: 0x7e,
 } as const;
 
@@ -61,24 +63,31 @@ export interface WasmBlockEnvironment {
   readonly imports: WasmBlockImports;
 }
 
-// Locals: parameters 0 base, 1 budget, 2 dc; registers x1..x31 at 2 + r; then the scratch ones.
+// The unit's locals: parameters 0 base, 1 budget, 2 dc, 3 which (the block to start with);
+// registers x1..x31 at 3 + r; then the scratch ones.
 const localBase = 0;
 const localBudget = 1;
 const localDc = 2;
-const registerLocal = (r: number): number => 2 + r;
-const localK = 34;
-const localVa = 35;
-const localE = 36;
-const localIndex = 37;
-const localP = 38;
-const localN = 39;
-const localT = 40;
-const i32Locals = localT - 2; // 3..40
-// Imported functions, then the blocks.
+const localWhich = 3;
+const registerLocal = (r: number): number => 3 + r;
+const localK = 35;
+const localVa = 36;
+const localE = 37;
+const localIndex = 38;
+const localP = 39;
+const localN = 40;
+const localT = 41;
+/** Instructions retired by the unit's earlier blocks in this call (base has moved on by as many). */
+const localDone = 42;
+/** The table slot of the block running now (left in the header at the exit). */
+const localSlot = 43;
+const i32Locals = localSlot - 3; // 4..43
+// Imported functions, then the unit, then each block's entry.
 const functionLoad = 0;
 const functionStore = 1;
 const functionStale = 2;
-const functionBlock = 3; // the first block
+const functionUnit = 3;
+const functionEntry = 4; // the first block's
 
 const widthOf: Partial<Record<number, number>> = { [Op.LB]: 1, [Op.LBU]: 1, [Op.LH]: 2, [Op.LHU]: 2, [Op.LW]: 4, [Op.SB]: 1, [Op.SH]: 2, [Op.SW]: 4 };
 const loadOpcode: Partial<Record<number, number>> = { [Op.LB]: W.load8s, [Op.LBU]: W.load8u, [Op.LH]: W.load16s, [Op.LHU]: W.load16u, [Op.LW]: W.load };
@@ -215,7 +224,8 @@ const moduleHead = new Uint8Array([
     [0x60, 4, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // load
     [0x60, 5, W.i32, W.i32, W.i32, W.i32, W.i32, 0], // store
     [0x60, 2, W.i32, W.i32, 0], // stale
-    [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // a block
+    [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // a block's entry
+    [0x60, 4, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // the unit
   ])),
   ...wasmSection(2, wasmVector([
     [...wasmName('m'), ...wasmName('memory'), 0x02, 0x00, 0x00],
@@ -224,22 +234,32 @@ const moduleHead = new Uint8Array([
     [...wasmName('m'), ...wasmName('stale'), 0x00, 2],
   ])),
 ]);
-/** Type of a block's function. */
+/** Type of a block's entry (the table's functions). */
 const blockType = 3;
+/** Type of the unit: a block's entry's parameters, then which block. */
+const unitType = 4;
 
 /**
- * The module of several blocks: imports the memory and the slow paths; exports block `i` as
- * `b${i}(base, budget, dc) -> retired`. Why several: creating a module costs V8 far more than
- * compiling a block's function (0.3-0.6 ms here: each module gets its own code space), so a
- * hot block is compiled with the blocks it leads to (translation-cache.ts).
+ * The module of several blocks (a unit): imports the memory and the slow paths; exports block
+ * `i`'s entry as `b${i}(base, budget, dc) -> retired`, which calls the unit's one function at
+ * that block. Why several: creating a module costs V8 far more than compiling a block's
+ * function (0.3-0.6 ms here: each module gets its own code space), so a hot block is compiled
+ * with the blocks it leads to (translation-cache.ts). Why one function: a block goes on to
+ * another of its unit with a branch, where going through the trampoline costs a return, the
+ * trampoline's look at the links and a call through the table (in mixbench 60% of the steps
+ * from block to block stay in a unit, and its steady state is some 11% faster so). `slots`
+ * are the blocks' slots in the table, which the unit leaves in the header for the trampoline.
  */
-export function wasmBlocksModule(plans: readonly BlockPlan[], arena: WasmArena): Uint8Array {
+export function wasmBlocksModule(plans: readonly BlockPlan[], slots: readonly number[], arena: WasmArena): Uint8Array {
   if (plans.length === 0) throw new RangeError('a module of no blocks');
-  const bodies = plans.map((plan) => wasmBlockBody(plan, arena));
+  if (slots.length !== plans.length) throw new RangeError(`${plans.length} blocks and ${slots.length} slots`);
+  const unit = wasmUnitBody(plans, slots, arena);
+  const entries = plans.map((_, i) => new Uint8Array([0, W.localGet, 0, W.localGet, 1, W.localGet, 2, ...signedLebConstant(i), W.call, functionUnit, W.end]));
+  const bodies = [unit, ...entries];
   const code: number[][] = bodies.map((body) => [...unsignedLeb(body.length)]);
-  const functions = wasmSection(3, wasmVector(plans.map(() => [blockType])));
-  // Imported functions come first in the index space: block i is function functionBlock + i.
-  const exports = wasmSection(7, wasmVector(plans.map((_, i) => [...wasmName(`b${i}`), 0x00, ...unsignedLeb(functionBlock + i)])));
+  const functions = wasmSection(3, wasmVector([[unitType], ...plans.map(() => [blockType])]));
+  // Imported functions come first in the index space: block i's entry is function functionEntry + i.
+  const exports = wasmSection(7, wasmVector(plans.map((_, i) => [...wasmName(`b${i}`), 0x00, ...unsignedLeb(functionEntry + i)])));
   const codeBytes = bodies.reduce((sum, body, i) => sum + code[i]!.length + body.length, 0);
   const countBytes = unsignedLeb(bodies.length);
   const sectionSizeBytes = unsignedLeb(countBytes.length + codeBytes);
@@ -262,25 +282,27 @@ export function wasmBlocksModule(plans: readonly BlockPlan[], arena: WasmArena):
   return module;
 }
 
-/** A block's function body (locals and code), over the arena's header at `arena.headerOffset`. */
-function wasmBlockBody(plan: BlockPlan, arena: WasmArena): Uint8Array {
-  const instructions = plan.instructions;
-  if (instructions.length === 0) throw new RangeError('an empty block');
-  const length = instructions.length;
-  const head = instructions[0]!.pc;
+/** `i32.const value` as bytes. */
+function signedLebConstant(value: number): number[] {
+  return [W.const, ...signedLeb(value)];
+}
+
+/**
+ * The unit's function body (locals and code), over the arena's header at `arena.headerOffset`:
+ * a dispatch on `which` to the blocks' code, one after another; a block's exits store its
+ * registers, then go on to the block of the unit they lead to (its own head included) while
+ * chains are on and that block fits whole in the budget, else leave the unit, which leaves pc,
+ * the last block's slot and the count for the caller.
+ */
+function wasmUnitBody(plans: readonly BlockPlan[], slots: readonly number[], arena: WasmArena): Uint8Array {
   const header = arena.headerOffset;
-  const usedMask = new Uint8Array(32);
-  const writtenMask = new Uint8Array(32);
-  for (const { d } of instructions) {
-    if (!wasmTranslatable(d)) throw new RangeError(`op ${d.op} is not translated to WebAssembly`);
-    for (const r of sourceRegisters(d)) usedMask[r] = 1;
-    const rd = destinationRegister(d);
-    if (rd !== undefined && rd !== 0) {
-      usedMask[rd] = 1;
-      writtenMask[rd] = 1;
-    }
-  }
-  usedMask[0] = 0;
+  /** Each block's index in the unit by its head's pc (one virtual page: pcs name them). */
+  const heads = new Map<number, number>();
+  plans.forEach((plan, i) => {
+    if (plan.instructions.length === 0) throw new RangeError('an empty block');
+    const head = plan.instructions[0]!.pc;
+    if (!heads.has(head)) heads.set(head, i);
+  });
   const e = scratch;
   e.size = 0;
   e.unsigned(1); // one group of locals
@@ -291,264 +313,371 @@ function wasmBlockBody(plan: BlockPlan, arena: WasmArena): Uint8Array {
     if (r === 0) e.constant(0);
     else e.get(registerLocal(r));
   };
-  const storeRegisters = (): void => {
-    for (let r = 1; r < 32; r++) {
-      if (writtenMask[r] === 0) continue;
-      e.constant(xAddress(r));
-      e.get(registerLocal(r));
-      e.memory(W.store, 0);
-    }
-  };
-  for (let r = 1; r < 32; r++) {
-    if (usedMask[r] === 0) continue;
-    e.constant(xAddress(r));
-    e.memory(W.load, 0);
-    e.set(registerLocal(r));
-  }
-  // The labels: $exit (a block) around everything; $again (a loop) inside when the block loops.
-  // `depth` counts the labels between the code being emitted and $exit.
-  let depth = 0;
-  /** Leaves: pc from `pc` (a constant, or the local `pcLocal`), `retired` instructions of this pass. */
-  const exit = (pc: number, retired: number, pcLocal = -1): void => {
-    if (pcLocal >= 0) e.get(pcLocal);
-    else e.constant(pc);
-    e.set(localP);
-    e.constant(retired);
-    e.set(localN);
-    e.byte(W.br);
-    e.unsigned(depth);
-  };
-  const openIf = (): void => {
-    depth++;
-    e.byte(W.if);
-    e.byte(W.void);
-  };
-  const closeIf = (): void => {
-    depth--;
-    e.byte(W.end);
-  };
-  const retiredAt = (index: number): void => {
-    e.get(localBase);
-    e.get(localK);
-    e.byte(W.add);
-    e.constant(index);
-    e.byte(W.add);
-  };
-  const attentionExit = (pc: number, index: number): void => {
-    e.constant(header + HeaderLayout.attention);
-    e.memory(W.load, 0);
-    openIf();
-    exit(pc, index + 1);
-    closeIf();
-  };
-  /** A branch or JAL to `target`, instruction `index`: round again if it is the head of a loop block, else leave. */
-  const to = (target: number, index: number): void => {
-    if (!(plan.loops && target === head)) {
-      exit(target, index + 1);
-      return;
-    }
-    // Only if a whole further pass fits in the budget (exact counts).
-    e.get(localK);
-    e.constant(index + 1);
-    e.byte(W.add);
-    e.tee(localK);
-    e.constant(length);
-    e.byte(W.add);
-    e.get(localBudget);
-    e.byte(W.gtS);
-    openIf();
-    exit(head, 0);
-    closeIf();
-    e.byte(W.br);
-    e.unsigned(depth - 1);
-  };
-  /** The TLB check of a fast path: leaves va and the RAM index in locals and the hit (alignment included) on the stack. */
-  const translate = (d: Decoded, width: number, tags: number, adds: number): void => {
-    reg(d.rs1);
-    e.constant(d.imm);
-    e.byte(W.add);
-    e.tee(localVa);
-    e.constant(10);
-    e.byte(W.shrU);
-    e.constant(tlbMask << 2);
-    e.byte(W.and);
-    e.tee(localE);
-    e.memory(W.load, header + tags);
-    e.get(localVa);
-    e.constant(12);
-    e.byte(W.shrU);
-    e.get(localDc);
-    e.byte(W.or);
-    e.byte(W.eq);
-    if (width > 1) {
-      e.get(localVa);
-      e.constant(width - 1);
-      e.byte(W.and);
-      e.byte(W.eqz);
-      e.byte(W.and);
-    }
-    // The index, computed whether or not it is used: cheaper than a second branch.
-    e.get(localVa);
-    e.get(localE);
-    e.memory(W.load, header + adds);
-    e.byte(W.add);
-    e.set(localIndex);
-  };
+  const count = plans.length;
+  // $exit (a block) around everything, $dispatch (a loop) inside it, then a block per case:
+  // the code of block i follows the end of case i.
   e.byte(W.block);
   e.byte(W.void);
-  if (plan.loops) {
-    e.byte(W.loop);
+  e.byte(W.loop);
+  e.byte(W.void);
+  for (let i = 0; i < count; i++) {
+    e.byte(W.block);
     e.byte(W.void);
-    depth++;
   }
-  for (let index = 0; index < length; index++) {
-    const { pc, d } = instructions[index]!;
-    const op = d.op;
-    const next = (pc + d.length) | 0;
-    const rd = d.rd;
-    const registerOp = registerOps[op];
-    const immediateOp = immediateOps[op];
-    const width = widthOf[op];
-    if (registerOp !== undefined) {
-      if (rd === 0) continue;
-      reg(d.rs1);
-      reg(d.rs2);
-      e.byte(registerOp);
-      e.set(registerLocal(rd));
-    } else if (immediateOp !== undefined) {
-      if (rd === 0) continue;
-      reg(d.rs1);
-      e.constant(d.imm);
-      e.byte(immediateOp);
-      e.set(registerLocal(rd));
-    } else if (op === Op.LUI || op === Op.AUIPC) {
-      if (rd === 0) continue;
-      e.constant(op === Op.LUI ? d.imm : (pc + d.imm) | 0);
-      e.set(registerLocal(rd));
-    } else if (op === Op.FENCE) {
-      // Nothing: one hart, and RAM is coherent.
-    } else if (op === Op.MULH || op === Op.MULHU || op === Op.MULHSU) {
-      if (rd === 0) continue;
-      reg(d.rs1);
-      e.byte(op === Op.MULHU ? W.extendI32U : W.extendI32S);
-      reg(d.rs2);
-      e.byte(op === Op.MULH ? W.extendI32S : W.extendI32U);
-      e.byte(W.i64Mul);
-      e.byte(W.i64Const);
-      e.byte(32);
-      e.byte(op === Op.MULHU ? W.i64ShrU : W.i64ShrS);
-      e.byte(W.wrapI64);
-      e.set(registerLocal(rd));
-    } else if (op === Op.DIV || op === Op.DIVU || op === Op.REM || op === Op.REMU) {
-      if (rd === 0) continue;
-      division(e, op, () => reg(d.rs1), () => reg(d.rs2));
-      e.set(registerLocal(rd));
-    } else if (width !== undefined && loadOpcode[op] !== undefined) {
-      translate(d, width, HeaderLayout.loadTag, HeaderLayout.loadAdd);
-      openIf();
-      if (rd !== 0) {
-        e.get(localIndex);
-        e.memory(loadOpcode[op]!, 0, Math.log2(width));
-        e.set(registerLocal(rd));
-      }
-      e.byte(W.else);
-      // The slow path may throw the TrapSignal through this frame: the registers first.
-      storeRegisters();
-      e.get(localVa);
-      e.constant(width);
-      e.constant(pc);
-      retiredAt(index);
-      e.byte(W.call);
-      e.unsigned(functionLoad);
-      if (rd === 0) e.byte(W.drop);
-      else {
-        if (op === Op.LB) e.byte(W.extend8S);
-        else if (op === Op.LH) e.byte(W.extend16S);
-        else if (op === Op.LBU || op === Op.LHU) {
-          e.constant(op === Op.LBU ? 0xff : 0xffff);
-          e.byte(W.and);
-        }
-        e.set(registerLocal(rd));
-      }
-      attentionExit(next, index);
-      closeIf();
-    } else if (width !== undefined) {
-      translate(d, width, HeaderLayout.storeTag, HeaderLayout.storeAdd);
-      openIf();
-      e.get(localIndex);
-      reg(d.rs2);
-      e.memory(storeOpcode[op]!, 0, Math.log2(width));
-      // A page with decoded instructions: the slots the store overlaps are emptied (code-cache.ts).
-      e.get(localIndex);
-      e.constant(12);
-      e.byte(W.shrU);
-      e.memory(W.load8u, header + HeaderLayout.codePageFlags, 0);
-      openIf();
-      e.get(localIndex);
-      e.constant(width);
-      e.byte(W.call);
-      e.unsigned(functionStale);
-      closeIf();
-      e.byte(W.else);
-      storeRegisters();
-      e.get(localVa);
-      e.constant(width);
-      reg(d.rs2);
-      e.constant(pc);
-      retiredAt(index);
-      e.byte(W.call);
-      e.unsigned(functionStore);
-      attentionExit(next, index);
-      closeIf();
-    } else if (op === Op.JAL) {
-      if (rd !== 0) {
-        e.constant(next);
-        e.set(registerLocal(rd));
-      }
-      to((pc + d.imm) | 0, index);
-    } else if (op === Op.JALR) {
-      // The target first: rd may be rs1.
-      reg(d.rs1);
-      e.constant(d.imm);
-      e.byte(W.add);
-      e.constant(~1);
-      e.byte(W.and);
-      e.set(localT);
-      if (rd !== 0) {
-        e.constant(next);
-        e.set(registerLocal(rd));
-      }
-      exit(0, index + 1, localT);
-    } else {
-      const condition = branchConditions[op];
-      if (condition === undefined) throw new RangeError(`op ${op} is not translated to WebAssembly`);
-      reg(d.rs1);
-      reg(d.rs2);
-      e.byte(condition);
-      openIf();
-      to((pc + d.imm) | 0, index);
-      closeIf();
-      if (index === length - 1) exit(next, index + 1);
-    }
-  }
-  const last = instructions[length - 1]!;
-  if (!plan.endsWithJump) exit((last.pc + last.d.length) | 0, length);
-  if (plan.loops) {
+  e.get(localWhich);
+  e.byte(W.brTable);
+  e.unsigned(count);
+  for (let i = 0; i < count; i++) e.unsigned(i);
+  e.unsigned(count - 1);
+  for (let i = 0; i < count; i++) {
     e.byte(W.end);
-    depth--;
+    // Labels between block i's code and $exit: the cases after it, and $dispatch.
+    emitBlock(plans[i]!, slots[i]!, count - i);
   }
-  e.byte(W.end);
-  // Every exit lands here: pc for the caller, the registers back, the count.
+  e.byte(W.end); // $dispatch: every block's code leaves by a branch
+  e.byte(W.end); // $exit
+  // Every exit lands here: pc and the last block for the caller, and the count.
   e.constant(header + HeaderLayout.exitPc);
   e.get(localP);
   e.memory(W.store, 0);
-  storeRegisters();
+  e.constant(header + HeaderLayout.lastSlot);
+  e.get(localSlot);
+  e.memory(W.store, 0);
+  e.get(localDone);
   e.get(localK);
+  e.byte(W.add);
   e.get(localN);
   e.byte(W.add);
   e.byte(W.end);
-
   return e.written.slice();
+
+  /** One block's code; `depthAtStart` counts the labels between it and $exit. */
+  function emitBlock(plan: BlockPlan, slot: number, depthAtStart: number): void {
+    const instructions = plan.instructions;
+    const length = instructions.length;
+    const head = instructions[0]!.pc;
+    // Its registers: loaded here, kept in locals, stored at every exit and before a slow path
+    // (which may throw the TrapSignal through this frame, losing the locals). Nothing is
+    // kept in locals from one block to the next, so each is compiled as if alone.
+    const usedMask = new Uint8Array(32);
+    const writtenMask = new Uint8Array(32);
+    for (const { d } of instructions) {
+      if (!wasmTranslatable(d)) throw new RangeError(`op ${d.op} is not translated to WebAssembly`);
+      for (const r of sourceRegisters(d)) usedMask[r] = 1;
+      const rd = destinationRegister(d);
+      if (rd !== undefined && rd !== 0) {
+        usedMask[rd] = 1;
+        writtenMask[rd] = 1;
+      }
+    }
+    usedMask[0] = 0;
+    const storeRegisters = (): void => {
+      for (let r = 1; r < 32; r++) {
+        if (writtenMask[r] === 0) continue;
+        e.constant(xAddress(r));
+        e.get(registerLocal(r));
+        e.memory(W.store, 0);
+      }
+    };
+    e.constant(slot);
+    e.set(localSlot);
+    for (let r = 1; r < 32; r++) {
+      if (usedMask[r] === 0) continue;
+      e.constant(xAddress(r));
+      e.memory(W.load, 0);
+      e.set(registerLocal(r));
+    }
+    // $out (a block) around the block's code: its exits land after it, where its registers
+    // are stored, then leave the unit or (N < 0) go on to the block in `which`.
+    e.byte(W.block);
+    e.byte(W.void);
+    let depth = 0;
+    /** Leaves: pc from `pc` (a constant, or the local `pcLocal`), `retired` instructions of this pass. */
+    const exit = (pc: number, retired: number, pcLocal = -1): void => {
+      if (pcLocal >= 0) e.get(pcLocal);
+      else e.constant(pc);
+      e.set(localP);
+      e.constant(retired);
+      e.set(localN);
+      e.byte(W.br);
+      e.unsigned(depth);
+    };
+    /**
+     * Leaves for `pc` after `retired` instructions of this pass; first, if `pc` is the head of
+     * a block of the unit, goes on there while chains are on and that block fits whole in the
+     * budget (the trampoline's rule).
+     */
+    const leave = (pc: number, retired: number): void => {
+      const next = heads.get(pc);
+      if (next !== undefined) {
+        e.constant(header + HeaderLayout.chains);
+        e.memory(W.load, 0);
+        openIf();
+        e.get(localK);
+        e.constant(retired);
+        e.byte(W.add);
+        e.tee(localT);
+        e.constant(plans[next]!.instructions.length);
+        e.byte(W.add);
+        e.get(localBudget);
+        e.byte(W.leS);
+        openIf();
+        // base, budget and done move on by this block's count; the next starts its own.
+        e.get(localBase);
+        e.get(localT);
+        e.byte(W.add);
+        e.set(localBase);
+        e.get(localBudget);
+        e.get(localT);
+        e.byte(W.sub);
+        e.set(localBudget);
+        e.get(localDone);
+        e.get(localT);
+        e.byte(W.add);
+        e.set(localDone);
+        e.constant(0);
+        e.set(localK);
+        e.constant(next);
+        e.set(localWhich);
+        e.constant(-1);
+        e.set(localN);
+        e.byte(W.br);
+        e.unsigned(depth); // $out
+        closeIf();
+        closeIf();
+      }
+      exit(pc, retired);
+    };
+    const openIf = (): void => {
+      depth++;
+      e.byte(W.if);
+      e.byte(W.void);
+    };
+    const closeIf = (): void => {
+      depth--;
+      e.byte(W.end);
+    };
+    const retiredAt = (index: number): void => {
+      e.get(localBase);
+      e.get(localK);
+      e.byte(W.add);
+      e.constant(index);
+      e.byte(W.add);
+    };
+    const attentionExit = (pc: number, index: number): void => {
+      e.constant(header + HeaderLayout.attention);
+      e.memory(W.load, 0);
+      openIf();
+      exit(pc, index + 1);
+      closeIf();
+    };
+    /** A branch or JAL to `target`, instruction `index`: round again if it is the head of a loop block, else leave. */
+    const to = (target: number, index: number): void => {
+      if (!(plan.loops && target === head)) {
+        leave(target, index + 1);
+        return;
+      }
+      // Only if a whole further pass fits in the budget (exact counts).
+      e.get(localK);
+      e.constant(index + 1);
+      e.byte(W.add);
+      e.tee(localK);
+      e.constant(length);
+      e.byte(W.add);
+      e.get(localBudget);
+      e.byte(W.gtS);
+      openIf();
+      exit(head, 0);
+      closeIf();
+      e.byte(W.br);
+      e.unsigned(depth - 1);
+    };
+    /** The TLB check of a fast path: leaves va and the RAM index in locals and the hit (alignment included) on the stack. */
+    const translate = (d: Decoded, width: number, tags: number, adds: number): void => {
+      reg(d.rs1);
+      e.constant(d.imm);
+      e.byte(W.add);
+      e.tee(localVa);
+      e.constant(10);
+      e.byte(W.shrU);
+      e.constant(tlbMask << 2);
+      e.byte(W.and);
+      e.tee(localE);
+      e.memory(W.load, header + tags);
+      e.get(localVa);
+      e.constant(12);
+      e.byte(W.shrU);
+      e.get(localDc);
+      e.byte(W.or);
+      e.byte(W.eq);
+      if (width > 1) {
+        e.get(localVa);
+        e.constant(width - 1);
+        e.byte(W.and);
+        e.byte(W.eqz);
+        e.byte(W.and);
+      }
+      // The index, computed whether or not it is used: cheaper than a second branch.
+      e.get(localVa);
+      e.get(localE);
+      e.memory(W.load, header + adds);
+      e.byte(W.add);
+      e.set(localIndex);
+    };
+    if (plan.loops) {
+      e.byte(W.loop);
+      e.byte(W.void);
+      depth++;
+    }
+    for (let index = 0; index < length; index++) {
+      const { pc, d } = instructions[index]!;
+      const op = d.op;
+      const next = (pc + d.length) | 0;
+      const rd = d.rd;
+      const registerOp = registerOps[op];
+      const immediateOp = immediateOps[op];
+      const width = widthOf[op];
+      if (registerOp !== undefined) {
+        if (rd === 0) continue;
+        reg(d.rs1);
+        reg(d.rs2);
+        e.byte(registerOp);
+        e.set(registerLocal(rd));
+      } else if (immediateOp !== undefined) {
+        if (rd === 0) continue;
+        reg(d.rs1);
+        e.constant(d.imm);
+        e.byte(immediateOp);
+        e.set(registerLocal(rd));
+      } else if (op === Op.LUI || op === Op.AUIPC) {
+        if (rd === 0) continue;
+        e.constant(op === Op.LUI ? d.imm : (pc + d.imm) | 0);
+        e.set(registerLocal(rd));
+      } else if (op === Op.FENCE) {
+        // Nothing: one hart, and RAM is coherent.
+      } else if (op === Op.MULH || op === Op.MULHU || op === Op.MULHSU) {
+        if (rd === 0) continue;
+        reg(d.rs1);
+        e.byte(op === Op.MULHU ? W.extendI32U : W.extendI32S);
+        reg(d.rs2);
+        e.byte(op === Op.MULH ? W.extendI32S : W.extendI32U);
+        e.byte(W.i64Mul);
+        e.byte(W.i64Const);
+        e.byte(32);
+        e.byte(op === Op.MULHU ? W.i64ShrU : W.i64ShrS);
+        e.byte(W.wrapI64);
+        e.set(registerLocal(rd));
+      } else if (op === Op.DIV || op === Op.DIVU || op === Op.REM || op === Op.REMU) {
+        if (rd === 0) continue;
+        division(e, op, () => reg(d.rs1), () => reg(d.rs2));
+        e.set(registerLocal(rd));
+      } else if (width !== undefined && loadOpcode[op] !== undefined) {
+        translate(d, width, HeaderLayout.loadTag, HeaderLayout.loadAdd);
+        openIf();
+        if (rd !== 0) {
+          e.get(localIndex);
+          e.memory(loadOpcode[op]!, 0, Math.log2(width));
+          e.set(registerLocal(rd));
+        }
+        e.byte(W.else);
+        // The slow path may throw the TrapSignal through this frame: the registers first.
+        storeRegisters();
+        e.get(localVa);
+        e.constant(width);
+        e.constant(pc);
+        retiredAt(index);
+        e.byte(W.call);
+        e.unsigned(functionLoad);
+        if (rd === 0) e.byte(W.drop);
+        else {
+          if (op === Op.LB) e.byte(W.extend8S);
+          else if (op === Op.LH) e.byte(W.extend16S);
+          else if (op === Op.LBU || op === Op.LHU) {
+            e.constant(op === Op.LBU ? 0xff : 0xffff);
+            e.byte(W.and);
+          }
+          e.set(registerLocal(rd));
+        }
+        attentionExit(next, index);
+        closeIf();
+      } else if (width !== undefined) {
+        translate(d, width, HeaderLayout.storeTag, HeaderLayout.storeAdd);
+        openIf();
+        e.get(localIndex);
+        reg(d.rs2);
+        e.memory(storeOpcode[op]!, 0, Math.log2(width));
+        // A page with decoded instructions: the slots the store overlaps are emptied (code-cache.ts).
+        e.get(localIndex);
+        e.constant(12);
+        e.byte(W.shrU);
+        e.memory(W.load8u, header + HeaderLayout.codePageFlags, 0);
+        openIf();
+        e.get(localIndex);
+        e.constant(width);
+        e.byte(W.call);
+        e.unsigned(functionStale);
+        closeIf();
+        e.byte(W.else);
+        storeRegisters();
+        e.get(localVa);
+        e.constant(width);
+        reg(d.rs2);
+        e.constant(pc);
+        retiredAt(index);
+        e.byte(W.call);
+        e.unsigned(functionStore);
+        attentionExit(next, index);
+        closeIf();
+      } else if (op === Op.JAL) {
+        if (rd !== 0) {
+          e.constant(next);
+          e.set(registerLocal(rd));
+        }
+        to((pc + d.imm) | 0, index);
+      } else if (op === Op.JALR) {
+        // The target first: rd may be rs1.
+        reg(d.rs1);
+        e.constant(d.imm);
+        e.byte(W.add);
+        e.constant(~1);
+        e.byte(W.and);
+        e.set(localT);
+        if (rd !== 0) {
+          e.constant(next);
+          e.set(registerLocal(rd));
+        }
+        exit(0, index + 1, localT);
+      } else {
+        const condition = branchConditions[op];
+        if (condition === undefined) throw new RangeError(`op ${op} is not translated to WebAssembly`);
+        reg(d.rs1);
+        reg(d.rs2);
+        e.byte(condition);
+        openIf();
+        to((pc + d.imm) | 0, index);
+        closeIf();
+        if (index === length - 1) leave(next, index + 1);
+      }
+    }
+    const last = instructions[length - 1]!;
+    if (!plan.endsWithJump) leave((last.pc + last.d.length) | 0, length);
+    if (plan.loops) {
+      e.byte(W.end);
+      depth--;
+    }
+    assert(depth === 0, () => `a block's code ends ${depth} labels deep`);
+    // Not reached: every path above has left by a branch.
+    e.byte(W.unreachable);
+    e.byte(W.end); // $out
+    storeRegisters();
+    e.get(localN);
+    e.constant(0);
+    e.byte(W.ltS);
+    e.byte(W.brIf);
+    e.unsigned(depthAtStart - 1); // $dispatch
+    e.byte(W.br);
+    e.unsigned(depthAtStart); // $exit
+  }
 }
 
 const tlbMask = arenaTlbEntries - 1;
@@ -622,10 +751,19 @@ export class WasmBlockTable {
     this.call = instance.exports['call'] as (slot: number, base: number, budget: number, dc: number) => number;
   }
 
-  /** A slot for a new block's function (`length` instructions a pass), or undefined if all are taken. */
-  add(block: unknown, length: number): number | undefined {
-    const slot = this.free.pop() ?? (this.unused < this.slots ? this.unused++ : undefined);
-    if (slot === undefined) return undefined;
+  /** Slots for `count` new blocks (fewer if the table has fewer free), filled by {@link set}. */
+  reserve(count: number): number[] {
+    const slots: number[] = [];
+    while (slots.length < count) {
+      const slot = this.free.pop() ?? (this.unused < this.slots ? this.unused++ : undefined);
+      if (slot === undefined) break;
+      slots.push(slot);
+    }
+    return slots;
+  }
+
+  /** Puts a block's function (`length` instructions a pass) in a slot from {@link reserve}. */
+  set(slot: number, block: unknown, length: number): void {
     this.table.set(slot, block);
     const at = slot * recordWords;
     this.records[at + SlotWord.length] = length;
@@ -634,7 +772,6 @@ export class WasmBlockTable {
     // No links yet (a generation of 0 matches no block).
     this.records[at + SlotWord.link0Generation] = 0;
     this.records[at + SlotWord.link1Generation] = 0;
-    return slot;
   }
 
   remove(slot: number): void {
@@ -705,9 +842,10 @@ function trampolineModule(arena: WasmArena): Uint8Array {
   // ran += block(base + ran, budget - ran, dc), with the block in the table's slot.
   e.raw(W.localGet, 1, W.localGet, 4, W.add, W.localGet, 2, W.localGet, 4, W.sub, W.localGet, 3, W.localGet, 0);
   e.raw(W.callIndirect, 0, 0, W.localGet, 4, W.add, W.localSet, 4);
+  // The last block that ran (its unit may have gone on from the one called).
   e.constant(header + HeaderLayout.lastSlot);
-  e.get(0);
-  e.memory(W.store, 0);
+  e.memory(W.load, 0);
+  e.set(0);
   // Stop at attention (the run loop must look), or when chains are off (lockstep).
   e.constant(header + HeaderLayout.attention);
   e.memory(W.load, 0);
@@ -789,15 +927,19 @@ export interface WasmBlock {
  * table had no slot left.
  */
 export function compileWasmBlocks(plans: readonly BlockPlan[], environment: WasmBlockEnvironment, table: WasmBlockTable): (WasmBlock | undefined)[] {
-  const bytes = wasmBlocksModule(plans, environment.arena);
+  const slots = table.reserve(plans.length);
+  if (slots.length === 0) return plans.map(() => undefined);
+  const compiled = plans.slice(0, slots.length);
+  const bytes = wasmBlocksModule(compiled, slots, environment.arena);
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { memory: environment.arena.memory, ...environment.imports } });
   const words = environment.words;
   const call = table.call;
   // What each block adds to the module, for the tier's cap (the module's own part shared out).
-  const share = Math.ceil(bytes.length / plans.length);
+  const share = Math.ceil(bytes.length / compiled.length);
   return plans.map((plan, i) => {
-    const slot = table.add(instance.exports[`b${i}`], plan.instructions.length);
+    const slot = slots[i];
     if (slot === undefined) return undefined;
+    table.set(slot, instance.exports[`b${i}`], plan.instructions.length);
     // This block alone, as the contract says (the tier calls the trampoline itself, chains on).
     const run: BlockFunction = (hart, base, budget, dc) => {
       const chains = words[chainsWord]!;

@@ -202,8 +202,10 @@ export function pairReplicaPid(pairPid: number, name: 'primary' | 'backup'): num
       // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
       const parentPid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (parentPid !== pairPid) continue;
+      // node [its flags] .../bin/understudy.js <name> ...
       const argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').split('\0');
-      if (argv[2] === name) return Number(entry);
+      const script = argv.findIndex((word) => word.endsWith('bin/understudy.js'));
+      if (script >= 0 && argv[script + 1] === name) return Number(entry);
     } catch {
       // the process went away while we looked
     }

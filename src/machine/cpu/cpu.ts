@@ -154,8 +154,8 @@ export class Hart {
   // add = RAM index - virtual address; the fetch TLB maps straight to the page's decoded
   // instructions and the index of its first word in RAM. Kept here, not in an object of their
   // own, because the run loop compiles measurably faster that way (docs/BENCHMARKS.md).
-  readonly fetchTag = new Int32Array(tlbEntries).fill(-1);
-  readonly fetchWordBase = new Int32Array(tlbEntries);
+  readonly fetchTag: Int32Array;
+  readonly fetchWordBase: Int32Array;
   readonly fetchCode: (Int32Array | undefined)[] = new Array<Int32Array | undefined>(tlbEntries).fill(undefined);
   readonly loadTag: Int32Array;
   readonly loadAdd: Int32Array;
@@ -204,6 +204,8 @@ export class Hart {
     this.arena = arena === undefined ? undefined : hartArenaViews(arena, ports.ram.pages);
     assert(arenaTlbEntries === tlbEntries, () => `the WebAssembly arena has ${arenaTlbEntries} TLB entries, the MMU ${tlbEntries}`);
     this.x = this.arena?.x ?? new Int32Array(33);
+    this.fetchTag = (this.arena?.fetchTag ?? new Int32Array(tlbEntries)).fill(-1);
+    this.fetchWordBase = this.arena?.fetchWordBase ?? new Int32Array(tlbEntries);
     this.loadTag = (this.arena?.loadTag ?? new Int32Array(tlbEntries)).fill(-1);
     this.loadAdd = this.arena?.loadAdd ?? new Int32Array(tlbEntries);
     this.storeTag = (this.arena?.storeTag ?? new Int32Array(tlbEntries)).fill(-1);

@@ -270,6 +270,7 @@ export class TranslationCache implements ExecutionTier {
     let block = this.lookup(hart);
     if (block === undefined) return 0;
     const dataContext = dataTlbContext(dataPrivilege(hart), hart.mstatus);
+    const fetchContext = fetchTlbContext(hart.priv);
     const wasm = this.wasm;
     if (wasm !== undefined) wasm.environment.words[chainsWord] = this.chains ? 1 : 0;
     try {
@@ -285,7 +286,7 @@ export class TranslationCache implements ExecutionTier {
           // WebAssembly: a chain of blocks through the table's trampoline (translator-wasm.ts),
           // which leaves the exit pc and the last block it ran in the header.
           const words = wasm.environment.words;
-          ran += wasm.table.call(block.wasmSlot, base + ran, allowed, dataContext);
+          ran += wasm.table.call(block.wasmSlot, base + ran, allowed, dataContext, fetchContext);
           hart.pc = words[exitPcWord]!;
           const last = wasm.blocks[words[lastSlotWord]!];
           // Dropped while it ran (it wrote its own page): attention is set, the loop stops.
@@ -311,10 +312,9 @@ export class TranslationCache implements ExecutionTier {
             next = this.exitedTo(hart, pc);
             if (next === undefined) break;
           }
-          if (next.virtualPage === block.virtualPage) {
-            block.link(pc, next);
-            if (wasm !== undefined && block.wasmSlot >= 0 && next.wasmSlot >= 0) wasm.table.link(block.wasmSlot, pc, next.wasmSlot);
-          }
+          if (next.virtualPage === block.virtualPage) block.link(pc, next);
+          // The trampoline follows links to other pages too: it checks them against the fetch TLB.
+          if (wasm !== undefined && block.wasmSlot >= 0 && next.wasmSlot >= 0) wasm.table.link(block.wasmSlot, pc, next.wasmSlot);
         }
         block = next;
       }
@@ -461,7 +461,7 @@ export class TranslationCache implements ExecutionTier {
       // WebAssembly blocks where the back end translates every instruction, with the blocks
       // this one leads to in the same page, in one module.
       const region = this.region(info, page, offset, pc, plan);
-      const compiled = compileWasmBlocks(region.map((member) => member.plan), backEnd.environment, backEnd.table);
+      const compiled = compileWasmBlocks(region.map((member) => member.plan), pc >>> 12, page, backEnd.environment, backEnd.table);
       block = this.install(info, page, offset, pc >>> 12, plan, compiled[0]?.run ?? compileBlock(plan, this.environment), compiled[0]);
       for (let i = 1; i < region.length; i++) {
         const member = region[i]!;

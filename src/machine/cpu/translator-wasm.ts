@@ -723,13 +723,19 @@ function division(e: Emitter, op: number, a: () => void, b: () => void): void {
  * trampoline that calls a slot of it and goes on from block to block. Every call from
  * JavaScript goes to the same WebAssembly function, which V8 calls directly (a call to a
  * different export each time took its generic, slower path); and the trampoline follows the
- * links the tier has learnt (each block's last two successors in its virtual page, as
- * translation-cache.ts keeps them) without returning to JavaScript, while the next block fits
- * in the budget and no slow path raised attention. A link names its target's slot and the
- * slot's generation, which a removal bumps: a link to a dropped block is not followed.
+ * links the tier has learnt (each block's last two successors) without returning to
+ * JavaScript, while the next block fits in the budget and no slow path raised attention. A
+ * link names its target's slot and the slot's generation, which a removal bumps: a link to a
+ * dropped block is not followed. A link within the block's virtual page is followed as it is
+ * (the chain's first block was found through the fetch TLB, and the page's mapping cannot
+ * change while the chain runs: no instruction that changes it is in a block); a link to
+ * another page only while the fetch TLB maps that page, at the chain's privilege, to the
+ * target's RAM page, as the tier's lookup would find it (in mixbench, calls and returns
+ * between pages took 172,000 trips back to JavaScript a run before).
  *
- * The records live in the arena (wasm-arena.ts, `linksOffset`), a slot's 8 words: length (its
- * instructions in one pass), generation, then (pc, slot, generation) of link 0 and of link 1.
+ * The records live in the arena (wasm-arena.ts, `linksOffset`), a slot's 16 words: length
+ * (its instructions in one pass), generation, (pc, slot, generation) of link 0 and of link 1,
+ * the block's virtual page and its RAM page.
  */
 export class WasmBlockTable {
   private readonly table: WasmTable;
@@ -738,8 +744,11 @@ export class WasmBlockTable {
   private unused = 0;
   /** The links region as words. */
   private readonly records: Int32Array;
-  /** Runs the chain that starts at `slot`: `(slot, base, budget, dataContext) -> retired`; the last slot it ran is in the header. */
-  readonly call: (slot: number, base: number, budget: number, dc: number) => number;
+  /**
+   * Runs the chain that starts at `slot`: `(slot, base, budget, dataContext, fetchContext) ->
+   * retired` (the contexts of the TLB tags, mmu.ts); the last slot it ran is in the header.
+   */
+  readonly call: (slot: number, base: number, budget: number, dc: number, fc: number) => number;
 
   constructor(arena: WasmArena, readonly slots: number) {
     if (slots > wasmBlockSlots) throw new RangeError(`the arena has records for ${wasmBlockSlots} blocks, not ${slots}`);
@@ -748,7 +757,7 @@ export class WasmBlockTable {
     // makes its generation odd), so nothing needs initializing.
     this.records = new Int32Array(arena.buffer, arena.linksOffset, slots * recordWords);
     const instance = new WebAssembly.Instance(new WebAssembly.Module(trampolineModule(arena)), { m: { memory: arena.memory, table: this.table } });
-    this.call = instance.exports['call'] as (slot: number, base: number, budget: number, dc: number) => number;
+    this.call = instance.exports['call'] as (slot: number, base: number, budget: number, dc: number, fc: number) => number;
   }
 
   /** Slots for `count` new blocks (fewer if the table has fewer free), filled by {@link set}. */
@@ -762,11 +771,16 @@ export class WasmBlockTable {
     return slots;
   }
 
-  /** Puts a block's function (`length` instructions a pass) in a slot from {@link reserve}. */
-  set(slot: number, block: unknown, length: number): void {
+  /**
+   * Puts a block's function (`length` instructions a pass, translated for virtual page
+   * `virtualPage` from RAM page `ramPage`) in a slot from {@link reserve}.
+   */
+  set(slot: number, block: unknown, length: number, virtualPage: number, ramPage: number): void {
     this.table.set(slot, block);
     const at = slot * recordWords;
     this.records[at + SlotWord.length] = length;
+    this.records[at + SlotWord.virtualPage] = virtualPage;
+    this.records[at + SlotWord.ramPage] = ramPage;
     // Odd while the slot holds a block, even while empty: no link made before matches.
     this.records[at + SlotWord.generation]!++;
     // No links yet (a generation of 0 matches no block).
@@ -805,16 +819,31 @@ const enum SlotWord {
   link1Pc = 5,
   link1Slot = 6,
   link1Generation = 7,
+  virtualPage = 8,
+  ramPage = 9,
 }
 
 /** The trampoline: calls the block in `slot`, then each linked successor while it may (see {@link WasmBlockTable}). */
 function trampolineModule(arena: WasmArena): Uint8Array {
   const header = arena.headerOffset;
   const links = arena.linksOffset;
-  // Parameters 0 slot, 1 base, 2 budget, 3 dc; locals 4 ran, 5 the slot's record, 6 exit pc, 7 next slot.
+  // Parameters, then locals.
+  const slot = 0;
+  const base = 1;
+  const budget = 2;
+  const dc = 3;
+  const fc = 4;
+  const ran = 5;
+  /** The record of the block that ran last. */
+  const record = 6;
+  const exitPc = 7;
+  const next = 8;
+  const vpn = 9;
+  /** The fetch TLB entry's offset (entry * 4). */
+  const entry = 10;
   const e = new Emitter();
   e.unsigned(1);
-  e.unsigned(4);
+  e.unsigned(6);
   e.byte(W.i32);
   const recordOf = (local: number): void => {
     e.get(local);
@@ -823,13 +852,13 @@ function trampolineModule(arena: WasmArena): Uint8Array {
   };
   /** Leaves the chain if the link at `linkWord` (pc word; slot and generation follow) does not lead from `pc`. */
   const follow = (linkWord: number, depth: number): void => {
-    e.get(5);
+    e.get(record);
     e.memory(W.load, links + (linkWord + 1) * 4);
-    e.set(7);
+    e.set(next);
     // The target still holds the block the link was made to.
-    recordOf(7);
+    recordOf(next);
     e.memory(W.load, links + SlotWord.generation * 4);
-    e.get(5);
+    e.get(record);
     e.memory(W.load, links + (linkWord + 2) * 4);
     e.byte(W.ne);
     e.byte(W.brIf);
@@ -840,12 +869,12 @@ function trampolineModule(arena: WasmArena): Uint8Array {
   e.memory(W.store, 0);
   e.raw(W.block, W.void, W.loop, W.void);
   // ran += block(base + ran, budget - ran, dc), with the block in the table's slot.
-  e.raw(W.localGet, 1, W.localGet, 4, W.add, W.localGet, 2, W.localGet, 4, W.sub, W.localGet, 3, W.localGet, 0);
-  e.raw(W.callIndirect, 0, 0, W.localGet, 4, W.add, W.localSet, 4);
+  e.raw(W.localGet, base, W.localGet, ran, W.add, W.localGet, budget, W.localGet, ran, W.sub, W.localGet, dc, W.localGet, slot);
+  e.raw(W.callIndirect, 0, 0, W.localGet, ran, W.add, W.localSet, ran);
   // The last block that ran (its unit may have gone on from the one called).
   e.constant(header + HeaderLayout.lastSlot);
   e.memory(W.load, 0);
-  e.set(0);
+  e.set(slot);
   // Stop at attention (the run loop must look), or when chains are off (lockstep).
   e.constant(header + HeaderLayout.attention);
   e.memory(W.load, 0);
@@ -858,52 +887,86 @@ function trampolineModule(arena: WasmArena): Uint8Array {
   e.unsigned(1);
   e.constant(header + HeaderLayout.exitPc);
   e.memory(W.load, 0);
-  e.set(6);
-  recordOf(0);
-  e.set(5);
+  e.set(exitPc);
+  recordOf(slot);
+  e.set(record);
   // Link 0, else link 1, else back to JavaScript.
-  e.get(5);
+  e.get(record);
   e.memory(W.load, links + SlotWord.link0Pc * 4);
-  e.get(6);
+  e.get(exitPc);
   e.byte(W.eq);
   e.byte(W.if);
   e.byte(W.void);
   follow(SlotWord.link0Pc, 2);
   e.byte(W.else);
-  e.get(5);
+  e.get(record);
   e.memory(W.load, links + SlotWord.link1Pc * 4);
-  e.get(6);
+  e.get(exitPc);
   e.byte(W.ne);
   e.byte(W.brIf);
   e.unsigned(2);
   follow(SlotWord.link1Pc, 2);
   e.byte(W.end);
+  // A link to another virtual page: only while the fetch TLB maps it, at this privilege, to the
+  // target's RAM page.
+  e.get(exitPc);
+  e.constant(12);
+  e.byte(W.shrU);
+  e.tee(vpn);
+  e.get(record);
+  e.memory(W.load, links + SlotWord.virtualPage * 4);
+  e.byte(W.ne);
+  e.byte(W.if);
+  e.byte(W.void);
+  e.get(vpn);
+  e.constant(tlbMask);
+  e.byte(W.and);
+  e.constant(2);
+  e.byte(W.shl);
+  e.tee(entry);
+  e.memory(W.load, header + HeaderLayout.fetchTag);
+  e.get(vpn);
+  e.get(fc);
+  e.byte(W.or);
+  e.byte(W.ne);
+  e.byte(W.brIf);
+  e.unsigned(2);
+  e.get(entry);
+  e.memory(W.load, header + HeaderLayout.fetchWordBase);
+  e.constant(10);
+  e.byte(W.shrS);
+  recordOf(next);
+  e.memory(W.load, links + SlotWord.ramPage * 4);
+  e.byte(W.ne);
+  e.byte(W.brIf);
+  e.unsigned(2);
+  e.byte(W.end);
   // The next block must fit whole in what is left of the budget: length - 1 >= left, unsigned,
   // also leaves at an empty slot (length 0).
-  recordOf(7);
+  recordOf(next);
   e.memory(W.load, links + SlotWord.length * 4);
   e.constant(1);
   e.byte(W.sub);
-  e.get(2);
-  e.get(4);
+  e.get(budget);
+  e.get(ran);
   e.byte(W.sub);
   e.byte(W.geU);
   e.byte(W.brIf);
   e.unsigned(1);
-  e.get(7);
-  e.set(0);
+  e.get(next);
+  e.set(slot);
   e.byte(W.br);
   e.unsigned(0);
   e.byte(W.end);
   e.byte(W.end);
-  e.get(4);
+  e.get(ran);
   e.byte(W.end);
   const body = Array.from(e.written);
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...wasmSection(1, wasmVector([
       [0x60, 3, W.i32, W.i32, W.i32, 1, W.i32], // a block
-      [0x60, 4, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // the trampoline
+      [0x60, 5, W.i32, W.i32, W.i32, W.i32, W.i32, 1, W.i32], // the trampoline
     ])),
     ...wasmSection(2, wasmVector([
       [...wasmName('m'), ...wasmName('memory'), 0x02, 0x00, 0x00],
@@ -923,10 +986,10 @@ export interface WasmBlock {
 }
 
 /**
- * Compiles blocks, in one module, into slots of `table`: one entry per plan, undefined where the
- * table had no slot left.
+ * Compiles blocks of one page (virtual page `virtualPage`, RAM page `ramPage`), in one module,
+ * into slots of `table`: one entry per plan, undefined where the table had no slot left.
  */
-export function compileWasmBlocks(plans: readonly BlockPlan[], environment: WasmBlockEnvironment, table: WasmBlockTable): (WasmBlock | undefined)[] {
+export function compileWasmBlocks(plans: readonly BlockPlan[], virtualPage: number, ramPage: number, environment: WasmBlockEnvironment, table: WasmBlockTable): (WasmBlock | undefined)[] {
   const slots = table.reserve(plans.length);
   if (slots.length === 0) return plans.map(() => undefined);
   const compiled = plans.slice(0, slots.length);
@@ -939,13 +1002,14 @@ export function compileWasmBlocks(plans: readonly BlockPlan[], environment: Wasm
   return plans.map((plan, i) => {
     const slot = slots[i];
     if (slot === undefined) return undefined;
-    table.set(slot, instance.exports[`b${i}`], plan.instructions.length);
+    table.set(slot, instance.exports[`b${i}`], plan.instructions.length, virtualPage, ramPage);
     // This block alone, as the contract says (the tier calls the trampoline itself, chains on).
     const run: BlockFunction = (hart, base, budget, dc) => {
       const chains = words[chainsWord]!;
       words[chainsWord] = 0;
       try {
-        const retired = call(slot, base, budget, dc);
+        // Chains off: no link is followed, so no fetch context is needed.
+        const retired = call(slot, base, budget, dc, 0);
         (hart as { pc: number }).pc = words[exitPcWord]!;
         return retired;
       } finally {

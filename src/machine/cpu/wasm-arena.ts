@@ -50,14 +50,20 @@ export const HeaderLayout = {
   loadAdd: 1024 + tlbEntries * 4,
   storeTag: 1024 + tlbEntries * 8,
   storeAdd: 1024 + tlbEntries * 12,
+  /** The fetch TLB's tags and pages (`Hart.fetchTag`, `Hart.fetchWordBase`): the trampoline checks a link to another page against them. */
+  fetchTag: 1024 + tlbEntries * 16,
+  fetchWordBase: 1024 + tlbEntries * 20,
   /** A byte per RAM page: 1 while the page has decoded instructions (`Hart.codePages`). */
-  codePageFlags: 1024 + tlbEntries * 16,
+  codePageFlags: 1024 + tlbEntries * 24,
 } as const;
 
 /** Slots of the block table (translator-wasm.ts): at least the tier's `blocksMax`. */
 export const wasmBlockSlots = 8192;
-/** Bytes of a slot's record in the links region: length, generation, two links of (pc, slot, generation). */
-export const slotRecordBytes = 32;
+/**
+ * Bytes of a slot's record in the links region: length, generation, two links of (pc, slot,
+ * generation), the block's virtual page and its RAM page (translator-wasm.ts, SlotWord).
+ */
+export const slotRecordBytes = 64;
 
 /** Guest RAM and the hart's header in one WebAssembly memory. */
 export interface WasmArena {
@@ -87,6 +93,8 @@ export interface HartArenaViews {
   readonly loadAdd: Int32Array;
   readonly storeTag: Int32Array;
   readonly storeAdd: Int32Array;
+  readonly fetchTag: Int32Array;
+  readonly fetchWordBase: Int32Array;
   readonly codePageFlags: Uint8Array;
   /** The header as words: `exitPc` and `attention` at their offsets / 4. */
   readonly words: Int32Array;
@@ -100,6 +108,8 @@ export function hartArenaViews(arena: WasmArena, ramPages: number): HartArenaVie
     loadAdd: new Int32Array(arena.buffer, at(HeaderLayout.loadAdd), tlbEntries),
     storeTag: new Int32Array(arena.buffer, at(HeaderLayout.storeTag), tlbEntries),
     storeAdd: new Int32Array(arena.buffer, at(HeaderLayout.storeAdd), tlbEntries),
+    fetchTag: new Int32Array(arena.buffer, at(HeaderLayout.fetchTag), tlbEntries),
+    fetchWordBase: new Int32Array(arena.buffer, at(HeaderLayout.fetchWordBase), tlbEntries),
     codePageFlags: new Uint8Array(arena.buffer, at(HeaderLayout.codePageFlags), ramPages),
     words: new Int32Array(arena.buffer, arena.headerOffset, HeaderLayout.loadTag / 4),
   };

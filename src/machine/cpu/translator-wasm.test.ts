@@ -11,18 +11,27 @@ import { asm } from './encode.js';
 import { Ram, ramBaseAddress } from '../memory/ram.js';
 import { planBlock } from './translator.js';
 import { chainsWord, compileWasmBlocks, exitPcWord, lastSlotWord, WasmBlockTable, type WasmBlockEnvironment } from './translator-wasm.js';
-import { hartArenaViews } from './wasm-arena.js';
+import { hartArenaViews, type HartArenaViews } from './wasm-arena.js';
 import { Priv } from './csr.js';
-import { fetchTlbContext } from './mmu.js';
-import { tlbEntries } from './mmu.js';
+import { fetchTlbContext, tlbEntries } from './mmu.js';
 
 const base = ramBaseAddress | 0;
+
+/** The hart's arena views, an environment for blocks without slow paths, and a table, over `ram`. */
+function blocksOf(ram: Ram): { environment: WasmBlockEnvironment; table: WasmBlockTable; views: HartArenaViews } {
+  const arena = ram.arena!;
+  const views = hartArenaViews(arena, ram.pages);
+  const refuse = (): never => {
+    throw new Error('no slow path in these blocks');
+  };
+  return { environment: { arena, words: views.words, imports: { load: refuse, store: refuse, stale: refuse } }, table: new WasmBlockTable(arena, 16), views };
+}
 
 /**
  * Two blocks, A at 0 and B at 12: A adds to x1 and jumps to B; B counts x2 down and branches
  * back to A while it is not zero, else falls through to 20.
  */
-function twoBlocks(): { ram: Ram; environment: WasmBlockEnvironment; table: WasmBlockTable; slots: number[] } {
+function twoBlocks(): { environment: WasmBlockEnvironment; table: WasmBlockTable; slots: number[]; x: Int32Array } {
   const ram = new Ram(1 << 20, { wasm: true });
   const program = [
     asm.addi(1, 1, 1), // A (0)
@@ -33,24 +42,17 @@ function twoBlocks(): { ram: Ram; environment: WasmBlockEnvironment; table: Wasm
     asm.jal(0, 0), // the end (20)
   ];
   program.forEach((word, index) => (ram.i32[index] = word));
-  const arena = ram.arena!;
-  const views = hartArenaViews(arena, ram.pages);
-  const refuse = (): never => {
-    throw new Error('no slow path in these blocks');
-  };
-  const environment: WasmBlockEnvironment = { arena, words: views.words, imports: { load: refuse, store: refuse, stale: refuse } };
-  const table = new WasmBlockTable(arena, 16);
+  const { environment, table, views } = blocksOf(ram);
   const plans = [planBlock(ram.u16, 0, 0, base), planBlock(ram.u16, 0, 12, (base + 12) | 0)];
   assert.deepEqual(plans.map((plan) => plan.instructions.length), [3, 2]);
   const compiled = compileWasmBlocks(plans, base >>> 12, 0, environment, table);
   const slots = compiled.map((block) => block!.slot);
-  return { ram, environment, table, slots };
+  return { environment, table, slots, x: views.x };
 }
 
 test('a unit goes on from block to block inside it, with exact counts, while the next block fits in the budget', () => {
-  const { environment, table, slots } = twoBlocks();
+  const { environment, table, slots, x } = twoBlocks();
   const words = environment.words;
-  const x = new Int32Array(environment.arena.buffer, environment.arena.headerOffset, 33);
   x[2] = 10;
   words[chainsWord] = 1;
   // A, B, then A and B again: 10 instructions; the next A (3) does not fit in 12.
@@ -71,9 +73,8 @@ test('a unit goes on from block to block inside it, with exact counts, while the
 });
 
 test('a unit stops at every block when chains are off, and before a block the budget cannot hold whole', () => {
-  const { environment, table, slots } = twoBlocks();
+  const { environment, table, slots, x } = twoBlocks();
   const words = environment.words;
-  const x = new Int32Array(environment.arena.buffer, environment.arena.headerOffset, 33);
   x[2] = 10;
   words[chainsWord] = 0;
   assert.equal(table.call(slots[0]!, 0, 1000, 0, 0), 3, 'A alone');
@@ -98,13 +99,7 @@ test('the trampoline follows a link to another page only while the fetch TLB map
   const b = [asm.addi(2, 2, -1), asm.beq(2, 0, 8), asm.jal(0, -4096 - 8), asm.jal(0, 0)];
   a.forEach((word, index) => (ram.i32[index] = word));
   b.forEach((word, index) => (ram.i32[1024 + index] = word));
-  const arena = ram.arena!;
-  const views = hartArenaViews(arena, ram.pages);
-  const refuse = (): never => {
-    throw new Error('no slow path in these blocks');
-  };
-  const environment: WasmBlockEnvironment = { arena, words: views.words, imports: { load: refuse, store: refuse, stale: refuse } };
-  const table = new WasmBlockTable(arena, 16);
+  const { environment, table, views } = blocksOf(ram);
   const pcA = base;
   const pcB = (base + 4096) | 0;
   const slotA = compileWasmBlocks([planBlock(ram.u16, 0, 0, pcA)], pcA >>> 12, 0, environment, table)[0]!.slot;

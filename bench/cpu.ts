@@ -21,7 +21,6 @@ import { fileURLToPath } from 'node:url';
 import { Machine, type CpuMode } from '../src/machine/board.js';
 import { VirtualClock } from '../src/machine/clock.js';
 import { readKernel } from '../src/host/guest-image.js';
-import { machineNodeFlags } from '../src/host/node-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const benchElf = path.join(root, 'guests/build/cpubench.elf');
@@ -57,8 +56,7 @@ interface Engine {
   readonly countsInstructions: boolean;
 }
 
-// understudy as `npx understudy` starts it (bin/understudy.js's first line: Node's flags).
-const understudy = (cpu: CpuMode) => (elf: string) => [...machineNodeFlags, path.join(root, 'bin/understudy.js'), 'run', '--clock', 'virtual', '--cpu', cpu, '--kernel', elf];
+const understudy = (cpu: CpuMode) => (elf: string) => [path.join(root, 'bin/understudy.js'), 'run', '--clock', 'virtual', '--cpu', cpu, '--kernel', elf];
 const engines: Engine[] = [
   { name: 'understudy, interpreter', command: process.execPath, args: understudy('interp'), countsInstructions: true },
   { name: 'understudy, translation tier', command: process.execPath, args: understudy('jit'), countsInstructions: true },

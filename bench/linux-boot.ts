@@ -14,7 +14,6 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bootToPrompt, shellPrompt } from './boot-to-prompt.js';
 import { dataDiskMkfsArguments } from '../src/host/linux-guest.js';
-import { machineNodeFlags } from '../src/host/node-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cache = process.env['UNDERSTUDY_LINUX_CACHE'] ?? path.join(root, '.cache/linux');
@@ -61,7 +60,7 @@ try {
   const ours: number[] = [];
   const translated: number[] = [];
   const wasm: number[] = [];
-  const understudy = (cpu: string): string[] => [...machineNodeFlags, path.join(root, 'bin/understudy.js'), 'run', '--guest', 'linux', '--cpu', cpu, '--kernel', kernel, '--initrd', initramfs, '--disk', disk];
+  const understudy = (cpu: string): string[] => [path.join(root, 'bin/understudy.js'), 'run', '--guest', 'linux', '--cpu', cpu, '--kernel', kernel, '--initrd', initramfs, '--disk', disk];
   for (let i = 0; i < runs; i++) {
     ours.push(await timeToPrompt(process.execPath, understudy('interp')));
     translated.push(await timeToPrompt(process.execPath, understudy('jit')));

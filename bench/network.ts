@@ -26,7 +26,6 @@ import { fileURLToPath } from 'node:url';
 import { KeepAliveClient } from '../src/host/network/http-client.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
 import { fetchStatus } from '../src/host/status.js';
-import { machineNodeFlags } from '../src/host/node-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin/understudy.js');
@@ -72,7 +71,7 @@ async function startGuest(command: string[], program = cli): Promise<Guest> {
   ensureDataDisk(image, 32 * 1024 * 1024);
   const port = await freePort();
   const statusPort = command[0] === 'pair' ? await freePort() : undefined;
-  const args = [...machineNodeFlags, program, ...command, '--guest', 'linux', '--disk', image, '--net', `user,hostfwd=tcp::${port}-:80`, ...(statusPort === undefined ? [] : ['--status-port', String(statusPort)])];
+  const args = [program, ...command, '--guest', 'linux', '--disk', image, '--net', `user,hostfwd=tcp::${port}-:80`, ...(statusPort === undefined ? [] : ['--status-port', String(statusPort)])];
   const child = spawn(process.execPath, args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const guest: Guest = { child, port, statusPort, directory, out: '', err: '', exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
   child.stdout!.setEncoding('latin1').on('data', (chunk: string) => (guest.out += chunk));

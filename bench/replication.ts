@@ -31,7 +31,6 @@ import { digestIntervalInstructionsDefault } from '../src/replication/replica.js
 import { encodeMessage } from '../src/replication/messages.js';
 import { loadTlsIdentity } from '../src/host/replica/keys.js';
 import { measureChannel, type ChannelTraffic } from './channel.js';
-import { machineNodeFlags } from '../src/host/node-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin/understudy.js');
@@ -52,7 +51,7 @@ interface Run {
 function run(args: string[], input = ''): Promise<Run> {
   return new Promise((resolve) => {
     const start = process.hrtime.bigint();
-    const child = spawn(process.execPath, [...machineNodeFlags, cli, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let killedAt: number | undefined;
@@ -171,7 +170,7 @@ async function logTraffic(): Promise<void> {
 function runLinux(args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     const start = process.hrtime.bigint();
-    const child = spawn(process.execPath, [...machineNodeFlags, cli, 'pair', '--verbose', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, 'pair', '--verbose', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let sent = false;
@@ -283,7 +282,7 @@ async function digestCost(): Promise<void> {
  */
 function cpuSeconds(args: string[]): Promise<{ seconds: number; status: number | null }> {
   return new Promise((resolve) => {
-    const quoted = [process.execPath, ...machineNodeFlags, cli, ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
+    const quoted = [process.execPath, cli, ...args].map((word) => `'${word.replaceAll("'", "'\\''")}'`).join(' ');
     const child = spawn('bash', ['-c', `${quoted} >/dev/null 2>&1 </dev/null; status=$?; times; exit $status`], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));

@@ -18,7 +18,6 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fetchStatus, postControl, type PairStatus } from '../src/host/status.js';
 import { ensureDataDisk } from '../src/host/linux-guest.js';
-import { machineNodeFlags } from '../src/host/node-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'bin/understudy.js');
@@ -37,7 +36,7 @@ function freePort(): number {
 }
 
 function startPair(args: string[], port: number): Pair {
-  const child = spawn(process.execPath, [...machineNodeFlags, cli, 'pair', ...args, '--status-port', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'pair', ...args, '--status-port', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
   const pair: Pair = { child, port, stdout: '', stderr: '' };
   child.stdout!.setEncoding('latin1').on('data', (chunk: string) => (pair.stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (pair.stderr += chunk));

@@ -19,7 +19,6 @@ import { VirtualClock } from '../src/machine/clock.js';
 import { readKernel } from '../src/host/guest-image.js';
 import { dataDiskMkfsArguments } from '../src/host/linux-guest.js';
 import { bootToPrompt } from './boot-to-prompt.js';
-import { machineNodeFlags } from '../src/host/node-flags.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const linuxCache = process.env['UNDERSTUDY_LINUX_CACHE'] ?? path.join(root, '.cache/linux');
@@ -50,7 +49,7 @@ function median(values: readonly number[]): number {
 
 /** Runs this file as a child that measures one workload on one tier; returns what it printed. */
 function child(workload: string, cpu: CpuMode, disk: string): number[] {
-  const result = spawnSync(process.execPath, [...machineNodeFlags, fileURLToPath(import.meta.url), '--child', workload, cpu, disk], { encoding: 'utf8' });
+  const result = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', workload, cpu, disk], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`${workload} on ${cpu} failed (${result.status}): ${result.stderr}`);
   return JSON.parse(result.stdout) as number[];
 }

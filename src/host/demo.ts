@@ -10,7 +10,6 @@ import * as path from 'node:path';
 import { projectRoot } from './guest-image.js';
 import { fetchStatus } from './status.js';
 import { KeepAliveClient } from './network/http-client.js';
-import { cliArguments } from './node-flags.js';
 
 const prompt = 'understudy$ ';
 const stepTimeoutMs = 120_000;
@@ -99,7 +98,7 @@ export async function scriptedDemo(pairArguments: readonly string[], httpPort: n
   fs.mkdirSync(path.join(projectRoot, '.cache/linux'), { recursive: true });
   const statusPort = await freePort();
   say('understudy demo: unmodified Linux on a fault-tolerant pair (a primary and a backup, two processes)');
-  const child = spawn(process.execPath, cliArguments(['pair', ...pairArguments, '--status-port', String(statusPort)]), {
+  const child = spawn(process.execPath, [path.join(projectRoot, 'bin/understudy.js'), 'pair', ...pairArguments, '--status-port', String(statusPort)], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let console = '';

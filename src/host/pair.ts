@@ -13,7 +13,7 @@ import type { FailoverReport } from '../replication/backup.js';
 import type { ReplicaStatus } from '../replication/replica.js';
 import { TerminalConsole } from './console.js';
 import { ExitStatus } from './exit-status.js';
-import { openDisks, planBoot, type MachineSettings } from './guest-image.js';
+import { openDisks, planBoot, projectRoot, type MachineSettings } from './guest-image.js';
 import type { ChildMessage, ParentMessage } from './ipc-console.js';
 import { reportOutcome } from './run-guest.js';
 import { serveStatus, type ControlAction, type ControlAnswer, type PairStatus, type ReplicaView } from './status.js';
@@ -22,7 +22,6 @@ import { UnprotectedAlarm } from './alarm.js';
 import { NetworkSwitch } from './network/switch.js';
 import { formatNetSpec } from './network/option.js';
 import { assert } from '../machine/assert.js';
-import { cliExecArgv, cliScript } from './node-flags.js';
 
 /** How often console input is handed to the live replica. */
 const inputForwardIntervalMs = 10;
@@ -187,7 +186,7 @@ class PairSupervisor {
     const number = this.children.length + 1;
     // Each replica has its own socket to the network switch, with the NICs' MACs.
     const nets = (this.networkSwitch?.replicaSpecs(String(number)) ?? []).flatMap((spec) => ['--net', formatNetSpec(spec)]);
-    const process = fork(cliScript, [command, '--ipc', ...args, ...nets, ...this.replicaArguments], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: cliExecArgv() });
+    const process = fork(path.join(projectRoot, 'bin/understudy.js'), [command, '--ipc', ...args, ...nets, ...this.replicaArguments], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const exited = new Promise<number | null>((resolve) => process.on('exit', (code) => resolve(code)));
     const child: PairChild = { number, process, role: 'starting', roles: new Set(), listenPort: undefined, follows: undefined, status: undefined, finished: undefined, exited };
     this.children.push(child);

@@ -29,12 +29,12 @@ import { ensureDataDisk } from '../linux-guest.js';
 import { freePort } from '../demo.js';
 import { KeepAliveClient } from '../network/http-client.js';
 import { renderSvg } from './plot.js';
-import { cliArguments } from '../node-flags.js';
 import {
   epochLabel, normalizedPerformance, pairRatios, workloadLabel, npPlotSpec, phaseTitles, reportMarkdown, type BenchResults, type LinkSetting, type Phase, type Protocol, type RunMeasurement, type Setting, type Traffic,
   type WorkloadName, type WorkloadResult,
 } from './protection-report.js';
 
+const cli = path.join(projectRoot, 'bin/understudy.js');
 const guest = (name: string): string => path.join(projectRoot, 'guests/build', `${name}.elf`);
 /** A run that takes longer than this has hung: it is killed and the sweep goes on. */
 const runTimeoutMs = 15 * 60_000;
@@ -251,7 +251,7 @@ function quote(word: string): string {
  */
 function startPinned(core: number, args: readonly string[], input: { converse?: Conversation | undefined; console?: boolean } = {}): Process {
   const { converse } = input;
-  const command = ['taskset', '-c', String(core), process.execPath, ...cliArguments(args)].map(quote).join(' ');
+  const command = ['taskset', '-c', String(core), process.execPath, cli, ...args].map(quote).join(' ');
   // `times` after the command: the CPU time of its children (the replica) on the last line of stderr.
   const child = spawn('bash', ['-c', `${command}; status=$?; times >&2; exit $status`], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const startedMs = performance.now();

@@ -2,6 +2,7 @@
  * Renders a Vega-Lite specification to SVG, headless (no browser, no canvas): vega and
  * vega-lite are loaded only here, and only when a benchmark draws a plot.
  */
+import { createRequire } from 'node:module';
 
 /** The parts of vega and vega-lite this file uses. */
 interface VegaLite {
@@ -13,9 +14,12 @@ interface Vega {
 }
 
 export async function renderSvg(spec: Record<string, unknown>): Promise<string> {
-  // A dynamic import: the libraries are large and only the benchmark command needs them.
-  const vegaLite = (await import('vega-lite')) as unknown as VegaLite;
-  const vega = (await import('vega')) as unknown as Vega;
+  // Loaded here, when a plot is drawn: the libraries are large and only the benchmark command
+  // needs them. With require (both are CommonJS packages): the bundled command line
+  // (scripts/bundle.mjs) runs as a script, where Node 20 has no import() without a flag.
+  const require = createRequire(import.meta.url);
+  const vegaLite = require('vega-lite') as VegaLite;
+  const vega = require('vega') as Vega;
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();

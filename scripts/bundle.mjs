@@ -27,6 +27,9 @@ const cache = path.join(outdir, 'understudy.cache');
 const trainingGuest = path.join(root, 'guests/build/warmup.elf');
 const cli = path.join(root, 'bin/understudy.js');
 
+/** The bundle's own URL, set by its first line (esbuild's banner): no module can shadow it. */
+const bundleUrl = '__understudyBundleUrl';
+
 /**
  * Two rewrites of each module's source. `import.meta.url` becomes the URL of the module's own
  * file. And a module's `import('./x.js')` (the command line loads each command's module when
@@ -41,7 +44,7 @@ const rewrites = {
     build.onLoad({ filter: /\.js$/ }, async (args) => {
       let source = await fs.promises.readFile(args.path, 'utf8');
       const relative = path.relative(outdir, args.path).split(path.sep).join('/');
-      const own = `new URL(${JSON.stringify(relative)}, require("node:url").pathToFileURL(__filename)).href`;
+      const own = `new URL(${JSON.stringify(relative)}, ${bundleUrl}).href`;
       source = source.replaceAll('import.meta.url', own);
       const imports = [];
       source = source.replace(/\bimport\((['"])(\.\.?\/[^'"]+)\1\)/g, (_, quote, specifier) => {
@@ -70,6 +73,8 @@ await esbuild.build({
   target: 'node20',
   packages: 'external',
   plugins: [rewrites],
+  // Strict, as the modules are: the directive must stay the first statement.
+  banner: { js: `'use strict';\nvar ${bundleUrl} = require("node:url").pathToFileURL(__filename);` },
   logLevel: 'warning',
 });
 // A script has no import() in Node 20 (not without --experimental-vm-modules): the modules load

@@ -34,6 +34,8 @@ function understudy(cli: string, args: string[], env: NodeJS.ProcessEnv = {}): {
 test('bundle: the build leaves a bundle that matches it, with a code cache V8 accepts', () => {
   const stamp = JSON.parse(fs.readFileSync(path.join(repoRoot, 'dist/bundle/stamp.json'), 'utf8')) as { buildInfoMtimeMs: number };
   assert.equal(stamp.buildInfoMtimeMs, fs.statSync(path.join(repoRoot, 'dist/.tsbuildinfo')).mtimeMs, 'run scripts/bundle.mjs after tsc (scripts/setup.sh does)');
+  // Strict mode, as the modules run in: the directive is the bundle's first statement.
+  assert.match(fs.readFileSync(path.join(repoRoot, 'dist/bundle/understudy.cjs'), 'utf8'), /^'use strict';\n/);
   assert.deepEqual(loadedIn(repoRoot), { from: 'bundle', cache: 'accepted' });
   assert.deepEqual(loadedIn(repoRoot, { UNDERSTUDY_BUNDLE: '0' }), { from: 'modules', cache: 'none' });
 });

@@ -17,9 +17,9 @@ export async function renderSvg(spec: Record<string, unknown>): Promise<string> 
   // Loaded here, when a plot is drawn: the libraries are large and only the benchmark command
   // needs them. With require (both are CommonJS packages): the bundled command line
   // (scripts/bundle.mjs) runs as a script, where Node 20 has no import() without a flag.
-  const require = createRequire(import.meta.url);
-  const vegaLite = require('vega-lite') as VegaLite;
-  const vega = require('vega') as Vega;
+  const load = createRequire(import.meta.url);
+  const vegaLite = load('vega-lite') as VegaLite;
+  const vega = load('vega') as Vega;
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();

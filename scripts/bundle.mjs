@@ -34,9 +34,8 @@ const bundleUrl = '__understudyBundleUrl';
  * Two rewrites of each module's source. `import.meta.url` becomes the URL of the module's own
  * file. And a module's `import('./x.js')` (the command line loads each command's module when
  * the command runs) becomes a static import: in one file the lazy load saves nothing, and
- * esbuild would wrap every module reachable from it in a function run on first use, which
- * turns each module's constants into variables of the bundle (the interpreter's loop ran some
- * 3% slower so).
+ * esbuild would wrap every module reachable from it in a function run on first use, the
+ * interpreter's and the MMU's among them.
  */
 const rewrites = {
   name: 'own-url-static-imports',

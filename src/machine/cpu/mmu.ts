@@ -341,6 +341,9 @@ export function fetchInstruction(hart: Hart, code: Int32Array, pc: number, wordB
     code[slot] = 0;
     return word;
   }
+  // The page holds an instruction again: WebAssembly blocks' stores there must empty its slots
+  // (translation-cache.ts clears the flag of a page whose slots are all empty).
+  if (hart.arena !== undefined) hart.arena.codePageFlags[wordBase >> 10] = 1;
   if (hart.tier !== undefined) hart.tier.decoded(wordBase >> 10, code, slot, pc);
   return code[slot]!;
 }

@@ -277,6 +277,44 @@ bothBackends('self-modifying code: a store to a translated page drops its transl
   assert.ok(tier.compiledBlocks >= 2, 'the loop was compiled before the store and again after it');
 });
 
+bothBackends('a page run from, then written as data, then run from again: stores into it still empty the slots of its new instructions', () => {
+  // Page 2 holds a routine that is called, then overwritten by a hot loop (its slots emptied,
+  // then thousands of stores that find nothing to empty: WebAssembly blocks stop calling the
+  // tier for them), then given a new routine that is called and rewritten from a hot loop.
+  const routine = base + 0x2000;
+  const program = [
+    ...liw(7, routine),
+    ...liw(8, asm.addi(9, 9, 1)),
+    ...liw(13, asm.jalr(0, 1, 0)),
+    asm.sw(8, 7, 0),
+    asm.sw(13, 7, 4),
+    asm.jalr(1, 7, 0), // x9 = 1
+    ...liw(6, 2000),
+    asm.sw(6, 7, 0), // loop 1 (word 11): the routine's page as data
+    asm.sw(6, 7, 4),
+    asm.addi(6, 6, -1),
+    asm.bne(6, 0, -12),
+    ...liw(8, asm.addi(9, 9, 10)),
+    asm.sw(8, 7, 0),
+    asm.sw(13, 7, 4),
+    asm.jalr(1, 7, 0), // x9 = 11, and the page holds decoded instructions again
+    ...liw(14, asm.addi(9, 9, 0)),
+    ...liw(15, 1 << 20), // adds 1 to an I-type instruction's immediate
+    ...liw(6, 1500),
+    asm.add(14, 14, 15), // loop 2 (word 26), a block of its own: the routine becomes +1, +2, ...
+    asm.sw(14, 7, 0),
+    asm.addi(6, 6, -1),
+    asm.addi(16, 16, 1),
+    asm.jalr(1, 7, 0),
+    asm.bne(6, 0, -20),
+    asm.jal(0, 0),
+  ];
+  const { tier, hart } = runBoth(program, slices);
+  assert.equal(hart.x[9], 1 + 10 + (1500 * 1501) / 2, 'the rewritten routine ran after each store');
+  assert.ok(tier.compiledBlocks >= 2, 'both loops were compiled');
+  if (backend === 'wasm') assert.ok(tier.codePageFlagsCleared >= 1, "the data stores cleared the page's decoded-code flag");
+});
+
 bothBackends('a block that stores into its own page leaves after the store; a page rewritten again and again is left to the interpreter', () => {
   const program = [
     ...liw(6, 2000),

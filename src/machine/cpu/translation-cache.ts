@@ -120,6 +120,23 @@ const tlbMask = tlbEntries - 1;
 const headMark = 0x8000_0000 | 0;
 /** What the tier may set in a decoded slot's word 0. */
 const tierBits = headMark | headSkipMask;
+
+/**
+ * A WebAssembly block's store into a RAM page flagged as holding decoded instructions calls
+ * the `stale` import, which empties the slots it overlaps (the interpreter and JavaScript
+ * blocks do that inline). A page once run from and then reused for data (Linux frees its init
+ * code, and recycles the pages of programs that have exited) kept its flag and cost a call on
+ * every store: 3.9 M calls in a Linux boot and `cpubench 50`, every one finding nothing to
+ * empty, on 7 pages. After this many such stores in a row a page is scanned, and its flag
+ * cleared if no slot holds an instruction; decoding one sets the flag again (mmu.ts).
+ */
+const staleScanStores = 256;
+
+/** Whether no slot of a decoded page holds an instruction (word 0 of every slot is 0). */
+function noDecodedSlots(code: Int32Array): boolean {
+  for (let slot = 0; slot < code.length; slot += 2) if (code[slot] !== 0) return false;
+  return true;
+}
 /** `PageTranslations.heads` of a slot where no block can start. */
 const refusedHead = 2;
 /** Slots per decoded page (one per halfword). */
@@ -222,6 +239,8 @@ export class TranslationCache implements ExecutionTier {
   wasmBlocks = 0;
   /** Compiles (a WebAssembly module of one or more blocks, or a JavaScript block): what compileCost is charged for. */
   compiles = 0;
+  /** RAM pages whose decoded-code flag the WebAssembly blocks' stores cleared (see {@link staleScanStores}; for tests). */
+  codePageFlagsCleared = 0;
 
   private readonly hotEntries: number;
   private readonly compileCost: number;
@@ -598,6 +617,8 @@ export class TranslationCache implements ExecutionTier {
   private makeWasmImports(words: Int32Array): WasmBlockImports {
     const hart = this.hart;
     const attentionWord = HeaderLayout.attention >> 2;
+    /** Per RAM page: stores in a row that found the slots they overlap already empty. */
+    const emptyStores = new Uint16Array(hart.arena!.codePageFlags.length);
     return {
       load: (va, width, pc, retired) => {
         hart.pc = pc;
@@ -613,11 +634,24 @@ export class TranslationCache implements ExecutionTier {
         words[attentionWord] = hart.attention ? 1 : 0;
       },
       stale: (index, width) => {
-        const stale = hart.codePages[index >>> 12];
+        const page = index >>> 12;
+        const stale = hart.codePages[page];
         if (stale === undefined) return;
-        stale[index & 0xffe] = 0;
-        stale[(index - 2) & 0xffe] = 0;
-        if (width === 4) stale[(index + 2) & 0xffe] = 0;
+        const at = index & 0xffe;
+        const before = (index - 2) & 0xffe;
+        const after = width === 4 ? (index + 2) & 0xffe : at;
+        if ((stale[at]! | stale[before]! | stale[after]!) !== 0) {
+          stale[at] = 0;
+          stale[before] = 0;
+          stale[after] = 0;
+          emptyStores[page] = 0;
+        } else if (++emptyStores[page]! >= staleScanStores) {
+          emptyStores[page] = 0;
+          if (noDecodedSlots(stale)) {
+            hart.arena!.codePageFlags[page] = 0;
+            this.codePageFlagsCleared++;
+          }
+        }
       },
     };
   }

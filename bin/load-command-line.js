@@ -32,6 +32,14 @@ function bundleIsCurrent() {
   }
 }
 
+function readBundle() {
+  try {
+    return readFileSync(bundleFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 function readCache() {
   try {
     return readFileSync(cacheFile);
@@ -46,11 +54,11 @@ function readCache() {
  * training run), the process writes the code cache of what it compiled there when it exits.
  */
 export async function loadCommandLine() {
-  if (!bundleIsCurrent()) {
+  const source = bundleIsCurrent() ? readBundle() : undefined;
+  if (source === undefined) {
     const { main } = await import(pathToFileURL(modulesEntry).href);
     return { main, from: 'modules', cache: 'none' };
   }
-  const source = readFileSync(bundleFile, 'utf8');
   const cachedData = readCache();
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: bundleFile,

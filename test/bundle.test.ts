@@ -79,4 +79,10 @@ test('bundle: one older than the build, or UNDERSTUDY_BUNDLE=0, falls back to th
   assert.deepEqual(loadedIn(scratch), { from: 'modules', cache: 'none' });
   fs.rmSync(stampFile);
   assert.match(understudy(cli, ['--version']).stdout, version);
+  // A stamp that matches beside no bundle at all (a directory emptied by hand): the modules.
+  fs.writeFileSync(stampFile, JSON.stringify({ buildInfoMtimeMs: fs.statSync(buildInfo).mtimeMs }));
+  assert.equal(understudy(cli, ['--version']).stdout, 'the stand-in bundle\n');
+  fs.rmSync(path.join(scratch, 'dist/bundle/understudy.cjs'));
+  assert.deepEqual(loadedIn(scratch), { from: 'modules', cache: 'none' });
+  assert.match(understudy(cli, ['--version']).stdout, version);
 });

@@ -15,7 +15,7 @@ import * as vm from 'node:vm';
 
 const file = (relative) => fileURLToPath(new URL(relative, import.meta.url));
 export const modulesEntry = file('../dist/src/cli/main.js');
-export const bundleDirectory = file('../dist/bundle');
+const bundleDirectory = file('../dist/bundle');
 const bundleFile = file('../dist/bundle/understudy.cjs');
 const cacheFile = file('../dist/bundle/understudy.cache');
 const stampFile = file('../dist/bundle/stamp.json');

@@ -32,17 +32,10 @@ function bundleIsCurrent() {
   }
 }
 
-function readBundle() {
+/** The file's contents, or undefined if it cannot be read. */
+function readIfPresent(path, encoding) {
   try {
-    return readFileSync(bundleFile, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function readCache() {
-  try {
-    return readFileSync(cacheFile);
+    return readFileSync(path, encoding);
   } catch {
     return undefined;
   }
@@ -54,12 +47,12 @@ function readCache() {
  * training run), the process writes the code cache of what it compiled there when it exits.
  */
 export async function loadCommandLine() {
-  const source = bundleIsCurrent() ? readBundle() : undefined;
+  const source = bundleIsCurrent() ? readIfPresent(bundleFile, 'utf8') : undefined;
   if (source === undefined) {
     const { main } = await import(pathToFileURL(modulesEntry).href);
     return { main, from: 'modules', cache: 'none' };
   }
-  const cachedData = readCache();
+  const cachedData = readIfPresent(cacheFile);
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: bundleFile,
     cachedData,

@@ -91,6 +91,7 @@ if (!fs.existsSync(trainingGuest)) {
   process.stderr.write('bundle: no code cache: the guest programs are not built (make -C guests), so the command line compiles as it goes\n');
 } else {
   const training = spawnSync(process.execPath, [cli, 'run', '--kernel', trainingGuest, '--clock', 'virtual'], {
+    // The bundle, even if this shell asks for the modules (UNDERSTUDY_BUNDLE=0).
     env: { ...process.env, UNDERSTUDY_BUNDLE_TRAIN: cache, UNDERSTUDY_BUNDLE: '1' },
     stdio: ['ignore', 'ignore', 'pipe'],
     encoding: 'utf8',

@@ -57,7 +57,8 @@ export function codePage(hart: Hart, page: number): Int32Array {
   if (hart.codePageCount >= codePagesMax) dropCodeCache(hart);
   const code = new Int32Array(codePageWords);
   hart.codePages[page] = code;
-  if (hart.arena !== undefined) hart.arena.codePageFlags[page] = 1;
+  // Its flag for WebAssembly blocks' stores is set when an instruction is decoded into it
+  // (mmu.ts, fetchInstruction), not here: an empty page has nothing for them to empty.
   hart.codePageCount++;
   return code;
 }

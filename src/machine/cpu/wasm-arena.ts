@@ -53,7 +53,11 @@ export const HeaderLayout = {
   /** The fetch TLB's tags and pages (`Hart.fetchTag`, `Hart.fetchWordBase`): the trampoline checks a link to another page against them. */
   fetchTag: 1024 + tlbEntries * 16,
   fetchWordBase: 1024 + tlbEntries * 20,
-  /** A byte per RAM page: 1 while the page has decoded instructions (`Hart.codePages`). */
+  /**
+   * A byte per RAM page: 1 if the page may hold decoded instructions (`Hart.codePages`): set
+   * when one is decoded there, cleared when the code cache is dropped or a scan finds the page
+   * empty (translation-cache.ts).
+   */
   codePageFlags: 1024 + tlbEntries * 24,
 } as const;
 

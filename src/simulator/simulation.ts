@@ -506,6 +506,14 @@ export class Simulation {
   private connectToLive(name: ReplicaName, attempts: number): void {
     const live = this.replicas.get(this.resolve('live'))!;
     if (!live.alive || live.result !== undefined) {
+      // Gone, but a backup that outlived it holds the guest and may take over (it has yet to
+      // notice, or to win the arbiter): a replacement keeps trying, as a real one does until
+      // its join times out.
+      const successor = [...this.replicas.values()].some((replica) => replica.alive && replica.result === undefined && replica.holdsGuest);
+      if (successor && attempts < 1000) {
+        this.queue.push(this.now + connectRetryMs, () => this.connectToLive(name, attempts + 1));
+        return;
+      }
       this.note(`${name}: nothing live to join`);
       this.finishReplica(this.replicas.get(name)!, { kind: 'finished', end: { kind: 'no-state' }, reason: 'nothing live to join' }, false);
       return;

@@ -32,7 +32,7 @@ import { VirtioNetDevice, frameBytesMax, frameBytesMin } from './devices/virtio-
 import { BoardIrq, BoardMap, configKey, diskSlot, nicSlot, validateConfig, virtioSlots, type BoardConfig } from './board-config.js';
 import type { MmioDevice } from './devices/device.js';
 import { ImageError, type LoadedImage } from './loader/elf.js';
-import { answeredByDevice, outputsWriteTo, type DiskReadRequest, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
+import { answeredByDevice, environmentReadsPerInstructionMax, outputsWriteTo, type DiskReadRequest, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent, type MachineOutput } from './environment.js';
 import { SnapshotError, SnapshotReader, SnapshotWriter, type Snapshottable } from './snapshot.js';
 import { TranslationCache, type TierBackend } from './cpu/translation-cache.js';
 import { Lockstep, RecordingEnvironment } from './lockstep.js';
@@ -90,6 +90,12 @@ export class Machine {
   /** Data bytes of the answered writes among `outputs` (`writeBackBytesMax`). */
   private writeBackBytes = 0;
   private consoleBytes: number[] = [];
+  /** The current `run` ends after this instruction because the guest handed the outside a request. */
+  private outputStop = false;
+  /** Environment readings the current `run` may still make (its `readingsMax`, less those made). */
+  private readingsLeft = Infinity;
+  /** The current `run` ends (or ended) because its readings' room ran out. */
+  private readingsFull = false;
   private htif: { tohost: number; fromhost: number | undefined } | undefined;
   /** Every device's state, by name (the name says which device differs when digests do). */
   private readonly stateful: { readonly name: string; readonly part: Snapshottable }[] = [];
@@ -179,7 +185,19 @@ export class Machine {
 
   /** P0/P6: every environment read goes through here with the exact instruction count. */
   private readEnvironment(kind: EnvironmentReadKind): bigint {
-    return this.environment.read(kind, this.hart.currentRetired);
+    const value = this.environment.read(kind, this.hart.currentRetired);
+    this.countReading();
+    return value;
+  }
+
+  /**
+   * Counts a reading against the current run's room (`run`'s `readingsMax`): once the next
+   * instruction might not fit, the run ends after this one.
+   */
+  private countReading(): void {
+    if (--this.readingsLeft >= environmentReadsPerInstructionMax || this.readingsFull) return;
+    this.readingsFull = true;
+    this.hart.requestStop();
   }
 
   /**
@@ -188,7 +206,9 @@ export class Machine {
    */
   private readDiskNow(request: DiskReadRequest): Uint8Array | undefined {
     if (this.environment.readDisk === undefined || outputsWriteTo(this.outputs, request)) return undefined;
-    return this.environment.readDisk(request, this.hart.currentRetired);
+    const data = this.environment.readDisk(request, this.hart.currentRetired);
+    this.countReading();
+    return data;
   }
 
   private readHostMtime(): bigint {
@@ -211,6 +231,7 @@ export class Machine {
     }
     // A disk request or a frame: the run ends after this instruction, so that its caller can
     // send it on at once (a primary ends the epoch here; the backup follows the recorded end).
+    this.outputStop = true;
     this.hart.requestStop();
   }
 
@@ -327,11 +348,27 @@ export class Machine {
     this.ram.writeBytes(address, seed);
   }
 
-  /** Runs up to `budget` instructions (see Hart.run). */
-  run(budget: number): RunResult {
+  /**
+   * Runs up to `budget` instructions (see Hart.run), and makes at most `readingsMax`
+   * environment readings: the run ends early, at an exact count (reason 'budget', as when
+   * the guest hands the outside a request), once the next instruction might make more than
+   * are left (an instruction makes at most {@link environmentReadsPerInstructionMax}). A
+   * primary bounds its log entries so (src/replication/entry-budget.ts).
+   */
+  run(budget: number, readingsMax = Infinity): RunResult {
+    this.outputStop = false;
+    this.readingsLeft = readingsMax;
+    this.readingsFull = readingsMax < environmentReadsPerInstructionMax;
     if (this.lockstep !== undefined) this.lockstep.prepare();
-    if (this.rngSeedAddress !== undefined && budget > 0) this.fillRngSeed(this.rngSeedAddress);
-    const result = this.hart.run(budget);
+    // No room for one instruction's readings: nothing runs (pending interrupts are still taken).
+    let allowed = this.readingsFull ? 0 : budget;
+    if (this.rngSeedAddress !== undefined && allowed > 0) {
+      this.fillRngSeed(this.rngSeedAddress);
+      // Its readings count as the first instruction's (the worst instruction, entry-budget.test.ts),
+      // which still runs. A stop asked for before the hart runs is forgotten: the budget says it.
+      if (this.readingsFull) allowed = 1;
+    }
+    const result = this.hart.run(allowed);
     if (this.lockstep !== undefined) this.lockstep.verify();
     return result;
   }
@@ -410,7 +447,7 @@ export class Machine {
    * or a frame): its caller may send it on now.
    */
   get stoppedForOutput(): boolean {
-    return this.hart.stopRequested;
+    return this.outputStop;
   }
 
   /** The hart waits in WFI and nothing pending would wake it: only an event can. */

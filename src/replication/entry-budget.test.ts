@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Machine, BoardMap } from '../machine/board.js';
+import { Machine, BoardMap, type CpuMode } from '../machine/board.js';
 import { environmentReadsPerInstructionMax, type EnvironmentPort, type EnvironmentReadKind, type MachineEvent } from '../machine/environment.js';
 import { asm, li, linuxImage } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
@@ -23,8 +23,8 @@ class CountingClock implements EnvironmentPort {
   }
 }
 
-function machineWith(environment: EnvironmentPort, program: readonly number[]): Machine {
-  const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, environment);
+function machineWith(environment: EnvironmentPort, program: readonly number[], cpu: CpuMode = 'interp'): Machine {
+  const machine = new Machine({ ramBytes: 1 << 20, disks: [] }, environment, { cpu });
   program.forEach((word, index) => (machine.ram.i32[index] = word));
   machine.hart.reset(ramBaseAddress);
   return machine;
@@ -89,29 +89,33 @@ test('an entry plan: queued events up to half the budget (always one), the rest 
 /** Reads the time CSR in a tight loop: a reading every three instructions. */
 const rdtimeLoop = [asm.csrrs(5, Csr.time, 0), asm.addi(6, 6, 1), asm.jal(0, -8)];
 
-test('a run ends early, at an exact count, when the readings fill their room; one run to that count replays it', () => {
-  for (const readsMax of [0, 1, 2, 3, 4, 5, 100, 1000, 4099]) {
-    const primaryEnvironment = new ReplicaEnvironment(new CountingClock());
-    const primary = machineWith(primaryEnvironment, rdtimeLoop);
-    primary.run(1); // start the loop somewhere other than its first instruction
-    primaryEnvironment.beginRecording();
-    const start = primary.retiredInstructions;
-    const result = runWithinReads(primary, 1_000_000, readsMax, () => primaryEnvironment.recordedCount);
-    const reads = primaryEnvironment.takeRecorded();
-    assert.equal(result.reason, 'budget');
-    assert.equal(result.retired, primary.retiredInstructions - start);
-    assert.ok(reads.length <= readsMax, `${reads.length} readings, room for ${readsMax}`);
-    assert.ok(readsMax - reads.length < environmentReadsPerInstructionMax, `with room for ${readsMax}, the run stopped at ${reads.length} readings`);
-    assert.ok(result.retired < 1_000_000);
+test('a run ends early, at an exact count, when the readings fill their room, on every tier; one run to that count replays it', () => {
+  for (const cpu of ['interp', 'jit', 'wasm'] as const) {
+    for (const readsMax of [0, 1, 2, 3, 4, 5, 100, 1000, 4099]) {
+      const primaryEnvironment = new ReplicaEnvironment(new CountingClock());
+      const primary = machineWith(primaryEnvironment, rdtimeLoop, cpu);
+      // Long enough for the tiers to compile the loop; then it starts somewhere other than its first instruction.
+      primary.run(200_001);
+      primaryEnvironment.beginRecording();
+      const start = primary.retiredInstructions;
+      const result = runWithinReads(primary, 1_000_000, readsMax, () => primaryEnvironment.recordedCount);
+      const reads = primaryEnvironment.takeRecorded();
+      assert.equal(result.reason, 'budget');
+      assert.equal(result.retired, primary.retiredInstructions - start);
+      assert.ok(reads.length <= readsMax, `${cpu}: ${reads.length} readings, room for ${readsMax}`);
+      assert.ok(readsMax - reads.length < environmentReadsPerInstructionMax, `${cpu}: with room for ${readsMax}, the run stopped at ${reads.length} readings`);
+      assert.ok(result.retired < 1_000_000);
+      assert.equal(primary.stoppedForOutput, false, 'a run stopped by its readings did not stop for an output');
 
-    const backupEnvironment = new ReplicaEnvironment(new CountingClock());
-    const backup = machineWith(backupEnvironment, rdtimeLoop);
-    backup.run(1);
-    backupEnvironment.beginReplay(reads);
-    const replayed = backup.run(result.retired);
-    backupEnvironment.endReplay();
-    assert.equal(replayed.reason, result.reason);
-    assert.equal(backup.digest(), primary.digest(), `room for ${readsMax}: the replay ends in the same state`);
+      const backupEnvironment = new ReplicaEnvironment(new CountingClock());
+      const backup = machineWith(backupEnvironment, rdtimeLoop, cpu);
+      backup.run(200_001); // its clock reads as the primary's did
+      backupEnvironment.beginReplay(reads);
+      const replayed = backup.run(result.retired);
+      backupEnvironment.endReplay();
+      assert.equal(replayed.reason, result.reason);
+      assert.equal(backup.digest(), primary.digest(), `${cpu}, room for ${readsMax}: the replay ends in the same state`);
+    }
   }
 });
 

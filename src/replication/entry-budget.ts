@@ -7,12 +7,12 @@
  * arrive between steps, never during one), so the primary picks them first: queued events up
  * to half of the entry (always at least one, so that none starves), then room for console
  * input and the clock event. What is left bounds the readings. The guest decides how often it
- * reads the environment, so the primary runs the epoch in chunks no longer than the number of
- * readings that still fit (an instruction makes at most
- * {@link environmentReadsPerInstructionMax} of them), and ends the epoch early, at an exact
- * instruction count, when the next instruction might not fit. The backup needs no such care:
- * it runs to the recorded end (`endRetired`), and `run(a)` then `run(b)` is exactly
- * `run(a + b)` (test/determinism.test.ts), so its single run stops where the chunks did.
+ * reads the environment, so the machine counts the epoch's readings as it runs and stops at
+ * an exact instruction count when the next instruction might not fit (an instruction makes at
+ * most {@link environmentReadsPerInstructionMax} of them): the epoch ends early there. The
+ * backup needs no such care: it runs to the recorded end (`endRetired`), and `run(a)` then
+ * `run(b)` is exactly `run(a + b)` (test/determinism.test.ts), so its single run stops where
+ * the primary's did.
  */
 import type { Machine } from '../machine/board.js';
 import type { RunResult } from '../machine/cpu/cpu.js';
@@ -77,24 +77,18 @@ export function planEntry(queue: readonly MachineEvent[], entryBytesMax: number 
 }
 
 /**
- * Runs up to `instructions` instructions of `machine`, in chunks, so that the environment
+ * Runs up to `instructions` instructions of `machine`, in one call, so that the environment
  * readings recorded meanwhile (`readsRecorded()`, counted from the start of the epoch) never
- * exceed `readsMax`. Returns why it stopped: as `run` would, except that 'budget' may come
- * early, at an exact instruction count, because the readings' room ran out (or, as with `run`,
- * because the guest handed the outside a request).
+ * exceed `readsMax`: the machine counts them and stops itself (Machine.run's `readingsMax`).
+ * Returns why it stopped: as `run` would, with 'budget' early, at an exact instruction count,
+ * when the readings' room ran out or the guest handed the outside a request.
  */
 export function runWithinReads(machine: Machine, instructions: number, readsMax: number, readsRecorded: () => number): RunResult {
-  let retired = 0;
-  for (;;) {
-    const readsBefore = readsRecorded();
-    const chunk = Math.min(instructions - retired, Math.floor((readsMax - readsBefore) / environmentReadsPerInstructionMax));
-    const result = machine.run(Math.max(0, chunk));
-    retired += result.retired;
-    const readsAfter = readsRecorded();
-    assert(readsAfter - readsBefore <= result.retired * environmentReadsPerInstructionMax, () =>
-      `${result.retired} instructions made ${readsAfter - readsBefore} environment reads, more than ${environmentReadsPerInstructionMax} each`);
-    const roomLeft = Math.floor((readsMax - readsAfter) / environmentReadsPerInstructionMax);
-    // The guest handed the outside a request: the epoch ends there.
-    if (result.reason !== 'budget' || retired >= instructions || roomLeft === 0 || machine.stoppedForOutput) return { reason: result.reason, retired };
-  }
+  const readsBefore = readsRecorded();
+  const result = machine.run(instructions, readsMax - readsBefore);
+  const readsAfter = readsRecorded();
+  assert(readsAfter - readsBefore <= result.retired * environmentReadsPerInstructionMax, () =>
+    `${result.retired} instructions made ${readsAfter - readsBefore} environment reads, more than ${environmentReadsPerInstructionMax} each`);
+  assert(readsAfter <= readsMax, () => `the epoch recorded ${readsAfter} readings, room for ${readsMax}`);
+  return result;
 }

@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, diskReadBytes, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeQuietChunkInstructions, epochMergeMax, epochMergeQuietHostMs, epochMergeQuietLookMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -190,6 +190,8 @@ export class PrimaryReplica {
    * until then): the guest has been quiet since (`epochMergeQuietHostMs`).
    */
   private lastDisturbedMs: number | undefined;
+  /** Instructions a merged epoch runs between looks at what waits, in this step (see runEpoch). */
+  private mergeChunkInstructions = epochMergeChunkInstructions;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
   private messagesSent = 0;
@@ -601,7 +603,9 @@ export class PrimaryReplica {
     }
     if (this.role === 'protected' && now < this.slowUntilMs) return { kind: 'blocked', untilMs: this.slowUntilMs };
     this.lastDisturbedMs ??= now;
-    const untilMs = now + (now - this.lastDisturbedMs >= quietAfterMs ? epochMergeQuietHostMs : epochMergeHostMs);
+    const quiet = now - this.lastDisturbedMs >= quietAfterMs;
+    const untilMs = now + (quiet ? epochMergeQuietHostMs : epochMergeHostMs);
+    this.mergeChunkInstructions = quiet ? epochMergeQuietChunkInstructions : epochMergeChunkInstructions;
     const startRetired = this.machine.retiredInstructions;
     let goesOn = this.runEpoch(now, untilMs);
     while (goesOn && this.runsOn(untilMs, startRetired)) goesOn = this.runEpoch(this.io.nowMs(), untilMs);
@@ -687,6 +691,7 @@ export class PrimaryReplica {
     // wait for the rest of a long epoch. The backup follows the recorded end, as for any early end.
     const instructions = machine.isIdle ? 0 : this.holdsOutputs ? Math.min(this.options.epochInstructions, heldOutputsEpochInstructions) : this.options.epochInstructions;
     const recorded = (): number => this.environment.recordedCount;
+    const startedMs = this.io.nowMs();
     let result = runWithinReads(machine, instructions, plan.readsMax, recorded);
     if (instructions === this.options.epochInstructions && this.options.fixedEpochs !== true && this.joiner() === undefined) {
       // A boundary with nothing to deliver is skipped (ReplicationOptions.fixedEpochs): only
@@ -697,11 +702,20 @@ export class PrimaryReplica {
       // grid): each look costs a return from the CPU tier, whose blocks never run past a
       // budget (the tail of each 1K-instruction epoch ran on the interpreter). What a look
       // finds that the chunk hid is only the clock past a deadline, and a guest's output that
-      // does not stop the hart: each waits at most epochMergeChunkInstructions more.
-      const chunkEpochs = Math.max(1, Math.floor(epochMergeChunkInstructions / instructions));
+      // does not stop the hart: each waits at most a chunk more (epochMergeChunkInstructions).
+      // Once the guest has computed undisturbed for a while, a chunk is what the last one ran
+      // in epochMergeQuietLookMs, up to epochMergeQuietChunkInstructions: the translation
+      // tier's million instructions, the interpreter's hundred thousand (Linux's kernel, whose
+      // timers a long chunk would delay).
+      const chunkEpochsMax = Math.max(1, Math.floor(this.mergeChunkInstructions / instructions));
       let length = instructions;
+      let lookedMs = startedMs;
       for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
-        if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || this.io.nowMs() >= untilMs) break;
+        const lookMs = this.io.nowMs();
+        if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || lookMs >= untilMs) break;
+        const perMs = length / Math.max(lookMs - lookedMs, epochMergeQuietLookMs / 1000);
+        const chunkEpochs = Math.min(chunkEpochsMax, Math.max(1, Math.floor((perMs * epochMergeQuietLookMs) / instructions)));
+        lookedMs = lookMs;
         length = instructions * Math.min(chunkEpochs, epochMergeMax - epochs);
         result = runWithinReads(machine, length, plan.readsMax, recorded);
       }

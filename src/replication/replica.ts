@@ -177,6 +177,22 @@ export const quietAfterMs = 20;
  * million instructions).
  */
 export const epochMergeChunkInstructions = 65_536;
+/**
+ * ... and up to this many once the guest has computed undisturbed for {@link quietAfterMs}:
+ * as often as `run` looks (src/host/runner.ts), a timer's deadline delivered up to a
+ * millisecond of the translation tier late. Every return from the tier costs: it ends its
+ * chain of blocks, the interpreter runs the rest of the block, and the next call starts in
+ * the middle of one. Linux's cpubench under `run` in 50K-instruction slices instead of 1M took
+ * 6% longer, and a primary returned every 50K instructions (100K epochs in two chunks each)
+ * until this.
+ */
+export const epochMergeQuietChunkInstructions = 1_048_576;
+/**
+ * ... as many as the last chunk ran in this long: on the interpreter (Linux's kernel, some 100
+ * MIPS) a million instructions took ten milliseconds, and the timers they held back slowed
+ * Linux's writes to disk by some 5%.
+ */
+export const epochMergeQuietLookMs = 1;
 /** Most epochs whose outputs may wait for acknowledgement before the primary pauses. */
 export const pendingEpochsMax = 4096;
 /**

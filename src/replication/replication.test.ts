@@ -10,6 +10,7 @@ import type { DiskReadRequest, DiskRequest, MachineEvent } from '../machine/envi
 import { asm, li } from '../machine/cpu/encode.js';
 import { Csr } from '../machine/cpu/csr.js';
 import { ramBaseAddress } from '../machine/memory/ram.js';
+import type { RunResult } from '../machine/cpu/cpu.js';
 
 const base = ramBaseAddress;
 import { DivergenceError, ReplicaEnvironment } from './environment.js';
@@ -20,7 +21,7 @@ import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
-  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietHostMs, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin,
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietChunkInstructions, epochMergeQuietHostMs, epochMergeQuietLookMs, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin,
   type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
@@ -659,7 +660,8 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   assert.ok(end > (looks + 1) * epoch && end % epoch === 0, `several whole epochs between looks: ${end}`);
 
   // Once the guest has computed undisturbed for quietAfterMs (nothing but the clock delivered,
-  // no output), a step lasts up to epochMergeQuietHostMs; the first input makes steps short again.
+  // no output), a step lasts up to epochMergeQuietHostMs, in chunks of up to
+  // epochMergeQuietChunkInstructions; the first input makes steps short again.
   const stepInstructions = (): number => {
     const before = timed.primary.currentMachine.retiredInstructions;
     timed.primary.step();
@@ -670,7 +672,8 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   const quietLooks = Math.ceil(epochMergeQuietHostMs / 0.1);
   const quiet = stepInstructions();
   assert.ok(quiet > looks * perLook + epoch, `a quiet step runs longer than any short one: ${quiet}`);
-  assert.ok(quiet <= (quietLooks + 1) * perLook, `within about ${quietLooks} looks: ${quiet}`);
+  const quietPerLook = Math.floor(epochMergeQuietChunkInstructions / epoch) * epoch;
+  assert.ok(quiet <= (quietLooks + 1) * quietPerLook, `within about ${quietLooks} looks: ${quiet}`);
   const typed = timed.p.io as { consoleInputWaiting: boolean; takeConsoleInput: (max: number) => Uint8Array };
   typed.consoleInputWaiting = true;
   typed.takeConsoleInput = (): Uint8Array => {
@@ -680,6 +683,26 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   timed.primary.step(); // the input is delivered at the first boundary
   assert.ok(!typed.consoleInputWaiting, 'the input was taken');
   assert.ok(stepInstructions() <= looks * perLook + epoch, 'short steps again after input');
+
+  // A slow tier (host time passes with the instructions: a millisecond for 100K, the
+  // interpreter's pace): a quiet step's chunks are what the last one ran in
+  // epochMergeQuietLookMs, not a million instructions (a timer's deadline waits no longer).
+  const slow = joined({ program: computing });
+  const slowMachine = slow.primary.currentMachine;
+  const perMs = 100_000;
+  slow.p.io.nowMs = (): number => 10 + slowMachine.retiredInstructions / perMs;
+  while (slow.p.io.nowMs() < 11 + quietAfterMs) slow.primary.step();
+  const budgets: number[] = [];
+  const run = slowMachine.run.bind(slowMachine);
+  slowMachine.run = (budget, readingsMax): RunResult => {
+    budgets.push(budget);
+    return run(budget, readingsMax);
+  };
+  const slowStart = slowMachine.retiredInstructions;
+  slow.primary.step();
+  const paced = Math.floor((perMs * epochMergeQuietLookMs) / epoch) * epoch;
+  assert.ok(slowMachine.retiredInstructions - slowStart > looks * perLook + epoch, 'a quiet step');
+  assert.ok(budgets.length > 3 && budgets.every((budget) => budget <= paced) && budgets.filter((budget) => budget === paced).length > 3, `chunks of ${paced}: ${budgets.join(' ')}`);
 
   // Fixed epochs, as in the paper: every boundary.
   const fixed = joined({ program: computing, options: { ...options, fixedEpochs: true } });

@@ -10,6 +10,8 @@ import { Machine, BoardMap } from './board.js';
 import { VirtualClock } from './clock.js';
 import { asm, li } from './cpu/encode.js';
 import { pageBytes, ramBaseAddress } from './memory/ram.js';
+import { createWasmArena } from './cpu/wasm-arena.js';
+import { arenaWordsHash } from './wasm-page-hash.js';
 import { bytesHash, compareDigests, describeMismatch, scrubPagesPerDigest, scrubUnwrittenEverySweeps, scrubWindow, StateDigester, wordsHash, type DigestMismatch, type LocalDigest } from './state-digest.js';
 
 const ramBytes = 4 * 1024 * 1024;
@@ -165,6 +167,41 @@ test('the page hash: every one-bit change of a page, and a swap of two words, ch
   assert.notEqual(wordsHash(words, 0, words.length), original);
   assert.notEqual(bytesHash(Uint8Array.of(1, 2, 3)), bytesHash(Uint8Array.of(1, 2, 3, 0)), 'trailing zeros count: the length is hashed');
   assert.equal(bytesHash(Uint8Array.of(1, 2, 3)), bytesHash(Uint8Array.of(1, 2, 3)));
+});
+
+test("the page hash in WebAssembly gives the JavaScript function's values: every one-bit change of a page, other lengths", () => {
+  const arena = createWasmArena(ramBytes);
+  const hash = arenaWordsHash(arena);
+  assert.ok(hash !== undefined, "Node 20's WebAssembly has SIMD");
+  const words = new Int32Array(arena.buffer, 0, pageBytes / 4);
+  words.forEach((_, i) => (words[i] = Math.imul(i, 0x9e37_79b9) ^ (i >>> 3)));
+  for (let bit = 0; bit < pageBytes * 8; bit += 7) {
+    words[bit >>> 5]! ^= 1 << (bit & 31);
+    assert.equal(hash(0, words.length, pageBytes), wordsHash(words, 0, words.length), `bit ${bit} flipped`);
+    words[bit >>> 5]! ^= 1 << (bit & 31);
+  }
+  const all = new Int32Array(arena.buffer, 0, ramBytes / 4);
+  for (const [first, count, length] of [[0, 4, 3], [1024, 4, 16], [4096, 1024, 4096], [8, 64, 250], [100_000, 1024, 4096]] as const) {
+    assert.equal(hash(first * 4, count, length), wordsHash(all, first, count, length), `${count} words at ${first}, length ${length}`);
+  }
+  assert.equal(hash(pageBytes, pageBytes / 4, pageBytes), wordsHash(new Int32Array(pageBytes / 4), 0, pageBytes / 4), 'a page of zeros');
+});
+
+test('a machine on the WebAssembly tier (its RAM in a WebAssembly memory) and one on the interpreter: the same digests', () => {
+  const interpreted = machineRunning(writer());
+  const translated = new Machine({ ramBytes, disks: [] }, new VirtualClock(), { cpu: 'wasm' });
+  translated.restore(interpreted.save());
+  assert.ok(translated.ram.arena !== undefined && interpreted.ram.arena === undefined);
+  const digestI = new StateDigester(interpreted);
+  const digestT = new StateDigester(translated);
+  for (let round = 0; round < 5; round++) {
+    interpreted.run(20_000);
+    translated.run(20_000);
+    const [i, t] = [digestI.take(), digestT.take()];
+    assert.equal(compareDigests(t, i), undefined, `round ${round}`);
+    assert.deepEqual(t.pages, i.pages, `round ${round}: the same pages changed, to the same hashes`);
+    assert.ok(i.pages.length > 0);
+  }
 });
 
 test('one device field differs: the device is named', () => {

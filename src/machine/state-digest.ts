@@ -15,6 +15,7 @@
 import type { Machine } from './board.js';
 import type { Hart } from './cpu/cpu.js';
 import { pageBytes, ramBaseAddress } from './memory/ram.js';
+import { arenaWordsHash, type ArenaWordsHash } from './wasm-page-hash.js';
 
 /** A machine's digest as replicas exchange it: plain data. */
 export interface MachineDigest {
@@ -136,7 +137,8 @@ function mix32(value: number): number {
  * multiply first, a flipped top bit came out as one bit, which a flip in the next word undid:
  * the unit test found 2,200 such pairs among a page's one-bit changes). Other differences
  * collide by chance, about 2^-64. A page takes some 0.6 µs here, against SHA-256's 4 (a digest
- * hashes some 100 pages).
+ * hashes some 100 pages). RAM in the translation tier's WebAssembly memory is hashed there,
+ * with SIMD, to the same values (wasm-page-hash.ts).
  */
 export function wordsHash(words: Int32Array, first: number, count: number, length = count * 4): bigint {
   let a = 0x243f_6a88 ^ length;
@@ -185,9 +187,13 @@ function pageTerm(page: number, hash: bigint): bigint {
 export class StateDigester {
   private readonly pageHashes: BigUint64Array;
   private ramHash = 0n;
+  /** RAM in the translation tier's WebAssembly memory is hashed there (wasm-page-hash.ts). */
+  private readonly arenaHash: ArenaWordsHash | undefined;
 
   /** Starts tracking `machine`: its first digest hashes every page. */
   constructor(private readonly machine: Machine) {
+    const arena = machine.ram.arena;
+    this.arenaHash = arena === undefined ? undefined : arenaWordsHash(arena);
     this.pageHashes = new BigUint64Array(machine.ram.pages).fill(zeroPageHash);
     machine.ram.takeWrittenPages([]);
     machine.ram.markAllWritten();
@@ -230,6 +236,8 @@ export class StateDigester {
   private hashPage(page: number, read = false): bigint {
     const ram = this.machine.ram;
     if (!read && ram.mayHoldData[page] === 0) return zeroPageHash;
+    // RAM starts at the arena's offset 0 (wasm-arena.ts).
+    if (this.arenaHash !== undefined) return this.arenaHash(page * pageBytes, pageWords, pageBytes);
     return wordsHash(ram.i32, page * pageWords, pageWords);
   }
 }

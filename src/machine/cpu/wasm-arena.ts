@@ -29,6 +29,7 @@ interface WebAssemblyApi {
   Table: new (descriptor: { element: 'anyfunc'; initial: number; maximum?: number }) => WasmTable;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: Record<string, unknown> };
+  validate(bytes: Uint8Array): boolean;
 }
 export const WebAssembly = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 

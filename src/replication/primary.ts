@@ -190,8 +190,10 @@ export class PrimaryReplica {
    * until then): the guest has been quiet since (`epochMergeQuietHostMs`).
    */
   private lastDisturbedMs: number | undefined;
-  /** Instructions a merged epoch runs between looks at what waits, in this step (see runEpoch). */
-  private mergeChunkInstructions = epochMergeChunkInstructions;
+  /** This step began with the guest quiet (`quietAfterMs`): its epochs merge in longer chunks (see runEpoch). */
+  private quietStep = false;
+  /** How fast the last chunk of a merged epoch ran, instructions per host millisecond (0: not yet known). */
+  private chunkInstructionsPerMs = 0;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
   private logBytesSent = 0;
   private messagesSent = 0;
@@ -605,7 +607,7 @@ export class PrimaryReplica {
     this.lastDisturbedMs ??= now;
     const quiet = now - this.lastDisturbedMs >= quietAfterMs;
     const untilMs = now + (quiet ? epochMergeQuietHostMs : epochMergeHostMs);
-    this.mergeChunkInstructions = quiet ? epochMergeQuietChunkInstructions : epochMergeChunkInstructions;
+    this.quietStep = quiet;
     const startRetired = this.machine.retiredInstructions;
     let goesOn = this.runEpoch(now, untilMs);
     while (goesOn && this.runsOn(untilMs, startRetired)) goesOn = this.runEpoch(this.io.nowMs(), untilMs);
@@ -691,32 +693,35 @@ export class PrimaryReplica {
     // wait for the rest of a long epoch. The backup follows the recorded end, as for any early end.
     const instructions = machine.isIdle ? 0 : this.holdsOutputs ? Math.min(this.options.epochInstructions, heldOutputsEpochInstructions) : this.options.epochInstructions;
     const recorded = (): number => this.environment.recordedCount;
-    const startedMs = this.io.nowMs();
-    let result = runWithinReads(machine, instructions, plan.readsMax, recorded);
-    if (instructions === this.options.epochInstructions && this.options.fixedEpochs !== true && this.joiner() === undefined) {
-      // A boundary with nothing to deliver is skipped (ReplicationOptions.fixedEpochs): only
-      // what this step can know of changes meanwhile (the clock, the guest's outputs), and the
-      // step lasts no longer than the run loop goes between looks at its sockets anyway. Not
-      // while a backup joins: its copy goes on between steps.
-      // Short epochs go on several at a time (whole epochs, so that the boundary stays on the
-      // grid): each look costs a return from the CPU tier, whose blocks never run past a
-      // budget (the tail of each 1K-instruction epoch ran on the interpreter). What a look
-      // finds that the chunk hid is only the clock past a deadline, and a guest's output that
-      // does not stop the hart: each waits at most a chunk more (epochMergeChunkInstructions).
-      // Once the guest has computed undisturbed for a while, a chunk is what the last one ran
-      // in epochMergeQuietLookMs, up to epochMergeQuietChunkInstructions: the translation
-      // tier's million instructions, the interpreter's hundred thousand (Linux's kernel, whose
-      // timers a long chunk would delay).
-      const chunkEpochsMax = Math.max(1, Math.floor(this.mergeChunkInstructions / instructions));
-      let length = instructions;
-      let lookedMs = startedMs;
-      for (let epochs = 1; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
+    // A boundary with nothing to deliver is skipped (ReplicationOptions.fixedEpochs): only
+    // what this step can know of changes meanwhile (the clock, the guest's outputs), and the
+    // step lasts no longer than the run loop goes between looks at its sockets anyway. Not
+    // while a backup joins: its copy goes on between steps.
+    const merging = instructions === this.options.epochInstructions && this.options.fixedEpochs !== true && this.joiner() === undefined;
+    // Epochs go on several at a time (whole epochs, so that the boundary stays on the grid):
+    // each look costs a return from the CPU tier, whose blocks never run past a budget (the
+    // interpreter runs the rest of the block, and the next call starts in the middle of one).
+    // What a look finds that the chunk hid is only the clock past a deadline, and a guest's
+    // output that does not stop the hart: each waits at most a chunk more. A chunk is what the
+    // last one ran in epochMergeQuietLookMs, up to epochMergeChunkInstructions, or
+    // epochMergeQuietChunkInstructions once the guest has computed undisturbed for a while:
+    // the translation tier's million instructions, the interpreter's two hundred thousand
+    // (Linux's kernel, whose timers a long chunk would hold back). The first chunk is one
+    // epoch, unless the guest is quiet and nothing waits for its boundary already (input that
+    // came between steps).
+    const chunkInstructions = this.quietStep ? epochMergeQuietChunkInstructions : epochMergeChunkInstructions;
+    const chunkEpochsMax = merging ? Math.min(epochMergeMax, Math.max(1, Math.floor(chunkInstructions / instructions))) : 1;
+    const chunkEpochs = (): number => Math.min(chunkEpochsMax, Math.max(1, Math.floor((this.chunkInstructionsPerMs * epochMergeQuietLookMs) / instructions)));
+    let length = merging && this.quietStep && !this.eventsWaiting() ? instructions * chunkEpochs() : instructions;
+    let lookedMs = this.io.nowMs();
+    let result = runWithinReads(machine, length, plan.readsMax, recorded);
+    if (merging) {
+      for (let epochs = length / instructions; epochs < epochMergeMax && result.reason === 'budget' && result.retired === length; epochs += length / instructions) {
         const lookMs = this.io.nowMs();
+        this.chunkInstructionsPerMs = length / Math.max(lookMs - lookedMs, 1e-3);
         if (machine.power !== undefined || machine.stoppedForOutput || machine.hasOutputs || this.eventsWaiting() || lookMs >= untilMs) break;
-        const perMs = length / Math.max(lookMs - lookedMs, epochMergeQuietLookMs / 1000);
-        const chunkEpochs = Math.min(chunkEpochsMax, Math.max(1, Math.floor((perMs * epochMergeQuietLookMs) / instructions)));
         lookedMs = lookMs;
-        length = instructions * Math.min(chunkEpochs, epochMergeMax - epochs);
+        length = instructions * Math.min(chunkEpochs(), epochMergeMax - epochs);
         result = runWithinReads(machine, length, plan.readsMax, recorded);
       }
     }

@@ -703,6 +703,7 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   const paced = Math.floor((perMs * epochMergeQuietLookMs) / epoch) * epoch;
   assert.ok(slowMachine.retiredInstructions - slowStart > looks * perLook + epoch, 'a quiet step');
   assert.ok(budgets.length > 3 && budgets.every((budget) => budget <= paced) && budgets.filter((budget) => budget === paced).length > 3, `chunks of ${paced}: ${budgets.join(' ')}`);
+  assert.equal(budgets[0], paced, 'the first chunk too: the pace is known from the last step, and nothing waits');
 
   // Fixed epochs, as in the paper: every boundary.
   const fixed = joined({ program: computing, options: { ...options, fixedEpochs: true } });

@@ -14,7 +14,7 @@ import type { ReplicaEnvironment } from './environment.js';
 import { copyPagesPerMessageMax, diskReadBytes, epochEntryWireBytes, eventWireBytes, stateChunkBytes, type EpochEntry, type Message, type ReplicaIdentity, type SharedRead } from './messages.js';
 import { consoleInputPerEntryBytesMax, planEntry, runWithinReads } from './entry-budget.js';
 import {
-  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeQuietChunkInstructions, epochMergeMax, epochMergeQuietHostMs, epochMergeQuietLookMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin, unacknowledgedLogBytesMax, validateOptions,
+  describeGuestEnd, diskReadBytesPerEpochMax, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeQuietChunkInstructions, epochMergeMax, epochMergeQuietHostMs, epochMergeLookMs, heldWriteBytesMax, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin, unacknowledgedLogBytesMax, validateOptions,
   type PeerId, type ReplicaEnd, type ReplicaIo, type ReplicaStatus, type ReplicationOptions, type StepResult,
 } from './replica.js';
 import { assert } from '../machine/assert.js';
@@ -703,7 +703,7 @@ export class PrimaryReplica {
     // interpreter runs the rest of the block, and the next call starts in the middle of one).
     // What a look finds that the chunk hid is only the clock past a deadline, and a guest's
     // output that does not stop the hart: each waits at most a chunk more. A chunk is what the
-    // last one ran in epochMergeQuietLookMs, up to epochMergeChunkInstructions, or
+    // last one ran in epochMergeLookMs, up to epochMergeChunkInstructions, or
     // epochMergeQuietChunkInstructions once the guest has computed undisturbed for a while:
     // the translation tier's million instructions, the interpreter's two hundred thousand
     // (Linux's kernel, whose timers a long chunk would hold back). The first chunk is one
@@ -711,7 +711,7 @@ export class PrimaryReplica {
     // came between steps).
     const chunkInstructions = this.quietStep ? epochMergeQuietChunkInstructions : epochMergeChunkInstructions;
     const chunkEpochsMax = merging ? Math.min(epochMergeMax, Math.max(1, Math.floor(chunkInstructions / instructions))) : 1;
-    const chunkEpochs = (): number => Math.min(chunkEpochsMax, Math.max(1, Math.floor((this.chunkInstructionsPerMs * epochMergeQuietLookMs) / instructions)));
+    const chunkEpochs = (): number => Math.min(chunkEpochsMax, Math.max(1, Math.floor((this.chunkInstructionsPerMs * epochMergeLookMs) / instructions)));
     let length = merging && this.quietStep && !this.eventsWaiting() ? instructions * chunkEpochs() : instructions;
     let lookedMs = this.io.nowMs();
     let result = runWithinReads(machine, length, plan.readsMax, recorded);

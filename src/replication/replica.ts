@@ -188,12 +188,12 @@ export const epochMergeChunkInstructions = 65_536;
  */
 export const epochMergeQuietChunkInstructions = 1_048_576;
 /**
- * ... as many as the last chunk ran in this long: a million instructions of the translation
- * tier, two hundred thousand of the interpreter. A million on the interpreter (Linux's kernel,
- * some 100 MIPS) took ten milliseconds, and the timers it held back slowed Linux's writes to
- * disk by some 5%.
+ * A chunk is at most as many instructions as the last one ran in this long (it is the quiet
+ * steps' chunks it bounds): a million instructions of the translation tier, two hundred
+ * thousand of the interpreter. A million on the interpreter (Linux's kernel, some 100 MIPS)
+ * took ten milliseconds, and the timers it held back slowed Linux's writes to disk by some 5%.
  */
-export const epochMergeQuietLookMs = 2;
+export const epochMergeLookMs = 2;
 /** Most epochs whose outputs may wait for acknowledgement before the primary pauses. */
 export const pendingEpochsMax = 4096;
 /**

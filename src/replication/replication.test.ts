@@ -21,7 +21,7 @@ import { environmentReadsPerInstructionMax } from '../machine/environment.js';
 import { PrimaryReplica } from './primary.js';
 import { BackupReplica } from './backup.js';
 import {
-  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietChunkInstructions, epochMergeQuietHostMs, epochMergeQuietLookMs, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin,
+  backupQueueEpochsLimit, backupQueueEpochsMax, defaultReplicationOptions, digestDue, epochMergeChunkInstructions, epochMergeHostMs, epochMergeMax, epochMergeQuietChunkInstructions, epochMergeQuietHostMs, epochMergeLookMs, epochInstructionsMax, epochInstructionsMin, nextEpochStart, pendingEpochsMax, quietAfterMs, stepInstructionsMin,
   type ArbiterAnswer, type ArbiterRecord, type ReplicaIo, type ReplicationOptions,
 } from './replica.js';
 
@@ -686,7 +686,7 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
 
   // A slow tier (host time passes with the instructions: a millisecond for 100K, the
   // interpreter's pace): a quiet step's chunks are what the last one ran in
-  // epochMergeQuietLookMs, not a million instructions (a timer's deadline waits no longer).
+  // epochMergeLookMs, not a million instructions (a timer's deadline waits no longer).
   const slow = joined({ program: computing });
   const slowMachine = slow.primary.currentMachine;
   const perMs = 100_000;
@@ -700,7 +700,7 @@ test('a boundary with nothing to deliver is skipped: up to the cap, or the step\
   };
   const slowStart = slowMachine.retiredInstructions;
   slow.primary.step();
-  const paced = Math.floor((perMs * epochMergeQuietLookMs) / epoch) * epoch;
+  const paced = Math.floor((perMs * epochMergeLookMs) / epoch) * epoch;
   assert.ok(slowMachine.retiredInstructions - slowStart > looks * perLook + epoch, 'a quiet step');
   assert.ok(budgets.length > 3 && budgets.every((budget) => budget <= paced) && budgets.filter((budget) => budget === paced).length > 3, `chunks of ${paced}: ${budgets.join(' ')}`);
   assert.equal(budgets[0], paced, 'the first chunk too: the pace is known from the last step, and nothing waits');

@@ -33,7 +33,7 @@ on stderr; the report (Markdown, JSON and SVGs, named by date), rewritten after 
 The full sweep: cpubench, diskbench, and Linux's benchmarks and its network service (when
 .cache/linux/Image exists); epochs of ${fullEpochs.map(epochLabel).join(', ')} instructions;
 original and relaxed; the link unthrottled at every epoch length, 155 and 10 Mbit/s at
-${fullThrottledEpochs.map(epochLabel).join(', ')}; two runs a cell: ${fullCells} cells, about 70 minutes on a two-core machine.
+${fullThrottledEpochs.map(epochLabel).join(', ')}; two runs a cell: ${fullCells} cells, about 20 minutes on a two-core machine.
 
 options:
   --quick              a small subset in a few minutes: cpubench and diskbench, epochs 4K and

@@ -94,8 +94,6 @@ export class Machine {
   private outputStop = false;
   /** Environment readings the current `run` may still make (its `readingsMax`, less those made). */
   private readingsLeft = Infinity;
-  /** The current `run` ends (or ended) because its readings' room ran out. */
-  private readingsFull = false;
   private htif: { tohost: number; fromhost: number | undefined } | undefined;
   /** Every device's state, by name (the name says which device differs when digests do). */
   private readonly stateful: { readonly name: string; readonly part: Snapshottable }[] = [];
@@ -195,9 +193,7 @@ export class Machine {
    * instruction might not fit, the run ends after this one.
    */
   private countReading(): void {
-    if (--this.readingsLeft >= environmentReadsPerInstructionMax || this.readingsFull) return;
-    this.readingsFull = true;
-    this.hart.requestStop();
+    if (--this.readingsLeft < environmentReadsPerInstructionMax) this.hart.requestStop();
   }
 
   /**
@@ -358,15 +354,14 @@ export class Machine {
   run(budget: number, readingsMax = Infinity): RunResult {
     this.outputStop = false;
     this.readingsLeft = readingsMax;
-    this.readingsFull = readingsMax < environmentReadsPerInstructionMax;
     if (this.lockstep !== undefined) this.lockstep.prepare();
     // No room for one instruction's readings: nothing runs (pending interrupts are still taken).
-    let allowed = this.readingsFull ? 0 : budget;
+    let allowed = readingsMax < environmentReadsPerInstructionMax ? 0 : budget;
     if (this.rngSeedAddress !== undefined && allowed > 0) {
       this.fillRngSeed(this.rngSeedAddress);
       // Its readings count as the first instruction's (the worst instruction, entry-budget.test.ts),
       // which still runs. A stop asked for before the hart runs is forgotten: the budget says it.
-      if (this.readingsFull) allowed = 1;
+      if (this.readingsLeft < environmentReadsPerInstructionMax) allowed = 1;
     }
     const result = this.hart.run(allowed);
     if (this.lockstep !== undefined) this.lockstep.verify();

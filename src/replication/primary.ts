@@ -190,8 +190,6 @@ export class PrimaryReplica {
    * until then): the guest has been quiet since (`epochMergeQuietHostMs`).
    */
   private lastDisturbedMs: number | undefined;
-  /** This step began with the guest quiet (`quietAfterMs`): its epochs merge in longer chunks (see runEpoch). */
-  private quietStep = false;
   /** How fast the last chunk of a merged epoch ran, instructions per host millisecond (0: not yet known). */
   private chunkInstructionsPerMs = 0;
   private finished: { end: ReplicaEnd; reason: string } | undefined;
@@ -607,10 +605,9 @@ export class PrimaryReplica {
     this.lastDisturbedMs ??= now;
     const quiet = now - this.lastDisturbedMs >= quietAfterMs;
     const untilMs = now + (quiet ? epochMergeQuietHostMs : epochMergeHostMs);
-    this.quietStep = quiet;
     const startRetired = this.machine.retiredInstructions;
-    let goesOn = this.runEpoch(now, untilMs);
-    while (goesOn && this.runsOn(untilMs, startRetired)) goesOn = this.runEpoch(this.io.nowMs(), untilMs);
+    let goesOn = this.runEpoch(now, untilMs, quiet);
+    while (goesOn && this.runsOn(untilMs, startRetired)) goesOn = this.runEpoch(this.io.nowMs(), untilMs, quiet);
     if (this.role === 'protected') this.controlLag(now);
     return { kind: 'progress' };
   }
@@ -677,9 +674,10 @@ export class PrimaryReplica {
 
   /**
    * Runs an epoch and sends its entry; true if the step may go on (`runsOn`): the epoch ended at
-   * an output dealt with at once, or its boundary delivered only the clock.
+   * an output dealt with at once, or its boundary delivered only the clock. `quiet`: the step
+   * began with the guest quiet (`quietAfterMs`): its epochs merge in longer chunks.
    */
-  private runEpoch(now: number, untilMs: number): boolean {
+  private runEpoch(now: number, untilMs: number, quiet: boolean): boolean {
     const machine = this.machine;
     const epoch = this.epoch + 1;
     // The entry's budget (entry-budget.ts): the completions it delivers come first; what they
@@ -709,10 +707,10 @@ export class PrimaryReplica {
     // (Linux's kernel, whose timers a long chunk would hold back). The first chunk is one
     // epoch, unless the guest is quiet and nothing waits for its boundary already (input that
     // came between steps).
-    const chunkInstructions = this.quietStep ? epochMergeQuietChunkInstructions : epochMergeChunkInstructions;
+    const chunkInstructions = quiet ? epochMergeQuietChunkInstructions : epochMergeChunkInstructions;
     const chunkEpochsMax = merging ? Math.min(epochMergeMax, Math.max(1, Math.floor(chunkInstructions / instructions))) : 1;
     const chunkEpochs = (): number => Math.min(chunkEpochsMax, Math.max(1, Math.floor((this.chunkInstructionsPerMs * epochMergeLookMs) / instructions)));
-    let length = merging && this.quietStep && !this.eventsWaiting() ? instructions * chunkEpochs() : instructions;
+    let length = merging && quiet && !this.eventsWaiting() ? instructions * chunkEpochs() : instructions;
     let lookedMs = this.io.nowMs();
     let result = runWithinReads(machine, length, plan.readsMax, recorded);
     if (merging) {
